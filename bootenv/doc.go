@@ -1,0 +1,20 @@
+// Package bootenv holds keel's boot state: one Record with every slot's
+// state, the active (last good) slot, the slot on trial, a monotonic
+// generation, the recovery request and the outcome of the last boot.
+//
+// The package has two halves that never meet in one function:
+//
+//   - Pure transitions (Init, Try, Select, MarkGood, MarkBad, SetActive,
+//     RequestRecovery) take a Record and return a new one. They do no I/O,
+//     so the boot decision is table-tested and model-checked over every
+//     reachable state (see model_test.go).
+//   - A Store (Load/Commit of the whole Record) persists it. Backends live
+//     in sub-packages: ubootenv (a U-Boot environment, single or redundant,
+//     on a file, block device or MTD), efivars (one UEFI variable through
+//     efivarfs) and memstore (in memory, with injected power cuts). The
+//     storetest package is the conformance suite every backend passes.
+//
+// A Record is stored as keel_* variables (see Encode and Decode), so a
+// U-Boot environment carries it next to the board's own variables, and the
+// UEFI backend stores the same variables in one variable's payload.
+package bootenv

@@ -1,0 +1,170 @@
+package bootenv
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// VarPrefix starts the name of every variable that holds the record.
+const VarPrefix = "keel_"
+
+// FormatVersion is the record format this keel writes and reads. A newer
+// format is refused with a clear error rather than half understood.
+const FormatVersion = "1"
+
+// Var is one name=value pair of the encoded record.
+type Var struct{ Name, Value string }
+
+// Record variables (format 1). Variables with empty values are left out:
+// U-Boot treats "name=" as a deletion.
+//
+//	keel_format=1
+//	keel_slots=a,b
+//	keel_active=a
+//	keel_trial=b
+//	keel_generation=7
+//	keel_recovery=<reason>
+//	keel_last_slot=b keel_last_mode=trial keel_last_reason=<text>
+//	keel_slot_<name>_state=good|trial|bad|empty
+//	keel_slot_<name>_tries=<n>        (trial only)
+//	keel_slot_<name>_version=<text>
+//	keel_slot_<name>_secver=<n>
+//	keel_slot_<name>_reason=<text>
+const (
+	varFormat     = VarPrefix + "format"
+	varSlots      = VarPrefix + "slots"
+	varActive     = VarPrefix + "active"
+	varTrial      = VarPrefix + "trial"
+	varGeneration = VarPrefix + "generation"
+	varRecovery   = VarPrefix + "recovery"
+	varLastSlot   = VarPrefix + "last_slot"
+	varLastMode   = VarPrefix + "last_mode"
+	varLastReason = VarPrefix + "last_reason"
+	slotVarPrefix = VarPrefix + "slot_"
+)
+
+// Encode returns the record as keel_* variables, in a fixed order. It does
+// not validate r; stores call Validate before they Encode.
+func Encode(r Record) []Var {
+	var vs []Var
+	add := func(name, value string) {
+		if value != "" {
+			vs = append(vs, Var{name, value})
+		}
+	}
+	add(varFormat, FormatVersion)
+	add(varSlots, strings.Join(r.SlotNames(), ","))
+	add(varActive, r.Active)
+	add(varTrial, r.Trial)
+	add(varGeneration, strconv.FormatUint(r.Generation, 10))
+	add(varRecovery, r.Recovery)
+	add(varLastSlot, r.Last.Slot)
+	add(varLastMode, string(r.Last.Mode))
+	add(varLastReason, r.Last.Reason)
+	for _, s := range r.Slots {
+		p := slotVarPrefix + s.Name + "_"
+		add(p+"state", string(s.State))
+		if s.State == StateTrial {
+			add(p+"tries", strconv.Itoa(s.TriesLeft))
+		}
+		add(p+"version", s.Version)
+		add(p+"secver", strconv.FormatUint(s.SecurityVersion, 10))
+		add(p+"reason", s.Reason)
+	}
+	return vs
+}
+
+// IsRecordVar reports whether name belongs to the keel record.
+func IsRecordVar(name string) bool { return strings.HasPrefix(name, VarPrefix) }
+
+// Decode builds a record from variables (other than keel_* ones, which it
+// ignores). With no keel_* variable at all it returns ErrNoState; any
+// variable it cannot read is an ErrCorrupt error that names it. The result
+// is validated.
+func Decode(vars map[string]string) (Record, error) {
+	kv := map[string]string{}
+	for k, v := range vars {
+		if IsRecordVar(k) {
+			kv[k] = v
+		}
+	}
+	if len(kv) == 0 {
+		return Record{}, ErrNoState
+	}
+	bad := func(format string, args ...any) (Record, error) {
+		return Record{}, fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+	used := map[string]bool{}
+	get := func(name string) string {
+		used[name] = true
+		return kv[name]
+	}
+	switch f := get(varFormat); f {
+	case FormatVersion:
+	case "":
+		return bad("%s is missing (the keel_* variables were not written by keel)", varFormat)
+	default:
+		return bad("%s=%q: this keel reads format %s only; update keel", varFormat, f, FormatVersion)
+	}
+	var r Record
+	names := get(varSlots)
+	if names == "" {
+		return bad("%s is missing", varSlots)
+	}
+	for _, name := range strings.Split(names, ",") {
+		if !ValidSlotName(name) {
+			return bad("%s=%q: slot name %q is not 1-16 characters a-z, 0-9", varSlots, names, name)
+		}
+		r.Slots = append(r.Slots, Slot{Name: name})
+	}
+	r.Active = get(varActive)
+	r.Trial = get(varTrial)
+	g, err := strconv.ParseUint(get(varGeneration), 10, 64)
+	if err != nil {
+		return bad("%s=%q is not a number", varGeneration, kv[varGeneration])
+	}
+	r.Generation = g
+	r.Recovery = get(varRecovery)
+	r.Last = Outcome{Slot: get(varLastSlot), Mode: Mode(get(varLastMode)), Reason: get(varLastReason)}
+	for i := range r.Slots {
+		s := &r.Slots[i]
+		p := slotVarPrefix + s.Name + "_"
+		s.State = State(get(p + "state"))
+		if s.State == "" {
+			return bad("%sstate is missing", p)
+		}
+		if t, ok := kv[p+"tries"]; ok {
+			n, err := strconv.Atoi(get(p + "tries"))
+			if err != nil || n < 0 {
+				return bad("%stries=%q is not a number of tries", p, t)
+			}
+			s.TriesLeft = n
+		}
+		s.Version = get(p + "version")
+		if sv, ok := kv[p+"secver"]; ok {
+			n, err := strconv.ParseUint(get(p+"secver"), 10, 64)
+			if err != nil {
+				return bad("%ssecver=%q is not a number", p, sv)
+			}
+			s.SecurityVersion = n
+		}
+		s.Reason = get(p + "reason")
+	}
+	var extra []string
+	for k := range kv {
+		if !used[k] {
+			extra = append(extra, k)
+		}
+	}
+	if len(extra) > 0 {
+		sort.Strings(extra)
+		return bad("unknown variable(s) %s (not part of record format %s; remove them with `keel env set %s=`)",
+			strings.Join(extra, ", "), FormatVersion, extra[0])
+	}
+	if err := r.Validate(); err != nil {
+		return Record{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return r, nil
+}

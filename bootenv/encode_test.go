@@ -1,0 +1,158 @@
+package bootenv
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func varsMap(vs []Var) map[string]string {
+	m := map[string]string{}
+	for _, v := range vs {
+		m[v.Name] = v.Value
+	}
+	return m
+}
+
+func sampleRecord(t testing.TB) Record {
+	t.Helper()
+	r := must(t)(Init(nil, "a"))
+	r = must(t)(SetSlotInfo(r, "a", "1.0", 1))
+	r = must(t)(SetSlotInfo(r, "b", "2.0 (build 7)", 2))
+	r = must(t)(Try(r, "b", 3))
+	_, r = Select(r)
+	return r
+}
+
+func TestEncodeGolden(t *testing.T) {
+	var b strings.Builder
+	for _, v := range Encode(sampleRecord(t)) {
+		b.WriteString(v.Name + "=" + v.Value + "\n")
+	}
+	golden := filepath.Join("testdata", "record.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if b.String() != string(want) {
+		t.Errorf("encoding changed; got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	recs := []Record{mustInit(t), sampleRecord(t)}
+	r := must(t)(MarkBad(sampleRecord(t), "b", "kernel digest mismatch: want 12ab, got 34cd"))
+	r = must(t)(RequestRecovery(r, "user"))
+	recs = append(recs, r)
+	for _, r := range recs {
+		vs := Encode(r)
+		m := varsMap(vs)
+		m["bootcmd"] = "run distro_bootcmd" // foreign vars are ignored
+		got, err := Decode(m)
+		if err != nil {
+			t.Fatalf("Decode(Encode(%+v)): %v", r, err)
+		}
+		if !got.Equal(r) {
+			t.Errorf("round trip:\n got %+v\nwant %+v", got, r)
+		}
+		for _, v := range vs {
+			if !IsRecordVar(v.Name) || v.Value == "" {
+				t.Errorf("bad var %q=%q", v.Name, v.Value)
+			}
+		}
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	good := varsMap(Encode(sampleRecord(t)))
+	with := func(k, v string) map[string]string {
+		m := map[string]string{}
+		for a, b := range good {
+			m[a] = b
+		}
+		if v == "\x00delete" {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		return m
+	}
+	if _, err := Decode(map[string]string{"bootcmd": "boot"}); !errors.Is(err, ErrNoState) {
+		t.Errorf("no keel vars: %v, want ErrNoState", err)
+	}
+	for _, tc := range []struct {
+		name string
+		m    map[string]string
+		want string
+	}{
+		{"no format", with("keel_format", "\x00delete"), "keel_format is missing"},
+		{"newer format", with("keel_format", "2"), "update keel"},
+		{"no slots", with("keel_slots", "\x00delete"), "keel_slots is missing"},
+		{"bad slot name", with("keel_slots", "a,B"), `slot name "B"`},
+		{"garbage generation", with("keel_generation", "x1"), "keel_generation"},
+		{"garbage tries", with("keel_slot_b_tries", "-1"), "keel_slot_b_tries"},
+		{"garbage secver", with("keel_slot_b_secver", "1.5"), "keel_slot_b_secver"},
+		{"unknown state", with("keel_slot_a_state", "great"), `unknown state "great"`},
+		{"missing state", with("keel_slot_a_state", "\x00delete"), "keel_slot_a_state is missing"},
+		{"unknown var", with("keel_colour", "red"), "keel_colour"},
+		{"var of unknown slot", with("keel_slot_c_state", "good"), "keel_slot_c_state"},
+		{"active not good", with("keel_active", "b"), "active slot b is trial"},
+		{"active unknown", with("keel_active", "z"), `active slot "z" does not exist`},
+		{"two trials", with("keel_slot_a_state", "trial"), "trial"},
+		{"tries on good slot", with("keel_slot_a_tries", "2"), "only a trial slot has tries"},
+		{"unknown mode", with("keel_last_mode", "turbo"), "unknown boot mode"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode(tc.m)
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("err = %v, want ErrCorrupt", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %q, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzDecode feeds Decode arbitrary variables (NUL-separated name=value
+// pairs, as in a U-Boot env): it must never panic, and whatever it accepts
+// must be valid and encode back to the same record.
+func FuzzDecode(f *testing.F) {
+	for _, r := range []Record{sampleRecord(f)} {
+		var b strings.Builder
+		for _, v := range Encode(r) {
+			b.WriteString(v.Name + "=" + v.Value + "\x00")
+		}
+		f.Add(b.String())
+	}
+	f.Add("keel_format=1\x00keel_slots=a\x00keel_generation=1\x00keel_slot_a_state=good\x00")
+	f.Fuzz(func(t *testing.T, data string) {
+		m := map[string]string{}
+		for _, kv := range strings.Split(data, "\x00") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				m[k] = v
+			}
+		}
+		r, err := Decode(m)
+		if err != nil {
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("Decode accepted an invalid record: %v", err)
+		}
+		again, err := Decode(varsMap(Encode(r)))
+		if err != nil || !again.Equal(r) {
+			t.Fatalf("re-encoding changed the record: %v\n%+v\n%+v", err, r, again)
+		}
+	})
+}

@@ -1,0 +1,175 @@
+package bootenv
+
+import (
+	"fmt"
+	"testing"
+)
+
+// event is one thing that can happen to a record: a boot decision or a CLI
+// command.
+type event struct {
+	name string
+	do   func(Record) (Record, Decision, bool, error) // bool: is a Select
+}
+
+func modelEvents(slots []string, maxTries int) []event {
+	var evs []event
+	evs = append(evs, event{"select", func(r Record) (Record, Decision, bool, error) {
+		d, n := Select(r)
+		return n, d, true, nil
+	}})
+	evs = append(evs, event{"request-recovery", func(r Record) (Record, Decision, bool, error) {
+		n, err := RequestRecovery(r, "model")
+		return n, Decision{}, false, err
+	}})
+	evs = append(evs, event{"cancel-recovery", func(r Record) (Record, Decision, bool, error) {
+		n, err := CancelRecovery(r)
+		return n, Decision{}, false, err
+	}})
+	for _, s := range slots {
+		for tries := 1; tries <= maxTries; tries++ {
+			evs = append(evs, event{fmt.Sprintf("try %s %d", s, tries), func(r Record) (Record, Decision, bool, error) {
+				n, err := Try(r, s, tries)
+				return n, Decision{}, false, err
+			}})
+		}
+		evs = append(evs,
+			event{"mark-good " + s, func(r Record) (Record, Decision, bool, error) {
+				n, err := MarkGood(r, s)
+				return n, Decision{}, false, err
+			}},
+			event{"mark-bad " + s, func(r Record) (Record, Decision, bool, error) {
+				n, err := MarkBad(r, s, "model")
+				return n, Decision{}, false, err
+			}},
+			event{"set-active " + s, func(r Record) (Record, Decision, bool, error) {
+				n, err := SetActive(r, s)
+				return n, Decision{}, false, err
+			}},
+		)
+	}
+	return evs
+}
+
+// stateKey identifies a record's state without its generation.
+func stateKey(r Record) string {
+	r.Generation = 0
+	return fmt.Sprintf("%+v", r)
+}
+
+// TestModel walks every state reachable from Init (both slots, tries 0..3,
+// every event) and checks the invariants after each step:
+//   - every record is valid (at most one slot on trial, active good or none);
+//   - the generation increases with every change;
+//   - a boot decision never takes anything from a good slot;
+//   - a normal or fallback boot takes the active slot, which is good;
+//   - a trial boot takes the trial slot and uses exactly one try;
+//   - recovery is chosen only if requested or no slot is bootable;
+//   - from every state, booting repeatedly (no other events) settles on a
+//     normal boot or on recovery within MaxTries+2 boots: no loop.
+func TestModel(t *testing.T) {
+	models := [][]string{{"a", "b"}, {"a", "b", "c"}}
+	if testing.Short() {
+		models = models[:1]
+	}
+	for _, slots := range models {
+		maxTries := 3
+		if len(slots) == 3 {
+			maxTries = 2
+		}
+		start, err := Init(slots, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{stateKey(start): true}
+		queue := []Record{start}
+		events := modelEvents(slots, maxTries)
+		steps := 0
+		for len(queue) > 0 {
+			r := queue[0]
+			queue = queue[1:]
+			checkSettles(t, r)
+			for _, ev := range events {
+				n, d, isSelect, err := ev.do(r)
+				if err != nil {
+					if err := r.Validate(); err != nil {
+						t.Fatalf("%s: refused on an invalid record: %v", ev.name, err)
+					}
+					continue
+				}
+				steps++
+				where := fmt.Sprintf("%s on %s", ev.name, stateKey(r))
+				if err := n.Validate(); err != nil {
+					t.Fatalf("%s: invalid result: %v", where, err)
+				}
+				if n.Generation != r.Generation+1 {
+					t.Fatalf("%s: generation %d -> %d", where, r.Generation, n.Generation)
+				}
+				if isSelect {
+					checkSelect(t, where, r, d, n)
+				}
+				if k := stateKey(n); !seen[k] {
+					seen[k] = true
+					queue = append(queue, n)
+				}
+			}
+		}
+		t.Logf("slots %v: %d reachable states, %d transitions checked", slots, len(seen), steps)
+		if len(slots) == 2 && len(seen) < 50 {
+			t.Errorf("only %d states reached: the model is not exploring", len(seen))
+		}
+	}
+}
+
+func checkSelect(t *testing.T, where string, old Record, d Decision, n Record) {
+	t.Helper()
+	for _, s := range old.Slots {
+		if s.State == StateGood {
+			if ns, _ := n.Slot(s.Name); ns != s {
+				t.Fatalf("%s: good slot %s changed to %+v", where, s.Name, ns)
+			}
+		}
+	}
+	if n.Last != (Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}) {
+		t.Fatalf("%s: last outcome %+v does not match decision %+v", where, n.Last, d)
+	}
+	switch d.Mode {
+	case ModeNormal, ModeFallback:
+		s, _ := n.Slot(d.Slot)
+		if d.Slot != n.Active || s.State != StateGood {
+			t.Fatalf("%s: %s boot of %s, but active is %q and the slot is %s", where, d.Mode, d.Slot, n.Active, s.State)
+		}
+		if d.Mode == ModeNormal && d.Slot != old.Active {
+			t.Fatalf("%s: normal boot of %s, but the active slot was %q", where, d.Slot, old.Active)
+		}
+	case ModeTrial:
+		os, _ := old.Slot(d.Slot)
+		ns, _ := n.Slot(d.Slot)
+		if old.Trial != d.Slot || ns.State != StateTrial || ns.TriesLeft != os.TriesLeft-1 {
+			t.Fatalf("%s: trial boot of %s: before %+v after %+v", where, d.Slot, os, ns)
+		}
+	case ModeRecovery:
+		if old.Recovery != "" {
+			break
+		}
+		for _, s := range n.Slots {
+			if s.State == StateGood || (s.State == StateTrial && s.TriesLeft > 0) {
+				t.Fatalf("%s: recovery chosen but slot %s is %s", where, s.Name, s.State)
+			}
+		}
+	default:
+		t.Fatalf("%s: decision without a mode: %+v", where, d)
+	}
+}
+
+func checkSettles(t *testing.T, r Record) {
+	t.Helper()
+	for i := 0; i < MaxTries+2; i++ {
+		d, n := Select(r)
+		if d.Mode == ModeNormal || d.Mode == ModeRecovery {
+			return
+		}
+		r = n
+	}
+	t.Fatalf("booting %s never settles", stateKey(r))
+}

@@ -1,0 +1,220 @@
+package bootenv
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// State is the state of one slot.
+type State string
+
+// Slot states. A slot is empty until something is installed in it, on
+// trial while an update is being tried, good once the OS marked it good,
+// and bad when its trial ran out of tries, it failed verification, or it
+// was marked bad.
+const (
+	StateEmpty State = "empty"
+	StateTrial State = "trial"
+	StateGood  State = "good"
+	StateBad   State = "bad"
+)
+
+func (s State) valid() bool {
+	switch s {
+	case StateEmpty, StateTrial, StateGood, StateBad:
+		return true
+	}
+	return false
+}
+
+// Mode says why a boot took the slot it took. It is recorded in the Record
+// (Last) and, by keel-init, measured into PCR 8.
+type Mode string
+
+// Boot modes.
+const (
+	ModeNone     Mode = ""         // no boot decided yet
+	ModeNormal   Mode = "normal"   // the active good slot
+	ModeTrial    Mode = "trial"    // the slot on trial, one try used
+	ModeFallback Mode = "fallback" // a good slot, because the preferred one failed
+	ModeRecovery Mode = "recovery" // no slot: recovery from the seed
+)
+
+func (m Mode) valid() bool {
+	switch m {
+	case ModeNone, ModeNormal, ModeTrial, ModeFallback, ModeRecovery:
+		return true
+	}
+	return false
+}
+
+// MaxTries bounds the tries a trial may be given.
+const MaxTries = 100
+
+// MaxSlots bounds the number of slots in a record.
+const MaxSlots = 8
+
+// Slot is one slot's entry in the Record.
+type Slot struct {
+	Name            string `json:"-"`
+	State           State  `json:"state"`
+	TriesLeft       int    `json:"tries_left"`
+	Version         string `json:"version,omitempty"`
+	SecurityVersion uint64 `json:"security_version"`
+	// Reason says why the slot went bad (empty otherwise).
+	Reason string `json:"reason,omitempty"`
+}
+
+// Outcome is the last boot decision.
+type Outcome struct {
+	Slot   string `json:"slot,omitempty"`
+	Mode   Mode   `json:"mode,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Record is the whole boot state. Every change writes the whole record in
+// one Commit.
+type Record struct {
+	Slots []Slot
+	// Active is the last good slot: the one a normal boot takes, and the
+	// fallback while another slot is on trial. Empty when no slot is good.
+	Active string
+	// Trial is the slot on trial, if any.
+	Trial string
+	// Generation increases with every change of the record.
+	Generation uint64
+	// Recovery is a pending recovery request (its reason), if any.
+	Recovery string
+	// Last is the outcome of the last boot decision.
+	Last Outcome
+}
+
+// Clone returns a deep copy of r.
+func (r Record) Clone() Record {
+	r.Slots = slices.Clone(r.Slots)
+	return r
+}
+
+// Slot returns the named slot.
+func (r Record) Slot(name string) (Slot, bool) {
+	i := r.index(name)
+	if i < 0 {
+		return Slot{}, false
+	}
+	return r.Slots[i], true
+}
+
+// SlotNames lists the slots in order.
+func (r Record) SlotNames() []string {
+	names := make([]string, len(r.Slots))
+	for i, s := range r.Slots {
+		names[i] = s.Name
+	}
+	return names
+}
+
+func (r Record) index(name string) int {
+	for i, s := range r.Slots {
+		if s.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Equal reports whether r and o hold the same state, generation included.
+func (r Record) Equal(o Record) bool {
+	return r.Generation == o.Generation && r.SameState(o)
+}
+
+// SameState reports whether r and o hold the same state, ignoring the
+// generation: a transition that changes nothing else need not be committed.
+func (r Record) SameState(o Record) bool {
+	return slices.Equal(r.Slots, o.Slots) && r.Active == o.Active && r.Trial == o.Trial &&
+		r.Recovery == o.Recovery && r.Last == o.Last
+}
+
+// ValidSlotName reports whether name can name a slot: 1 to 16 characters
+// from [a-z0-9], so that it fits in a U-Boot variable name and a kernel
+// command line without quoting.
+func ValidSlotName(name string) bool {
+	if len(name) == 0 || len(name) > 16 {
+		return false
+	}
+	for _, c := range name {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func (r Record) unknownSlot(name string) error {
+	return fmt.Errorf("%w %q: this device has slots %s", ErrUnknownSlot, name, strings.Join(r.SlotNames(), ", "))
+}
+
+// Validate checks the invariants every stored record keeps: valid and
+// unique slot names, known states, tries only on the trial slot, at most one
+// slot on trial and it is the one Trial names, and Active empty or naming a
+// good slot.
+func (r Record) Validate() error {
+	if len(r.Slots) == 0 {
+		return fmt.Errorf("%w: no slots", ErrInvalidRecord)
+	}
+	if len(r.Slots) > MaxSlots {
+		return fmt.Errorf("%w: %d slots, at most %d", ErrInvalidRecord, len(r.Slots), MaxSlots)
+	}
+	trials := 0
+	for i, s := range r.Slots {
+		if !ValidSlotName(s.Name) {
+			return fmt.Errorf("%w: slot name %q: use 1-16 characters a-z, 0-9", ErrInvalidRecord, s.Name)
+		}
+		if r.index(s.Name) != i {
+			return fmt.Errorf("%w: slot %q listed twice", ErrInvalidRecord, s.Name)
+		}
+		if !s.State.valid() {
+			return fmt.Errorf("%w: slot %s: unknown state %q (want good, trial, bad or empty)", ErrInvalidRecord, s.Name, s.State)
+		}
+		if s.TriesLeft < 0 || s.TriesLeft > MaxTries {
+			return fmt.Errorf("%w: slot %s: tries left %d out of range 0..%d", ErrInvalidRecord, s.Name, s.TriesLeft, MaxTries)
+		}
+		if s.State != StateTrial && s.TriesLeft != 0 {
+			return fmt.Errorf("%w: slot %s is %s but has %d tries left (only a trial slot has tries)", ErrInvalidRecord, s.Name, s.State, s.TriesLeft)
+		}
+		if s.State == StateTrial {
+			trials++
+			if r.Trial != s.Name {
+				return fmt.Errorf("%w: slot %s is on trial but the record's trial slot is %q", ErrInvalidRecord, s.Name, r.Trial)
+			}
+		}
+		if strings.ContainsAny(s.Version, "\x00\n") || strings.ContainsAny(s.Reason, "\x00\n") {
+			return fmt.Errorf("%w: slot %s: version and reason must be one line", ErrInvalidRecord, s.Name)
+		}
+	}
+	if trials > 1 {
+		return fmt.Errorf("%w: %d slots on trial, at most one", ErrInvalidRecord, trials)
+	}
+	if r.Trial != "" && trials == 0 {
+		return fmt.Errorf("%w: trial slot %q is not in state trial", ErrInvalidRecord, r.Trial)
+	}
+	if r.Active != "" {
+		s, ok := r.Slot(r.Active)
+		if !ok {
+			return fmt.Errorf("%w: active slot %q does not exist", ErrInvalidRecord, r.Active)
+		}
+		if s.State != StateGood {
+			return fmt.Errorf("%w: active slot %s is %s, not good", ErrInvalidRecord, r.Active, s.State)
+		}
+	}
+	if !r.Last.Mode.valid() {
+		return fmt.Errorf("%w: unknown boot mode %q", ErrInvalidRecord, r.Last.Mode)
+	}
+	if r.Last.Slot != "" && r.index(r.Last.Slot) < 0 {
+		return fmt.Errorf("%w: last boot names unknown slot %q", ErrInvalidRecord, r.Last.Slot)
+	}
+	if strings.ContainsAny(r.Recovery+r.Last.Reason, "\x00\n") {
+		return fmt.Errorf("%w: reasons must be one line", ErrInvalidRecord)
+	}
+	return nil
+}

@@ -1,0 +1,263 @@
+package bootenv
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultSlots returns the slot names used when none are given: a and b.
+func DefaultSlots() []string { return []string{"a", "b"} }
+
+// Init returns a new record: every slot empty but active, which is good.
+// The generation starts at 1; use InitFrom to re-initialise over an existing
+// record and keep the generation increasing.
+func Init(slots []string, active string) (Record, error) {
+	return InitFrom(Record{}, slots, active)
+}
+
+// InitFrom is Init for a device that already has a record (possibly
+// corrupt): the new record's generation continues from prev's.
+func InitFrom(prev Record, slots []string, active string) (Record, error) {
+	if len(slots) == 0 {
+		slots = DefaultSlots()
+	}
+	r := Record{Generation: prev.Generation + 1}
+	for _, name := range slots {
+		r.Slots = append(r.Slots, Slot{Name: name, State: StateEmpty})
+	}
+	i := r.index(active)
+	if i < 0 {
+		return Record{}, fmt.Errorf("%w: active slot %q is not one of %s", ErrRefused, active, strings.Join(slots, ","))
+	}
+	r.Slots[i].State = StateGood
+	r.Active = active
+	if err := r.Validate(); err != nil {
+		return Record{}, err
+	}
+	return r, nil
+}
+
+// Decision is the outcome of Select: the slot to boot (with the mode and the
+// reason), or recovery.
+type Decision struct {
+	Slot   string `json:"slot,omitempty"`
+	Mode   Mode   `json:"mode"`
+	Reason string `json:"reason"`
+}
+
+// Recovery reports whether the decision is to boot recovery.
+func (d Decision) Recovery() bool { return d.Mode == ModeRecovery }
+
+func (d Decision) String() string {
+	if d.Recovery() {
+		return "recovery"
+	}
+	return d.Slot
+}
+
+// Select is the boot-time decision, a pure function of the record. It
+// returns which slot to boot (or recovery) and the new record, which the
+// caller commits before it hands control to the slot:
+//
+//  1. a pending recovery request boots recovery;
+//  2. the slot on trial boots if it has tries left, and loses one; with no
+//     tries left it becomes bad;
+//  3. otherwise the active good slot boots (mode fallback if a trial just
+//     ran out);
+//  4. otherwise the first good slot boots and becomes active (fallback);
+//  5. otherwise recovery: no bootable slot.
+//
+// A good slot never loses anything here: a power cut or a user's reboot
+// cannot push a healthy device back to an older slot.
+func Select(r Record) (Decision, Record) {
+	n := r.Clone()
+	n.Generation++
+	d := decide(&n)
+	n.Last = Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
+	return d, n
+}
+
+func decide(n *Record) Decision {
+	if n.Recovery != "" {
+		return Decision{Mode: ModeRecovery, Reason: "recovery requested: " + n.Recovery}
+	}
+	failed := ""
+	if n.Trial != "" {
+		i := n.index(n.Trial)
+		s := &n.Slots[i]
+		if s.TriesLeft > 0 {
+			s.TriesLeft--
+			return Decision{Slot: s.Name, Mode: ModeTrial,
+				Reason: fmt.Sprintf("trial of slot %s, %d tries left after this boot", s.Name, s.TriesLeft)}
+		}
+		s.State = StateBad
+		s.Reason = "trial failed: no tries left and never marked good"
+		failed = s.Name
+		n.Trial = ""
+	}
+	if n.Active != "" {
+		if failed != "" {
+			return Decision{Slot: n.Active, Mode: ModeFallback,
+				Reason: fmt.Sprintf("slot %s failed its trial; back to slot %s", failed, n.Active)}
+		}
+		return Decision{Slot: n.Active, Mode: ModeNormal, Reason: "active slot " + n.Active}
+	}
+	for _, s := range n.Slots {
+		if s.State == StateGood {
+			n.Active = s.Name
+			return Decision{Slot: s.Name, Mode: ModeFallback,
+				Reason: fmt.Sprintf("no active slot; slot %s is good", s.Name)}
+		}
+	}
+	var why []string
+	for _, s := range n.Slots {
+		w := s.Name + " " + string(s.State)
+		if s.Reason != "" {
+			w += " (" + s.Reason + ")"
+		}
+		why = append(why, w)
+	}
+	return Decision{Mode: ModeRecovery, Reason: "no bootable slot: " + strings.Join(why, "; ")}
+}
+
+// Try puts slot on trial for exactly tries boots: the next tries decisions
+// boot it (each using one try) and the one after marks it bad and falls back
+// to the active slot, unless the slot is marked good before. A slot already
+// on trial is given the new count; another slot on trial is superseded and
+// marked bad. The active slot cannot be tried: it is already good.
+func Try(r Record, slot string, tries int) (Record, error) {
+	if tries < 1 || tries > MaxTries {
+		return Record{}, fmt.Errorf("%w: tries %d: give 1..%d", ErrRefused, tries, MaxTries)
+	}
+	i := r.index(slot)
+	if i < 0 {
+		return Record{}, r.unknownSlot(slot)
+	}
+	if r.Active == slot {
+		return Record{}, fmt.Errorf("%w: slot %s is the active good slot; install the update into another slot and try that one", ErrRefused, slot)
+	}
+	n := r.Clone()
+	n.Generation++
+	if n.Trial != "" && n.Trial != slot {
+		j := n.index(n.Trial)
+		n.Slots[j] = Slot{Name: n.Trial, State: StateBad, Version: n.Slots[j].Version,
+			SecurityVersion: n.Slots[j].SecurityVersion, Reason: "trial superseded by a trial of slot " + slot}
+	}
+	n.Slots[i].State = StateTrial
+	n.Slots[i].TriesLeft = tries
+	n.Slots[i].Reason = ""
+	n.Trial = slot
+	return n, nil
+}
+
+// MarkGood marks slot good and makes it the active slot; a trial of it ends.
+// An empty slot cannot be marked good: nothing is installed in it.
+func MarkGood(r Record, slot string) (Record, error) {
+	i := r.index(slot)
+	if i < 0 {
+		return Record{}, r.unknownSlot(slot)
+	}
+	if r.Slots[i].State == StateEmpty {
+		return Record{}, fmt.Errorf("%w: slot %s is empty: install an image and `keel try %s` first", ErrRefused, slot, slot)
+	}
+	n := r.Clone()
+	n.Generation++
+	n.Slots[i].State = StateGood
+	n.Slots[i].TriesLeft = 0
+	n.Slots[i].Reason = ""
+	n.Active = slot
+	if n.Trial == slot {
+		n.Trial = ""
+	}
+	return n, nil
+}
+
+// MarkBad marks slot bad with the reason. If it was active, the next good
+// slot (in slot order) becomes active; with none left the next boot is
+// recovery.
+func MarkBad(r Record, slot, reason string) (Record, error) {
+	i := r.index(slot)
+	if i < 0 {
+		return Record{}, r.unknownSlot(slot)
+	}
+	if reason == "" {
+		reason = "marked bad"
+	}
+	n := r.Clone()
+	n.Generation++
+	n.Slots[i].State = StateBad
+	n.Slots[i].TriesLeft = 0
+	n.Slots[i].Reason = oneLine(reason)
+	if n.Trial == slot {
+		n.Trial = ""
+	}
+	if n.Active == slot {
+		n.Active = ""
+		for _, s := range n.Slots {
+			if s.State == StateGood {
+				n.Active = s.Name
+				break
+			}
+		}
+	}
+	return n, nil
+}
+
+// SetActive makes a good slot the active one: the slot normal boots take.
+// A pending trial still boots first.
+func SetActive(r Record, slot string) (Record, error) {
+	i := r.index(slot)
+	if i < 0 {
+		return Record{}, r.unknownSlot(slot)
+	}
+	if st := r.Slots[i].State; st != StateGood {
+		return Record{}, fmt.Errorf("%w: slot %s is %s, only a good slot can be active; `keel try %s` boots it on trial", ErrRefused, slot, st, slot)
+	}
+	n := r.Clone()
+	n.Generation++
+	n.Active = slot
+	return n, nil
+}
+
+// SetSlotInfo records the version and security version of what is
+// installed in slot.
+func SetSlotInfo(r Record, slot, version string, securityVersion uint64) (Record, error) {
+	i := r.index(slot)
+	if i < 0 {
+		return Record{}, r.unknownSlot(slot)
+	}
+	if strings.ContainsAny(version, "\x00\n") {
+		return Record{}, fmt.Errorf("%w: version %q must be one line", ErrRefused, version)
+	}
+	n := r.Clone()
+	n.Generation++
+	n.Slots[i].Version = version
+	n.Slots[i].SecurityVersion = securityVersion
+	return n, nil
+}
+
+// RequestRecovery asks the next boot to go to recovery, for the reason.
+func RequestRecovery(r Record, reason string) (Record, error) {
+	if reason == "" {
+		reason = "requested"
+	}
+	n := r.Clone()
+	n.Generation++
+	n.Recovery = oneLine(reason)
+	return n, nil
+}
+
+func oneLine(s string) string {
+	return strings.NewReplacer("\n", " ", "\x00", " ").Replace(s)
+}
+
+// CancelRecovery withdraws a pending recovery request.
+func CancelRecovery(r Record) (Record, error) {
+	if r.Recovery == "" {
+		return Record{}, fmt.Errorf("%w: no recovery is requested", ErrRefused)
+	}
+	n := r.Clone()
+	n.Generation++
+	n.Recovery = ""
+	return n, nil
+}

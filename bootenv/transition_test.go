@@ -1,0 +1,275 @@
+package bootenv
+
+import (
+	"errors"
+	"io/fs"
+	"strings"
+	"testing"
+)
+
+func mustInit(t *testing.T) Record {
+	t.Helper()
+	r, err := Init(nil, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func must(t testing.TB) func(Record, error) Record {
+	return func(r Record, err error) Record {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("transition made an invalid record: %v", err)
+		}
+		return r
+	}
+}
+
+func TestInit(t *testing.T) {
+	r := mustInit(t)
+	if got := strings.Join(r.SlotNames(), ","); got != "a,b" {
+		t.Errorf("slots = %s, want a,b", got)
+	}
+	if r.Active != "a" || r.Trial != "" || r.Generation != 1 {
+		t.Errorf("got %+v", r)
+	}
+	if s, _ := r.Slot("a"); s.State != StateGood {
+		t.Errorf("a is %s", s.State)
+	}
+	if s, _ := r.Slot("b"); s.State != StateEmpty {
+		t.Errorf("b is %s", s.State)
+	}
+	for _, tc := range []struct {
+		slots  []string
+		active string
+	}{
+		{[]string{"a", "b"}, "c"},
+		{[]string{"a", "a"}, "a"},
+		{[]string{"A", "b"}, "A"},
+		{[]string{"a", "b/c"}, "a"},
+		{[]string{"a", ""}, "a"},
+	} {
+		if _, err := Init(tc.slots, tc.active); err == nil {
+			t.Errorf("Init(%q, %q) succeeded", tc.slots, tc.active)
+		}
+	}
+	prev := Record{Generation: 41}
+	r2, err := InitFrom(prev, []string{"x", "y", "z"}, "y")
+	if err != nil || r2.Generation != 42 || r2.Active != "y" {
+		t.Errorf("InitFrom = %+v, %v", r2, err)
+	}
+}
+
+// TestTryExactlyN checks the semantics of try: `try b --tries N` allows
+// exactly N boots of b; the (N+1)th decision marks b bad and boots a.
+func TestTryExactlyN(t *testing.T) {
+	for n := 1; n <= 5; n++ {
+		r := must(t)(Try(mustInit(t), "b", n))
+		for i := 1; i <= n; i++ {
+			var d Decision
+			d, r = Select(r)
+			if d.Slot != "b" || d.Mode != ModeTrial {
+				t.Fatalf("tries=%d boot %d: got %+v, want trial of b", n, i, d)
+			}
+			if s, _ := r.Slot("b"); s.TriesLeft != n-i {
+				t.Fatalf("tries=%d boot %d: %d tries left, want %d", n, i, s.TriesLeft, n-i)
+			}
+		}
+		d, r := Select(r)
+		if d.Slot != "a" || d.Mode != ModeFallback {
+			t.Fatalf("tries=%d boot %d: got %+v, want fallback to a", n, n+1, d)
+		}
+		if b, _ := r.Slot("b"); b.State != StateBad || !strings.Contains(b.Reason, "no tries left") {
+			t.Errorf("b = %+v, want bad with a reason", b)
+		}
+		if r.Trial != "" || r.Active != "a" {
+			t.Errorf("trial=%q active=%q", r.Trial, r.Active)
+		}
+		d, _ = Select(r)
+		if d.Slot != "a" || d.Mode != ModeNormal {
+			t.Errorf("after fallback: %+v, want normal boot of a", d)
+		}
+	}
+}
+
+func TestGoodSlotNeverLosesTries(t *testing.T) {
+	r := mustInit(t)
+	for i := 0; i < 1000; i++ {
+		var d Decision
+		d, r = Select(r)
+		if d.Slot != "a" || d.Mode != ModeNormal {
+			t.Fatalf("boot %d: %+v", i, d)
+		}
+	}
+	if a, _ := r.Slot("a"); a.State != StateGood {
+		t.Fatalf("a = %+v after 1000 boots", a)
+	}
+	if r.Generation != 1001 {
+		t.Errorf("generation = %d, want 1001", r.Generation)
+	}
+}
+
+func TestUpdateCommit(t *testing.T) {
+	r := must(t)(Try(mustInit(t), "b", 3))
+	d, r := Select(r)
+	if d.Slot != "b" {
+		t.Fatalf("got %+v", d)
+	}
+	r = must(t)(MarkGood(r, "b"))
+	if r.Active != "b" || r.Trial != "" {
+		t.Fatalf("after mark-good: %+v", r)
+	}
+	if a, _ := r.Slot("a"); a.State != StateGood {
+		t.Errorf("a = %+v, want still good (the fallback)", a)
+	}
+	d, _ = Select(r)
+	if d.Slot != "b" || d.Mode != ModeNormal {
+		t.Errorf("got %+v, want b normal", d)
+	}
+}
+
+func TestTransitionsTable(t *testing.T) {
+	base := mustInit(t)
+	trialB := must(t)(Try(base, "b", 2))
+	goodAB := must(t)(MarkGood(trialB, "b"))
+	onlyBad := must(t)(MarkBad(base, "a", "broken"))
+	tests := []struct {
+		name    string
+		in      Record
+		op      func(Record) (Record, error)
+		wantErr error
+		check   func(t *testing.T, r Record)
+	}{
+		{"try unknown slot", base, func(r Record) (Record, error) { return Try(r, "c", 1) }, ErrUnknownSlot, nil},
+		{"try active slot", base, func(r Record) (Record, error) { return Try(r, "a", 1) }, ErrRefused, nil},
+		{"try zero tries", base, func(r Record) (Record, error) { return Try(r, "b", 0) }, ErrRefused, nil},
+		{"try too many tries", base, func(r Record) (Record, error) { return Try(r, "b", MaxTries+1) }, ErrRefused, nil},
+		{"try again resets tries", trialB, func(r Record) (Record, error) { return Try(r, "b", 5) }, nil,
+			func(t *testing.T, r Record) {
+				if s, _ := r.Slot("b"); s.TriesLeft != 5 {
+					t.Errorf("tries = %d", s.TriesLeft)
+				}
+			}},
+		{"try other supersedes", must(t)(Try(must(t)(Init([]string{"a", "b", "c"}, "a")), "b", 2)),
+			func(r Record) (Record, error) { return Try(r, "c", 1) }, nil,
+			func(t *testing.T, r Record) {
+				if b, _ := r.Slot("b"); b.State != StateBad || !strings.Contains(b.Reason, "superseded") {
+					t.Errorf("b = %+v", b)
+				}
+				if r.Trial != "c" {
+					t.Errorf("trial = %q", r.Trial)
+				}
+			}},
+		{"mark-good empty", base, func(r Record) (Record, error) { return MarkGood(r, "b") }, ErrRefused, nil},
+		{"mark-good unknown", base, func(r Record) (Record, error) { return MarkGood(r, "z") }, ErrUnknownSlot, nil},
+		{"mark-good bad slot revives it", onlyBad, func(r Record) (Record, error) { return MarkGood(r, "a") }, nil,
+			func(t *testing.T, r Record) {
+				if a, _ := r.Slot("a"); a.State != StateGood || a.Reason != "" || r.Active != "a" {
+					t.Errorf("got %+v", r)
+				}
+			}},
+		{"mark-bad trial ends trial", trialB, func(r Record) (Record, error) { return MarkBad(r, "b", "health") }, nil,
+			func(t *testing.T, r Record) {
+				if r.Trial != "" || r.Active != "a" {
+					t.Errorf("got %+v", r)
+				}
+			}},
+		{"mark-bad active moves active", goodAB, func(r Record) (Record, error) { return MarkBad(r, "b", "x") }, nil,
+			func(t *testing.T, r Record) {
+				if r.Active != "a" {
+					t.Errorf("active = %q, want a", r.Active)
+				}
+			}},
+		{"mark-bad last good leaves no active", base, func(r Record) (Record, error) { return MarkBad(r, "a", "x") }, nil,
+			func(t *testing.T, r Record) {
+				if r.Active != "" {
+					t.Errorf("active = %q", r.Active)
+				}
+				if d, _ := Select(r); !d.Recovery() {
+					t.Errorf("decision %+v, want recovery", d)
+				}
+			}},
+		{"set-active empty", base, func(r Record) (Record, error) { return SetActive(r, "b") }, ErrRefused, nil},
+		{"set-active trial", trialB, func(r Record) (Record, error) { return SetActive(r, "b") }, ErrRefused, nil},
+		{"set-active good", goodAB, func(r Record) (Record, error) { return SetActive(r, "a") }, nil,
+			func(t *testing.T, r Record) {
+				if d, _ := Select(r); d.Slot != "a" || d.Mode != ModeNormal {
+					t.Errorf("decision %+v", d)
+				}
+			}},
+		{"recovery request wins", goodAB, func(r Record) (Record, error) { return RequestRecovery(r, "user asked") }, nil,
+			func(t *testing.T, r Record) {
+				if d, _ := Select(r); !d.Recovery() || !strings.Contains(d.Reason, "user asked") {
+					t.Errorf("decision %+v", d)
+				}
+			}},
+		{"slot info", base, func(r Record) (Record, error) { return SetSlotInfo(r, "b", "2.0", 7) }, nil,
+			func(t *testing.T, r Record) {
+				if b, _ := r.Slot("b"); b.Version != "2.0" || b.SecurityVersion != 7 {
+					t.Errorf("b = %+v", b)
+				}
+			}},
+		{"slot info multi-line version", base, func(r Record) (Record, error) { return SetSlotInfo(r, "b", "2\n0", 7) }, ErrRefused, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := tc.in.Clone()
+			got, err := tc.op(tc.in)
+			if !tc.in.Equal(before) {
+				t.Fatalf("transition modified its input")
+			}
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := got.Validate(); err != nil {
+				t.Fatalf("invalid result: %v", err)
+			}
+			if got.Generation <= tc.in.Generation {
+				t.Errorf("generation %d -> %d", tc.in.Generation, got.Generation)
+			}
+			tc.check(t, got)
+		})
+	}
+}
+
+func TestSelectFallbackWithoutActive(t *testing.T) {
+	r := mustInit(t)
+	r = must(t)(Try(r, "b", 1))
+	_, r = Select(r)
+	r = must(t)(MarkGood(r, "b"))
+	r = must(t)(MarkBad(r, "b", "verity error"))
+	// a is still good and becomes active again.
+	d, r := Select(r)
+	if d.Slot != "a" {
+		t.Fatalf("got %+v", d)
+	}
+	r = must(t)(MarkBad(r, "a", "kernel hash mismatch"))
+	d, _ = Select(r)
+	if !d.Recovery() {
+		t.Fatalf("got %+v, want recovery", d)
+	}
+	for _, want := range []string{"no bootable slot", "a bad (kernel hash mismatch)", "b bad (verity error)"} {
+		if !strings.Contains(d.Reason, want) {
+			t.Errorf("reason %q lacks %q", d.Reason, want)
+		}
+	}
+}
+
+func TestErrNoStateIsNotExist(t *testing.T) {
+	if !errors.Is(ErrNoState, fs.ErrNotExist) {
+		t.Error("ErrNoState does not match fs.ErrNotExist")
+	}
+	if errors.Is(ErrCorrupt, fs.ErrNotExist) {
+		t.Error("ErrCorrupt matches fs.ErrNotExist")
+	}
+}
