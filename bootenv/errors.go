@@ -29,3 +29,7 @@ const (
 	// ErrRefused: a transition that the record's state does not allow.
 	ErrRefused Error = "refused"
 )
+
+// ErrStale: a Commit of a record whose generation is not newer than the
+// stored one (another writer committed in between; load again).
+const ErrStale Error = "stale keel boot record"

@@ -1,5 +1,7 @@
 package bootenv
 
+import "fmt"
+
 // Store persists the Record. Load returns the last committed record, or an
 // error wrapping ErrNoState (nothing committed yet) or ErrCorrupt. Commit
 // validates r and writes the whole record at once: a backend that says it
@@ -28,4 +30,18 @@ type Info struct {
 // Describer is implemented by stores that can say what they are.
 type Describer interface {
 	Describe() Info
+}
+
+// CheckCommit is what every Store does before it writes next over the
+// stored record cur (curErr is the error Load gave for it): next must be
+// valid and, when cur could be read, newer than cur.
+func CheckCommit(cur Record, curErr error, next Record) error {
+	if err := next.Validate(); err != nil {
+		return err
+	}
+	if curErr == nil && next.Generation <= cur.Generation {
+		return fmt.Errorf("%w: generation %d is not newer than the stored %d; load the state again and redo the change",
+			ErrStale, next.Generation, cur.Generation)
+	}
+	return nil
 }

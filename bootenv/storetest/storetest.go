@@ -1,0 +1,169 @@
+// Package storetest is the conformance suite for bootenv.Store backends:
+// every backend (U-Boot env on a file, block device or MTD; efivarfs; the
+// in-memory store) runs Run, as go-tpm runs one suite over its transports.
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"testing"
+
+	"github.com/keelboot/keel/bootenv"
+)
+
+// Opener opens the backend under test. Every call must open the same
+// storage afresh (as a new process would), so that the suite can check
+// what survives a reopen.
+type Opener func() (bootenv.Store, error)
+
+// Run runs the conformance suite. newBackend is called once per subtest and
+// returns an Opener over new, empty storage.
+func Run(t *testing.T, newBackend func(t *testing.T) Opener) {
+	t.Run("EmptyIsNoState", func(t *testing.T) {
+		s := mustOpen(t, newBackend(t))
+		_, err := s.Load()
+		if !errors.Is(err, bootenv.ErrNoState) || !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("Load on empty storage: %v, want ErrNoState (fs.ErrNotExist)", err)
+		}
+	})
+	t.Run("CommitLoadReopen", func(t *testing.T) {
+		open := newBackend(t)
+		s := mustOpen(t, open)
+		for i, r := range history(t) {
+			if err := s.Commit(r); err != nil {
+				t.Fatalf("commit %d: %v", i, err)
+			}
+			got, err := s.Load()
+			if err != nil {
+				t.Fatalf("load after commit %d: %v", i, err)
+			}
+			if !got.Equal(r) {
+				t.Fatalf("commit %d: loaded\n%+v\nwant\n%+v", i, got, r)
+			}
+			again, err := mustOpen(t, open).Load()
+			if err != nil || !again.Equal(r) {
+				t.Fatalf("commit %d: after reopen: %+v, %v", i, again, err)
+			}
+		}
+	})
+	t.Run("InvalidCommitWritesNothing", func(t *testing.T) {
+		s := mustOpen(t, newBackend(t))
+		r := mustInit(t)
+		if err := s.Commit(r); err != nil {
+			t.Fatal(err)
+		}
+		bad := r.Clone()
+		bad.Generation++
+		bad.Active = "b" // b is empty: invalid
+		if err := s.Commit(bad); !errors.Is(err, bootenv.ErrInvalidRecord) {
+			t.Fatalf("Commit(invalid) = %v, want ErrInvalidRecord", err)
+		}
+		got, err := s.Load()
+		if err != nil || !got.Equal(r) {
+			t.Fatalf("after refused commit: %+v, %v; want the old record", got, err)
+		}
+	})
+	t.Run("StaleGenerationRefused", func(t *testing.T) {
+		s := mustOpen(t, newBackend(t))
+		r := mustInit(t)
+		_, next := bootenv.Select(r)
+		if err := s.Commit(next); err != nil {
+			t.Fatal(err)
+		}
+		// r is older than what is stored: committing it would undo a change
+		// that another writer made.
+		if err := s.Commit(r); !errors.Is(err, bootenv.ErrStale) {
+			t.Fatalf("Commit(stale) = %v, want ErrStale", err)
+		}
+		got, err := s.Load()
+		if err != nil || !got.Equal(next) {
+			t.Fatalf("after stale commit: %+v, %v", got, err)
+		}
+	})
+	t.Run("LargeRecord", func(t *testing.T) {
+		s := mustOpen(t, newBackend(t))
+		var names []string
+		for i := 0; i < bootenv.MaxSlots; i++ {
+			names = append(names, fmt.Sprintf("slot%d", i))
+		}
+		r, err := bootenv.Init(names, "slot0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if r, err = bootenv.SetSlotInfo(r, n, strings.Repeat("v", 100), 1<<40); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Commit(r); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Load()
+		if err != nil || !got.Equal(r) {
+			t.Fatalf("large record: %+v, %v", got, err)
+		}
+	})
+	t.Run("Describe", func(t *testing.T) {
+		s := mustOpen(t, newBackend(t))
+		d, ok := s.(bootenv.Describer)
+		if !ok {
+			t.Fatalf("%T does not implement bootenv.Describer", s)
+		}
+		info := d.Describe()
+		if info.Backend == "" || info.Location == "" {
+			t.Errorf("Describe() = %+v: backend and location must be set", info)
+		}
+		if !info.PowerSafe && info.Note == "" {
+			t.Errorf("Describe() = %+v: a store that is not power-safe must say why", info)
+		}
+	})
+}
+
+func mustOpen(t *testing.T, open Opener) bootenv.Store {
+	t.Helper()
+	s, err := open()
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return s
+}
+
+func mustInit(t *testing.T) bootenv.Record {
+	t.Helper()
+	r, err := bootenv.Init(nil, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// history is a sequence of records a device goes through: first boot, an
+// update tried and committed, a failed trial, a recovery request.
+func history(t *testing.T) []bootenv.Record {
+	t.Helper()
+	r := mustInit(t)
+	out := []bootenv.Record{r}
+	step := func(n bootenv.Record, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = n
+		out = append(out, r)
+	}
+	sel := func() { _, n := bootenv.Select(r); step(n, nil) }
+	sel()
+	step(bootenv.SetSlotInfo(r, "b", "2.0", 2))
+	step(bootenv.Try(r, "b", 2))
+	sel()
+	step(bootenv.MarkGood(r, "b"))
+	sel()
+	step(bootenv.Try(r, "a", 1))
+	sel()
+	sel() // a's trial runs out: a bad, fallback to b
+	step(bootenv.RequestRecovery(r, "operator asked for recovery"))
+	sel()
+	return out
+}
