@@ -1,0 +1,228 @@
+package efivars
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/foxboron/go-uefi/efi/attributes"
+	"github.com/foxboron/go-uefi/efi/util"
+	"github.com/foxboron/go-uefi/efivar"
+	"github.com/foxboron/go-uefi/efivarfs"
+	"golang.org/x/sys/unix"
+
+	"github.com/keelboot/keel/bootenv"
+)
+
+// Variable name and vendor GUID of keel's state variable.
+const (
+	VarName    = "KeelState"
+	VendorGUID = "6b0af3e3-6409-4fc0-84fe-0076f65a1390"
+	// DefaultDir is where Linux mounts efivarfs.
+	DefaultDir = "/sys/firmware/efi/efivars"
+	// Attributes are NV|BS|RT.
+	Attributes = attributes.EFI_VARIABLE_NON_VOLATILE | attributes.EFI_VARIABLE_BOOTSERVICE_ACCESS |
+		attributes.EFI_VARIABLE_RUNTIME_ACCESS
+	// MaxPayload bounds the variable's data; firmware commonly limits one
+	// variable to a few KiB (OVMF: 8 KiB by default).
+	MaxPayload = 4096
+
+	efivarfsMagic = 0xde5e81e4 // EFIVARFS_MAGIC, include/uapi/linux/magic.h
+	fsImmutableFL = 0x10       // FS_IMMUTABLE_FL, include/uapi/linux/fs.h
+	magic         = "KEEL"
+	headerSize    = 12
+)
+
+// Store is the UEFI variable backend.
+type Store struct {
+	dir      string
+	efivarfs bool
+	fs       *efivarfs.EFIFS
+	v        efivar.Efivar
+}
+
+var (
+	_ bootenv.Store     = (*Store)(nil)
+	_ bootenv.Describer = (*Store)(nil)
+)
+
+// Open returns the store for the efivarfs mount or variable directory dir.
+func Open(dir string) (*Store, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("efivars: %s does not exist: mount efivarfs there (mount -t efivarfs efivarfs %s) or give a directory that holds the variables: %w", dir, dir, err)
+		}
+		return nil, fmt.Errorf("efivars: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("efivars: %s is not a directory: give the efivarfs mount point (%s) or a directory of variables", dir, DefaultDir)
+	}
+	var st unix.Statfs_t
+	real := unix.Statfs(dir, &st) == nil && uint32(st.Type) == efivarfsMagic
+	f := efivarfs.NewFS()
+	f.SetFS(newDirFS(dir, !real))
+	guid := util.StringToGUID(VendorGUID)
+	return &Store{
+		dir:      dir,
+		efivarfs: real,
+		fs:       f,
+		v:        efivar.Efivar{Name: VarName, GUID: guid, Attributes: Attributes},
+	}, nil
+}
+
+// Path is the file that holds the variable.
+func (s *Store) Path() string {
+	return filepath.Join(s.dir, VarName+"-"+VendorGUID)
+}
+
+// Describe implements bootenv.Describer.
+func (s *Store) Describe() bootenv.Info {
+	kind := "directory of variables"
+	if s.efivarfs {
+		kind = "efivarfs"
+	}
+	return bootenv.Info{Backend: "efivars", Location: s.Path() + " (" + kind + ")", PowerSafe: true}
+}
+
+// payload is the variable's data, for go-uefi's (un)marshalling.
+type payload struct {
+	vars []bootenv.Var
+	err  error
+}
+
+// Marshal implements efivar.Marshallable.
+func (p *payload) Marshal(b *bytes.Buffer) {
+	var data bytes.Buffer
+	for _, v := range p.vars {
+		data.WriteString(v.Name + "=" + v.Value + "\x00")
+	}
+	data.WriteByte(0)
+	var hdr [headerSize]byte
+	copy(hdr[:4], magic)
+	binary.LittleEndian.PutUint32(hdr[4:8], uint32(data.Len()))
+	binary.LittleEndian.PutUint32(hdr[8:12], crc32.ChecksumIEEE(data.Bytes()))
+	b.Write(hdr[:])
+	b.Write(data.Bytes())
+}
+
+// Bytes implements efivar.Marshallable.
+func (p *payload) Bytes() []byte {
+	var b bytes.Buffer
+	p.Marshal(&b)
+	return b.Bytes()
+}
+
+// Unmarshal implements efivar.Unmarshallable.
+func (p *payload) Unmarshal(b *bytes.Buffer) error {
+	vars, err := decodePayload(b.Bytes())
+	p.vars, p.err = vars, err
+	return err
+}
+
+func decodePayload(buf []byte) ([]bootenv.Var, error) {
+	if len(buf) < headerSize || string(buf[:4]) != magic {
+		return nil, fmt.Errorf("%w: the variable does not start with %q (%d bytes)", bootenv.ErrCorrupt, magic, len(buf))
+	}
+	n := binary.LittleEndian.Uint32(buf[4:8])
+	if uint64(n) > uint64(len(buf)-headerSize) {
+		return nil, fmt.Errorf("%w: the variable says %d bytes of data but holds %d (a torn write?)", bootenv.ErrCorrupt, n, len(buf)-headerSize)
+	}
+	data := buf[headerSize : headerSize+int(n)]
+	if crc := crc32.ChecksumIEEE(data); crc != binary.LittleEndian.Uint32(buf[8:12]) {
+		return nil, fmt.Errorf("%w: CRC mismatch (stored %#08x, computed %#08x)", bootenv.ErrCorrupt, binary.LittleEndian.Uint32(buf[8:12]), crc)
+	}
+	var vars []bootenv.Var
+	for len(data) > 0 {
+		end := bytes.IndexByte(data, 0)
+		if end < 0 {
+			return nil, fmt.Errorf("%w: unterminated entry", bootenv.ErrCorrupt)
+		}
+		if end == 0 {
+			break // the empty entry ends the list
+		}
+		k, v, ok := strings.Cut(string(data[:end]), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%w: entry %q is not name=value", bootenv.ErrCorrupt, data[:end])
+		}
+		vars = append(vars, bootenv.Var{Name: k, Value: v})
+		data = data[end+1:]
+	}
+	return vars, nil
+}
+
+// Load implements bootenv.Store.
+func (s *Store) Load() (bootenv.Record, error) {
+	var p payload
+	attrs, err := s.fs.GetVarWithAttributes(s.v, &p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return bootenv.Record{}, fmt.Errorf("%s: %w", s.Path(), bootenv.ErrNoState)
+	case errors.Is(err, efivarfs.ErrIncorrectAttributes):
+		return bootenv.Record{}, fmt.Errorf("%s: %w: attributes %#x, want %#x (NV|BS|RT); run `keel init --force` to rewrite it", s.Path(), bootenv.ErrCorrupt, uint32(attrs), uint32(Attributes))
+	case p.err != nil:
+		return bootenv.Record{}, fmt.Errorf("%s: %w; run `keel init --force` to start over", s.Path(), p.err)
+	case err != nil:
+		return bootenv.Record{}, fmt.Errorf("%s: %w: %w", s.Path(), bootenv.ErrCorrupt, err)
+	}
+	m := make(map[string]string, len(p.vars))
+	for _, v := range p.vars {
+		m[v.Name] = v.Value
+	}
+	r, err := bootenv.Decode(m)
+	if err != nil {
+		return bootenv.Record{}, fmt.Errorf("%s: %w", s.Path(), err)
+	}
+	return r, nil
+}
+
+// Commit implements bootenv.Store.
+func (s *Store) Commit(r bootenv.Record) error {
+	cur, err := s.Load()
+	if err := bootenv.CheckCommit(cur, err, r); err != nil {
+		return err
+	}
+	p := &payload{vars: bootenv.Encode(r)}
+	if n := len(p.Bytes()); n > MaxPayload {
+		return fmt.Errorf("%s: the record needs %d bytes, more than the %d a variable may hold: use fewer slots or shorter versions", s.Path(), n, MaxPayload)
+	}
+	if s.efivarfs {
+		// efivarfs makes variables of unknown GUIDs immutable
+		// (fs/efivarfs/inode.c): clear the flag to rewrite it.
+		if err := clearImmutable(s.Path()); err != nil {
+			return fmt.Errorf("%s: %w", s.Path(), err)
+		}
+	}
+	if err := s.fs.WriteVar(s.v, p); err != nil {
+		return fmt.Errorf("%s: writing the variable: %w", s.Path(), err)
+	}
+	return nil
+}
+
+func clearImmutable(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		return fmt.Errorf("reading inode flags: %w", err)
+	}
+	if flags&fsImmutableFL == 0 {
+		return nil
+	}
+	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags&^fsImmutableFL)); err != nil {
+		return fmt.Errorf("clearing the immutable flag: %w", err)
+	}
+	return nil
+}
