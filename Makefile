@@ -1,0 +1,43 @@
+# keel — see README.md. Build outputs go to build/ (ignored by git).
+GO      ?= go
+BUILD   ?= build
+export CGO_ENABLED ?= 0
+
+.PHONY: all deps build unit test fuzz bench demo clean
+
+all: build
+
+deps:
+	./scripts/install-deps.sh
+
+build:
+	mkdir -p $(BUILD)
+	$(GO) build -trimpath -o $(BUILD)/keel ./cmd/keel
+
+# The inner loop: no installs, no real tools needed, a few seconds.
+unit:
+	$(GO) test -short -count=1 ./...
+
+# Everything: installs what it needs first (idempotent), then runs every
+# test, including those that run the real tools (fw_printenv, mkenvimage,
+# sgdisk).
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test ./bootenv/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./bootenv/efivars/ -run '^$$' -fuzz '^FuzzPayload$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./bootenv/ubootenv/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./bootenv/ubootenv/ -run '^$$' -fuzz '^FuzzConfig$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./disk/gpt/ -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./internal/cli/
+
+demo: deps build
+	./scripts/demo-host.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what keel's tests and demo need on a fresh Debian machine:
+# Debian packages (only those missing: the script is idempotent and quick
+# when everything is there) and the Go modules.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(
+  libubootenv-tool   # fw_printenv / fw_setenv: compatibility tests
+  u-boot-tools       # mkenvimage: compatibility tests
+  gdisk              # sgdisk: GPT tests
+  mtd-utils          # flash_erase etc. for MTD checks
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+for tool in fw_printenv fw_setenv mkenvimage sgdisk; do
+  command -v "$tool" >/dev/null || { echo "install-deps: $tool is still missing" >&2; exit 1; }
+done
+go mod download
