@@ -374,7 +374,11 @@ func TestCreateErrors(t *testing.T) {
 	}
 	_, err := Create(discard{}, 1<<30, many)
 	wantErr(t, err, ErrInvalidSpec, "129 partitions")
-	if _, err := CreateWith(newMemDisk(64<<20), 64<<20, nil, Options{SectorSize: 1024}); err == nil {
+	_, err = CreateWith(discard{}, 64<<20, testSpecs(), Options{Rand: bytes.NewReader(make([]byte, 64))})
+	if err == nil || !strings.Contains(err.Error(), "already used") {
+		t.Errorf("a random source of zeros: %v", err)
+	}
+	if _, err := CreateWith(discard{}, 64<<20, nil, Options{SectorSize: 1024}); err == nil {
 		t.Error("sector size 1024 accepted")
 	}
 }

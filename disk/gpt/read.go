@@ -27,12 +27,21 @@ func sectorSizes() [2]int { return [2]int{512, 4096} }
 // ErrEntriesCRC, ErrBadHeader, ErrPartitionOutOfRange or ErrOverlap; when
 // both copies are unusable the error describes (and wraps) both problems.
 func Read(r io.ReaderAt, size int64) (*Table, error) {
+	t, err := read(r, size)
+	if err != nil {
+		return nil, fmt.Errorf("gpt: %w", err)
+	}
+	return t, nil
+}
+
+// read is Read without the "gpt: " prefix on errors.
+func read(r io.ReaderAt, size int64) (*Table, error) {
 	if size < 1024 {
-		return nil, fmt.Errorf("gpt: %w: the image is only %d bytes, too small to hold a protective MBR and a GPT header", ErrNotGPT, size)
+		return nil, fmt.Errorf("%w: the image is only %d bytes, too small to hold a protective MBR and a GPT header", ErrNotGPT, size)
 	}
 	lba0 := make([]byte, 512)
 	if err := readAt(r, lba0, 0, size); err != nil {
-		return nil, fmt.Errorf("gpt: reading the MBR: %w", err)
+		return nil, fmt.Errorf("reading the MBR: %w", err)
 	}
 	mbr := classifyMBR(lba0)
 
@@ -45,7 +54,7 @@ func Read(r io.ReaderAt, size int64) (*Table, error) {
 		}
 		b := make([]byte, n)
 		if err := readAt(r, b, int64(n), size); err != nil {
-			return nil, fmt.Errorf("gpt: reading LBA 1: %w", err)
+			return nil, fmt.Errorf("reading LBA 1: %w", err)
 		}
 		if string(b[:8]) == signature {
 			ss, hdr = n, b
@@ -69,15 +78,15 @@ func Read(r io.ReaderAt, size int64) (*Table, error) {
 			if ss != 0 {
 				msg += " (a GPT header at the last LBA was ignored: without a protective MBR it is stale)"
 			}
-			return nil, fmt.Errorf("gpt: %w: %s", ErrNotGPT, msg)
+			return nil, fmt.Errorf("%w: %s", ErrNotGPT, msg)
 		}
 		if ss == 0 {
-			return nil, fmt.Errorf("gpt: %w: LBA 0 holds a protective MBR but there is no GPT header at LBA 1 nor at the last LBA", ErrNotGPT)
+			return nil, fmt.Errorf("%w: LBA 0 holds a protective MBR but there is no GPT header at LBA 1 nor at the last LBA", ErrNotGPT)
 		}
 		last := uint64(size/int64(ss)) - 1
 		t, err := loadCopy(r, size, ss, last, hdr)
 		if err != nil {
-			return nil, fmt.Errorf("gpt: no GPT header at LBA 1, and the backup GPT (LBA %d) is unusable: %w", last, err)
+			return nil, fmt.Errorf("no GPT header at LBA 1, and the backup GPT (LBA %d) is unusable: %w", last, err)
 		}
 		t.FromBackup = true
 		t.Warnings = append(t.Warnings, fmt.Errorf("primary GPT (LBA 1): no GPT header signature; using the backup GPT at LBA %d", last))
@@ -98,14 +107,14 @@ func Read(r io.ReaderAt, size int64) (*Table, error) {
 	last := uint64(size/int64(ss)) - 1
 	b := make([]byte, ss)
 	if err := readAt(r, b, int64(last)*int64(ss), size); err != nil {
-		return nil, fmt.Errorf("gpt: %w; reading the backup GPT at LBA %d: %w", errPrimary, last, err)
+		return nil, fmt.Errorf("%w; reading the backup GPT at LBA %d: %w", errPrimary, last, err)
 	}
 	if string(b[:8]) != signature {
-		return nil, fmt.Errorf("gpt: %w; no backup GPT header at the last LBA %d either", errPrimary, last)
+		return nil, fmt.Errorf("%w; no backup GPT header at the last LBA %d either", errPrimary, last)
 	}
 	t, errBackup := loadCopy(r, size, ss, last, b)
 	if errBackup != nil {
-		return nil, fmt.Errorf("gpt: both GPT copies are unusable: %w; backup GPT (LBA %d): %w", errPrimary, last, errBackup)
+		return nil, fmt.Errorf("both GPT copies are unusable: %w; backup GPT (LBA %d): %w", errPrimary, last, errBackup)
 	}
 	t.FromBackup = true
 	t.Warnings = append(t.Warnings, fmt.Errorf("%w; using the backup GPT at LBA %d", errPrimary, last))
@@ -123,9 +132,9 @@ func ReadFile(f *os.File) (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gpt: size of %s: %w", f.Name(), err)
 	}
-	t, err := Read(f, size)
+	t, err := read(f, size)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", f.Name(), err)
+		return nil, fmt.Errorf("gpt: %s: %w", f.Name(), err)
 	}
 	return t, nil
 }

@@ -156,17 +156,15 @@ func layout(diskSize int64, parts []Spec, opts Options) (*Table, error) {
 		p.LastLBA = p.FirstLBA + want - 1
 		next = p.LastLBA + 1
 		if p.UUID.IsZero() {
-			for {
-				g, err := NewGUID(opts.Rand)
-				if err != nil {
-					return nil, err
-				}
-				if _, dup := uuids[g]; !dup {
-					p.UUID = g
-					uuids[g] = p.Index
-					break
-				}
+			g, err := NewGUID(opts.Rand)
+			if err != nil {
+				return nil, err
 			}
+			if j, dup := uuids[g]; dup { // only a broken random source repeats itself
+				return nil, fmt.Errorf("gpt: random UUID %v for partition %d %q is already used by partition %d: is Options.Rand random?", g, p.Index, p.Name, j)
+			}
+			p.UUID = g
+			uuids[g] = p.Index
 		}
 		t.Partitions = append(t.Partitions, p)
 	}
