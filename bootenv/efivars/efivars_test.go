@@ -140,3 +140,8 @@ func FuzzPayload(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkLoadCommit(b *testing.B) {
+	dir := b.TempDir()
+	storetest.BenchmarkLoadCommit(b, func() (bootenv.Store, error) { return Open(dir) })
+}

@@ -47,3 +47,8 @@ func TestPowerCut(t *testing.T) {
 		t.Error("sentinels collide")
 	}
 }
+
+func BenchmarkLoadCommit(b *testing.B) {
+	s := New()
+	storetest.BenchmarkLoadCommit(b, func() (bootenv.Store, error) { return s, nil })
+}

@@ -167,3 +167,30 @@ func history(t *testing.T) []bootenv.Record {
 	sel()
 	return out
 }
+
+// BenchmarkLoadCommit measures one boot's worth of store work: Load, then
+// Commit of the next record (what keel-init does to count a boot).
+func BenchmarkLoadCommit(b *testing.B, open Opener) {
+	s, err := open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := bootenv.Init(nil, "a")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Commit(r); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cur, err := s.Load()
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, next := bootenv.Select(cur)
+		if err := s.Commit(next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

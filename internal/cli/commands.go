@@ -1,0 +1,485 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/bootenv/ubootenv"
+)
+
+// statusJSON is the stable JSON form of `keel status --json`.
+type statusJSON struct {
+	Active     *string                 `json:"active"`
+	Trial      *string                 `json:"trial"`
+	Generation uint64                  `json:"generation"`
+	Recovery   *string                 `json:"recovery"`
+	LastBoot   bootenv.Outcome         `json:"last_boot"`
+	NextBoot   bootenv.Decision        `json:"next_boot"`
+	Order      []string                `json:"slot_order"`
+	Slots      map[string]bootenv.Slot `json:"slots"`
+	Store      bootenv.Info            `json:"store"`
+}
+
+func strOrNil(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func (c *command) status(args []string) error {
+	var asJSON bool
+	fs, err := c.flags("status", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("status takes no arguments")
+	}
+	t, err := c.open()
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	r, err := t.load()
+	if err != nil {
+		return err
+	}
+	next, _ := bootenv.Select(r)
+	if asJSON {
+		out := statusJSON{
+			Active: strOrNil(r.Active), Trial: strOrNil(r.Trial), Generation: r.Generation,
+			Recovery: strOrNil(r.Recovery), LastBoot: r.Last, NextBoot: next,
+			Order: r.SlotNames(), Slots: map[string]bootenv.Slot{}, Store: t.info,
+		}
+		for _, s := range r.Slots {
+			out.Slots[s.Name] = s
+		}
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	safety := "power-safe"
+	if !t.info.PowerSafe {
+		safety = "NOT power-safe"
+	}
+	fmt.Fprintf(w, "store:\t%s %s (%s)\n", t.info.Backend, t.info.Location, safety)
+	fmt.Fprintf(w, "generation:\t%d\n", r.Generation)
+	fmt.Fprintf(w, "active:\t%s\n", orNone(r.Active))
+	trial := "none"
+	if r.Trial != "" {
+		s, _ := r.Slot(r.Trial)
+		trial = fmt.Sprintf("%s (%d tries left)", r.Trial, s.TriesLeft)
+	}
+	fmt.Fprintf(w, "trial:\t%s\n", trial)
+	fmt.Fprintf(w, "recovery:\t%s\n", orValue(r.Recovery, "not requested"))
+	if r.Last.Mode != bootenv.ModeNone {
+		fmt.Fprintf(w, "last boot:\t%s (%s): %s\n", r.Last.Mode, orValue(r.Last.Slot, "no slot"), r.Last.Reason)
+	} else {
+		fmt.Fprintf(w, "last boot:\tnone yet\n")
+	}
+	fmt.Fprintf(w, "next boot:\t%s (%s): %s\n", next, next.Mode, next.Reason)
+	fmt.Fprintf(w, "slots:\n")
+	for _, s := range r.Slots {
+		line := fmt.Sprintf("  %s\t%s", s.Name, s.State)
+		if s.State == bootenv.StateTrial {
+			line += fmt.Sprintf("\t%d tries left", s.TriesLeft)
+		} else {
+			line += "\t"
+		}
+		line += fmt.Sprintf("\tversion %s\tsecurity %d", orValue(s.Version, "-"), s.SecurityVersion)
+		if s.Reason != "" {
+			line += "\t" + s.Reason
+		}
+		fmt.Fprintln(w, line)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if t.info.Note != "" {
+		fmt.Fprintf(c.stdout, "warning: %s\n", t.info.Note)
+	}
+	return nil
+}
+
+func orNone(s string) string { return orValue(s, "none") }
+
+func orValue(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func (c *command) init(args []string) error {
+	var slots, active string
+	var force bool
+	fs, err := c.flags("init", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&slots, "slots", "a,b", "comma-separated slot names")
+		fs.StringVar(&active, "active", "", "the slot that is installed and good (default: the first slot)")
+		fs.BoolVar(&force, "force", false, "replace existing or corrupt state")
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("init takes no arguments (did you mean --active %s?)", fs.Arg(0))
+	}
+	names := strings.Split(slots, ",")
+	if active == "" {
+		active = names[0]
+	}
+	for _, n := range names {
+		if !bootenv.ValidSlotName(n) {
+			return usagef("slot name %q: use 1-16 characters a-z, 0-9", n)
+		}
+	}
+	t, err := c.open()
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	prev, lerr := t.store.Load()
+	switch {
+	case lerr == nil && !force:
+		return usagef("%s already holds keel state (generation %d, active %s); add --force to replace it", t.info.Location, prev.Generation, orNone(prev.Active))
+	case lerr != nil && !errors.Is(lerr, bootenv.ErrNoState) && !force:
+		return fmt.Errorf("%w; add --force to overwrite it with a new state", lerr)
+	}
+	r, err := bootenv.InitFrom(prev, names, active)
+	if err != nil {
+		return err
+	}
+	if err := t.store.Commit(r); err != nil {
+		return fmt.Errorf("%s: %w", t.info.Location, err)
+	}
+	fmt.Fprintf(c.stdout, "initialised slots %s, active %s (generation %d)\n", strings.Join(names, ","), active, r.Generation)
+	return nil
+}
+
+func (c *command) try(args []string) error {
+	var tries int
+	var version string
+	var secver uint64
+	var setInfo bool
+	fs, err := c.flags("try", args, func(fs *flag.FlagSet) {
+		fs.IntVar(&tries, "tries", 3, "boots the trial may take before it counts as failed")
+		fs.StringVar(&version, "version", "", "record the version installed in the slot")
+		fs.Uint64Var(&secver, "security-version", 0, "record the security version installed in the slot")
+	})
+	if err != nil {
+		return err
+	}
+	fs.Visit(func(f *flag.Flag) { setInfo = setInfo || f.Name == "version" || f.Name == "security-version" })
+	if fs.NArg() != 1 {
+		return usagef("usage: keel try SLOT [--tries N]")
+	}
+	slot := fs.Arg(0)
+	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) {
+		if setInfo {
+			s, ok := r.Slot(slot)
+			if ok {
+				v, sv := s.Version, s.SecurityVersion
+				fs.Visit(func(f *flag.Flag) {
+					switch f.Name {
+					case "version":
+						v = version
+					case "security-version":
+						sv = secver
+					}
+				})
+				var err error
+				if r, err = bootenv.SetSlotInfo(r, slot, v, sv); err != nil {
+					return r, err
+				}
+			}
+		}
+		return bootenv.Try(r, slot, tries)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "slot %s is on trial for %d boots (generation %d); it must run `keel mark-good` or the device falls back to %s\n",
+		slot, tries, r.Generation, orNone(r.Active))
+	return nil
+}
+
+func (c *command) selectCmd(args []string) error {
+	var commit, asJSON bool
+	fs, err := c.flags("select", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&commit, "commit", false, "commit the decision (count the trial), as keel-init does")
+		fs.BoolVar(&asJSON, "json", false, "print the decision as JSON")
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("select takes no arguments")
+	}
+	var d bootenv.Decision
+	if commit {
+		if _, err := c.update(func(r bootenv.Record) (bootenv.Record, error) {
+			var n bootenv.Record
+			d, n = bootenv.Select(r)
+			return n, nil
+		}); err != nil {
+			return err
+		}
+	} else {
+		t, err := c.open()
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		r, err := t.load()
+		if err != nil {
+			return err
+		}
+		d, _ = bootenv.Select(r)
+	}
+	if asJSON {
+		return json.NewEncoder(c.stdout).Encode(d)
+	}
+	fmt.Fprintln(c.stdout, d)
+	fmt.Fprintf(c.stderr, "%s: %s\n", d.Mode, d.Reason)
+	return nil
+}
+
+func (c *command) markGood(args []string) error {
+	var slot string
+	fs, err := c.flags("mark-good", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&slot, "slot", "", "slot to mark good (default: the booted slot)")
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() == 1 && slot == "":
+		slot = fs.Arg(0)
+	case fs.NArg() != 0:
+		return usagef("usage: keel mark-good [--slot SLOT]")
+	}
+	var chosen string
+	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) {
+		chosen = slot
+		if chosen == "" {
+			chosen = c.bootedSlot(r)
+		}
+		if chosen == "" {
+			return r, usagef("cannot tell which slot is booted (no keel.slot= on the kernel command line, no trial, no active slot); give --slot")
+		}
+		return bootenv.MarkGood(r, chosen)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "slot %s is good and active (generation %d)\n", chosen, r.Generation)
+	return nil
+}
+
+// bootedSlot is the slot this system runs: keel.slot= on the command line
+// (keel-init passes it), else the last boot's slot.
+func (c *command) bootedSlot(r bootenv.Record) string {
+	if s := c.cmdlineParam("keel.slot"); s != "" {
+		return s
+	}
+	if r.Last.Slot != "" {
+		return r.Last.Slot
+	}
+	return r.Active
+}
+
+func (c *command) markBad(args []string) error {
+	var reason string
+	fs, err := c.flags("mark-bad", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&reason, "reason", "marked bad by `keel mark-bad`", "why the slot is bad (shown by status)")
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("usage: keel mark-bad SLOT [--reason TEXT]")
+	}
+	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) { return bootenv.MarkBad(r, fs.Arg(0), reason) })
+	if err != nil {
+		return err
+	}
+	d, _ := bootenv.Select(r)
+	fmt.Fprintf(c.stdout, "slot %s is bad (generation %d); the next boot takes %s\n", fs.Arg(0), r.Generation, d)
+	return nil
+}
+
+func (c *command) setActive(args []string) error {
+	fs, err := c.flags("set-active", args, func(*flag.FlagSet) {})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("usage: keel set-active SLOT")
+	}
+	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) { return bootenv.SetActive(r, fs.Arg(0)) })
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "slot %s is active (generation %d)\n", fs.Arg(0), r.Generation)
+	return nil
+}
+
+func (c *command) recover(args []string) error {
+	var reason string
+	var cancel bool
+	fs, err := c.flags("recover", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&reason, "reason", "requested with `keel recover`", "why (recorded in the state)")
+		fs.BoolVar(&cancel, "cancel", false, "withdraw a pending request")
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("recover takes no arguments")
+	}
+	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) {
+		if cancel {
+			return bootenv.CancelRecovery(r)
+		}
+		return bootenv.RequestRecovery(r, reason)
+	})
+	if err != nil {
+		return err
+	}
+	if cancel {
+		fmt.Fprintf(c.stdout, "recovery request withdrawn (generation %d)\n", r.Generation)
+	} else {
+		fmt.Fprintf(c.stdout, "the next boot goes to recovery (generation %d)\n", r.Generation)
+	}
+	return nil
+}
+
+func (c *command) env(args []string) error {
+	if len(args) == 0 {
+		return usagef("usage: keel env print [NAME...] | keel env set NAME=VALUE...")
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "print":
+		return c.envPrint(rest)
+	case "set":
+		return c.envSet(rest)
+	}
+	return usagef("unknown env command %q (want print or set)", sub)
+}
+
+func (c *command) envTarget() (*target, error) {
+	t, err := c.open()
+	if err != nil {
+		return nil, err
+	}
+	if t.env == nil {
+		t.Close()
+		return nil, usagef("env commands need a U-Boot environment (-c FW_ENV_CONFIG or --image); %s is %s", t.info.Location, t.info.Backend)
+	}
+	return t, nil
+}
+
+func (c *command) envPrint(args []string) error {
+	var valueOnly bool
+	fs, err := c.flags("env print", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&valueOnly, "n", false, "print the value only (one NAME)")
+	})
+	if err != nil {
+		return err
+	}
+	if valueOnly && fs.NArg() != 1 {
+		return usagef("-n takes exactly one NAME")
+	}
+	t, err := c.envTarget()
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	e, err := t.env.Read()
+	if err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		for _, v := range e.Vars() {
+			fmt.Fprintf(c.stdout, "%s=%s\n", v.Name, v.Value)
+		}
+		return nil
+	}
+	var missing []string
+	for _, name := range fs.Args() {
+		v, ok := e.Get(name)
+		switch {
+		case !ok:
+			missing = append(missing, name)
+		case valueOnly:
+			fmt.Fprintln(c.stdout, v)
+		default:
+			fmt.Fprintf(c.stdout, "%s=%s\n", name, v)
+		}
+	}
+	if len(missing) > 0 {
+		return usagef("not defined: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func (c *command) envSet(args []string) error {
+	if len(args) == 0 {
+		return usagef("usage: keel env set NAME=VALUE... (NAME= deletes)")
+	}
+	type change struct{ name, value string }
+	var changes []change
+	touchesRecord := false
+	for _, a := range args {
+		name, value, ok := strings.Cut(a, "=")
+		if !ok || name == "" {
+			return usagef("%q is not NAME=VALUE", a)
+		}
+		changes = append(changes, change{name, value})
+		touchesRecord = touchesRecord || bootenv.IsRecordVar(name)
+	}
+	t, err := c.envTarget()
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	e, err := t.env.Read()
+	switch {
+	case errors.Is(err, ubootenv.ErrBlank):
+		e = &ubootenv.Env{}
+	case err != nil:
+		return err
+	}
+	for _, ch := range changes {
+		if ch.value == "" {
+			e.Delete(ch.name)
+			continue
+		}
+		if err := e.Set(ch.name, ch.value); err != nil {
+			return usageError{err.Error()}
+		}
+	}
+	if touchesRecord {
+		m := map[string]string{}
+		for _, v := range e.Vars() {
+			m[v.Name] = v.Value
+		}
+		if _, err := bootenv.Decode(m); err != nil && !errors.Is(err, bootenv.ErrNoState) {
+			return usagef("refused: this change would leave keel's record unreadable (%v); use keel's commands (try, mark-good, ...) to change the state", err)
+		}
+	}
+	if err := t.env.Write(e); err != nil {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,8 @@
+// Package cli is the keel command line: it edits boot state on a live device
+// or offline on an env file, a variable directory or a disk image. cmd/keel
+// is a tiny main over Run.
+//
+// Exit codes: 0 ok, 1 usage or a request the state refuses (unknown slot,
+// trying the active slot...), 2 storage or format error (missing device,
+// CRC failure, corrupt record). Errors name the file, the problem and the fix.
+package cli
