@@ -13,8 +13,9 @@ func (e Error) Is(target error) bool {
 	return e == ErrPartitionNotFound && target == fs.ErrNotExist
 }
 
-// Sentinel errors. Errors returned by this package wrap one of them and add
-// the details (which LBA, which partition, how many bytes).
+// Sentinel errors. Errors returned by this package start with "gpt: ", wrap
+// one of them and add the details (which copy and LBA, which partition, how
+// many bytes).
 const (
 	// ErrNotGPT: no GPT header signature ("EFI PART") on the disk, or no
 	// protective MBR and no primary header.

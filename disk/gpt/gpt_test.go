@@ -266,7 +266,7 @@ func TestReadErrors(t *testing.T) {
 		c := memDisk(bytes.Clone(d))
 		patchEntries(t, c, func(e []byte) { binary.LittleEndian.PutUint64(e[128*2+40:], 40000) }) // slot-a ends past LBA 32767
 		_, err := Read(c, c.size())
-		wantErr(t, err, ErrPartitionOutOfRange, `partition 3 "slot-a"`, "beyond the last LBA 32767")
+		wantErr(t, err, ErrPartitionOutOfRange, "both GPT copies (LBA 1 and LBA 32767) are unusable", `partition 3 "slot-a"`, "beyond the last LBA 32767")
 	})
 	t.Run("partition outside the usable area", func(t *testing.T) {
 		c := memDisk(bytes.Clone(d))
@@ -347,7 +347,8 @@ func TestCreateErrors(t *testing.T) {
 		{"duplicate name", 64 << 20, []Spec{esp, {Name: "slot-a", Type: TypeRootAMD64(), Size: 1 << 20}, esp},
 			ErrDuplicateName, []string{`partitions 1 and 3 are both named "esp"`}},
 		{"too big", 64 << 20, []Spec{esp, {Name: "slot-a", Type: TypeRootAMD64(), Size: 60 << 20}},
-			ErrNoSpace, []string{`partition 2 "slot-a" needs 62914560 bytes (60 MiB)`, "only 55557632 bytes (53 MiB) are left", "from LBA 22528"}},
+			ErrNoSpace, []string{`partition 2 "slot-a" needs 62914560 bytes (60 MiB)`, "only 55557632 bytes (53 MiB) are left", "from LBA 22528",
+				"need a disk of at least 74465792 bytes (71 MiB)"}},
 		{"nothing left for the rest", (22528 + 33) * 512, []Spec{esp, {Name: "data", Type: TypeLinuxGeneric()}},
 			ErrNoSpace, []string{`partition 2 "data" needs at least one sector`, "only 0 bytes"}},
 		{"disk too small", 1 << 20, nil, ErrNoSpace, []string{"a disk of 1048576 bytes is too small", "1065984"}},
@@ -380,6 +381,20 @@ func TestCreateErrors(t *testing.T) {
 	}
 	if _, err := CreateWith(discard{}, 64<<20, nil, Options{SectorSize: 1024}); err == nil {
 		t.Error("sector size 1024 accepted")
+	}
+}
+
+func TestMinDiskSize(t *testing.T) {
+	for _, specs := range [][]Spec{nil, testSpecs(), smallSpecs(), {{Name: "x", Type: TypeHome(), Size: 1}}} {
+		for _, ss := range []int{512, 4096} {
+			min := minDiskSize(specs, ss)
+			if _, err := CreateWith(discard{}, min, specs, Options{SectorSize: ss}); err != nil {
+				t.Errorf("%d-byte sectors, %d partitions: the minimum size %d fails: %v", ss, len(specs), min, err)
+			}
+			if _, err := CreateWith(discard{}, min-int64(ss), specs, Options{SectorSize: ss}); !errors.Is(err, ErrNoSpace) {
+				t.Errorf("%d-byte sectors, %d partitions: one sector less than the minimum %d: %v", ss, len(specs), min, err)
+			}
+		}
 	}
 }
 
@@ -525,5 +540,24 @@ func TestHuman(t *testing.T) {
 		if got := human(n); got != want {
 			t.Errorf("human(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+type eioReader struct{ after int64 }
+
+var errEIO = errors.New("input/output error")
+
+func (e eioReader) ReadAt(b []byte, off int64) (int, error) {
+	if off >= e.after {
+		return 0, errEIO
+	}
+	return len(b), nil // zeros are fine: the test only needs the error
+}
+
+// An I/O error is reported as such, not as "not a GPT disk".
+func TestReadIOError(t *testing.T) {
+	_, err := Read(eioReader{after: 512}, 1<<20)
+	if !errors.Is(err, errEIO) || errors.Is(err, ErrNotGPT) || !strings.Contains(err.Error(), "LBA 1") {
+		t.Errorf("got %v, want the I/O error at LBA 1", err)
 	}
 }

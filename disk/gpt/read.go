@@ -54,6 +54,9 @@ func read(r io.ReaderAt, size int64) (*Table, error) {
 		}
 		b := make([]byte, n)
 		if err := readAt(r, b, int64(n), size); err != nil {
+			if n != 512 && errors.Is(err, ErrTruncated) {
+				break // too short for a 4Kn GPT: judged as a 512-byte one below
+			}
 			return nil, fmt.Errorf("reading LBA 1: %w", err)
 		}
 		if string(b[:8]) == signature {
@@ -114,6 +117,9 @@ func read(r io.ReaderAt, size int64) (*Table, error) {
 	}
 	t, errBackup := loadCopy(r, size, ss, last, b)
 	if errBackup != nil {
+		if errors.Unwrap(errPrimary).Error() == errBackup.Error() { // the same problem in both copies: say it once
+			return nil, fmt.Errorf("both GPT copies (LBA 1 and LBA %d) are unusable: %w", last, errBackup)
+		}
 		return nil, fmt.Errorf("both GPT copies are unusable: %w; backup GPT (LBA %d): %w", errPrimary, last, errBackup)
 	}
 	t.FromBackup = true
@@ -213,6 +219,9 @@ func loadCopy(r io.ReaderAt, size int64, ss int, lba uint64, hdr []byte) (*Table
 	}
 	if h.myLBA != lba {
 		return nil, fmt.Errorf("%w: the header at LBA %d says it is at LBA %d (MyLBA)", ErrBadHeader, lba, h.myLBA)
+	}
+	if h.alternateLBA == h.myLBA {
+		return nil, fmt.Errorf("%w: AlternateLBA is the header's own LBA %d", ErrBadHeader, lba)
 	}
 	if h.entrySize < entrySize || h.entrySize&(h.entrySize-1) != 0 {
 		return nil, fmt.Errorf("%w: SizeOfPartitionEntry %d is not 128 times a power of 2", ErrBadHeader, h.entrySize)

@@ -83,7 +83,8 @@ func layout(diskSize int64, parts []Spec, opts Options) (*Table, error) {
 	// space, the backup entries and the backup header.
 	minSize := int64(firstAligned+1+arraySectors+1) * int64(ss)
 	if diskSize < minSize {
-		return nil, fmt.Errorf("gpt: %w: a disk of %d bytes is too small for a GPT with 1 MiB-aligned partitions (at least %d bytes)", ErrNoSpace, diskSize, minSize)
+		need := minDiskSize(parts, ss)
+		return nil, fmt.Errorf("gpt: %w: a disk of %d bytes is too small for a GPT with 1 MiB-aligned partitions: these partitions need at least %d bytes (%s)", ErrNoSpace, diskSize, need, human(uint64(need)))
 	}
 	sectors := uint64(diskSize / int64(ss))
 	lastLBA := sectors - 1
@@ -150,8 +151,9 @@ func layout(diskSize int64, parts []Spec, opts Options) (*Table, error) {
 			if s.Size > 0 {
 				need = fmt.Sprintf("%d bytes (%s)", want*uint64(ss), human(want*uint64(ss)))
 			}
-			return nil, fmt.Errorf("gpt: %w: partition %d %q needs %s, but only %d bytes (%s) are left from LBA %d to the last usable LBA %d of the %d-byte disk",
-				ErrNoSpace, p.Index, p.Name, need, room*uint64(ss), human(room*uint64(ss)), p.FirstLBA, lastUsable, diskSize)
+			min := minDiskSize(parts, ss)
+			return nil, fmt.Errorf("gpt: %w: partition %d %q needs %s, but only %d bytes (%s) are left from LBA %d to the last usable LBA %d of the %d-byte disk; these partitions need a disk of at least %d bytes (%s)",
+				ErrNoSpace, p.Index, p.Name, need, room*uint64(ss), human(room*uint64(ss)), p.FirstLBA, lastUsable, diskSize, min, human(uint64(min)))
 		}
 		p.LastLBA = p.FirstLBA + want - 1
 		next = p.LastLBA + 1
@@ -169,6 +171,20 @@ func layout(diskSize int64, parts []Spec, opts Options) (*Table, error) {
 		t.Partitions = append(t.Partitions, p)
 	}
 	return t, nil
+}
+
+// minDiskSize returns the size of the smallest disk that holds parts as
+// layout places them (a rest-of-disk partition gets one sector).
+func minDiskSize(parts []Spec, ss int) int64 {
+	arraySectors := uint64(entryCount * entrySize / ss)
+	align := uint64(alignment / ss)
+	next := 2 + arraySectors
+	for _, s := range parts {
+		n := (uint64(max(s.Size, 1)) + uint64(ss) - 1) / uint64(ss)
+		next = alignUp(next, align) + n
+	}
+	next = max(next, alignUp(2+arraySectors, align)+1)
+	return int64(next+arraySectors+1) * int64(ss)
 }
 
 // checkName checks that name can be stored as a PartitionName (UEFI 2.10
@@ -196,7 +212,8 @@ func checkName(name string) error {
 //
 // Write checks the table first: sector and entry sizes, names, that the
 // entry arrays fit between the headers and the usable area, and that the
-// partitions lie in the usable area without overlapping.
+// partitions lie in the usable area without overlapping. Writing a table that
+// Read took from the backup repairs the primary copy.
 func (t *Table) Write(w io.WriterAt) error {
 	if err := t.check(); err != nil {
 		return fmt.Errorf("gpt: not writing the table: %w", err)
