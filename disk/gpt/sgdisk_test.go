@@ -2,6 +2,7 @@ package gpt
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -137,6 +138,7 @@ func checkAgainstSgdisk(t *testing.T, img string, tab *Table) {
 // TestCreateSgdisk: an image made by Create passes `sgdisk -v`, and sgdisk
 // sees the same disk GUID, names, types, unique GUIDs, LBAs and attributes.
 func TestCreateSgdisk(t *testing.T) {
+	t.Parallel()
 	img := filepath.Join(t.TempDir(), "keel.img")
 	f, err := os.Create(img)
 	if err != nil {
@@ -177,6 +179,7 @@ func TestCreateSgdisk(t *testing.T) {
 // types, unique GUIDs, LBAs and attributes sgdisk reports; the sgdisk type
 // codes also pin keel's well-known type GUIDs.
 func TestReadSgdisk(t *testing.T) {
+	t.Parallel()
 	img := filepath.Join(t.TempDir(), "sgdisk.img")
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -249,6 +252,7 @@ func TestReadSgdisk(t *testing.T) {
 // TestCorruptSgdisk damages an image made by Create the way a failing disk
 // would, and checks Read against sgdisk's own diagnosis.
 func TestCorruptSgdisk(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	img := filepath.Join(dir, "keel.img")
 	f, err := os.Create(img)
@@ -287,4 +291,51 @@ func TestCorruptSgdisk(t *testing.T) {
 	}
 	_, err = ReadFile(f)
 	wantErr(t, err, ErrTruncated, "gpt: "+img+": ", "the image is 12582912 bytes", "LBA 32767")
+}
+
+// TestProtectiveMBRSgdisk: keel's protective MBR (partition records and
+// signature, bytes 446-511) is byte for byte the one sgdisk writes, for a
+// disk whose end has a CHS address and one too big for CHS (0xFFFFFF).
+func TestProtectiveMBRSgdisk(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int64{64 << 20, 20 << 30} {
+		dir := t.TempDir()
+		theirs, ours := filepath.Join(dir, "sgdisk.img"), filepath.Join(dir, "keel.img")
+		for _, p := range []string{theirs, ours} {
+			if err := os.WriteFile(p, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(p, size); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sgdisk(t, "-o", theirs)
+		f, err := os.OpenFile(ours, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Create(f, size, nil)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := firstSector(t, theirs), firstSector(t, ours)
+		if !bytes.Equal(a[446:512], b[446:512]) {
+			t.Errorf("%d-byte disk: protective MBR\nsgdisk % x\nkeel   % x", size, a[446:512], b[446:512])
+		}
+	}
+}
+
+func firstSector(t *testing.T, path string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 512)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
