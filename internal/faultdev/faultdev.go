@@ -12,6 +12,8 @@
 //     flash pages), every erase block erased is one step. When the budget is
 //     spent the power is "cut": the write in progress stops where it is, and
 //     that operation and every later one fail with ErrPowerCut.
+//   - Power is the budget; Devices wrapped by one Power lose power together
+//     (two copies on two devices).
 //
 // A test first runs an operation with an unlimited budget to learn how many
 // steps it takes (Steps), then repeats it from the same starting state with
@@ -246,6 +248,15 @@ func (m *Mem) Sync() error { return nil }
 // Size returns the medium size.
 func (m *Mem) Size() (int64, error) { return int64(len(m.buf)), nil }
 
+// EraseSize returns the erase block size for NOR and NAND, and 0 for File
+// (no erase needed): the optional method ubootenv uses to spot flash.
+func (m *Mem) EraseSize() int64 {
+	if m.kind == File {
+		return 0
+	}
+	return m.eraseSize
+}
+
 // Options tunes how a Device spends its budget.
 type Options struct {
 	// WriteUnit is how many bytes land atomically per step. 0 or 1: every
@@ -262,45 +273,70 @@ type Options struct {
 	TornErase bool
 }
 
-// Device passes operations to its Target until a budget of steps is spent;
-// then it cuts the power: the operation in progress stops part way and it
-// and every later operation (reads included) return ErrPowerCut.
-type Device struct {
-	t      Target
-	opt    Options
+// Power is a supply shared by the Devices that hang on it: a budget of
+// steps that they spend together, and one cut that stops them all (two
+// copies of an env on two devices lose power at the same moment).
+type Power struct {
 	budget int64 // < 0: unlimited
 	steps  int64
 	cut    bool
 }
 
-// New wraps t. budget is the number of steps that may complete before the
-// power is cut; a negative budget never cuts (use it to count Steps).
-func New(t Target, budget int64, opt Options) *Device {
-	return &Device{t: t, opt: opt, budget: budget}
-}
+// NewPower returns a supply that lets budget steps complete and then cuts;
+// a negative budget never cuts (use it to count Steps).
+func NewPower(budget int64) *Power { return &Power{budget: budget} }
 
 // Steps returns the number of steps completed so far.
-func (d *Device) Steps() int64 { return d.steps }
+func (p *Power) Steps() int64 { return p.steps }
 
 // IsCut reports whether the power has been cut.
-func (d *Device) IsCut() bool { return d.cut }
+func (p *Power) IsCut() bool { return p.cut }
 
 // take spends one step; false means the power is now cut.
-func (d *Device) take() bool {
-	if d.cut {
+func (p *Power) take() bool {
+	if p.cut {
 		return false
 	}
-	if d.budget >= 0 && d.steps >= d.budget {
-		d.cut = true
+	if p.budget >= 0 && p.steps >= p.budget {
+		p.cut = true
 		return false
 	}
-	d.steps++
+	p.steps++
 	return true
 }
 
+// Wrap returns a Device over t powered by p.
+func (p *Power) Wrap(t Target, opt Options) *Device {
+	return &Device{t: t, opt: opt, p: p}
+}
+
+// Device passes operations to its Target until its Power's budget is
+// spent; then the power is cut: the operation in progress stops part way,
+// and it and every later operation (reads included) return ErrPowerCut.
+type Device struct {
+	t   Target
+	opt Options
+	p   *Power
+}
+
+// New wraps t with a Power of its own: budget steps may complete before
+// the cut; a negative budget never cuts.
+func New(t Target, budget int64, opt Options) *Device {
+	return NewPower(budget).Wrap(t, opt)
+}
+
+// Steps returns the number of steps completed so far on the Device's
+// Power.
+func (d *Device) Steps() int64 { return d.p.steps }
+
+// IsCut reports whether the power has been cut.
+func (d *Device) IsCut() bool { return d.p.cut }
+
+func (d *Device) take() bool { return d.p.take() }
+
 // ReadAt reads from the target unless the power is cut.
 func (d *Device) ReadAt(p []byte, off int64) (int, error) {
-	if d.cut {
+	if d.p.cut {
 		return 0, ErrPowerCut
 	}
 	return d.t.ReadAt(p, off)
@@ -308,7 +344,7 @@ func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 
 // WriteAt writes unit by unit, one step each, and stops at the cut.
 func (d *Device) WriteAt(p []byte, off int64) (int, error) {
-	if d.cut {
+	if d.p.cut {
 		return 0, ErrPowerCut
 	}
 	unit := d.opt.WriteUnit
@@ -333,7 +369,7 @@ func (d *Device) WriteAt(p []byte, off int64) (int, error) {
 // Erase erases block by block, one step each, and stops at the cut (leaving
 // the block at the cut half erased when Options.TornErase is set).
 func (d *Device) Erase(off, n int64) error {
-	if d.cut {
+	if d.p.cut {
 		return ErrPowerCut
 	}
 	if n <= 0 {
@@ -360,7 +396,7 @@ func (d *Device) Erase(off, n int64) error {
 
 // Sync syncs the target unless the power is cut. It costs no step.
 func (d *Device) Sync() error {
-	if d.cut {
+	if d.p.cut {
 		return ErrPowerCut
 	}
 	return d.t.Sync()
@@ -368,16 +404,24 @@ func (d *Device) Sync() error {
 
 // Size returns the target size unless the power is cut.
 func (d *Device) Size() (int64, error) {
-	if d.cut {
+	if d.p.cut {
 		return 0, ErrPowerCut
 	}
 	return d.t.Size()
 }
 
+// EraseSize forwards the target's erase block size (0 when it has none).
+func (d *Device) EraseSize() int64 {
+	if e, ok := d.t.(interface{ EraseSize() int64 }); ok {
+		return e.EraseSize()
+	}
+	return 0
+}
+
 // IsBadBlock forwards the NAND bad-block query to the target (false when
 // the target has none).
 func (d *Device) IsBadBlock(off int64) (bool, error) {
-	if d.cut {
+	if d.p.cut {
 		return false, ErrPowerCut
 	}
 	if b, ok := d.t.(badBlocker); ok {

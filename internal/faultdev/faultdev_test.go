@@ -162,3 +162,33 @@ func TestReadAtEOF(t *testing.T) {
 		t.Fatalf("err=%v", err)
 	}
 }
+
+func TestSharedPower(t *testing.T) {
+	a, b := NewMem(File, make([]byte, 4), 0), NewMem(File, make([]byte, 4), 0)
+	p := NewPower(3)
+	da, db := p.Wrap(a, Options{}), p.Wrap(b, Options{})
+	if _, err := da.WriteAt([]byte{1, 1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.WriteAt([]byte{2, 2}, 0); n != 1 || !errors.Is(err, ErrPowerCut) {
+		t.Fatalf("second device: n=%d err=%v", n, err)
+	}
+	if _, err := da.ReadAt(make([]byte, 1), 0); !errors.Is(err, ErrPowerCut) {
+		t.Fatalf("first device still powered: %v", err)
+	}
+	if p.Steps() != 3 || !p.IsCut() || !da.IsCut() || db.Steps() != 3 {
+		t.Fatalf("steps=%d cut=%v", p.Steps(), p.IsCut())
+	}
+	if !bytes.Equal(a.Bytes(), []byte{1, 1, 0, 0}) || !bytes.Equal(b.Bytes(), []byte{2, 0, 0, 0}) {
+		t.Fatalf("media %v %v", a.Bytes(), b.Bytes())
+	}
+}
+
+func TestEraseSize(t *testing.T) {
+	if got := New(NewMem(File, make([]byte, 8), 0), -1, Options{}).EraseSize(); got != 0 {
+		t.Errorf("file EraseSize = %d", got)
+	}
+	if got := New(Erased(NOR, 64, 16), -1, Options{}).EraseSize(); got != 16 {
+		t.Errorf("NOR EraseSize = %d", got)
+	}
+}
