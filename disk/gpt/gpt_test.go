@@ -508,6 +508,9 @@ func TestSection(t *testing.T) {
 	d, tab := mustCreate(t, 16<<20, smallSpecs()[:2])
 	p, _ := tab.Find("bootstate")
 	w := p.SectionWriter(d)
+	if w.Size() != p.Size() || p.Sectors() != 2048 || p.Size() != 1<<20 {
+		t.Errorf("writer size %d, partition %d sectors, %d bytes", w.Size(), p.Sectors(), p.Size())
+	}
 	if _, err := w.Write([]byte("hello")); err != nil {
 		t.Fatal(err)
 	}

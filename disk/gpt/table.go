@@ -38,7 +38,9 @@ func (p Partition) ss() int64 {
 	return int64(p.sectorSize)
 }
 
-// Offset returns the byte offset of the partition's first sector.
+// Offset returns the byte offset of the partition's first sector. Offset and
+// Size use the sector size of the disk the partition was read from or created
+// on; for a Partition literal, 512.
 func (p Partition) Offset() int64 { return int64(p.FirstLBA) * p.ss() }
 
 // Size returns the partition's size in bytes.
