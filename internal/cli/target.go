@@ -98,17 +98,7 @@ func openImage(path string) (*target, error) {
 		return nil, fmt.Errorf("disk image: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("disk image: %w", err)
-	}
-	size := fi.Size()
-	if fi.Mode()&fs.ModeDevice != 0 {
-		if size, err = deviceSize(f); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	tab, err := gpt.Read(f, size)
+	tab, err := gpt.ReadFile(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -126,12 +116,4 @@ func openImage(path string) (*target, error) {
 	}
 	s := ubootenv.NewStore(st, fmt.Sprintf("%s (partition %s)", path, ubootenv.BootstatePartition))
 	return &target{store: s, info: s.Describe(), env: st, close: st.Close}, nil
-}
-
-func deviceSize(f *os.File) (int64, error) {
-	n, err := f.Seek(0, 2)
-	if err != nil {
-		return 0, fmt.Errorf("size of block device: %w", err)
-	}
-	return n, nil
 }
