@@ -133,28 +133,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	c := &command{ctx: ctx, g: g, deps: deps, stdout: stdout, stderr: stderr}
-	switch cmd {
-	case "status":
-		return c.status(rest)
-	case "init":
-		return c.init(rest)
-	case "try":
-		return c.try(rest)
-	case "select":
-		return c.selectCmd(rest)
-	case "mark-good":
-		return c.markGood(rest)
-	case "mark-bad":
-		return c.markBad(rest)
-	case "set-active":
-		return c.setActive(rest)
-	case "recover":
-		return c.recover(rest)
-	case "env":
-		return c.env(rest)
-	case "help":
-		fmt.Fprint(stdout, usageText)
-		return nil
+	commands := map[string]func([]string) error{
+		"status": c.status, "init": c.init, "try": c.try, "select": c.selectCmd,
+		"mark-good": c.markGood, "mark-bad": c.markBad, "set-active": c.setActive,
+		"recover": c.recover, "env": c.env,
+		"help": func([]string) error { _, err := fmt.Fprint(stdout, usageText); return err },
+	}
+	if run, ok := commands[cmd]; ok {
+		return run(rest)
 	}
 	fmt.Fprint(stderr, usageText)
 	return usagef("unknown command %q", cmd)
@@ -205,6 +191,17 @@ func (c *command) update(f func(bootenv.Record) (bootenv.Record, error)) (booten
 		return bootenv.Record{}, fmt.Errorf("%s: %w", t.info.Location, err)
 	}
 	return n, nil
+}
+
+// view loads the record without changing it.
+func (c *command) view() (bootenv.Record, bootenv.Info, error) {
+	t, err := c.open()
+	if err != nil {
+		return bootenv.Record{}, bootenv.Info{}, err
+	}
+	defer t.Close()
+	r, err := t.load()
+	return r, t.info, err
 }
 
 // cmdlineParam returns the value of key= on the kernel command line.

@@ -43,12 +43,7 @@ func (c *command) status(args []string) error {
 	if fs.NArg() != 0 {
 		return usagef("status takes no arguments")
 	}
-	t, err := c.open()
-	if err != nil {
-		return err
-	}
-	defer t.Close()
-	r, err := t.load()
+	r, info, err := c.view()
 	if err != nil {
 		return err
 	}
@@ -57,7 +52,7 @@ func (c *command) status(args []string) error {
 		out := statusJSON{
 			Active: strOrNil(r.Active), Trial: strOrNil(r.Trial), Generation: r.Generation,
 			Recovery: strOrNil(r.Recovery), LastBoot: r.Last, NextBoot: next,
-			Order: r.SlotNames(), Slots: map[string]bootenv.Slot{}, Store: t.info,
+			Order: r.SlotNames(), Slots: map[string]bootenv.Slot{}, Store: info,
 		}
 		for _, s := range r.Slots {
 			out.Slots[s.Name] = s
@@ -68,10 +63,10 @@ func (c *command) status(args []string) error {
 	}
 	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	safety := "power-safe"
-	if !t.info.PowerSafe {
+	if !info.PowerSafe {
 		safety = "NOT power-safe"
 	}
-	fmt.Fprintf(w, "store:\t%s %s (%s)\n", t.info.Backend, t.info.Location, safety)
+	fmt.Fprintf(w, "store:\t%s %s (%s)\n", info.Backend, info.Location, safety)
 	fmt.Fprintf(w, "generation:\t%d\n", r.Generation)
 	fmt.Fprintf(w, "active:\t%s\n", orNone(r.Active))
 	trial := "none"
@@ -104,8 +99,8 @@ func (c *command) status(args []string) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	if t.info.Note != "" {
-		fmt.Fprintf(c.stdout, "warning: %s\n", t.info.Note)
+	if info.Note != "" {
+		fmt.Fprintf(c.stdout, "warning: %s\n", info.Note)
 	}
 	return nil
 }
@@ -234,12 +229,7 @@ func (c *command) selectCmd(args []string) error {
 			return err
 		}
 	} else {
-		t, err := c.open()
-		if err != nil {
-			return err
-		}
-		defer t.Close()
-		r, err := t.load()
+		r, _, err := c.view()
 		if err != nil {
 			return err
 		}
