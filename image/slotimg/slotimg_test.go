@@ -1,0 +1,97 @@
+package slotimg
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"strings"
+	"testing"
+)
+
+func sample(t testing.TB) []byte {
+	var b bytes.Buffer
+	parts := []Part{{"kernel", bytes.Repeat([]byte{1}, 5000)}, {"initrd", []byte("cpio")}, {"manifest", []byte("{}")}}
+	n, err := Write(&b, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != int64(b.Len()) || n != Size(parts) || n%Align != 0 {
+		t.Fatalf("wrote %d, buffer %d, Size %d", n, b.Len(), Size(parts))
+	}
+	return b.Bytes()
+}
+
+func TestRoundTrip(t *testing.T) {
+	img := sample(t)
+	h, err := ReadHeader(bytes.NewReader(img), int64(len(img)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"initrd": "cpio", "manifest": "{}"} {
+		s, err := h.Section(bytes.NewReader(img), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(s)
+		if string(got) != want {
+			t.Errorf("%s = %q", name, got)
+		}
+	}
+	k, _ := h.Find("kernel")
+	if k.Offset != HeaderSize || k.Size != 5000 {
+		t.Errorf("kernel entry %+v", k)
+	}
+	if _, err := h.Find("nope"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing entry: %v", err)
+	}
+}
+
+func TestCorrupt(t *testing.T) {
+	img := sample(t)
+	for name, tc := range map[string]struct {
+		mutate func([]byte) []byte
+		want   error
+		msg    string
+	}{
+		"zeros":     {func(b []byte) []byte { return make([]byte, len(b)) }, ErrNotSlot, "magic"},
+		"short":     {func(b []byte) []byte { return b[:100] }, ErrNotSlot, "smaller"},
+		"crc":       {func(b []byte) []byte { b[20] ^= 1; return b }, ErrCorrupt, "CRC"},
+		"truncated": {func(b []byte) []byte { return b[:HeaderSize+100] }, ErrCorrupt, "outside"},
+		"version":   {func(b []byte) []byte { b[8] = 9; return b }, ErrCorrupt, "version"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := tc.mutate(bytes.Clone(img))
+			_, err := ReadHeader(bytes.NewReader(append(b, make([]byte, 8)...)), int64(len(b)))
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("err = %v, want %v mentioning %q", err, tc.want, tc.msg)
+			}
+		})
+	}
+}
+
+func TestWriteErrors(t *testing.T) {
+	for _, parts := range [][]Part{nil, {{"Kernel", nil}}, {{"a", nil}, {"a", nil}}, {{strings.Repeat("x", 24), nil}}} {
+		if _, err := Write(io.Discard, parts); err == nil {
+			t.Errorf("Write(%v) succeeded", parts)
+		}
+	}
+}
+
+func FuzzParseHeader(f *testing.F) {
+	f.Add(sample(f)[:HeaderSize], int64(3*HeaderSize))
+	f.Fuzz(func(t *testing.T, hdr []byte, size int64) {
+		if len(hdr) < HeaderSize {
+			hdr = append(hdr, make([]byte, HeaderSize-len(hdr))...)
+		}
+		h, err := ParseHeader(hdr, size)
+		if err != nil {
+			return
+		}
+		for _, e := range h.Entries {
+			if e.Offset < HeaderSize || e.Offset+e.Size > size {
+				t.Fatalf("accepted entry %+v outside %d", e, size)
+			}
+		}
+	})
+}
