@@ -1,0 +1,141 @@
+// Package boards describes the targets keel runs on, as Go data: the
+// machine, its firmware, where the boot state lives, which kernel modules
+// keel-init and stage 2 load, the slots and the disk layout. A test checks
+// the invariants of every board.
+package boards
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Firmware kinds.
+const (
+	FirmwareUEFI  = "uefi"
+	FirmwareUBoot = "uboot"
+)
+
+// Store kinds.
+const (
+	StoreEFIVars  = "efivars"
+	StoreUBootEnv = "uboot-env"
+)
+
+// QEMU says how to emulate the board (for boards that QEMU can emulate).
+type QEMU struct {
+	Binary   string   // qemu-system-x86_64
+	Machine  string   // -M
+	CPU      string   // -cpu
+	MemoryMB int      // -m
+	Code     string   // firmware code (OVMF_CODE) or -bios image
+	Vars     string   // UEFI variable store template, copied per VM
+	TPM      string   // -device for the TPM (tpm-crb), empty for none
+	Extra    []string // more arguments
+}
+
+// Partition is one GPT partition of the board's disk layout.
+type Partition struct {
+	Name   string
+	TypeID string // GPT type GUID (Discoverable Partitions Specification where one fits)
+	SizeMB int    // 0: the rest of the disk (last partition only)
+}
+
+// Board is one target.
+type Board struct {
+	Name     string
+	Arch     string // Debian architecture: amd64, arm64
+	Firmware string // FirmwareUEFI or FirmwareUBoot
+	Console  string // kernel console device, e.g. ttyS0
+	// Store is where the boot state lives: StoreEFIVars or StoreUBootEnv
+	// (then in the partition named bootstate).
+	Store string
+	// Slots are the A/B slot names; each has partitions slot-<name>
+	// (kernel, initrd, manifest) and root-<name> (the root filesystem).
+	Slots []string
+	// InitModules are loaded by keel-init (stage 1), StageModules by
+	// stage 2 in the slot kernel; dependencies are added by the builder.
+	InitModules, StageModules []string
+	// TPMRequired: refuse to boot without a TPM.
+	TPMRequired bool
+	// RootFSType is the slot root filesystem type.
+	RootFSType string
+	// DiskMB is the size of the disk image the builder makes.
+	DiskMB int
+	// Layout is the GPT layout, in order.
+	Layout []Partition
+	QEMU   QEMU
+}
+
+// GPT type GUIDs (UEFI 2.10 section 5.3.3 and the Discoverable Partitions
+// Specification).
+const (
+	TypeESP          = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+	TypeLinuxGeneric = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+	TypeRootAMD64    = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+	TypeRootARM64    = "B921B045-1DF0-41C3-AF44-4C6F280D3FAE"
+	TypeHome         = "933AC7E1-2EB4-4F13-B844-0E14E2AEF915"
+)
+
+// All returns every board, sorted by name.
+func All() []Board {
+	bs := []Board{qemuX8664UEFI()}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].Name < bs[j].Name })
+	return bs
+}
+
+// Get returns the named board.
+func Get(name string) (Board, error) {
+	var names []string
+	for _, b := range All() {
+		if b.Name == name {
+			return b, nil
+		}
+		names = append(names, b.Name)
+	}
+	return Board{}, fmt.Errorf("unknown board %q (known: %s)", name, strings.Join(names, ", "))
+}
+
+// SlotPartition and RootPartition name a slot's partitions.
+func SlotPartition(slot string) string { return "slot-" + slot }
+
+// RootPartition names a slot's root filesystem partition.
+func RootPartition(slot string) string { return "root-" + slot }
+
+func qemuX8664UEFI() Board {
+	return Board{
+		Name:     "qemu-x86_64-uefi",
+		Arch:     "amd64",
+		Firmware: FirmwareUEFI,
+		Console:  "ttyS0",
+		Store:    StoreEFIVars,
+		Slots:    []string{"a", "b"},
+		InitModules: []string{
+			"crc32c_generic", "nls_cp437", "nls_ascii",
+			"virtio_pci", "virtio_blk", "efivarfs",
+		},
+		StageModules: []string{
+			"crc32c_generic", "virtio_pci", "virtio_blk", "erofs", "efivarfs",
+		},
+		RootFSType: "erofs",
+		DiskMB:     256,
+		Layout: []Partition{
+			{Name: "esp", TypeID: TypeESP, SizeMB: 64},
+			{Name: "slot-a", TypeID: TypeLinuxGeneric, SizeMB: 48},
+			{Name: "root-a", TypeID: TypeRootAMD64, SizeMB: 24},
+			{Name: "slot-b", TypeID: TypeLinuxGeneric, SizeMB: 48},
+			{Name: "root-b", TypeID: TypeRootAMD64, SizeMB: 24},
+			{Name: "recovery", TypeID: TypeLinuxGeneric, SizeMB: 16},
+			{Name: "data", TypeID: TypeHome, SizeMB: 0},
+		},
+		QEMU: QEMU{
+			Binary:   "qemu-system-x86_64",
+			Machine:  "q35",
+			CPU:      "max",
+			MemoryMB: 1024,
+			Code:     "/usr/share/OVMF/OVMF_CODE_4M.fd",
+			Vars:     "/usr/share/OVMF/OVMF_VARS_4M.fd",
+			TPM:      "tpm-crb",
+		},
+	}
+}

@@ -1,0 +1,112 @@
+// Package manifest describes what a slot (or the recovery seed) holds: the
+// digests of its kernel and initrd, the kernel command line, how to mount
+// its root filesystem, and its version and security version. keel-init
+// boots nothing whose kernel or initrd does not match the manifest.
+//
+// The encoding is JSON. Signatures (and the dm-verity root hash) come with
+// the verify-and-measure work; this package keeps the manifest itself.
+package manifest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Digest is the SHA-256 and size of a blob.
+type Digest struct {
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// DigestOf hashes r.
+func DigestOf(r io.Reader) (Digest, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		return Digest{}, err
+	}
+	return Digest{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
+}
+
+// Root says how stage 2 mounts the slot's root filesystem.
+type Root struct {
+	// FSType is the filesystem type: erofs, squashfs or ext4.
+	FSType string `json:"fstype"`
+}
+
+// Manifest is one slot's manifest.
+type Manifest struct {
+	Version         string `json:"version"`
+	SecurityVersion uint64 `json:"security_version"`
+	Cmdline         string `json:"cmdline"`
+	Kernel          Digest `json:"kernel"`
+	Initrd          Digest `json:"initrd"`
+	Root            Root   `json:"root"`
+}
+
+// Parse decodes and checks a manifest.
+func Parse(b []byte) (*Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Validate checks the fields.
+func (m *Manifest) Validate() error {
+	for name, d := range map[string]Digest{"kernel": m.Kernel, "initrd": m.Initrd} {
+		if b, err := hex.DecodeString(d.SHA256); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("manifest: %s sha256 %q is not 64 hex digits", name, d.SHA256)
+		}
+		if d.Size <= 0 {
+			return fmt.Errorf("manifest: %s size %d", name, d.Size)
+		}
+	}
+	switch m.Root.FSType {
+	case "erofs", "squashfs", "ext4":
+	default:
+		return fmt.Errorf("manifest: root fstype %q: want erofs, squashfs or ext4", m.Root.FSType)
+	}
+	if strings.ContainsAny(m.Cmdline, "\x00\n") || strings.ContainsAny(m.Version, "\x00\n") {
+		return fmt.Errorf("manifest: cmdline and version must be one line")
+	}
+	return nil
+}
+
+// Marshal encodes m.
+func (m *Manifest) Marshal() ([]byte, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(m, "", "  ")
+}
+
+// Check hashes r and compares it with want; the error names what differs.
+func Check(what string, r io.Reader, want Digest) error {
+	got, err := DigestOf(r)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", what, err)
+	}
+	if got != want {
+		return fmt.Errorf("%s digest mismatch: manifest says sha256 %s (%d bytes), image has %s (%d bytes)",
+			what, short(want.SHA256), want.Size, short(got.SHA256), got.Size)
+	}
+	return nil
+}
+
+func short(h string) string {
+	if len(h) > 16 {
+		return h[:16] + "…"
+	}
+	return h
+}

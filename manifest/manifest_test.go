@@ -1,0 +1,66 @@
+package manifest
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func sample(t testing.TB) *Manifest {
+	k, _ := DigestOf(strings.NewReader("kernel"))
+	i, _ := DigestOf(strings.NewReader("initrd"))
+	return &Manifest{Version: "1.0", SecurityVersion: 1, Cmdline: "console=ttyS0", Kernel: k, Initrd: i, Root: Root{FSType: "erofs"}}
+}
+
+func TestRoundTrip(t *testing.T) {
+	m := sample(t)
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Parse(b)
+	if err != nil || *got != *m {
+		t.Fatalf("%+v, %v", got, err)
+	}
+	if err := Check("kernel", strings.NewReader("kernel"), m.Kernel); err != nil {
+		t.Error(err)
+	}
+	if err := Check("kernel", strings.NewReader("kernel!"), m.Kernel); err == nil || !strings.Contains(err.Error(), "kernel digest mismatch") {
+		t.Errorf("tampered kernel: %v", err)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	good, _ := sample(t).Marshal()
+	for _, tc := range []struct{ from, to, want string }{
+		{`"erofs"`, `"ntfs"`, "fstype"},
+		{`"version"`, `"colour": 1, "version"`, "unknown field"},
+		{`"size": 6`, `"size": 0`, "size"},
+	} {
+		b := bytes.Replace(good, []byte(tc.from), []byte(tc.to), 1)
+		if _, err := Parse(b); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s->%s: %v", tc.from, tc.to, err)
+		}
+	}
+	if _, err := Parse([]byte("{")); err == nil {
+		t.Error("truncated JSON accepted")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	good, _ := sample(f).Marshal()
+	f.Add(good)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Parse(b)
+		if err != nil {
+			return
+		}
+		again, err := m.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m2, err := Parse(again); err != nil || *m2 != *m {
+			t.Fatalf("re-parse: %v", err)
+		}
+	})
+}
