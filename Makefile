@@ -41,3 +41,11 @@ demo: deps build
 
 clean:
 	rm -rf $(BUILD)
+
+# Debian's generic kernel and its modules, fetched with apt into
+# $(BUILD)/kernel/$(KERNEL_ARCH) (vmlinuz, modules, version); the .deb is
+# cached and a second run is quick. Not part of test yet.
+KERNEL_ARCH ?= amd64
+.PHONY: kernel
+kernel:
+	./scripts/fetch-kernel.sh $(KERNEL_ARCH) $(BUILD)/kernel/$(KERNEL_ARCH)
