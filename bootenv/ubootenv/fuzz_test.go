@@ -3,8 +3,8 @@ package ubootenv
 import (
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"fmt"
+	"hash/crc32"
 	"reflect"
 	"strings"
 	"testing"
