@@ -6,6 +6,7 @@ package ubootenv
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -333,5 +334,49 @@ func TestBlankBothTools(t *testing.T) {
 	cmd := exec.Command(needTool(t, "fw_printenv"), "-c", cfgPath, "-f", filepath.Join(t.TempDir(), "none"))
 	if out, err := cmd.CombinedOutput(); err == nil {
 		t.Fatalf("fw_printenv read a blank env: %s", out)
+	}
+}
+
+// A redundant env on a real block device (a loop device), placed with
+// negative offsets (from the end, as libubootenv does with BLKGETSIZE64):
+// keel and fw_printenv/fw_setenv agree on where the copies are and what
+// they hold.
+func TestBlockDeviceNegativeOffsets(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dev := strings.TrimSpace(runTool(t, "losetup", "--find", "--show", img))
+	t.Cleanup(func() { exec.Command("losetup", "--detach", dev).Run() })
+	cfg := &Config{Copies: []DeviceConfig{{Path: dev, Offset: -0x8000, Size: 0x4000}, {Path: dev, Offset: -0x4000, Size: 0x4000}}}
+	cfgPath := filepath.Join(t.TempDir(), "fw_env.config")
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("%s -0x8000 0x4000\n%s -0x4000 0x4000\n", dev, dev)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := openT(t, cfg)
+	if _, err := s.Read(); !errors.Is(err, ErrBlank) {
+		t.Fatalf("fresh loop device: %v", err)
+	}
+	e := mustEnv(t, "bootcmd", "run keel_boot", "keel_gen", "1")
+	if err := s.Write(e); err != nil {
+		t.Fatal(err)
+	}
+	if got := fwPrintenv(t, cfgPath); !reflect.DeepEqual(got, sortedVars(e)) {
+		t.Fatalf("fw_printenv on %s: %q", dev, got)
+	}
+	runTool(t, "fw_setenv", "-c", cfgPath, "keel_gen", "2")
+	got, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := got.Get("keel_gen"); v != "2" {
+		t.Fatalf("keel reads keel_gen=%q after fw_setenv", v)
+	}
+	// The copies are where both tools think: the last 32 KiB of the disk.
+	raw := readFile(t, img)
+	for i, off := range []int{1<<20 - 0x8000, 1<<20 - 0x4000} {
+		if st := decodeCopy(raw[off:off+0x4000], true); !st.valid() {
+			t.Fatalf("copy %d not at %#x: %v", i+1, off, st.bad)
+		}
 	}
 }

@@ -424,6 +424,16 @@ func (s *Storage) Write(e *Env) error {
 		}
 	}
 	target, flag := 0, byte(flagActive)
+	if cur < 0 {
+		// First write (or over a corrupt env): copy 1, as U-Boot, unless
+		// it cannot be read and the other can.
+		for i, c := range st {
+			if c.readErr == nil {
+				target = i
+				break
+			}
+		}
+	}
 	if s.Redundant() && cur >= 0 {
 		target = 1 - cur
 		if s.flags == FlagCounter {

@@ -625,3 +625,37 @@ func TestNANDBadBlocks(t *testing.T) {
 	}
 	assertVars(t, got, last)
 }
+
+// One copy unreadable (a dead device): Read uses the other, and the first
+// write goes to the readable copy.
+func TestUnreadableCopy(t *testing.T) {
+	dead := faultdev.NewPower(0)
+	deadDev := dead.Wrap(faultdev.NewMem(faultdev.File, make([]byte, 0x200), 0), faultdev.Options{})
+	good := faultdev.NewMem(faultdev.File, make([]byte, 0x200), 0)
+	cfg := &Config{Copies: []DeviceConfig{{Path: "dead", Size: 0x200}, {Path: "good", Size: 0x200}}}
+	s, err := OpenDevices(cfg, []Device{deadDev, good}, FlagCounter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadDev.WriteAt([]byte{0}, 0) // the power goes
+	if _, err := s.Read(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "read error") {
+		t.Fatalf("Read with a dead copy and a blank one: %v", err)
+	}
+	e := mustEnv(t, "a", "1")
+	if err := s.Write(e); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertVars(t, got, e)
+	// Both dead: the I/O error, not ErrCorrupt or ErrBlank.
+	s2, err := OpenDevices(&Config{Copies: cfg.Copies[:1]}, []Device{deadDev}, FlagCounter)
+	if err == nil {
+		_, err = s2.Read()
+	}
+	if err == nil || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBlank) {
+		t.Fatalf("dead device: %v", err)
+	}
+}
