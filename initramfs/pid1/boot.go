@@ -1,0 +1,198 @@
+package pid1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+
+	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/manifest"
+)
+
+// Image is a verified slot, ready to kexec.
+type Image struct {
+	Slot     string
+	Manifest *manifest.Manifest
+	Kernel   io.ReaderAt // handed to kexec (a memfd on a device)
+	Initrd   io.ReaderAt
+}
+
+// SlotLoader reads a slot and checks its kernel and initrd against its
+// manifest. An error says what is wrong; it marks the slot bad.
+type SlotLoader interface {
+	LoadSlot(ctx context.Context, slot string) (*Image, error)
+}
+
+// Kexecer boots an image with a command line. A real one returns only on
+// failure, with an error; nil means the image took over.
+type Kexecer interface {
+	Kexec(ctx context.Context, img *Image, cmdline string) error
+}
+
+// Logf prints one line to the console.
+type Logf func(format string, args ...any)
+
+// Config is what Boot needs to know about the board.
+type Config struct {
+	// Slots are the board's slot names, in order.
+	Slots []string
+	// Store names the store for stage 2 and the OS (keel.store=).
+	Store string
+}
+
+type bootError string
+
+func (e bootError) Error() string { return string(e) }
+
+// errNoBootableSlot: every slot failed or none is good; the decision is
+// recovery.
+const errNoBootableSlot = bootError("no bootable slot")
+
+// IsNoBootableSlot reports whether Boot stopped because no slot can boot.
+func IsNoBootableSlot(err error) bool { return errors.Is(err, errNoBootableSlot) }
+
+// Boot runs stage 1's decision loop: decide, commit, load, kexec; on a
+// failure mark the slot bad and decide again. It returns only when it
+// could not hand over: with an error for which IsNoBootableSlot is true
+// (and the final record, for the console) or a store error; or with nil
+// when a Kexecer returns nil (a fake that "booted").
+func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoader, kx Kexecer, logf Logf) (bootenv.Record, error) {
+	r, err := loadOrInit(ctx, cfg, store, loader, logf)
+	if err != nil {
+		return r, err
+	}
+	for attempt := 0; attempt <= len(r.Slots)+1; attempt++ {
+		d, n := bootenv.Select(r)
+		if attempt > 0 && d.Mode == bootenv.ModeNormal {
+			// The preferred slot failed in this boot: say so.
+			d.Mode = bootenv.ModeFallback
+			d.Reason = "fallback after a failed slot: " + d.Reason
+			n.Last = bootenv.Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
+		}
+		// Count the boot before anything can fail: a crash from here on
+		// uses up the try.
+		if err := store.Commit(n); err != nil {
+			return r, fmt.Errorf("committing the boot decision: %w", err)
+		}
+		r = n
+		logf("decision: %s (mode %s): %s (generation %d)", d, d.Mode, d.Reason, r.Generation)
+		if d.Recovery() {
+			return r, fmt.Errorf("%w: %s", errNoBootableSlot, d.Reason)
+		}
+		img, err := safeLoad(ctx, loader, d.Slot)
+		if err == nil {
+			if n, changed := withSlotInfo(r, img); changed {
+				if cerr := store.Commit(n); cerr != nil {
+					logf("warning: recording slot %s's version: %v", d.Slot, cerr)
+				} else {
+					r = n
+				}
+			}
+			cmdline := Cmdline(img, d, cfg.Store)
+			logf("kexec slot %s (version %s): %s", d.Slot, img.Manifest.Version, cmdline)
+			err = safeKexec(ctx, kx, img, cmdline)
+			if err == nil {
+				return r, nil // handed over (only fakes return; a real kexec does not)
+			}
+		}
+		logf("slot %s failed: %v", d.Slot, err)
+		n, merr := bootenv.MarkBad(r, d.Slot, oneLine(err.Error()))
+		if merr != nil {
+			return r, merr
+		}
+		if err := store.Commit(n); err != nil {
+			return r, fmt.Errorf("marking slot %s bad: %w", d.Slot, err)
+		}
+		r = n
+	}
+	return r, fmt.Errorf("%w: gave up after %d attempts", errNoBootableSlot, len(r.Slots)+2)
+}
+
+// loadOrInit loads the record. With no record (a new device) or an
+// unreadable one it starts a new record whose active slot is the first
+// slot that verifies.
+func loadOrInit(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoader, logf Logf) (bootenv.Record, error) {
+	r, err := store.Load()
+	switch {
+	case err == nil:
+		return r, nil
+	case errors.Is(err, bootenv.ErrNoState):
+		logf("no boot state yet: initialising")
+	case errors.Is(err, bootenv.ErrCorrupt):
+		logf("boot state unreadable (%v): starting over", err)
+	default:
+		return r, fmt.Errorf("reading the boot state: %w", err)
+	}
+	active := cfg.Slots[0]
+	for _, s := range cfg.Slots {
+		if _, lerr := safeLoad(ctx, loader, s); lerr == nil {
+			active = s
+			break
+		} else {
+			logf("slot %s does not verify: %v", s, lerr)
+		}
+	}
+	n, err := bootenv.Init(cfg.Slots, active)
+	if err != nil {
+		return r, err
+	}
+	if err := store.Commit(n); err != nil {
+		return r, fmt.Errorf("writing the initial boot state: %w", err)
+	}
+	logf("initialised slots %s, active %s", strings.Join(cfg.Slots, ","), active)
+	return n, nil
+}
+
+func withSlotInfo(r bootenv.Record, img *Image) (bootenv.Record, bool) {
+	s, ok := r.Slot(img.Slot)
+	if !ok || (s.Version == img.Manifest.Version && s.SecurityVersion == img.Manifest.SecurityVersion) {
+		return r, false
+	}
+	n, err := bootenv.SetSlotInfo(r, img.Slot, img.Manifest.Version, img.Manifest.SecurityVersion)
+	return n, err == nil
+}
+
+// Cmdline is the slot kernel's command line: the manifest's, then what
+// stage 2 and the OS need to know from keel.
+func Cmdline(img *Image, d bootenv.Decision, store string) string {
+	parts := []string{strings.TrimSpace(img.Manifest.Cmdline),
+		"keel.stage=2", "keel.slot=" + d.Slot, "keel.mode=" + string(d.Mode),
+		"keel.rootfstype=" + img.Manifest.Root.FSType}
+	if store != "" {
+		parts = append(parts, "keel.store="+store)
+	}
+	return strings.TrimSpace(strings.Join(parts, " "))
+}
+
+func safeLoad(ctx context.Context, l SlotLoader, slot string) (img *Image, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("bug: loading slot %s panicked: %v\n%s", slot, p, debug.Stack())
+		}
+	}()
+	img, err = l.LoadSlot(ctx, slot)
+	if err == nil && (img == nil || img.Manifest == nil) {
+		err = errors.New("loader returned no image")
+	}
+	return img, err
+}
+
+func safeKexec(ctx context.Context, kx Kexecer, img *Image, cmdline string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("bug: kexec panicked: %v", p)
+		}
+	}()
+	return kx.Kexec(ctx, img, cmdline)
+}
+
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

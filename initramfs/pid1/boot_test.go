@@ -1,0 +1,194 @@
+package pid1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/bootenv/memstore"
+	"github.com/keelboot/keel/manifest"
+)
+
+type fakeLoader struct {
+	bad   map[string]string // slot -> error
+	panic map[string]bool
+	calls []string
+}
+
+func (f *fakeLoader) LoadSlot(_ context.Context, slot string) (*Image, error) {
+	f.calls = append(f.calls, slot)
+	if f.panic[slot] {
+		panic("boom")
+	}
+	if msg, ok := f.bad[slot]; ok {
+		return nil, errors.New(msg)
+	}
+	return &Image{Slot: slot, Manifest: &manifest.Manifest{Version: "v-" + slot, SecurityVersion: 1,
+		Cmdline: "console=ttyS0", Root: manifest.Root{FSType: "erofs"}}}, nil
+}
+
+type fakeKexec struct {
+	fail    map[string]bool
+	booted  string
+	cmdline string
+	// state is what the store held when kexec ran.
+	state bootenv.Record
+	store bootenv.Store
+}
+
+func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string) error {
+	if f.fail[img.Slot] {
+		return fmt.Errorf("kexec_file_load: invalid argument")
+	}
+	f.booted, f.cmdline = img.Slot, cmdline
+	f.state, _ = f.store.Load()
+	return nil
+}
+
+func run(t *testing.T, store bootenv.Store, l *fakeLoader, k *fakeKexec) (bootenv.Record, error, []string) {
+	t.Helper()
+	var log []string
+	k.store = store
+	r, err := Boot(context.Background(), Config{Slots: []string{"a", "b"}, Store: "efivars"}, store, l, k,
+		func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) })
+	return r, err, log
+}
+
+func TestFirstBootInitialises(t *testing.T) {
+	s := memstore.New()
+	k := &fakeKexec{}
+	_, _, log := run(t, s, &fakeLoader{}, k)
+	if k.booted != "a" {
+		t.Fatalf("booted %q, log:\n%s", k.booted, strings.Join(log, "\n"))
+	}
+	for _, want := range []string{"keel.stage=2", "keel.slot=a", "keel.mode=normal", "keel.store=efivars", "keel.rootfstype=erofs", "console=ttyS0"} {
+		if !strings.Contains(k.cmdline, want) {
+			t.Errorf("cmdline %q lacks %s", k.cmdline, want)
+		}
+	}
+	if a, _ := k.state.Slot("a"); a.Version != "v-a" || a.State != bootenv.StateGood {
+		t.Errorf("slot a at kexec: %+v", a)
+	}
+}
+
+func TestFirstBootPicksAVerifyingSlot(t *testing.T) {
+	s := memstore.New()
+	k := &fakeKexec{}
+	run(t, s, &fakeLoader{bad: map[string]string{"a": "no KEELSLOT magic"}}, k)
+	if k.booted != "b" {
+		t.Fatalf("booted %q, want b (a does not verify)", k.booted)
+	}
+}
+
+// TestTrialCommittedBeforeKexec: when the slot kernel starts, the store
+// already holds the used try.
+func TestTrialCommittedBeforeKexec(t *testing.T) {
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	r, _ = bootenv.Try(r, "b", 2)
+	s.Commit(r)
+	k := &fakeKexec{}
+	run(t, s, &fakeLoader{}, k)
+	if k.booted != "b" || !strings.Contains(k.cmdline, "keel.mode=trial") {
+		t.Fatalf("booted %q with %q", k.booted, k.cmdline)
+	}
+	if b, _ := k.state.Slot("b"); b.TriesLeft != 1 {
+		t.Fatalf("at kexec b has %d tries left, want 1 committed", b.TriesLeft)
+	}
+}
+
+func TestFailedSlotFallsBack(t *testing.T) {
+	for name, tc := range map[string]struct {
+		l *fakeLoader
+		k *fakeKexec
+	}{
+		"verification": {&fakeLoader{bad: map[string]string{"b": "kernel digest mismatch"}}, &fakeKexec{}},
+		"panic":        {&fakeLoader{panic: map[string]bool{"b": true}}, &fakeKexec{}},
+		"kexec":        {&fakeLoader{}, &fakeKexec{fail: map[string]bool{"b": true}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := memstore.New()
+			r, _ := bootenv.Init(nil, "a")
+			r, _ = bootenv.Try(r, "b", 3)
+			s.Commit(r)
+			run(t, s, tc.l, tc.k)
+			if tc.k.booted != "a" {
+				t.Fatalf("booted %q, want a", tc.k.booted)
+			}
+			st, _ := s.Load()
+			b, _ := st.Slot("b")
+			if b.State != bootenv.StateBad || b.Reason == "" || strings.Contains(b.Reason, "\n") {
+				t.Errorf("b = %+v", b)
+			}
+			if st.Last.Mode != bootenv.ModeFallback || st.Last.Slot != "a" {
+				t.Errorf("last = %+v", st.Last)
+			}
+			if a, _ := st.Slot("a"); a.State != bootenv.StateGood {
+				t.Errorf("a lost something: %+v", a)
+			}
+		})
+	}
+}
+
+func TestNoBootableSlot(t *testing.T) {
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	r, _ = bootenv.Try(r, "b", 1)
+	s.Commit(r)
+	l := &fakeLoader{bad: map[string]string{"a": "slot-a: no KEELSLOT magic", "b": "slot-b: no KEELSLOT magic"}}
+	k := &fakeKexec{}
+	final, err, _ := run(t, s, l, k)
+	if !IsNoBootableSlot(err) || k.booted != "" {
+		t.Fatalf("err = %v, booted %q", err, k.booted)
+	}
+	for _, want := range []string{"a bad (slot-a: no KEELSLOT magic)", "b bad (slot-b: no KEELSLOT magic)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
+		}
+	}
+	st, _ := s.Load()
+	if !st.Equal(final) || st.Last.Mode != bootenv.ModeRecovery {
+		t.Errorf("stored %+v, returned %+v", st, final)
+	}
+}
+
+func TestCorruptStateStartsOver(t *testing.T) {
+	s := memstore.New()
+	// A store whose Load fails with ErrCorrupt.
+	cs := &corruptOnce{Store: s}
+	k := &fakeKexec{}
+	run(t, cs, &fakeLoader{}, k)
+	if k.booted != "a" {
+		t.Fatalf("booted %q", k.booted)
+	}
+}
+
+type corruptOnce struct {
+	*memstore.Store
+	done bool
+}
+
+func (c *corruptOnce) Load() (bootenv.Record, error) {
+	if !c.done {
+		c.done = true
+		return bootenv.Record{}, fmt.Errorf("both copies: %w", bootenv.ErrCorrupt)
+	}
+	return c.Store.Load()
+}
+
+// TestPowerCutAtDecision: the store loses power while committing the
+// decision: nothing is booted, and the error says so.
+func TestPowerCutAtDecision(t *testing.T) {
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	s.Commit(r)
+	s.CutPower(0, false)
+	k := &fakeKexec{}
+	_, err, _ := run(t, s, &fakeLoader{}, k)
+	if err == nil || k.booted != "" {
+		t.Fatalf("err %v, booted %q", err, k.booted)
+	}
+}
