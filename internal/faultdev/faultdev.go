@@ -26,18 +26,23 @@
 package faultdev
 
 import (
-	"errors"
 	"fmt"
 	"io"
 )
 
-// ErrPowerCut is returned by every operation of a Device once its budget is
-// spent.
-var ErrPowerCut = errors.New("faultdev: power cut")
+// Errors. They are constants: the package has no mutable state.
+const (
+	// ErrPowerCut is returned by every operation of a Device once its
+	// budget is spent.
+	ErrPowerCut = constError("faultdev: power cut")
+	// ErrNotErased is returned by a NAND Mem asked to program bytes that
+	// are not erased (0xFF): NAND pages cannot be rewritten in place.
+	ErrNotErased = constError("faultdev: NAND program of a non-erased byte")
+)
 
-// ErrNotErased is returned by a NAND Mem asked to program bytes that are not
-// erased (0xFF): NAND pages cannot be rewritten in place.
-var ErrNotErased = errors.New("faultdev: NAND program of a non-erased byte")
+type constError string
+
+func (e constError) Error() string { return string(e) }
 
 // Target is the storage a Device wraps. It has the method set of
 // ubootenv.Device.
