@@ -380,3 +380,32 @@ func TestBlockDeviceNegativeOffsets(t *testing.T) {
 		}
 	}
 }
+
+// libubootenv pads with whatever its buffer held (libuboot_env_store
+// mallocs the image and does not clear it): after a delete, the bytes of
+// the deleted variable can follow the end of the env. keel stops at the
+// empty entry and never reads them.
+func TestFwSetenvStalePadding(t *testing.T) {
+	cfg, paths := makeFiles(t, 2, 0x4000, 0x4000, 0x00)
+	cfgPath := writeConfig(t, cfg)
+	defenv := filepath.Join(t.TempDir(), "empty-default-env")
+	if err := os.WriteFile(defenv, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 200)
+	runTool(t, "fw_setenv", "-c", cfgPath, "-f", defenv, "longvariable", long)
+	runTool(t, "fw_setenv", "-c", cfgPath, "other", "1")
+	runTool(t, "fw_setenv", "-c", cfgPath, "longvariable")
+	assertVars(t, keelRead(t, cfg), mustEnv(t, "other", "1"))
+	// Copy 2 holds the last write (flags 1, 2, 3 alternate from copy 2).
+	raw := readFile(t, paths[0])
+	if raw[flagOffset] != 3 {
+		raw = readFile(t, paths[1])
+	}
+	end := hdrRedundant + len("other=1\x00\x00")
+	if bytes.Contains(raw[end:], []byte("xxxxxxxx")) {
+		t.Logf("fw_setenv left stale bytes of the deleted variable after the end of the env: %q...", raw[end:end+24])
+	} else {
+		t.Logf("this libubootenv build left no stale bytes this time")
+	}
+}
