@@ -1,0 +1,423 @@
+//go:build linux
+
+package pid1
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/bootenv/efivars"
+	"github.com/keelboot/keel/bootenv/ubootenv"
+	"github.com/keelboot/keel/image/slotimg"
+	"github.com/keelboot/keel/manifest"
+)
+
+// Paths inside keel's initramfs (the builder writes them).
+const (
+	// BoardPath holds the board (boards.Board as JSON).
+	BoardPath = "/etc/keel/board.json"
+	// ModulesPath lists the kernel modules to load, one path per line, in
+	// dependency order.
+	ModulesPath = "/etc/keel/modules.order"
+	efivarsDir  = "/sys/firmware/efi/efivars"
+	newRoot     = "/newroot"
+	// maxManifest bounds the manifest entry keel reads.
+	maxManifest = 1 << 20
+)
+
+// Main is keel-init: stage 1 or stage 2 as the kernel command line says.
+// It does not return while it is PID 1 (it powers off when it cannot boot
+// anything); otherwise it returns an exit code.
+func Main(ctx context.Context, out io.Writer) int {
+	start := time.Now()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(out, "keel-init: [%8.3f] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+	err := func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("bug: %v", p)
+			}
+		}()
+		if err := mountBase(logf); err != nil {
+			return err
+		}
+		cmdline, _ := os.ReadFile("/proc/cmdline")
+		params := parseCmdline(string(cmdline))
+		if params["keel.stage"] == "2" {
+			return stage2(ctx, params, logf)
+		}
+		return stage1(ctx, logf)
+	}()
+	logf("%v", err)
+	if os.Getpid() != 1 {
+		return 1
+	}
+	halt(logf)
+	return 1
+}
+
+// halt powers the machine off: the defined state when nothing can boot.
+func halt(logf Logf) {
+	logf("powering off")
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
+		logf("power off failed: %v; waiting forever", err)
+	}
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+func parseCmdline(s string) map[string]string {
+	m := map[string]string{}
+	for _, f := range strings.Fields(s) {
+		k, v, _ := strings.Cut(f, "=")
+		m[k] = v
+	}
+	return m
+}
+
+func mountBase(logf Logf) error {
+	for _, m := range []struct{ src, dst, fstype string }{
+		{"proc", "/proc", "proc"},
+		{"sysfs", "/sys", "sysfs"},
+		{"devtmpfs", "/dev", "devtmpfs"},
+		{"tmpfs", "/run", "tmpfs"},
+	} {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.src, m.dst, m.fstype, unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err)
+		}
+	}
+	logf("mounted /proc /sys /dev /run")
+	return nil
+}
+
+// loadModules loads the modules ModulesPath lists, in order.
+func loadModules(logf Logf) error {
+	f, err := os.Open(ModulesPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		logf("no %s: loading no modules", ModulesPath)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.TrimSpace(sc.Text())
+		if p == "" || strings.HasPrefix(p, "#") {
+			continue
+		}
+		if err := loadModule(p); err != nil {
+			return fmt.Errorf("loading module %s: %w", p, err)
+		}
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	logf("loaded %d modules", n)
+	return nil
+}
+
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	return nil
+}
+
+// findPartition returns the device node of the GPT partition named name,
+// waiting up to timeout for it to appear (block drivers probe
+// asynchronously).
+func findPartition(name string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		uevents, _ := filepath.Glob("/sys/class/block/*/uevent")
+		for _, u := range uevents {
+			b, err := os.ReadFile(u)
+			if err != nil {
+				continue
+			}
+			var dev string
+			found := false
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "DEVNAME="); ok {
+					dev = v
+				}
+				if line == "PARTNAME="+name {
+					found = true
+				}
+			}
+			if found && dev != "" {
+				return "/dev/" + dev, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no GPT partition named %q after %s (is the disk attached and its driver loaded?): %w", name, timeout, fs.ErrNotExist)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func readBoard() (boards.Board, error) {
+	var b boards.Board
+	data, err := os.ReadFile(BoardPath)
+	if err != nil {
+		return b, fmt.Errorf("reading the board: %w", err)
+	}
+	if err := json.Unmarshal(data, &b); err != nil {
+		return b, fmt.Errorf("%s: %w", BoardPath, err)
+	}
+	if len(b.Slots) == 0 {
+		return b, fmt.Errorf("%s: the board has no slots", BoardPath)
+	}
+	return b, nil
+}
+
+// openStore opens the board's boot state store.
+func openStore(b boards.Board, logf Logf) (bootenv.Store, string, error) {
+	switch b.Store {
+	case boards.StoreEFIVars:
+		if err := unix.Mount("efivarfs", efivarsDir, "efivarfs", unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			return nil, "", fmt.Errorf("mount efivarfs on %s (UEFI firmware? efivarfs module loaded?): %w", efivarsDir, err)
+		}
+		s, err := efivars.Open(efivarsDir)
+		return s, "efivars", err
+	case boards.StoreUBootEnv:
+		dev, err := findPartition(ubootenv.BootstatePartition, 10*time.Second)
+		if err != nil {
+			return nil, "", err
+		}
+		size, err := deviceSize(dev)
+		if err != nil {
+			return nil, "", err
+		}
+		cfg, err := ubootenv.BootstateConfig(dev, 0, size)
+		if err != nil {
+			return nil, "", err
+		}
+		st, err := ubootenv.Open(cfg)
+		if err != nil {
+			return nil, "", err
+		}
+		// Write the matching fw_env.config for the OS's tools.
+		conf := fmt.Sprintf("%s 0x0 %#x\n%s %#x %#x\n", dev, ubootenv.BootstateEnvSize, dev, ubootenv.BootstateEnvSize, ubootenv.BootstateEnvSize)
+		_ = os.WriteFile("/run/keel-fw_env.config", []byte(conf), 0o644)
+		return ubootenv.NewStore(st, dev), "uboot:/run/keel-fw_env.config", nil
+	}
+	return nil, "", fmt.Errorf("board %s: unknown store %q", b.Name, b.Store)
+}
+
+func deviceSize(dev string) (int64, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.Seek(0, io.SeekEnd)
+}
+
+func stage1(ctx context.Context, logf Logf) error {
+	logf("stage 1")
+	if err := loadModules(logf); err != nil {
+		return err
+	}
+	b, err := readBoard()
+	if err != nil {
+		return err
+	}
+	store, storeArg, err := openStore(b, logf)
+	if err != nil {
+		return fmt.Errorf("opening the boot state store: %w", err)
+	}
+	logf("board %s, store %s", b.Name, storeArg)
+	r, err := Boot(ctx, Config{Slots: b.Slots, Store: storeArg}, store, deviceLoader{logf: logf}, kexecer{logf: logf}, logf)
+	if state, jerr := json.Marshal(bootenv.Encode(r)); jerr == nil && len(r.Slots) > 0 {
+		logf("KEEL-STATE %s", state)
+	}
+	if err == nil {
+		return errors.New("kexec returned")
+	}
+	if IsNoBootableSlot(err) {
+		return fmt.Errorf("NO BOOTABLE SLOT: %w; the state is kept for service (keel status)", err)
+	}
+	return err
+}
+
+// deviceLoader reads slots from their slot-<name> partitions.
+type deviceLoader struct{ logf Logf }
+
+func (d deviceLoader) LoadSlot(ctx context.Context, slot string) (*Image, error) {
+	part := boards.SlotPartition(slot)
+	dev, err := findPartition(part, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(dev)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, err
+	}
+	h, err := slotimg.ReadHeader(f, size)
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): %w", part, dev, err)
+	}
+	ms, err := h.Section(f, slotimg.EntryManifest)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", part, err)
+	}
+	if ms.Size() > maxManifest {
+		return nil, fmt.Errorf("%s: manifest of %d bytes is larger than %d", part, ms.Size(), maxManifest)
+	}
+	mb, err := io.ReadAll(ms)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading the manifest: %w", part, err)
+	}
+	m, err := manifest.Parse(mb)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", part, err)
+	}
+	img := &Image{Slot: slot, Manifest: m}
+	for _, e := range []struct {
+		name string
+		want manifest.Digest
+		dst  *io.ReaderAt
+	}{
+		{slotimg.EntryKernel, m.Kernel, &img.Kernel},
+		{slotimg.EntryInitrd, m.Initrd, &img.Initrd},
+	} {
+		sec, err := h.Section(f, e.name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", part, err)
+		}
+		mf, err := memfdCopy(e.name, sec, e.want)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", part, err)
+		}
+		*e.dst = mf
+	}
+	d.logf("slot %s verified: version %s, kernel %d bytes, initrd %d bytes", slot, m.Version, m.Kernel.Size, m.Initrd.Size)
+	return img, nil
+}
+
+// memfdCopy copies r into a memfd while hashing it, and checks the digest:
+// what kexec loads is exactly what was hashed.
+func memfdCopy(name string, r io.Reader, want manifest.Digest) (*os.File, error) {
+	fd, err := unix.MemfdCreate("keel-"+name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd:keel-"+name)
+	if err := manifest.Check(name, io.TeeReader(r, f), want); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+type kexecer struct{ logf Logf }
+
+func (k kexecer) Kexec(ctx context.Context, img *Image, cmdline string) error {
+	kf, ok1 := img.Kernel.(*os.File)
+	inf, ok2 := img.Initrd.(*os.File)
+	if !ok1 || !ok2 {
+		return errors.New("kexec needs file-backed kernel and initrd")
+	}
+	if err := unix.KexecFileLoad(int(kf.Fd()), int(inf.Fd()), cmdline, 0); err != nil {
+		return fmt.Errorf("kexec_file_load: %w", err)
+	}
+	k.logf("KEEL-KEXEC slot %s", img.Slot)
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC); err != nil {
+		return fmt.Errorf("reboot(KEXEC): %w", err)
+	}
+	return errors.New("reboot(KEXEC) returned")
+}
+
+// stage2 mounts the slot's root and switches to it.
+func stage2(ctx context.Context, params map[string]string, logf Logf) error {
+	slot := params["keel.slot"]
+	logf("stage 2: slot %s (mode %s)", slot, params["keel.mode"])
+	if !bootenv.ValidSlotName(slot) {
+		return fmt.Errorf("stage 2: keel.slot=%q on the command line is not a slot name", slot)
+	}
+	if err := loadModules(logf); err != nil {
+		return err
+	}
+	part := boards.RootPartition(slot)
+	dev, err := findPartition(part, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	fstype := params["keel.rootfstype"]
+	if err := os.MkdirAll(newRoot, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(dev, newRoot, fstype, unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("mount %s (%s) as %s on %s: %w", part, dev, fstype, newRoot, err)
+	}
+	logf("mounted %s (%s, %s) read-only", part, dev, fstype)
+	for _, m := range []string{"/dev", "/proc", "/sys", "/run"} {
+		dst := filepath.Join(newRoot, m)
+		if _, err := os.Stat(dst); err != nil {
+			return fmt.Errorf("the root filesystem of slot %s has no %s: %w", slot, m, err)
+		}
+		if err := unix.Mount(m, dst, "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("moving %s into the new root: %w", m, err)
+		}
+	}
+	init := "/sbin/init"
+	if _, err := os.Stat(filepath.Join(newRoot, init)); err != nil {
+		return fmt.Errorf("slot %s has no %s: %w", slot, init, err)
+	}
+	if err := switchRoot(newRoot); err != nil {
+		return err
+	}
+	logf("KEEL-SWITCHROOT exec %s", init)
+	return syscall.Exec(init, []string{init}, os.Environ())
+}
+
+// switchRoot makes dir the root: the initramfs stays mounted underneath
+// (its files are small; keel deletes nothing it did not create).
+func switchRoot(dir string) error {
+	if err := unix.Chdir(dir); err != nil {
+		return err
+	}
+	if err := unix.Mount(dir, "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("moving %s to /: %w", dir, err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot: %w", err)
+	}
+	return unix.Chdir("/")
+}
