@@ -1,0 +1,128 @@
+// Command testinit is the /sbin/init of the test slot root filesystems the
+// vmtests boot. It prints a marker with the slot and version, runs a health
+// check whose result the test chose when it built the image
+// (/etc/keel-test/health: ok, fail or panic), runs `keel mark-good` when it
+// passes, and then takes commands from the serial console:
+//
+//	keel ARGS...   run the keel CLI; prints KEEL-DONE rc=N
+//	status         prints KEEL-STATUS <keel status --json, one line>
+//	reboot         reboot (the firmware boots keel-init again)
+//	poweroff       power off (QEMU exits)
+//
+// A failed health check reboots, so a trial counts down by itself; "panic"
+// exits PID 1, which panics the kernel (panic=1 reboots it).
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	mounts()
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	params := map[string]string{}
+	for _, f := range strings.Fields(string(cmdline)) {
+		k, v, _ := strings.Cut(f, "=")
+		params[k] = v
+	}
+	version := readTrim("/etc/keel-test/version")
+	fmt.Printf("KEEL-SLOT %s %s mode=%s\n", params["keel.slot"], version, params["keel.mode"])
+	switch health := readTrim("/etc/keel-test/health"); health {
+	case "fail":
+		fmt.Println("KEEL-HEALTH-FAIL: rebooting without mark-good")
+		restart(unix.LINUX_REBOOT_CMD_RESTART)
+	case "panic":
+		fmt.Println("KEEL-PANIC: init exits, the kernel panics")
+		os.Exit(1)
+	default:
+		if rc := keel("mark-good"); rc == 0 {
+			fmt.Println("KEEL-MARKED-GOOD")
+		} else {
+			fmt.Printf("KEEL-MARK-GOOD-FAILED rc=%d\n", rc)
+		}
+	}
+	console()
+}
+
+func mounts() {
+	for _, m := range []struct{ src, dst, fstype string }{
+		{"proc", "/proc", "proc"},
+		{"sysfs", "/sys", "sysfs"},
+		{"devtmpfs", "/dev", "devtmpfs"},
+		{"tmpfs", "/run", "tmpfs"},
+		{"efivarfs", "/sys/firmware/efi/efivars", "efivarfs"},
+	} {
+		_ = unix.Mount(m.src, m.dst, m.fstype, 0, "")
+	}
+}
+
+func readTrim(p string) string {
+	b, _ := os.ReadFile(p)
+	return strings.TrimSpace(string(b))
+}
+
+func keel(args ...string) int {
+	cmd := exec.Command("/bin/keel", args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+	if err := cmd.Run(); err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		fmt.Printf("testinit: %v\n", err)
+		return 127
+	}
+	return 0
+}
+
+func console() {
+	in := bufio.NewScanner(os.Stdin)
+	for {
+		fmt.Println("KEEL-READY")
+		if !in.Scan() {
+			// No console input: idle, so that PID 1 does not exit.
+			time.Sleep(time.Hour)
+			continue
+		}
+		line := strings.TrimSpace(in.Text())
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+		case f[0] == "keel":
+			fmt.Printf("KEEL-DONE rc=%d\n", keel(f[1:]...))
+		case f[0] == "status":
+			var out bytes.Buffer
+			cmd := exec.Command("/bin/keel", "status", "--json")
+			cmd.Stdout, cmd.Stderr = &out, os.Stdout
+			_ = cmd.Run()
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, out.Bytes()); err != nil {
+				fmt.Printf("KEEL-STATUS-ERROR %v\n", err)
+				continue
+			}
+			fmt.Printf("KEEL-STATUS %s\n", compact.String())
+		case f[0] == "reboot":
+			restart(unix.LINUX_REBOOT_CMD_RESTART)
+		case f[0] == "poweroff":
+			restart(unix.LINUX_REBOOT_CMD_POWER_OFF)
+		default:
+			fmt.Printf("KEEL-UNKNOWN %q\n", line)
+		}
+	}
+}
+
+func restart(cmd int) {
+	unix.Sync()
+	if err := unix.Reboot(cmd); err != nil {
+		fmt.Printf("testinit: reboot: %v\n", err)
+	}
+	time.Sleep(time.Hour)
+}
