@@ -121,19 +121,19 @@ func (m probeMatch) hint(configured int64, redundant bool) string {
 	case m.redundant == redundant && !m.bigEndian:
 		msg = fmt.Sprintf("the CRC matches at size 0x%x, not the configured 0x%x — fix the size in fw_env.config (sizes there are hexadecimal)", m.size, configured)
 	case m.redundant != redundant:
-		lines := "two lines (redundant)"
-		if !m.redundant {
-			lines = "one line (single copy)"
-		}
 		msg = fmt.Sprintf("the data is %s", layout(m.redundant))
 		if m.size != configured {
-			msg += fmt.Sprintf(" of size 0x%x, not 0x%x", m.size, configured)
+			msg += fmt.Sprintf(" of size 0x%x", m.size)
 		}
-		msg += fmt.Sprintf(", but fw_env.config describes %s — fw_env.config needs %s", layout(redundant), lines)
+		if m.redundant {
+			msg += ", but fw_env.config has one line (single copy) — add the second copy's line"
+		} else {
+			msg += ", but fw_env.config has two lines (redundant) — use one line"
+		}
 		if m.size != configured {
 			msg += fmt.Sprintf(" with size 0x%x", m.size)
 		}
-		msg += ", or the env must be rewritten in this layout"
+		msg += ", or rewrite the env in the configured layout"
 		if m.bigEndian {
 			msg += "; and its CRC is big-endian (mkenvimage -b), which U-Boot on a little-endian board rejects"
 		}

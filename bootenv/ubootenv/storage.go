@@ -221,6 +221,15 @@ func (s *Storage) where(i int) string {
 	return fmt.Sprintf("%s at 0x%x", a.name, a.off)
 }
 
+// names lists the copies' devices, for messages.
+func (s *Storage) names() string {
+	n := make([]string, len(s.areas))
+	for i := range s.areas {
+		n[i] = s.where(i)
+	}
+	return strings.Join(n, " and ")
+}
+
 // chunk is a piece of a copy at a physical offset.
 type chunk struct{ off, n int64 }
 
@@ -348,11 +357,7 @@ func (s *Storage) noValidCopy(st []copyState) error {
 		return fmt.Errorf("ubootenv: cannot read the env: %s", strings.Join(readErrs, "; "))
 	}
 	if blank == len(st) {
-		names := make([]string, len(st))
-		for i := range st {
-			names[i] = s.where(i)
-		}
-		return fmt.Errorf("ubootenv: env in %s: %w: every copy is erased (all 0xFF or all 0x00), nothing was ever written", strings.Join(names, ", "), ErrBlank)
+		return fmt.Errorf("ubootenv: env in %s: %w: every copy is erased (all 0xFF or all 0x00), nothing was ever written", s.names(), ErrBlank)
 	}
 	var parts []string
 	for i, c := range st {
@@ -402,7 +407,7 @@ func (s *Storage) misconfigured(st []copyState) bool {
 func (s *Storage) Write(e *Env) error {
 	hdr := headerSize(s.Redundant())
 	if _, err := encodeData(e, int(s.size)-hdr); err != nil {
-		return fmt.Errorf("ubootenv: env in %s: %w", s.where(0), err)
+		return fmt.Errorf("ubootenv: env for %s (size 0x%x): %w", s.names(), s.size, err)
 	}
 	for i := range s.areas {
 		if err := s.areas[i].roErr; err != nil {
