@@ -405,6 +405,9 @@ func (s *Storage) misconfigured(st []copyState) bool {
 // read-only, no copy can be read, or no copy is valid but one would be at
 // another size or layout (the config is wrong; see Read's error).
 func (s *Storage) Write(e *Env) error {
+	if e == nil {
+		return fmt.Errorf("ubootenv: Write of a nil *Env (pass &Env{} for an empty env)")
+	}
 	hdr := headerSize(s.Redundant())
 	if _, err := encodeData(e, int(s.size)-hdr); err != nil {
 		return fmt.Errorf("ubootenv: env for %s (size 0x%x): %w", s.names(), s.size, err)

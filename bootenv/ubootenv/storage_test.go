@@ -384,6 +384,9 @@ func TestWriteTooLarge(t *testing.T) {
 		if err := s.Write(mustEnv(t, "v", fits)); err != nil {
 			t.Fatalf("copies=%d: exact fit: %v", copies, err)
 		}
+		if err := s.Write(nil); err == nil {
+			t.Fatal("Write(nil) succeeded")
+		}
 	}
 }
 
