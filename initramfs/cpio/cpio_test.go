@@ -26,7 +26,9 @@ func sample(t testing.TB, a *Archive, order []int) {
 		func() error { return a.Dir("/tmp", 0o1777) },
 		func() error { return a.File("/etc/empty", 0o644, nil) },
 		func() error { return a.Add(Record{Name: "/run/fifo", Mode: TypeFIFO | 0o600}) },
-		func() error { return a.Add(Record{Name: "/home/user/owned", Mode: TypeReg | 0o600, UID: 1000, GID: 1000, Data: []byte("x")}) },
+		func() error {
+			return a.Add(Record{Name: "/home/user/owned", Mode: TypeReg | 0o600, UID: 1000, GID: 1000, Data: []byte("x")})
+		},
 	}
 	for n := 1; n <= 8; n++ {
 		for size := 0; size <= 8; size++ {
@@ -211,7 +213,11 @@ func TestAddErrors(t *testing.T) {
 		{"dir modes", func(a *Archive) error { a.Dir("/d", 0o755); return a.Dir("/d", 0o700) }, "d added twice"},
 		{"under file", func(a *Archive) error { a.File("/f", 0o644, nil); return a.File("/f/g", 0o644, nil) }, "parent f is a regular file"},
 		{"no type", func(a *Archive) error { return a.Add(Record{Name: "x", Mode: 0o644}) }, "no file type"},
-		{"dir data", func(a *Archive) error { a.Add(Record{Name: "d", Mode: TypeDir, Data: []byte("x")}); _, err := a.Bytes(); return err }, "folder has no data"},
+		{"dir data", func(a *Archive) error {
+			a.Add(Record{Name: "d", Mode: TypeDir, Data: []byte("x")})
+			_, err := a.Bytes()
+			return err
+		}, "folder has no data"},
 		{"empty link", func(a *Archive) error { a.Symlink("l", ""); _, err := a.Bytes(); return err }, "empty target"},
 		{"trailer", func(a *Archive) error { a.File(Trailer, 0o644, nil); _, err := a.Bytes(); return err }, "may not be named"},
 	} {
