@@ -14,7 +14,8 @@ build:
 	mkdir -p $(BUILD)
 	$(GO) build -trimpath -o $(BUILD)/keel ./cmd/keel
 
-# The inner loop: no installs, no real tools needed, a few seconds.
+# The inner loop: no installs (run `make deps` once first: some unit tests
+# run the real tools), no VMs, seconds.
 unit:
 	$(GO) test -short -count=1 ./...
 

@@ -188,8 +188,8 @@ func (r Record) Validate() error {
 				return fmt.Errorf("%w: slot %s is on trial but the record's trial slot is %q", ErrInvalidRecord, s.Name, r.Trial)
 			}
 		}
-		if strings.ContainsAny(s.Version, "\x00\n") || strings.ContainsAny(s.Reason, "\x00\n") {
-			return fmt.Errorf("%w: slot %s: version and reason must be one line", ErrInvalidRecord, s.Name)
+		if strings.ContainsAny(s.Version+s.Reason, "\x00\n\\") {
+			return fmt.Errorf("%w: slot %s: version and reason must be one line without backslashes (U-Boot reads a backslash as an escape)", ErrInvalidRecord, s.Name)
 		}
 	}
 	if trials > 1 {
@@ -213,8 +213,8 @@ func (r Record) Validate() error {
 	if r.Last.Slot != "" && r.index(r.Last.Slot) < 0 {
 		return fmt.Errorf("%w: last boot names unknown slot %q", ErrInvalidRecord, r.Last.Slot)
 	}
-	if strings.ContainsAny(r.Recovery+r.Last.Reason, "\x00\n") {
-		return fmt.Errorf("%w: reasons must be one line", ErrInvalidRecord)
+	if strings.ContainsAny(r.Recovery+r.Last.Reason, "\x00\n\\") {
+		return fmt.Errorf("%w: reasons must be one line without backslashes", ErrInvalidRecord)
 	}
 	return nil
 }

@@ -226,8 +226,8 @@ func SetSlotInfo(r Record, slot, version string, securityVersion uint64) (Record
 	if i < 0 {
 		return Record{}, r.unknownSlot(slot)
 	}
-	if strings.ContainsAny(version, "\x00\n") {
-		return Record{}, fmt.Errorf("%w: version %q must be one line", ErrRefused, version)
+	if strings.ContainsAny(version, "\x00\n\\") {
+		return Record{}, fmt.Errorf("%w: version %q must be one line without backslashes", ErrRefused, version)
 	}
 	n := r.Clone()
 	n.Generation++
@@ -248,7 +248,8 @@ func RequestRecovery(r Record, reason string) (Record, error) {
 }
 
 func oneLine(s string) string {
-	return strings.NewReplacer("\n", " ", "\x00", " ").Replace(s)
+	// U-Boot's env import treats a backslash as an escape: keep none.
+	return strings.NewReplacer("\n", " ", "\x00", " ", "\\", "/").Replace(s)
 }
 
 // CancelRecovery withdraws a pending recovery request.
