@@ -10,6 +10,7 @@ pkgs=(
   u-boot-tools       # mkenvimage: compatibility tests
   gdisk              # sgdisk: GPT tests
   mtd-utils          # flash_erase etc. for MTD checks
+  cpio               # cpio -itv: initramfs archive tests
 )
 
 missing=()

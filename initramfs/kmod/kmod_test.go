@@ -2,73 +2,19 @@ package kmod
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/keelboot/keel/initramfs/kmod/kmodtest"
 )
 
-// fakeModule is one module to compile: its path under the modules folder
-// and its .modinfo fields (joined with NUL).
-type fakeModule struct {
-	path    string
-	modinfo []string
-}
+var mod = kmodtest.M
 
-// buildTree compiles each fake module with gcc -c from C source whose
-// .modinfo section holds the given fields, as the kernel's build puts it,
-// and returns the modules folder.
-func buildTree(t testing.TB, mods ...fakeModule) string {
-	t.Helper()
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("gcc not installed (apt-get install gcc): needed to build fake modules")
-	}
-	dir := t.TempDir()
-	var wg sync.WaitGroup
-	errs := make([]error, len(mods))
-	for i, m := range mods {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = compileModule(gcc, filepath.Join(dir, m.path), m.modinfo)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-func compileModule(gcc, out string, fields []string) error {
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	var lit strings.Builder
-	for _, f := range fields {
-		for _, c := range []byte(f) {
-			fmt.Fprintf(&lit, "\\%03o", c) // octal escapes: any byte, no C quoting issues
-		}
-		lit.WriteString(`\000`)
-	}
-	src := fmt.Sprintf("static const char __mod_info[] __attribute__((section(\".modinfo\"), used)) = \"%s\";\nint init_module(void) { return 0; }\n", lit.String())
-	c := out + ".c"
-	if err := os.WriteFile(c, []byte(src), 0o644); err != nil {
-		return err
-	}
-	defer os.Remove(c)
-	if b, err := exec.Command(gcc, "-c", "-o", out, c).CombinedOutput(); err != nil {
-		return fmt.Errorf("gcc -c %s: %v\n%s", c, err, b)
-	}
-	return nil
-}
-
-func mod(path string, fields ...string) fakeModule { return fakeModule{path, fields} }
+func buildTree(t testing.TB, mods ...kmodtest.Module) string { return kmodtest.Tree(t, mods...) }
 
 func names(mods []*Module) []string {
 	var s []string
