@@ -1,0 +1,397 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/disk/gpt"
+	"github.com/keelboot/keel/image/slotimg"
+	"github.com/keelboot/keel/manifest"
+)
+
+// Build writes the disk image for s.Board to s.Out:
+//
+//   - a GPT from the board's layout (sizes in MiB, type GUIDs and names as
+//     the layout gives them) on a disk of DiskMB MiB;
+//   - esp: a FAT file system with keel's UKI as \EFI\BOOT\BOOTX64.EFI;
+//   - slot-<name>: a slot container (slotimg) with the entries kernel,
+//     initrd and manifest, the manifest holding the real digests of that
+//     kernel and initrd, the slot's cmdline, version, security version and
+//     root file system type; root-<name>: the root file system. Both stay
+//     zero for an Empty slot;
+//   - recovery: zero (the recovery seed comes later);
+//   - data: an empty ext4 file system labelled "data";
+//   - any other partition of the layout: zero.
+//
+// The image is written to a temporary file next to s.Out, which is renamed
+// to s.Out only when everything is written: a failed build leaves no image
+// and never a half-written one. A partition's content that does not fit
+// wraps ErrTooLarge and names the partition and both sizes.
+func Build(ctx context.Context, s Spec) (err error) {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	start := time.Now()
+	b := s.Board
+	if s.Seed == "" {
+		var r [16]byte
+		if _, err := rand.Read(r[:]); err != nil {
+			return fmt.Errorf("image: %w", err)
+		}
+		s.Seed = hex.EncodeToString(r[:])
+	}
+	ids := idSource{seed: s.Seed}
+
+	outDir := filepath.Dir(s.Out)
+	work := s.WorkDir
+	if work == "" {
+		work, err = os.MkdirTemp(outDir, ".keel-image-*")
+		if err != nil {
+			return fmt.Errorf("image: temporary directory next to %s: %w", s.Out, err)
+		}
+		defer os.RemoveAll(work)
+	}
+
+	diskSize := int64(b.DiskMB) << 20
+	specs := make([]gpt.Spec, len(b.Layout))
+	for i, p := range b.Layout {
+		typ, err := gpt.ParseGUID(p.TypeID)
+		if err != nil {
+			return fmt.Errorf("image: board %s partition %s: %w", b.Name, p.Name, err)
+		}
+		specs[i] = gpt.Spec{Name: p.Name, Type: typ, Size: int64(p.SizeMB) << 20, UUID: ids.guid("partition/" + p.Name)}
+	}
+
+	f, err := os.CreateTemp(outDir, "."+filepath.Base(s.Out)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("image: %w", err)
+	}
+	tmpName := f.Name()
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			os.Remove(tmpName)
+		}
+	}()
+	if err := f.Truncate(diskSize); err != nil {
+		return fmt.Errorf("image: %s: %w", tmpName, err)
+	}
+	table, err := gpt.CreateWith(f, diskSize, specs, gpt.Options{DiskGUID: ids.guid("disk")})
+	if err != nil {
+		return fmt.Errorf("image: board %s layout on a %d MiB disk: %w", b.Name, b.DiskMB, err)
+	}
+	bl := &builder{ctx: ctx, s: &s, ids: ids, work: work, disk: f, table: table}
+	bl.logf("GPT: %d partitions on %s", len(table.Partitions), sizeOf(diskSize))
+
+	if err := bl.esp(); err != nil {
+		return err
+	}
+	for _, name := range b.Slots {
+		if err := bl.slot(name, s.Slots[name]); err != nil {
+			return err
+		}
+	}
+	if _, err := table.Find("data"); err == nil {
+		if err := bl.data(); err != nil {
+			return err
+		}
+	}
+
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("image: %s: %w", tmpName, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fmt.Errorf("image: %s: %w", tmpName, err)
+	}
+	cerr := f.Close()
+	f = nil
+	if cerr != nil {
+		return fmt.Errorf("image: %s: %w", tmpName, cerr)
+	}
+	if err := os.Rename(tmpName, s.Out); err != nil {
+		return fmt.Errorf("image: %w", err)
+	}
+	bl.logf("wrote %s (%s) in %.1fs", s.Out, sizeOf(diskSize), time.Since(start).Seconds())
+	return nil
+}
+
+type builder struct {
+	ctx   context.Context
+	s     *Spec
+	ids   idSource
+	work  string
+	disk  *os.File
+	table *gpt.Table
+}
+
+func (bl *builder) logf(format string, args ...any) {
+	if bl.s.Log != nil {
+		fmt.Fprintf(bl.s.Log, "image: "+format+"\n", args...)
+	}
+}
+
+func (bl *builder) part(name string) (gpt.Partition, error) {
+	p, err := bl.table.Find(name)
+	if err != nil {
+		return p, fmt.Errorf("image: board %s: %w", bl.s.Board.Name, err)
+	}
+	return p, nil
+}
+
+// tooLarge says that what does not fit into the partition.
+func (bl *builder) tooLarge(p gpt.Partition, what string, size int64) error {
+	return fmt.Errorf("image: partition %s: %s is %s, but the partition is %s: grow %s in board %s's layout (boards/) or make it smaller: %w",
+		p.Name, what, mib(size), mib(p.Size()), p.Name, bl.s.Board.Name, ErrTooLarge)
+}
+
+// esp makes keel's UKI and the FAT file system holding it.
+func (bl *builder) esp() error {
+	t := time.Now()
+	p, err := bl.part("esp")
+	if err != nil {
+		return err
+	}
+	uki := filepath.Join(bl.work, "BOOTX64.EFI")
+	secs, err := UKI(bl.ctx, uki, UKIOptions{
+		Stub: bl.s.Stub, Kernel: bl.s.KeelKernel, Initrd: bl.s.KeelInitrd,
+		Cmdline: bl.s.KeelCmdline, OSRelease: bl.s.OSRelease,
+	})
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(uki)
+	if err != nil {
+		return fmt.Errorf("image: %w", err)
+	}
+	// A FAT file system needs room for its tables next to the file.
+	if st.Size()+p.Size()/16 > p.Size() {
+		return bl.tooLarge(p, "keel's UKI ("+bl.s.KeelKernel+" + "+bl.s.KeelInitrd+") with room for the FAT", st.Size()+p.Size()/16)
+	}
+	stamp := time.Unix(sourceDateEpoch, 0)
+	if err := os.Chtimes(uki, stamp, stamp); err != nil {
+		return fmt.Errorf("image: %w", err)
+	}
+	img := filepath.Join(bl.work, "esp.img")
+	os.Remove(img)
+	vol := bl.ids.bytes("esp/volume-id")
+	err = ESP(bl.ctx, img, ESPOptions{
+		Size:     p.Size(),
+		Files:    map[string]string{ESPBootPath: uki},
+		VolumeID: uint32(vol[0])<<24 | uint32(vol[1])<<16 | uint32(vol[2])<<8 | uint32(vol[3]),
+	})
+	if err != nil {
+		return err
+	}
+	if err := bl.copyFile(p, img, "the ESP image"); err != nil {
+		return err
+	}
+	bl.logf("esp: UKI %s (%d sections) on FAT %s in %.1fs", sizeOf(st.Size()), len(secs), sizeOf(p.Size()), time.Since(t).Seconds())
+	return nil
+}
+
+// slot writes slot-<name> and root-<name>.
+func (bl *builder) slot(name string, sl Slot) error {
+	t := time.Now()
+	sp, err := bl.part(boards.SlotPartition(name))
+	if err != nil {
+		return err
+	}
+	rp, err := bl.part(boards.RootPartition(name))
+	if err != nil {
+		return err
+	}
+	if sl.Empty {
+		bl.logf("slot %s: empty (%s and %s left zero)", name, sp.Name, rp.Name)
+		return nil
+	}
+	fstype := sl.RootFSType
+	if fstype == "" {
+		fstype = bl.s.Board.RootFSType
+	}
+
+	// The root file system first: the manifest names its type.
+	root := sl.RootImage
+	if sl.RootDir != "" {
+		root = filepath.Join(bl.work, "root-"+name+"."+fstype)
+		size := rp.Size()
+		if fstype == FSErofs {
+			size = 0 // checked below, with the partition's name
+		}
+		if _, err := Rootfs(bl.ctx, root, RootfsOptions{Type: fstype, Dir: sl.RootDir, Size: size, UUID: bl.ids.uuid("root/" + name)}); err != nil {
+			return fmt.Errorf("image: slot %s root file system: %w", name, err)
+		}
+	} else {
+		rf, err := os.Open(root)
+		if err != nil {
+			return fmt.Errorf("image: slot %s root image: %w", name, err)
+		}
+		got, err := FSType(rf)
+		rf.Close()
+		if err != nil {
+			return fmt.Errorf("image: slot %s root image %s: %w", name, root, err)
+		}
+		if got != fstype {
+			if got == "" {
+				got = "no erofs, ext4 or squashfs superblock"
+			}
+			return fmt.Errorf("image: slot %s root image %s: want %s (root_fstype, or the board's), found %s: fix root_fstype or the image", name, root, fstype, got)
+		}
+	}
+
+	kernel, err := os.ReadFile(sl.Kernel)
+	if err != nil {
+		return fmt.Errorf("image: slot %s kernel: %w", name, err)
+	}
+	initrd, err := os.ReadFile(sl.Initrd)
+	if err != nil {
+		return fmt.Errorf("image: slot %s initrd: %w", name, err)
+	}
+	m := manifest.Manifest{
+		Version:         sl.Version,
+		SecurityVersion: sl.SecurityVersion,
+		Cmdline:         sl.Cmdline,
+		Root:            manifest.Root{FSType: fstype},
+	}
+	if m.Kernel, err = manifest.DigestOf(bytes.NewReader(kernel)); err != nil {
+		return fmt.Errorf("image: slot %s kernel: %w", name, err)
+	}
+	if m.Initrd, err = manifest.DigestOf(bytes.NewReader(initrd)); err != nil {
+		return fmt.Errorf("image: slot %s initrd: %w", name, err)
+	}
+	mb, err := m.Marshal()
+	if err != nil {
+		return fmt.Errorf("image: slot %s: %w", name, err)
+	}
+	if sl.CorruptKernel {
+		kernel = bytes.Clone(kernel)
+		kernel[len(kernel)/2] ^= 0xff
+	}
+	parts := []slotimg.Part{
+		{Name: slotimg.EntryKernel, Data: kernel},
+		{Name: slotimg.EntryInitrd, Data: initrd},
+		{Name: slotimg.EntryManifest, Data: mb},
+	}
+	if n := slotimg.Size(parts); n > sp.Size() {
+		return bl.tooLarge(sp, fmt.Sprintf("the slot container (kernel %s %s, initrd %s %s)", sl.Kernel, mib(int64(len(kernel))), sl.Initrd, mib(int64(len(initrd)))), n)
+	}
+	w := sp.SectionWriter(bl.disk)
+	n, err := slotimg.Write(w, parts)
+	if err != nil {
+		return fmt.Errorf("image: writing the slot container into %s: %w", sp.Name, err)
+	}
+	if err := bl.copyFile(rp, root, "the "+fstype+" root file system"); err != nil {
+		return err
+	}
+	bl.logf("slot %s: container %s, %s root in %.1fs", name, sizeOf(n), fstype, time.Since(t).Seconds())
+	return nil
+}
+
+// data makes the empty ext4 file system of the data partition.
+func (bl *builder) data() error {
+	t := time.Now()
+	p, err := bl.part("data")
+	if err != nil {
+		return err
+	}
+	img := filepath.Join(bl.work, "data.ext4")
+	// The last partition ends where the backup GPT begins, not on a block
+	// boundary: whole 4 KiB ext4 blocks only.
+	size := p.Size() &^ 4095
+	if _, err := Rootfs(bl.ctx, img, RootfsOptions{Type: FSExt4, Size: size, UUID: bl.ids.uuid("data"), Label: "data"}); err != nil {
+		return fmt.Errorf("image: data partition: %w", err)
+	}
+	if err := bl.copyFile(p, img, "the data file system"); err != nil {
+		return err
+	}
+	bl.logf("data: empty ext4 %s in %.1fs", sizeOf(size), time.Since(t).Seconds())
+	return nil
+}
+
+// copyFile copies the file src into partition p, checking that it fits.
+// Blocks of zeros are skipped: the disk file is new and reads as zeros, and
+// stays sparse.
+func (bl *builder) copyFile(p gpt.Partition, src, what string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("image: %w", err)
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return fmt.Errorf("image: %w", err)
+	}
+	if st.Size() > p.Size() {
+		return bl.tooLarge(p, what+" ("+src+")", st.Size())
+	}
+	w := p.SectionWriter(bl.disk)
+	buf := make([]byte, 1<<20)
+	var off int64
+	for {
+		if err := bl.ctx.Err(); err != nil {
+			return fmt.Errorf("image: %w", err)
+		}
+		n, rerr := io.ReadFull(in, buf)
+		if n > 0 && !allZero(buf[:n]) {
+			if _, err := w.WriteAt(buf[:n], off); err != nil {
+				return fmt.Errorf("image: writing %s into %s: %w", what, p.Name, err)
+			}
+		}
+		off += int64(n)
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			return nil
+		}
+		if rerr != nil {
+			return fmt.Errorf("image: reading %s: %w", src, rerr)
+		}
+	}
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// idSource derives every identifier of an image from one seed.
+type idSource struct{ seed string }
+
+// bytes returns 16 bytes for what: SHA-256 of the seed and what.
+func (s idSource) bytes(what string) [16]byte {
+	h := sha256.Sum256([]byte("keel image id\x00" + s.seed + "\x00" + what))
+	var b [16]byte
+	copy(b[:], h[:16])
+	b[6] = b[6]&0x0f | 0x40 // version 4 (random-looking)
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	return b
+}
+
+// guid returns the identifier for what as a GPT GUID.
+func (s idSource) guid(what string) gpt.GUID { return gpt.GUIDFromRFC4122(s.bytes(what)) }
+
+// uuid returns the identifier for what as a lower-case UUID string.
+func (s idSource) uuid(what string) string {
+	b := s.bytes(what)
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}

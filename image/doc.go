@@ -1,0 +1,33 @@
+// Package image builds keel's disk images: a GPT disk for a board (package
+// boards) whose ESP boots keel through the firmware, with the A/B slots,
+// an empty recovery partition and an empty data file system.
+//
+// The pieces, each usable on its own:
+//
+//   - [UKI] makes a unified kernel image from Debian's systemd-boot-efi stub
+//     with objcopy: .osrel, .cmdline, .initrd and .linux sections at
+//     addresses after the stub's last section, each aligned to the stub's
+//     SectionAlignment as read from its PE headers (the order and alignment
+//     of systemd's ukify). OVMF boots it as \EFI\BOOT\BOOTX64.EFI.
+//   - [ESP] makes a FAT image with mkfs.vfat and fills it with mmd and
+//     mcopy (mtools): no root, no loop mounts.
+//   - [Rootfs] makes an erofs image with mkfs.erofs (all files root-owned,
+//     time stamps 0, a fixed UUID) or an ext4 image with mkfs.ext4 -d.
+//   - [Build] writes a whole disk from a [Spec]: GPT (package disk/gpt),
+//     ESP, for each slot a slot container (package image/slotimg: kernel,
+//     initrd and a manifest with their digests) in slot-<name> and the root
+//     file system in root-<name>, and an empty ext4 in data.
+//
+// Everything runs without root. The external tools (objcopy, mkfs.vfat,
+// mmd, mcopy, mkfs.erofs, mkfs.ext4) come from the Debian packages
+// binutils, dosfstools, mtools, erofs-utils and e2fsprogs, the stub from
+// systemd-boot-efi; a missing tool is an error that names its package.
+//
+// Images are reproducible: given a Spec.Seed, every GUID and UUID derives
+// from it and every time stamp is fixed (SOURCE_DATE_EPOCH 1980-01-01,
+// mkfs.vfat --invariant, mkfs.erofs -T0, the UKI's COFF time stamp taken
+// from the stub), so the same inputs give the same bytes.
+//
+// The command `keel image build --board NAME --out DISK.img --spec
+// SPEC.json` (package internal/cli) reads a Spec with [ReadSpec].
+package image
