@@ -156,29 +156,36 @@ func (s *Spec) Validate() error {
 		}
 	}
 
-	file := func(field, path, hint string) {
+	// file checks one input file; what says what it is, fix how to get it.
+	file := func(field, path, what, fix string) {
+		if fix != "" {
+			fix = "; " + fix
+		}
 		if path == "" {
-			add("%s: no file given%s", field, hint)
+			add("%s: no file given: want %s", field, what)
 			return
 		}
 		st, err := os.Stat(path)
 		switch {
 		case err != nil:
-			add("%s: %w%s", field, err, hint)
+			add("%s: %w%s", field, err, fix)
 		case !st.Mode().IsRegular():
-			add("%s: %s is not a regular file", field, path)
+			add("%s: %s is not a regular file: want %s", field, path, what)
 		case st.Size() == 0:
-			add("%s: %s is empty", field, path)
+			add("%s: %s is empty: want %s", field, path, what)
 		}
 	}
-	const kernelHint = " (scripts/fetch-kernel.sh amd64 build/kernel/amd64 fetches Debian's kernel as build/kernel/amd64/vmlinuz)"
-	file("keel_kernel", s.KeelKernel, kernelHint)
-	file("keel_initrd", s.KeelInitrd, " (keel's initramfs with keel-init)")
+	const (
+		kernelFix = "scripts/fetch-kernel.sh amd64 build/kernel/amd64 puts Debian's kernel in build/kernel/amd64/vmlinuz"
+		initrdFix = "package initramfs builds it"
+	)
+	file("keel_kernel", s.KeelKernel, "the kernel keel-init runs on", kernelFix)
+	file("keel_initrd", s.KeelInitrd, "keel's initramfs (keel-init)", initrdFix)
 	stub := s.Stub
 	if stub == "" {
 		stub = DefaultStub
 	}
-	file("stub", stub, " (install the Debian package systemd-boot-efi)")
+	file("stub", stub, "a UEFI stub", "install the Debian package systemd-boot-efi")
 	if strings.ContainsAny(strings.TrimSpace(s.KeelCmdline), "\x00\n") {
 		add("keel_cmdline: must be one line")
 	}
@@ -195,8 +202,8 @@ func (s *Spec) Validate() error {
 			continue
 		}
 		f := "slots." + name + "."
-		file(f+"kernel", sl.Kernel, kernelHint)
-		file(f+"initrd", sl.Initrd, " (keel's stage-2 initrd for that kernel)")
+		file(f+"kernel", sl.Kernel, "the slot's kernel", kernelFix)
+		file(f+"initrd", sl.Initrd, "keel's stage-2 initrd for the slot's kernel", initrdFix)
 		switch {
 		case sl.RootDir != "" && sl.RootImage != "":
 			add("%sroot_dir and %sroot_image: give one of them", f, f)
@@ -207,7 +214,7 @@ func (s *Spec) Validate() error {
 				add("%sroot_dir: %s is not a directory", f, sl.RootDir)
 			}
 		case sl.RootImage != "":
-			file(f+"root_image", sl.RootImage, "")
+			file(f+"root_image", sl.RootImage, "an erofs, ext4 or squashfs image", "")
 		default:
 			add("%sroot_dir or %sroot_image: no root file system given", f, f)
 		}

@@ -11,6 +11,12 @@ pkgs=(
   gdisk              # sgdisk: GPT tests
   mtd-utils          # flash_erase etc. for MTD checks
   cpio               # cpio -itv: initramfs archive tests
+  dosfstools         # mkfs.vfat, fsck.vfat: the ESP (image/)
+  mtools             # mmd, mcopy, mdir: fill the ESP without root (image/)
+  erofs-utils        # mkfs.erofs, fsck.erofs: slot root file systems (image/)
+  e2fsprogs          # mkfs.ext4, e2fsck, dumpe2fs: data and ext4 roots (image/)
+  systemd-boot-efi   # linuxx64.efi.stub: keel's UKI (image/)
+  binutils           # objcopy, objdump: build and check the UKI (image/)
 )
 
 missing=()

@@ -95,6 +95,7 @@ Commands:
   recover [--reason TEXT] [--cancel]   request (or cancel) recovery at the next boot
   env print [-n] [NAME...]             print U-Boot env variables, like fw_printenv
   env set NAME=VALUE...                set variables in one commit; NAME= deletes
+  image build --board B --out DISK --spec SPEC.json   write a bootable disk image (keel image help)
 `
 
 type globals struct {
@@ -136,7 +137,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	commands := map[string]func([]string) error{
 		"status": c.status, "init": c.init, "try": c.try, "select": c.selectCmd,
 		"mark-good": c.markGood, "mark-bad": c.markBad, "set-active": c.setActive,
-		"recover": c.recover, "env": c.env,
+		"recover": c.recover, "env": c.env, "image": c.image,
 		"help": func([]string) error { _, err := fmt.Fprint(stdout, usageText); return err },
 	}
 	if run, ok := commands[cmd]; ok {
