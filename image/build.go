@@ -54,7 +54,11 @@ func Build(ctx context.Context, s Spec) (err error) {
 
 	outDir := filepath.Dir(s.Out)
 	work := s.WorkDir
-	if work == "" {
+	if work != "" {
+		if err := os.MkdirAll(work, 0o755); err != nil {
+			return fmt.Errorf("image: work directory: %w", err)
+		}
+	} else {
 		work, err = os.MkdirTemp(outDir, ".keel-image-*")
 		if err != nil {
 			return fmt.Errorf("image: temporary directory next to %s: %w", s.Out, err)
