@@ -22,6 +22,11 @@ import (
 // ModulesOrderPath is the file in the initramfs that lists the modules to
 // load, one absolute path per line, in load order; lines starting with '#'
 // are comments. keel-init reads it (pid1.ModulesPath is the same path).
+//
+// A loader should take ENODEV from finit_module as "no such hardware" and
+// go on, as modprobe does: the list can hold modules for hardware a
+// machine lacks (the alias crc32c also names crc32c_intel, which needs
+// SSE4.2, absent from QEMU's TCG CPU; efivarfs fails without EFI).
 const ModulesOrderPath = "/etc/keel/modules.order"
 
 // ModulesRoot is where modules go: ModulesRoot/<version>/<path in the

@@ -26,13 +26,19 @@ type Tree struct {
 	aliases map[string][]string // alias (normalized) -> module names, sorted
 }
 
-// Scan walks dir (a lib/modules/<version> folder) for .ko files, reads the
-// .modinfo of each and returns the Tree. It reads dir/modules.builtin when
-// present. Two files with the same module name, a compressed module or a
+// Scan walks dir (a lib/modules/<version> folder, or a symlink to one) for
+// .ko files, reads the .modinfo of each and returns the Tree. It reads
+// dir/modules.builtin when present. Two files with the same module name, a compressed module or a
 // .ko without .modinfo are errors naming the files.
 func Scan(dir string) (*Tree, error) {
+	// WalkDir does not follow a symlinked root (fetch-kernel.sh's
+	// OUTDIR/modules is one).
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, fmt.Errorf("kmod: modules folder: %w", err)
+	}
 	var paths []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -80,7 +86,7 @@ func Scan(dir string) (*Tree, error) {
 
 	t := &Tree{Dir: dir, Modules: map[string]*Module{}, Builtin: map[string]bool{}, aliases: map[string][]string{}}
 	for _, m := range mods {
-		rel, err := filepath.Rel(dir, m.Path)
+		rel, err := filepath.Rel(root, m.Path)
 		if err != nil {
 			return nil, fmt.Errorf("kmod: %w", err)
 		}
