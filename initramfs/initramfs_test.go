@@ -316,3 +316,29 @@ func TestDecompressErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenKernel(t *testing.T) {
+	link := fakeKernel(t)
+	dir := filepath.Dir(link)
+	if _, err := OpenKernel(dir); err == nil || !strings.Contains(err.Error(), "make kernel") {
+		t.Errorf("OpenKernel without version: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "version"), []byte("6.1.0-99-amd64\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "package"), []byte("linux-image-6.1.0-99-amd64=6.1.999-1\n"), 0o644)
+	if _, err := OpenKernel(dir); err == nil || !strings.Contains(err.Error(), "vmlinuz") {
+		t.Errorf("OpenKernel without vmlinuz: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "vmlinuz"), []byte("MZ"), 0o644)
+	k, err := OpenKernel(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Kernel{Dir: dir, Vmlinuz: filepath.Join(dir, "vmlinuz"), ModulesDir: link, Version: "6.1.0-99-amd64", Arch: "amd64", Package: "linux-image-6.1.0-99-amd64=6.1.999-1"}
+	if !reflect.DeepEqual(k, want) {
+		t.Errorf("OpenKernel = %+v, want %+v", k, want)
+	}
+	os.WriteFile(filepath.Join(dir, "version"), []byte("6.1.0-99-riscv64\n"), 0o644)
+	if _, err := OpenKernel(dir); err == nil || !strings.Contains(err.Error(), "-amd64 or -arm64") {
+		t.Errorf("OpenKernel(riscv64): %v", err)
+	}
+}

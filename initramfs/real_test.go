@@ -18,27 +18,28 @@ import (
 // with the ones loaded up front first.
 var boardModules = []string{"crc32c", "nls_cp437", "nls_ascii", "virtio_pci", "virtio_blk", "ext4", "vfat", "efivarfs", "dm-verity", "squashfs", "erofs"}
 
-// realKernel returns the OUTDIR of scripts/fetch-kernel.sh named by
+// realKernel returns the kernel scripts/fetch-kernel.sh fetched into
 // KEEL_KERNEL_DIR and skips the test when it is unset: make test does not
 // fetch a kernel (make kernel does; then
 // KEEL_KERNEL_DIR=$PWD/build/kernel/amd64 go test ./initramfs/...).
-func realKernel(t *testing.T) string {
+func realKernel(t *testing.T) *Kernel {
 	t.Helper()
 	dir := os.Getenv("KEEL_KERNEL_DIR")
 	if dir == "" {
 		t.Skip("KEEL_KERNEL_DIR not set: run make kernel and set it to build/kernel/amd64 to test with Debian's kernel")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "vmlinuz")); err != nil {
-		t.Fatalf("KEEL_KERNEL_DIR=%s: %v (run scripts/fetch-kernel.sh amd64 %s)", dir, err, dir)
+	k, err := OpenKernel(dir)
+	if err != nil {
+		t.Fatalf("KEEL_KERNEL_DIR: %v", err)
 	}
-	return dir
+	return k
 }
 
 // TestRealKernelSizes builds the board's initramfs with a 2 MiB dummy
 // init from Debian's modules and reports the sizes.
 func TestRealKernelSizes(t *testing.T) {
 	k := realKernel(t)
-	spec := Spec{Init: dummyInit(t, 2<<20), ModulesDir: filepath.Join(k, "modules"), Modules: boardModules}
+	spec := Spec{Init: dummyInit(t, 2<<20), ModulesDir: k.ModulesDir, Modules: boardModules}
 	im, err := Plan(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +52,10 @@ func TestRealKernelSizes(t *testing.T) {
 	for _, m := range im.Modules {
 		modBytes += len(im.Archive.Get(ModulesRoot + "/" + im.KernelVersion + "/" + m.Path).Data)
 	}
-	vmlinuz, _ := os.Stat(filepath.Join(k, "vmlinuz"))
+	vmlinuz, err := os.Stat(k.Vmlinuz)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("kernel %s: vmlinuz %d bytes; %d modules, %d bytes; cpio %d bytes", im.KernelVersion, vmlinuz.Size(), len(im.Modules), modBytes, len(raw))
 	for _, c := range []Compression{Zstd, Gzip} {
 		var out bytes.Buffer
@@ -83,22 +87,17 @@ func TestQEMUBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM: not with -short")
 	}
-	// The architecture is the version's suffix (6.1.0-56-amd64).
-	version, err := os.ReadFile(filepath.Join(k, "version"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var goarch, qemuName string
 	var qemuArgs []string
-	switch v := strings.TrimSpace(string(version)); {
-	case strings.HasSuffix(v, "-amd64"):
+	switch k.Arch {
+	case "amd64":
 		goarch, qemuName = "amd64", "qemu-system-x86_64"
 		qemuArgs = []string{"-machine", "q35", "-append", "console=ttyS0 panic=-1 loglevel=4"}
-	case strings.HasSuffix(v, "-arm64"):
+	case "arm64":
 		goarch, qemuName = "arm64", "qemu-system-aarch64"
 		qemuArgs = []string{"-machine", "virt", "-cpu", "cortex-a57", "-append", "console=ttyAMA0 panic=-1 loglevel=4"}
 	default:
-		t.Fatalf("kernel version %q: neither -amd64 nor -arm64", v)
+		t.Fatalf("no QEMU set up for %s", k.Arch)
 	}
 	qemu, err := exec.LookPath(qemuName)
 	if err != nil {
@@ -116,7 +115,7 @@ func TestQEMUBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := Spec{Init: init, ModulesDir: filepath.Join(k, "modules"), Modules: boardModules, Compression: Zstd}
+	spec := Spec{Init: init, ModulesDir: k.ModulesDir, Modules: boardModules, Compression: Zstd}
 	im, err := Plan(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +129,7 @@ func TestQEMUBoot(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu, append(qemuArgs, "-accel", "tcg", "-m", "512", "-smp", "1",
 		"-nographic", "-no-reboot", "-monitor", "none",
-		"-kernel", filepath.Join(k, "vmlinuz"), "-initrd", img)...)
+		"-kernel", k.Vmlinuz, "-initrd", img)...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	t.Logf("qemu ran %.1f s", time.Since(start).Seconds())

@@ -34,6 +34,13 @@ cache=${KEEL_DEB_CACHE:-$(dirname "$out")/debs}
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 
+# One run at a time per OUTDIR (test suites and make demo may start
+# together); the second waits, then finds the kernel there.
+if command -v flock >/dev/null; then
+  exec 9>"$out.lock"
+  flock 9
+fi
+
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
 
