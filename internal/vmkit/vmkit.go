@@ -1,0 +1,322 @@
+// Package vmkit builds what the VM tests and the demo boot (keel's
+// binaries, keel's initramfs, the stage-2 initrd, test root filesystems,
+// disk images) and runs a board's QEMU machine with its firmware (OVMF with
+// a per-machine copy of the variable store) and a TPM emulator (swtpm).
+//
+// Artefacts are built once per suite (Build) into a directory; disk images
+// are made per scenario (Disk), since each scenario changes its disk.
+package vmkit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/image"
+	"github.com/keelboot/keel/initramfs"
+)
+
+// Artefacts are the per-suite build outputs.
+type Artefacts struct {
+	Board boards.Board
+	// Dir holds everything built.
+	Dir string
+	// Kernel is the Debian kernel (bzImage) and ModulesDir its modules.
+	Kernel, ModulesDir string
+	// Binaries.
+	KeelInit, Keel, TestInit string
+	// Stage1 is keel's initramfs (in the UKI), Stage2 the slots' initrd.
+	Stage1, Stage2 string
+}
+
+// RepoRoot finds the module root (the folder with go.mod) from the working
+// directory up.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("vmkit: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// KernelDir is where scripts/fetch-kernel.sh leaves the board's kernel.
+func KernelDir(root string, b boards.Board) string {
+	return filepath.Join(root, "build", "kernel", b.Arch)
+}
+
+// Build builds the artefacts for board into dir. The kernel must have been
+// fetched (make kernel); the error says so.
+func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer) (*Artefacts, error) {
+	kdir := KernelDir(root, b)
+	a := &Artefacts{
+		Board:      b,
+		Dir:        dir,
+		Kernel:     filepath.Join(kdir, "vmlinuz"),
+		ModulesDir: filepath.Join(kdir, "modules"),
+		KeelInit:   filepath.Join(dir, "bin", "keel-init"),
+		Keel:       filepath.Join(dir, "bin", "keel"),
+		TestInit:   filepath.Join(dir, "bin", "testinit"),
+		Stage1:     filepath.Join(dir, "stage1.cpio.zst"),
+		Stage2:     filepath.Join(dir, "stage2.cpio.zst"),
+	}
+	for _, p := range []string{a.Kernel, a.ModulesDir} {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("vmkit: %w: fetch the kernel first: make kernel (scripts/fetch-kernel.sh %s %s)", err, b.Arch, kdir)
+		}
+	}
+	goarch := map[string]string{"amd64": "amd64", "arm64": "arm64"}[b.Arch]
+	for pkg, out := range map[string]string{
+		"./cmd/keel-init":     a.KeelInit,
+		"./cmd/keel":          a.Keel,
+		"./vmtests/testinit/": a.TestInit,
+	} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("vmkit: go build %s: %w\n%s", pkg, err, out)
+		}
+	}
+	boardJSON, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	for _, ir := range []struct {
+		out     string
+		modules []string
+	}{{a.Stage1, b.InitModules}, {a.Stage2, b.StageModules}} {
+		start := time.Now()
+		f, err := os.Create(ir.out)
+		if err != nil {
+			return nil, err
+		}
+		err = initramfs.Build(f, initramfs.Spec{
+			Init:       a.KeelInit,
+			ModulesDir: a.ModulesDir,
+			Modules:    ir.modules,
+			Files: []initramfs.File{
+				{Path: "/etc/keel/board.json", Data: boardJSON},
+			},
+		})
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("vmkit: initramfs %s: %w", ir.out, err)
+		}
+		if fi, err := os.Stat(ir.out); err == nil && log != nil {
+			fmt.Fprintf(log, "vmkit: %s: %d KiB in %s\n", filepath.Base(ir.out), fi.Size()/1024, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	return a, nil
+}
+
+// Health is what a test slot's health check does.
+type Health string
+
+// Health checks.
+const (
+	Healthy    Health = "ok"
+	HealthFail Health = "fail"  // reboots without mark-good
+	HealthPanc Health = "panic" // init exits: the kernel panics
+)
+
+// RootDir makes (once) a test root filesystem tree for a version and health.
+func (a *Artefacts) RootDir(version string, h Health) (string, error) {
+	dir := filepath.Join(a.Dir, "roots", version+"-"+string(h))
+	if _, err := os.Stat(filepath.Join(dir, "sbin", "init")); err == nil {
+		return dir, nil
+	}
+	for _, d := range []string{"sbin", "bin", "etc/keel-test", "proc", "sys", "dev", "run", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	for src, dst := range map[string]string{a.TestInit: "sbin/init", a.Keel: "bin/keel"} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o755); err != nil {
+			return "", err
+		}
+	}
+	for name, v := range map[string]string{"version": version, "health": string(h)} {
+		if err := os.WriteFile(filepath.Join(dir, "etc/keel-test", name), []byte(v+"\n"), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// SlotSpec describes one slot of a test disk.
+type SlotSpec struct {
+	Version         string
+	SecurityVersion uint64
+	Health          Health
+	Empty           bool
+	CorruptKernel   bool
+}
+
+// SlotCmdline is the command line of the test slots' kernels.
+const SlotCmdline = "console=ttyS0 panic=1 loglevel=4"
+
+// KeelCmdline is keel's own kernel command line (in the UKI).
+const KeelCmdline = "console=ttyS0 panic=1 loglevel=4"
+
+// Disk builds a disk image with the given slots.
+func (a *Artefacts) Disk(ctx context.Context, out string, slots map[string]SlotSpec, log io.Writer) error {
+	spec := image.Spec{
+		Board:       a.Board,
+		Out:         out,
+		KeelKernel:  a.Kernel,
+		KeelInitrd:  a.Stage1,
+		KeelCmdline: KeelCmdline,
+		Seed:        "keel-vmtest",
+		Slots:       map[string]image.Slot{},
+		Log:         log,
+	}
+	for _, name := range a.Board.Slots {
+		s, ok := slots[name]
+		if !ok || s.Empty {
+			spec.Slots[name] = image.Slot{Empty: true}
+			continue
+		}
+		h := s.Health
+		if h == "" {
+			h = Healthy
+		}
+		root, err := a.RootDir(s.Version, h)
+		if err != nil {
+			return err
+		}
+		spec.Slots[name] = image.Slot{
+			Kernel: a.Kernel, Initrd: a.Stage2, RootDir: root,
+			Version: s.Version, SecurityVersion: s.SecurityVersion, Cmdline: SlotCmdline,
+			CorruptKernel: s.CorruptKernel,
+		}
+	}
+	return image.Build(ctx, spec)
+}
+
+// hostArch is the QEMU accelerator choice: TCG (no KVM here).
+func accel() string {
+	if runtime.GOOS == "linux" {
+		if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
+			f.Close()
+			if os.Getenv("KEEL_KVM") == "1" {
+				return "kvm"
+			}
+		}
+	}
+	return "tcg"
+}
+
+// QEMUArgs are the arguments for the board's machine with the given disk,
+// UEFI variable store and swtpm control socket ("" for no TPM).
+func QEMUArgs(b boards.Board, disk, vars, tpmSock string) []string {
+	q := b.QEMU
+	args := []string{
+		"-M", q.Machine + ",accel=" + accel(), "-cpu", q.CPU, "-m", fmt.Sprint(q.MemoryMB),
+		"-display", "none", "-serial", "stdio", "-monitor", "none", "-nodefaults", "-net", "none",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + q.Code,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
+		"-drive", "file=" + disk + ",format=raw,if=none,id=disk0",
+		"-device", "virtio-blk-pci,drive=disk0",
+	}
+	if tpmSock != "" && q.TPM != "" {
+		args = append(args,
+			"-chardev", "socket,id=chrtpm,path="+tpmSock,
+			"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+			"-device", q.TPM+",tpmdev=tpm0")
+	}
+	return append(args, q.Extra...)
+}
+
+// CopyVars makes a machine's own copy of the board's UEFI variable store.
+func CopyVars(b boards.Board, dst string) error {
+	data, err := os.ReadFile(b.QEMU.Vars)
+	if err != nil {
+		return fmt.Errorf("vmkit: UEFI variable store template: %w (install ovmf)", err)
+	}
+	return os.WriteFile(dst, data, 0o644)
+}
+
+// StartTPM starts swtpm with its state in dir and returns the control
+// socket QEMU connects to. swtpm exits when QEMU disconnects; stop kills it
+// if it has not.
+func StartTPM(ctx context.Context, dir string) (sock string, stop func(), err error) {
+	state := filepath.Join(dir, "tpm")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return "", nil, err
+	}
+	sock = filepath.Join(dir, "swtpm.sock")
+	cmd := exec.CommandContext(ctx, "swtpm", "socket", "--tpm2",
+		"--tpmstate", "dir="+state, "--ctrl", "type=unixio,path="+sock, "--flags", "not-need-init")
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("vmkit: starting swtpm (install swtpm): %w", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			return "", nil, fmt.Errorf("vmkit: swtpm did not create %s", sock)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return sock, func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+	}, nil
+}
+
+// Tools lists the host tools the VM tests need, for a clear error.
+func Tools(b boards.Board) []string {
+	return []string{b.QEMU.Binary, "swtpm", "mkfs.vfat", "mcopy", "mkfs.erofs", "objcopy", "mkfs.ext4"}
+}
+
+// CheckTools fails with the missing tools named.
+func CheckTools(b boards.Board) error {
+	var missing []string
+	for _, t := range Tools(b) {
+		if _, err := exec.LookPath(t); err != nil {
+			missing = append(missing, t)
+		}
+	}
+	for _, f := range []string{b.QEMU.Code, b.QEMU.Vars, image.DefaultStub} {
+		if _, err := os.Stat(f); err != nil {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("vmkit: missing %s: run make deps", strings.Join(missing, ", "))
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package vmtests
+
+import (
+	"testing"
+
+	"github.com/keelboot/keel/internal/vmkit"
+)
+
+// Scenario 1: a new device: no state yet; keel initialises it, boots a,
+// and a marks itself good.
+func TestFirstBoot(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, map[string]vmkit.SlotSpec{
+		"a": {Version: "1.0", SecurityVersion: 1},
+		"b": {Empty: true},
+	})
+	r := m.powerOn(bootTimeout)
+	r.expect("no boot state yet: initialising")
+	if mode := r.booted("a", "1.0"); mode != "normal" {
+		t.Errorf("mode %s, want normal", mode)
+	}
+	r.expect("KEEL-MARKED-GOOD")
+	s := r.status()
+	if deref(s.Active) != "a" || s.Trial != nil || s.Slots["a"].State != "good" || s.Slots["b"].State != "empty" {
+		t.Errorf("status after first boot: %+v", s)
+	}
+	if s.Slots["a"].Version != "1.0" {
+		t.Errorf("slot a version %q, want 1.0 (from its manifest)", s.Slots["a"].Version)
+	}
+	r.powerOff()
+}
+
+// Scenario 2: an update that commits: b holds 2.0; `keel try b` from the
+// running a; the reboot boots b on trial; b marks good; the next boot takes
+// b again, and a stays good as the fallback.
+func TestUpdateCommit(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, map[string]vmkit.SlotSpec{
+		"a": {Version: "1.0", SecurityVersion: 1},
+		"b": {Version: "2.0", SecurityVersion: 2},
+	})
+	r := m.powerOn(2 * bootTimeout)
+	r.booted("a", "1.0")
+	r.expect("KEEL-MARKED-GOOD")
+	r.keel("try b --tries 2", 0)
+	r.reboot()
+	if mode := r.booted("b", "2.0"); mode != "trial" {
+		t.Errorf("b booted in mode %s, want trial", mode)
+	}
+	r.expect("KEEL-MARKED-GOOD")
+	s := r.status()
+	if deref(s.Active) != "b" || s.Trial != nil || s.Slots["a"].State != "good" {
+		t.Errorf("after b marked good: %+v", s)
+	}
+	r.reboot()
+	if mode := r.booted("b", "2.0"); mode != "normal" {
+		t.Errorf("b booted in mode %s, want normal", mode)
+	}
+	r.powerOff()
+}
+
+// Scenario 3: a failed trial: b's health check fails (or its init makes the
+// kernel panic); after its tries keel falls back to a, which never lost a
+// try, and `keel status --json` inside a says why b is bad.
+func TestFailedTrial(t *testing.T) {
+	for _, h := range []vmkit.Health{vmkit.HealthFail, vmkit.HealthPanc} {
+		t.Run(string(h), func(t *testing.T) {
+			t.Parallel()
+			m := newMachine(t, map[string]vmkit.SlotSpec{
+				"a": {Version: "1.0", SecurityVersion: 1},
+				"b": {Version: "2.0", SecurityVersion: 2, Health: h},
+			})
+			r := m.powerOn(3 * bootTimeout)
+			r.booted("a", "1.0")
+			r.expect("KEEL-MARKED-GOOD")
+			r.keel("try b --tries 2", 0)
+			r.reboot()
+			for i := 0; i < 2; i++ {
+				if mode := r.booted("b", "2.0"); mode != "trial" {
+					t.Fatalf("try %d: b in mode %s", i+1, mode)
+				}
+			}
+			if mode := r.booted("a", "1.0"); mode != "fallback" {
+				t.Errorf("a came back in mode %s, want fallback", mode)
+			}
+			s := r.status()
+			b := s.Slots["b"]
+			if b.State != "bad" || b.Reason == "" {
+				t.Errorf("b = %+v, want bad with a reason", b)
+			}
+			mustContain(t, "b's reason", b.Reason, "no tries left")
+			if deref(s.Active) != "a" || s.Slots["a"].State != "good" || s.Slots["a"].TriesLeft != 0 {
+				t.Errorf("a = %+v, active %s", s.Slots["a"], deref(s.Active))
+			}
+			r.powerOff()
+		})
+	}
+}
+
+// Scenario 4: both slots unbootable (a has no slot image, b's kernel does
+// not match its manifest): keel says there is no bootable slot, why, and
+// stops (powers off) with the state kept.
+func TestNoBootableSlot(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, map[string]vmkit.SlotSpec{
+		"a": {Empty: true},
+		"b": {Version: "2.0", SecurityVersion: 2, CorruptKernel: true},
+	})
+	r := m.powerOn(bootTimeout)
+	out := r.expect("NO BOOTABLE SLOT")
+	_ = out
+	line := r.expectRe(reLine("powering off"))
+	_ = line
+	r.wait()
+	// A second power-on finds the state intact and says the same.
+	r2 := m.powerOn(bootTimeout)
+	r2.expect("decision: recovery")
+	st := r2.expectRe(reLine("KEEL-STATE"))
+	mustContain(t, "state", st[0], `"keel_slot_a_state","Value":"bad"`)
+	mustContain(t, "state", st[0], `kernel digest mismatch`)
+	r2.expect("NO BOOTABLE SLOT")
+	r2.wait()
+}
