@@ -9,8 +9,9 @@ import (
 func DefaultSlots() []string { return []string{"a", "b"} }
 
 // Init returns a new record: every slot empty but active, which is good.
-// The generation starts at 1; use InitFrom to re-initialise over an existing
-// record and keep the generation increasing.
+// An empty active means no slot is known good (all empty): the next
+// decision is recovery. The generation starts at 1; use InitFrom to
+// re-initialise over an existing record and keep the generation increasing.
 func Init(slots []string, active string) (Record, error) {
 	return InitFrom(Record{}, slots, active)
 }
@@ -25,12 +26,14 @@ func InitFrom(prev Record, slots []string, active string) (Record, error) {
 	for _, name := range slots {
 		r.Slots = append(r.Slots, Slot{Name: name, State: StateEmpty})
 	}
-	i := r.index(active)
-	if i < 0 {
-		return Record{}, fmt.Errorf("%w: active slot %q is not one of %s", ErrRefused, active, strings.Join(slots, ","))
+	if active != "" {
+		i := r.index(active)
+		if i < 0 {
+			return Record{}, fmt.Errorf("%w: active slot %q is not one of %s", ErrRefused, active, strings.Join(slots, ","))
+		}
+		r.Slots[i].State = StateGood
+		r.Active = active
 	}
-	r.Slots[i].State = StateGood
-	r.Active = active
 	if err := r.Validate(); err != nil {
 		return Record{}, err
 	}

@@ -273,3 +273,13 @@ func TestErrNoStateIsNotExist(t *testing.T) {
 		t.Error("ErrCorrupt matches fs.ErrNotExist")
 	}
 }
+
+func TestInitWithoutActive(t *testing.T) {
+	r := must(t)(Init([]string{"a", "b"}, ""))
+	if r.Active != "" {
+		t.Fatalf("active %q", r.Active)
+	}
+	if d, _ := Select(r); !d.Recovery() || !strings.Contains(d.Reason, "a empty; b empty") {
+		t.Errorf("decision %+v", d)
+	}
+}

@@ -97,9 +97,9 @@ func TestFailedTrial(t *testing.T) {
 	}
 }
 
-// Scenario 4: both slots unbootable (a has no slot image, b's kernel does
-// not match its manifest): keel says there is no bootable slot, why, and
-// stops (powers off) with the state kept.
+// Scenario 4: both slots unbootable (a holds no slot image, b's kernel
+// does not match its manifest): keel says there is no bootable slot, why,
+// and stops (powers off) with the state kept.
 func TestNoBootableSlot(t *testing.T) {
 	t.Parallel()
 	m := newMachine(t, map[string]vmkit.SlotSpec{
@@ -107,16 +107,19 @@ func TestNoBootableSlot(t *testing.T) {
 		"b": {Version: "2.0", SecurityVersion: 2, CorruptKernel: true},
 	})
 	r := m.powerOn(bootTimeout)
-	out := r.expect("NO BOOTABLE SLOT")
-	_ = out
-	line := r.expectRe(reLine("powering off"))
-	_ = line
+	r.expect("slot a is empty")
+	r.expect("slot b does not verify: slot-b: kernel digest mismatch")
+	why := r.expectRe(reLine("NO BOOTABLE SLOT"))
+	mustContain(t, "halt message", why[0], "a empty")
+	mustContain(t, "halt message", why[0], "b bad (slot-b: kernel digest mismatch")
+	r.expect("powering off")
 	r.wait()
 	// A second power-on finds the state intact and says the same.
 	r2 := m.powerOn(bootTimeout)
 	r2.expect("decision: recovery")
 	st := r2.expectRe(reLine("KEEL-STATE"))
-	mustContain(t, "state", st[0], `"keel_slot_a_state","Value":"bad"`)
+	mustContain(t, "state", st[0], `"keel_slot_a_state":"empty"`)
+	mustContain(t, "state", st[0], `"keel_slot_b_state":"bad"`)
 	mustContain(t, "state", st[0], `kernel digest mismatch`)
 	r2.expect("NO BOOTABLE SLOT")
 	r2.wait()

@@ -1,6 +1,7 @@
 package pid1
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/image/slotimg"
 	"github.com/keelboot/keel/manifest"
 )
 
@@ -60,7 +62,7 @@ func IsNoBootableSlot(err error) bool { return errors.Is(err, errNoBootableSlot)
 // (and the final record, for the console) or a store error; or with nil
 // when a Kexecer returns nil (a fake that "booted").
 func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoader, kx Kexecer, logf Logf) (bootenv.Record, error) {
-	r, err := loadOrInit(ctx, cfg, store, loader, logf)
+	r, verified, err := loadOrInit(ctx, cfg, store, loader, logf)
 	if err != nil {
 		return r, err
 	}
@@ -80,9 +82,13 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 		r = n
 		logf("decision: %s (mode %s): %s (generation %d)", d, d.Mode, d.Reason, r.Generation)
 		if d.Recovery() {
-			return r, fmt.Errorf("%w: %s", errNoBootableSlot, d.Reason)
+			return r, fmt.Errorf("%w: %s", errNoBootableSlot, strings.TrimPrefix(d.Reason, "no bootable slot: "))
 		}
-		img, err := safeLoad(ctx, loader, d.Slot)
+		img, err := verified[d.Slot], error(nil)
+		delete(verified, d.Slot)
+		if img == nil {
+			img, err = safeLoad(ctx, loader, d.Slot)
+		}
 		if err == nil {
 			if n, changed := withSlotInfo(r, img); changed {
 				if cerr := store.Commit(n); cerr != nil {
@@ -112,38 +118,57 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 }
 
 // loadOrInit loads the record. With no record (a new device) or an
-// unreadable one it starts a new record whose active slot is the first
-// slot that verifies.
-func loadOrInit(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoader, logf Logf) (bootenv.Record, error) {
+// unreadable one it starts a new record: every slot is verified, the first
+// that verifies becomes the active good slot, those that hold something
+// that does not verify are recorded bad with the reason, and those that
+// hold no slot image at all stay empty. Images verified here are returned for reuse.
+func loadOrInit(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoader, logf Logf) (bootenv.Record, map[string]*Image, error) {
 	r, err := store.Load()
 	switch {
 	case err == nil:
-		return r, nil
+		return r, nil, nil
 	case errors.Is(err, bootenv.ErrNoState):
 		logf("no boot state yet: initialising")
 	case errors.Is(err, bootenv.ErrCorrupt):
 		logf("boot state unreadable (%v): starting over", err)
 	default:
-		return r, fmt.Errorf("reading the boot state: %w", err)
+		return r, nil, fmt.Errorf("reading the boot state: %w", err)
 	}
-	active := cfg.Slots[0]
+	verified := map[string]*Image{}
+	failed := map[string]error{}
+	active := ""
 	for _, s := range cfg.Slots {
-		if _, lerr := safeLoad(ctx, loader, s); lerr == nil {
-			active = s
-			break
-		} else {
+		img, lerr := safeLoad(ctx, loader, s)
+		if errors.Is(lerr, slotimg.ErrNotSlot) {
+			logf("slot %s is empty: %v", s, lerr)
+			continue // left empty: nothing was ever installed there
+		}
+		if lerr != nil {
 			logf("slot %s does not verify: %v", s, lerr)
+			failed[s] = lerr
+			continue
+		}
+		verified[s] = img
+		if active == "" {
+			active = s
 		}
 	}
 	n, err := bootenv.Init(cfg.Slots, active)
 	if err != nil {
-		return r, err
+		return r, nil, err
+	}
+	for _, s := range cfg.Slots {
+		if ferr, ok := failed[s]; ok {
+			if n, err = bootenv.MarkBad(n, s, oneLine(ferr.Error())); err != nil {
+				return r, nil, err
+			}
+		}
 	}
 	if err := store.Commit(n); err != nil {
-		return r, fmt.Errorf("writing the initial boot state: %w", err)
+		return r, nil, fmt.Errorf("writing the initial boot state: %w", err)
 	}
-	logf("initialised slots %s, active %s", strings.Join(cfg.Slots, ","), active)
-	return n, nil
+	logf("initialised slots %s, active %s", strings.Join(cfg.Slots, ","), cmp.Or(n.Active, "none"))
+	return n, verified, nil
 }
 
 func withSlotInfo(r bootenv.Record, img *Image) (bootenv.Record, bool) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/bootenv/memstore"
+	"github.com/keelboot/keel/image/slotimg"
 	"github.com/keelboot/keel/manifest"
 )
 
@@ -24,6 +25,9 @@ func (f *fakeLoader) LoadSlot(_ context.Context, slot string) (*Image, error) {
 		panic("boom")
 	}
 	if msg, ok := f.bad[slot]; ok {
+		if msg == "empty" {
+			return nil, fmt.Errorf("slot-%s: %w", slot, slotimg.ErrNotSlot)
+		}
 		return nil, errors.New(msg)
 	}
 	return &Image{Slot: slot, Manifest: &manifest.Manifest{Version: "v-" + slot, SecurityVersion: 1,
@@ -190,5 +194,38 @@ func TestPowerCutAtDecision(t *testing.T) {
 	_, err, _ := run(t, s, &fakeLoader{}, k)
 	if err == nil || k.booted != "" {
 		t.Fatalf("err %v, booted %q", err, k.booted)
+	}
+}
+
+// TestFirstBootNothingVerifies: a new device whose slots both fail
+// verification records both as bad, with the reasons, and stops.
+func TestFirstBootNothingVerifies(t *testing.T) {
+	s := memstore.New()
+	l := &fakeLoader{bad: map[string]string{"a": "slot-a: no KEELSLOT magic", "b": "slot-b: kernel digest mismatch"}}
+	k := &fakeKexec{}
+	_, err, _ := run(t, s, l, k)
+	if !IsNoBootableSlot(err) || k.booted != "" {
+		t.Fatalf("err = %v, booted %q", err, k.booted)
+	}
+	st, _ := s.Load()
+	for slot, want := range map[string]string{"a": "no KEELSLOT magic", "b": "kernel digest mismatch"} {
+		if sl, _ := st.Slot(slot); sl.State != bootenv.StateBad || !strings.Contains(sl.Reason, want) {
+			t.Errorf("slot %s = %+v", slot, sl)
+		}
+	}
+	// Each slot was verified once, not again by the boot loop.
+	if len(l.calls) != 2 {
+		t.Errorf("loader calls %v", l.calls)
+	}
+}
+
+// TestFirstBootEmptySlot: a slot with no slot image is left empty, not bad.
+func TestFirstBootEmptySlot(t *testing.T) {
+	s := memstore.New()
+	k := &fakeKexec{}
+	run(t, s, &fakeLoader{bad: map[string]string{"b": "empty"}}, k)
+	st, _ := s.Load()
+	if b, _ := st.Slot("b"); b.State != bootenv.StateEmpty || k.booted != "a" {
+		t.Errorf("b = %+v, booted %q", b, k.booted)
 	}
 }

@@ -128,10 +128,16 @@ func loadModules(logf Logf) error {
 		if p == "" || strings.HasPrefix(p, "#") {
 			continue
 		}
-		if err := loadModule(p); err != nil {
+		switch err := loadModule(p); {
+		case errors.Is(err, unix.ENODEV):
+			// No such hardware (crc32c_intel without SSE4.2, efivarfs
+			// without EFI): go on, as modprobe does.
+			logf("module %s: no such device, skipped", filepath.Base(p))
+		case err != nil:
 			return fmt.Errorf("loading module %s: %w", p, err)
+		default:
+			n++
 		}
-		n++
 	}
 	if err := sc.Err(); err != nil {
 		return err
@@ -258,14 +264,18 @@ func stage1(ctx context.Context, logf Logf) error {
 	}
 	logf("board %s, store %s", b.Name, storeArg)
 	r, err := Boot(ctx, Config{Slots: b.Slots, Store: storeArg}, store, deviceLoader{logf: logf}, kexecer{logf: logf}, logf)
-	if state, jerr := json.Marshal(bootenv.Encode(r)); jerr == nil && len(r.Slots) > 0 {
+	vars := map[string]string{}
+	for _, v := range bootenv.Encode(r) {
+		vars[v.Name] = v.Value
+	}
+	if state, jerr := json.Marshal(vars); jerr == nil && len(r.Slots) > 0 {
 		logf("KEEL-STATE %s", state)
 	}
 	if err == nil {
 		return errors.New("kexec returned")
 	}
 	if IsNoBootableSlot(err) {
-		return fmt.Errorf("NO BOOTABLE SLOT: %w; the state is kept for service (keel status)", err)
+		return fmt.Errorf("NO BOOTABLE SLOT: %s; the state is kept for service (keel status)", strings.TrimPrefix(err.Error(), "no bootable slot: "))
 	}
 	return err
 }
