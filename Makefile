@@ -3,7 +3,7 @@ GO      ?= go
 BUILD   ?= build
 export CGO_ENABLED ?= 0
 
-.PHONY: all deps build unit test fuzz bench demo clean
+.PHONY: all deps build unit test vmtest fuzz bench demo demo-host clean
 
 all: build
 
@@ -16,15 +16,21 @@ build:
 
 # The inner loop: no installs (run `make deps` once first: some unit tests
 # run the real tools), no VMs, seconds.
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v /vmtests$$)
 unit:
-	$(GO) test -short -count=1 ./...
+	$(GO) test -short -count=1 $(UNIT_PKGS)
 
-# Everything: installs what it needs first (idempotent), then runs every
-# test, including those that run the real tools (fw_printenv, mkenvimage,
-# sgdisk).
-test: deps
+# Everything: installs what it needs first (apt packages, the Debian kernel,
+# Go modules; idempotent), then every unit test (real tools included:
+# fw_printenv, mkenvimage, sgdisk, mkfs.erofs...), then the VM suite.
+test: deps kernel
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 $(UNIT_PKGS)
+	$(GO) test -count=1 -parallel 2 -timeout 40m ./vmtests/
+
+# The VM suite alone: QEMU (TCG) + OVMF + swtpm boot the disk images.
+vmtest: deps kernel
+	$(GO) test -count=1 -parallel 2 -timeout 40m -v ./vmtests/
 
 FUZZTIME ?= 20s
 fuzz:
@@ -37,7 +43,13 @@ fuzz:
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./internal/cli/
 
-demo: deps build
+# The demo: two A/B stories in QEMU (an update that commits, one that falls
+# back), booted from disk through OVMF with swtpm.
+demo: deps kernel
+	$(GO) run ./cmd/keel-demo
+
+# The CLI alone on a redundant U-Boot env file, checked with fw_printenv.
+demo-host: deps build
 	./scripts/demo-host.sh $(BUILD)
 
 clean:
@@ -45,7 +57,7 @@ clean:
 
 # Debian's generic kernel and its modules, fetched with apt into
 # $(BUILD)/kernel/$(KERNEL_ARCH) (vmlinuz, modules, version); the .deb is
-# cached and a second run is quick. Not part of test yet.
+# cached and a second run is quick.
 KERNEL_ARCH ?= amd64
 .PHONY: kernel
 kernel:

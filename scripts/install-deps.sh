@@ -17,6 +17,11 @@ pkgs=(
   e2fsprogs          # mkfs.ext4, e2fsck, dumpe2fs: data and ext4 roots (image/)
   systemd-boot-efi   # linuxx64.efi.stub: keel's UKI (image/)
   binutils           # objcopy, objdump: build and check the UKI (image/)
+  qemu-system-x86    # the vmtests' machine (TCG)
+  ovmf               # UEFI firmware for qemu-x86_64-uefi
+  swtpm              # the vmtests' TPM
+  swtpm-tools        # swtpm_setup, swtpm_ioctl
+  zstd               # zstd -dc: initramfs tests
 )
 
 missing=()
@@ -32,7 +37,7 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for tool in fw_printenv fw_setenv mkenvimage sgdisk; do
+for tool in fw_printenv fw_setenv mkenvimage sgdisk qemu-system-x86_64 swtpm mkfs.erofs mkfs.vfat mcopy objcopy; do
   command -v "$tool" >/dev/null || { echo "install-deps: $tool is still missing" >&2; exit 1; }
 done
 go mod download

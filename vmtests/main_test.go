@@ -12,16 +12,13 @@ package vmtests
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	expect "github.com/Netflix/go-expect"
 	"github.com/hugelgupf/vmtest/qemu"
 
 	"github.com/keelboot/keel/boards"
@@ -73,164 +70,107 @@ func artefacts(t *testing.T) *vmkit.Artefacts {
 	return built.art
 }
 
-// machine is one scenario's device: a disk and a UEFI variable store that
-// persist across the boots (QEMU runs) of the scenario.
+// machine is one scenario's device (see vmkit.Machine).
 type machine struct {
-	t    *testing.T
-	art  *vmkit.Artefacts
-	dir  string
-	disk string
-	vars string
+	t *testing.T
+	*vmkit.Machine
 }
 
 func newMachine(t *testing.T, slots map[string]vmkit.SlotSpec) *machine {
 	t.Helper()
-	art := artefacts(t)
-	dir := t.TempDir()
-	m := &machine{t: t, art: art, dir: dir, disk: filepath.Join(dir, "disk.img"), vars: filepath.Join(dir, "OVMF_VARS.fd")}
-	if err := art.Disk(context.Background(), m.disk, slots, nil); err != nil {
-		t.Fatalf("building the disk: %v", err)
-	}
-	if err := vmkit.CopyVars(art.Board, m.vars); err != nil {
+	vm, err := vmkit.NewMachine(context.Background(), artefacts(t), t.TempDir(), slots)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return m
+	return &machine{t: t, Machine: vm}
 }
 
-// run is one power-on of the machine: QEMU runs until the guest powers off
-// (reboots stay inside the run, as on a device), or the timeout.
+// run is one power-on of the machine, failing the test on any error.
 type run struct {
-	m    *machine
-	vm   *qemu.VM
-	stop func()
+	t *testing.T
+	r *vmkit.Run
 }
 
 const bootTimeout = 3 * time.Minute
 
 func (m *machine) powerOn(timeout time.Duration) *run {
 	m.t.Helper()
-	sock, stop, err := vmkit.StartTPM(context.Background(), m.dir)
+	r, err := m.PowerOn(context.Background(), timeout,
+		qemu.LogSerialByLine(qemu.DefaultPrint(m.t.Name(), m.t.Logf)))
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	vm := qemu.StartT(m.t, m.t.Name(), qemu.ArchUseEnvv,
-		qemu.WithQEMUCommand(m.art.Board.QEMU.Binary),
-		qemu.WithKernel(""), qemu.WithInitramfs(""),
-		qemu.WithQEMUArgs(vmkit.QEMUArgs(m.art.Board, m.disk, m.vars, sock)...),
-		qemu.WithVMTimeout(timeout),
-	)
-	r := &run{m: m, vm: vm, stop: stop}
-	m.t.Cleanup(func() {
-		// After a failure: stop the machine so that its console output
-		// ends before the test does.
-		if !vm.Waited() {
-			vm.Kill()
-			vm.Wait()
-		}
-		stop()
-	})
-	return r
+	m.t.Cleanup(r.Kill) // after a failure: stop the machine before the test ends
+	return &run{t: m.t, r: r}
+}
+
+func (r *run) check(err error) {
+	r.t.Helper()
+	if err != nil {
+		r.t.Fatal(err)
+	}
 }
 
 // expect waits for s on the console.
 func (r *run) expect(s string) string {
-	r.m.t.Helper()
-	out, err := r.vm.Console.Expect(expect.String(s), expect.WithTimeout(bootTimeout))
-	if err != nil {
-		r.m.t.Fatalf("waiting for %q: %v", s, err)
-	}
+	r.t.Helper()
+	out, err := r.r.Expect(s)
+	r.check(err)
 	return out
 }
 
 // expectRe waits for a regular expression and returns its submatches.
 func (r *run) expectRe(re *regexp.Regexp) []string {
-	r.m.t.Helper()
-	out, err := r.vm.Console.Expect(expect.Regexp(re), expect.WithTimeout(bootTimeout))
-	if err != nil {
-		r.m.t.Fatalf("waiting for %s: %v", re, err)
-	}
-	return re.FindStringSubmatch(out)
-}
-
-func (r *run) send(line string) {
-	r.m.t.Helper()
-	if _, err := r.vm.Console.SendLine(line); err != nil {
-		r.m.t.Fatalf("console: %v", err)
-	}
+	r.t.Helper()
+	m, err := r.r.ExpectRe(re)
+	r.check(err)
+	return m
 }
 
 // keel runs a keel command in the booted slot and checks its exit code.
 func (r *run) keel(args string, wantRC int) {
-	r.m.t.Helper()
-	r.expect("KEEL-READY")
-	r.send("keel " + args)
-	m := r.expectRe(regexp.MustCompile(`KEEL-DONE rc=(\d+)\r*\n`))
-	if m[1] != fmt.Sprint(wantRC) {
-		r.m.t.Fatalf("keel %s: rc=%s, want %d", args, m[1], wantRC)
+	r.t.Helper()
+	rc, err := r.r.Keel(args)
+	r.check(err)
+	if rc != wantRC {
+		r.t.Fatalf("keel %s: rc=%d, want %d", args, rc, wantRC)
 	}
-}
-
-type slotStatus struct {
-	State     string `json:"state"`
-	TriesLeft int    `json:"tries_left"`
-	Version   string `json:"version"`
-	Reason    string `json:"reason"`
-}
-
-type status struct {
-	Active     *string               `json:"active"`
-	Trial      *string               `json:"trial"`
-	Generation uint64                `json:"generation"`
-	Slots      map[string]slotStatus `json:"slots"`
-	LastBoot   struct {
-		Slot, Mode, Reason string
-	} `json:"last_boot"`
 }
 
 // status asks the booted slot for `keel status --json`.
-func (r *run) status() status {
-	r.m.t.Helper()
-	r.expect("KEEL-READY")
-	r.send("status")
-	m := r.expectRe(regexp.MustCompile(`KEEL-STATUS (\{[^\r\n]*\})\r*\n`))
-	var s status
-	if err := json.Unmarshal([]byte(m[1]), &s); err != nil {
-		r.m.t.Fatalf("status: %v in %q", err, m[1])
-	}
+func (r *run) status() vmkit.Status {
+	r.t.Helper()
+	s, err := r.r.Status()
+	r.check(err)
 	return s
 }
 
-// booted waits for a slot to come up and returns its mode.
+// booted waits for a slot to come up, checks which, and returns its mode.
 func (r *run) booted(slot, version string) string {
-	r.m.t.Helper()
-	m := r.expectRe(regexp.MustCompile(`KEEL-SLOT (\S+) (\S+) mode=(\S+)\r*\n`))
-	if m[1] != slot || m[2] != version {
-		r.m.t.Fatalf("booted slot %s version %s, want slot %s version %s", m[1], m[2], slot, version)
+	r.t.Helper()
+	s, v, mode, err := r.r.Booted()
+	r.check(err)
+	if s != slot || v != version {
+		r.t.Fatalf("booted slot %s version %s, want slot %s version %s", s, v, slot, version)
 	}
-	return m[3]
+	return mode
 }
 
 func (r *run) reboot() {
-	r.m.t.Helper()
-	r.expect("KEEL-READY")
-	r.send("reboot")
+	r.t.Helper()
+	r.check(r.r.Reboot())
 }
 
 // powerOff ends the run and waits for QEMU.
 func (r *run) powerOff() {
-	r.m.t.Helper()
-	r.expect("KEEL-READY")
-	r.send("poweroff")
-	r.wait()
+	r.t.Helper()
+	r.check(r.r.PowerOff())
 }
 
+// wait waits for the machine to power itself off.
 func (r *run) wait() {
-	r.m.t.Helper()
-	err := r.vm.Wait()
-	r.stop()
-	if err != nil {
-		r.m.t.Fatalf("QEMU: %v", err)
-	}
+	r.t.Helper()
+	r.check(r.r.Wait())
 }
 
 func deref(s *string) string {
@@ -248,6 +188,4 @@ func mustContain(t *testing.T, what, s, sub string) {
 }
 
 // reLine matches the console line that contains s.
-func reLine(s string) *regexp.Regexp {
-	return regexp.MustCompile(`[^\r\n]*` + regexp.QuoteMeta(s) + `[^\r\n]*\r*\n`)
-}
+func reLine(s string) *regexp.Regexp { return vmkit.Line(s) }
