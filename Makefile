@@ -3,7 +3,7 @@ GO      ?= go
 BUILD   ?= build
 export CGO_ENABLED ?= 0
 
-.PHONY: all deps build unit test vmtest fuzz bench demo demo-host clean
+.PHONY: all deps build unit test vmtest fuzz bench bench-boot demo demo-host clean
 
 all: build
 
@@ -42,6 +42,11 @@ fuzz:
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./internal/cli/
+
+# keel-init's time from start to the kexec call against a bare Go init
+# that only mounts and execs, same VM configuration; initramfs sizes.
+bench-boot: deps kernel
+	$(GO) test -run '^$$' -bench BenchmarkBootToHandoff -benchtime 3x -timeout 40m ./vmtests/
 
 # The demo: two A/B stories in QEMU (an update that commits, one that falls
 # back), booted from disk through OVMF with swtpm.

@@ -32,9 +32,10 @@ type Artefacts struct {
 	// Kernel is the Debian kernel (bzImage) and ModulesDir its modules.
 	Kernel, ModulesDir string
 	// Binaries.
-	KeelInit, Keel, TestInit string
-	// Stage1 is keel's initramfs (in the UKI), Stage2 the slots' initrd.
-	Stage1, Stage2 string
+	KeelInit, Keel, TestInit, BareInit string
+	// Stage1 is keel's initramfs (in the UKI), Stage2 the slots' initrd,
+	// Bare the benchmark's baseline initramfs (BareInit only).
+	Stage1, Stage2, Bare string
 }
 
 // RepoRoot finds the module root (the folder with go.mod) from the working
@@ -73,8 +74,10 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 		KeelInit:   filepath.Join(dir, "bin", "keel-init"),
 		Keel:       filepath.Join(dir, "bin", "keel"),
 		TestInit:   filepath.Join(dir, "bin", "testinit"),
+		BareInit:   filepath.Join(dir, "bin", "bareinit"),
 		Stage1:     filepath.Join(dir, "stage1.cpio.zst"),
 		Stage2:     filepath.Join(dir, "stage2.cpio.zst"),
+		Bare:       filepath.Join(dir, "bare.cpio.zst"),
 	}
 	for _, p := range []string{a.Kernel, a.ModulesDir} {
 		if _, err := os.Stat(p); err != nil {
@@ -86,6 +89,7 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 		"./cmd/keel-init":     a.KeelInit,
 		"./cmd/keel":          a.Keel,
 		"./vmtests/testinit/": a.TestInit,
+		"./vmtests/bareinit/": a.BareInit,
 	} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
 		cmd.Dir = root
@@ -99,16 +103,16 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 		return nil, err
 	}
 	for _, ir := range []struct {
-		out     string
-		modules []string
-	}{{a.Stage1, b.InitModules}, {a.Stage2, b.StageModules}} {
+		out, init string
+		modules   []string
+	}{{a.Stage1, a.KeelInit, b.InitModules}, {a.Stage2, a.KeelInit, b.StageModules}, {a.Bare, a.BareInit, nil}} {
 		start := time.Now()
 		f, err := os.Create(ir.out)
 		if err != nil {
 			return nil, err
 		}
 		err = initramfs.Build(f, initramfs.Spec{
-			Init:       a.KeelInit,
+			Init:       ir.init,
 			ModulesDir: a.ModulesDir,
 			Modules:    ir.modules,
 			Files: []initramfs.File{
@@ -216,7 +220,18 @@ func (a *Artefacts) Disk(ctx context.Context, out string, slots map[string]SlotS
 	return image.Build(ctx, spec)
 }
 
-// hostArch is the QEMU accelerator choice: TCG (no KVM here).
+// BareDisk builds the benchmark's baseline disk: the same UKI and ESP, with
+// the bare init's initramfs instead of keel's, and empty slots.
+func (a *Artefacts) BareDisk(ctx context.Context, out string) error {
+	spec := image.Spec{Board: a.Board, Out: out, KeelKernel: a.Kernel, KeelInitrd: a.Bare,
+		KeelCmdline: KeelCmdline, Seed: "keel-bench", Slots: map[string]image.Slot{}}
+	for _, name := range a.Board.Slots {
+		spec.Slots[name] = image.Slot{Empty: true}
+	}
+	return image.Build(ctx, spec)
+}
+
+// accel is the QEMU accelerator choice: TCG (no KVM here).
 func accel() string {
 	if runtime.GOOS == "linux" {
 		if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
