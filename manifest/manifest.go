@@ -3,8 +3,24 @@
 // its root filesystem, and its version and security version. keel-init
 // boots nothing whose kernel or initrd does not match the manifest.
 //
-// The encoding is JSON. Signatures (and the dm-verity root hash) come with
-// the verify-and-measure work; this package keeps the manifest itself.
+// The encoding is JSON. A manifest is signed with ed25519 (keys.go,
+// sign.go): the slot container's entry "manifest.sig" (SigEntry) holds a
+// JSON envelope of one or more signatures over SigDomain + the exact
+// manifest bytes, and keel-init calls Verify with the public keys it
+// trusts before it parses, let alone uses, anything from the slot.
+//
+// Key files are text, one key line each, with an optional comment:
+//
+//	keel-ed25519-private <base64 32-byte seed> <comment>    (NAME.key, mode 0600)
+//	keel-ed25519 <base64 32-byte public key> <comment>      (NAME.pub)
+//
+// A trusted-keys file holds several public key lines; blank lines and
+// lines starting with # are ignored. A key's ID (KeyID) is the first 8
+// bytes of the SHA-256 of its public key, in hex.
+//
+// Key rotation: sign with the old and the new key while devices trust
+// the old one, ship keel with both keys trusted, then sign with the new
+// key only and drop the old key from the trusted keys.
 package manifest
 
 import (
