@@ -22,6 +22,7 @@ pkgs=(
   swtpm              # the vmtests' TPM
   swtpm-tools        # swtpm_setup, swtpm_ioctl
   zstd               # zstd -dc: initramfs tests
+  cryptsetup-bin     # veritysetup: dm-verity hash tree tests (verity/)
 )
 
 missing=()
