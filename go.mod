@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/foxboron/go-uefi v0.0.0-20251010190908-d29549a44f29
+	github.com/google/go-tpm v0.9.8
 	github.com/klauspost/compress v1.20.4
 	github.com/spf13/afero v1.9.3
 	golang.org/x/sys v0.50.0

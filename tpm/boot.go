@@ -1,0 +1,148 @@
+package tpm
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+)
+
+// The PCRs keel measures into.
+const (
+	PCRBoot  = 8 // slot id, cmdline, boot mode, handoff separator
+	PCRImage = 9 // manifest, kernel, initrd, dm-verity root hash
+)
+
+// Event types in the event log.
+const (
+	EventManifest  = "keel.manifest"
+	EventKernel    = "keel.kernel"
+	EventInitrd    = "keel.initrd"
+	EventRootHash  = "keel.roothash"
+	EventSlot      = "keel.slot"
+	EventCmdline   = "keel.cmdline"
+	EventMode      = "keel.mode"
+	EventSeparator = "keel.separator"
+)
+
+// SeparatorData is what Separator measures into PCR 8 just before kexec.
+const SeparatorData = "keel:separator"
+
+// Modes are the boot modes keel measures.
+var Modes = []string{"normal", "trial", "fallback", "recovery", "unmeasured"}
+
+// BootMeasurement is what keel-init measures for the slot it boots.
+type BootMeasurement struct {
+	ManifestBytes []byte // the manifest file exactly as read from the slot
+	KernelDigest  []byte // SHA-256 of the kernel (32 bytes)
+	InitrdDigest  []byte // SHA-256 of the initrd (32 bytes)
+	RootHash      []byte // dm-verity root hash; empty: none
+	Slot          string // slot id, e.g. "a"
+	Cmdline       string // the exact command line handed to kexec
+	Mode          string // normal, trial, fallback, recovery or unmeasured
+}
+
+type measurement struct {
+	pcr  int
+	data []byte
+	ev   Event
+}
+
+// events is the ordered list MeasureBoot extends (without the separator).
+func (in BootMeasurement) events() ([]measurement, error) {
+	if len(in.ManifestBytes) == 0 {
+		return nil, fmt.Errorf("measure: empty manifest")
+	}
+	for name, d := range map[string][]byte{"kernel": in.KernelDigest, "initrd": in.InitrdDigest} {
+		if len(d) != sha256.Size {
+			return nil, fmt.Errorf("measure: %s digest is %d bytes, want a %d-byte SHA-256", name, len(d), sha256.Size)
+		}
+	}
+	if in.Slot == "" || strings.ContainsAny(in.Slot, " \x00\n") {
+		return nil, fmt.Errorf("measure: bad slot id %q", in.Slot)
+	}
+	if strings.ContainsAny(in.Cmdline, "\x00\n") {
+		return nil, fmt.Errorf("measure: cmdline must be one line")
+	}
+	ok := false
+	for _, m := range Modes {
+		ok = ok || in.Mode == m
+	}
+	if !ok {
+		return nil, fmt.Errorf("measure: boot mode %q: want one of %s", in.Mode, strings.Join(Modes, ", "))
+	}
+	root := "none"
+	if len(in.RootHash) > 0 {
+		root = hex.EncodeToString(in.RootHash)
+	}
+	return []measurement{
+		{PCRImage, in.ManifestBytes, Event{EventManifest, "slot manifest"}},
+		{PCRImage, []byte("keel:kernel-sha256=" + hex.EncodeToString(in.KernelDigest)), Event{EventKernel, "kernel SHA-256"}},
+		{PCRImage, []byte("keel:initrd-sha256=" + hex.EncodeToString(in.InitrdDigest)), Event{EventInitrd, "initrd SHA-256"}},
+		{PCRImage, []byte("keel:verity-roothash=" + root), Event{EventRootHash, "dm-verity root hash"}},
+		{PCRBoot, []byte("keel:slot=" + in.Slot), Event{EventSlot, "boot slot"}},
+		{PCRBoot, []byte("keel:cmdline=" + in.Cmdline), Event{EventCmdline, "kernel command line"}},
+		{PCRBoot, []byte("keel:mode=" + in.Mode), Event{EventMode, "boot mode"}},
+	}, nil
+}
+
+var separator = measurement{PCRBoot, []byte(SeparatorData), Event{EventSeparator, "handoff to the slot kernel (kexec)"}}
+
+// MeasureBoot extends, in this order, PCR 9 with the manifest, kernel,
+// initrd and root hash events and PCR 8 with the slot, cmdline and mode
+// events (see the package documentation for the exact bytes). The input is
+// checked before anything is extended.
+func MeasureBoot(m *Measurer, in BootMeasurement) error {
+	evs, err := in.events()
+	if err != nil {
+		return err
+	}
+	for _, e := range evs {
+		if err := m.Extend(e.pcr, e.data, e.ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Separator extends PCR 8 with SeparatorData: the last measurement before
+// kexec. Nothing keel-init does after it can reproduce the PCR 8 value seen
+// before it.
+func Separator(m *Measurer) error {
+	return m.Extend(separator.pcr, separator.data, separator.ev)
+}
+
+// Predict returns the PCR 8 and 9 values in each bank after MeasureBoot and
+// Separator, starting from all-zero PCRs (bank -> PCR -> value).
+func Predict(in BootMeasurement, banks []crypto.Hash) (map[crypto.Hash]map[int][]byte, error) {
+	return predict(in, banks, true)
+}
+
+// PredictBeforeSeparator is Predict without the separator: the values while
+// keel-init still runs.
+func PredictBeforeSeparator(in BootMeasurement, banks []crypto.Hash) (map[crypto.Hash]map[int][]byte, error) {
+	return predict(in, banks, false)
+}
+
+func predict(in BootMeasurement, banks []crypto.Hash, sep bool) (map[crypto.Hash]map[int][]byte, error) {
+	evs, err := in.events()
+	if err != nil {
+		return nil, err
+	}
+	if sep {
+		evs = append(evs, separator)
+	}
+	out := map[crypto.Hash]map[int][]byte{}
+	for _, h := range banks {
+		if _, err := bankAlg(h); err != nil || !h.Available() {
+			return nil, fmt.Errorf("predict: PCR bank %v is not supported", h)
+		}
+		v := map[int][]byte{PCRBoot: make([]byte, h.Size()), PCRImage: make([]byte, h.Size())}
+		for _, e := range evs {
+			v[e.pcr] = extendValue(h, v[e.pcr], digest(h, e.data))
+		}
+		out[h] = v
+	}
+	return out, nil
+}
