@@ -3,6 +3,7 @@ package image
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/keelboot/keel/boards"
@@ -25,9 +27,11 @@ import (
 //     the layout gives them) on a disk of DiskMB MiB;
 //   - esp: a FAT file system with keel's UKI as \EFI\BOOT\BOOTX64.EFI;
 //   - slot-<name>: a slot container (slotimg) with the entries kernel,
-//     initrd and manifest, the manifest holding the real digests of that
-//     kernel and initrd, the slot's cmdline, version, security version and
-//     root file system type; root-<name>: the root file system. Both stay
+//     initrd, manifest and manifest.sig (manifest.SigEntry), the manifest
+//     holding the real digests of that kernel and initrd, the slot's
+//     cmdline, version, security version and root file system type, and
+//     manifest.sig its signatures by the SigningKeys (no manifest.sig when
+//     the Spec is Unsigned); root-<name>: the root file system. Both stay
 //     zero for an Empty slot;
 //   - recovery: zero (the recovery seed comes later);
 //   - data: an empty ext4 file system labelled "data";
@@ -287,6 +291,23 @@ func (bl *builder) slot(name string, sl Slot) error {
 		{Name: slotimg.EntryInitrd, Data: initrd},
 		{Name: slotimg.EntryManifest, Data: mb},
 	}
+	signers, err := bl.signers(name, sl)
+	if err != nil {
+		return err
+	}
+	signed := "unsigned"
+	if len(signers) > 0 {
+		sig, err := manifest.Sign(mb, nil, signers...)
+		if err != nil {
+			return fmt.Errorf("image: slot %s: %w", name, err)
+		}
+		parts = append(parts, slotimg.Part{Name: manifest.SigEntry, Data: sig})
+		ids := make([]string, len(signers))
+		for i, k := range signers {
+			ids[i] = k.ID()
+		}
+		signed = "signed by " + strings.Join(ids, ", ")
+	}
 	if n := slotimg.Size(parts); n > sp.Size() {
 		return bl.tooLarge(sp, fmt.Sprintf("the slot container (kernel %s %s, initrd %s %s)", sl.Kernel, mib(int64(len(kernel))), sl.Initrd, mib(int64(len(initrd)))), n)
 	}
@@ -298,8 +319,31 @@ func (bl *builder) slot(name string, sl Slot) error {
 	if err := bl.copyFile(rp, root, "the "+fstype+" root file system"); err != nil {
 		return err
 	}
-	bl.logf("slot %s: container %s, %s root in %.1fs", name, sizeOf(n), fstype, time.Since(t).Seconds())
+	bl.logf("slot %s: container %s (manifest %s), %s root in %.1fs", name, sizeOf(n), signed, fstype, time.Since(t).Seconds())
 	return nil
+}
+
+// signers returns the keys that sign slot name's manifest: its SignWith
+// keys and, with UnknownKey, a key derived from the seed and the slot name
+// (so that the image stays reproducible), else the Spec's SigningKeys.
+func (bl *builder) signers(name string, sl Slot) ([]manifest.PrivateKey, error) {
+	paths := bl.s.SigningKeys
+	if len(sl.SignWith) > 0 || sl.UnknownKey {
+		paths = sl.SignWith
+	}
+	var keys []manifest.PrivateKey
+	for _, p := range paths {
+		k, err := manifest.ReadPrivateKey(p)
+		if err != nil {
+			return nil, fmt.Errorf("image: slot %s: %w", name, err)
+		}
+		keys = append(keys, k)
+	}
+	if sl.UnknownKey {
+		seed := sha256.Sum256([]byte("keel image unknown key\x00" + bl.s.Seed + "\x00" + name))
+		keys = append(keys, manifest.PrivateKey{Key: ed25519.NewKeyFromSeed(seed[:]), Comment: "unknown key (test knob)"})
+	}
+	return keys, nil
 }
 
 // data makes the empty ext4 file system of the data partition.

@@ -136,9 +136,14 @@ func TestBuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		mb, _ := io.ReadAll(ms)
-		m, err := manifest.Parse(mb)
+		ss, err := h.Section(r, manifest.SigEntry)
 		if err != nil {
-			t.Fatalf("slot %s manifest: %v\n%s", name, err, mb)
+			t.Fatal(err)
+		}
+		sig, _ := io.ReadAll(ss)
+		m, err := manifest.Verify(mb, sig, fx.trusted)
+		if err != nil {
+			t.Fatalf("slot %s manifest: %v\n%s\n%s", name, err, mb, sig)
 		}
 		return m, h, r
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,9 @@ import (
 
 	"github.com/keelboot/keel/disk/gpt"
 	"github.com/keelboot/keel/image"
+	"github.com/keelboot/keel/image/slotimg"
 	"github.com/keelboot/keel/internal/cli"
+	"github.com/keelboot/keel/manifest"
 )
 
 func put(t *testing.T, path string, size int) {
@@ -43,8 +46,15 @@ func TestCLIImageBuild(t *testing.T) {
 	put(t, filepath.Join(dir, "in/keel.cpio"), 20<<10)
 	put(t, filepath.Join(dir, "in/stage2.cpio"), 20<<10)
 	put(t, filepath.Join(dir, "in/root/sbin/init"), 10<<10)
+	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := keel(t, "keygen", "--out", filepath.Join(dir, "keys/release")); code != cli.ExitOK {
+		t.Fatalf("keygen: exit %d: %s", code, stderr)
+	}
 	spec := map[string]any{
-		"keel_kernel":  "in/vmlinuz", // relative to the spec file
+		"signing_keys": []string{"keys/release.key"}, // relative to the spec file
+		"keel_kernel":  "in/vmlinuz",                 // relative to the spec file
 		"keel_initrd":  "in/keel.cpio",
 		"keel_cmdline": "console=ttyS0",
 		"seed":         "cli",
@@ -75,8 +85,31 @@ func TestCLIImageBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tab.Find("slot-a"); err != nil {
-		t.Error(err)
+	// Slot a's manifest verifies against the key's .pub, as keel-init
+	// checks it.
+	p, err := tab.Find("slot-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := p.Section(f)
+	h, err := slotimg.ReadHeader(r, p.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(name string) []byte {
+		sr, err := h.Section(r, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(sr)
+		return b
+	}
+	trusted, err := manifest.ReadPublicKeys(filepath.Join(dir, "keys/release.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := manifest.Verify(entry(slotimg.EntryManifest), entry(manifest.SigEntry), trusted); err != nil || m.Version != "1.0" {
+		t.Errorf("slot a: %+v, %v", m, err)
 	}
 }
 
@@ -99,6 +132,7 @@ func TestCLIImageErrors(t *testing.T) {
 		"keel_initrd: stat " + filepath.Join(dir, "missing/keel.cpio"),
 		"slots.a.kernel: stat /nope/vmlinuz", "slots.a.initrd: stat /nope/stage2", "slots.a.root_dir: stat /nope/root",
 		"slots.b: missing", "slots.c: board qemu-x86_64-uefi has no slot \"c\"",
+		"signing_keys: no signing key given for slot a: production images are always signed",
 	} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr does not say %q:\n%s", want, stderr)

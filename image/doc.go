@@ -15,8 +15,11 @@
 //     time stamps 0, a fixed UUID) or an ext4 image with mkfs.ext4 -d.
 //   - [Build] writes a whole disk from a [Spec]: GPT (package disk/gpt),
 //     ESP, for each slot a slot container (package image/slotimg: kernel,
-//     initrd and a manifest with their digests) in slot-<name> and the root
-//     file system in root-<name>, and an empty ext4 in data.
+//     initrd, a manifest with their digests and manifest.sig, the
+//     manifest's ed25519 signatures by the Spec's signing_keys) in
+//     slot-<name> and the root file system in root-<name>, and an empty
+//     ext4 in data. A Spec without signing keys is refused unless it says
+//     "unsigned": true (development images, whose slots keel-init refuses).
 //
 // Everything runs without root. The external tools (objcopy, mkfs.vfat,
 // mmd, mcopy, mkfs.erofs, mkfs.ext4) come from the Debian packages

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/disk/gpt"
+	"github.com/keelboot/keel/manifest"
 )
 
 // These tests run the real tools (objcopy, objdump, mkfs.vfat, mtools,
@@ -69,6 +70,23 @@ type fixture struct {
 	keelKernel, keelInitrd []byte
 	kernel, initrd         map[string][]byte // by slot
 	spec                   Spec
+	// trusted holds the public key of the spec's signing key.
+	trusted []manifest.PublicKey
+}
+
+// keyPair writes a new key pair to dir/name.key and dir/name.pub and
+// returns the private key file and the public key.
+func keyPair(t testing.TB, dir, name string) (string, manifest.PublicKey) {
+	t.Helper()
+	priv, pub, err := manifest.GenerateKey(rand.Reader, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := priv.MarshalText()
+	pb, _ := pub.MarshalText()
+	writeFile(t, filepath.Join(dir, name+".key"), kb)
+	writeFile(t, filepath.Join(dir, name+".pub"), pb)
+	return filepath.Join(dir, name+".key"), pub
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -90,6 +108,9 @@ func newFixture(t testing.TB) *fixture {
 		Seed:        "test",
 		Slots:       map[string]Slot{},
 	}
+	key, pub := keyPair(t, filepath.Join(dir, "keys"), "release")
+	fx.spec.SigningKeys = []string{key}
+	fx.trusted = []manifest.PublicKey{pub}
 	if err := os.MkdirAll(filepath.Dir(fx.spec.Out), 0o755); err != nil {
 		t.Fatal(err)
 	}

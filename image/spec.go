@@ -12,6 +12,7 @@ import (
 
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/disk/gpt"
+	"github.com/keelboot/keel/manifest"
 )
 
 // Spec is everything Build needs to write a disk image. In JSON (see
@@ -43,6 +44,18 @@ type Spec struct {
 
 	// Slots holds one entry for every slot of the board, by slot name.
 	Slots map[string]Slot `json:"slots"`
+
+	// SigningKeys are private key files (keel keygen's NAME.key, package
+	// manifest's format) that sign every non-empty slot's manifest: Build
+	// writes the signatures into the slot container's entry manifest.sig.
+	// Give two keys during a key rotation (the old and the new one).
+	SigningKeys []string `json:"signing_keys,omitempty"`
+	// Unsigned builds an image without signing keys: only for development,
+	// as keel-init refuses a slot without a manifest signature by a key it
+	// trusts. Without SigningKeys, Build fails unless Unsigned is set (or
+	// every non-empty slot has its own sign_with or unknown_key); an image
+	// whose slots are all empty needs no key.
+	Unsigned bool `json:"unsigned,omitempty"`
 
 	// WorkDir holds the intermediate files (UKI, ESP, file systems); ""
 	// means a temporary directory next to Out, removed at the end.
@@ -80,6 +93,13 @@ type Slot struct {
 	// container after the manifest was made, so that the kernel no longer
 	// matches its digest.
 	CorruptKernel bool `json:"corrupt_kernel,omitempty"`
+	// SignWith (a test knob, e.g. for key rotation) lists private key files
+	// that sign this slot's manifest instead of the Spec's SigningKeys.
+	SignWith []string `json:"sign_with,omitempty"`
+	// UnknownKey (a test knob) signs this slot's manifest with a key that
+	// no trusted-keys file holds (derived from the Seed and the slot name)
+	// instead of the Spec's SigningKeys; SignWith keys, if any, sign too.
+	UnknownKey bool `json:"unknown_key,omitempty"`
 }
 
 // ReadSpec reads a Spec from a JSON file. Unknown fields are an error (a
@@ -109,11 +129,17 @@ func ReadSpec(path string) (Spec, error) {
 	abs(&s.KeelKernel)
 	abs(&s.KeelInitrd)
 	abs(&s.Stub)
+	for i := range s.SigningKeys {
+		abs(&s.SigningKeys[i])
+	}
 	for name, sl := range s.Slots {
 		abs(&sl.Kernel)
 		abs(&sl.Initrd)
 		abs(&sl.RootDir)
 		abs(&sl.RootImage)
+		for i := range sl.SignWith {
+			abs(&sl.SignWith[i])
+		}
 		s.Slots[name] = sl
 	}
 	return s, nil
@@ -190,6 +216,20 @@ func (s *Spec) Validate() error {
 		add("keel_cmdline: must be one line")
 	}
 
+	// keys checks private key files; fields names them (signing_keys[0]).
+	keys := func(field string, paths []string) {
+		for i, p := range paths {
+			if _, err := manifest.ReadPrivateKey(p); err != nil {
+				add("%s[%d]: %w", field, i, err)
+			}
+		}
+	}
+	keys("signing_keys", s.SigningKeys)
+	if s.Unsigned && len(s.SigningKeys) > 0 {
+		add("unsigned and signing_keys: give one of them")
+	}
+	var needKey []string
+
 	boardSlots := map[string]bool{}
 	for _, name := range b.Slots {
 		boardSlots[name] = true
@@ -202,6 +242,10 @@ func (s *Spec) Validate() error {
 			continue
 		}
 		f := "slots." + name + "."
+		keys(f+"sign_with", sl.SignWith)
+		if len(sl.SignWith) == 0 && !sl.UnknownKey {
+			needKey = append(needKey, name)
+		}
 		file(f+"kernel", sl.Kernel, "the slot's kernel", kernelFix)
 		file(f+"initrd", sl.Initrd, "keel's stage-2 initrd for the slot's kernel", initrdFix)
 		switch {
@@ -237,6 +281,11 @@ func (s *Spec) Validate() error {
 		if strings.ContainsAny(sl.Version+sl.Cmdline, "\x00\n") {
 			add("%sversion and %scmdline: must be one line", f, f)
 		}
+	}
+	if len(s.SigningKeys) == 0 && !s.Unsigned && len(needKey) > 0 {
+		add("signing_keys: no signing key given for slot %s: production images are always signed; "+
+			"make a key with keel keygen --out NAME, list NAME.key in signing_keys and give keel-init NAME.pub "+
+			"(or set \"unsigned\": true for a development image, whose slots keel-init refuses)", strings.Join(needKey, ", "))
 	}
 	var extra []string
 	for name := range s.Slots {
