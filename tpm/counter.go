@@ -10,8 +10,8 @@ import (
 )
 
 // CounterIndex is keel's anti-rollback NV counter: an index in the TCG
-// registry's owner range 0x01000000-0x013FFFFF ("KE" in the low bytes).
-const CounterIndex uint32 = 0x01004B45
+// registry's owner range 0x01800000-0x01BFFFFF ("KE" in the low bytes).
+const CounterIndex uint32 = 0x01804B45
 
 // MaxAdvance bounds the increments one AdvanceTo may issue: security
 // versions are small numbers, NV has finite write endurance.

@@ -40,7 +40,8 @@
 //
 // # Anti-rollback counter
 //
-// CounterIndex (0x01004B45, in the TCG owner range 0x01000000-0x013FFFFF) is
+// CounterIndex (0x01804B45, in the owner range 0x01800000-0x01BFFFFF of the TCG
+// "Registry of Reserved TPM 2.0 Handles and Localities") is
 // a TPM_NT_COUNTER NV index defined in the owner hierarchy with NoDA, written
 // with owner authorization (TPM2_NV_Increment) and readable with its own
 // empty authorization (TPM2_NV_Read). It only goes up.
