@@ -96,6 +96,8 @@ Commands:
   env print [-n] [NAME...]             print U-Boot env variables, like fw_printenv
   env set NAME=VALUE...                set variables in one commit; NAME= deletes
   image build --board B --out DISK --spec SPEC.json   write a bootable disk image (keel image help)
+  pcr predict [--slot S] [--mode M] MANIFEST   print the PCR 8/9 values keel-init leaves (keel pcr help)
+  pcr replay EVENTLOG | pcr read [--tpm DEV]   PCR 8/9 from an event log or a TPM
   keygen --out NAME [--comment TEXT]   make a manifest signing key: NAME.key (private, 0600), NAME.pub
   sign --key NAME.key MANIFEST [--out MANIFEST.sig]
                                        sign a slot manifest (--key repeats; adds to an existing .sig)
@@ -142,7 +144,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	commands := map[string]func([]string) error{
 		"status": c.status, "init": c.init, "try": c.try, "select": c.selectCmd,
 		"mark-good": c.markGood, "mark-bad": c.markBad, "set-active": c.setActive,
-		"recover": c.recover, "env": c.env, "image": c.image,
+		"recover": c.recover, "env": c.env, "image": c.image, "pcr": c.pcr,
 		"keygen": c.keygen, "sign": c.sign, "verify": c.verify,
 		"help": func([]string) error { _, err := fmt.Fprint(stdout, usageText); return err },
 	}

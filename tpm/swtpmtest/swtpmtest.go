@@ -6,7 +6,10 @@ package swtpmtest
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,8 +25,9 @@ import (
 type SWTPM struct {
 	t        testing.TB
 	StateDir string
-	Socket   string // TPM command socket (unixio)
+	Socket   string // TPM command socket (unixio); empty with StartTCP
 	Ctrl     string // control socket
+	Port     int    // TCP command port with StartTCP (control: Port+1)
 	cmd      *exec.Cmd
 	out      bytes.Buffer
 	done     chan struct{}
@@ -53,16 +57,91 @@ func Start(t testing.TB, stateDir string) *SWTPM {
 	return s
 }
 
+// StartTCP is Start with swtpm's TCP server on 127.0.0.1 (command port
+// Port, control port Port+1) instead of unix sockets: tpm2-tools 5.4's
+// swtpm TCTI (TCTI()) only speaks TCP. Each command is its own connection,
+// so other clients can take turns.
+func StartTCP(t testing.TB, stateDir string) *SWTPM {
+	t.Helper()
+	if _, err := exec.LookPath("swtpm"); err != nil {
+		t.Fatalf("swtpm not found (apt-get install swtpm): %v", err)
+	}
+	if stateDir == "" {
+		stateDir = t.TempDir()
+	}
+	s := &SWTPM{t: t, StateDir: stateDir, Port: freePortPair(t)}
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// TCTI is the tpm2-tools -T argument for a StartTCP swtpm.
+func (s *SWTPM) TCTI() string { return fmt.Sprintf("swtpm:host=127.0.0.1,port=%d", s.Port) }
+
+// freePortPair finds a port p with p and p+1 free on 127.0.0.1.
+func freePortPair(t testing.TB) int {
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
+		l.Close()
+		if err == nil {
+			l2.Close()
+			return p
+		}
+	}
+	t.Fatal("no free pair of TCP ports")
+	return 0
+}
+
+// tcpTPM sends each command over a new TCP connection to swtpm.
+type tcpTPM struct{ addr string }
+
+func (c tcpTPM) Send(cmd []byte) ([]byte, error) {
+	conn, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := conn.Write(cmd); err != nil {
+		return nil, err
+	}
+	hdr := make([]byte, 10) // tag u16, size u32, code u32
+	if _, err := io.ReadFull(conn, hdr); err != nil {
+		return nil, err
+	}
+	size := binary.BigEndian.Uint32(hdr[2:6])
+	if size < 10 || size > 1<<20 {
+		return nil, fmt.Errorf("swtpm: bad response size %d", size)
+	}
+	rsp := make([]byte, size)
+	copy(rsp, hdr)
+	if _, err := io.ReadFull(conn, rsp[10:]); err != nil {
+		return nil, err
+	}
+	return rsp, nil
+}
+
+func (tcpTPM) Close() error { return nil }
+
 func (s *SWTPM) start() {
 	s.t.Helper()
-	os.Remove(s.Socket)
-	os.Remove(s.Ctrl)
 	s.out.Reset()
-	s.cmd = exec.Command("swtpm", "socket", "--tpm2",
-		"--server", "type=unixio,path="+s.Socket,
-		"--ctrl", "type=unixio,path="+s.Ctrl,
-		"--tpmstate", "dir="+s.StateDir,
-		"--flags", "not-need-init,startup-clear")
+	args := []string{"socket", "--tpm2", "--tpmstate", "dir=" + s.StateDir,
+		"--flags", "not-need-init,startup-clear"}
+	if s.Port != 0 {
+		args = append(args, "--server", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", s.Port),
+			"--ctrl", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", s.Port+1))
+	} else {
+		os.Remove(s.Socket)
+		os.Remove(s.Ctrl)
+		args = append(args, "--server", "type=unixio,path="+s.Socket, "--ctrl", "type=unixio,path="+s.Ctrl)
+	}
+	s.cmd = exec.Command("swtpm", args...)
 	s.cmd.Stdout = &s.out
 	s.cmd.Stderr = &s.out
 	if err := s.cmd.Start(); err != nil {
@@ -77,7 +156,17 @@ func (s *SWTPM) start() {
 			s.t.Fatalf("swtpm exited: %v\n%s", s.cmd.ProcessState, s.out.String())
 		default:
 		}
-		if _, err := os.Stat(s.Socket); err == nil {
+		if s.Port != 0 {
+			tpm := tcpTPM{fmt.Sprintf("127.0.0.1:%d", s.Port)}
+			_, err := tpm2.GetRandom{BytesRequested: 1}.Execute(tpm)
+			if err == nil {
+				s.tpm = tpm
+				return
+			}
+			if time.Now().After(deadline) {
+				s.t.Fatalf("swtpm does not answer on port %d: %v\n%s", s.Port, err, s.out.String())
+			}
+		} else if _, err := os.Stat(s.Socket); err == nil {
 			tpm, err := linuxudstpm.Open(s.Socket)
 			if err == nil {
 				_, err = tpm2.GetRandom{BytesRequested: 1}.Execute(tpm)
@@ -128,4 +217,9 @@ func (s *SWTPM) Restart() {
 }
 
 // String describes the instance.
-func (s *SWTPM) String() string { return fmt.Sprintf("swtpm(%s)", s.Socket) }
+func (s *SWTPM) String() string {
+	if s.Port != 0 {
+		return fmt.Sprintf("swtpm(127.0.0.1:%d)", s.Port)
+	}
+	return fmt.Sprintf("swtpm(%s)", s.Socket)
+}

@@ -1,0 +1,217 @@
+package cli
+
+import (
+	"bytes"
+	"crypto"
+	hexenc "encoding/hex" // cli_test.go has a func hex
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/image/slotimg"
+	"github.com/keelboot/keel/initramfs/pid1"
+	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/tpm"
+)
+
+const pcrUsage = `usage: keel pcr predict [--slot a] [--mode normal] [--store STORE] [--cmdline LINE]
+                        [--root-hash HEX] [--banks sha256,...] MANIFEST|SLOT.img
+       keel pcr replay [--banks sha256,...] EVENTLOG
+       keel pcr read [--tpm /dev/tpmrm0] [--banks sha256,...]
+
+predict prints the PCR 8 and 9 values keel-init leaves for the slot at the
+handoff (after the separator), from the slot's manifest (the file, or a slot
+container holding it), in tpm2_pcrread's format. The command line measured is
+the manifest's plus keel.stage=2 keel.slot= keel.mode= keel.rootfstype= and
+keel.store= (when --store is given), as keel-init builds it; --cmdline gives
+the whole line instead. replay prints the values an event log (/run/keel/)
+leads to; read prints PCR 8 and 9 from a TPM.
+`
+
+// pcr runs `keel pcr`. The global boot-state options do not apply to it.
+func (c *command) pcr(args []string) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(c.stderr, pcrUsage)
+		if len(args) == 0 {
+			return usagef("pcr: no subcommand given (want: predict, replay or read)")
+		}
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "predict":
+		return c.pcrPredict(args[1:])
+	case "replay":
+		return c.pcrReplay(args[1:])
+	case "read":
+		return c.pcrRead(args[1:])
+	}
+	fmt.Fprint(c.stderr, pcrUsage)
+	return usagef("pcr: unknown subcommand %q (want: predict, replay or read)", args[0])
+}
+
+func parseBanks(s string) ([]crypto.Hash, error) {
+	var out []crypto.Hash
+	for _, n := range strings.Split(s, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		h, err := tpm.ParseBank(n)
+		if err != nil {
+			return nil, usagef("pcr: %v", err)
+		}
+		out = append(out, h)
+	}
+	if len(out) == 0 {
+		return nil, usagef("pcr: no banks given")
+	}
+	return out, nil
+}
+
+func (c *command) pcrPredict(args []string) error {
+	var slot, mode, store, cmdline, rootHash, banks string
+	var cmdlineSet bool
+	fs, err := c.flags("pcr predict", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&slot, "slot", "a", "slot id")
+		fs.StringVar(&mode, "mode", "normal", "boot mode: "+strings.Join(tpm.Modes, ", "))
+		fs.StringVar(&store, "store", "", "keel.store= value keel-init passes (if any)")
+		fs.Func("cmdline", "the whole kernel command line (default: from the manifest)", func(s string) error {
+			cmdline, cmdlineSet = s, true
+			return nil
+		})
+		fs.StringVar(&rootHash, "root-hash", "", "dm-verity root hash in hex (default: none)")
+		fs.StringVar(&banks, "banks", "sha256", "PCR banks, comma separated")
+		fs.Usage = func() { fmt.Fprint(c.stderr, pcrUsage) }
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("pcr predict: want one MANIFEST or slot image")
+	}
+	hs, err := parseBanks(banks)
+	if err != nil {
+		return err
+	}
+	raw, err := readManifest(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	m, err := manifest.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+	}
+	in := tpm.BootMeasurement{ManifestBytes: raw, Slot: slot, Mode: mode}
+	for _, d := range []struct {
+		dst *[]byte
+		hex string
+	}{{&in.KernelDigest, m.Kernel.SHA256}, {&in.InitrdDigest, m.Initrd.SHA256}} {
+		if *d.dst, err = hexenc.DecodeString(d.hex); err != nil {
+			return err
+		}
+	}
+	if rootHash != "" {
+		if in.RootHash, err = hexenc.DecodeString(rootHash); err != nil {
+			return usagef("pcr predict: --root-hash: %v", err)
+		}
+	}
+	if cmdlineSet {
+		in.Cmdline = cmdline
+	} else {
+		in.Cmdline = pid1.Cmdline(&pid1.Image{Slot: slot, Manifest: m},
+			bootenv.Decision{Slot: slot, Mode: bootenv.Mode(mode)}, store)
+	}
+	vals, err := tpm.Predict(in, hs)
+	if err != nil {
+		return usagef("pcr predict: %v", err)
+	}
+	return tpm.FormatPCRs(c.stdout, vals)
+}
+
+// readManifest returns the manifest bytes of a manifest file or of a slot
+// container's manifest entry.
+func readManifest(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.HasPrefix(b, []byte("KEELSLOT")) {
+		return b, nil
+	}
+	r := bytes.NewReader(b)
+	h, err := slotimg.ReadHeader(r, int64(len(b)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	sec, err := h.Section(r, slotimg.EntryManifest)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return io.ReadAll(sec)
+}
+
+func (c *command) pcrReplay(args []string) error {
+	var banks string
+	fs, err := c.flags("pcr replay", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&banks, "banks", "", "only these PCR banks, comma separated (default: all in the log)")
+		fs.Usage = func() { fmt.Fprint(c.stderr, pcrUsage) }
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("pcr replay: want one event log")
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	vals, err := tpm.ReplayLog(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+	}
+	if banks != "" {
+		hs, err := parseBanks(banks)
+		if err != nil {
+			return err
+		}
+		sel := map[crypto.Hash]map[int][]byte{}
+		for _, h := range hs {
+			sel[h] = vals[h]
+		}
+		vals = sel
+	}
+	return tpm.FormatPCRs(c.stdout, vals)
+}
+
+func (c *command) pcrRead(args []string) error {
+	var dev, banks string
+	fs, err := c.flags("pcr read", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&dev, "tpm", tpm.DefaultDevice, "TPM device or swtpm socket")
+		fs.StringVar(&banks, "banks", "sha256", "PCR banks, comma separated")
+		fs.Usage = func() { fmt.Fprint(c.stderr, pcrUsage) }
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("pcr read: no arguments expected")
+	}
+	hs, err := parseBanks(banks)
+	if err != nil {
+		return err
+	}
+	t, err := tpm.Open(dev)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	vals, err := tpm.ReadPCRs(t, hs, []int{tpm.PCRBoot, tpm.PCRImage})
+	if err != nil {
+		return err
+	}
+	return tpm.FormatPCRs(c.stdout, vals)
+}
