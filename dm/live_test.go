@@ -315,3 +315,57 @@ func verityStatus(t *testing.T, name string) string {
 	}
 	return strings.Fields(st[0].Params + " ")[0]
 }
+
+// An initramfs without devtmpfs or udev: /dev is an empty tmpfs. Create
+// makes /dev/mapper/control (from /proc/misc), /dev/dm-N and the
+// /dev/mapper/<name> link itself. Only as PID 1 of the test VM: it mounts
+// over /dev.
+func TestLiveNoDevtmpfs(t *testing.T) {
+	if os.Getpid() != 1 {
+		t.Skip("mounts over /dev: only in the test VM (TestInVM)")
+	}
+	requireDM(t, "linear")
+	path, data := randomFile(t, 1<<20)
+	if err := unix.Mount("tmpfs", "/dev", "tmpfs", 0, "mode=0755"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := unix.Unmount("/dev", unix.MNT_DETACH); err != nil {
+			t.Errorf("umount /dev: %v", err)
+		}
+	}()
+	lc, err := miscMinor("loop-control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod("/dev/loop-control", unix.S_IFCHR|0o600, int(unix.Mkdev(10, lc))); err != nil {
+		t.Fatal(err)
+	}
+	loop := attachLoop(t, path, true)
+	name := "keel-test-nodev"
+	dev, err := Create(name, "", true, []Target{{Length: uint64(len(data) / 512), Type: "linear", Params: loop + " 0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{ControlPath, dev} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s not made: %v", p, err)
+		}
+	}
+	if l, err := os.Readlink("/dev/mapper/" + name); err != nil || l != "../"+filepath.Base(dev) {
+		t.Errorf("/dev/mapper/%s -> %q, %v", name, l, err)
+	}
+	got, err := readDirect("/dev/mapper/"+name, 0, len(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Error("read back differs")
+	}
+	if err := Remove(name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat("/dev/mapper/" + name); err == nil {
+		t.Errorf("/dev/mapper/%s still there", name)
+	}
+}

@@ -180,7 +180,7 @@ func TestInVM(t *testing.T) {
 	if result != 0 {
 		t.Fatalf("the tests in the VM did not pass (exit %d); console:\n%s", result, text)
 	}
-	for _, want := range []string{"TestLiveLinear", "TestLiveVerity", "TestLiveVerity/superblock=false", "TestLiveVerity/superblock=true"} {
+	for _, want := range []string{"TestLiveLinear", "TestLiveNoDevtmpfs", "TestLiveVerity", "TestLiveVerity/superblock=false", "TestLiveVerity/superblock=true"} {
 		found := false
 		for _, p := range passed {
 			found = found || p == want
