@@ -62,6 +62,7 @@ func EnsureCounter(t transport.TPM, index uint32) error {
 	return nil
 }
 
+// readNVPublic is TPM2_NV_ReadPublic (Part 3 §31.6).
 func readNVPublic(t transport.TPM, index uint32) (*tpm2.TPMSNVPublic, tpm2.TPM2BName, error) {
 	rsp, err := tpm2.NVReadPublic{NVIndex: tpm2.TPMHandle(index)}.Execute(t)
 	if err != nil {

@@ -49,9 +49,25 @@
 // # Sealed secrets
 //
 // Seal creates a sealed data object whose only authorization is
-// TPM2_PolicyAuthorize(name of the vendor's signing key, PolicyRef). The
-// vendor (image builder) signs TPM2_PolicyPCR digests with SignPolicy; Unseal
-// replays PolicyPCR, checks the signature in the TPM (TPM2_VerifySignature)
-// and runs PolicyAuthorize, so a new signed slot unseals the same secret
-// without resealing and a tampered one cannot.
+// TPM2_PolicyAuthorize(Name of the vendor's signing key, PolicyRef). The
+// vendor (image builder) signs TPM2_PolicyPCR digests over SHA-256 PCR
+// values with SignPolicy; Unseal replays PolicyPCR, checks the signature in
+// the TPM (TPM2_VerifySignature) and runs PolicyAuthorize, so a new signed
+// slot unseals the same secret without resealing and a tampered one cannot.
+//
+// Which PCRs: the OS unseals after the handoff, so a policy names the
+// values Predict returns (with the separator): PCR 9 binds the image
+// (manifest, kernel, initrd, root hash), PCR 8 the slot, command line and
+// mode. Signing {8, 9} means one signed policy per slot and mode the image
+// may boot in (e.g. a/normal, a/trial, b/normal, b/trial); signing {9}
+// alone accepts the image in any slot and mode. PCR 8 before the separator
+// (PredictBeforeSeparator) would restrict unsealing to keel-init itself.
+//
+// Call sequence:
+//
+//	device, at provisioning: sealed := Seal(tpm, secret, vendorKey.Public()); store sealed (JSON) on the data partition
+//	builder, per slot image: sp := SignPolicy(vendorKey, PCRValues{8: p[SHA256][8], 9: p[SHA256][9]})
+//	                         with p := Predict(BootMeasurement{...}, []crypto.Hash{crypto.SHA256}); ship sp with the slot
+//	keel-init:               MeasureBoot(m, in) ... Separator(m); kexec
+//	OS, after boot:          secret := Unseal(tpm, sealed, sp)
 package tpm
