@@ -41,6 +41,17 @@ type Partition struct {
 	SizeMB int    // 0: the rest of the disk (last partition only)
 }
 
+// Watchdog is the board's hardware watchdog, armed by keel-init before it
+// hands a slot over (stage 1 before kexec, stage 2 before switch_root): a
+// slot that hangs before `keel mark-good` is reset, and its trial counts.
+type Watchdog struct {
+	// Module is the driver; it must be in InitModules and StageModules.
+	Module string
+	// TimeoutSec is how long a slot has from keel's hand-over to
+	// `keel mark-good` (or to its own watchdog daemon).
+	TimeoutSec int
+}
+
 // Board is one target.
 type Board struct {
 	Name     string
@@ -56,6 +67,8 @@ type Board struct {
 	// InitModules are loaded by keel-init (stage 1), StageModules by
 	// stage 2 in the slot kernel; dependencies are added by the builder.
 	InitModules, StageModules []string
+	// Watchdog, if Module is set.
+	Watchdog Watchdog
 	// TPMRequired: refuse to boot without a TPM.
 	TPMRequired bool
 	// RootFSType is the slot root filesystem type.
@@ -112,11 +125,13 @@ func qemuX8664UEFI() Board {
 		Slots:    []string{"a", "b"},
 		InitModules: []string{
 			"crc32c_generic", "nls_cp437", "nls_ascii",
-			"virtio_pci", "virtio_blk", "efivarfs",
+			"virtio_pci", "virtio_blk", "efivarfs", "i6300esb",
 		},
 		StageModules: []string{
-			"crc32c_generic", "virtio_pci", "virtio_blk", "erofs", "efivarfs",
+			"crc32c_generic", "virtio_pci", "virtio_blk", "erofs", "efivarfs", "i6300esb",
 		},
+		// QEMU's Intel 6300ESB watchdog; its expiry resets the machine.
+		Watchdog: Watchdog{Module: "i6300esb", TimeoutSec: 60},
 		RootFSType: "erofs",
 		DiskMB:     256,
 		Layout: []Partition{
@@ -136,6 +151,7 @@ func qemuX8664UEFI() Board {
 			Code:     "/usr/share/OVMF/OVMF_CODE_4M.fd",
 			Vars:     "/usr/share/OVMF/OVMF_VARS_4M.fd",
 			TPM:      "tpm-crb",
+			Extra:    []string{"-device", "i6300esb", "-action", "watchdog=reset"},
 		},
 	}
 }

@@ -79,6 +79,14 @@ func TestInvariants(t *testing.T) {
 					t.Errorf("module %s missing from keel-init or stage 2", want)
 				}
 			}
+			if w := b.Watchdog; w.Module != "" {
+				if !contains(b.InitModules, w.Module) || !contains(b.StageModules, w.Module) {
+					t.Errorf("watchdog driver %s must be loaded by keel-init and stage 2", w.Module)
+				}
+				if w.TimeoutSec < 10 {
+					t.Errorf("watchdog timeout %ds leaves a slot no time to mark itself good", w.TimeoutSec)
+				}
+			}
 			if b.Store == StoreEFIVars && !contains(b.InitModules, "efivarfs") {
 				t.Errorf("an efivars store needs the efivarfs module in keel-init")
 			}

@@ -60,17 +60,18 @@ func TestUpdateCommit(t *testing.T) {
 }
 
 // Scenario 3: a failed trial: b's health check fails (or its init makes the
-// kernel panic); after its tries keel falls back to a, which never lost a
-// try, and `keel status --json` inside a says why b is bad.
+// kernel panic, or hangs until the watchdog keel-init armed resets the
+// machine); after its tries keel falls back to a, which never lost a try,
+// and `keel status --json` inside a says why b is bad.
 func TestFailedTrial(t *testing.T) {
-	for _, h := range []vmkit.Health{vmkit.HealthFail, vmkit.HealthPanc} {
+	for _, h := range []vmkit.Health{vmkit.HealthFail, vmkit.HealthPanc, vmkit.HealthHang} {
 		t.Run(string(h), func(t *testing.T) {
 			t.Parallel()
 			m := newMachine(t, map[string]vmkit.SlotSpec{
 				"a": {Version: "1.0", SecurityVersion: 1},
 				"b": {Version: "2.0", SecurityVersion: 2, Health: h},
 			})
-			r := m.powerOn(3 * bootTimeout)
+			r := m.powerOn(4 * bootTimeout)
 			r.booted("a", "1.0")
 			r.expect("KEEL-MARKED-GOOD")
 			r.keel("try b --tries 2", 0)

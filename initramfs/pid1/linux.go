@@ -23,6 +23,7 @@ import (
 	"github.com/keelboot/keel/bootenv/efivars"
 	"github.com/keelboot/keel/bootenv/ubootenv"
 	"github.com/keelboot/keel/image/slotimg"
+	"github.com/keelboot/keel/internal/watchdog"
 	"github.com/keelboot/keel/manifest"
 )
 
@@ -47,6 +48,7 @@ func Main(ctx context.Context, out io.Writer) int {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(out, "keel-init: [%8.3f] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
+	inStage2 := false
 	err := func() (err error) {
 		defer func() {
 			if p := recover(); p != nil {
@@ -59,6 +61,7 @@ func Main(ctx context.Context, out io.Writer) int {
 		cmdline, _ := os.ReadFile("/proc/cmdline")
 		params := parseCmdline(string(cmdline))
 		if params["keel.stage"] == "2" {
+			inStage2 = true
 			return stage2(ctx, params, logf)
 		}
 		return stage1(ctx, logf)
@@ -67,20 +70,41 @@ func Main(ctx context.Context, out io.Writer) int {
 	if os.Getpid() != 1 {
 		return 1
 	}
-	halt(logf)
+	if inStage2 {
+		// The slot failed after keel-init counted its boot: reboot, so
+		// that the next decision sees the used try (and falls back).
+		halt(logf, "rebooting: the slot failed in stage 2", unix.LINUX_REBOOT_CMD_RESTART)
+	}
+	halt(logf, "powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	return 1
 }
 
-// halt powers the machine off: the defined state when nothing can boot.
-func halt(logf Logf) {
-	logf("powering off")
+// halt powers the machine off (the defined state when nothing can boot) or
+// restarts it.
+func halt(logf Logf, msg string, cmd int) {
+	logf("%s", msg)
 	unix.Sync()
-	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
-		logf("power off failed: %v; waiting forever", err)
+	if err := unix.Reboot(cmd); err != nil {
+		logf("reboot(%#x) failed: %v; waiting forever", cmd, err)
 	}
 	for {
 		time.Sleep(time.Hour)
 	}
+}
+
+// armWatchdog arms the board's watchdog, if it has one: from here the
+// slot has the board's timeout to mark itself good. A watchdog that cannot
+// be armed is logged, not fatal: booting unguarded beats not booting.
+func armWatchdog(b boards.Board, logf Logf) {
+	if b.Watchdog.Module == "" {
+		return
+	}
+	timeout := time.Duration(b.Watchdog.TimeoutSec) * time.Second
+	if err := watchdog.Arm(watchdog.Device, timeout, 2*time.Second); err != nil {
+		logf("warning: %v: the slot runs without a watchdog", err)
+		return
+	}
+	logf("watchdog armed: %s", timeout)
 }
 
 func parseCmdline(s string) map[string]string {
@@ -263,7 +287,7 @@ func stage1(ctx context.Context, logf Logf) error {
 		return fmt.Errorf("opening the boot state store: %w", err)
 	}
 	logf("board %s, store %s", b.Name, storeArg)
-	r, err := Boot(ctx, Config{Slots: b.Slots, Store: storeArg}, store, deviceLoader{logf: logf}, kexecer{logf: logf}, logf)
+	r, err := Boot(ctx, Config{Slots: b.Slots, Store: storeArg}, store, deviceLoader{logf: logf}, kexecer{logf: logf, board: b}, logf)
 	vars := map[string]string{}
 	for _, v := range bootenv.Encode(r) {
 		vars[v.Name] = v.Value
@@ -355,7 +379,10 @@ func memfdCopy(name string, r io.Reader, want manifest.Digest) (*os.File, error)
 	return f, nil
 }
 
-type kexecer struct{ logf Logf }
+type kexecer struct {
+	logf  Logf
+	board boards.Board
+}
 
 func (k kexecer) Kexec(ctx context.Context, img *Image, cmdline string) error {
 	kf, ok1 := img.Kernel.(*os.File)
@@ -366,6 +393,7 @@ func (k kexecer) Kexec(ctx context.Context, img *Image, cmdline string) error {
 	if err := unix.KexecFileLoad(int(kf.Fd()), int(inf.Fd()), cmdline, 0); err != nil {
 		return fmt.Errorf("kexec_file_load: %w", err)
 	}
+	armWatchdog(k.board, k.logf)
 	k.logf("KEEL-KEXEC slot %s", img.Slot)
 	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC); err != nil {
@@ -383,6 +411,13 @@ func stage2(ctx context.Context, params map[string]string, logf Logf) error {
 	}
 	if err := loadModules(logf); err != nil {
 		return err
+	}
+	// The watchdog driver's probe stopped the watchdog keel-init armed
+	// before kexec: arm it again for the slot.
+	if b, err := readBoard(); err == nil {
+		armWatchdog(b, logf)
+	} else {
+		logf("warning: %v", err)
 	}
 	part := boards.RootPartition(slot)
 	dev, err := findPartition(part, 10*time.Second)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/internal/watchdog"
 )
 
 // Exit codes.
@@ -27,6 +28,10 @@ type Deps struct {
 	EFIVarsDir string
 	// FWEnvConfig is the default fw_env.config (default /etc/fw_env.config).
 	FWEnvConfig string
+	// DisarmWatchdog stops the watchdog keel-init armed (default: the
+	// magic close of /dev/watchdog0). mark-good calls it on a keel-booted
+	// device.
+	DisarmWatchdog func() error
 }
 
 func (d Deps) withDefaults() Deps {
@@ -41,6 +46,9 @@ func (d Deps) withDefaults() Deps {
 	}
 	if d.FWEnvConfig == "" {
 		d.FWEnvConfig = "/etc/fw_env.config"
+	}
+	if d.DisarmWatchdog == nil {
+		d.DisarmWatchdog = func() error { return watchdog.Disarm(watchdog.Device) }
 	}
 	return d
 }

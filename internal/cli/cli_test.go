@@ -21,7 +21,8 @@ type result struct {
 
 func keel(t *testing.T, args ...string) result {
 	t.Helper()
-	return keelDeps(t, Deps{Cmdline: func() (string, error) { return "", nil }}, args...)
+	return keelDeps(t, Deps{Cmdline: func() (string, error) { return "", nil },
+		DisarmWatchdog: func() error { t.Error("offline command touched the watchdog"); return nil }}, args...)
 }
 
 func keelDeps(t *testing.T, deps Deps, args ...string) result {
@@ -282,10 +283,12 @@ func TestBadInput(t *testing.T) {
 
 func TestDefaultStoreFromCmdline(t *testing.T) {
 	dir := t.TempDir()
+	disarmed := 0
 	deps := Deps{
-		Cmdline:     func() (string, error) { return "console=ttyS0 keel.store=efivars keel.slot=b", nil },
-		EFIVarsDir:  dir,
-		FWEnvConfig: filepath.Join(dir, "none"),
+		Cmdline:        func() (string, error) { return "console=ttyS0 keel.store=efivars keel.slot=b", nil },
+		EFIVarsDir:     dir,
+		FWEnvConfig:    filepath.Join(dir, "none"),
+		DisarmWatchdog: func() error { disarmed++; return nil },
 	}
 	keelDeps(t, deps, "init", "--active", "a").ok(t)
 	keelDeps(t, deps, "try", "b").ok(t)
@@ -293,6 +296,9 @@ func TestDefaultStoreFromCmdline(t *testing.T) {
 	// mark-good without --slot takes keel.slot from the command line.
 	if out := keelDeps(t, deps, "mark-good").ok(t).stdout; !strings.Contains(out, "slot b is good") {
 		t.Errorf("mark-good: %s", out)
+	}
+	if disarmed != 1 {
+		t.Errorf("mark-good on a keel-booted device disarmed the watchdog %d times, want 1", disarmed)
 	}
 	none := Deps{Cmdline: func() (string, error) { return "", nil }, EFIVarsDir: filepath.Join(dir, "x"), FWEnvConfig: filepath.Join(dir, "y")}
 	keelDeps(t, none, "status").fails(t, ExitUsage, "no boot state store found")

@@ -272,6 +272,14 @@ func (c *command) markGood(args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "slot %s is good and active (generation %d)\n", chosen, r.Generation)
+	// On a device keel booted, keel-init armed the watchdog for the slot
+	// to prove itself: it has, so stop it (an OS with its own watchdog
+	// daemon takes the device over instead).
+	if c.g == (globals{}) && c.cmdlineParam("keel.slot") != "" {
+		if err := c.deps.DisarmWatchdog(); err != nil {
+			fmt.Fprintf(c.stderr, "keel: warning: %v\n", err)
+		}
+	}
 	return nil
 }
 

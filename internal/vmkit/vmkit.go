@@ -140,6 +140,7 @@ const (
 	Healthy    Health = "ok"
 	HealthFail Health = "fail"  // reboots without mark-good
 	HealthPanc Health = "panic" // init exits: the kernel panics
+	HealthHang Health = "hang"  // init hangs: the watchdog resets
 )
 
 // RootDir makes (once) a test root filesystem tree for a version and health.
@@ -182,8 +183,10 @@ type SlotSpec struct {
 // SlotCmdline is the command line of the test slots' kernels.
 const SlotCmdline = "console=ttyS0 panic=1 loglevel=4"
 
-// KeelCmdline is keel's own kernel command line (in the UKI).
-const KeelCmdline = "console=ttyS0 panic=1 loglevel=4"
+// KeelCmdline is keel's own kernel command line (in the UKI). The
+// watchdog keel-init arms must survive the kexec: the watchdog core must
+// not stop it on the way.
+const KeelCmdline = "console=ttyS0 panic=1 loglevel=4 watchdog.stop_on_reboot=0"
 
 // Disk builds a disk image with the given slots.
 func (a *Artefacts) Disk(ctx context.Context, out string, slots map[string]SlotSpec, log io.Writer) error {

@@ -1,7 +1,7 @@
 // Command testinit is the /sbin/init of the test slot root filesystems the
 // vmtests boot. It prints a marker with the slot and version, runs a health
 // check whose result the test chose when it built the image
-// (/etc/keel-test/health: ok, fail or panic), runs `keel mark-good` when it
+// (/etc/keel-test/health: ok, fail, hang or panic), runs `keel mark-good` when it
 // passes, and then takes commands from the serial console:
 //
 //	keel ARGS...   run the keel CLI; prints KEEL-DONE rc=N
@@ -9,7 +9,8 @@
 //	reboot         reboot (the firmware boots keel-init again)
 //	poweroff       power off (QEMU exits)
 //
-// A failed health check reboots, so a trial counts down by itself; "panic"
+// A failed health check reboots, so a trial counts down by itself; "hang"
+// waits forever (the watchdog keel-init armed resets the machine); "panic"
 // exits PID 1, which panics the kernel (panic=1 reboots it).
 package main
 
@@ -40,6 +41,11 @@ func main() {
 	case "fail":
 		fmt.Println("KEEL-HEALTH-FAIL: rebooting without mark-good")
 		restart(unix.LINUX_REBOOT_CMD_RESTART)
+	case "hang":
+		fmt.Println("KEEL-HANG: never marks good, never reboots")
+		for {
+			time.Sleep(time.Hour)
+		}
 	case "panic":
 		fmt.Println("KEEL-PANIC: init exits, the kernel panics")
 		os.Exit(1)

@@ -1,0 +1,67 @@
+//go:build linux
+
+// Package watchdog arms and disarms a Linux hardware watchdog
+// (Documentation/watchdog/watchdog-api.rst). keel-init arms it before it
+// hands a slot over, so a slot that hangs before it is marked good is
+// reset and its trial counts down; `keel mark-good` disarms it (or the OS's
+// watchdog daemon takes it over).
+package watchdog
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Device is the first watchdog device.
+const Device = "/dev/watchdog0"
+
+// Arm starts the watchdog at dev with the timeout and closes it without
+// the magic 'V', so the kernel keeps it running ("watchdog did not stop!"):
+// whoever runs next must pet it, disarm it, or be reset. It waits up to
+// wait for the device node to appear (the driver probes asynchronously).
+func Arm(dev string, timeout, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	var f *os.File
+	var err error
+	for {
+		f, err = os.OpenFile(dev, os.O_WRONLY, 0)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("watchdog %s: %w", dev, err)
+	}
+	defer f.Close()
+	secs := int(timeout / time.Second)
+	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.WDIOC_SETTIMEOUT, secs); err != nil {
+		return fmt.Errorf("watchdog %s: setting a %ds timeout: %w", dev, secs, err)
+	}
+	if _, err := unix.IoctlGetInt(int(f.Fd()), unix.WDIOC_KEEPALIVE); err != nil {
+		return fmt.Errorf("watchdog %s: keepalive: %w", dev, err)
+	}
+	return nil
+}
+
+// Disarm stops the watchdog at dev with the magic close. A missing device
+// is not an error (nothing to disarm).
+func Disarm(dev string) error {
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("watchdog %s: %w", dev, err)
+	}
+	if _, err := f.Write([]byte("V")); err != nil {
+		f.Close()
+		return fmt.Errorf("watchdog %s: magic close: %w", dev, err)
+	}
+	return f.Close()
+}
