@@ -131,7 +131,7 @@ func qemuX8664UEFI() Board {
 			"crc32c_generic", "virtio_pci", "virtio_blk", "erofs", "efivarfs", "i6300esb",
 		},
 		// QEMU's Intel 6300ESB watchdog; its expiry resets the machine.
-		Watchdog: Watchdog{Module: "i6300esb", TimeoutSec: 60},
+		Watchdog:   Watchdog{Module: "i6300esb", TimeoutSec: 60},
 		RootFSType: "erofs",
 		DiskMB:     256,
 		Layout: []Partition{
