@@ -98,20 +98,21 @@ func TestFailedTrial(t *testing.T) {
 	}
 }
 
-// Scenario 4: both slots unbootable (a holds no slot image, b's kernel
-// does not match its manifest): keel says there is no bootable slot, why,
-// and stops (powers off) with the state kept.
+// Scenario 4: both slots unbootable (a's manifest is signed by a key keel
+// does not trust, b's kernel does not match its manifest): keel says there
+// is no bootable slot, why, and stops (powers off) with the state kept.
 func TestNoBootableSlot(t *testing.T) {
 	t.Parallel()
 	m := newMachine(t, map[string]vmkit.SlotSpec{
-		"a": {Empty: true},
+		"a": {Version: "1.0", SecurityVersion: 1, UnknownKey: true},
 		"b": {Version: "2.0", SecurityVersion: 2, CorruptKernel: true},
 	})
 	r := m.powerOn(bootTimeout)
-	r.expect("slot a is empty")
+	r.expect("slot a does not verify: slot-a")
 	r.expect("slot b does not verify: slot-b: kernel digest mismatch")
 	why := r.expectRe(reLine("NO BOOTABLE SLOT"))
-	mustContain(t, "halt message", why[0], "a empty")
+	mustContain(t, "halt message", why[0], "a bad (slot-a")
+	mustContain(t, "halt message", why[0], "unknown key")
 	mustContain(t, "halt message", why[0], "b bad (slot-b: kernel digest mismatch")
 	r.expect("powering off")
 	r.wait()
@@ -119,7 +120,7 @@ func TestNoBootableSlot(t *testing.T) {
 	r2 := m.powerOn(bootTimeout)
 	r2.expect("decision: recovery")
 	st := r2.expectRe(reLine("KEEL-STATE"))
-	mustContain(t, "state", st[0], `"keel_slot_a_state":"empty"`)
+	mustContain(t, "state", st[0], `"keel_slot_a_state":"bad"`)
 	mustContain(t, "state", st[0], `"keel_slot_b_state":"bad"`)
 	mustContain(t, "state", st[0], `kernel digest mismatch`)
 	r2.expect("NO BOOTABLE SLOT")

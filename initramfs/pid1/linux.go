@@ -34,8 +34,13 @@ const (
 	// ModulesPath lists the kernel modules to load, one path per line, in
 	// dependency order.
 	ModulesPath = "/etc/keel/modules.order"
-	efivarsDir  = "/sys/firmware/efi/efivars"
-	newRoot     = "/newroot"
+	// TrustedKeysPath holds the public keys (keel-ed25519 lines) whose
+	// signature a slot's manifest must carry. keel's initramfs is part of
+	// the UKI the firmware loads (and the stub measures), so the keys are
+	// fixed at build time.
+	TrustedKeysPath = "/etc/keel/trusted-keys"
+	efivarsDir      = "/sys/firmware/efi/efivars"
+	newRoot         = "/newroot"
 	// maxManifest bounds the manifest entry keel reads.
 	maxManifest = 1 << 20
 )
@@ -287,7 +292,20 @@ func stage1(ctx context.Context, logf Logf) error {
 		return fmt.Errorf("opening the boot state store: %w", err)
 	}
 	logf("board %s, store %s", b.Name, storeArg)
-	r, err := Boot(ctx, Config{Slots: b.Slots, Store: storeArg}, store, deviceLoader{logf: logf}, kexecer{logf: logf, board: b}, logf)
+	trusted, err := manifest.ReadPublicKeys(TrustedKeysPath)
+	if err != nil {
+		// Without trusted keys no slot can be verified: every slot fails
+		// with this reason and the boot stops with it.
+		logf("no trusted keys: %v", err)
+	} else {
+		ids := make([]string, len(trusted))
+		for i, k := range trusted {
+			ids[i] = k.ID()
+		}
+		logf("trusted keys: %s", strings.Join(ids, ", "))
+	}
+	loader := deviceLoader{logf: logf, trusted: trusted, keysErr: err}
+	r, err := Boot(ctx, Config{Slots: b.Slots, Store: storeArg}, store, loader, kexecer{logf: logf, board: b}, logf)
 	vars := map[string]string{}
 	for _, v := range bootenv.Encode(r) {
 		vars[v.Name] = v.Value
@@ -304,8 +322,13 @@ func stage1(ctx context.Context, logf Logf) error {
 	return err
 }
 
-// deviceLoader reads slots from their slot-<name> partitions.
-type deviceLoader struct{ logf Logf }
+// deviceLoader reads slots from their slot-<name> partitions and checks
+// them against the trusted keys.
+type deviceLoader struct {
+	logf    Logf
+	trusted []manifest.PublicKey
+	keysErr error
+}
 
 func (d deviceLoader) LoadSlot(ctx context.Context, slot string) (*Image, error) {
 	part := boards.SlotPartition(slot)
@@ -337,7 +360,22 @@ func (d deviceLoader) LoadSlot(ctx context.Context, slot string) (*Image, error)
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading the manifest: %w", part, err)
 	}
-	m, err := manifest.Parse(mb)
+	var sig []byte
+	if ss, err := h.Section(f, manifest.SigEntry); err == nil {
+		if ss.Size() > manifest.MaxSigSize {
+			return nil, fmt.Errorf("%s: %s of %d bytes is larger than %d", part, manifest.SigEntry, ss.Size(), manifest.MaxSigSize)
+		}
+		if sig, err = io.ReadAll(ss); err != nil {
+			return nil, fmt.Errorf("%s: reading %s: %w", part, manifest.SigEntry, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", part, err)
+	}
+	if d.keysErr != nil {
+		return nil, fmt.Errorf("%s: cannot verify the manifest: %w", part, d.keysErr)
+	}
+	// Nothing from the manifest is used before its signature verifies.
+	m, err := manifest.Verify(mb, sig, d.trusted)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", part, err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/image"
 	"github.com/keelboot/keel/initramfs"
+	"github.com/keelboot/keel/manifest"
 )
 
 // Artefacts are the per-suite build outputs.
@@ -33,6 +34,9 @@ type Artefacts struct {
 	Kernel, ModulesDir string
 	// Binaries.
 	KeelInit, Keel, TestInit, BareInit string
+	// SigningKey signs the test slots' manifests; TrustedKeys (its public
+	// key) is in keel's initramfs.
+	SigningKey, TrustedKeys string
 	// Stage1 is keel's initramfs (in the UKI), Stage2 the slots' initrd,
 	// Bare the benchmark's baseline initramfs (BareInit only).
 	Stage1, Stage2, Bare string
@@ -67,17 +71,19 @@ func KernelDir(root string, b boards.Board) string {
 func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer) (*Artefacts, error) {
 	kdir := KernelDir(root, b)
 	a := &Artefacts{
-		Board:      b,
-		Dir:        dir,
-		Kernel:     filepath.Join(kdir, "vmlinuz"),
-		ModulesDir: filepath.Join(kdir, "modules"),
-		KeelInit:   filepath.Join(dir, "bin", "keel-init"),
-		Keel:       filepath.Join(dir, "bin", "keel"),
-		TestInit:   filepath.Join(dir, "bin", "testinit"),
-		BareInit:   filepath.Join(dir, "bin", "bareinit"),
-		Stage1:     filepath.Join(dir, "stage1.cpio.zst"),
-		Stage2:     filepath.Join(dir, "stage2.cpio.zst"),
-		Bare:       filepath.Join(dir, "bare.cpio.zst"),
+		Board:       b,
+		Dir:         dir,
+		Kernel:      filepath.Join(kdir, "vmlinuz"),
+		ModulesDir:  filepath.Join(kdir, "modules"),
+		KeelInit:    filepath.Join(dir, "bin", "keel-init"),
+		Keel:        filepath.Join(dir, "bin", "keel"),
+		TestInit:    filepath.Join(dir, "bin", "testinit"),
+		BareInit:    filepath.Join(dir, "bin", "bareinit"),
+		Stage1:      filepath.Join(dir, "stage1.cpio.zst"),
+		Stage2:      filepath.Join(dir, "stage2.cpio.zst"),
+		Bare:        filepath.Join(dir, "bare.cpio.zst"),
+		SigningKey:  filepath.Join(dir, "keys", "release.key"),
+		TrustedKeys: filepath.Join(dir, "keys", "trusted-keys"),
 	}
 	for _, p := range []string{a.Kernel, a.ModulesDir} {
 		if _, err := os.Stat(p); err != nil {
@@ -102,6 +108,10 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 	if err != nil {
 		return nil, err
 	}
+	trusted, err := a.makeKeys()
+	if err != nil {
+		return nil, err
+	}
 	for _, ir := range []struct {
 		out, init string
 		modules   []string
@@ -117,6 +127,7 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 			Modules:    ir.modules,
 			Files: []initramfs.File{
 				{Path: "/etc/keel/board.json", Data: boardJSON},
+				{Path: "/etc/keel/trusted-keys", Data: trusted},
 			},
 		})
 		if cerr := f.Close(); err == nil {
@@ -130,6 +141,31 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 		}
 	}
 	return a, nil
+}
+
+// makeKeys makes the release key pair the test images are signed with and
+// returns the trusted-keys file for keel's initramfs.
+func (a *Artefacts) makeKeys() ([]byte, error) {
+	if err := os.MkdirAll(filepath.Dir(a.SigningKey), 0o700); err != nil {
+		return nil, err
+	}
+	priv, pub, err := manifest.GenerateKey(nil, "keel vmtest release key")
+	if err != nil {
+		return nil, err
+	}
+	pt, err := priv.MarshalText()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(a.SigningKey, append(pt, '\n'), 0o600); err != nil {
+		return nil, err
+	}
+	ut, err := pub.MarshalText()
+	if err != nil {
+		return nil, err
+	}
+	trusted := append(ut, '\n')
+	return trusted, os.WriteFile(a.TrustedKeys, trusted, 0o644)
 }
 
 // Health is what a test slot's health check does.
@@ -178,6 +214,8 @@ type SlotSpec struct {
 	Health          Health
 	Empty           bool
 	CorruptKernel   bool
+	// UnknownKey signs the slot with a key keel-init does not trust.
+	UnknownKey bool
 }
 
 // SlotCmdline is the command line of the test slots' kernels.
@@ -197,6 +235,7 @@ func (a *Artefacts) Disk(ctx context.Context, out string, slots map[string]SlotS
 		KeelInitrd:  a.Stage1,
 		KeelCmdline: KeelCmdline,
 		Seed:        "keel-vmtest",
+		SigningKeys: []string{a.SigningKey},
 		Slots:       map[string]image.Slot{},
 		Log:         log,
 	}
@@ -217,7 +256,7 @@ func (a *Artefacts) Disk(ctx context.Context, out string, slots map[string]SlotS
 		spec.Slots[name] = image.Slot{
 			Kernel: a.Kernel, Initrd: a.Stage2, RootDir: root,
 			Version: s.Version, SecurityVersion: s.SecurityVersion, Cmdline: SlotCmdline,
-			CorruptKernel: s.CorruptKernel,
+			CorruptKernel: s.CorruptKernel, UnknownKey: s.UnknownKey,
 		}
 	}
 	return image.Build(ctx, spec)
