@@ -48,10 +48,26 @@ func DigestOf(r io.Reader) (Digest, error) {
 	return Digest{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
 }
 
+// Verity are the dm-verity parameters of a root filesystem whose hash tree
+// follows it in the same partition (package verity builds it; the format
+// is veritysetup's, version 1, SHA-256, 4 KiB blocks, no superblock).
+type Verity struct {
+	// RootHash and Salt are hex.
+	RootHash string `json:"root_hash"`
+	Salt     string `json:"salt"`
+	// DataBlocks is the size of the filesystem in 4 KiB blocks;
+	// HashOffset is where the tree starts in the partition, in bytes.
+	DataBlocks uint64 `json:"data_blocks"`
+	HashOffset uint64 `json:"hash_offset"`
+}
+
 // Root says how stage 2 mounts the slot's root filesystem.
 type Root struct {
 	// FSType is the filesystem type: erofs, squashfs or ext4.
 	FSType string `json:"fstype"`
+	// Verity, when set, protects the filesystem with dm-verity: stage 2
+	// maps it through a verity target and never mounts it directly.
+	Verity *Verity `json:"verity,omitempty"`
 }
 
 // Manifest is one slot's manifest.
@@ -86,6 +102,17 @@ func (m *Manifest) Validate() error {
 		}
 		if d.Size <= 0 {
 			return fmt.Errorf("manifest: %s size %d", name, d.Size)
+		}
+	}
+	if v := m.Root.Verity; v != nil {
+		if b, err := hex.DecodeString(v.RootHash); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("manifest: verity root hash %q is not 64 hex digits", v.RootHash)
+		}
+		if b, err := hex.DecodeString(v.Salt); err != nil || len(b) > 256 {
+			return fmt.Errorf("manifest: verity salt %q is not hex of at most 256 bytes", v.Salt)
+		}
+		if v.DataBlocks == 0 || v.HashOffset%4096 != 0 || v.HashOffset < v.DataBlocks*4096 {
+			return fmt.Errorf("manifest: verity tree at %d overlaps or misaligns with %d data blocks", v.HashOffset, v.DataBlocks)
 		}
 	}
 	switch m.Root.FSType {

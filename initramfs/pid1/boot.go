@@ -186,6 +186,11 @@ func Cmdline(img *Image, d bootenv.Decision, store string) string {
 	parts := []string{strings.TrimSpace(img.Manifest.Cmdline),
 		"keel.stage=2", "keel.slot=" + d.Slot, "keel.mode=" + string(d.Mode),
 		"keel.rootfstype=" + img.Manifest.Root.FSType}
+	if v := img.Manifest.Root.Verity; v != nil {
+		// The root hash rides on the measured command line (PCR 8) into
+		// stage 2, which maps the root through dm-verity with it.
+		parts = append(parts, fmt.Sprintf("keel.verity=%s,%s,%d,%d", v.RootHash, cmp.Or(v.Salt, "-"), v.DataBlocks, v.HashOffset))
+	}
 	if store != "" {
 		parts = append(parts, "keel.store="+store)
 	}

@@ -229,3 +229,13 @@ func TestFirstBootEmptySlot(t *testing.T) {
 		t.Errorf("b = %+v, booted %q", b, k.booted)
 	}
 }
+
+func TestCmdlineVerity(t *testing.T) {
+	img := &Image{Slot: "b", Manifest: &manifest.Manifest{Cmdline: "console=ttyS0", Root: manifest.Root{FSType: "erofs",
+		Verity: &manifest.Verity{RootHash: strings.Repeat("ab", 32), Salt: "0011", DataBlocks: 10, HashOffset: 40960}}}}
+	got := Cmdline(img, bootenv.Decision{Slot: "b", Mode: bootenv.ModeTrial}, "efivars")
+	want := "console=ttyS0 keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.verity=" + strings.Repeat("ab", 32) + ",0011,10,40960 keel.store=efivars"
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
