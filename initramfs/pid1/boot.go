@@ -18,8 +18,11 @@ import (
 type Image struct {
 	Slot     string
 	Manifest *manifest.Manifest
-	Kernel   io.ReaderAt // handed to kexec (a memfd on a device)
-	Initrd   io.ReaderAt
+	// ManifestBytes are the slot's manifest entry exactly as read (and
+	// verified): what is measured into PCR 9.
+	ManifestBytes []byte
+	Kernel        io.ReaderAt // handed to kexec (a memfd on a device)
+	Initrd        io.ReaderAt
 }
 
 // SlotLoader reads a slot and checks its kernel and initrd against its
@@ -31,8 +34,43 @@ type SlotLoader interface {
 // Kexecer boots an image with a command line. A real one returns only on
 // failure, with an error; nil means the image took over.
 type Kexecer interface {
-	Kexec(ctx context.Context, img *Image, cmdline string) error
+	Kexec(ctx context.Context, img *Image, cmdline string, h Handoff) error
 }
+
+// Handoff is what a Kexecer passes on besides the image and command line.
+type Handoff struct {
+	// EventLog is the measurement event log (JSON lines) as the slot sees
+	// it after the handoff, separator included; nil when unmeasured. A
+	// real Kexecer hands it to the slot in the initrd
+	// (keel/eventlog.jsonl).
+	EventLog []byte
+	// Separator, if set, runs right before the jump (after everything that
+	// can fail): it extends the handoff separator. An error aborts the
+	// kexec (the slot fails).
+	Separator func() error
+}
+
+// Measurer measures the boot into the TPM and keeps the anti-rollback
+// counter. A nil Measurer in Config means no TPM: the boot is unmeasured.
+type Measurer interface {
+	// Measure extends PCR 9 with the image (manifest bytes, kernel and
+	// initrd digests, verity root hash) and PCR 8 with the slot, the
+	// exact kexec command line and the boot mode.
+	Measure(img *Image, d bootenv.Decision, cmdline string) error
+	// Separator extends the handoff separator into PCR 8.
+	Separator() error
+	// EventLog is the log of every measurement so far plus the separator
+	// that Separator will extend: what the slot replays after the jump.
+	EventLog() []byte
+	// MinSecurityVersion is the anti-rollback counter: a slot whose
+	// manifest security version is below it is refused.
+	MinSecurityVersion() (uint64, error)
+}
+
+// Unmeasured is added to the slot's command line when keel-init did not
+// measure the boot (no TPM, or a TPM that failed on a board that does not
+// require one): the boot mode the OS sees is "unmeasured".
+const Unmeasured = "keel.tpm=unmeasured"
 
 // Logf prints one line to the console.
 type Logf func(format string, args ...any)
@@ -43,6 +81,12 @@ type Config struct {
 	Slots []string
 	// Store names the store for stage 2 and the OS (keel.store=).
 	Store string
+	// Measurer measures the boot and enforces anti-rollback; nil: no TPM.
+	Measurer Measurer
+	// TPMRequired makes a TPM failure (none, unreadable counter, failed
+	// measurement) a failure of the slot; otherwise it is logged and the
+	// slot boots unmeasured.
+	TPMRequired bool
 }
 
 type bootError string
@@ -90,6 +134,9 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 			img, err = safeLoad(ctx, loader, d.Slot)
 		}
 		if err == nil {
+			err = checkRollback(cfg, img, logf)
+		}
+		if err == nil {
 			if n, changed := withSlotInfo(r, img); changed {
 				if cerr := store.Commit(n); cerr != nil {
 					logf("warning: recording slot %s's version: %v", d.Slot, cerr)
@@ -98,10 +145,13 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 				}
 			}
 			cmdline := Cmdline(img, d, cfg.Store)
-			logf("kexec slot %s (version %s): %s", d.Slot, img.Manifest.Version, cmdline)
-			err = safeKexec(ctx, kx, img, cmdline)
-			if err == nil {
-				return r, nil // handed over (only fakes return; a real kexec does not)
+			var h Handoff
+			if cmdline, h, err = measure(cfg, img, d, cmdline, logf); err == nil {
+				logf("kexec slot %s (version %s): %s", d.Slot, img.Manifest.Version, cmdline)
+				err = safeKexec(ctx, kx, img, cmdline, h)
+				if err == nil {
+					return r, nil // handed over (only fakes return; a real kexec does not)
+				}
 			}
 		}
 		logf("slot %s failed: %v", d.Slot, err)
@@ -171,6 +221,62 @@ func loadOrInit(ctx context.Context, cfg Config, store bootenv.Store, loader Slo
 	return n, verified, nil
 }
 
+// checkRollback refuses an image whose security version is below the
+// anti-rollback counter.
+func checkRollback(cfg Config, img *Image, logf Logf) error {
+	if cfg.Measurer == nil {
+		if cfg.TPMRequired {
+			return errors.New("the board requires a TPM and there is none: cannot check the anti-rollback counter")
+		}
+		return nil
+	}
+	min, err := cfg.Measurer.MinSecurityVersion()
+	if err != nil {
+		if cfg.TPMRequired {
+			return fmt.Errorf("reading the anti-rollback counter: %w", err)
+		}
+		logf("warning: reading the anti-rollback counter: %v: rollback not enforced", err)
+		return nil
+	}
+	if sv := img.Manifest.SecurityVersion; sv < min {
+		return fmt.Errorf("rollback refused: security version %d is below the anti-rollback counter %d", sv, min)
+	}
+	return nil
+}
+
+// measure measures the boot of img with the command line. It returns the
+// command line to hand over (with Unmeasured added when the boot is not
+// measured) and the handoff. An error (only when the board requires a
+// TPM) fails the slot.
+func measure(cfg Config, img *Image, d bootenv.Decision, cmdline string, logf Logf) (string, Handoff, error) {
+	m := cfg.Measurer
+	if m == nil {
+		if cfg.TPMRequired {
+			return cmdline, Handoff{}, errors.New("the board requires a TPM and there is none: cannot measure the boot")
+		}
+		logf("no TPM: booting slot %s unmeasured", img.Slot)
+		return cmdline + " " + Unmeasured, Handoff{}, nil
+	}
+	if err := m.Measure(img, d, cmdline); err != nil {
+		if cfg.TPMRequired {
+			return cmdline, Handoff{}, fmt.Errorf("measuring the boot: %w", err)
+		}
+		logf("warning: measuring the boot: %v: booting slot %s unmeasured", err, img.Slot)
+		return cmdline + " " + Unmeasured, Handoff{}, nil
+	}
+	logf("measured slot %s into PCR 8/9 (mode %s)", img.Slot, d.Mode)
+	sep := func() error {
+		if err := m.Separator(); err != nil {
+			if cfg.TPMRequired {
+				return fmt.Errorf("extending the handoff separator: %w", err)
+			}
+			logf("warning: extending the handoff separator: %v", err)
+		}
+		return nil
+	}
+	return cmdline, Handoff{EventLog: m.EventLog(), Separator: sep}, nil
+}
+
 func withSlotInfo(r bootenv.Record, img *Image) (bootenv.Record, bool) {
 	s, ok := r.Slot(img.Slot)
 	if !ok || (s.Version == img.Manifest.Version && s.SecurityVersion == img.Manifest.SecurityVersion) {
@@ -210,13 +316,13 @@ func safeLoad(ctx context.Context, l SlotLoader, slot string) (img *Image, err e
 	return img, err
 }
 
-func safeKexec(ctx context.Context, kx Kexecer, img *Image, cmdline string) (err error) {
+func safeKexec(ctx context.Context, kx Kexecer, img *Image, cmdline string, h Handoff) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("bug: kexec panicked: %v", p)
 		}
 	}()
-	return kx.Kexec(ctx, img, cmdline)
+	return kx.Kexec(ctx, img, cmdline, h)
 }
 
 func oneLine(s string) string {

@@ -14,9 +14,10 @@ import (
 )
 
 type fakeLoader struct {
-	bad   map[string]string // slot -> error
-	panic map[string]bool
-	calls []string
+	bad    map[string]string // slot -> error
+	panic  map[string]bool
+	secver map[string]uint64 // default 1
+	calls  []string
 }
 
 func (f *fakeLoader) LoadSlot(_ context.Context, slot string) (*Image, error) {
@@ -30,8 +31,13 @@ func (f *fakeLoader) LoadSlot(_ context.Context, slot string) (*Image, error) {
 		}
 		return nil, errors.New(msg)
 	}
-	return &Image{Slot: slot, Manifest: &manifest.Manifest{Version: "v-" + slot, SecurityVersion: 1,
-		Cmdline: "console=ttyS0", Root: manifest.Root{FSType: "erofs"}}}, nil
+	sv, ok := f.secver[slot]
+	if !ok {
+		sv = 1
+	}
+	return &Image{Slot: slot, ManifestBytes: []byte(`{"version":"v-` + slot + `"}`),
+		Manifest: &manifest.Manifest{Version: "v-" + slot, SecurityVersion: sv,
+			Cmdline: "console=ttyS0", Root: manifest.Root{FSType: "erofs"}}}, nil
 }
 
 type fakeKexec struct {
@@ -41,22 +47,41 @@ type fakeKexec struct {
 	// state is what the store held when kexec ran.
 	state bootenv.Record
 	store bootenv.Store
+	// trace, if set, records the kexec and the handoff separator.
+	trace    *[]string
+	eventLog []byte
 }
 
-func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string) error {
+func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string, h Handoff) error {
 	if f.fail[img.Slot] {
 		return fmt.Errorf("kexec_file_load: invalid argument")
 	}
-	f.booted, f.cmdline = img.Slot, cmdline
+	if f.trace != nil {
+		*f.trace = append(*f.trace, "kexec "+img.Slot)
+	}
+	// A real kexecer runs the separator right before the jump.
+	if h.Separator != nil {
+		if err := h.Separator(); err != nil {
+			return err
+		}
+	}
+	f.booted, f.cmdline, f.eventLog = img.Slot, cmdline, h.EventLog
 	f.state, _ = f.store.Load()
 	return nil
 }
 
 func run(t *testing.T, store bootenv.Store, l *fakeLoader, k *fakeKexec) (bootenv.Record, error, []string) {
 	t.Helper()
+	return runCfg(t, Config{}, store, l, k)
+}
+
+// runCfg is run with a Measurer and TPMRequired from cfg.
+func runCfg(t *testing.T, cfg Config, store bootenv.Store, l *fakeLoader, k *fakeKexec) (bootenv.Record, error, []string) {
+	t.Helper()
 	var log []string
 	k.store = store
-	r, err := Boot(context.Background(), Config{Slots: []string{"a", "b"}, Store: "efivars"}, store, l, k,
+	cfg.Slots, cfg.Store = []string{"a", "b"}, "efivars"
+	r, err := Boot(context.Background(), cfg, store, l, k,
 		func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) })
 	return r, err, log
 }
@@ -237,5 +262,157 @@ func TestCmdlineVerity(t *testing.T) {
 	want := "console=ttyS0 keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.verity=" + strings.Repeat("ab", 32) + ",0011,10,40960 keel.store=efivars"
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+// fakeMeasurer records its calls in trace.
+type fakeMeasurer struct {
+	trace    *[]string
+	counter  uint64
+	fail     map[string]bool // slot -> Measure fails
+	failSep  bool
+	failRead bool
+	cmdlines []string
+}
+
+func (f *fakeMeasurer) Measure(img *Image, d bootenv.Decision, cmdline string) error {
+	*f.trace = append(*f.trace, fmt.Sprintf("measure %s %s %s", img.Slot, d.Mode, img.ManifestBytes))
+	f.cmdlines = append(f.cmdlines, cmdline)
+	if f.fail[img.Slot] {
+		return errors.New("TPM2_PCR_Extend: TPM_RC_FAILURE")
+	}
+	return nil
+}
+
+func (f *fakeMeasurer) Separator() error {
+	*f.trace = append(*f.trace, "separator")
+	if f.failSep {
+		return errors.New("TPM2_PCR_Extend: TPM_RC_FAILURE")
+	}
+	return nil
+}
+
+func (f *fakeMeasurer) EventLog() []byte { return []byte("log\n") }
+
+func (f *fakeMeasurer) MinSecurityVersion() (uint64, error) {
+	*f.trace = append(*f.trace, "counter")
+	if f.failRead {
+		return 0, errors.New("TPM2_NV_Read: TPM_RC_HANDLE")
+	}
+	return f.counter, nil
+}
+
+func trialB(t *testing.T) *memstore.Store {
+	t.Helper()
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	r, _ = bootenv.Try(r, "b", 3)
+	if err := s.Commit(r); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestMeasuredBoot: the counter is checked, then the image measured with
+// the exact command line kexec gets, then kexec, and the separator comes
+// last; the kexecer gets the event log.
+func TestMeasuredBoot(t *testing.T) {
+	var trace []string
+	m := &fakeMeasurer{trace: &trace, counter: 1}
+	k := &fakeKexec{trace: &trace}
+	runCfg(t, Config{Measurer: m, TPMRequired: true}, trialB(t), &fakeLoader{}, k)
+	want := []string{"counter", `measure b trial {"version":"v-b"}`, "kexec b", "separator"}
+	if strings.Join(trace, "|") != strings.Join(want, "|") {
+		t.Errorf("calls %q, want %q", trace, want)
+	}
+	if k.booted != "b" || len(m.cmdlines) != 1 || m.cmdlines[0] != k.cmdline {
+		t.Errorf("booted %q with %q, measured %q", k.booted, k.cmdline, m.cmdlines)
+	}
+	if strings.Contains(k.cmdline, Unmeasured) || string(k.eventLog) != "log\n" {
+		t.Errorf("cmdline %q, event log %q", k.cmdline, k.eventLog)
+	}
+}
+
+// TestMeasureFailure: with TPMRequired a failed measurement (or
+// separator) is a slot failure: b is marked bad and a boots; without it,
+// b boots unmeasured and says so on its command line.
+func TestMeasureFailure(t *testing.T) {
+	for name, fm := range map[string]fakeMeasurer{
+		"measure":   {fail: map[string]bool{"b": true}},
+		"separator": {failSep: true},
+		"counter":   {failRead: true},
+	} {
+		t.Run(name+"/required", func(t *testing.T) {
+			var trace []string
+			m := fm
+			m.trace = &trace
+			s := trialB(t)
+			k := &fakeKexec{trace: &trace}
+			_, err, log := runCfg(t, Config{Measurer: &m, TPMRequired: true}, s, &fakeLoader{}, k)
+			if name == "separator" || name == "counter" {
+				// Every slot fails the same way: nothing boots.
+				if !IsNoBootableSlot(err) {
+					t.Fatalf("err %v, booted %q\n%s", err, k.booted, strings.Join(log, "\n"))
+				}
+			} else if k.booted != "a" {
+				t.Fatalf("booted %q, want a (b's measurement failed)\n%s", k.booted, strings.Join(log, "\n"))
+			}
+			st, _ := s.Load()
+			b, _ := st.Slot("b")
+			if b.State != bootenv.StateBad || !strings.Contains(b.Reason, "TPM") {
+				t.Errorf("b = %+v", b)
+			}
+		})
+		t.Run(name+"/optional", func(t *testing.T) {
+			var trace []string
+			m := fm
+			m.trace = &trace
+			k := &fakeKexec{trace: &trace}
+			runCfg(t, Config{Measurer: &m}, trialB(t), &fakeLoader{}, k)
+			if k.booted != "b" {
+				t.Fatalf("booted %q, want b", k.booted)
+			}
+			if unmeasured := strings.Contains(k.cmdline, Unmeasured); unmeasured != (name == "measure") {
+				t.Errorf("cmdline %q", k.cmdline)
+			}
+		})
+	}
+}
+
+// TestNoTPM: without a Measurer a board that requires a TPM boots
+// nothing; others boot unmeasured.
+func TestNoTPM(t *testing.T) {
+	k := &fakeKexec{}
+	_, err, _ := runCfg(t, Config{TPMRequired: true}, trialB(t), &fakeLoader{}, k)
+	if !IsNoBootableSlot(err) || !strings.Contains(err.Error(), "requires a TPM") {
+		t.Errorf("TPM required, none: err %v, booted %q", err, k.booted)
+	}
+	k = &fakeKexec{}
+	runCfg(t, Config{}, trialB(t), &fakeLoader{}, k)
+	if k.booted != "b" || !strings.HasSuffix(k.cmdline, " "+Unmeasured) || k.eventLog != nil {
+		t.Errorf("no TPM: booted %q with %q", k.booted, k.cmdline)
+	}
+}
+
+// TestRollbackRefused: a verified slot whose security version is below
+// the counter is marked bad (the reason names both numbers) and a boots.
+func TestRollbackRefused(t *testing.T) {
+	var trace []string
+	m := &fakeMeasurer{trace: &trace, counter: 3}
+	s := trialB(t)
+	k := &fakeKexec{trace: &trace}
+	runCfg(t, Config{Measurer: m}, s, &fakeLoader{secver: map[string]uint64{"a": 3, "b": 2}}, k)
+	if k.booted != "a" {
+		t.Fatalf("booted %q, want a", k.booted)
+	}
+	st, _ := s.Load()
+	b, _ := st.Slot("b")
+	if b.State != bootenv.StateBad || !strings.Contains(b.Reason, "security version 2") || !strings.Contains(b.Reason, "counter 3") {
+		t.Errorf("b = %+v", b)
+	}
+	for _, c := range trace {
+		if strings.HasPrefix(c, "measure b") {
+			t.Errorf("the refused slot was measured: %q", trace)
+		}
 	}
 }

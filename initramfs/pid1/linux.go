@@ -304,7 +304,13 @@ func stage1(ctx context.Context, logf Logf) error {
 		logf("trusted keys: %s", strings.Join(ids, ", "))
 	}
 	loader := deviceLoader{logf: logf, trusted: trusted, keysErr: err}
-	r, err := Boot(ctx, Config{Slots: b.Slots, Store: storeArg}, store, loader, kexecer{logf: logf, board: b}, logf)
+	cfg := Config{Slots: b.Slots, Store: storeArg, TPMRequired: b.TPMRequired}
+	if m, err := openMeasurer(b, logf); err != nil {
+		logf("no TPM (the boot is unmeasured, rollback not enforced): %v", err)
+	} else {
+		cfg.Measurer = m
+	}
+	r, err := Boot(ctx, cfg, store, loader, kexecer{logf: logf, board: b}, logf)
 	vars := map[string]string{}
 	for _, v := range bootenv.Encode(r) {
 		vars[v.Name] = v.Value
@@ -378,7 +384,7 @@ func (d deviceLoader) LoadSlot(ctx context.Context, slot string) (*Image, error)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", part, err)
 	}
-	img := &Image{Slot: slot, Manifest: m}
+	img := &Image{Slot: slot, Manifest: m, ManifestBytes: mb}
 	for _, e := range []struct {
 		name string
 		want manifest.Digest
@@ -421,16 +427,29 @@ type kexecer struct {
 	board boards.Board
 }
 
-func (k kexecer) Kexec(ctx context.Context, img *Image, cmdline string) error {
+func (k kexecer) Kexec(ctx context.Context, img *Image, cmdline string, h Handoff) error {
 	kf, ok1 := img.Kernel.(*os.File)
 	inf, ok2 := img.Initrd.(*os.File)
 	if !ok1 || !ok2 {
 		return errors.New("kexec needs file-backed kernel and initrd")
 	}
+	if len(h.EventLog) > 0 {
+		// The slot gets the event log as keel/eventlog.jsonl in its
+		// initramfs; stage 2 copies it to /run/keel.
+		if err := appendEventLog(inf, h.EventLog); err != nil {
+			return fmt.Errorf("handing the event log to the slot: %w", err)
+		}
+	}
 	if err := unix.KexecFileLoad(int(kf.Fd()), int(inf.Fd()), cmdline, 0); err != nil {
 		return fmt.Errorf("kexec_file_load: %w", err)
 	}
 	armWatchdog(k.board, k.logf)
+	if h.Separator != nil {
+		if err := h.Separator(); err != nil {
+			_ = unix.KexecFileLoad(-1, -1, "", unix.KEXEC_FILE_UNLOAD)
+			return err
+		}
+	}
 	k.logf("KEEL-KEXEC slot %s", img.Slot)
 	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC); err != nil {

@@ -18,6 +18,7 @@ import (
 
 // stage2 mounts the slot's root and switches to it.
 func stage2(ctx context.Context, params map[string]string, logf Logf) error {
+	keepEventLog(logf)
 	slot := params["keel.slot"]
 	logf("stage 2: slot %s (mode %s)", slot, params["keel.mode"])
 	if !bootenv.ValidSlotName(slot) {
