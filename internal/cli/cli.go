@@ -9,8 +9,11 @@ import (
 	"os"
 	"strings"
 
+	"github.com/google/go-tpm/tpm2/transport"
+
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/internal/watchdog"
+	"github.com/keelboot/keel/tpm"
 )
 
 // Exit codes.
@@ -32,6 +35,9 @@ type Deps struct {
 	// magic close of /dev/watchdog0). mark-good calls it on a keel-booted
 	// device.
 	DisarmWatchdog func() error
+	// OpenTPM opens the TPM whose anti-rollback counter mark-good
+	// advances on a keel-booted device (default: tpm.Open(tpm.DefaultDevice)).
+	OpenTPM func() (transport.TPMCloser, error)
 }
 
 func (d Deps) withDefaults() Deps {
@@ -49,6 +55,9 @@ func (d Deps) withDefaults() Deps {
 	}
 	if d.DisarmWatchdog == nil {
 		d.DisarmWatchdog = func() error { return watchdog.Disarm(watchdog.Device) }
+	}
+	if d.OpenTPM == nil {
+		d.OpenTPM = func() (transport.TPMCloser, error) { return tpm.Open(tpm.DefaultDevice) }
 	}
 	return d
 }

@@ -4,14 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/go-tpm/tpm2/transport"
+
 	"github.com/keelboot/keel/disk/gpt"
+	"github.com/keelboot/keel/tpm"
+	"github.com/keelboot/keel/tpm/swtpmtest"
 )
 
 type result struct {
@@ -22,7 +28,11 @@ type result struct {
 func keel(t *testing.T, args ...string) result {
 	t.Helper()
 	return keelDeps(t, Deps{Cmdline: func() (string, error) { return "", nil },
-		DisarmWatchdog: func() error { t.Error("offline command touched the watchdog"); return nil }}, args...)
+		DisarmWatchdog: func() error { t.Error("offline command touched the watchdog"); return nil },
+		OpenTPM: func() (transport.TPMCloser, error) {
+			t.Error("offline command opened the TPM")
+			return nil, errors.New("no TPM in tests")
+		}}, args...)
 }
 
 func keelDeps(t *testing.T, deps Deps, args ...string) result {
@@ -289,6 +299,7 @@ func TestDefaultStoreFromCmdline(t *testing.T) {
 		EFIVarsDir:     dir,
 		FWEnvConfig:    filepath.Join(dir, "none"),
 		DisarmWatchdog: func() error { disarmed++; return nil },
+		OpenTPM:        func() (transport.TPMCloser, error) { return nil, fmt.Errorf("TPM: %w", fs.ErrNotExist) },
 	}
 	keelDeps(t, deps, "init", "--active", "a").ok(t)
 	keelDeps(t, deps, "try", "b").ok(t)
@@ -299,6 +310,10 @@ func TestDefaultStoreFromCmdline(t *testing.T) {
 	}
 	if disarmed != 1 {
 		t.Errorf("mark-good on a keel-booted device disarmed the watchdog %d times, want 1", disarmed)
+	}
+	// Without a TPM mark-good still succeeds, and says the counter stayed.
+	if r := keelDeps(t, deps, "mark-good"); r.code != 0 || !strings.Contains(r.stderr, "anti-rollback counter was not advanced") {
+		t.Errorf("mark-good without a TPM: %+v", r)
 	}
 	none := Deps{Cmdline: func() (string, error) { return "", nil }, EFIVarsDir: filepath.Join(dir, "x"), FWEnvConfig: filepath.Join(dir, "y")}
 	keelDeps(t, none, "status").fails(t, ExitUsage, "no boot state store found")
@@ -330,3 +345,45 @@ func TestImageReadableByFwPrintenv(t *testing.T) {
 }
 
 func hex(n int64) string { return fmt.Sprintf("%#x", n) }
+
+type nopCloser struct{ transport.TPM }
+
+func (nopCloser) Close() error { return nil }
+
+// TestMarkGoodAdvancesCounter: on a keel-booted device mark-good advances
+// the TPM's anti-rollback counter to the marked slot's security version
+// (never down); the trial boot before it does not touch the counter.
+func TestMarkGoodAdvancesCounter(t *testing.T) {
+	sw := swtpmtest.Start(t, "")
+	dir := t.TempDir()
+	opened := 0
+	deps := Deps{
+		Cmdline:        func() (string, error) { return "keel.store=efivars keel.slot=b keel.mode=trial", nil },
+		EFIVarsDir:     dir,
+		FWEnvConfig:    filepath.Join(dir, "none"),
+		DisarmWatchdog: func() error { return nil },
+		OpenTPM:        func() (transport.TPMCloser, error) { opened++; return nopCloser{sw.TPM()}, nil },
+	}
+	keelDeps(t, deps, "init", "--active", "a").ok(t)
+	keelDeps(t, deps, "try", "b", "--security-version", "3").ok(t)
+	keelDeps(t, deps, "select", "--commit").ok(t)
+	keelDeps(t, deps, "status").ok(t)
+	if opened != 0 {
+		t.Fatalf("the TPM was opened %d times before mark-good", opened)
+	}
+	out := keelDeps(t, deps, "mark-good").ok(t).stdout
+	if !strings.Contains(out, "anti-rollback counter: 3") {
+		t.Errorf("mark-good: %s", out)
+	}
+	if v, err := tpm.ReadCounter(sw.TPM(), tpm.CounterIndex); err != nil || v != 3 {
+		t.Fatalf("counter = %d, %v; want 3", v, err)
+	}
+	// Marking a (security version 0) good leaves it at 3.
+	keelDeps(t, deps, "mark-good", "--slot", "a").ok(t)
+	if v, err := tpm.ReadCounter(sw.TPM(), tpm.CounterIndex); err != nil || v != 3 {
+		t.Fatalf("counter = %d, %v after marking a good; want 3", v, err)
+	}
+	// A TPM that fails is an error (exit 2): the counter did not move.
+	deps.OpenTPM = func() (transport.TPMCloser, error) { return nil, errors.New("TPM /dev/tpmrm0: device busy") }
+	keelDeps(t, deps, "mark-good").fails(t, ExitStorage, "anti-rollback counter was not advanced to 3")
+}

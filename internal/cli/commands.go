@@ -5,11 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	iofs "io/fs"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/bootenv/ubootenv"
+	"github.com/keelboot/keel/tpm"
 )
 
 // statusJSON is the stable JSON form of `keel status --json`.
@@ -279,6 +281,27 @@ func (c *command) markGood(args []string) error {
 		if err := c.deps.DisarmWatchdog(); err != nil {
 			fmt.Fprintf(c.stderr, "keel: warning: %v\n", err)
 		}
+		// The slot proved itself: from now on nothing older than its
+		// security version boots (keel-init refuses a slot below the
+		// TPM's anti-rollback counter). A trial boot never gets here.
+		s, _ := r.Slot(chosen)
+		t, err := c.deps.OpenTPM()
+		if errors.Is(err, iofs.ErrNotExist) {
+			fmt.Fprintf(c.stderr, "keel: warning: no TPM (%v): the anti-rollback counter was not advanced\n", err)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("slot %s is good, but the anti-rollback counter was not advanced to %d: %w", chosen, s.SecurityVersion, err)
+		}
+		defer t.Close()
+		v := uint64(0)
+		if err = tpm.EnsureCounter(t, tpm.CounterIndex); err == nil {
+			v, err = tpm.AdvanceTo(t, tpm.CounterIndex, s.SecurityVersion)
+		}
+		if err != nil {
+			return fmt.Errorf("slot %s is good, but the anti-rollback counter was not advanced to %d: %w", chosen, s.SecurityVersion, err)
+		}
+		fmt.Fprintf(c.stdout, "anti-rollback counter: %d (slot %s security version %d)\n", v, chosen, s.SecurityVersion)
 	}
 	return nil
 }
