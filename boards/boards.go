@@ -73,6 +73,10 @@ type Board struct {
 	TPMRequired bool
 	// RootFSType is the slot root filesystem type.
 	RootFSType string
+	// RootVerity: slot roots carry a dm-verity tree (the image builder
+	// appends it, the manifest holds the root hash) and stage 2 mounts
+	// them only through dm-verity; a manifest without one is refused.
+	RootVerity bool
 	// DiskMB is the size of the disk image the builder makes.
 	DiskMB int
 	// Layout is the GPT layout, in order.
@@ -128,11 +132,12 @@ func qemuX8664UEFI() Board {
 			"virtio_pci", "virtio_blk", "efivarfs", "i6300esb",
 		},
 		StageModules: []string{
-			"crc32c_generic", "virtio_pci", "virtio_blk", "erofs", "efivarfs", "i6300esb",
+			"crc32c_generic", "virtio_pci", "virtio_blk", "erofs", "efivarfs", "i6300esb", "dm-verity",
 		},
 		// QEMU's Intel 6300ESB watchdog; its expiry resets the machine.
 		Watchdog:   Watchdog{Module: "i6300esb", TimeoutSec: 60},
 		RootFSType: "erofs",
+		RootVerity: true,
 		DiskMB:     256,
 		Layout: []Partition{
 			{Name: "esp", TypeID: TypeESP, SizeMB: 64},

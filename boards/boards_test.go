@@ -90,6 +90,9 @@ func TestInvariants(t *testing.T) {
 			if b.Store == StoreEFIVars && !contains(b.InitModules, "efivarfs") {
 				t.Errorf("an efivars store needs the efivarfs module in keel-init")
 			}
+			if b.RootVerity && !contains(b.StageModules, "dm-verity") {
+				t.Errorf("verity roots need the dm-verity module in stage 2")
+			}
 			if !contains(b.StageModules, b.RootFSType) {
 				t.Errorf("stage 2 cannot mount %s: module missing", b.RootFSType)
 			}

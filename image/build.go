@@ -19,6 +19,7 @@ import (
 	"github.com/keelboot/keel/disk/gpt"
 	"github.com/keelboot/keel/image/slotimg"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/verity"
 )
 
 // Build writes the disk image for s.Board to s.Out:
@@ -234,6 +235,11 @@ func (bl *builder) slot(name string, sl Slot) error {
 	if sl.RootDir != "" {
 		root = filepath.Join(bl.work, "root-"+name+"."+fstype)
 		size := rp.Size()
+		if bl.s.Board.RootVerity {
+			// Leave room for the verity tree: about 1/128 of the data
+			// for SHA-256 over 4 KiB blocks, plus the upper levels.
+			size = (size - size/100 - 64<<10) / 4096 * 4096
+		}
 		if fstype == FSErofs {
 			size = 0 // checked below, with the partition's name
 		}
@@ -271,6 +277,13 @@ func (bl *builder) slot(name string, sl Slot) error {
 		SecurityVersion: sl.SecurityVersion,
 		Cmdline:         sl.Cmdline,
 		Root:            manifest.Root{FSType: fstype},
+	}
+	if bl.s.Board.RootVerity {
+		if root, m.Root.Verity, err = bl.verity(name, root, rp.Size(), sl.CorruptRoot); err != nil {
+			return err
+		}
+	} else if sl.CorruptRoot != "" {
+		return fmt.Errorf("image: slot %s: corrupt_root needs a board with dm-verity roots", name)
 	}
 	if m.Kernel, err = manifest.DigestOf(bytes.NewReader(kernel)); err != nil {
 		return fmt.Errorf("image: slot %s kernel: %w", name, err)
@@ -321,6 +334,59 @@ func (bl *builder) slot(name string, sl Slot) error {
 	}
 	bl.logf("slot %s: container %s (manifest %s), %s root in %.1fs", name, sizeOf(n), signed, fstype, time.Since(t).Seconds())
 	return nil
+}
+
+// verity copies the root file system into the work folder, appends its
+// dm-verity hash tree (veritysetup format 1, SHA-256, 4 KiB blocks, no
+// superblock) at the next 4 KiB boundary, and returns the new image and the
+// manifest's verity parameters. The salt is derived from the seed, so the
+// image stays reproducible.
+func (bl *builder) verity(name, root string, partSize int64, corrupt string) (string, *manifest.Verity, error) {
+	data, err := os.ReadFile(root)
+	if err != nil {
+		return "", nil, fmt.Errorf("image: slot %s root: %w", name, err)
+	}
+	const block = 4096
+	fsSize := (int64(len(data)) + block - 1) / block * block
+	data = append(data, make([]byte, fsSize-int64(len(data)))...)
+	salt := sha256.Sum256([]byte("keel verity salt\x00" + bl.s.Seed + "\x00" + name))
+	p := verity.Params{Salt: salt[:], DataBlocks: uint64(fsSize / block), HashOffset: uint64(fsSize)}
+	treeSize, err := p.TreeSize()
+	if err != nil {
+		return "", nil, fmt.Errorf("image: slot %s verity: %w", name, err)
+	}
+	if fsSize+treeSize > partSize {
+		return "", nil, fmt.Errorf("image: slot %s: the root file system (%s) and its verity tree (%s) need %s, partition %s has %s: %w",
+			name, mib(fsSize), mib(treeSize), mib(fsSize+treeSize), boards.RootPartition(name), mib(partSize), ErrTooLarge)
+	}
+	out := filepath.Join(bl.work, "root-"+name+".verity")
+	f, err := os.Create(out)
+	if err != nil {
+		return "", nil, err
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return "", nil, err
+	}
+	rootHash, _, err := verity.Build(bytes.NewReader(data), fsSize, f, p)
+	if err != nil {
+		return "", nil, fmt.Errorf("image: slot %s verity: %w", name, err)
+	}
+	if corrupt != "" {
+		i := bytes.Index(data, []byte(corrupt))
+		if i < 0 {
+			return "", nil, fmt.Errorf("image: slot %s: corrupt_root: %q does not occur in the root file system", name, corrupt)
+		}
+		if _, err := f.WriteAt([]byte{data[i] ^ 0xff}, int64(i)); err != nil {
+			return "", nil, err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return "", nil, err
+	}
+	bl.logf("slot %s: dm-verity tree %s after %s of %s, root hash %x", name, mib(treeSize), mib(fsSize), boards.RootPartition(name), rootHash)
+	return out, &manifest.Verity{RootHash: hex.EncodeToString(rootHash), Salt: hex.EncodeToString(salt[:]),
+		DataBlocks: p.DataBlocks, HashOffset: p.HashOffset}, nil
 }
 
 // signers returns the keys that sign slot name's manifest: its SignWith

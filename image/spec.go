@@ -100,6 +100,10 @@ type Slot struct {
 	// no trusted-keys file holds (derived from the Seed and the slot name)
 	// instead of the Spec's SigningKeys; SignWith keys, if any, sign too.
 	UnknownKey bool `json:"unknown_key,omitempty"`
+	// CorruptRoot (a test knob) flips one byte of the root file system
+	// where these bytes first occur, after the dm-verity tree was built, so
+	// that reading that block fails verification. The pattern must occur.
+	CorruptRoot string `json:"corrupt_root,omitempty"`
 }
 
 // ReadSpec reads a Spec from a JSON file. Unknown fields are an error (a

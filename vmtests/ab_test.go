@@ -126,3 +126,35 @@ func TestNoBootableSlot(t *testing.T) {
 	r2.expect("NO BOOTABLE SLOT")
 	r2.wait()
 }
+
+// A flipped block in b's root filesystem: the root is mapped through
+// dm-verity with the root hash from b's signed manifest, so reading the
+// block fails verification and restarts the machine (restart_on_corruption)
+// before b can mark itself good; its try is used up, b is marked bad and a
+// boots again.
+func TestVerityCorruptRoot(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, map[string]vmkit.SlotSpec{
+		"a": {Version: "1.0", SecurityVersion: 1},
+		"b": {Version: "2.0", SecurityVersion: 2, CorruptRoot: true},
+	})
+	r := m.powerOn(2 * bootTimeout)
+	r.expect("dm-verity: /dev/dm-0 maps root-a")
+	r.booted("a", "1.0")
+	r.expect("KEEL-MARKED-GOOD")
+	r.keel("try b --tries 1", 0)
+	r.reboot()
+	r.expect("dm-verity: /dev/dm-0 maps root-b")
+	if mode := r.booted("b", "2.0"); mode != "trial" {
+		t.Errorf("b in mode %s", mode)
+	}
+	r.expect("data block")
+	if mode := r.booted("a", "1.0"); mode != "fallback" {
+		t.Errorf("a came back in mode %s, want fallback", mode)
+	}
+	s := r.status()
+	if b := s.Slots["b"]; b.State != "bad" {
+		t.Errorf("b = %+v, want bad", b)
+	}
+	r.powerOff()
+}

@@ -4,9 +4,12 @@ package pid1
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -14,6 +17,8 @@ import (
 
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/dm"
+	"github.com/keelboot/keel/verity"
 )
 
 // stage2 mounts the slot's root and switches to it.
@@ -29,15 +34,24 @@ func stage2(ctx context.Context, params map[string]string, logf Logf) error {
 	}
 	// The watchdog driver's probe stopped the watchdog keel-init armed
 	// before kexec: arm it again for the slot.
-	if b, err := readBoard(); err == nil {
-		armWatchdog(b, logf)
-	} else {
-		logf("warning: %v", err)
+	b, err := readBoard()
+	if err != nil {
+		return err
 	}
+	armWatchdog(b, logf)
 	part := boards.RootPartition(slot)
 	dev, err := findPartition(part, 10*time.Second)
 	if err != nil {
 		return err
+	}
+	switch arg := params["keel.verity"]; {
+	case arg != "":
+		if dev, err = setupVerity(slot, dev, arg); err != nil {
+			return fmt.Errorf("dm-verity over %s: %w", part, err)
+		}
+		logf("dm-verity: %s maps %s, root hash %.16s…", dev, part, arg)
+	case b.RootVerity:
+		return fmt.Errorf("board %s mounts roots only through dm-verity, and the slot's manifest has no verity root hash: refusing to mount %s", b.Name, part)
 	}
 	fstype := params["keel.rootfstype"]
 	if err := os.MkdirAll(newRoot, 0o755); err != nil {
@@ -65,6 +79,38 @@ func stage2(ctx context.Context, params map[string]string, logf Logf) error {
 	}
 	logf("KEEL-SWITCHROOT exec %s", init)
 	return syscall.Exec(init, []string{init}, os.Environ())
+}
+
+// setupVerity maps the root partition through a dm-verity target built
+// from keel.verity=ROOTHASH,SALT,DATABLOCKS,HASHOFFSET (which keel-init
+// took from the signed manifest and measured with the command line). A
+// block that fails verification restarts the machine
+// (restart_on_corruption): the slot's try is used and the decision falls
+// back once its tries run out. Nothing is read at set-up: the cost does
+// not grow with the root's size.
+func setupVerity(slot, dev, arg string) (string, error) {
+	f := strings.Split(arg, ",")
+	if len(f) != 4 {
+		return "", fmt.Errorf("keel.verity=%q: want ROOTHASH,SALT,DATABLOCKS,HASHOFFSET", arg)
+	}
+	rootHash, err := hex.DecodeString(f[0])
+	if err != nil || len(rootHash) != 32 {
+		return "", fmt.Errorf("keel.verity root hash %q is not 64 hex digits", f[0])
+	}
+	var salt []byte
+	if f[1] != "-" {
+		if salt, err = hex.DecodeString(f[1]); err != nil {
+			return "", fmt.Errorf("keel.verity salt %q: %w", f[1], err)
+		}
+	}
+	blocks, err1 := strconv.ParseUint(f[2], 10, 64)
+	offset, err2 := strconv.ParseUint(f[3], 10, 64)
+	if err1 != nil || err2 != nil {
+		return "", fmt.Errorf("keel.verity=%q: data blocks and hash offset must be numbers", arg)
+	}
+	p := verity.Params{Salt: salt, DataBlocks: blocks, HashOffset: offset}
+	sectors, params := verity.TargetParams(dev, dev, p, rootHash, verity.RestartOnCorruption)
+	return dm.Create("keel-root", "KEEL-VERITY-"+slot, true, []dm.Target{{Start: 0, Length: sectors, Type: "verity", Params: params}})
 }
 
 // switchRoot makes dir the root: the initramfs stays mounted underneath

@@ -199,7 +199,10 @@ func (a *Artefacts) RootDir(version string, h Health) (string, error) {
 			return "", err
 		}
 	}
-	for name, v := range map[string]string{"version": version, "health": string(h)} {
+	// The health check reads the canary; CorruptRoot flips a byte of it
+	// on disk, under the verity tree.
+	canary := strings.Repeat(canaryPattern+"\n", 64<<10/(len(canaryPattern)+1))
+	for name, v := range map[string]string{"version": version, "health": string(h), "canary": canary} {
 		if err := os.WriteFile(filepath.Join(dir, "etc/keel-test", name), []byte(v+"\n"), 0o644); err != nil {
 			return "", err
 		}
@@ -216,7 +219,13 @@ type SlotSpec struct {
 	CorruptKernel   bool
 	// UnknownKey signs the slot with a key keel-init does not trust.
 	UnknownKey bool
+	// CorruptRoot flips a byte of the health check's canary file in the
+	// root filesystem after the verity tree was built.
+	CorruptRoot bool
 }
+
+// canaryPattern fills the test roots' /etc/keel-test/canary.
+const canaryPattern = "KEEL-CANARY-DATA"
 
 // SlotCmdline is the command line of the test slots' kernels.
 const SlotCmdline = "console=ttyS0 panic=1 loglevel=4"
@@ -257,6 +266,11 @@ func (a *Artefacts) Disk(ctx context.Context, out string, slots map[string]SlotS
 			Kernel: a.Kernel, Initrd: a.Stage2, RootDir: root,
 			Version: s.Version, SecurityVersion: s.SecurityVersion, Cmdline: SlotCmdline,
 			CorruptKernel: s.CorruptKernel, UnknownKey: s.UnknownKey,
+		}
+		if s.CorruptRoot {
+			sl := spec.Slots[name]
+			sl.CorruptRoot = canaryPattern
+			spec.Slots[name] = sl
 		}
 	}
 	return image.Build(ctx, spec)

@@ -50,6 +50,12 @@ func main() {
 		fmt.Println("KEEL-PANIC: init exits, the kernel panics")
 		os.Exit(1)
 	default:
+		// The health check reads the whole canary file: on a verity root
+		// a corrupted block restarts the machine here.
+		if _, err := os.ReadFile("/etc/keel-test/canary"); err != nil {
+			fmt.Printf("KEEL-HEALTH-FAIL: %v\n", err)
+			restart(unix.LINUX_REBOOT_CMD_RESTART)
+		}
 		if rc := keel("mark-good"); rc == 0 {
 			fmt.Println("KEEL-MARKED-GOOD")
 		} else {
