@@ -18,7 +18,7 @@ import (
 )
 
 const pcrUsage = `usage: keel pcr predict [--slot a] [--mode normal] [--store STORE] [--cmdline LINE]
-                        [--root-hash HEX] [--banks sha256,...] MANIFEST|SLOT.img
+                        [--root-hash HEX|none] [--banks sha256,...] MANIFEST|SLOT.img
        keel pcr replay [--banks sha256,...] EVENTLOG
        keel pcr read [--tpm /dev/tpmrm0] [--banks sha256,...]
 
@@ -27,7 +27,8 @@ handoff (after the separator), from the slot's manifest (the file, or a slot
 container holding it), in tpm2_pcrread's format. The command line measured is
 the manifest's plus keel.stage=2 keel.slot= keel.mode= keel.rootfstype= and
 keel.store= (when --store is given), as keel-init builds it; --cmdline gives
-the whole line instead. replay prints the values an event log (/run/keel/)
+the whole line instead. The root hash measured is the manifest's dm-verity
+root hash unless --root-hash gives another (or none). replay prints the values an event log (/run/keel/)
 leads to; read prints PCR 8 and 9 from a TPM.
 `
 
@@ -81,7 +82,7 @@ func (c *command) pcrPredict(args []string) error {
 			cmdline, cmdlineSet = s, true
 			return nil
 		})
-		fs.StringVar(&rootHash, "root-hash", "", "dm-verity root hash in hex (default: none)")
+		fs.StringVar(&rootHash, "root-hash", "", "dm-verity root hash in hex, or none (default: the manifest's, as keel-init measures it)")
 		fs.StringVar(&banks, "banks", "sha256", "PCR banks, comma separated")
 		fs.Usage = func() { fmt.Fprint(c.stderr, pcrUsage) }
 	})
@@ -112,7 +113,10 @@ func (c *command) pcrPredict(args []string) error {
 			return err
 		}
 	}
-	if rootHash != "" {
+	if rootHash == "" && m.Root.Verity != nil {
+		rootHash = m.Root.Verity.RootHash
+	}
+	if rootHash != "" && rootHash != "none" {
 		if in.RootHash, err = hexenc.DecodeString(rootHash); err != nil {
 			return usagef("pcr predict: --root-hash: %v", err)
 		}
