@@ -20,6 +20,7 @@ an empty data file system. SPEC.json holds the inputs (paths relative to it):
     "keel_kernel": "build/kernel/amd64/vmlinuz",
     "keel_initrd": "build/keel-initrd.cpio.zst",
     "keel_cmdline": "console=ttyS0",
+    "signing_keys": ["release.key"],
     "seed": "demo",
     "slots": {
       "a": {"kernel": "...", "initrd": "...", "root_dir": "...",
@@ -28,8 +29,15 @@ an empty data file system. SPEC.json holds the inputs (paths relative to it):
     }
   }
 
+signing_keys are keel keygen private keys; every slot's manifest is signed
+by all of them (keel-init trusts the public keys in its initramfs). Without
+keys the build fails unless "unsigned": true (development only: keel-init
+refuses unsigned slots). On a board with dm-verity roots the builder
+appends each root's hash tree and puts the root hash in the manifest.
+
 Slot fields: kernel, initrd, root_dir or root_image, root_fstype, version,
-security_version, cmdline, empty, corrupt_kernel (a test knob).
+security_version, cmdline, empty; test knobs: corrupt_kernel, corrupt_root,
+sign_with, unknown_key.
 `
 
 // image runs `keel image build`. The global -c/--efivars/--image options
