@@ -3,7 +3,7 @@ GO      ?= go
 BUILD   ?= build
 export CGO_ENABLED ?= 0
 
-.PHONY: all deps build unit test vmtest fuzz bench bench-boot demo demo-host clean
+.PHONY: all deps build unit test vmtest fuzz bench bench-boot debug-cpio demo demo-host clean
 
 all: build
 
@@ -42,6 +42,15 @@ fuzz:
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./internal/cli/
+
+# The optional debug cpio for development images: a u-root busybox (gosh,
+# ls, cat, dmesg, mount, ps; u-root is pinned in go.mod as a tool).
+# Append it to keel's initramfs and add keel.debug=1 to keel's command line:
+# keel-init then opens a shell when it cannot boot anything.
+debug-cpio:
+	mkdir -p $(BUILD)
+	$(GO) tool u-root -format=cpio -o $(BUILD)/debug.cpio -base=/dev/null -initcmd= -defaultsh=gosh \
+		$(addprefix github.com/u-root/u-root/cmds/core/,gosh ls cat dmesg mount ps)
 
 # keel-init's time from start to the kexec call against a bare Go init
 # that only mounts and execs, same VM configuration; initramfs sizes.

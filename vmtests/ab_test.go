@@ -1,6 +1,8 @@
 package vmtests
 
 import (
+	"context"
+	"path/filepath"
 	"testing"
 
 	"github.com/keelboot/keel/internal/vmkit"
@@ -157,4 +159,33 @@ func TestVerityCorruptRoot(t *testing.T) {
 		t.Errorf("b = %+v, want bad", b)
 	}
 	r.powerOff()
+}
+
+// A development image (keel's initramfs plus the u-root debug cpio,
+// keel.debug=1): when nothing can boot, keel-init opens a shell on the
+// console instead of powering off.
+func TestDebugShell(t *testing.T) {
+	t.Parallel()
+	art := artefacts(t)
+	root, err := vmkit.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	vm := &vmkit.Machine{Art: art, Dir: dir, Disk: filepath.Join(dir, "disk.img"), Vars: filepath.Join(dir, "OVMF_VARS.fd")}
+	if err := art.DebugDisk(context.Background(), root, vm.Disk, map[string]vmkit.SlotSpec{"a": {Empty: true}, "b": {Empty: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := vmkit.CopyVars(art.Board, vm.Vars); err != nil {
+		t.Fatal(err)
+	}
+	m := &machine{t: t, Machine: vm}
+	r := m.powerOn(bootTimeout)
+	r.expect("NO BOOTABLE SLOT")
+	r.expect("KEEL-DEBUG-SHELL")
+	r.check(r.r.Send("ls /bbin"))
+	r.expect("gosh")
+	r.check(r.r.Send("exit"))
+	r.expect("powering off")
+	r.wait()
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -53,6 +54,7 @@ func Main(ctx context.Context, out io.Writer) int {
 		fmt.Fprintf(out, "keel-init: [%8.3f] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	inStage2 := false
+	debug := false
 	err := func() (err error) {
 		defer func() {
 			if p := recover(); p != nil {
@@ -64,6 +66,7 @@ func Main(ctx context.Context, out io.Writer) int {
 		}
 		cmdline, _ := os.ReadFile("/proc/cmdline")
 		params := parseCmdline(string(cmdline))
+		debug = params["keel.debug"] == "1"
 		if params["keel.stage"] == "2" {
 			inStage2 = true
 			return stage2(ctx, params, logf)
@@ -74,6 +77,9 @@ func Main(ctx context.Context, out io.Writer) int {
 	if os.Getpid() != 1 {
 		return 1
 	}
+	if debug {
+		debugShell(logf)
+	}
 	if inStage2 {
 		// The slot failed after keel-init counted its boot: reboot, so
 		// that the next decision sees the used try (and falls back).
@@ -81,6 +87,24 @@ func Main(ctx context.Context, out io.Writer) int {
 	}
 	halt(logf, "powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	return 1
+}
+
+// debugShell runs the debug cpio's shell on the console (development
+// images only: keel.debug=1 on keel's command line and a shell in the
+// initramfs, e.g. from `make debug-cpio`), then returns to the normal stop.
+func debugShell(logf Logf) {
+	const sh = "/bin/sh"
+	if _, err := os.Stat(sh); err != nil {
+		logf("keel.debug=1 but no %s in the initramfs (add the debug cpio)", sh)
+		return
+	}
+	logf("KEEL-DEBUG-SHELL: %s on the console; exit it to continue", sh)
+	cmd := exec.Command(sh)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stdout
+	cmd.Env = append(os.Environ(), "PATH=/bbin:/bin:/sbin")
+	if err := cmd.Run(); err != nil {
+		logf("debug shell: %v", err)
+	}
 }
 
 // halt powers the machine off (the defined state when nothing can boot) or

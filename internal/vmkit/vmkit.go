@@ -237,12 +237,16 @@ const KeelCmdline = "console=ttyS0 panic=1 loglevel=4 watchdog.stop_on_reboot=0"
 
 // Disk builds a disk image with the given slots.
 func (a *Artefacts) Disk(ctx context.Context, out string, slots map[string]SlotSpec, log io.Writer) error {
+	return a.disk(ctx, out, slots, KeelCmdline, log)
+}
+
+func (a *Artefacts) disk(ctx context.Context, out string, slots map[string]SlotSpec, keelCmdline string, log io.Writer) error {
 	spec := image.Spec{
 		Board:       a.Board,
 		Out:         out,
 		KeelKernel:  a.Kernel,
 		KeelInitrd:  a.Stage1,
-		KeelCmdline: KeelCmdline,
+		KeelCmdline: keelCmdline,
 		Seed:        "keel-vmtest",
 		SigningKeys: []string{a.SigningKey},
 		Slots:       map[string]image.Slot{},
@@ -390,4 +394,51 @@ func CheckTools(b boards.Board) error {
 		return fmt.Errorf("vmkit: missing %s: run make deps", strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// debugCommands are the u-root commands of the optional debug cpio (for
+// development images only). u-root is pinned in go.mod as a tool.
+var debugCommands = [...]string{"gosh", "ls", "cat", "dmesg", "mount", "ps"}
+
+// BuildDebugCpio builds the debug cpio (a u-root busybox with a shell and a
+// few core commands, /bin/sh -> gosh) with `go tool u-root` into out.
+func BuildDebugCpio(ctx context.Context, root, out string) error {
+	args := []string{"tool", "u-root", "-format=cpio", "-o", out, "-base=/dev/null", "-initcmd=", "-defaultsh=gosh"}
+	for _, c := range debugCommands {
+		args = append(args, "github.com/u-root/u-root/cmds/core/"+c)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("vmkit: go tool u-root: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// DebugDisk builds a development disk: keel's initramfs followed by the
+// debug cpio (the kernel unpacks concatenated archives) and keel.debug=1 on
+// keel's command line, so that keel-init opens a shell instead of stopping.
+func (a *Artefacts) DebugDisk(ctx context.Context, root, out string, slots map[string]SlotSpec) error {
+	dbg := filepath.Join(a.Dir, "debug.cpio")
+	if _, err := os.Stat(dbg); err != nil {
+		if err := BuildDebugCpio(ctx, root, dbg); err != nil {
+			return err
+		}
+	}
+	stage1, err := os.ReadFile(a.Stage1)
+	if err != nil {
+		return err
+	}
+	d, err := os.ReadFile(dbg)
+	if err != nil {
+		return err
+	}
+	combined := filepath.Join(a.Dir, "stage1-debug.cpio")
+	if err := os.WriteFile(combined, append(stage1, d...), 0o644); err != nil {
+		return err
+	}
+	dev := *a
+	dev.Stage1 = combined
+	return dev.disk(ctx, out, slots, KeelCmdline+" keel.debug=1", nil)
 }
