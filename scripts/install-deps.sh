@@ -22,6 +22,7 @@ pkgs=(
   swtpm              # the vmtests' TPM
   swtpm-tools        # swtpm_setup, swtpm_ioctl
   zstd               # zstd -dc: initramfs tests
+  openssl            # openssl dgst: the hashing benchmark's baseline
   cryptsetup-bin     # veritysetup: dm-verity hash tree tests (verity/)
 )
 
