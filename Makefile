@@ -41,7 +41,7 @@ fuzz:
 	$(GO) test ./disk/gpt/ -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./internal/cli/ ./manifest/ ./verity/
+	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./internal/cli/ ./manifest/ ./verity/ ./recovery/
 
 # The optional debug cpio for development images: a u-root busybox (gosh,
 # ls, cat, dmesg, mount, ps; u-root is pinned in go.mod as a tool).

@@ -138,14 +138,17 @@ func qemuX8664UEFI() Board {
 		Watchdog:   Watchdog{Module: "i6300esb", TimeoutSec: 60},
 		RootFSType: "erofs",
 		RootVerity: true,
-		DiskMB:     256,
+		DiskMB:     320,
 		Layout: []Partition{
 			{Name: "esp", TypeID: TypeESP, SizeMB: 64},
 			{Name: "slot-a", TypeID: TypeLinuxGeneric, SizeMB: 48},
 			{Name: "root-a", TypeID: TypeRootAMD64, SizeMB: 24},
 			{Name: "slot-b", TypeID: TypeLinuxGeneric, SizeMB: 48},
 			{Name: "root-b", TypeID: TypeRootAMD64, SizeMB: 24},
-			{Name: "recovery", TypeID: TypeLinuxGeneric, SizeMB: 16},
+			// The recovery seed (package recovery): kernel, initrd, a root
+			// as large as root-<slot> with its verity tree, the sparse data
+			// file system.
+			{Name: "recovery", TypeID: TypeLinuxGeneric, SizeMB: 80},
 			{Name: "data", TypeID: TypeHome, SizeMB: 0},
 		},
 		QEMU: QEMU{

@@ -19,6 +19,7 @@ import (
 	"github.com/keelboot/keel/disk/gpt"
 	"github.com/keelboot/keel/image/slotimg"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/recovery"
 	"github.com/keelboot/keel/verity"
 )
 
@@ -34,7 +35,12 @@ import (
 //     manifest.sig its signatures by the SigningKeys (no manifest.sig when
 //     the Spec is Unsigned); root-<name>: the root file system. Both stay
 //     zero for an Empty slot;
-//   - recovery: zero (the recovery seed comes later);
+//   - recovery: the recovery seed (package recovery) when the Spec has a
+//     Recovery: a slot container with kernel, initrd, manifest,
+//     manifest.sig, root (file system + dm-verity tree, as a root-<slot>
+//     partition holds it) and data (the data partition's empty file
+//     system, sparse encoded, its digest in the signed manifest), signed
+//     like the slots; else zero;
 //   - data: an empty ext4 file system labelled "data";
 //   - any other partition of the layout: zero.
 //
@@ -112,8 +118,14 @@ func Build(ctx context.Context, s Spec) (err error) {
 			return err
 		}
 	}
+	dataImg := ""
 	if _, err := table.Find("data"); err == nil {
-		if err := bl.data(); err != nil {
+		if dataImg, err = bl.data(); err != nil {
+			return err
+		}
+	}
+	if s.Recovery != nil {
+		if err := bl.recovery(*s.Recovery, dataImg); err != nil {
 			return err
 		}
 	}
@@ -225,16 +237,53 @@ func (bl *builder) slot(name string, sl Slot) error {
 		bl.logf("slot %s: empty (%s and %s left zero)", name, sp.Name, rp.Name)
 		return nil
 	}
+	pl, err := bl.payload(name, sl, rp.Name, rp.Size(), nil)
+	if err != nil {
+		return err
+	}
+	if n := slotimg.Size(pl.parts); n > sp.Size() {
+		return bl.tooLarge(sp, fmt.Sprintf("the slot container (kernel %s %s, initrd %s %s)", sl.Kernel, mib(pl.kernelSize), sl.Initrd, mib(pl.initrdSize)), n)
+	}
+	w := sp.SectionWriter(bl.disk)
+	n, err := slotimg.Write(w, pl.parts)
+	if err != nil {
+		return fmt.Errorf("image: writing the slot container into %s: %w", sp.Name, err)
+	}
+	if err := bl.copyFile(rp, pl.root, "the "+pl.fstype+" root file system"); err != nil {
+		return err
+	}
+	bl.logf("slot %s: container %s (manifest %s), %s root in %.1fs", name, sizeOf(n), pl.signed, pl.fstype, time.Since(t).Seconds())
+	return nil
+}
+
+// payload is what a slot container or the recovery seed holds.
+type payload struct {
+	// parts: kernel, initrd, manifest and, if signed, manifest.sig.
+	parts                  []slotimg.Part
+	kernelSize, initrdSize int64
+	// root is the file holding the root file system (with its verity tree
+	// appended on a verity board).
+	root   string
+	fstype string
+	signed string // for the log
+}
+
+// payload makes the root file system (sized for a partition rootPart of
+// rootSize bytes), its verity tree, the manifest (with the digest of data
+// if data is not nil) and its signatures for slot name ("recovery" for the
+// seed).
+func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64, data []byte) (*payload, error) {
 	fstype := sl.RootFSType
 	if fstype == "" {
 		fstype = bl.s.Board.RootFSType
 	}
+	var err error
 
 	// The root file system first: the manifest names its type.
 	root := sl.RootImage
 	if sl.RootDir != "" {
 		root = filepath.Join(bl.work, "root-"+name+"."+fstype)
-		size := rp.Size()
+		size := rootSize
 		if bl.s.Board.RootVerity {
 			// Leave room for the verity tree: about 1/128 of the data
 			// for SHA-256 over 4 KiB blocks, plus the upper levels.
@@ -244,33 +293,33 @@ func (bl *builder) slot(name string, sl Slot) error {
 			size = 0 // checked below, with the partition's name
 		}
 		if _, err := Rootfs(bl.ctx, root, RootfsOptions{Type: fstype, Dir: sl.RootDir, Size: size, UUID: bl.ids.uuid("root/" + name)}); err != nil {
-			return fmt.Errorf("image: slot %s root file system: %w", name, err)
+			return nil, fmt.Errorf("image: slot %s root file system: %w", name, err)
 		}
 	} else {
 		rf, err := os.Open(root)
 		if err != nil {
-			return fmt.Errorf("image: slot %s root image: %w", name, err)
+			return nil, fmt.Errorf("image: slot %s root image: %w", name, err)
 		}
 		got, err := FSType(rf)
 		rf.Close()
 		if err != nil {
-			return fmt.Errorf("image: slot %s root image %s: %w", name, root, err)
+			return nil, fmt.Errorf("image: slot %s root image %s: %w", name, root, err)
 		}
 		if got != fstype {
 			if got == "" {
 				got = "no erofs, ext4 or squashfs superblock"
 			}
-			return fmt.Errorf("image: slot %s root image %s: want %s (root_fstype, or the board's), found %s: fix root_fstype or the image", name, root, fstype, got)
+			return nil, fmt.Errorf("image: slot %s root image %s: want %s (root_fstype, or the board's), found %s: fix root_fstype or the image", name, root, fstype, got)
 		}
 	}
 
 	kernel, err := os.ReadFile(sl.Kernel)
 	if err != nil {
-		return fmt.Errorf("image: slot %s kernel: %w", name, err)
+		return nil, fmt.Errorf("image: slot %s kernel: %w", name, err)
 	}
 	initrd, err := os.ReadFile(sl.Initrd)
 	if err != nil {
-		return fmt.Errorf("image: slot %s initrd: %w", name, err)
+		return nil, fmt.Errorf("image: slot %s initrd: %w", name, err)
 	}
 	m := manifest.Manifest{
 		Version:         sl.Version,
@@ -279,60 +328,123 @@ func (bl *builder) slot(name string, sl Slot) error {
 		Root:            manifest.Root{FSType: fstype},
 	}
 	if bl.s.Board.RootVerity {
-		if root, m.Root.Verity, err = bl.verity(name, root, rp.Size(), sl.CorruptRoot); err != nil {
-			return err
+		if root, m.Root.Verity, err = bl.verity(name, rootPart, root, rootSize, sl.CorruptRoot); err != nil {
+			return nil, err
 		}
 	} else if sl.CorruptRoot != "" {
-		return fmt.Errorf("image: slot %s: corrupt_root needs a board with dm-verity roots", name)
+		return nil, fmt.Errorf("image: slot %s: corrupt_root needs a board with dm-verity roots", name)
 	}
 	if m.Kernel, err = manifest.DigestOf(bytes.NewReader(kernel)); err != nil {
-		return fmt.Errorf("image: slot %s kernel: %w", name, err)
+		return nil, fmt.Errorf("image: slot %s kernel: %w", name, err)
 	}
 	if m.Initrd, err = manifest.DigestOf(bytes.NewReader(initrd)); err != nil {
-		return fmt.Errorf("image: slot %s initrd: %w", name, err)
+		return nil, fmt.Errorf("image: slot %s initrd: %w", name, err)
+	}
+	if data != nil {
+		d, err := manifest.DigestOf(bytes.NewReader(data))
+		if err != nil {
+			return nil, err
+		}
+		m.Data = &d
 	}
 	mb, err := m.Marshal()
 	if err != nil {
-		return fmt.Errorf("image: slot %s: %w", name, err)
+		return nil, fmt.Errorf("image: slot %s: %w", name, err)
 	}
 	if sl.CorruptKernel {
 		kernel = bytes.Clone(kernel)
 		kernel[len(kernel)/2] ^= 0xff
 	}
-	parts := []slotimg.Part{
-		{Name: slotimg.EntryKernel, Data: kernel},
-		{Name: slotimg.EntryInitrd, Data: initrd},
-		{Name: slotimg.EntryManifest, Data: mb},
+	pl := &payload{
+		parts: []slotimg.Part{
+			{Name: slotimg.EntryKernel, Data: kernel},
+			{Name: slotimg.EntryInitrd, Data: initrd},
+			{Name: slotimg.EntryManifest, Data: mb},
+		},
+		kernelSize: int64(len(kernel)), initrdSize: int64(len(initrd)),
+		root: root, fstype: fstype, signed: "unsigned",
 	}
 	signers, err := bl.signers(name, sl)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	signed := "unsigned"
 	if len(signers) > 0 {
 		sig, err := manifest.Sign(mb, nil, signers...)
 		if err != nil {
-			return fmt.Errorf("image: slot %s: %w", name, err)
+			return nil, fmt.Errorf("image: slot %s: %w", name, err)
 		}
-		parts = append(parts, slotimg.Part{Name: manifest.SigEntry, Data: sig})
+		pl.parts = append(pl.parts, slotimg.Part{Name: manifest.SigEntry, Data: sig})
 		ids := make([]string, len(signers))
 		for i, k := range signers {
 			ids[i] = k.ID()
 		}
-		signed = "signed by " + strings.Join(ids, ", ")
+		pl.signed = "signed by " + strings.Join(ids, ", ")
 	}
-	if n := slotimg.Size(parts); n > sp.Size() {
-		return bl.tooLarge(sp, fmt.Sprintf("the slot container (kernel %s %s, initrd %s %s)", sl.Kernel, mib(int64(len(kernel))), sl.Initrd, mib(int64(len(initrd)))), n)
-	}
-	w := sp.SectionWriter(bl.disk)
-	n, err := slotimg.Write(w, parts)
+	return pl, nil
+}
+
+// recovery writes the recovery seed (package recovery) into the partition
+// recovery: one slot container with the entries kernel, initrd, manifest,
+// manifest.sig, root (the root file system with its dm-verity tree, the
+// bytes a root-<slot> partition gets) and, when the board has a data
+// partition, data (its empty file system, in recovery's sparse encoding,
+// whose digest the manifest holds). The root is sized for the smallest
+// root-<slot> partition: the seed's root is reinstalled there.
+func (bl *builder) recovery(sl Slot, dataImg string) error {
+	t := time.Now()
+	p, err := bl.part("recovery")
 	if err != nil {
-		return fmt.Errorf("image: writing the slot container into %s: %w", sp.Name, err)
-	}
-	if err := bl.copyFile(rp, root, "the "+fstype+" root file system"); err != nil {
 		return err
 	}
-	bl.logf("slot %s: container %s (manifest %s), %s root in %.1fs", name, sizeOf(n), signed, fstype, time.Since(t).Seconds())
+	rootPart := ""
+	var rootSize int64
+	for _, name := range bl.s.Board.Slots {
+		rp, err := bl.part(boards.RootPartition(name))
+		if err != nil {
+			return err
+		}
+		if rootPart == "" || rp.Size() < rootSize {
+			rootPart, rootSize = rp.Name, rp.Size()
+		}
+	}
+	var data []byte
+	if dataImg != "" {
+		img, err := os.ReadFile(dataImg)
+		if err != nil {
+			return fmt.Errorf("image: recovery seed: %w", err)
+		}
+		var b bytes.Buffer
+		if err := recovery.EncodeData(&b, img); err != nil {
+			return fmt.Errorf("image: recovery seed data entry: %w", err)
+		}
+		data = b.Bytes()
+	}
+	pl, err := bl.payload("recovery", sl, rootPart, rootSize, data)
+	if err != nil {
+		return err
+	}
+	root, err := os.ReadFile(pl.root)
+	if err != nil {
+		return fmt.Errorf("image: recovery seed: %w", err)
+	}
+	if int64(len(root)) > rootSize {
+		return fmt.Errorf("image: recovery seed: the root file system is %s, partition %s has %s: %w", mib(int64(len(root))), rootPart, mib(rootSize), ErrTooLarge)
+	}
+	parts := append(pl.parts, slotimg.Part{Name: slotimg.EntryRoot, Data: root})
+	what := fmt.Sprintf("the recovery seed (kernel %s %s, initrd %s %s, root %s", sl.Kernel, mib(pl.kernelSize), sl.Initrd, mib(pl.initrdSize), mib(int64(len(root))))
+	if data != nil {
+		parts = append(parts, slotimg.Part{Name: slotimg.EntryData, Data: data})
+		what += fmt.Sprintf(", data %s", mib(int64(len(data))))
+	}
+	what += ")"
+	if n := slotimg.Size(parts); n > p.Size() {
+		return bl.tooLarge(p, what, n)
+	}
+	n, err := slotimg.Write(p.SectionWriter(bl.disk), parts)
+	if err != nil {
+		return fmt.Errorf("image: writing the recovery seed into %s: %w", p.Name, err)
+	}
+	bl.logf("recovery: seed %s (manifest %s; root %s, data %s) in %.1fs", sizeOf(n), pl.signed, sizeOf(int64(len(root))), sizeOf(int64(len(data))), time.Since(t).Seconds())
 	return nil
 }
 
@@ -341,7 +453,7 @@ func (bl *builder) slot(name string, sl Slot) error {
 // superblock) at the next 4 KiB boundary, and returns the new image and the
 // manifest's verity parameters. The salt is derived from the seed, so the
 // image stays reproducible.
-func (bl *builder) verity(name, root string, partSize int64, corrupt string) (string, *manifest.Verity, error) {
+func (bl *builder) verity(name, part, root string, partSize int64, corrupt string) (string, *manifest.Verity, error) {
 	data, err := os.ReadFile(root)
 	if err != nil {
 		return "", nil, fmt.Errorf("image: slot %s root: %w", name, err)
@@ -357,7 +469,7 @@ func (bl *builder) verity(name, root string, partSize int64, corrupt string) (st
 	}
 	if fsSize+treeSize > partSize {
 		return "", nil, fmt.Errorf("image: slot %s: the root file system (%s) and its verity tree (%s) need %s, partition %s has %s: %w",
-			name, mib(fsSize), mib(treeSize), mib(fsSize+treeSize), boards.RootPartition(name), mib(partSize), ErrTooLarge)
+			name, mib(fsSize), mib(treeSize), mib(fsSize+treeSize), part, mib(partSize), ErrTooLarge)
 	}
 	out := filepath.Join(bl.work, "root-"+name+".verity")
 	f, err := os.Create(out)
@@ -384,7 +496,7 @@ func (bl *builder) verity(name, root string, partSize int64, corrupt string) (st
 	if err := f.Close(); err != nil {
 		return "", nil, err
 	}
-	bl.logf("slot %s: dm-verity tree %s after %s of %s, root hash %x", name, mib(treeSize), mib(fsSize), boards.RootPartition(name), rootHash)
+	bl.logf("slot %s: dm-verity tree %s after %s of %s, root hash %x", name, mib(treeSize), mib(fsSize), part, rootHash)
 	return out, &manifest.Verity{RootHash: hex.EncodeToString(rootHash), Salt: hex.EncodeToString(salt[:]),
 		DataBlocks: p.DataBlocks, HashOffset: p.HashOffset}, nil
 }
@@ -412,25 +524,26 @@ func (bl *builder) signers(name string, sl Slot) ([]manifest.PrivateKey, error) 
 	return keys, nil
 }
 
-// data makes the empty ext4 file system of the data partition.
-func (bl *builder) data() error {
+// data makes the empty ext4 file system of the data partition and returns
+// its file.
+func (bl *builder) data() (string, error) {
 	t := time.Now()
 	p, err := bl.part("data")
 	if err != nil {
-		return err
+		return "", err
 	}
 	img := filepath.Join(bl.work, "data.ext4")
 	// The last partition ends where the backup GPT begins, not on a block
 	// boundary: whole 4 KiB ext4 blocks only.
 	size := p.Size() &^ 4095
 	if _, err := Rootfs(bl.ctx, img, RootfsOptions{Type: FSExt4, Size: size, UUID: bl.ids.uuid("data"), Label: "data"}); err != nil {
-		return fmt.Errorf("image: data partition: %w", err)
+		return "", fmt.Errorf("image: data partition: %w", err)
 	}
 	if err := bl.copyFile(p, img, "the data file system"); err != nil {
-		return err
+		return "", err
 	}
 	bl.logf("data: empty ext4 %s in %.1fs", sizeOf(size), time.Since(t).Seconds())
-	return nil
+	return img, nil
 }
 
 // copyFile copies the file src into partition p, checking that it fits.

@@ -1,6 +1,7 @@
 // Package image builds keel's disk images: a GPT disk for a board (package
 // boards) whose ESP boots keel through the firmware, with the A/B slots,
-// an empty recovery partition and an empty data file system.
+// the recovery seed (or an empty recovery partition) and an empty data
+// file system.
 //
 // The pieces, each usable on its own:
 //
@@ -18,8 +19,11 @@
 //     initrd, a manifest with their digests and manifest.sig, the
 //     manifest's ed25519 signatures by the Spec's signing_keys) in
 //     slot-<name> and the root file system in root-<name>, and an empty
-//     ext4 in data. A Spec without signing keys is refused unless it says
-//     "unsigned": true (development images, whose slots keel-init refuses).
+//     ext4 in data; with a Spec.Recovery, the recovery seed (package
+//     recovery: kernel, initrd, signed manifest, root with its verity tree,
+//     the data file system) in recovery. A Spec without signing keys is
+//     refused unless it says "unsigned": true (development images, whose
+//     slots keel-init refuses).
 //
 // Everything runs without root. The external tools (objcopy, mkfs.vfat,
 // mmd, mcopy, mkfs.erofs, mkfs.ext4) come from the Debian packages

@@ -45,6 +45,13 @@ type Spec struct {
 	// Slots holds one entry for every slot of the board, by slot name.
 	Slots map[string]Slot `json:"slots"`
 
+	// Recovery, if set, is what the recovery seed holds: Build writes it
+	// into the partition recovery, signed like the slots (signing_keys, or
+	// its own sign_with / unknown_key). Its root file system must fit every
+	// root-<slot> partition (recovery reinstalls it there); the board must
+	// have dm-verity roots. Empty is not allowed; nil leaves recovery zero.
+	Recovery *Slot `json:"recovery,omitempty"`
+
 	// SigningKeys are private key files (keel keygen's NAME.key, package
 	// manifest's format) that sign every non-empty slot's manifest: Build
 	// writes the signatures into the slot container's entry manifest.sig.
@@ -136,7 +143,7 @@ func ReadSpec(path string) (Spec, error) {
 	for i := range s.SigningKeys {
 		abs(&s.SigningKeys[i])
 	}
-	for name, sl := range s.Slots {
+	absSlot := func(sl *Slot) {
 		abs(&sl.Kernel)
 		abs(&sl.Initrd)
 		abs(&sl.RootDir)
@@ -144,7 +151,13 @@ func ReadSpec(path string) (Spec, error) {
 		for i := range sl.SignWith {
 			abs(&sl.SignWith[i])
 		}
+	}
+	for name, sl := range s.Slots {
+		absSlot(&sl)
 		s.Slots[name] = sl
+	}
+	if s.Recovery != nil {
+		absSlot(s.Recovery)
 	}
 	return s, nil
 }
@@ -234,18 +247,8 @@ func (s *Spec) Validate() error {
 	}
 	var needKey []string
 
-	boardSlots := map[string]bool{}
-	for _, name := range b.Slots {
-		boardSlots[name] = true
-		sl, ok := s.Slots[name]
-		if !ok {
-			add("slots.%s: missing: board %s has slot %q; describe it, or give {\"empty\": true}", name, b.Name, name)
-			continue
-		}
-		if sl.Empty {
-			continue
-		}
-		f := "slots." + name + "."
+	// slot checks one slot (f: its JSON field prefix, "slots.a.").
+	slot := func(name, f string, sl Slot) {
 		keys(f+"sign_with", sl.SignWith)
 		if len(sl.SignWith) == 0 && !sl.UnknownKey {
 			needKey = append(needKey, name)
@@ -286,10 +289,44 @@ func (s *Spec) Validate() error {
 			add("%sversion and %scmdline: must be one line", f, f)
 		}
 	}
+
+	boardSlots := map[string]bool{}
+	for _, name := range b.Slots {
+		boardSlots[name] = true
+		sl, ok := s.Slots[name]
+		if !ok {
+			add("slots.%s: missing: board %s has slot %q; describe it, or give {\"empty\": true}", name, b.Name, name)
+			continue
+		}
+		if sl.Empty {
+			continue
+		}
+		slot(name, "slots."+name+".", sl)
+	}
+	if r := s.Recovery; r != nil {
+		switch {
+		case r.Empty:
+			add("recovery.empty: a recovery seed cannot be empty: leave recovery out for a zero recovery partition")
+		default:
+			slot("recovery", "recovery.", *r)
+		}
+		if b.Name != "" {
+			if !b.RootVerity {
+				add("recovery: board %s has no dm-verity roots: keel's recovery verifies the seed's root through its verity tree", b.Name)
+			}
+			found := false
+			for _, p := range b.Layout {
+				found = found || p.Name == "recovery"
+			}
+			if !found {
+				add("recovery: board %s has no partition \"recovery\" in its layout", b.Name)
+			}
+		}
+	}
 	if len(s.SigningKeys) == 0 && !s.Unsigned && len(needKey) > 0 {
-		add("signing_keys: no signing key given for slot %s: production images are always signed; "+
+		add("signing_keys: no signing key given for %s: production images are always signed; "+
 			"make a key with keel keygen --out NAME, list NAME.key in signing_keys and give keel-init NAME.pub "+
-			"(or set \"unsigned\": true for a development image, whose slots keel-init refuses)", strings.Join(needKey, ", "))
+			"(or set \"unsigned\": true for a development image, whose slots keel-init refuses)", slotNames(needKey))
 	}
 	var extra []string
 	for name := range s.Slots {
@@ -328,3 +365,24 @@ func (e *SpecError) Error() string {
 
 // Unwrap lets errors.Is find, for example, fs.ErrNotExist in any problem.
 func (e *SpecError) Unwrap() []error { return e.Errs }
+
+// slotNames lists slots for a message: "slot a, b" or "the recovery seed".
+func slotNames(names []string) string {
+	var slots []string
+	seed := false
+	for _, n := range names {
+		if n == "recovery" {
+			seed = true
+		} else {
+			slots = append(slots, n)
+		}
+	}
+	var parts []string
+	if len(slots) > 0 {
+		parts = append(parts, "slot "+strings.Join(slots, ", "))
+	}
+	if seed {
+		parts = append(parts, "the recovery seed")
+	}
+	return strings.Join(parts, " and ")
+}

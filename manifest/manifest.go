@@ -78,6 +78,10 @@ type Manifest struct {
 	Kernel          Digest `json:"kernel"`
 	Initrd          Digest `json:"initrd"`
 	Root            Root   `json:"root"`
+	// Data, in a recovery seed's manifest only, is the digest of the seed's
+	// data entry: the empty file system a factory reset writes to the data
+	// partition (package recovery).
+	Data *Digest `json:"data,omitempty"`
 }
 
 // Parse decodes and checks a manifest.
@@ -102,6 +106,14 @@ func (m *Manifest) Validate() error {
 		}
 		if d.Size <= 0 {
 			return fmt.Errorf("manifest: %s size %d", name, d.Size)
+		}
+	}
+	if d := m.Data; d != nil {
+		if b, err := hex.DecodeString(d.SHA256); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("manifest: data sha256 %q is not 64 hex digits", d.SHA256)
+		}
+		if d.Size <= 0 {
+			return fmt.Errorf("manifest: data size %d", d.Size)
 		}
 	}
 	if v := m.Root.Verity; v != nil {

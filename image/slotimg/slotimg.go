@@ -26,6 +26,12 @@ const (
 	EntryKernel   = "kernel"
 	EntryInitrd   = "initrd"
 	EntryManifest = "manifest"
+	// EntryRoot and EntryData are entries of the recovery seed only: the
+	// root file system with its dm-verity tree appended (the bytes a
+	// root-<slot> partition holds), and the empty file system that a
+	// factory reset writes to the data partition.
+	EntryRoot = "root"
+	EntryData = "data"
 )
 
 // Error is a sentinel error of this package.
@@ -84,33 +90,56 @@ func Size(parts []Part) int64 {
 	return n
 }
 
-// Write writes the image of parts to w and returns its size.
-func Write(w io.Writer, parts []Part) (int64, error) {
-	if len(parts) == 0 || len(parts) > MaxEntries {
-		return 0, fmt.Errorf("slotimg: %d entries, want 1..%d", len(parts), MaxEntries)
+// Layout places entries of the given names and sizes as Write places
+// parts (in order, from HeaderSize on, each Align aligned) and returns the
+// header block (HeaderSize bytes) and the entries with their offsets. The
+// Offset of the given entries is ignored. It lets a writer stream entries
+// that are not in memory (the recovery seed's reinstall) and write the
+// header last.
+func Layout(entries []Entry) ([]byte, []Entry, error) {
+	if len(entries) == 0 || len(entries) > MaxEntries {
+		return nil, nil, fmt.Errorf("slotimg: %d entries, want 1..%d", len(entries), MaxEntries)
 	}
 	seen := map[string]bool{}
 	hdr := make([]byte, HeaderSize)
 	copy(hdr, Magic)
 	binary.LittleEndian.PutUint32(hdr[8:], Version)
-	binary.LittleEndian.PutUint32(hdr[12:], uint32(len(parts)))
+	binary.LittleEndian.PutUint32(hdr[12:], uint32(len(entries)))
+	out := make([]Entry, len(entries))
 	off := int64(HeaderSize)
-	for i, p := range parts {
+	for i, p := range entries {
 		if !validName(p.Name) {
-			return 0, fmt.Errorf("slotimg: entry name %q: use 1-%d characters a-z 0-9 . _ -", p.Name, nameSize-1)
+			return nil, nil, fmt.Errorf("slotimg: entry name %q: use 1-%d characters a-z 0-9 . _ -", p.Name, nameSize-1)
 		}
 		if seen[p.Name] {
-			return 0, fmt.Errorf("slotimg: entry %q given twice", p.Name)
+			return nil, nil, fmt.Errorf("slotimg: entry %q given twice", p.Name)
+		}
+		if p.Size < 0 {
+			return nil, nil, fmt.Errorf("slotimg: entry %q has a negative size %d", p.Name, p.Size)
 		}
 		seen[p.Name] = true
 		e := hdr[16+i*entrySize:]
 		copy(e[:nameSize], p.Name)
 		binary.LittleEndian.PutUint64(e[nameSize:], uint64(off))
-		binary.LittleEndian.PutUint64(e[nameSize+8:], uint64(len(p.Data)))
-		off += alignUp(int64(len(p.Data)))
+		binary.LittleEndian.PutUint64(e[nameSize+8:], uint64(p.Size))
+		out[i] = Entry{Name: p.Name, Offset: off, Size: p.Size}
+		off += alignUp(p.Size)
 	}
-	end := 16 + len(parts)*entrySize
+	end := 16 + len(entries)*entrySize
 	binary.LittleEndian.PutUint32(hdr[end:], crc32.ChecksumIEEE(hdr[:end]))
+	return hdr, out, nil
+}
+
+// Write writes the image of parts to w and returns its size.
+func Write(w io.Writer, parts []Part) (int64, error) {
+	ents := make([]Entry, len(parts))
+	for i, p := range parts {
+		ents[i] = Entry{Name: p.Name, Size: int64(len(p.Data))}
+	}
+	hdr, _, err := Layout(ents)
+	if err != nil {
+		return 0, err
+	}
 	n, err := w.Write(hdr)
 	total := int64(n)
 	if err != nil {

@@ -1,0 +1,277 @@
+package recovery
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keelboot/keel/image/slotimg"
+	"github.com/keelboot/keel/internal/faultdev"
+	"github.com/keelboot/keel/manifest"
+)
+
+var small = seedOpts{kernel: 5000, initrd: 3001, rootBlocks: 16, data: true}
+
+func openFile(t testing.TB, path string, b []byte) *os.File {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// TestRecoverFiles reinstalls a slot held in files over an older slot and
+// checks it as keel-init would, and the progress reports.
+func TestRecoverFiles(t *testing.T) {
+	dir := t.TempDir()
+	fx := makeSeed(t, seedOpts{kernel: 3<<20 + 5, initrd: 1<<20 + 77, rootBlocks: 700, data: true})
+	src := openFile(t, filepath.Join(dir, "recovery.img"), fx.img)
+	const slotSize, rootSize = 8 << 20, 4 << 20
+	slot := openFile(t, filepath.Join(dir, "slot-a.img"), random(t, slotSize))
+	root := openFile(t, filepath.Join(dir, "root-a.img"), random(t, rootSize))
+
+	var calls int
+	var last, total int64
+	prog := func(done, tot int64, mbps float64) {
+		calls++
+		if done < last || done > tot || (total != 0 && tot != total) || mbps < 0 {
+			t.Errorf("progress(%d, %d, %.1f) after done %d of %d", done, tot, mbps, last, total)
+		}
+		last, total = done, tot
+	}
+	seed, err := Recover(context.Background(), src, int64(len(fx.img)), fx.trusted, Target{slot, slotSize, root, rootSize}, prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seed.Manifest.Version != "1.0" || !bytes.Equal(seed.ManifestBytes, fx.manifest) || seed.Data == nil {
+		t.Errorf("seed %+v", seed)
+	}
+	wantTotal := 2 * (int64(len(fx.kernel)+len(fx.initrd)+len(fx.manifest)+len(fx.sig)) + int64(len(fx.root)))
+	if total != wantTotal || last != total || calls < 10 {
+		t.Errorf("progress: %d calls, last %d of %d; want %d, ending at the total", calls, last, total, wantTotal)
+	}
+	mb, err := checkSlot(slot, slotSize, root, fx.trusted)
+	if err != nil {
+		t.Fatalf("the reinstalled slot does not verify: %v", err)
+	}
+	if !bytes.Equal(mb, fx.manifest) {
+		t.Error("the reinstalled slot has another manifest")
+	}
+	got := make([]byte, len(fx.root))
+	root.ReadAt(got, 0)
+	if !bytes.Equal(got, fx.root) {
+		t.Error("root-a does not start with the seed's root entry")
+	}
+	h, _ := slotimg.ReadHeader(slot, slotSize)
+	if len(h.Entries) != 4 {
+		t.Errorf("slot entries %+v, want kernel, initrd, manifest, manifest.sig", h.Entries)
+	}
+}
+
+// TestTamperedSeed: every kind of tampering is refused with an error that
+// names it, and nothing is written to the targets.
+func TestTamperedSeed(t *testing.T) {
+	fx := makeSeed(t, small)
+	other, _, err := manifest.GenerateKey(rand.Reader, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip := func(name string, at func(e slotimg.Entry) int64) func(*seedFix) []byte {
+		return func(f *seedFix) []byte {
+			b := bytes.Clone(f.img)
+			e := f.entry(t, name)
+			b[e.Offset+at(e)] ^= 0x40
+			return b
+		}
+	}
+	mid := func(e slotimg.Entry) int64 { return e.Size / 2 }
+	for name, tc := range map[string]struct {
+		img  func(*seedFix) []byte
+		want string
+	}{
+		"kernel":      {flip(slotimg.EntryKernel, mid), "seed kernel digest mismatch"},
+		"initrd":      {flip(slotimg.EntryInitrd, mid), "seed initrd digest mismatch"},
+		"root-data":   {flip(slotimg.EntryRoot, func(slotimg.Entry) int64 { return 5*4096 + 17 }), "dm-verity root hash"},
+		"root-tree":   {flip(slotimg.EntryRoot, func(e slotimg.Entry) int64 { return 16*4096 + 40 }), "stored dm-verity tree differs"},
+		"manifest":    {flip(slotimg.EntryManifest, mid), "manifest signature does not verify"},
+		"signature":   {flip(manifest.SigEntry, func(e slotimg.Entry) int64 { return e.Size - 20 }), "manifest: "},
+		"data":        {flip(slotimg.EntryData, func(e slotimg.Entry) int64 { return e.Size - 1 }), "seed data digest mismatch"},
+		"header":      {func(f *seedFix) []byte { b := bytes.Clone(f.img); b[30] ^= 1; return b }, "header CRC"},
+		"zero":        {func(f *seedFix) []byte { return make([]byte, len(f.img)) }, "not a keel slot image"},
+		"unknown-key": {func(*seedFix) []byte { s := small; s.signer = &other; return makeSeed(t, s).img }, "not among the trusted keys"},
+		"unsigned":    {func(*seedFix) []byte { s := small; s.unsigned = true; return makeSeed(t, s).img }, "unsigned"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			img := tc.img(fx)
+			slot := faultdev.NewMem(faultdev.File, random(t, 64<<10), 0)
+			root := faultdev.NewMem(faultdev.File, random(t, 256<<10), 0)
+			slot0, root0 := slot.Bytes(), root.Bytes()
+			calls := 0
+			_, err := Recover(context.Background(), bytes.NewReader(img), int64(len(img)), fx.trusted,
+				Target{slot, 64 << 10, root, 256 << 10}, func(int64, int64, float64) { calls++ })
+			if !errors.Is(err, ErrBadSeed) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Recover = %v, want ErrBadSeed mentioning %q", err, tc.want)
+			}
+			t.Log(err)
+			if !bytes.Equal(slot.Bytes(), slot0) || !bytes.Equal(root.Bytes(), root0) || calls != 0 {
+				t.Errorf("a refused seed wrote to the targets (%d progress calls)", calls)
+			}
+		})
+	}
+}
+
+// TestSeedChangedUnderReinstall: a seed that verified but changes before
+// Reinstall copies it (a bad disk, an attacker with the device) fails the
+// read-back check and leaves the slot without a header.
+func TestSeedChangedUnderReinstall(t *testing.T) {
+	for _, name := range []string{slotimg.EntryKernel, slotimg.EntryRoot} {
+		t.Run(name, func(t *testing.T) {
+			fx := makeSeed(t, small)
+			seed, err := VerifySeed(bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := fx.entry(t, name)
+			fx.img[e.Offset+100] ^= 1
+			slot := faultdev.NewMem(faultdev.File, make([]byte, 64<<10), 0)
+			root := faultdev.NewMem(faultdev.File, make([]byte, 256<<10), 0)
+			err = Reinstall(context.Background(), seed, bytes.NewReader(fx.img), Target{slot, 64 << 10, root, 256 << 10}, nil)
+			if !errors.Is(err, ErrBadSeed) {
+				t.Fatalf("Reinstall = %v, want ErrBadSeed", err)
+			}
+			t.Log(err)
+			if _, err := slotimg.ReadHeader(slot, 64<<10); !errors.Is(err, slotimg.ErrNotSlot) {
+				t.Errorf("after a failed reinstall the slot header reads: %v", err)
+			}
+		})
+	}
+}
+
+func TestReinstallRefuses(t *testing.T) {
+	fx := makeSeed(t, small)
+	seed, err := VerifySeed(bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		seed           *Seed
+		slotSz, rootSz int64
+		want           string
+	}{
+		"small-slot":   {seed, 8 << 10, 256 << 10, "the slot partition has 8192"},
+		"small-root":   {seed, 64 << 10, 64 << 10, "the root partition has 65536"},
+		"not-verified": {&Seed{}, 64 << 10, 256 << 10, "VerifySeed did not return"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			slot := faultdev.NewMem(faultdev.File, random(t, int(tc.slotSz)), 0)
+			root := faultdev.NewMem(faultdev.File, random(t, int(tc.rootSz)), 0)
+			s0, r0 := slot.Bytes(), root.Bytes()
+			err := Reinstall(context.Background(), tc.seed, bytes.NewReader(fx.img), Target{slot, tc.slotSz, root, tc.rootSz}, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Reinstall = %v, want %q", err, tc.want)
+			}
+			if !bytes.Equal(slot.Bytes(), s0) || !bytes.Equal(root.Bytes(), r0) {
+				t.Error("a refused reinstall wrote")
+			}
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	slot := faultdev.NewMem(faultdev.File, make([]byte, 64<<10), 0)
+	root := faultdev.NewMem(faultdev.File, make([]byte, 256<<10), 0)
+	if err := Reinstall(ctx, seed, bytes.NewReader(fx.img), Target{slot, 64 << 10, root, 256 << 10}, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled Reinstall = %v", err)
+	}
+}
+
+// TestReinstallPowerCut cuts the power of both targets at many points of a
+// reinstall over a valid older slot: afterwards the slot either verifies
+// (as the old slot, only before anything was written, or as the seed) or
+// has no valid header; a second Reinstall always completes it.
+func TestReinstallPowerCut(t *testing.T) {
+	const slotSize, rootSize = 64 << 10, 256 << 10
+	oldFx := makeSeed(t, seedOpts{kernel: 4000, initrd: 2000, rootBlocks: 20, version: "0.9"})
+	fx := makeSeed(t, small)
+	seed, err := VerifySeed(bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldSeed, err := VerifySeed(bytes.NewReader(oldFx.img), int64(len(oldFx.img)), oldFx.trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot0 := faultdev.NewMem(faultdev.File, random(t, slotSize), 0)
+	root0 := faultdev.NewMem(faultdev.File, random(t, rootSize), 0)
+	if err := Reinstall(context.Background(), oldSeed, bytes.NewReader(oldFx.img), Target{slot0, slotSize, root0, rootSize}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	run := func(budget int64) (*faultdev.Mem, *faultdev.Mem, *faultdev.Power, error) {
+		slot, root := slot0.Clone(), root0.Clone()
+		pw := faultdev.NewPower(budget)
+		err := Reinstall(context.Background(), seed, bytes.NewReader(fx.img),
+			Target{pw.Wrap(slot, faultdev.Options{}), slotSize, pw.Wrap(root, faultdev.Options{}), rootSize}, nil)
+		return slot, root, pw, err
+	}
+	_, _, pw, err := run(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := pw.Steps()
+	hdrStart := steps - slotimg.HeaderSize // the header is written last
+	var budgets []int64
+	for b := int64(0); b <= steps; {
+		budgets = append(budgets, b)
+		switch {
+		case b < 32, b >= hdrStart-8 && b < hdrStart+240, b > steps-8:
+			b++
+		default:
+			b += 197
+		}
+	}
+	outcomes := map[string]int{}
+	for _, b := range budgets {
+		slot, root, pw, err := run(b)
+		if b < steps && (!errors.Is(err, faultdev.ErrPowerCut) || !pw.IsCut()) {
+			t.Fatalf("budget %d of %d: Reinstall = %v, want a power cut", b, steps, err)
+		}
+		mb, verr := checkSlot(slot, slotSize, root, fx.trusted)
+		switch {
+		case verr == nil && bytes.Equal(mb, fx.manifest):
+			outcomes["new"]++
+		case verr == nil && bytes.Equal(mb, oldFx.manifest):
+			outcomes["old"]++
+			if b > 0 {
+				t.Errorf("budget %d: the old slot is still valid after writes began", b)
+			}
+		case errors.Is(verr, slotimg.ErrNotSlot) || errors.Is(verr, slotimg.ErrCorrupt):
+			outcomes["no header"]++
+		default:
+			t.Fatalf("budget %d of %d: a valid header with wrong content: %v", b, steps, verr)
+		}
+		if verr == nil && bytes.Equal(mb, fx.manifest) && b < hdrStart+212 {
+			t.Errorf("budget %d: the slot is valid before its header was fully written (at %d)", b, hdrStart)
+		}
+		// The next boot runs the reinstall again.
+		if err := Reinstall(context.Background(), seed, bytes.NewReader(fx.img), Target{slot, slotSize, root, rootSize}, nil); err != nil {
+			t.Fatalf("budget %d: resumed Reinstall: %v", b, err)
+		}
+		if mb, err := checkSlot(slot, slotSize, root, fx.trusted); err != nil || !bytes.Equal(mb, fx.manifest) {
+			t.Fatalf("budget %d: after the resumed reinstall: %v", b, err)
+		}
+	}
+	t.Logf("%d steps, %d cut points: %v", steps, len(budgets), outcomes)
+	if outcomes["new"] == 0 || outcomes["no header"] == 0 || outcomes["old"] != 1 {
+		t.Errorf("outcomes %v", outcomes)
+	}
+}

@@ -1,0 +1,202 @@
+package recovery
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/keelboot/keel/image/slotimg"
+	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/verity"
+)
+
+// Error is a sentinel error of this package; test with errors.Is.
+type Error string
+
+func (e Error) Error() string { return string(e) }
+
+// ErrBadSeed wraps every reason VerifySeed refuses a seed (and a
+// reinstall whose read-back check fails because the seed changed under
+// it). keel-init halts on it: nothing was written.
+const ErrBadSeed Error = "recovery seed does not verify"
+
+// Limits of the small entries, read into memory.
+const (
+	maxManifest = 1 << 20
+	maxData     = 256 << 20
+)
+
+// Seed is a verified recovery seed: what VerifySeed checked, and where
+// the entries lie in the seed partition.
+type Seed struct {
+	// Manifest is the seed's verified manifest; ManifestBytes and Sig its
+	// exact bytes and signature envelope, copied into the reinstalled slot.
+	Manifest      *manifest.Manifest
+	ManifestBytes []byte
+	Sig           []byte
+	// Kernel, Initrd and Root are the entries in the seed partition; Data
+	// is nil when the seed has no data entry.
+	Kernel, Initrd, Root slotimg.Entry
+	Data                 *slotimg.Entry
+	// RootHash is the root's dm-verity root hash (from the manifest).
+	RootHash []byte
+
+	params   verity.Params
+	treeSize int64
+	verified bool
+}
+
+func bad(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadSeed, fmt.Sprintf(format, args...))
+}
+
+// VerifySeed reads and verifies the seed in r (the recovery partition, size
+// bytes) against the trusted keys: the signature of the manifest first,
+// then the kernel and initrd digests, then the root through its dm-verity
+// tree (tree rebuilt from the data blocks: root hash and stored tree must
+// match), then the data entry if any. It writes nothing. The error wraps
+// ErrBadSeed and says what does not verify.
+func VerifySeed(r io.ReaderAt, size int64, trusted []manifest.PublicKey) (*Seed, error) {
+	h, err := slotimg.ReadHeader(r, size)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	s := &Seed{}
+	if s.ManifestBytes, err = readEntry(r, h, slotimg.EntryManifest, maxManifest); err != nil {
+		return nil, err
+	}
+	if _, err := h.Find(manifest.SigEntry); err == nil {
+		if s.Sig, err = readEntry(r, h, manifest.SigEntry, manifest.MaxSigSize); err != nil {
+			return nil, err
+		}
+	}
+	m, err := manifest.Verify(s.ManifestBytes, s.Sig, trusted)
+	if err != nil {
+		return nil, bad("manifest: %v", err)
+	}
+	s.Manifest = m
+	for _, e := range []struct {
+		name string
+		ent  *slotimg.Entry
+		want manifest.Digest
+	}{{slotimg.EntryKernel, &s.Kernel, m.Kernel}, {slotimg.EntryInitrd, &s.Initrd, m.Initrd}} {
+		if *e.ent, err = h.Find(e.name); err != nil {
+			return nil, bad("%v", err)
+		}
+		if err := manifest.Check("seed "+e.name, io.NewSectionReader(r, e.ent.Offset, e.ent.Size), e.want); err != nil {
+			return nil, bad("%v", err)
+		}
+	}
+
+	if s.Root, err = h.Find(slotimg.EntryRoot); err != nil {
+		return nil, bad("%v", err)
+	}
+	if err := s.setVerity(); err != nil {
+		return nil, err
+	}
+	if err := s.checkRoot(io.NewSectionReader(r, s.Root.Offset, s.Root.Size), "the seed's root entry", nil); err != nil {
+		return nil, err
+	}
+
+	d, derr := h.Find(slotimg.EntryData)
+	switch {
+	case derr == nil && m.Data == nil:
+		return nil, bad("the seed has a data entry that its signed manifest does not cover")
+	case derr != nil && m.Data != nil:
+		return nil, bad("the manifest lists a data file system, the seed has no data entry")
+	case derr == nil:
+		if err := manifest.Check("seed data", io.NewSectionReader(r, d.Offset, d.Size), *m.Data); err != nil {
+			return nil, bad("%v", err)
+		}
+		s.Data = &d
+	}
+	s.verified = true
+	return s, nil
+}
+
+func readEntry(r io.ReaderAt, h *slotimg.Header, name string, limit int64) ([]byte, error) {
+	e, err := h.Find(name)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	if e.Size > limit {
+		return nil, bad("entry %s is %d bytes, at most %d", name, e.Size, limit)
+	}
+	b := make([]byte, e.Size)
+	if _, err := r.ReadAt(b, e.Offset); err != nil && !(errors.Is(err, io.EOF) && e.Size == 0) {
+		return nil, fmt.Errorf("recovery: reading the seed's %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// setVerity takes the root's dm-verity parameters from the manifest.
+func (s *Seed) setVerity() error {
+	v := s.Manifest.Root.Verity
+	if v == nil {
+		return bad("the manifest has no dm-verity parameters for the root: keel does not reinstall an unprotected root")
+	}
+	salt, _ := hex.DecodeString(v.Salt) // Validate checked it
+	s.RootHash, _ = hex.DecodeString(v.RootHash)
+	s.params = verity.Params{Salt: salt, DataBlocks: v.DataBlocks, HashOffset: v.HashOffset}
+	n, err := s.params.TreeSize()
+	if err != nil {
+		return bad("root verity parameters: %v", err)
+	}
+	s.treeSize = n
+	if need := int64(v.HashOffset) + n; s.Root.Size != need {
+		return bad("the root entry is %d bytes, the manifest's verity parameters (hash offset %d, tree %d bytes) say %d",
+			s.Root.Size, v.HashOffset, n, need)
+	}
+	return nil
+}
+
+// checkRoot rebuilds the dm-verity tree of the root in r (what names it)
+// and compares the root hash with the manifest's and the tree with the
+// stored one.
+func (s *Seed) checkRoot(r io.ReaderAt, what string, read func(n int64) error) error {
+	var src io.ReaderAt = r
+	if read != nil {
+		src = &countingReader{r: r, read: read}
+	}
+	tree := &memWriter{off: int64(s.params.HashOffset), b: make([]byte, s.treeSize)}
+	got, _, err := verity.Build(src, int64(s.params.HashOffset), tree, s.params)
+	if err != nil {
+		return fmt.Errorf("recovery: hashing %s: %w", what, err)
+	}
+	if !bytes.Equal(got, s.RootHash) {
+		return bad("%s: dm-verity root hash %x, the signed manifest says %x: the root file system was changed", what, got, s.RootHash)
+	}
+	stored := make([]byte, s.treeSize)
+	if _, err := r.ReadAt(stored, int64(s.params.HashOffset)); err != nil {
+		return fmt.Errorf("recovery: reading the verity tree of %s: %w", what, err)
+	}
+	if read != nil {
+		if err := read(s.treeSize); err != nil {
+			return err
+		}
+	}
+	if !bytes.Equal(stored, tree.b) {
+		i := 0
+		for stored[i] == tree.b[i] {
+			i++
+		}
+		return bad("%s: the stored dm-verity tree differs from the one its data gives, first at byte %d of the tree: the hash tree was changed", what, i)
+	}
+	return nil
+}
+
+// memWriter collects the tree verity.Build writes at off.
+type memWriter struct {
+	off int64
+	b   []byte
+}
+
+func (m *memWriter) WriteAt(p []byte, off int64) (int, error) {
+	off -= m.off
+	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
+		return 0, fmt.Errorf("recovery: verity tree write [%d, +%d) outside the tree", off+m.off, len(p))
+	}
+	return copy(m.b[off:], p), nil
+}
