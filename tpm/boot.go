@@ -1,11 +1,14 @@
 package tpm
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // The PCRs keel measures into.
@@ -125,11 +128,95 @@ func PredictBeforeSeparator(in BootMeasurement, banks []crypto.Hash) (map[crypto
 	return predict(in, banks, false)
 }
 
+// Prior is a measurement into PCR 8 or 9 made before keel-init runs: on a
+// UKI board the Linux EFI stub of keel's own kernel measures into PCR 9
+// (see UKIPrior), so PCR 9 does not start from zero when keel-init
+// measures. The firmware's TCG event log holds these events.
+type Prior struct {
+	PCR  int
+	Data []byte
+	Type string // event log type: EventLinuxLoadOptions, EventLinuxInitrd
+}
+
+// Event log types of the Linux EFI stub's measurements (PriorEntry).
+const (
+	EventLinuxLoadOptions = "linux.load_options"
+	EventLinuxInitrd      = "linux.initrd"
+)
+
+// UKIPrior is what the Linux EFI stub (Linux 6.1 here) of keel's kernel
+// measures into PCR 9 before keel-init runs, given the UKI's .cmdline and
+// .initrd sections: first LOADED_IMAGE::LoadOptions (event tag 0x8F3B22ED),
+// the command line the UEFI stub hands it in UTF-16LE with its terminating
+// NUL (systemd-stub turns control characters into spaces and drops
+// trailing whitespace first), then the initrd (event tag 0x8F3B22EC, "Linux
+// initrd"). The order and encoding were checked against swtpm under OVMF
+// with Debian's systemd-stub 252 and kernel 6.1 (vmtests).
+func UKIPrior(cmdline, initrd []byte) []Prior {
+	c := []rune(strings.TrimRight(string(bytes.TrimRight(cmdline, "\x00")), " \t\r\n"))
+	var u []byte
+	for _, r := range c {
+		if r < 0x20 || r == 0x7f {
+			r = ' '
+		}
+		for _, v := range utf16.Encode([]rune{r}) {
+			u = append(u, byte(v), byte(v>>8))
+		}
+	}
+	u = append(u, 0, 0)
+	return []Prior{
+		{PCR: PCRImage, Data: u, Type: EventLinuxLoadOptions},
+		{PCR: PCRImage, Data: initrd, Type: EventLinuxInitrd},
+	}
+}
+
+// PredictAfter is Predict from the PCR values the prior measurements leave.
+func PredictAfter(prior []Prior, in BootMeasurement, banks []crypto.Hash) (map[crypto.Hash]map[int][]byte, error) {
+	var evs []measurement
+	for _, p := range prior {
+		if p.PCR != PCRBoot && p.PCR != PCRImage {
+			return nil, fmt.Errorf("predict: prior measurement into PCR %d: only PCR %d and %d are predicted", p.PCR, PCRBoot, PCRImage)
+		}
+		evs = append(evs, measurement{pcr: p.PCR, data: p.Data})
+	}
+	return predictEvents(evs, in, banks, true)
+}
+
+// PriorEntry is the event log line of a prior measurement in the given
+// banks (the data is left out when larger than MaxLogData, as Extend
+// does): prepended to keel-init's log it replays to the PCRs the slot sees.
+func PriorEntry(p Prior, banks []crypto.Hash) (LogEntry, error) {
+	if err := checkPCR(p.PCR); err != nil {
+		return LogEntry{}, err
+	}
+	e := LogEntry{PCR: p.PCR, Type: p.Type, Description: "measured before keel-init (firmware event log)", Digests: map[string]string{}}
+	for _, h := range banks {
+		if _, err := bankAlg(h); err != nil || !h.Available() {
+			return LogEntry{}, fmt.Errorf("PCR bank %v is not supported", h)
+		}
+		e.Digests[BankName(h)] = hex.EncodeToString(digest(h, p.Data))
+	}
+	if len(p.Data) <= MaxLogData {
+		if utf8.Valid(p.Data) {
+			s := string(p.Data)
+			e.Data = &s
+		} else {
+			e.DataHex = hex.EncodeToString(p.Data)
+		}
+	}
+	return e, nil
+}
+
 func predict(in BootMeasurement, banks []crypto.Hash, sep bool) (map[crypto.Hash]map[int][]byte, error) {
+	return predictEvents(nil, in, banks, sep)
+}
+
+func predictEvents(prior []measurement, in BootMeasurement, banks []crypto.Hash, sep bool) (map[crypto.Hash]map[int][]byte, error) {
 	evs, err := in.events()
 	if err != nil {
 		return nil, err
 	}
+	evs = append(prior, evs...)
 	if sep {
 		evs = append(evs, separator)
 	}

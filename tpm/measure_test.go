@@ -181,3 +181,66 @@ func fmtPCRs(v map[crypto.Hash]map[int][]byte) string {
 	FormatPCRs(&b, v)
 	return b.String()
 }
+
+// TestPredictAfterPrior: a TPM whose PCR 9 already holds a measurement
+// (the Linux EFI stub's initrd on a UKI) ends where PredictAfter says, and
+// the log with PriorEntry prepended replays to it.
+func TestPredictAfterPrior(t *testing.T) {
+	sw := swtpmtest.Start(t, "")
+	var log bytes.Buffer
+	m, err := NewMeasurer(sw.TPM(), &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd := bytes.Repeat([]byte{0x28, 0xb5, 0x2f, 0xfd}, 2000) // > MaxLogData, not UTF-8
+	prior := Prior{PCR: PCRImage, Data: initrd, Type: EventLinuxInitrd}
+	var priorLog bytes.Buffer
+	if err := m.Extend(prior.PCR, prior.Data, Event{EventLinuxInitrd, "initrd"}); err != nil {
+		t.Fatal(err)
+	}
+	log.Reset() // keel-init's log starts after the prior measurement
+	in := testBoot("b", "trial")
+	if err := MeasureBoot(m, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := Separator(m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadPCRs(sw.TPM(), m.Banks(), []int{8, 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred, err := PredictAfter([]Prior{prior}, in, m.Banks())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalPCRs(got, pred) {
+		t.Errorf("TPM:\n%s\nPredictAfter:\n%s", fmtPCRs(got), fmtPCRs(pred))
+	}
+	e, err := PriorEntry(prior, m.Banks())
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := json.Marshal(e)
+	priorLog.Write(append(line, '\n'))
+	priorLog.Write(log.Bytes())
+	replayed, err := ReplayLog(&priorLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalPCRs(got, replayed) {
+		t.Errorf("TPM:\n%s\nreplayed with the prior entry:\n%s", fmtPCRs(got), fmtPCRs(replayed))
+	}
+	if p, _ := Predict(in, m.Banks()); equalPCRs(p, pred) {
+		t.Error("the prior measurement changed nothing")
+	}
+}
+
+func TestUKIPrior(t *testing.T) {
+	p := UKIPrior([]byte("console=ttyS0 a=\u00e9\n\x00"), []byte("initrd"))
+	want := []byte{'c', 0, 'o', 0, 'n', 0, 's', 0, 'o', 0, 'l', 0, 'e', 0, '=', 0, 't', 0, 't', 0, 'y', 0, 'S', 0, '0', 0,
+		' ', 0, 'a', 0, '=', 0, 0xe9, 0, 0, 0}
+	if len(p) != 2 || !bytes.Equal(p[0].Data, want) || p[0].PCR != 9 || string(p[1].Data) != "initrd" || p[1].Type != EventLinuxInitrd {
+		t.Errorf("UKIPrior = %+v", p)
+	}
+}

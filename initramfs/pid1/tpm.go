@@ -4,6 +4,7 @@ package pid1
 
 import (
 	"bytes"
+	"crypto"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -84,6 +85,11 @@ func openMeasurer(b boards.Board, logf Logf) (*tpmMeasurer, error) {
 		names += tpm.BankName(h)
 	}
 	logf("TPM %s: PCR banks %s, event log %s", tpm.DefaultDevice, names, EventLogPath)
+	// What ran before keel-init may have measured into PCR 8/9 (the Linux
+	// EFI stub measures a UKI's initrd into PCR 9): say where they start.
+	if v, err := tpm.ReadPCRs(t, []crypto.Hash{crypto.SHA256}, []int{tpm.PCRBoot, tpm.PCRImage}); err == nil {
+		logf("PCRs at start (sha256): 8=%x 9=%x", v[crypto.SHA256][tpm.PCRBoot], v[crypto.SHA256][tpm.PCRImage])
+	}
 	return tm, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	hexenc "encoding/hex" // cli_test.go has a func hex
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/image"
 	"github.com/keelboot/keel/image/slotimg"
 	"github.com/keelboot/keel/initramfs/pid1"
 	"github.com/keelboot/keel/manifest"
@@ -18,8 +20,8 @@ import (
 )
 
 const pcrUsage = `usage: keel pcr predict [--slot a] [--mode normal] [--store STORE] [--cmdline LINE]
-                        [--root-hash HEX|none] [--banks sha256,...] MANIFEST|SLOT.img
-       keel pcr replay [--banks sha256,...] EVENTLOG
+                        [--root-hash HEX|none] [--uki FILE] [--banks sha256,...] MANIFEST|SLOT.img
+       keel pcr replay [--uki FILE] [--banks sha256,...] EVENTLOG
        keel pcr read [--tpm /dev/tpmrm0] [--banks sha256,...]
 
 predict prints the PCR 8 and 9 values keel-init leaves for the slot at the
@@ -30,6 +32,11 @@ keel.store= (when --store is given), as keel-init builds it; --cmdline gives
 the whole line instead. The root hash measured is the manifest's dm-verity
 root hash unless --root-hash gives another (or none). replay prints the values an event log (/run/keel/)
 leads to; read prints PCR 8 and 9 from a TPM.
+
+--uki names keel's unified kernel image (\EFI\BOOT\BOOTX64.EFI): the Linux
+EFI stub measures its command line and initrd (keel's initramfs) into PCR 9
+before keel-init runs (the firmware's TCG event log has these events), so on
+a UKI board PCR 9 starts from them; predict and replay then start there too.
 `
 
 // pcr runs `keel pcr`. The global boot-state options do not apply to it.
@@ -72,7 +79,7 @@ func parseBanks(s string) ([]crypto.Hash, error) {
 }
 
 func (c *command) pcrPredict(args []string) error {
-	var slot, mode, store, cmdline, rootHash, banks string
+	var slot, mode, store, cmdline, rootHash, banks, uki string
 	var cmdlineSet bool
 	fs, err := c.flags("pcr predict", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&slot, "slot", "a", "slot id")
@@ -84,6 +91,7 @@ func (c *command) pcrPredict(args []string) error {
 		})
 		fs.StringVar(&rootHash, "root-hash", "", "dm-verity root hash in hex, or none (default: the manifest's, as keel-init measures it)")
 		fs.StringVar(&banks, "banks", "sha256", "PCR banks, comma separated")
+		fs.StringVar(&uki, "uki", "", "keel's UKI (its EFI stub measured the .cmdline and .initrd into PCR 9)")
 		fs.Usage = func() { fmt.Fprint(c.stderr, pcrUsage) }
 	})
 	if err != nil {
@@ -91,6 +99,10 @@ func (c *command) pcrPredict(args []string) error {
 	}
 	if fs.NArg() != 1 {
 		return usagef("pcr predict: want one MANIFEST or slot image")
+	}
+	prior, err := ukiPrior(uki)
+	if err != nil {
+		return err
 	}
 	hs, err := parseBanks(banks)
 	if err != nil {
@@ -127,7 +139,7 @@ func (c *command) pcrPredict(args []string) error {
 		in.Cmdline = pid1.Cmdline(&pid1.Image{Slot: slot, Manifest: m},
 			bootenv.Decision{Slot: slot, Mode: bootenv.Mode(mode)}, store)
 	}
-	vals, err := tpm.Predict(in, hs)
+	vals, err := tpm.PredictAfter(prior, in, hs)
 	if err != nil {
 		return usagef("pcr predict: %v", err)
 	}
@@ -156,9 +168,35 @@ func readManifest(path string) ([]byte, error) {
 	return io.ReadAll(sec)
 }
 
+// ukiPrior is what the EFI stub of the UKI at path measured into PCR 9
+// before keel-init ran (none for "").
+func ukiPrior(path string) ([]tpm.Prior, error) {
+	if path == "" {
+		return nil, nil
+	}
+	secs, data, err := image.ReadUKI(path)
+	if err != nil {
+		return nil, err
+	}
+	var cmdline, initrd []byte
+	for i, s := range secs {
+		switch s.Name {
+		case ".cmdline":
+			cmdline = data[i]
+		case ".initrd":
+			initrd = data[i]
+		}
+	}
+	if initrd == nil {
+		return nil, fmt.Errorf("%s: the UKI has no .initrd section", path)
+	}
+	return tpm.UKIPrior(cmdline, initrd), nil
+}
+
 func (c *command) pcrReplay(args []string) error {
-	var banks string
+	var banks, uki string
 	fs, err := c.flags("pcr replay", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&uki, "uki", "", "keel's UKI (its EFI stub measured the .cmdline and .initrd into PCR 9)")
 		fs.StringVar(&banks, "banks", "", "only these PCR banks, comma separated (default: all in the log)")
 		fs.Usage = func() { fmt.Fprint(c.stderr, pcrUsage) }
 	})
@@ -173,7 +211,41 @@ func (c *command) pcrReplay(args []string) error {
 		return err
 	}
 	defer f.Close()
-	vals, err := tpm.ReplayLog(f)
+	prior, err := ukiPrior(uki)
+	if err != nil {
+		return err
+	}
+	var log io.Reader = f
+	var logBanks []crypto.Hash
+	if len(prior) > 0 {
+		// The stub extended every active bank: those in the log.
+		data, err := io.ReadAll(f)
+		if err != nil {
+			return err
+		}
+		vals, err := tpm.ReplayLog(bytes.NewReader(data))
+		if err != nil {
+			return fmt.Errorf("%s: %w", fs.Arg(0), err)
+		}
+		for h := range vals {
+			logBanks = append(logBanks, h)
+		}
+		log = bytes.NewReader(data)
+	}
+	var priorLines bytes.Buffer
+	for _, p := range prior {
+		e, err := tpm.PriorEntry(p, logBanks)
+		if err != nil {
+			return err
+		}
+		line, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		priorLines.Write(append(line, '\n'))
+	}
+	log = io.MultiReader(&priorLines, log)
+	vals, err := tpm.ReplayLog(log)
 	if err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
 	}

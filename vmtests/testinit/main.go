@@ -6,6 +6,8 @@
 //
 //	keel ARGS...   run the keel CLI; prints KEEL-DONE rc=N
 //	status         prints KEEL-STATUS <keel status --json, one line>
+//	pcrs BANKS     prints `keel pcr read --banks BANKS`, each line as KEEL-PCR <line>, then KEEL-PCR-END rc=N
+//	eventlog       prints /run/keel/eventlog.jsonl, each line as KEEL-EVENTLOG <line>, then KEEL-EVENTLOG-END lines=N
 //	reboot         reboot (the firmware boots keel-init again)
 //	poweroff       power off (QEMU exits)
 //
@@ -73,8 +75,20 @@ func mounts() {
 		{"tmpfs", "/run", "tmpfs"},
 		{"efivarfs", "/sys/firmware/efi/efivars", "efivarfs"},
 	} {
+		if mountPoint(m.dst) {
+			continue // moved here by stage 2 (/run holds keel's event log)
+		}
 		_ = unix.Mount(m.src, m.dst, m.fstype, 0, "")
 	}
+}
+
+// mountPoint reports whether dir is on another filesystem than its parent.
+func mountPoint(dir string) bool {
+	var st, parent unix.Stat_t
+	if unix.Stat(dir, &st) != nil || unix.Stat(dir+"/..", &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
 }
 
 func readTrim(p string) string {
@@ -121,6 +135,30 @@ func console() {
 				continue
 			}
 			fmt.Printf("KEEL-STATUS %s\n", compact.String())
+		case f[0] == "pcrs" && len(f) == 2:
+			var out bytes.Buffer
+			cmd := exec.Command("/bin/keel", "pcr", "read", "--banks", f[1])
+			cmd.Stdout, cmd.Stderr = &out, &out
+			rc := 0
+			if err := cmd.Run(); err != nil {
+				rc = 1
+			}
+			for _, l := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
+				fmt.Printf("KEEL-PCR %s\n", l)
+			}
+			fmt.Printf("KEEL-PCR-END rc=%d\n", rc)
+		case f[0] == "eventlog":
+			b, err := os.ReadFile("/run/keel/eventlog.jsonl")
+			if err != nil {
+				fmt.Printf("KEEL-EVENTLOG-ERROR %v\nKEEL-EVENTLOG-END lines=-1\n", err)
+				continue
+			}
+			n := 0
+			for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+				fmt.Printf("KEEL-EVENTLOG %s\n", l)
+				n++
+			}
+			fmt.Printf("KEEL-EVENTLOG-END lines=%d\n", n)
 		case f[0] == "reboot":
 			restart(unix.LINUX_REBOOT_CMD_RESTART)
 		case f[0] == "poweroff":
