@@ -162,7 +162,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 		"status": c.status, "init": c.init, "try": c.try, "select": c.selectCmd,
 		"mark-good": c.markGood, "mark-bad": c.markBad, "set-active": c.setActive,
 		"recover": c.recover, "env": c.env, "image": c.image, "pcr": c.pcr,
-		"keygen": c.keygen, "sign": c.sign, "verify": c.verify,
+		"keygen": c.keygen, "sign": c.sign, "verify": c.verify, "seed": c.seed,
 		"help": func([]string) error { _, err := fmt.Fprint(stdout, usageText); return err },
 	}
 	if run, ok := commands[cmd]; ok {
