@@ -24,6 +24,12 @@
 // resulting PCR 8 and 9 values from all-zero PCRs. PCRs 0-7 (firmware), 10
 // (IMA), 11-15 (systemd, shim) and 16/23 (resettable) are left alone.
 //
+// PCR 9 is not all zero when keel-init starts on a UKI board: the Linux EFI
+// stub of keel's own kernel measures the UKI's command line (LoadOptions)
+// and initrd (keel's initramfs) into it first (UKIPrior; the firmware's TCG
+// event log records both). PredictAfter and PriorEntry start from those
+// events; `keel pcr predict|replay --uki BOOTX64.EFI` use them.
+//
 // # Event log
 //
 // One JSON object per line, in the order of the extends:
