@@ -34,9 +34,9 @@
 //
 //  1. zero the slot container's header block (4 KiB at offset 0 of
 //     slot-<name>) and sync: from now on the slot has no valid header;
-//  2. stream the root entry to root-<name> in 1 MiB chunks, sync;
+//  2. stream the root entry to root-<name> in 1 MiB chunks;
 //  3. stream kernel and initrd and write manifest and manifest.sig at the
-//     offsets the new header will give them, sync;
+//     offsets the new header will give them; sync both partitions;
 //  4. read everything back from the targets and verify it (digests of
 //     kernel and initrd, manifest bytes, dm-verity root hash and tree of
 //     the root);

@@ -179,9 +179,6 @@ func Reinstall(ctx context.Context, seed *Seed, src io.ReaderAt, dst Target, pro
 	if err := copyRange(dst.Root, 0, src, seed.Root.Offset, seed.Root.Size, buf, p, "the root file system"); err != nil {
 		return err
 	}
-	if err := sync(dst.Root, "root"); err != nil {
-		return err
-	}
 	// 3. The container body.
 	if err := copyRange(dst.Slot, ents[0].Offset, src, seed.Kernel.Offset, seed.Kernel.Size, buf, p, "the kernel"); err != nil {
 		return err
@@ -197,6 +194,10 @@ func Reinstall(ctx context.Context, seed *Seed, src io.ReaderAt, dst Target, pro
 		if err := p.add(e.Size); err != nil {
 			return err
 		}
+	}
+	// Both partitions durable before the check and the header.
+	if err := sync(dst.Root, "root"); err != nil {
+		return err
 	}
 	if err := sync(dst.Slot, "slot"); err != nil {
 		return err
@@ -248,8 +249,9 @@ func Reinstall(ctx context.Context, seed *Seed, src io.ReaderAt, dst Target, pro
 
 // Recover verifies the seed in the recovery partition src (size bytes)
 // and, only if it verifies, reinstalls dst from it: VerifySeed, then
-// Reinstall. A seed that does not verify returns an error wrapping
-// ErrBadSeed and nothing is written.
+// Reinstall. A seed that does not verify returns a nil Seed and an error
+// wrapping ErrBadSeed, and nothing is written; otherwise the Seed is
+// returned with Reinstall's error (nil when the slot is reinstalled).
 func Recover(ctx context.Context, src io.ReaderAt, size int64, trusted []manifest.PublicKey, dst Target, progress Progress) (*Seed, error) {
 	seed, err := VerifySeed(src, size, trusted)
 	if err != nil {
