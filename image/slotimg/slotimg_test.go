@@ -95,3 +95,25 @@ func FuzzParseHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestLayout: Layout gives the header Write writes and the offsets it
+// uses, without the data.
+func TestLayout(t *testing.T) {
+	img := sample(t)
+	hdr, ents, err := Layout([]Entry{{Name: "kernel", Size: 5000}, {Name: "initrd", Size: 4}, {Name: "manifest", Size: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(hdr, img[:HeaderSize]) {
+		t.Error("Layout's header differs from Write's")
+	}
+	h, _ := ReadHeader(bytes.NewReader(img), int64(len(img)))
+	for i, e := range ents {
+		if e != h.Entries[i] {
+			t.Errorf("entry %d: Layout %+v, Write %+v", i, e, h.Entries[i])
+		}
+	}
+	if _, _, err := Layout([]Entry{{Name: "x", Size: -1}}); err == nil {
+		t.Error("Layout accepted a negative size")
+	}
+}
