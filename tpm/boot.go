@@ -197,7 +197,7 @@ func PriorEntry(p Prior, banks []crypto.Hash) (LogEntry, error) {
 		e.Digests[BankName(h)] = hex.EncodeToString(digest(h, p.Data))
 	}
 	if len(p.Data) <= MaxLogData {
-		if utf8.Valid(p.Data) {
+		if utf8.Valid(p.Data) && !bytes.ContainsRune(p.Data, 0) { // UTF-16 load options go in hex
 			s := string(p.Data)
 			e.Data = &s
 		} else {

@@ -329,7 +329,9 @@ func stage1(ctx context.Context, logf Logf) error {
 	}
 	loader := deviceLoader{logf: logf, trusted: trusted, keysErr: err}
 	cfg := Config{Slots: b.Slots, Store: storeArg, TPMRequired: b.TPMRequired}
-	if m, err := openMeasurer(b, logf); err != nil {
+	if m, err := openMeasurer(b, logf); err != nil && b.TPMRequired {
+		logf("no TPM, and board %s requires one: no slot can boot: %v", b.Name, err)
+	} else if err != nil {
 		logf("no TPM (the boot is unmeasured, rollback not enforced): %v", err)
 	} else {
 		cfg.Measurer = m
