@@ -26,6 +26,8 @@ type Var struct{ Name, Value string }
 //	keel_trial=b
 //	keel_generation=7
 //	keel_recovery=<reason>
+//	keel_reinstalling=<slot>          (while recovery rewrites it)
+//	keel_last_recovery=<RFC 3339 time> <reason>
 //	keel_last_slot=b keel_last_mode=trial keel_last_reason=<text>
 //	keel_slot_<name>_state=good|trial|bad|empty
 //	keel_slot_<name>_tries=<n>        (trial only)
@@ -39,6 +41,8 @@ const (
 	varTrial      = VarPrefix + "trial"
 	varGeneration = VarPrefix + "generation"
 	varRecovery   = VarPrefix + "recovery"
+	varReinstall  = VarPrefix + "reinstalling"
+	varRecovered  = VarPrefix + "last_recovery"
 	varLastSlot   = VarPrefix + "last_slot"
 	varLastMode   = VarPrefix + "last_mode"
 	varLastReason = VarPrefix + "last_reason"
@@ -60,6 +64,8 @@ func Encode(r Record) []Var {
 	add(varTrial, r.Trial)
 	add(varGeneration, strconv.FormatUint(r.Generation, 10))
 	add(varRecovery, r.Recovery)
+	add(varReinstall, r.Reinstalling)
+	add(varRecovered, r.LastRecovery)
 	add(varLastSlot, r.Last.Slot)
 	add(varLastMode, string(r.Last.Mode))
 	add(varLastReason, r.Last.Reason)
@@ -127,6 +133,8 @@ func Decode(vars map[string]string) (Record, error) {
 	}
 	r.Generation = g
 	r.Recovery = get(varRecovery)
+	r.Reinstalling = get(varReinstall)
+	r.LastRecovery = get(varRecovered)
 	r.Last = Outcome{Slot: get(varLastSlot), Mode: Mode(get(varLastMode)), Reason: get(varLastReason)}
 	for i := range r.Slots {
 		s := &r.Slots[i]

@@ -12,7 +12,7 @@ type event struct {
 	do   func(Record) (Record, Decision, bool, error) // bool: is a Select
 }
 
-func modelEvents(slots []string, maxTries int) []event {
+func modelEvents(slots []string, maxTries int, reinstall bool) []event {
 	var evs []event
 	evs = append(evs, event{"select", func(r Record) (Record, Decision, bool, error) {
 		d, n := Select(r)
@@ -32,6 +32,17 @@ func modelEvents(slots []string, maxTries int) []event {
 				n, err := Try(r, s, tries)
 				return n, Decision{}, false, err
 			}})
+		}
+		if reinstall {
+			evs = append(evs,
+				event{"begin-reinstall " + s, func(r Record) (Record, Decision, bool, error) {
+					n, err := BeginReinstall(r, s, "model")
+					return n, Decision{}, false, err
+				}},
+				event{"finish-reinstall " + s, func(r Record) (Record, Decision, bool, error) {
+					n, err := FinishReinstall(r, s, "seed", 1, "2026-01-01T00:00:00Z", "model")
+					return n, Decision{}, false, err
+				}})
 		}
 		evs = append(evs,
 			event{"mark-good " + s, func(r Record) (Record, Decision, bool, error) {
@@ -83,7 +94,9 @@ func TestModel(t *testing.T) {
 		}
 		seen := map[string]bool{stateKey(start): true}
 		queue := []Record{start}
-		events := modelEvents(slots, maxTries)
+		// Recovery's reinstall events multiply the states by ten: the
+		// two-slot model walks them, the three-slot one does not.
+		events := modelEvents(slots, maxTries, len(slots) == 2)
 		steps := 0
 		for len(queue) > 0 {
 			r := queue[0]
@@ -133,6 +146,9 @@ func checkSelect(t *testing.T, where string, old Record, d Decision, n Record) {
 	if n.Last != (Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}) {
 		t.Fatalf("%s: last outcome %+v does not match decision %+v", where, n.Last, d)
 	}
+	if old.Reinstalling != "" && d.Mode != ModeRecovery {
+		t.Fatalf("%s: slot %s is being reinstalled, but the decision is %+v", where, old.Reinstalling, d)
+	}
 	switch d.Mode {
 	case ModeNormal, ModeFallback:
 		s, _ := n.Slot(d.Slot)
@@ -149,7 +165,7 @@ func checkSelect(t *testing.T, where string, old Record, d Decision, n Record) {
 			t.Fatalf("%s: trial boot of %s: before %+v after %+v", where, d.Slot, os, ns)
 		}
 	case ModeRecovery:
-		if old.Recovery != "" {
+		if old.Recovery != "" || old.Reinstalling != "" {
 			break
 		}
 		for _, s := range n.Slots {

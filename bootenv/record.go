@@ -86,6 +86,14 @@ type Record struct {
 	Generation uint64
 	// Recovery is a pending recovery request (its reason), if any.
 	Recovery string
+	// Reinstalling names the slot recovery is rewriting from the seed.
+	// It is set before the first byte is written and cleared when the
+	// slot verifies: after a power cut the next boot resumes, and the
+	// half-written slot is never booted.
+	Reinstalling string
+	// LastRecovery says when and why recovery last reinstalled a slot
+	// ("<RFC 3339 time> <reason>"), for keel status.
+	LastRecovery string
 	// Last is the outcome of the last boot decision.
 	Last Outcome
 }
@@ -132,7 +140,8 @@ func (r Record) Equal(o Record) bool {
 // generation: a transition that changes nothing else need not be committed.
 func (r Record) SameState(o Record) bool {
 	return slices.Equal(r.Slots, o.Slots) && r.Active == o.Active && r.Trial == o.Trial &&
-		r.Recovery == o.Recovery && r.Last == o.Last
+		r.Recovery == o.Recovery && r.Last == o.Last && r.Reinstalling == o.Reinstalling &&
+		r.LastRecovery == o.LastRecovery
 }
 
 // ValidSlotName reports whether name can name a slot: 1 to 16 characters
@@ -213,7 +222,16 @@ func (r Record) Validate() error {
 	if r.Last.Slot != "" && r.index(r.Last.Slot) < 0 {
 		return fmt.Errorf("%w: last boot names unknown slot %q", ErrInvalidRecord, r.Last.Slot)
 	}
-	if strings.ContainsAny(r.Recovery+r.Last.Reason, "\x00\n\\") {
+	if r.Reinstalling != "" {
+		s, ok := r.Slot(r.Reinstalling)
+		if !ok {
+			return fmt.Errorf("%w: reinstalling unknown slot %q", ErrInvalidRecord, r.Reinstalling)
+		}
+		if s.State != StateEmpty || r.Active == r.Reinstalling || r.Trial == r.Reinstalling {
+			return fmt.Errorf("%w: slot %s is being reinstalled but is %s", ErrInvalidRecord, r.Reinstalling, s.State)
+		}
+	}
+	if strings.ContainsAny(r.Recovery+r.Last.Reason+r.LastRecovery, "\x00\n\\") {
 		return fmt.Errorf("%w: reasons must be one line without backslashes", ErrInvalidRecord)
 	}
 	return nil

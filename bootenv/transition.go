@@ -81,6 +81,9 @@ func Select(r Record) (Decision, Record) {
 }
 
 func decide(n *Record) Decision {
+	if n.Reinstalling != "" {
+		return Decision{Mode: ModeRecovery, Reason: "resuming the reinstall of slot " + n.Reinstalling}
+	}
 	if n.Recovery != "" {
 		return Decision{Mode: ModeRecovery, Reason: "recovery requested: " + n.Recovery}
 	}
@@ -129,6 +132,9 @@ func decide(n *Record) Decision {
 // on trial is given the new count; another slot on trial is superseded and
 // marked bad. The active slot cannot be tried: it is already good.
 func Try(r Record, slot string, tries int) (Record, error) {
+	if err := r.busy(slot); err != nil {
+		return Record{}, err
+	}
 	if tries < 1 || tries > MaxTries {
 		return Record{}, fmt.Errorf("%w: tries %d: give 1..%d", ErrRefused, tries, MaxTries)
 	}
@@ -156,6 +162,9 @@ func Try(r Record, slot string, tries int) (Record, error) {
 // MarkGood marks slot good and makes it the active slot; a trial of it ends.
 // An empty slot cannot be marked good: nothing is installed in it.
 func MarkGood(r Record, slot string) (Record, error) {
+	if err := r.busy(slot); err != nil {
+		return Record{}, err
+	}
 	i := r.index(slot)
 	if i < 0 {
 		return Record{}, r.unknownSlot(slot)
@@ -179,6 +188,9 @@ func MarkGood(r Record, slot string) (Record, error) {
 // slot (in slot order) becomes active; with none left the next boot is
 // recovery.
 func MarkBad(r Record, slot, reason string) (Record, error) {
+	if err := r.busy(slot); err != nil {
+		return Record{}, err
+	}
 	i := r.index(slot)
 	if i < 0 {
 		return Record{}, r.unknownSlot(slot)
@@ -264,4 +276,66 @@ func CancelRecovery(r Record) (Record, error) {
 	n.Generation++
 	n.Recovery = ""
 	return n, nil
+}
+
+// BeginReinstall records that recovery is about to rewrite slot from the
+// seed: the slot becomes empty (it must never boot half-written) and stops
+// being active or on trial. Commit it before writing the first byte.
+func BeginReinstall(r Record, slot, reason string) (Record, error) {
+	if r.Reinstalling != "" && r.Reinstalling != slot {
+		return Record{}, fmt.Errorf("%w: slot %s is being reinstalled; finish it first", ErrRefused, r.Reinstalling)
+	}
+	i := r.index(slot)
+	if i < 0 {
+		return Record{}, r.unknownSlot(slot)
+	}
+	n := r.Clone()
+	n.Generation++
+	n.Slots[i] = Slot{Name: slot, State: StateEmpty, Reason: oneLine("being reinstalled: " + reason)}
+	if n.Trial == slot {
+		n.Trial = ""
+	}
+	if n.Active == slot {
+		n.Active = ""
+		for _, s := range n.Slots {
+			if s.State == StateGood {
+				n.Active = s.Name
+				break
+			}
+		}
+	}
+	n.Reinstalling = slot
+	return n, nil
+}
+
+// FinishReinstall records that slot was rewritten from the seed and
+// verified: it is good and active with the seed's version, the recovery
+// request is cleared, and when ("at", RFC 3339) and why are kept.
+func FinishReinstall(r Record, slot, version string, securityVersion uint64, at, reason string) (Record, error) {
+	i := r.index(slot)
+	if i < 0 {
+		return Record{}, r.unknownSlot(slot)
+	}
+	if r.Reinstalling != slot {
+		return Record{}, fmt.Errorf("%w: slot %s is not being reinstalled (reinstalling %q)", ErrRefused, slot, r.Reinstalling)
+	}
+	if strings.ContainsAny(version, "\x00\n\\") {
+		return Record{}, fmt.Errorf("%w: version %q must be one line without backslashes", ErrRefused, version)
+	}
+	n := r.Clone()
+	n.Generation++
+	n.Slots[i] = Slot{Name: slot, State: StateGood, Version: version, SecurityVersion: securityVersion}
+	n.Active = slot
+	n.Reinstalling = ""
+	n.Recovery = ""
+	n.LastRecovery = oneLine(at + " " + reason)
+	return n, nil
+}
+
+// busy refuses changes to a slot that recovery is rewriting.
+func (r Record) busy(slot string) error {
+	if r.Reinstalling != "" && r.Reinstalling == slot {
+		return fmt.Errorf("%w: slot %s is being reinstalled by recovery; let the next boot finish it", ErrRefused, slot)
+	}
+	return nil
 }

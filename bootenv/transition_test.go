@@ -283,3 +283,43 @@ func TestInitWithoutActive(t *testing.T) {
 		t.Errorf("decision %+v", d)
 	}
 }
+
+func TestReinstall(t *testing.T) {
+	r := must(t)(Init(nil, "a"))
+	r = must(t)(MarkBad(r, "a", "kernel digest mismatch"))
+	r = must(t)(BeginReinstall(r, "a", "no bootable slot"))
+	if a, _ := r.Slot("a"); a.State != StateEmpty || r.Reinstalling != "a" || r.Active != "" {
+		t.Fatalf("after begin: %+v", r)
+	}
+	// A power cut now: the next decision resumes the reinstall and never
+	// boots the half-written slot.
+	if d, _ := Select(r); !d.Recovery() || !strings.Contains(d.Reason, "resuming the reinstall of slot a") {
+		t.Fatalf("decision %+v", d)
+	}
+	for _, op := range []func(Record) (Record, error){
+		func(r Record) (Record, error) { return Try(r, "a", 1) },
+		func(r Record) (Record, error) { return MarkGood(r, "a") },
+		func(r Record) (Record, error) { return MarkBad(r, "a", "x") },
+		func(r Record) (Record, error) { return BeginReinstall(r, "b", "x") },
+		func(r Record) (Record, error) { return FinishReinstall(r, "b", "1", 1, "t", "x") },
+	} {
+		if _, err := op(r); !errors.Is(err, ErrRefused) {
+			t.Errorf("during the reinstall: %v, want ErrRefused", err)
+		}
+	}
+	r = must(t)(RequestRecovery(r, "user"))
+	r = must(t)(FinishReinstall(r, "a", "1.0-seed", 3, "2026-11-25T23:00:00Z", "no bootable slot"))
+	if a, _ := r.Slot("a"); a.State != StateGood || a.Version != "1.0-seed" || r.Active != "a" || r.Reinstalling != "" || r.Recovery != "" {
+		t.Fatalf("after finish: %+v", r)
+	}
+	if r.LastRecovery != "2026-11-25T23:00:00Z no bootable slot" {
+		t.Errorf("last recovery %q", r.LastRecovery)
+	}
+	got, err := Decode(varsMap(Encode(r)))
+	if err != nil || !got.Equal(r) {
+		t.Errorf("round trip: %v", err)
+	}
+	if d, _ := Select(r); d.Slot != "a" || d.Mode != ModeNormal {
+		t.Errorf("decision after recovery %+v", d)
+	}
+}

@@ -16,15 +16,19 @@ import (
 
 // statusJSON is the stable JSON form of `keel status --json`.
 type statusJSON struct {
-	Active     *string                 `json:"active"`
-	Trial      *string                 `json:"trial"`
-	Generation uint64                  `json:"generation"`
-	Recovery   *string                 `json:"recovery"`
-	LastBoot   bootenv.Outcome         `json:"last_boot"`
-	NextBoot   bootenv.Decision        `json:"next_boot"`
-	Order      []string                `json:"slot_order"`
-	Slots      map[string]bootenv.Slot `json:"slots"`
-	Store      bootenv.Info            `json:"store"`
+	Active     *string `json:"active"`
+	Trial      *string `json:"trial"`
+	Generation uint64  `json:"generation"`
+	Recovery   *string `json:"recovery"`
+	// Reinstalling is the slot recovery is rewriting (a reinstall cut by
+	// a power loss resumes at the next boot).
+	Reinstalling *string                 `json:"reinstalling"`
+	LastRecovery *string                 `json:"last_recovery"`
+	LastBoot     bootenv.Outcome         `json:"last_boot"`
+	NextBoot     bootenv.Decision        `json:"next_boot"`
+	Order        []string                `json:"slot_order"`
+	Slots        map[string]bootenv.Slot `json:"slots"`
+	Store        bootenv.Info            `json:"store"`
 }
 
 func strOrNil(s string) *string {
@@ -54,6 +58,7 @@ func (c *command) status(args []string) error {
 		out := statusJSON{
 			Active: strOrNil(r.Active), Trial: strOrNil(r.Trial), Generation: r.Generation,
 			Recovery: strOrNil(r.Recovery), LastBoot: r.Last, NextBoot: next,
+			Reinstalling: strOrNil(r.Reinstalling), LastRecovery: strOrNil(r.LastRecovery),
 			Order: r.SlotNames(), Slots: map[string]bootenv.Slot{}, Store: info,
 		}
 		for _, s := range r.Slots {
@@ -78,6 +83,12 @@ func (c *command) status(args []string) error {
 	}
 	fmt.Fprintf(w, "trial:\t%s\n", trial)
 	fmt.Fprintf(w, "recovery:\t%s\n", orValue(r.Recovery, "not requested"))
+	if r.Reinstalling != "" {
+		fmt.Fprintf(w, "reinstalling:\tslot %s (resumes at the next boot)\n", r.Reinstalling)
+	}
+	if r.LastRecovery != "" {
+		fmt.Fprintf(w, "last recovery:\t%s\n", r.LastRecovery)
+	}
 	if r.Last.Mode != bootenv.ModeNone {
 		fmt.Fprintf(w, "last boot:\t%s (%s): %s\n", r.Last.Mode, orValue(r.Last.Slot, "no slot"), r.Last.Reason)
 	} else {
