@@ -434,6 +434,11 @@ func (a *Artefacts) DebugDisk(ctx context.Context, root, out string, slots map[s
 	if err != nil {
 		return err
 	}
+	// The kernel takes the next archive only at a 4-byte boundary
+	// (init/initramfs.c, unpack_to_rootfs); zeros in between are skipped.
+	for len(stage1)%4 != 0 {
+		stage1 = append(stage1, 0)
+	}
 	combined := filepath.Join(a.Dir, "stage1-debug.cpio")
 	if err := os.WriteFile(combined, append(stage1, d...), 0o644); err != nil {
 		return err
