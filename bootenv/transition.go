@@ -48,8 +48,10 @@ type Decision struct {
 	Reason string `json:"reason"`
 }
 
-// Recovery reports whether the decision is to boot recovery.
-func (d Decision) Recovery() bool { return d.Mode == ModeRecovery }
+// Recovery reports whether the decision is to boot recovery (rather than
+// a slot; the slot recovery has just reinstalled boots with a slot and mode
+// recovery).
+func (d Decision) Recovery() bool { return d.Mode == ModeRecovery && d.Slot == "" }
 
 func (d Decision) String() string {
 	if d.Recovery() {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/image/slotimg"
@@ -87,7 +88,36 @@ type Config struct {
 	// measurement) a failure of the slot; otherwise it is logged and the
 	// slot boots unmeasured.
 	TPMRequired bool
+	// Recoverer reinstalls a slot from the recovery seed when the decision
+	// is recovery; nil: no recovery, the boot stops.
+	Recoverer Recoverer
+	// RequestRecovery (keel.recovery=1 or keel.factory_reset=1 on keel's
+	// command line, for service) asks for recovery at this boot.
+	RequestRecovery string
+	// Now gives the time recorded for a recovery; nil: time.Now.
+	Now func() time.Time
 }
+
+// SeedInfo is what a verified recovery seed installs.
+type SeedInfo struct {
+	Version         string
+	SecurityVersion uint64
+}
+
+// Recoverer is the recovery seed and the slots it can rewrite.
+type Recoverer interface {
+	// Verify checks the seed (signature, digests, root tree) and writes
+	// nothing.
+	Verify(ctx context.Context) (SeedInfo, error)
+	// Reinstall rewrites slot from the verified seed, streaming, and
+	// verifies it after the write.
+	Reinstall(ctx context.Context, slot string) error
+	// WipeData re-creates the empty data filesystem (factory reset).
+	WipeData(ctx context.Context) error
+}
+
+// FactoryReset is the recovery request (reason) that also wipes data.
+const FactoryReset = "factory-reset"
 
 type bootError string
 
@@ -110,9 +140,23 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 	if err != nil {
 		return r, err
 	}
-	for attempt := 0; attempt <= len(r.Slots)+1; attempt++ {
+	if cfg.RequestRecovery != "" && r.Recovery == "" && r.Reinstalling == "" {
+		if n, err := bootenv.RequestRecovery(r, cfg.RequestRecovery); err == nil {
+			if err := store.Commit(n); err != nil {
+				return r, fmt.Errorf("recording the recovery request: %w", err)
+			}
+			r = n
+		}
+	}
+	recovered := false
+	for attempt := 0; attempt <= len(r.Slots)+2; attempt++ {
 		d, n := bootenv.Select(r)
-		if attempt > 0 && d.Mode == bootenv.ModeNormal {
+		if recovered && !d.Recovery() {
+			// The slot recovery just reinstalled: measured as recovery.
+			d.Mode = bootenv.ModeRecovery
+			d.Reason = "reinstalled by recovery: " + d.Reason
+			n.Last = bootenv.Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
+		} else if attempt > 0 && d.Mode == bootenv.ModeNormal {
 			// The preferred slot failed in this boot: say so.
 			d.Mode = bootenv.ModeFallback
 			d.Reason = "fallback after a failed slot: " + d.Reason
@@ -126,7 +170,17 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 		r = n
 		logf("decision: %s (mode %s): %s (generation %d)", d, d.Mode, d.Reason, r.Generation)
 		if d.Recovery() {
-			return r, fmt.Errorf("%w: %s", errNoBootableSlot, strings.TrimPrefix(d.Reason, "no bootable slot: "))
+			why := strings.TrimPrefix(d.Reason, "no bootable slot: ")
+			if cfg.Recoverer == nil || recovered {
+				return r, fmt.Errorf("%w: %s", errNoBootableSlot, why)
+			}
+			recovered = true
+			n, err := recoverSlot(ctx, cfg, store, r, d.Reason, logf)
+			if err != nil {
+				return n, fmt.Errorf("%w: %s; RECOVERY FAILED: %v", errNoBootableSlot, why, err)
+			}
+			r = n
+			continue
 		}
 		img, err := verified[d.Slot], error(nil)
 		delete(verified, d.Slot)
@@ -165,6 +219,75 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 		r = n
 	}
 	return r, fmt.Errorf("%w: gave up after %d attempts", errNoBootableSlot, len(r.Slots)+2)
+}
+
+// recoverSlot reinstalls a slot from the seed: it verifies the seed
+// (nothing is written if it does not verify, or if its security version is
+// below the anti-rollback counter), records which slot it rewrites before
+// the first byte (a power cut resumes at the next boot), wipes data on a
+// factory reset, rewrites and verifies the slot, and records it good.
+func recoverSlot(ctx context.Context, cfg Config, store bootenv.Store, r bootenv.Record, reason string, logf Logf) (bootenv.Record, error) {
+	rec := cfg.Recoverer
+	logf("recovery: %s", reason)
+	info, err := safeCall(func() (SeedInfo, error) { return rec.Verify(ctx) })
+	if err != nil {
+		logf("RECOVERY SEED DOES NOT VERIFY: %v; nothing was written", err)
+		return r, fmt.Errorf("the recovery seed does not verify: %w", err)
+	}
+	if cfg.Measurer != nil {
+		if min, err := cfg.Measurer.MinSecurityVersion(); err == nil && info.SecurityVersion < min {
+			return r, fmt.Errorf("the recovery seed's security version %d is below the anti-rollback counter %d", info.SecurityVersion, min)
+		}
+	}
+	slot := r.Reinstalling
+	if slot == "" {
+		slot = cfg.Slots[0]
+	}
+	factory := strings.HasPrefix(r.Recovery, FactoryReset)
+	n, err := bootenv.BeginReinstall(r, slot, strings.TrimPrefix(reason, "recovery requested: "))
+	if err != nil {
+		return r, err
+	}
+	if err := store.Commit(n); err != nil {
+		return r, fmt.Errorf("recording the reinstall of slot %s: %w", slot, err)
+	}
+	r = n
+	if factory {
+		logf("factory reset: re-creating the data filesystem")
+		if _, err := safeCall(func() (struct{}, error) { return struct{}{}, rec.WipeData(ctx) }); err != nil {
+			return r, fmt.Errorf("factory reset: %w", err)
+		}
+	}
+	logf("reinstalling slot %s from the seed (version %s)", slot, info.Version)
+	if _, err := safeCall(func() (struct{}, error) { return struct{}{}, rec.Reinstall(ctx, slot) }); err != nil {
+		return r, fmt.Errorf("reinstalling slot %s: %w", slot, err)
+	}
+	now := time.Now
+	if cfg.Now != nil {
+		now = cfg.Now
+	}
+	why := strings.TrimPrefix(reason, "recovery requested: ")
+	if factory {
+		why = "factory reset"
+	}
+	n, err = bootenv.FinishReinstall(r, slot, info.Version, info.SecurityVersion, now().UTC().Format(time.RFC3339), why)
+	if err != nil {
+		return r, err
+	}
+	if err := store.Commit(n); err != nil {
+		return r, fmt.Errorf("recording the reinstalled slot %s: %w", slot, err)
+	}
+	logf("KEEL-RECOVERED slot %s reinstalled (version %s)", slot, info.Version)
+	return n, nil
+}
+
+func safeCall[T any](f func() (T, error)) (v T, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("bug: %v", p)
+		}
+	}()
+	return f()
 }
 
 // loadOrInit loads the record. With no record (a new device) or an

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/bootenv/memstore"
@@ -414,5 +415,95 @@ func TestRollbackRefused(t *testing.T) {
 		if strings.HasPrefix(c, "measure b") {
 			t.Errorf("the refused slot was measured: %q", trace)
 		}
+	}
+}
+
+type fakeRecoverer struct {
+	verifyErr   error
+	reinstalled []string
+	wiped       int
+	loader      *fakeLoader // a reinstalled slot verifies again
+}
+
+func (f *fakeRecoverer) Verify(context.Context) (SeedInfo, error) {
+	return SeedInfo{Version: "1.0-seed", SecurityVersion: 1}, f.verifyErr
+}
+
+func (f *fakeRecoverer) Reinstall(_ context.Context, slot string) error {
+	f.reinstalled = append(f.reinstalled, slot)
+	delete(f.loader.bad, slot)
+	return nil
+}
+
+func (f *fakeRecoverer) WipeData(context.Context) error { f.wiped++; return nil }
+
+func brokenBoth(t *testing.T) (*memstore.Store, *fakeLoader) {
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	r, _ = bootenv.MarkBad(r, "a", "kernel digest mismatch")
+	s.Commit(r)
+	return s, &fakeLoader{bad: map[string]string{"a": "kernel digest mismatch", "b": "empty"}}
+}
+
+func TestRecoveryReinstalls(t *testing.T) {
+	s, l := brokenBoth(t)
+	rec := &fakeRecoverer{loader: l}
+	k := &fakeKexec{}
+	at := time.Date(2026, 11, 25, 23, 0, 0, 0, time.UTC)
+	_, err, log := runCfg(t, Config{Recoverer: rec, Now: func() time.Time { return at }}, s, l, k)
+	if err != nil || k.booted != "a" || !strings.Contains(k.cmdline, "keel.mode=recovery") {
+		t.Fatalf("err %v, booted %q %q\n%s", err, k.booted, k.cmdline, strings.Join(log, "\n"))
+	}
+	if len(rec.reinstalled) != 1 || rec.reinstalled[0] != "a" || rec.wiped != 0 {
+		t.Errorf("reinstalled %v, wiped %d", rec.reinstalled, rec.wiped)
+	}
+	st, _ := s.Load()
+	if a, _ := st.Slot("a"); a.State != bootenv.StateGood || st.Reinstalling != "" ||
+		!strings.HasPrefix(st.LastRecovery, "2026-11-25T23:00:00Z no bootable slot") {
+		t.Errorf("state %+v", st)
+	}
+}
+
+func TestRecoveryBadSeedWritesNothing(t *testing.T) {
+	s, l := brokenBoth(t)
+	rec := &fakeRecoverer{loader: l, verifyErr: errors.New("manifest signed by an unknown key")}
+	k := &fakeKexec{}
+	_, err, _ := runCfg(t, Config{Recoverer: rec}, s, l, k)
+	if !IsNoBootableSlot(err) || !strings.Contains(err.Error(), "RECOVERY FAILED") || !strings.Contains(err.Error(), "unknown key") {
+		t.Fatalf("err = %v", err)
+	}
+	st, _ := s.Load()
+	if len(rec.reinstalled) != 0 || st.Reinstalling != "" || k.booted != "" {
+		t.Errorf("reinstalled %v, state %+v", rec.reinstalled, st)
+	}
+}
+
+func TestRecoveryResumesAfterPowerCut(t *testing.T) {
+	s, l := brokenBoth(t)
+	r, _ := s.Load()
+	r, _ = bootenv.BeginReinstall(r, "b", "earlier boot")
+	s.Commit(r)
+	rec := &fakeRecoverer{loader: l}
+	k := &fakeKexec{}
+	runCfg(t, Config{Recoverer: rec}, s, l, k)
+	if len(rec.reinstalled) != 1 || rec.reinstalled[0] != "b" || k.booted != "b" {
+		t.Errorf("reinstalled %v, booted %q", rec.reinstalled, k.booted)
+	}
+}
+
+func TestFactoryReset(t *testing.T) {
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	s.Commit(r)
+	l := &fakeLoader{bad: map[string]string{}}
+	rec := &fakeRecoverer{loader: l}
+	k := &fakeKexec{}
+	runCfg(t, Config{Recoverer: rec, RequestRecovery: FactoryReset}, s, l, k)
+	if rec.wiped != 1 || len(rec.reinstalled) != 1 || k.booted != "a" {
+		t.Errorf("wiped %d, reinstalled %v, booted %q", rec.wiped, rec.reinstalled, k.booted)
+	}
+	st, _ := s.Load()
+	if st.Recovery != "" || !strings.Contains(st.LastRecovery, "factory reset") {
+		t.Errorf("state %+v", st)
 	}
 }
