@@ -336,6 +336,14 @@ func stage1(ctx context.Context, logf Logf) error {
 	} else {
 		cfg.Measurer = m
 	}
+	cfg.Recoverer = &deviceRecoverer{logf: logf, trusted: trusted}
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	switch params := parseCmdline(string(cmdline)); {
+	case params["keel.factory_reset"] == "1":
+		cfg.RequestRecovery = FactoryReset + " (keel.factory_reset=1 on the command line)"
+	case params["keel.recovery"] == "1":
+		cfg.RequestRecovery = "keel.recovery=1 on the command line"
+	}
 	r, err := Boot(ctx, cfg, store, loader, kexecer{logf: logf, board: b}, logf)
 	vars := map[string]string{}
 	for _, v := range bootenv.Encode(r) {

@@ -109,7 +109,8 @@ Commands:
   mark-good [--slot S]                 mark the booted (or given) slot good and active
   mark-bad SLOT [--reason TEXT]        mark SLOT bad
   set-active SLOT                      make a good SLOT the one normal boots take
-  recover [--reason TEXT] [--cancel]   request (or cancel) recovery at the next boot
+  recover [--reason TEXT] [--factory-reset] [--cancel]
+                                       request (or cancel) recovery at the next boot
   env print [-n] [NAME...]             print U-Boot env variables, like fw_printenv
   env set NAME=VALUE...                set variables in one commit; NAME= deletes
   image build --board B --out DISK --spec SPEC.json   write a bootable disk image (keel image help)

@@ -367,10 +367,11 @@ func (c *command) setActive(args []string) error {
 
 func (c *command) recover(args []string) error {
 	var reason string
-	var cancel bool
+	var cancel, factory bool
 	fs, err := c.flags("recover", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&reason, "reason", "requested with `keel recover`", "why (recorded in the state)")
 		fs.BoolVar(&cancel, "cancel", false, "withdraw a pending request")
+		fs.BoolVar(&factory, "factory-reset", false, "also wipe the data partition (re-create an empty filesystem)")
 	})
 	if err != nil {
 		return err
@@ -382,6 +383,10 @@ func (c *command) recover(args []string) error {
 		if cancel {
 			return bootenv.CancelRecovery(r)
 		}
+		if factory {
+			// keel-init recognises the request by this prefix.
+			reason = "factory-reset: " + reason
+		}
 		return bootenv.RequestRecovery(r, reason)
 	})
 	if err != nil {
@@ -390,7 +395,11 @@ func (c *command) recover(args []string) error {
 	if cancel {
 		fmt.Fprintf(c.stdout, "recovery request withdrawn (generation %d)\n", r.Generation)
 	} else {
-		fmt.Fprintf(c.stdout, "the next boot goes to recovery (generation %d)\n", r.Generation)
+		what := "the next boot goes to recovery: slot a is reinstalled from the seed, data is kept"
+		if factory {
+			what = "the next boot goes to recovery: slot a is reinstalled from the seed and DATA IS WIPED"
+		}
+		fmt.Fprintf(c.stdout, "%s (generation %d)\n", what, r.Generation)
 	}
 	return nil
 }
