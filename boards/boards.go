@@ -133,6 +133,7 @@ func qemuX8664UEFI() Board {
 		},
 		StageModules: []string{
 			"crc32c_generic", "virtio_pci", "virtio_blk", "erofs", "efivarfs", "i6300esb", "dm-verity",
+			"ext4", // the data partition, for the OS
 		},
 		// QEMU's Intel 6300ESB watchdog; its expiry resets the machine.
 		Watchdog:   Watchdog{Module: "i6300esb", TimeoutSec: 60},

@@ -189,3 +189,5 @@ func mustContain(t *testing.T, what, s, sub string) {
 
 // reLine matches the console line that contains s.
 func reLine(s string) *regexp.Regexp { return vmkit.Line(s) }
+
+var reData = regexp.MustCompile(`KEEL-DATA(-NONE|-ERROR)? ?([^\r\n]*)\r*\n`)

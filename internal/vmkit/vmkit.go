@@ -258,26 +258,45 @@ func (a *Artefacts) disk(ctx context.Context, out string, slots map[string]SlotS
 			spec.Slots[name] = image.Slot{Empty: true}
 			continue
 		}
-		h := s.Health
-		if h == "" {
-			h = Healthy
-		}
-		root, err := a.RootDir(s.Version, h)
+		sl, err := a.imageSlot(s)
 		if err != nil {
 			return err
 		}
-		spec.Slots[name] = image.Slot{
-			Kernel: a.Kernel, Initrd: a.Stage2, RootDir: root,
-			Version: s.Version, SecurityVersion: s.SecurityVersion, Cmdline: SlotCmdline,
-			CorruptKernel: s.CorruptKernel, UnknownKey: s.UnknownKey,
+		spec.Slots[name] = sl
+	}
+	// The key RecoverySeed puts a seed on the recovery partition.
+	if s, ok := slots[RecoverySeed]; ok {
+		sl, err := a.imageSlot(s)
+		if err != nil {
+			return err
 		}
-		if s.CorruptRoot {
-			sl := spec.Slots[name]
-			sl.CorruptRoot = canaryPattern
-			spec.Slots[name] = sl
-		}
+		spec.Recovery = &sl
 	}
 	return image.Build(ctx, spec)
+}
+
+// RecoverySeed is the key of Disk's slots map that describes the seed on
+// the recovery partition.
+const RecoverySeed = "recovery"
+
+func (a *Artefacts) imageSlot(s SlotSpec) (image.Slot, error) {
+	h := s.Health
+	if h == "" {
+		h = Healthy
+	}
+	root, err := a.RootDir(s.Version, h)
+	if err != nil {
+		return image.Slot{}, err
+	}
+	sl := image.Slot{
+		Kernel: a.Kernel, Initrd: a.Stage2, RootDir: root,
+		Version: s.Version, SecurityVersion: s.SecurityVersion, Cmdline: SlotCmdline,
+		CorruptKernel: s.CorruptKernel, UnknownKey: s.UnknownKey,
+	}
+	if s.CorruptRoot {
+		sl.CorruptRoot = canaryPattern
+	}
+	return sl, nil
 }
 
 // BareDisk builds the benchmark's baseline disk: the same UKI and ESP, with

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -159,6 +160,8 @@ func console() {
 				n++
 			}
 			fmt.Printf("KEEL-EVENTLOG-END lines=%d\n", n)
+		case f[0] == "data":
+			data(f[1:])
 		case f[0] == "reboot":
 			restart(unix.LINUX_REBOOT_CMD_RESTART)
 		case f[0] == "poweroff":
@@ -175,4 +178,47 @@ func restart(cmd int) {
 		fmt.Printf("testinit: reboot: %v\n", err)
 	}
 	time.Sleep(time.Hour)
+}
+
+// data mounts the data partition (GPT name "data", ext4) and writes or
+// reads /data/keel-test.txt: "data put TEXT" / "data get" print
+// KEEL-DATA <text>, KEEL-DATA-NONE or KEEL-DATA-ERROR.
+func data(args []string) {
+	dev := ""
+	uevents, _ := filepath.Glob("/sys/class/block/*/uevent")
+	for _, u := range uevents {
+		b, _ := os.ReadFile(u)
+		if strings.Contains(string(b), "PARTNAME=data\n") {
+			for _, l := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(l, "DEVNAME="); ok {
+					dev = "/dev/" + v
+				}
+			}
+		}
+	}
+	os.MkdirAll("/run/data", 0o755)
+	if err := unix.Mount(dev, "/run/data", "ext4", 0, ""); err != nil {
+		fmt.Printf("KEEL-DATA-ERROR mount %q: %v\n", dev, err)
+		return
+	}
+	defer unix.Unmount("/run/data", 0)
+	const file = "/run/data/keel-test.txt"
+	switch {
+	case len(args) >= 2 && args[0] == "put":
+		if err := os.WriteFile(file, []byte(strings.Join(args[1:], " ")), 0o644); err != nil {
+			fmt.Printf("KEEL-DATA-ERROR %v\n", err)
+			return
+		}
+		unix.Sync()
+		fmt.Printf("KEEL-DATA %s\n", strings.Join(args[1:], " "))
+	case len(args) == 1 && args[0] == "get":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			fmt.Println("KEEL-DATA-NONE")
+			return
+		}
+		fmt.Printf("KEEL-DATA %s\n", b)
+	default:
+		fmt.Println("KEEL-DATA-ERROR usage: data put TEXT | data get")
+	}
 }
