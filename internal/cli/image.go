@@ -35,6 +35,9 @@ keys the build fails unless "unsigned": true (development only: keel-init
 refuses unsigned slots). On a board with dm-verity roots the builder
 appends each root's hash tree and puts the root hash in the manifest.
 
+"recovery" takes the same fields as a slot: the signed seed written to the
+recovery partition (keel-init reinstalls slot a from it).
+
 Slot fields: kernel, initrd, root_dir or root_image, root_fstype, version,
 security_version, cmdline, empty; test knobs: corrupt_kernel, corrupt_root,
 sign_with, unknown_key.
