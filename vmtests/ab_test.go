@@ -195,3 +195,29 @@ func TestDebugShell(t *testing.T) {
 	r.expect("powering off")
 	r.wait()
 }
+
+// Issue 4: a flipped byte in b's kernel: keel-init refuses b (its kernel
+// does not match the signed manifest), marks it bad with the reason, and
+// boots a in the same boot.
+func TestCorruptKernelFallsBack(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, map[string]vmkit.SlotSpec{
+		"a": {Version: "1.0", SecurityVersion: 1},
+		"b": {Version: "2.0", SecurityVersion: 1, CorruptKernel: true},
+	})
+	r := m.powerOn(2 * bootTimeout)
+	r.booted("a", "1.0")
+	r.expect("KEEL-MARKED-GOOD")
+	r.keel("try b --tries 3", 0)
+	r.reboot()
+	r.expect("slot b failed: slot-b: kernel digest mismatch")
+	if mode := r.booted("a", "1.0"); mode != "fallback" {
+		t.Errorf("a booted in mode %s, want fallback", mode)
+	}
+	s := r.status()
+	mustContain(t, "b's reason", s.Slots["b"].Reason, "kernel digest mismatch")
+	if s.Slots["b"].State != "bad" || deref(s.Active) != "a" {
+		t.Errorf("status %+v", s)
+	}
+	r.powerOff()
+}
