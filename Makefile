@@ -3,7 +3,7 @@ GO      ?= go
 BUILD   ?= build
 export CGO_ENABLED ?= 0
 
-.PHONY: all deps build unit test vmtest fuzz bench bench-boot debug-cpio demo demo-host clean
+.PHONY: all deps build unit test vmtest fuzz bench bench-boot bench-verity debug-cpio demo demo-host clean
 
 all: build
 
@@ -56,6 +56,10 @@ debug-cpio:
 # that only mounts and execs, same VM configuration; initramfs sizes.
 bench-boot: deps kernel
 	$(GO) test -run '^$$' -bench BenchmarkBootToHandoff -benchtime 3x -timeout 40m ./vmtests/
+
+# Boot cost with a 64 MiB and a 1 GiB dm-verity root (should be the same).
+bench-verity: deps kernel
+	$(GO) test -run '^$$' -bench BenchmarkVerityBootCost -benchtime 2x -timeout 40m ./vmtests/
 
 # The demo: two A/B stories in QEMU (an update that commits, one that falls
 # back), booted from disk through OVMF with swtpm.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/internal/vmkit"
 )
 
@@ -92,5 +93,72 @@ func BenchmarkBootToHandoff(b *testing.B) {
 		if fi, err := os.Stat(p); err == nil {
 			b.ReportMetric(float64(fi.Size())/1024, name)
 		}
+	}
+}
+
+var (
+	reStage2Start = regexp.MustCompile(`keel-init: \[\s*([0-9.]+)\] stage 2:`)
+	reVerityUp    = regexp.MustCompile(`keel-init: \[\s*([0-9.]+)\] dm-verity: `)
+	reSwitchRoot  = regexp.MustCompile(`keel-init: \[\s*([0-9.]+)\] KEEL-SWITCHROOT`)
+)
+
+// BenchmarkVerityBootCost boots slot a with a 64 MiB and with a 1 GiB root
+// filesystem (dm-verity, same VM configuration) and reports keel-init's
+// time to the kexec call and stage 2's time to set up verity and to switch
+// root: with verity checking blocks lazily, neither grows with the root.
+//
+//	make bench-verity
+func BenchmarkVerityBootCost(b *testing.B) {
+	art := built.art
+	if built.err != nil {
+		b.Fatal(built.err)
+	}
+	ctx := context.Background()
+	for _, size := range []struct {
+		name   string
+		padMiB int
+	}{{"64MiB", 60}, {"1GiB", 1020}} {
+		b.Run(size.name, func(b *testing.B) {
+			big := *art
+			big.Board.Layout = append([]boards.Partition(nil), art.Board.Layout...)
+			for i := range big.Board.Layout {
+				if big.Board.Layout[i].Name == boards.RootPartition("a") {
+					big.Board.Layout[i].SizeMB = size.padMiB + 64
+				}
+			}
+			big.Board.DiskMB += size.padMiB + 64
+			dir := b.TempDir()
+			m, err := vmkit.NewMachine(ctx, &big, dir, map[string]vmkit.SlotSpec{
+				"a": {Version: "1.0", SecurityVersion: 1, PadMiB: size.padMiB}, "b": {Empty: true}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			seconds := func(r *vmkit.Run, re *regexp.Regexp) float64 {
+				m, err := r.ExpectRe(re)
+				if err != nil {
+					r.Kill()
+					b.Fatal(err)
+				}
+				v, _ := strconv.ParseFloat(m[1], 64)
+				return v
+			}
+			var kexec, verity, switchRoot float64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r, err := m.PowerOn(ctx, 5*time.Minute)
+				if err != nil {
+					b.Fatal(err)
+				}
+				kexec += seconds(r, reKexecCall)
+				s2 := seconds(r, reStage2Start)
+				verity += seconds(r, reVerityUp) - s2
+				switchRoot += seconds(r, reSwitchRoot) - s2
+				r.Kill()
+			}
+			n := float64(b.N)
+			b.ReportMetric(kexec/n*1000, "stage1-to-kexec-ms")
+			b.ReportMetric(verity/n*1000, "stage2-verity-setup-ms")
+			b.ReportMetric(switchRoot/n*1000, "stage2-to-switchroot-ms")
+		})
 	}
 }

@@ -9,6 +9,7 @@ package vmkit
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -181,7 +182,11 @@ const (
 
 // RootDir makes (once) a test root filesystem tree for a version and health.
 func (a *Artefacts) RootDir(version string, h Health) (string, error) {
-	dir := filepath.Join(a.Dir, "roots", version+"-"+string(h))
+	return a.rootDir(version, h, 0)
+}
+
+func (a *Artefacts) rootDir(version string, h Health, padMiB int) (string, error) {
+	dir := filepath.Join(a.Dir, "roots", fmt.Sprintf("%s-%s-%d", version, h, padMiB))
 	if _, err := os.Stat(filepath.Join(dir, "sbin", "init")); err == nil {
 		return dir, nil
 	}
@@ -196,6 +201,21 @@ func (a *Artefacts) RootDir(version string, h Health) (string, error) {
 			return "", err
 		}
 		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o755); err != nil {
+			return "", err
+		}
+	}
+	if padMiB > 0 {
+		// Incompressible filler: the root's size for boot-cost benchmarks.
+		os.MkdirAll(filepath.Join(dir, "var"), 0o755)
+		f, err := os.Create(filepath.Join(dir, "var", "pad"))
+		if err != nil {
+			return "", err
+		}
+		_, err = io.CopyN(f, rand.Reader, int64(padMiB)<<20)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
 			return "", err
 		}
 	}
@@ -222,6 +242,8 @@ type SlotSpec struct {
 	// CorruptRoot flips a byte of the health check's canary file in the
 	// root filesystem after the verity tree was built.
 	CorruptRoot bool
+	// PadMiB adds a file of that many MiB to the root filesystem.
+	PadMiB int
 }
 
 // canaryPattern fills the test roots' /etc/keel-test/canary.
@@ -284,7 +306,7 @@ func (a *Artefacts) imageSlot(s SlotSpec) (image.Slot, error) {
 	if h == "" {
 		h = Healthy
 	}
-	root, err := a.RootDir(s.Version, h)
+	root, err := a.rootDir(s.Version, h, s.PadMiB)
 	if err != nil {
 		return image.Slot{}, err
 	}
