@@ -205,18 +205,7 @@ func MarkBad(r Record, slot, reason string) (Record, error) {
 	n.Slots[i].State = StateBad
 	n.Slots[i].TriesLeft = 0
 	n.Slots[i].Reason = oneLine(reason)
-	if n.Trial == slot {
-		n.Trial = ""
-	}
-	if n.Active == slot {
-		n.Active = ""
-		for _, s := range n.Slots {
-			if s.State == StateGood {
-				n.Active = s.Name
-				break
-			}
-		}
-	}
+	n.dropSlot(slot)
 	return n, nil
 }
 
@@ -294,18 +283,7 @@ func BeginReinstall(r Record, slot, reason string) (Record, error) {
 	n := r.Clone()
 	n.Generation++
 	n.Slots[i] = Slot{Name: slot, State: StateEmpty, Reason: oneLine("being reinstalled: " + reason)}
-	if n.Trial == slot {
-		n.Trial = ""
-	}
-	if n.Active == slot {
-		n.Active = ""
-		for _, s := range n.Slots {
-			if s.State == StateGood {
-				n.Active = s.Name
-				break
-			}
-		}
-	}
+	n.dropSlot(slot)
 	n.Reinstalling = slot
 	return n, nil
 }
@@ -340,4 +318,21 @@ func (r Record) busy(slot string) error {
 		return fmt.Errorf("%w: slot %s is being reinstalled by recovery; let the next boot finish it", ErrRefused, slot)
 	}
 	return nil
+}
+
+// dropSlot ends slot's trial and, if it was active, makes the next good
+// slot (in slot order) active, or none.
+func (n *Record) dropSlot(slot string) {
+	if n.Trial == slot {
+		n.Trial = ""
+	}
+	if n.Active == slot {
+		n.Active = ""
+		for _, s := range n.Slots {
+			if s.State == StateGood {
+				n.Active = s.Name
+				break
+			}
+		}
+	}
 }

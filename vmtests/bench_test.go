@@ -47,15 +47,7 @@ func BenchmarkBootToHandoff(b *testing.B) {
 	if err := vmkit.CopyVars(art.Board, bm.Vars); err != nil {
 		b.Fatal(err)
 	}
-	seconds := func(r *vmkit.Run, re *regexp.Regexp) float64 {
-		m, err := r.ExpectRe(re)
-		if err != nil {
-			r.Kill()
-			b.Fatal(err)
-		}
-		v, _ := strconv.ParseFloat(m[1], 64)
-		return v
-	}
+	seconds := func(r *vmkit.Run, re *regexp.Regexp) float64 { return consoleSeconds(b, r, re) }
 	var keelTotal, keelVerify, bareTotal float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -133,15 +125,7 @@ func BenchmarkVerityBootCost(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			seconds := func(r *vmkit.Run, re *regexp.Regexp) float64 {
-				m, err := r.ExpectRe(re)
-				if err != nil {
-					r.Kill()
-					b.Fatal(err)
-				}
-				v, _ := strconv.ParseFloat(m[1], 64)
-				return v
-			}
+			seconds := func(r *vmkit.Run, re *regexp.Regexp) float64 { return consoleSeconds(b, r, re) }
 			var kexec, verity, switchRoot float64
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -161,4 +145,20 @@ func BenchmarkVerityBootCost(b *testing.B) {
 			b.ReportMetric(switchRoot/n*1000, "stage2-to-switchroot-ms")
 		})
 	}
+}
+
+// consoleSeconds waits for re on the console and returns its first
+// submatch, a keel-init timestamp in seconds.
+func consoleSeconds(b *testing.B, r *vmkit.Run, re *regexp.Regexp) float64 {
+	b.Helper()
+	m, err := r.ExpectRe(re)
+	if err != nil {
+		r.Kill()
+		b.Fatal(err)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
 }
