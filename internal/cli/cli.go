@@ -111,6 +111,8 @@ Commands:
   set-active SLOT                      make a good SLOT the one normal boots take
   recover [--reason TEXT] [--factory-reset] [--cancel]
                                        request (or cancel) recovery at the next boot
+  secret keygen|sign-policy|seal|unseal
+                                       a secret sealed to signed PCR policies (PolicyAuthorize)
   env print [-n] [NAME...]             print U-Boot env variables, like fw_printenv
   env set NAME=VALUE...                set variables in one commit; NAME= deletes
   image build --board B --out DISK --spec SPEC.json   write a bootable disk image (keel image help)
@@ -162,7 +164,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	commands := map[string]func([]string) error{
 		"status": c.status, "init": c.init, "try": c.try, "select": c.selectCmd,
 		"mark-good": c.markGood, "mark-bad": c.markBad, "set-active": c.setActive,
-		"recover": c.recover, "env": c.env, "image": c.image, "pcr": c.pcr,
+		"secret": c.secret, "recover": c.recover, "env": c.env, "image": c.image, "pcr": c.pcr,
 		"keygen": c.keygen, "sign": c.sign, "verify": c.verify, "seed": c.seed,
 		"help": func([]string) error { _, err := fmt.Fprint(stdout, usageText); return err },
 	}

@@ -334,7 +334,7 @@ func TestImageReadableByFwPrintenv(t *testing.T) {
 	}
 	p, _ := tab.Find("bootstate")
 	cfg := filepath.Join(t.TempDir(), "fw_env.config")
-	os.WriteFile(cfg, []byte(img+" "+hex(p.Offset())+" 0x10000\n"+img+" "+hex(p.Offset()+0x10000)+" 0x10000\n"), 0o644)
+	os.WriteFile(cfg, []byte(img+" "+hexStr(p.Offset())+" 0x10000\n"+img+" "+hexStr(p.Offset()+0x10000)+" 0x10000\n"), 0o644)
 	out, err := exec.Command("fw_printenv", "-c", cfg, "keel_trial", "keel_slot_b_tries").CombinedOutput()
 	if err != nil {
 		t.Fatalf("fw_printenv: %v\n%s", err, out)
@@ -344,7 +344,7 @@ func TestImageReadableByFwPrintenv(t *testing.T) {
 	}
 }
 
-func hex(n int64) string { return fmt.Sprintf("%#x", n) }
+func hexStr(n int64) string { return fmt.Sprintf("%#x", n) }
 
 type nopCloser struct{ transport.TPM }
 

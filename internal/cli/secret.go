@@ -1,0 +1,252 @@
+package cli
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/keelboot/keel/tpm"
+)
+
+const secretUsage = `usage:
+  keel secret keygen --out NAME                   ECDSA P-256 policy key: NAME.key (keep it with the builder), NAME.pub
+  keel secret sign-policy --key NAME.key --pcr 8=HEX --pcr 9=HEX [--out POLICY.json]
+                                                   authorize unsealing when the SHA-256 PCRs hold these values
+                                                   (e.g. from keel pcr predict for a new slot: no resealing)
+  keel secret seal [--tpm DEV] --auth NAME.pub [--in FILE] [--out SEALED.json]
+                                                   seal a secret (at most 128 bytes) on this device's TPM
+  keel secret unseal [--tpm DEV] --sealed SEALED.json --policy POLICY.json
+                                                   print the secret if the PCRs match a policy signed by NAME.key
+`
+
+// pcrFlag collects --pcr N=HEX.
+type pcrFlag tpm.PCRValues
+
+func (p pcrFlag) String() string { return "" }
+
+func (p pcrFlag) Set(v string) error {
+	n, h, ok := strings.Cut(v, "=")
+	i, err := strconv.Atoi(n)
+	if !ok || err != nil || i < 0 || i > 23 {
+		return fmt.Errorf("--pcr %q: want N=HEX with N 0..23", v)
+	}
+	b, err := hex.DecodeString(strings.TrimPrefix(strings.ToLower(h), "0x"))
+	if err != nil || len(b) != 32 {
+		return fmt.Errorf("--pcr %q: want a 64-digit SHA-256 value", v)
+	}
+	p[i] = b
+	return nil
+}
+
+func (c *command) secret(args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(c.stderr, secretUsage)
+		return usagef("secret: no subcommand (keygen, sign-policy, seal, unseal)")
+	}
+	var out, key, auth, in, sealed, policy, dev string
+	pcrs := pcrFlag{}
+	fs, err := c.flags("secret "+args[0], args[1:], func(fs *flag.FlagSet) {
+		fs.StringVar(&out, "out", "", "output file")
+		fs.StringVar(&key, "key", "", "policy signing key (NAME.key)")
+		fs.StringVar(&auth, "auth", "", "policy public key (NAME.pub)")
+		fs.StringVar(&in, "in", "", "secret file (default: standard input)")
+		fs.StringVar(&sealed, "sealed", "", "sealed object (JSON)")
+		fs.StringVar(&policy, "policy", "", "signed policy (JSON)")
+		fs.StringVar(&dev, "tpm", tpm.DefaultDevice, "TPM device or swtpm socket")
+		fs.Var(pcrs, "pcr", "N=HEX, SHA-256 PCR value (repeat)")
+		fs.Usage = func() { fmt.Fprint(c.stderr, secretUsage) }
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("secret %s: unexpected arguments %v", args[0], fs.Args())
+	}
+	need := func(name, v string) error {
+		if v == "" {
+			return usagef("secret %s: --%s is required", args[0], name)
+		}
+		return nil
+	}
+	switch args[0] {
+	case "keygen":
+		if err := need("out", out); err != nil {
+			return err
+		}
+		return secretKeygen(out)
+	case "sign-policy":
+		if err := need("key", key); err != nil {
+			return err
+		}
+		if len(pcrs) == 0 {
+			return usagef("secret sign-policy: give the PCR values with --pcr N=HEX")
+		}
+		priv, err := readECKey(key)
+		if err != nil {
+			return err
+		}
+		sp, err := tpm.SignPolicy(priv, tpm.PCRValues(pcrs))
+		if err != nil {
+			return err
+		}
+		return c.writeJSON(out, sp)
+	case "seal":
+		if err := need("auth", auth); err != nil {
+			return err
+		}
+		pub, err := readECPub(auth)
+		if err != nil {
+			return err
+		}
+		var secret []byte
+		if in == "" {
+			secret, err = io.ReadAll(io.LimitReader(os.Stdin, tpm.MaxSecret+1))
+		} else {
+			secret, err = os.ReadFile(in)
+		}
+		if err != nil {
+			return fmt.Errorf("secret seal: %w", err)
+		}
+		t, err := tpm.Open(dev)
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		s, err := tpm.Seal(t, secret, pub)
+		if err != nil {
+			return fmt.Errorf("secret seal: %w", err)
+		}
+		return c.writeJSON(out, s)
+	case "unseal":
+		if err := need("sealed", sealed); err != nil {
+			return err
+		}
+		if err := need("policy", policy); err != nil {
+			return err
+		}
+		var s tpm.Sealed
+		var sp tpm.SignedPolicy
+		if err := readJSON(sealed, &s); err != nil {
+			return err
+		}
+		if err := readJSON(policy, &sp); err != nil {
+			return err
+		}
+		t, err := tpm.Open(dev)
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		secret, err := tpm.Unseal(t, &s, &sp)
+		if err != nil {
+			return fmt.Errorf("secret unseal: %w (this boot's PCRs do not match the signed policy, or the policy is not signed by the sealing key)", err)
+		}
+		_, err = c.stdout.Write(secret)
+		return err
+	}
+	fmt.Fprint(c.stderr, secretUsage)
+	return usagef("secret: unknown subcommand %q", args[0])
+}
+
+func (c *command) writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if path == "" {
+		_, err := c.stdout.Write(b)
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func secretKeygen(name string) error {
+	for _, p := range []string{name + ".key", name + ".pub"} {
+		if _, err := os.Stat(p); err == nil {
+			return fmt.Errorf("secret keygen: %s exists: refusing to overwrite a key", p)
+		}
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(name+".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(name+".pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644)
+}
+
+func readPEM(path, typ string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != typ {
+		return nil, fmt.Errorf("%s: not a PEM %q (make one with keel secret keygen)", path, typ)
+	}
+	return blk.Bytes, nil
+}
+
+func readECKey(path string) (*ecdsa.PrivateKey, error) {
+	der, err := readPEM(path, "PRIVATE KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	ec, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, errors.New(path + ": not an ECDSA key")
+	}
+	return ec, nil
+}
+
+func readECPub(path string) (*ecdsa.PublicKey, error) {
+	der, err := readPEM(path, "PUBLIC KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	ec, ok := k.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, errors.New(path + ": not an ECDSA key")
+	}
+	return ec, nil
+}
