@@ -19,6 +19,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -160,6 +161,17 @@ func console() {
 				n++
 			}
 			fmt.Printf("KEEL-EVENTLOG-END lines=%d\n", n)
+		case f[0] == "file" && len(f) == 3:
+			// file NAME HEX: write /run/NAME (tests pass small files in).
+			b, err := hex.DecodeString(f[2])
+			if err == nil {
+				err = os.WriteFile(filepath.Join("/run", filepath.Base(f[1])), b, 0o644)
+			}
+			if err != nil {
+				fmt.Printf("KEEL-FILE-ERROR %v\n", err)
+			} else {
+				fmt.Printf("KEEL-FILE %s\n", filepath.Base(f[1]))
+			}
 		case f[0] == "data":
 			data(f[1:])
 		case f[0] == "reboot":
