@@ -24,6 +24,8 @@ pkgs=(
   zstd               # zstd -dc: initramfs tests
   openssl            # openssl dgst: the hashing benchmark's baseline
   cryptsetup-bin     # veritysetup: dm-verity hash tree tests (verity/)
+  tpm2-tools         # tpm2_pcrread: PCR format tests against swtpm (tpm/)
+  kmod               # depmod: the opt-in modules.dep cross-check (initramfs/kmod)
 )
 
 missing=()
@@ -39,7 +41,7 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for tool in fw_printenv fw_setenv mkenvimage sgdisk qemu-system-x86_64 swtpm mkfs.erofs mkfs.vfat mcopy objcopy; do
+for tool in fw_printenv fw_setenv mkenvimage sgdisk qemu-system-x86_64 swtpm mkfs.erofs mkfs.vfat mcopy objcopy veritysetup tpm2_pcrread openssl cpio zstd; do
   command -v "$tool" >/dev/null || { echo "install-deps: $tool is still missing" >&2; exit 1; }
 done
 go mod download
