@@ -1,25 +1,37 @@
 // Package boards describes the targets keel runs on, as Go data: the
 // machine, its firmware, where the boot state lives, which kernel modules
 // keel-init and stage 2 load, the slots and the disk layout. A test checks
-// the invariants of every board.
+// the invariants of every board: Board.Validate, which the image builder
+// and keel-init run too.
 package boards
 
 import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/keelboot/keel/format/layout"
 )
+
+// Firmware is what loads keel's kernel and initramfs.
+type Firmware string
 
 // Firmware kinds.
 const (
-	FirmwareUEFI  = "uefi"
-	FirmwareUBoot = "uboot"
+	FirmwareUEFI  Firmware = "uefi"
+	FirmwareUBoot Firmware = "uboot"
 )
+
+// StoreKind is where a board keeps its boot state.
+type StoreKind string
 
 // Store kinds.
 const (
-	StoreEFIVars  = "efivars"
-	StoreUBootEnv = "uboot-env"
+	// StoreEFIVars: one UEFI variable (package bootenv/efivars).
+	StoreEFIVars StoreKind = "efivars"
+	// StoreUBootEnv: a redundant U-Boot env on the partition bootstate
+	// (package bootenv/ubootenv).
+	StoreUBootEnv StoreKind = "uboot-env"
 )
 
 // QEMU says how to emulate the board (for boards that QEMU can emulate).
@@ -56,11 +68,11 @@ type Watchdog struct {
 type Board struct {
 	Name     string
 	Arch     string // Debian architecture: amd64, arm64
-	Firmware string // FirmwareUEFI or FirmwareUBoot
+	Firmware Firmware
 	Console  string // kernel console device, e.g. ttyS0
 	// Store is where the boot state lives: StoreEFIVars or StoreUBootEnv
 	// (then in the partition named bootstate).
-	Store string
+	Store StoreKind
 	// Slots are the A/B slot names; each has partitions slot-<name>
 	// (kernel, initrd, manifest) and root-<name> (the root filesystem).
 	Slots []string
@@ -113,12 +125,6 @@ func Get(name string) (Board, error) {
 	return Board{}, fmt.Errorf("unknown board %q (known: %s)", name, strings.Join(names, ", "))
 }
 
-// SlotPartition and RootPartition name a slot's partitions.
-func SlotPartition(slot string) string { return "slot-" + slot }
-
-// RootPartition names a slot's root filesystem partition.
-func RootPartition(slot string) string { return "root-" + slot }
-
 func qemuX8664UEFI() Board {
 	return Board{
 		Name:     "qemu-x86_64-uefi",
@@ -141,16 +147,16 @@ func qemuX8664UEFI() Board {
 		RootVerity: true,
 		DiskMB:     320,
 		Layout: []Partition{
-			{Name: "esp", TypeID: TypeESP, SizeMB: 64},
-			{Name: "slot-a", TypeID: TypeLinuxGeneric, SizeMB: 48},
-			{Name: "root-a", TypeID: TypeRootAMD64, SizeMB: 24},
-			{Name: "slot-b", TypeID: TypeLinuxGeneric, SizeMB: 48},
-			{Name: "root-b", TypeID: TypeRootAMD64, SizeMB: 24},
+			{Name: layout.ESP, TypeID: TypeESP, SizeMB: 64},
+			{Name: layout.SlotPartition("a"), TypeID: TypeLinuxGeneric, SizeMB: 48},
+			{Name: layout.RootPartition("a"), TypeID: TypeRootAMD64, SizeMB: 24},
+			{Name: layout.SlotPartition("b"), TypeID: TypeLinuxGeneric, SizeMB: 48},
+			{Name: layout.RootPartition("b"), TypeID: TypeRootAMD64, SizeMB: 24},
 			// The recovery seed (package recovery): kernel, initrd, a root
 			// as large as root-<slot> with its verity tree, the sparse data
 			// file system.
-			{Name: "recovery", TypeID: TypeLinuxGeneric, SizeMB: 80},
-			{Name: "data", TypeID: TypeHome, SizeMB: 0},
+			{Name: layout.Recovery, TypeID: TypeLinuxGeneric, SizeMB: 80},
+			{Name: layout.Data, TypeID: TypeHome, SizeMB: 0},
 		},
 		QEMU: QEMU{
 			Binary:   "qemu-system-x86_64",

@@ -3,8 +3,6 @@ package boards
 import (
 	"strings"
 	"testing"
-
-	"github.com/keelboot/keel/bootenv"
 )
 
 // TestInvariants checks every board, as gokrazy checks its devices.
@@ -23,84 +21,8 @@ func TestInvariants(t *testing.T) {
 			if got, err := Get(b.Name); err != nil || got.Name != b.Name {
 				t.Errorf("Get(%q) = %v", b.Name, err)
 			}
-			if b.Arch != "amd64" && b.Arch != "arm64" {
-				t.Errorf("arch %q", b.Arch)
-			}
-			switch {
-			case b.Firmware == FirmwareUEFI && b.Store == StoreEFIVars:
-			case b.Store == StoreUBootEnv:
-				if !hasPart(b, "bootstate") {
-					t.Errorf("a U-Boot env store needs a bootstate partition")
-				}
-			default:
-				t.Errorf("firmware %q with store %q", b.Firmware, b.Store)
-			}
-			if b.Firmware == FirmwareUEFI && (!hasPart(b, "esp") || b.Layout[0].TypeID != TypeESP) {
-				t.Errorf("a UEFI board boots keel from an ESP that comes first")
-			}
-			if len(b.Slots) < 2 {
-				t.Errorf("%d slots: A/B needs two", len(b.Slots))
-			}
-			if _, err := bootenv.Init(b.Slots, b.Slots[0]); err != nil {
-				t.Errorf("slots %v: %v", b.Slots, err)
-			}
-			for _, s := range b.Slots {
-				for _, p := range []string{SlotPartition(s), RootPartition(s)} {
-					if !hasPart(b, p) {
-						t.Errorf("slot %s has no partition %s", s, p)
-					}
-				}
-			}
-			for _, p := range []string{"recovery", "data"} {
-				if !hasPart(b, p) {
-					t.Errorf("no %s partition", p)
-				}
-			}
-			names := map[string]bool{}
-			total := 0
-			for i, p := range b.Layout {
-				if names[p.Name] {
-					t.Errorf("partition %s twice", p.Name)
-				}
-				names[p.Name] = true
-				if p.SizeMB == 0 && i != len(b.Layout)-1 {
-					t.Errorf("partition %s takes the rest of the disk but is not last", p.Name)
-				}
-				if len(p.TypeID) != 36 || strings.ToUpper(p.TypeID) != p.TypeID {
-					t.Errorf("partition %s type %q is not an upper-case GUID", p.Name, p.TypeID)
-				}
-				total += p.SizeMB
-			}
-			if total+2 > b.DiskMB {
-				t.Errorf("layout needs %d MiB, the disk has %d", total+2, b.DiskMB)
-			}
-			for _, want := range []string{"virtio_blk"} {
-				if !contains(b.InitModules, want) || !contains(b.StageModules, want) {
-					t.Errorf("module %s missing from keel-init or stage 2", want)
-				}
-			}
-			if w := b.Watchdog; w.Module != "" {
-				if !contains(b.InitModules, w.Module) || !contains(b.StageModules, w.Module) {
-					t.Errorf("watchdog driver %s must be loaded by keel-init and stage 2", w.Module)
-				}
-				if w.TimeoutSec < 10 {
-					t.Errorf("watchdog timeout %ds leaves a slot no time to mark itself good", w.TimeoutSec)
-				}
-			}
-			if b.Store == StoreEFIVars && !contains(b.InitModules, "efivarfs") {
-				t.Errorf("an efivars store needs the efivarfs module in keel-init")
-			}
-			if b.RootVerity && !contains(b.StageModules, "dm-verity") {
-				t.Errorf("verity roots need the dm-verity module in stage 2")
-			}
-			if !contains(b.StageModules, b.RootFSType) {
-				t.Errorf("stage 2 cannot mount %s: module missing", b.RootFSType)
-			}
-			if b.QEMU.Binary != "" && (b.QEMU.Machine == "" || b.QEMU.MemoryMB < 256) {
-				t.Errorf("QEMU settings incomplete: %+v", b.QEMU)
-			}
-			if b.Console == "" {
-				t.Error("no console")
+			if err := b.Validate(); err != nil {
+				t.Error(err)
 			}
 		})
 	}
@@ -109,20 +31,68 @@ func TestInvariants(t *testing.T) {
 	}
 }
 
-func hasPart(b Board, name string) bool {
-	for _, p := range b.Layout {
-		if p.Name == name {
-			return true
-		}
+// TestValidateCatches breaks one invariant at a time: Validate must name it.
+func TestValidateCatches(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		break_ func(b *Board)
+		want   string
+	}{
+		{"arch", func(b *Board) { b.Arch = "riscv" }, `arch "riscv"`},
+		{"firmware", func(b *Board) { b.Firmware = "coreboot" }, `firmware "coreboot"`},
+		{"store", func(b *Board) { b.Store = "nvram" }, `store "nvram"`},
+		{"efivars on uboot", func(b *Board) { b.Firmware = FirmwareUBoot }, "needs UEFI firmware"},
+		{"uboot env without bootstate", func(b *Board) { b.Store = StoreUBootEnv }, `needs a partition "bootstate"`},
+		{"esp not first", func(b *Board) { b.Layout[0], b.Layout[1] = b.Layout[1], b.Layout[0] }, "ESP"},
+		{"one slot", func(b *Board) { b.Slots = b.Slots[:1] }, "A/B needs two"},
+		{"bad slot name", func(b *Board) { b.Slots = []string{"a", "B/"} }, "slots"},
+		{"slot without partitions", func(b *Board) { b.Slots = append(b.Slots, "c") }, `partition "slot-c"`},
+		{"no recovery", func(b *Board) { b.Layout = without(b.Layout, "recovery") }, `no partition "recovery"`},
+		{"no data", func(b *Board) { b.Layout = without(b.Layout, "data") }, `no partition "data"`},
+		{"duplicate partition", func(b *Board) { b.Layout = append(b.Layout[:len(b.Layout)-1], b.Layout[1], b.Layout[len(b.Layout)-1]) }, "twice"},
+		{"rest not last", func(b *Board) { b.Layout[1].SizeMB = 0 }, "only the last partition"},
+		{"lower-case guid", func(b *Board) { b.Layout[1].TypeID = strings.ToLower(b.Layout[1].TypeID) }, "not an upper-case GUID"},
+		{"not a guid", func(b *Board) { b.Layout[1].TypeID = strings.Repeat("Z", 36) }, "not an upper-case GUID"},
+		{"too small", func(b *Board) { b.DiskMB = 10 }, "the disk has 10"},
+		{"no virtio", func(b *Board) { b.InitModules = nil }, "virtio_blk"},
+		{"watchdog module", func(b *Board) { b.StageModules = withoutS(b.StageModules, b.Watchdog.Module) }, "watchdog driver"},
+		{"watchdog timeout", func(b *Board) { b.Watchdog.TimeoutSec = 3 }, "no time"},
+		{"verity module", func(b *Board) { b.StageModules = withoutS(b.StageModules, "dm-verity") }, "dm-verity"},
+		{"rootfs module", func(b *Board) { b.RootFSType = "btrfs" }, "cannot mount btrfs"},
+		{"qemu", func(b *Board) { b.QEMU.MemoryMB = 64 }, "QEMU settings"},
+		{"console", func(b *Board) { b.Console = "" }, "no console"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := Get("qemu-x86_64-uefi")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Layout = append([]Partition(nil), b.Layout...)
+			tc.break_(&b)
+			err = b.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Validate() = %v, want an error with %q", err, tc.want)
+			}
+		})
 	}
-	return false
 }
 
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
+func without(l []Partition, name string) []Partition {
+	var out []Partition
+	for _, p := range l {
+		if p.Name != name {
+			out = append(out, p)
 		}
 	}
-	return false
+	return out
+}
+
+func withoutS(l []string, s string) []string {
+	var out []string
+	for _, x := range l {
+		if x != s {
+			out = append(out, x)
+		}
+	}
+	return out
 }

@@ -8,9 +8,9 @@ import (
 	"io"
 	"testing"
 
-	"github.com/keelboot/keel/image/slotimg"
+	"github.com/keelboot/keel/format/slotimg"
+	"github.com/keelboot/keel/format/verity"
 	"github.com/keelboot/keel/manifest"
-	"github.com/keelboot/keel/verity"
 )
 
 // seedOpts shapes a synthetic seed.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keelboot/keel/image/slotimg"
+	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/internal/faultdev"
 	"github.com/keelboot/keel/manifest"
 )

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keelboot/keel/image/slotimg"
+	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/manifest"
 )
 

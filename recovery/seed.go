@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/keelboot/keel/image/slotimg"
+	"github.com/keelboot/keel/format/slotimg"
+	"github.com/keelboot/keel/format/verity"
 	"github.com/keelboot/keel/manifest"
-	"github.com/keelboot/keel/verity"
 )
 
 // Error is a sentinel error of this package; test with errors.Is.

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/keelboot/keel/internal/vmkit"
+	"github.com/keelboot/keel/vmtests/vmkit"
 )
 
 // Scenario 1: a new device: no state yet; keel initialises it, boots a,

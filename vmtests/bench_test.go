@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/keelboot/keel/boards"
-	"github.com/keelboot/keel/internal/vmkit"
+	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/vmtests/vmkit"
 )
 
 var (
@@ -114,7 +115,7 @@ func BenchmarkVerityBootCost(b *testing.B) {
 			big := *art
 			big.Board.Layout = append([]boards.Partition(nil), art.Board.Layout...)
 			for i := range big.Board.Layout {
-				if big.Board.Layout[i].Name == boards.RootPartition("a") {
+				if big.Board.Layout[i].Name == layout.RootPartition("a") {
 					big.Board.Layout[i].SizeMB = size.padMiB + 64
 				}
 			}

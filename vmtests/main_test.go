@@ -22,7 +22,7 @@ import (
 	"github.com/hugelgupf/vmtest/qemu"
 
 	"github.com/keelboot/keel/boards"
-	"github.com/keelboot/keel/internal/vmkit"
+	"github.com/keelboot/keel/vmtests/vmkit"
 )
 
 // suite holds what TestMain built.

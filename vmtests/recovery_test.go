@@ -6,8 +6,8 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/keelboot/keel/disk/gpt"
-	"github.com/keelboot/keel/internal/vmkit"
+	"github.com/keelboot/keel/format/gpt"
+	"github.com/keelboot/keel/vmtests/vmkit"
 )
 
 func withSeed(slots map[string]vmkit.SlotSpec, seed vmkit.SlotSpec) map[string]vmkit.SlotSpec {

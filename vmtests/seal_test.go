@@ -7,8 +7,8 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/keelboot/keel/internal/vmkit"
 	"github.com/keelboot/keel/tpm/swtpmtest"
+	"github.com/keelboot/keel/vmtests/vmkit"
 )
 
 var rePCR = regexp.MustCompile(`(?m)^\s+(8|9)\s*:\s*0x([0-9A-Fa-f]{64})$`)

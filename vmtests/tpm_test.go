@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keelboot/keel/internal/vmkit"
 	"github.com/keelboot/keel/tpm"
+	"github.com/keelboot/keel/vmtests/vmkit"
 )
 
 // hostKeel runs the keel binary the suite built, on the host.

@@ -9,7 +9,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/keelboot/keel/internal/vmkit"
+	"github.com/keelboot/keel/vmtests/vmkit"
 )
 
 func main() {

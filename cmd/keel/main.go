@@ -7,7 +7,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/keelboot/keel/internal/cli"
+	"github.com/keelboot/keel/cli"
 )
 
 func main() {

@@ -28,19 +28,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keelboot/keel/format/cmdline"
 	"golang.org/x/sys/unix"
 )
 
 func main() {
 	mounts()
-	cmdline, _ := os.ReadFile("/proc/cmdline")
-	params := map[string]string{}
-	for _, f := range strings.Fields(string(cmdline)) {
-		k, v, _ := strings.Cut(f, "=")
-		params[k] = v
+	line, _ := os.ReadFile("/proc/cmdline")
+	h, err := cmdline.ParseHandoff(string(line))
+	if err != nil {
+		fmt.Printf("KEEL-CMDLINE-ERROR %v\n", err)
 	}
 	version := readTrim("/etc/keel-test/version")
-	fmt.Printf("KEEL-SLOT %s %s mode=%s\n", params["keel.slot"], version, params["keel.mode"])
+	fmt.Printf("KEEL-SLOT %s %s mode=%s\n", h.Slot, version, h.Mode)
 	switch health := readTrim("/etc/keel-test/health"); health {
 	case "fail":
 		fmt.Println("KEEL-HEALTH-FAIL: rebooting without mark-good")

@@ -1,0 +1,36 @@
+//go:build linux
+
+package efivars
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// clearImmutable clears the immutable inode flag efivarfs sets on
+// variables (FS_IOC_SETFLAGS).
+func clearImmutable(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		return fmt.Errorf("reading inode flags: %w", err)
+	}
+	if flags&fsImmutableFL == 0 {
+		return nil
+	}
+	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags&^fsImmutableFL)); err != nil {
+		return fmt.Errorf("clearing the immutable flag: %w", err)
+	}
+	return nil
+}

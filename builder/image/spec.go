@@ -1,0 +1,389 @@
+package image
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/format/gpt"
+	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/manifest"
+)
+
+// Spec is everything Build needs to write a disk image. In JSON (see
+// ReadSpec) it is an object with the fields' json names; Board and Out come
+// from the command line instead.
+type Spec struct {
+	// Board is the target: its Layout gives the GPT, DiskMB the disk size,
+	// Slots the A/B slots, RootFSType the default root file system type.
+	Board boards.Board `json:"-"`
+	// Out is the disk image to write. It is replaced only when the whole
+	// image is written (a temporary file next to it is renamed).
+	Out string `json:"-"`
+
+	// KeelKernel, KeelInitrd and KeelCmdline make keel's unified kernel
+	// image, \EFI\BOOT\BOOTX64.EFI on the ESP: the kernel keel-init runs
+	// on, keel's initramfs, and that kernel's command line.
+	KeelKernel  string `json:"keel_kernel"`
+	KeelInitrd  string `json:"keel_initrd"`
+	KeelCmdline string `json:"keel_cmdline"`
+	// Stub is the UEFI stub of the UKI; "" means DefaultStub.
+	Stub string `json:"stub,omitempty"`
+	// OSRelease is the UKI's .osrel section; "" means DefaultOSRelease.
+	OSRelease string `json:"os_release,omitempty"`
+
+	// Seed makes every identifier in the image (disk and partition GUIDs,
+	// file system UUIDs, the FAT volume ID) a function of it, so that the
+	// same Spec and inputs give the same image. "" picks a random seed.
+	Seed string `json:"seed,omitempty"`
+
+	// Slots holds one entry for every slot of the board, by slot name.
+	Slots map[string]Slot `json:"slots"`
+
+	// Recovery, if set, is what the recovery seed holds: Build writes it
+	// into the partition recovery, signed like the slots (signing_keys, or
+	// its own sign_with / unknown_key). Its root file system must fit every
+	// root-<slot> partition (recovery reinstalls it there); the board must
+	// have dm-verity roots. Empty is not allowed; nil leaves recovery zero.
+	Recovery *Slot `json:"recovery,omitempty"`
+
+	// SigningKeys are private key files (keel keygen's NAME.key, package
+	// manifest's format) that sign every non-empty slot's manifest: Build
+	// writes the signatures into the slot container's entry manifest.sig.
+	// Give two keys during a key rotation (the old and the new one).
+	SigningKeys []string `json:"signing_keys,omitempty"`
+	// Unsigned builds an image without signing keys: only for development,
+	// as keel-init refuses a slot without a manifest signature by a key it
+	// trusts. Without SigningKeys, Build fails unless Unsigned is set (or
+	// every non-empty slot has its own sign_with or unknown_key); an image
+	// whose slots are all empty needs no key.
+	Unsigned bool `json:"unsigned,omitempty"`
+
+	// WorkDir holds the intermediate files (UKI, ESP, file systems); ""
+	// means a temporary directory next to Out, removed at the end.
+	WorkDir string `json:"-"`
+	// Log, if set, gets one line per step with its size and time.
+	Log io.Writer `json:"-"`
+}
+
+// Slot says what one A/B slot holds: the partition slot-<name> gets a slot
+// container (package slotimg) with entries kernel, initrd and manifest, and
+// root-<name> the root file system.
+type Slot struct {
+	// Kernel is the slot's kernel (bzImage) that keel-init kexecs.
+	Kernel string `json:"kernel,omitempty"`
+	// Initrd is keel's stage-2 initrd for that kernel.
+	Initrd string `json:"initrd,omitempty"`
+	// RootDir is a directory to pack as the root file system (erofs or
+	// ext4, after RootFSType); RootImage a prebuilt file system image.
+	// Give exactly one.
+	RootDir   string `json:"root_dir,omitempty"`
+	RootImage string `json:"root_image,omitempty"`
+	// RootFSType is the root file system type; "" means the board's.
+	RootFSType string `json:"root_fstype,omitempty"`
+	// Version, SecurityVersion and Cmdline go into the manifest; Cmdline
+	// is the slot kernel's command line.
+	Version         string `json:"version,omitempty"`
+	SecurityVersion uint64 `json:"security_version,omitempty"`
+	Cmdline         string `json:"cmdline,omitempty"`
+
+	// Empty leaves both partitions of the slot zero: no slot container, no
+	// file system (a slot never installed, or wiped). The other fields are
+	// then ignored.
+	Empty bool `json:"empty,omitempty"`
+	// CorruptKernel (a test knob) flips one byte of the kernel in the slot
+	// container after the manifest was made, so that the kernel no longer
+	// matches its digest.
+	CorruptKernel bool `json:"corrupt_kernel,omitempty"`
+	// SignWith (a test knob, e.g. for key rotation) lists private key files
+	// that sign this slot's manifest instead of the Spec's SigningKeys.
+	SignWith []string `json:"sign_with,omitempty"`
+	// UnknownKey (a test knob) signs this slot's manifest with a key that
+	// no trusted-keys file holds (derived from the Seed and the slot name)
+	// instead of the Spec's SigningKeys; SignWith keys, if any, sign too.
+	UnknownKey bool `json:"unknown_key,omitempty"`
+	// CorruptRoot (a test knob) flips one byte of the root file system
+	// where these bytes first occur, after the dm-verity tree was built, so
+	// that reading that block fails verification. The pattern must occur.
+	CorruptRoot string `json:"corrupt_root,omitempty"`
+}
+
+// ReadSpec reads a Spec from a JSON file. Unknown fields are an error (a
+// typo would otherwise drop an input silently). Relative paths in the file
+// are taken relative to the directory of the file. Board and Out are not in
+// the file: set them before Build.
+func ReadSpec(path string) (Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Spec{}, fmt.Errorf("image: spec: %w", err)
+	}
+	var s Spec
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return Spec{}, fmt.Errorf("image: spec %s: %w", path, err)
+	}
+	if dec.More() {
+		return Spec{}, fmt.Errorf("image: spec %s: more than one JSON value", path)
+	}
+	dir := filepath.Dir(path)
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&s.KeelKernel)
+	abs(&s.KeelInitrd)
+	abs(&s.Stub)
+	for i := range s.SigningKeys {
+		abs(&s.SigningKeys[i])
+	}
+	absSlot := func(sl *Slot) {
+		abs(&sl.Kernel)
+		abs(&sl.Initrd)
+		abs(&sl.RootDir)
+		abs(&sl.RootImage)
+		for i := range sl.SignWith {
+			abs(&sl.SignWith[i])
+		}
+	}
+	for name, sl := range s.Slots {
+		absSlot(&sl)
+		s.Slots[name] = sl
+	}
+	if s.Recovery != nil {
+		absSlot(s.Recovery)
+	}
+	return s, nil
+}
+
+// Validate checks the Spec against its board and that every input exists,
+// and reports all problems at once, each naming the JSON field and the file.
+func (s *Spec) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	b := &s.Board
+	if b.Name == "" {
+		add("no board given (keel image build --board NAME)")
+	}
+	if s.Out == "" {
+		add("no output file given (keel image build --out DISK.img)")
+	}
+	if b.Name != "" {
+		if b.Firmware != boards.FirmwareUEFI {
+			add("board %s boots with %q firmware: the image builder makes UEFI disks only so far", b.Name, b.Firmware)
+		}
+		if b.DiskMB <= 0 {
+			add("board %s has no DiskMB", b.Name)
+		}
+		names := map[string]bool{}
+		for _, p := range b.Layout {
+			names[p.Name] = true
+			if _, err := gpt.ParseGUID(p.TypeID); err != nil {
+				add("board %s partition %s: %w", b.Name, p.Name, err)
+			}
+		}
+		need := []string{"esp"}
+		for _, sl := range b.Slots {
+			need = append(need, layout.SlotPartition(sl), layout.RootPartition(sl))
+		}
+		for _, n := range need {
+			if !names[n] {
+				add("board %s has no partition %q in its layout", b.Name, n)
+			}
+		}
+	}
+
+	// file checks one input file; what says what it is, fix how to get it.
+	file := func(field, path, what, fix string) {
+		if fix != "" {
+			fix = "; " + fix
+		}
+		if path == "" {
+			add("%s: no file given: want %s", field, what)
+			return
+		}
+		st, err := os.Stat(path)
+		switch {
+		case err != nil:
+			add("%s: %w%s", field, err, fix)
+		case !st.Mode().IsRegular():
+			add("%s: %s is not a regular file: want %s", field, path, what)
+		case st.Size() == 0:
+			add("%s: %s is empty: want %s", field, path, what)
+		}
+	}
+	const (
+		kernelFix = "scripts/fetch-kernel.sh amd64 build/kernel/amd64 puts Debian's kernel in build/kernel/amd64/vmlinuz"
+		initrdFix = "package initramfs builds it"
+	)
+	file("keel_kernel", s.KeelKernel, "the kernel keel-init runs on", kernelFix)
+	file("keel_initrd", s.KeelInitrd, "keel's initramfs (keel-init)", initrdFix)
+	stub := s.Stub
+	if stub == "" {
+		stub = DefaultStub
+	}
+	file("stub", stub, "a UEFI stub", "install the Debian package systemd-boot-efi")
+	if strings.ContainsAny(strings.TrimSpace(s.KeelCmdline), "\x00\n") {
+		add("keel_cmdline: must be one line")
+	}
+
+	// keys checks private key files; fields names them (signing_keys[0]).
+	keys := func(field string, paths []string) {
+		for i, p := range paths {
+			if _, err := manifest.ReadPrivateKey(p); err != nil {
+				add("%s[%d]: %w", field, i, err)
+			}
+		}
+	}
+	keys("signing_keys", s.SigningKeys)
+	if s.Unsigned && len(s.SigningKeys) > 0 {
+		add("unsigned and signing_keys: give one of them")
+	}
+	var needKey []string
+
+	// slot checks one slot (f: its JSON field prefix, "slots.a.").
+	slot := func(name, f string, sl Slot) {
+		keys(f+"sign_with", sl.SignWith)
+		if len(sl.SignWith) == 0 && !sl.UnknownKey {
+			needKey = append(needKey, name)
+		}
+		file(f+"kernel", sl.Kernel, "the slot's kernel", kernelFix)
+		file(f+"initrd", sl.Initrd, "keel's stage-2 initrd for the slot's kernel", initrdFix)
+		switch {
+		case sl.RootDir != "" && sl.RootImage != "":
+			add("%sroot_dir and %sroot_image: give one of them", f, f)
+		case sl.RootDir != "":
+			if st, err := os.Stat(sl.RootDir); err != nil {
+				add("%sroot_dir: %w", f, err)
+			} else if !st.IsDir() {
+				add("%sroot_dir: %s is not a directory", f, sl.RootDir)
+			}
+		case sl.RootImage != "":
+			file(f+"root_image", sl.RootImage, "an erofs, ext4 or squashfs image", "")
+		default:
+			add("%sroot_dir or %sroot_image: no root file system given", f, f)
+		}
+		fstype := sl.RootFSType
+		if fstype == "" {
+			fstype = b.RootFSType
+		}
+		switch fstype {
+		case FSErofs, FSExt4:
+		case FSSquashfs:
+			if sl.RootImage == "" {
+				add("%sroot_fstype: squashfs only as a prebuilt root_image", f)
+			}
+		default:
+			add("%sroot_fstype %q: want erofs, ext4 or squashfs", f, fstype)
+		}
+		if sl.Version == "" {
+			add("%sversion: empty", f)
+		}
+		if strings.ContainsAny(sl.Version+sl.Cmdline, "\x00\n") {
+			add("%sversion and %scmdline: must be one line", f, f)
+		}
+	}
+
+	boardSlots := map[string]bool{}
+	for _, name := range b.Slots {
+		boardSlots[name] = true
+		sl, ok := s.Slots[name]
+		if !ok {
+			add("slots.%s: missing: board %s has slot %q; describe it, or give {\"empty\": true}", name, b.Name, name)
+			continue
+		}
+		if sl.Empty {
+			continue
+		}
+		slot(name, "slots."+name+".", sl)
+	}
+	if r := s.Recovery; r != nil {
+		switch {
+		case r.Empty:
+			add("recovery.empty: a recovery seed cannot be empty: leave recovery out for a zero recovery partition")
+		default:
+			slot("recovery", "recovery.", *r)
+		}
+		if b.Name != "" {
+			if !b.RootVerity {
+				add("recovery: board %s has no dm-verity roots: keel's recovery verifies the seed's root through its verity tree", b.Name)
+			}
+			found := false
+			for _, p := range b.Layout {
+				found = found || p.Name == "recovery"
+			}
+			if !found {
+				add("recovery: board %s has no partition \"recovery\" in its layout", b.Name)
+			}
+		}
+	}
+	if len(s.SigningKeys) == 0 && !s.Unsigned && len(needKey) > 0 {
+		add("signing_keys: no signing key given for %s: production images are always signed; "+
+			"make a key with keel keygen --out NAME, list NAME.key in signing_keys and give keel-init NAME.pub "+
+			"(or set \"unsigned\": true for a development image, whose slots keel-init refuses)", slotNames(needKey))
+	}
+	var extra []string
+	for name := range s.Slots {
+		if !boardSlots[name] {
+			extra = append(extra, name)
+		}
+	}
+	sort.Strings(extra)
+	for _, name := range extra {
+		add("slots.%s: board %s has no slot %q (it has %s)", name, b.Name, name, strings.Join(b.Slots, ", "))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return &SpecError{Errs: errs}
+}
+
+// SpecError lists every problem Validate found.
+type SpecError struct{ Errs []error }
+
+func (e *SpecError) Error() string {
+	var sb strings.Builder
+	sb.WriteString("image: the spec has ")
+	if len(e.Errs) == 1 {
+		sb.WriteString("a problem: ")
+		sb.WriteString(e.Errs[0].Error())
+		return sb.String()
+	}
+	fmt.Fprintf(&sb, "%d problems:", len(e.Errs))
+	for _, err := range e.Errs {
+		sb.WriteString("\n\t")
+		sb.WriteString(err.Error())
+	}
+	return sb.String()
+}
+
+// Unwrap lets errors.Is find, for example, fs.ErrNotExist in any problem.
+func (e *SpecError) Unwrap() []error { return e.Errs }
+
+// slotNames lists slots for a message: "slot a, b" or "the recovery seed".
+func slotNames(names []string) string {
+	var slots []string
+	seed := false
+	for _, n := range names {
+		if n == "recovery" {
+			seed = true
+		} else {
+			slots = append(slots, n)
+		}
+	}
+	var parts []string
+	if len(slots) > 0 {
+		parts = append(parts, "slot "+strings.Join(slots, ", "))
+	}
+	if seed {
+		parts = append(parts, "the recovery seed")
+	}
+	return strings.Join(parts, " and ")
+}

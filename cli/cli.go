@@ -1,0 +1,245 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	kcmdline "github.com/keelboot/keel/format/cmdline"
+
+	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/hw/watchdog"
+	"github.com/keelboot/keel/tpm"
+)
+
+// Exit codes.
+const (
+	ExitOK      = 0
+	ExitUsage   = 1
+	ExitStorage = 2
+)
+
+// Deps are what the CLI reads from the running system; tests replace them.
+type Deps struct {
+	// Cmdline returns the kernel command line (default: /proc/cmdline).
+	Cmdline func() (string, error)
+	// EFIVarsDir is the efivarfs mount (default /sys/firmware/efi/efivars).
+	EFIVarsDir string
+	// FWEnvConfig is the default fw_env.config (default /etc/fw_env.config).
+	FWEnvConfig string
+	// DisarmWatchdog stops the watchdog keel-init armed (default: the
+	// magic close of /dev/watchdog0). mark-good calls it on a keel-booted
+	// device.
+	DisarmWatchdog func() error
+	// OpenTPM opens the TPM whose anti-rollback counter mark-good
+	// advances on a keel-booted device (default: tpm.Open(tpm.DefaultDevice)).
+	OpenTPM func() (transport.TPMCloser, error)
+}
+
+func (d Deps) withDefaults() Deps {
+	if d.Cmdline == nil {
+		d.Cmdline = func() (string, error) {
+			b, err := os.ReadFile("/proc/cmdline")
+			return string(b), err
+		}
+	}
+	if d.EFIVarsDir == "" {
+		d.EFIVarsDir = "/sys/firmware/efi/efivars"
+	}
+	if d.FWEnvConfig == "" {
+		d.FWEnvConfig = "/etc/fw_env.config"
+	}
+	if d.DisarmWatchdog == nil {
+		d.DisarmWatchdog = func() error { return watchdog.Disarm(watchdog.Device) }
+	}
+	if d.OpenTPM == nil {
+		d.OpenTPM = func() (transport.TPMCloser, error) { return tpm.Open(tpm.DefaultDevice) }
+	}
+	return d
+}
+
+// usageError is a mistake in the command line (exit 1).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// ExitCode maps an error from Run to the process exit code.
+func ExitCode(err error) int {
+	var u usageError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &u), errors.Is(err, flag.ErrHelp),
+		errors.Is(err, bootenv.ErrRefused), errors.Is(err, bootenv.ErrUnknownSlot):
+		return ExitUsage
+	}
+	return ExitStorage
+}
+
+// Main runs the command and returns its exit code, printing any error.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps) int {
+	err := Run(ctx, args, stdout, stderr, deps)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stderr, "keel: %v\n", err)
+	}
+	return ExitCode(err)
+}
+
+const usageText = `usage: keel [-c FW_ENV_CONFIG | --efivars DIR | --image DISK.img] COMMAND [ARGS]
+
+Where the boot state lives (default: keel.store= on the kernel command line,
+else the efivarfs variable if present, else /etc/fw_env.config):
+  -c FILE          a libubootenv fw_env.config (one line: single copy, two: redundant)
+  --efivars DIR    the efivarfs mount or a directory laid out like one
+  --image DISK     a disk image: the redundant env in its GPT partition "bootstate"
+
+Commands:
+  status [--json]                      show the boot state
+  init [--slots a,b] --active a [--force]
+                                       write a new state (--force over existing or corrupt state)
+  try SLOT [--tries 3] [--version V] [--security-version N]
+                                       boot SLOT on trial for exactly N boots
+  select [--commit] [--json]           print the slot the next boot takes, or "recovery"
+  mark-good [--slot S]                 mark the booted (or given) slot good and active
+  mark-bad SLOT [--reason TEXT]        mark SLOT bad
+  set-active SLOT                      make a good SLOT the one normal boots take
+  recover [--reason TEXT] [--factory-reset] [--cancel]
+                                       request (or cancel) recovery at the next boot
+  secret keygen|sign-policy|seal|unseal
+                                       a secret sealed to signed PCR policies (PolicyAuthorize)
+  env print [-n] [NAME...]             print U-Boot env variables, like fw_printenv
+  env set NAME=VALUE...                set variables in one commit; NAME= deletes
+  image build --board B --out DISK --spec SPEC.json   write a bootable disk image (keel image help)
+  pcr predict [--slot S] [--mode M] MANIFEST   print the PCR 8/9 values keel-init leaves (keel pcr help)
+  pcr replay EVENTLOG | pcr read [--tpm DEV]   PCR 8/9 from an event log or a TPM
+  keygen --out NAME [--comment TEXT]   make a manifest signing key: NAME.key (private, 0600), NAME.pub
+  sign --key NAME.key MANIFEST [--out MANIFEST.sig]
+                                       sign a slot manifest (--key repeats; adds to an existing .sig)
+  verify --keys TRUSTED MANIFEST [MANIFEST.sig]
+                                       check a manifest's signature against trusted public keys
+`
+
+type globals struct {
+	config, efivars, image string
+}
+
+// Run executes one keel command.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps) error {
+	deps = deps.withDefaults()
+	fs := flag.NewFlagSet("keel", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usageText) }
+	var g globals
+	fs.StringVar(&g.config, "c", "", "fw_env.config file")
+	fs.StringVar(&g.config, "config", "", "fw_env.config file")
+	fs.StringVar(&g.efivars, "efivars", "", "efivarfs directory")
+	fs.StringVar(&g.image, "image", "", "disk image with a bootstate partition")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	n := 0
+	for _, s := range []string{g.config, g.efivars, g.image} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return usagef("give only one of -c, --efivars and --image")
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprint(stderr, usageText)
+		return usagef("no command given")
+	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	c := &command{ctx: ctx, g: g, deps: deps, stdout: stdout, stderr: stderr}
+	commands := map[string]func([]string) error{
+		"status": c.status, "init": c.init, "try": c.try, "select": c.selectCmd,
+		"mark-good": c.markGood, "mark-bad": c.markBad, "set-active": c.setActive,
+		"secret": c.secret, "recover": c.recover, "env": c.env, "image": c.image, "pcr": c.pcr,
+		"keygen": c.keygen, "sign": c.sign, "verify": c.verify, "seed": c.seed,
+		"help": func([]string) error { _, err := fmt.Fprint(stdout, usageText); return err },
+	}
+	if run, ok := commands[cmd]; ok {
+		return run(rest)
+	}
+	fmt.Fprint(stderr, usageText)
+	return usagef("unknown command %q", cmd)
+}
+
+type command struct {
+	ctx            context.Context
+	g              globals
+	deps           Deps
+	stdout, stderr io.Writer
+}
+
+// flags makes a FlagSet for a subcommand and parses args (flags may follow
+// positional arguments).
+func (c *command) flags(name string, args []string, define func(*flag.FlagSet)) (*flag.FlagSet, error) {
+	fs := flag.NewFlagSet("keel "+name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	define(fs)
+	if err := fs.Parse(permute(fs, args)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{fmt.Sprintf("%s: %v", name, err)}
+	}
+	return fs, nil
+}
+
+// update loads the record, applies a transition and commits the result if
+// it changed anything.
+func (c *command) update(f func(bootenv.Record) (bootenv.Record, error)) (bootenv.Record, error) {
+	t, err := c.open()
+	if err != nil {
+		return bootenv.Record{}, err
+	}
+	defer t.Close()
+	r, err := t.load()
+	if err != nil {
+		return bootenv.Record{}, err
+	}
+	n, err := f(r)
+	if err != nil {
+		return bootenv.Record{}, err
+	}
+	if n.SameState(r) {
+		return r, nil
+	}
+	if err := t.store.Commit(n); err != nil {
+		return bootenv.Record{}, fmt.Errorf("%s: %w", t.info.Location, err)
+	}
+	return n, nil
+}
+
+// view loads the record without changing it.
+func (c *command) view() (bootenv.Record, bootenv.Info, error) {
+	t, err := c.open()
+	if err != nil {
+		return bootenv.Record{}, bootenv.Info{}, err
+	}
+	defer t.Close()
+	r, err := t.load()
+	return r, t.info, err
+}
+
+// cmdlineParam returns the value of key= on the kernel command line ("" when
+// it is missing or given twice).
+func (c *command) cmdlineParam(key string) string {
+	line, err := c.deps.Cmdline()
+	if err != nil {
+		return ""
+	}
+	return kcmdline.Value(line, key)
+}

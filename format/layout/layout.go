@@ -1,0 +1,56 @@
+// Package layout holds the names both sides of keel agree on: the GPT
+// partition names the image builder writes and keel-init, recovery and the
+// CLI look up, and the paths inside keel's initramfs that the builder fills
+// and keel-init reads. It has no logic beyond naming; DESIGN.md section 2
+// is the disk layout.
+package layout
+
+// GPT partition names (DESIGN.md section 2). Partitions are found by name,
+// never by number.
+const (
+	// ESP is the EFI system partition: keel's UKI on UEFI boards.
+	ESP = "esp"
+	// Bootstate holds the redundant U-Boot env with keel's record on
+	// U-Boot boards.
+	Bootstate = "bootstate"
+	// Recovery holds the signed recovery seed.
+	Recovery = "recovery"
+	// Data is the user data partition: never touched by updates or
+	// recovery, re-created by a factory reset.
+	Data = "data"
+)
+
+// SlotPartition names the partition with a slot's container (kernel,
+// initrd, manifest, manifest.sig; package format/slotimg).
+func SlotPartition(slot string) string { return "slot-" + slot }
+
+// RootPartition names the partition with a slot's root file system and
+// its dm-verity tree.
+func RootPartition(slot string) string { return "root-" + slot }
+
+// Paths inside keel's initramfs: the builder writes them, keel-init reads
+// them.
+const (
+	// BoardPath holds the board (boards.Board as JSON).
+	BoardPath = "/etc/keel/board.json"
+	// ModulesPath lists the kernel modules to load, one path per line, in
+	// dependency order.
+	ModulesPath = "/etc/keel/modules.order"
+	// TrustedKeysPath holds the public keys (keel-ed25519 lines) whose
+	// signature a slot's manifest must carry. keel's initramfs is part of
+	// the UKI the firmware loads (and the stub measures), so the keys are
+	// fixed at build time.
+	TrustedKeysPath = "/etc/keel/trusted-keys"
+)
+
+// Paths keel-init hands to the slot's OS.
+const (
+	// RunDir is keel's folder in the OS's /run.
+	RunDir = "/run/keel"
+	// EventLogPath is where keel-init writes the measurement event log in
+	// stage 1, and where stage 2 leaves the copy handed over in the initrd.
+	EventLogPath = RunDir + "/eventlog.jsonl"
+	// HandoffDir is where the slot kernel unpacks what stage 1 appended
+	// to the slot's initrd (keel/eventlog.jsonl).
+	HandoffDir = "/keel"
+)

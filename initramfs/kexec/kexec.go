@@ -1,0 +1,82 @@
+//go:build linux
+
+// Package kexec hands the machine to a slot kernel: it copies kernel and
+// initrd into memfds while checking them against the signed manifest's
+// digests (what kexec loads is exactly what was hashed), appends files to
+// the initrd for the slot, and loads and executes the kernel with
+// kexec_file_load(2) and reboot(LINUX_REBOOT_CMD_KEXEC).
+package kexec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keelboot/keel/format/cpio"
+	"github.com/keelboot/keel/manifest"
+)
+
+// VerifiedCopy copies r into a memfd while hashing it and checks the
+// digest and size against want: what kexec loads is exactly what was
+// hashed. It never reads more than want.Size bytes (plus one, to notice a
+// longer input).
+func VerifiedCopy(name string, r io.Reader, want manifest.Digest) (*os.File, error) {
+	fd, err := unix.MemfdCreate("keel-"+name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd:keel-"+name)
+	if err := manifest.Check(name, io.TeeReader(r, f), want); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// AppendFiles appends an uncompressed newc archive holding files (path in
+// the archive -> content) to the initrd in f: the kernel unpacks
+// concatenated archives, each starting 4-byte aligned.
+func AppendFiles(f *os.File, files map[string][]byte) error {
+	end, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	var a cpio.Archive
+	for name, data := range files {
+		if err := a.File(name, 0o644, data); err != nil {
+			return err
+		}
+	}
+	seg, err := a.Bytes()
+	if err != nil {
+		return err
+	}
+	pad := make([]byte, (4-end%4)%4)
+	_, err = f.Write(append(pad, seg...))
+	return err
+}
+
+// Load loads kernel and initrd with the command line (kexec_file_load).
+func Load(kernel, initrd *os.File, cmdline string) error {
+	if err := unix.KexecFileLoad(int(kernel.Fd()), int(initrd.Fd()), cmdline, 0); err != nil {
+		return fmt.Errorf("kexec_file_load: %w", err)
+	}
+	return nil
+}
+
+// Unload drops a loaded kernel.
+func Unload() error {
+	return unix.KexecFileLoad(-1, -1, "", unix.KEXEC_FILE_UNLOAD)
+}
+
+// Exec syncs and jumps to the loaded kernel. It returns only on failure.
+func Exec() error {
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC); err != nil {
+		return fmt.Errorf("reboot(KEXEC): %w", err)
+	}
+	return errors.New("reboot(KEXEC) returned")
+}

@@ -1,0 +1,442 @@
+package stage1
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/format/cmdline"
+	"github.com/keelboot/keel/format/slotimg"
+	"github.com/keelboot/keel/manifest"
+)
+
+// Image is a verified slot, ready to kexec.
+type Image struct {
+	Slot     string
+	Manifest *manifest.Manifest
+	// ManifestBytes are the slot's manifest entry exactly as read (and
+	// verified): what is measured into PCR 9.
+	ManifestBytes []byte
+	Kernel        io.ReaderAt // handed to kexec (a memfd on a device)
+	Initrd        io.ReaderAt
+}
+
+// SlotLoader reads a slot and checks its kernel and initrd against its
+// manifest. An error says what is wrong; it marks the slot bad.
+type SlotLoader interface {
+	LoadSlot(ctx context.Context, slot string) (*Image, error)
+}
+
+// Kexecer boots an image with a command line. A real one returns only on
+// failure, with an error; nil means the image took over.
+type Kexecer interface {
+	Kexec(ctx context.Context, img *Image, cmdline string, h Handoff) error
+}
+
+// Handoff is what a Kexecer passes on besides the image and command line.
+type Handoff struct {
+	// EventLog is the measurement event log (JSON lines) as the slot sees
+	// it after the handoff, separator included; nil when unmeasured. A
+	// real Kexecer hands it to the slot in the initrd
+	// (keel/eventlog.jsonl).
+	EventLog []byte
+	// Separator, if set, runs right before the jump (after everything that
+	// can fail): it extends the handoff separator. An error aborts the
+	// kexec (the slot fails).
+	Separator func() error
+}
+
+// Measurer measures the boot into the TPM and keeps the anti-rollback
+// counter. A nil Measurer in Config means no TPM: the boot is unmeasured.
+type Measurer interface {
+	// Measure extends PCR 9 with the image (manifest bytes, kernel and
+	// initrd digests, verity root hash) and PCR 8 with the slot, the
+	// exact kexec command line and the boot mode.
+	Measure(img *Image, d bootenv.Decision, cmdline string) error
+	// Separator extends the handoff separator into PCR 8.
+	Separator() error
+	// EventLog is the log of every measurement so far plus the separator
+	// that Separator will extend: what the slot replays after the jump.
+	EventLog() []byte
+	// MinSecurityVersion is the anti-rollback counter: a slot whose
+	// manifest security version is below it is refused.
+	MinSecurityVersion() (uint64, error)
+}
+
+// Logf prints one line to the console.
+type Logf = func(format string, args ...any)
+
+// Config is what Boot needs to know about the board.
+type Config struct {
+	// Slots are the board's slot names, in order.
+	Slots []string
+	// Store names the store for stage 2 and the OS (keel.store=).
+	Store string
+	// Measurer measures the boot and enforces anti-rollback; nil: no TPM.
+	Measurer Measurer
+	// TPMRequired makes a TPM failure (none, unreadable counter, failed
+	// measurement) a failure of the slot; otherwise it is logged and the
+	// slot boots unmeasured.
+	TPMRequired bool
+	// Recoverer reinstalls a slot from the recovery seed when the decision
+	// is recovery; nil: no recovery, the boot stops.
+	Recoverer Recoverer
+	// RequestRecovery (keel.recovery=1 or keel.factory_reset=1 on keel's
+	// command line, for service) asks for recovery at this boot.
+	RequestRecovery string
+	// Now gives the time recorded for a recovery; nil: time.Now.
+	Now func() time.Time
+}
+
+// SeedInfo is what a verified recovery seed installs.
+type SeedInfo struct {
+	Version         string
+	SecurityVersion uint64
+}
+
+// Recoverer is the recovery seed and the slots it can rewrite.
+type Recoverer interface {
+	// Verify checks the seed (signature, digests, root tree) and writes
+	// nothing.
+	Verify(ctx context.Context) (SeedInfo, error)
+	// Reinstall rewrites slot from the verified seed, streaming, and
+	// verifies it after the write.
+	Reinstall(ctx context.Context, slot string) error
+	// WipeData re-creates the empty data filesystem (factory reset).
+	WipeData(ctx context.Context) error
+}
+
+// FactoryReset is the recovery request (reason) that also wipes data.
+const FactoryReset = "factory-reset"
+
+type bootError string
+
+func (e bootError) Error() string { return string(e) }
+
+// errNoBootableSlot: every slot failed or none is good; the decision is
+// recovery.
+const errNoBootableSlot = bootError("no bootable slot")
+
+// IsNoBootableSlot reports whether Boot stopped because no slot can boot.
+func IsNoBootableSlot(err error) bool { return errors.Is(err, errNoBootableSlot) }
+
+// Boot runs stage 1's decision loop: decide, commit, load, kexec; on a
+// failure mark the slot bad and decide again. It returns only when it
+// could not hand over: with an error for which IsNoBootableSlot is true
+// (and the final record, for the console) or a store error; or with nil
+// when a Kexecer returns nil (a fake that "booted").
+func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoader, kx Kexecer, logf Logf) (bootenv.Record, error) {
+	r, verified, err := loadOrInit(ctx, cfg, store, loader, logf)
+	if err != nil {
+		return r, err
+	}
+	if cfg.RequestRecovery != "" && r.Recovery == "" && r.Reinstalling == "" {
+		if n, err := bootenv.RequestRecovery(r, cfg.RequestRecovery); err == nil {
+			if err := store.Commit(n); err != nil {
+				return r, fmt.Errorf("recording the recovery request: %w", err)
+			}
+			r = n
+		}
+	}
+	recovered := false
+	for attempt := 0; attempt <= len(r.Slots)+2; attempt++ {
+		d, n := bootenv.Select(r)
+		if recovered && !d.Recovery() {
+			// The slot recovery just reinstalled: measured as recovery.
+			d.Mode = bootenv.ModeRecovery
+			d.Reason = "reinstalled by recovery: " + d.Reason
+			n.Last = bootenv.Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
+		} else if attempt > 0 && d.Mode == bootenv.ModeNormal {
+			// The preferred slot failed in this boot: say so.
+			d.Mode = bootenv.ModeFallback
+			d.Reason = "fallback after a failed slot: " + d.Reason
+			n.Last = bootenv.Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
+		}
+		// Count the boot before anything can fail: a crash from here on
+		// uses up the try.
+		if err := store.Commit(n); err != nil {
+			return r, fmt.Errorf("committing the boot decision: %w", err)
+		}
+		r = n
+		logf("decision: %s (mode %s): %s (generation %d)", d, d.Mode, d.Reason, r.Generation)
+		if d.Recovery() {
+			why := strings.TrimPrefix(d.Reason, "no bootable slot: ")
+			if cfg.Recoverer == nil || recovered {
+				return r, fmt.Errorf("%w: %s", errNoBootableSlot, why)
+			}
+			recovered = true
+			n, err := recoverSlot(ctx, cfg, store, r, d.Reason, logf)
+			if err != nil {
+				return n, fmt.Errorf("%w: %s; RECOVERY FAILED: %v", errNoBootableSlot, why, err)
+			}
+			r = n
+			continue
+		}
+		img, err := verified[d.Slot], error(nil)
+		delete(verified, d.Slot)
+		if img == nil {
+			img, err = safeLoad(ctx, loader, d.Slot)
+		}
+		if err == nil {
+			err = checkRollback(cfg, img, logf)
+		}
+		if err == nil {
+			if n, changed := withSlotInfo(r, img); changed {
+				if cerr := store.Commit(n); cerr != nil {
+					logf("warning: recording slot %s's version: %v", d.Slot, cerr)
+				} else {
+					r = n
+				}
+			}
+			line := Cmdline(img, d, cfg.Store)
+			var h Handoff
+			if line, h, err = measure(cfg, img, d, line, logf); err == nil {
+				logf("kexec slot %s (version %s): %s", d.Slot, img.Manifest.Version, line)
+				err = safeKexec(ctx, kx, img, line, h)
+				if err == nil {
+					return r, nil // handed over (only fakes return; a real kexec does not)
+				}
+			}
+		}
+		logf("slot %s failed: %v", d.Slot, err)
+		n, merr := bootenv.MarkBad(r, d.Slot, oneLine(err.Error()))
+		if merr != nil {
+			return r, merr
+		}
+		if err := store.Commit(n); err != nil {
+			return r, fmt.Errorf("marking slot %s bad: %w", d.Slot, err)
+		}
+		r = n
+	}
+	return r, fmt.Errorf("%w: gave up after %d attempts", errNoBootableSlot, len(r.Slots)+2)
+}
+
+// recoverSlot reinstalls a slot from the seed: it verifies the seed
+// (nothing is written if it does not verify, or if its security version is
+// below the anti-rollback counter), records which slot it rewrites before
+// the first byte (a power cut resumes at the next boot), wipes data on a
+// factory reset, rewrites and verifies the slot, and records it good.
+func recoverSlot(ctx context.Context, cfg Config, store bootenv.Store, r bootenv.Record, reason string, logf Logf) (bootenv.Record, error) {
+	rec := cfg.Recoverer
+	logf("recovery: %s", reason)
+	info, err := safeCall(func() (SeedInfo, error) { return rec.Verify(ctx) })
+	if err != nil {
+		logf("RECOVERY SEED DOES NOT VERIFY: %v; nothing was written", err)
+		return r, fmt.Errorf("the recovery seed does not verify: %w", err)
+	}
+	if cfg.Measurer != nil {
+		if min, err := cfg.Measurer.MinSecurityVersion(); err == nil && info.SecurityVersion < min {
+			return r, fmt.Errorf("the recovery seed's security version %d is below the anti-rollback counter %d", info.SecurityVersion, min)
+		}
+	}
+	slot := r.Reinstalling
+	if slot == "" {
+		slot = cfg.Slots[0]
+	}
+	factory := strings.HasPrefix(r.Recovery, FactoryReset)
+	n, err := bootenv.BeginReinstall(r, slot, strings.TrimPrefix(reason, "recovery requested: "))
+	if err != nil {
+		return r, err
+	}
+	if err := store.Commit(n); err != nil {
+		return r, fmt.Errorf("recording the reinstall of slot %s: %w", slot, err)
+	}
+	r = n
+	if factory {
+		logf("factory reset: re-creating the data filesystem")
+		if _, err := safeCall(func() (struct{}, error) { return struct{}{}, rec.WipeData(ctx) }); err != nil {
+			return r, fmt.Errorf("factory reset: %w", err)
+		}
+	}
+	logf("reinstalling slot %s from the seed (version %s)", slot, info.Version)
+	if _, err := safeCall(func() (struct{}, error) { return struct{}{}, rec.Reinstall(ctx, slot) }); err != nil {
+		return r, fmt.Errorf("reinstalling slot %s: %w", slot, err)
+	}
+	now := time.Now
+	if cfg.Now != nil {
+		now = cfg.Now
+	}
+	why := strings.TrimPrefix(reason, "recovery requested: ")
+	if factory {
+		why = "factory reset"
+	}
+	n, err = bootenv.FinishReinstall(r, slot, info.Version, info.SecurityVersion, now().UTC().Format(time.RFC3339), why)
+	if err != nil {
+		return r, err
+	}
+	if err := store.Commit(n); err != nil {
+		return r, fmt.Errorf("recording the reinstalled slot %s: %w", slot, err)
+	}
+	logf("KEEL-RECOVERED slot %s reinstalled (version %s)", slot, info.Version)
+	return n, nil
+}
+
+func safeCall[T any](f func() (T, error)) (v T, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("bug: %v", p)
+		}
+	}()
+	return f()
+}
+
+// loadOrInit loads the record. With no record (a new device) or an
+// unreadable one it starts a new record: every slot is verified, the first
+// that verifies becomes the active good slot, those that hold something
+// that does not verify are recorded bad with the reason, and those that
+// hold no slot image at all stay empty. Images verified here are returned for reuse.
+func loadOrInit(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoader, logf Logf) (bootenv.Record, map[string]*Image, error) {
+	r, err := store.Load()
+	switch {
+	case err == nil:
+		return r, nil, nil
+	case errors.Is(err, bootenv.ErrNoState):
+		logf("no boot state yet: initialising")
+	case errors.Is(err, bootenv.ErrCorrupt):
+		logf("boot state unreadable (%v): starting over", err)
+	default:
+		return r, nil, fmt.Errorf("reading the boot state: %w", err)
+	}
+	verified := map[string]*Image{}
+	failed := map[string]error{}
+	active := ""
+	for _, s := range cfg.Slots {
+		img, lerr := safeLoad(ctx, loader, s)
+		if errors.Is(lerr, slotimg.ErrNotSlot) {
+			logf("slot %s is empty: %v", s, lerr)
+			continue // left empty: nothing was ever installed there
+		}
+		if lerr != nil {
+			logf("slot %s does not verify: %v", s, lerr)
+			failed[s] = lerr
+			continue
+		}
+		verified[s] = img
+		if active == "" {
+			active = s
+		}
+	}
+	n, err := bootenv.Init(cfg.Slots, active)
+	if err != nil {
+		return r, nil, err
+	}
+	for _, s := range cfg.Slots {
+		if ferr, ok := failed[s]; ok {
+			if n, err = bootenv.MarkBad(n, s, oneLine(ferr.Error())); err != nil {
+				return r, nil, err
+			}
+		}
+	}
+	if err := store.Commit(n); err != nil {
+		return r, nil, fmt.Errorf("writing the initial boot state: %w", err)
+	}
+	logf("initialised slots %s, active %s", strings.Join(cfg.Slots, ","), cmp.Or(n.Active, "none"))
+	return n, verified, nil
+}
+
+// checkRollback refuses an image whose security version is below the
+// anti-rollback counter.
+func checkRollback(cfg Config, img *Image, logf Logf) error {
+	if cfg.Measurer == nil {
+		if cfg.TPMRequired {
+			return errors.New("the board requires a TPM and there is none: cannot check the anti-rollback counter")
+		}
+		return nil
+	}
+	min, err := cfg.Measurer.MinSecurityVersion()
+	if err != nil {
+		if cfg.TPMRequired {
+			return fmt.Errorf("reading the anti-rollback counter: %w", err)
+		}
+		logf("warning: reading the anti-rollback counter: %v: rollback not enforced", err)
+		return nil
+	}
+	if sv := img.Manifest.SecurityVersion; sv < min {
+		return fmt.Errorf("rollback refused: security version %d is below the anti-rollback counter %d", sv, min)
+	}
+	return nil
+}
+
+// measure measures the boot of img with the command line. It returns the
+// command line to hand over (with Unmeasured added when the boot is not
+// measured) and the handoff. An error (only when the board requires a
+// TPM) fails the slot.
+func measure(cfg Config, img *Image, d bootenv.Decision, line string, logf Logf) (string, Handoff, error) {
+	m := cfg.Measurer
+	if m == nil {
+		if cfg.TPMRequired {
+			return line, Handoff{}, errors.New("the board requires a TPM and there is none: cannot measure the boot")
+		}
+		logf("no TPM: booting slot %s unmeasured", img.Slot)
+		return line + " " + cmdline.Unmeasured, Handoff{}, nil
+	}
+	if err := m.Measure(img, d, line); err != nil {
+		if cfg.TPMRequired {
+			return line, Handoff{}, fmt.Errorf("measuring the boot: %w", err)
+		}
+		logf("warning: measuring the boot: %v: booting slot %s unmeasured", err, img.Slot)
+		return line + " " + cmdline.Unmeasured, Handoff{}, nil
+	}
+	logf("measured slot %s into PCR 8/9 (mode %s)", img.Slot, d.Mode)
+	sep := func() error {
+		if err := m.Separator(); err != nil {
+			if cfg.TPMRequired {
+				return fmt.Errorf("extending the handoff separator: %w", err)
+			}
+			logf("warning: extending the handoff separator: %v", err)
+		}
+		return nil
+	}
+	return line, Handoff{EventLog: m.EventLog(), Separator: sep}, nil
+}
+
+func withSlotInfo(r bootenv.Record, img *Image) (bootenv.Record, bool) {
+	s, ok := r.Slot(img.Slot)
+	if !ok || (s.Version == img.Manifest.Version && s.SecurityVersion == img.Manifest.SecurityVersion) {
+		return r, false
+	}
+	n, err := bootenv.SetSlotInfo(r, img.Slot, img.Manifest.Version, img.Manifest.SecurityVersion)
+	return n, err == nil
+}
+
+// Cmdline is the slot kernel's command line: the manifest's, then what
+// stage 2 and the OS need to know from keel (package format/cmdline).
+func Cmdline(img *Image, d bootenv.Decision, store string) string {
+	return cmdline.ForManifest(img.Manifest, d.Slot, string(d.Mode), store)
+}
+
+func safeLoad(ctx context.Context, l SlotLoader, slot string) (img *Image, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("bug: loading slot %s panicked: %v\n%s", slot, p, debug.Stack())
+		}
+	}()
+	img, err = l.LoadSlot(ctx, slot)
+	if err == nil && (img == nil || img.Manifest == nil) {
+		err = errors.New("loader returned no image")
+	}
+	return img, err
+}
+
+func safeKexec(ctx context.Context, kx Kexecer, img *Image, line string, h Handoff) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("bug: kexec panicked: %v", p)
+		}
+	}()
+	return kx.Kexec(ctx, img, line, h)
+}
+
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

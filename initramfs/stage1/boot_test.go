@@ -1,0 +1,510 @@
+package stage1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/bootenv/memstore"
+	"github.com/keelboot/keel/format/cmdline"
+	"github.com/keelboot/keel/format/slotimg"
+	"github.com/keelboot/keel/manifest"
+)
+
+type fakeLoader struct {
+	bad    map[string]string // slot -> error
+	panic  map[string]bool
+	secver map[string]uint64 // default 1
+	calls  []string
+}
+
+func (f *fakeLoader) LoadSlot(_ context.Context, slot string) (*Image, error) {
+	f.calls = append(f.calls, slot)
+	if f.panic[slot] {
+		panic("boom")
+	}
+	if msg, ok := f.bad[slot]; ok {
+		if msg == "empty" {
+			return nil, fmt.Errorf("slot-%s: %w", slot, slotimg.ErrNotSlot)
+		}
+		return nil, errors.New(msg)
+	}
+	sv, ok := f.secver[slot]
+	if !ok {
+		sv = 1
+	}
+	return &Image{Slot: slot, ManifestBytes: []byte(`{"version":"v-` + slot + `"}`),
+		Manifest: &manifest.Manifest{Version: "v-" + slot, SecurityVersion: sv,
+			Cmdline: "console=ttyS0", Root: manifest.Root{FSType: "erofs"}}}, nil
+}
+
+type fakeKexec struct {
+	fail    map[string]bool
+	booted  string
+	cmdline string
+	// state is what the store held when kexec ran.
+	state bootenv.Record
+	store bootenv.Store
+	// trace, if set, records the kexec and the handoff separator.
+	trace    *[]string
+	eventLog []byte
+}
+
+func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string, h Handoff) error {
+	if f.fail[img.Slot] {
+		return fmt.Errorf("kexec_file_load: invalid argument")
+	}
+	if f.trace != nil {
+		*f.trace = append(*f.trace, "kexec "+img.Slot)
+	}
+	// A real kexecer runs the separator right before the jump.
+	if h.Separator != nil {
+		if err := h.Separator(); err != nil {
+			return err
+		}
+	}
+	f.booted, f.cmdline, f.eventLog = img.Slot, cmdline, h.EventLog
+	f.state, _ = f.store.Load()
+	return nil
+}
+
+func run(t *testing.T, store bootenv.Store, l *fakeLoader, k *fakeKexec) (bootenv.Record, error, []string) {
+	t.Helper()
+	return runCfg(t, Config{}, store, l, k)
+}
+
+// runCfg is run with a Measurer and TPMRequired from cfg.
+func runCfg(t *testing.T, cfg Config, store bootenv.Store, l *fakeLoader, k *fakeKexec) (bootenv.Record, error, []string) {
+	t.Helper()
+	var log []string
+	k.store = store
+	cfg.Slots, cfg.Store = []string{"a", "b"}, "efivars"
+	r, err := Boot(context.Background(), cfg, store, l, k,
+		func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) })
+	return r, err, log
+}
+
+func TestFirstBootInitialises(t *testing.T) {
+	s := memstore.New()
+	k := &fakeKexec{}
+	_, _, log := run(t, s, &fakeLoader{}, k)
+	if k.booted != "a" {
+		t.Fatalf("booted %q, log:\n%s", k.booted, strings.Join(log, "\n"))
+	}
+	for _, want := range []string{"keel.stage=2", "keel.slot=a", "keel.mode=normal", "keel.store=efivars", "keel.rootfstype=erofs", "console=ttyS0"} {
+		if !strings.Contains(k.cmdline, want) {
+			t.Errorf("cmdline %q lacks %s", k.cmdline, want)
+		}
+	}
+	if a, _ := k.state.Slot("a"); a.Version != "v-a" || a.State != bootenv.StateGood {
+		t.Errorf("slot a at kexec: %+v", a)
+	}
+}
+
+func TestFirstBootPicksAVerifyingSlot(t *testing.T) {
+	s := memstore.New()
+	k := &fakeKexec{}
+	run(t, s, &fakeLoader{bad: map[string]string{"a": "no KEELSLOT magic"}}, k)
+	if k.booted != "b" {
+		t.Fatalf("booted %q, want b (a does not verify)", k.booted)
+	}
+}
+
+// TestTrialCommittedBeforeKexec: when the slot kernel starts, the store
+// already holds the used try.
+func TestTrialCommittedBeforeKexec(t *testing.T) {
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	r, _ = bootenv.Try(r, "b", 2)
+	s.Commit(r)
+	k := &fakeKexec{}
+	run(t, s, &fakeLoader{}, k)
+	if k.booted != "b" || !strings.Contains(k.cmdline, "keel.mode=trial") {
+		t.Fatalf("booted %q with %q", k.booted, k.cmdline)
+	}
+	if b, _ := k.state.Slot("b"); b.TriesLeft != 1 {
+		t.Fatalf("at kexec b has %d tries left, want 1 committed", b.TriesLeft)
+	}
+}
+
+func TestFailedSlotFallsBack(t *testing.T) {
+	for name, tc := range map[string]struct {
+		l *fakeLoader
+		k *fakeKexec
+	}{
+		"verification": {&fakeLoader{bad: map[string]string{"b": "kernel digest mismatch"}}, &fakeKexec{}},
+		"panic":        {&fakeLoader{panic: map[string]bool{"b": true}}, &fakeKexec{}},
+		"kexec":        {&fakeLoader{}, &fakeKexec{fail: map[string]bool{"b": true}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := memstore.New()
+			r, _ := bootenv.Init(nil, "a")
+			r, _ = bootenv.Try(r, "b", 3)
+			s.Commit(r)
+			run(t, s, tc.l, tc.k)
+			if tc.k.booted != "a" {
+				t.Fatalf("booted %q, want a", tc.k.booted)
+			}
+			st, _ := s.Load()
+			b, _ := st.Slot("b")
+			if b.State != bootenv.StateBad || b.Reason == "" || strings.Contains(b.Reason, "\n") {
+				t.Errorf("b = %+v", b)
+			}
+			if st.Last.Mode != bootenv.ModeFallback || st.Last.Slot != "a" {
+				t.Errorf("last = %+v", st.Last)
+			}
+			if a, _ := st.Slot("a"); a.State != bootenv.StateGood {
+				t.Errorf("a lost something: %+v", a)
+			}
+		})
+	}
+}
+
+func TestNoBootableSlot(t *testing.T) {
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	r, _ = bootenv.Try(r, "b", 1)
+	s.Commit(r)
+	l := &fakeLoader{bad: map[string]string{"a": "slot-a: no KEELSLOT magic", "b": "slot-b: no KEELSLOT magic"}}
+	k := &fakeKexec{}
+	final, err, _ := run(t, s, l, k)
+	if !IsNoBootableSlot(err) || k.booted != "" {
+		t.Fatalf("err = %v, booted %q", err, k.booted)
+	}
+	for _, want := range []string{"a bad (slot-a: no KEELSLOT magic)", "b bad (slot-b: no KEELSLOT magic)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
+		}
+	}
+	st, _ := s.Load()
+	if !st.Equal(final) || st.Last.Mode != bootenv.ModeRecovery {
+		t.Errorf("stored %+v, returned %+v", st, final)
+	}
+}
+
+func TestCorruptStateStartsOver(t *testing.T) {
+	s := memstore.New()
+	// A store whose Load fails with ErrCorrupt.
+	cs := &corruptOnce{Store: s}
+	k := &fakeKexec{}
+	run(t, cs, &fakeLoader{}, k)
+	if k.booted != "a" {
+		t.Fatalf("booted %q", k.booted)
+	}
+}
+
+type corruptOnce struct {
+	*memstore.Store
+	done bool
+}
+
+func (c *corruptOnce) Load() (bootenv.Record, error) {
+	if !c.done {
+		c.done = true
+		return bootenv.Record{}, fmt.Errorf("both copies: %w", bootenv.ErrCorrupt)
+	}
+	return c.Store.Load()
+}
+
+// TestPowerCutAtDecision: the store loses power while committing the
+// decision: nothing is booted, and the error says so.
+func TestPowerCutAtDecision(t *testing.T) {
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	s.Commit(r)
+	s.CutPower(0, false)
+	k := &fakeKexec{}
+	_, err, _ := run(t, s, &fakeLoader{}, k)
+	if err == nil || k.booted != "" {
+		t.Fatalf("err %v, booted %q", err, k.booted)
+	}
+}
+
+// TestFirstBootNothingVerifies: a new device whose slots both fail
+// verification records both as bad, with the reasons, and stops.
+func TestFirstBootNothingVerifies(t *testing.T) {
+	s := memstore.New()
+	l := &fakeLoader{bad: map[string]string{"a": "slot-a: no KEELSLOT magic", "b": "slot-b: kernel digest mismatch"}}
+	k := &fakeKexec{}
+	_, err, _ := run(t, s, l, k)
+	if !IsNoBootableSlot(err) || k.booted != "" {
+		t.Fatalf("err = %v, booted %q", err, k.booted)
+	}
+	st, _ := s.Load()
+	for slot, want := range map[string]string{"a": "no KEELSLOT magic", "b": "kernel digest mismatch"} {
+		if sl, _ := st.Slot(slot); sl.State != bootenv.StateBad || !strings.Contains(sl.Reason, want) {
+			t.Errorf("slot %s = %+v", slot, sl)
+		}
+	}
+	// Each slot was verified once, not again by the boot loop.
+	if len(l.calls) != 2 {
+		t.Errorf("loader calls %v", l.calls)
+	}
+}
+
+// TestFirstBootEmptySlot: a slot with no slot image is left empty, not bad.
+func TestFirstBootEmptySlot(t *testing.T) {
+	s := memstore.New()
+	k := &fakeKexec{}
+	run(t, s, &fakeLoader{bad: map[string]string{"b": "empty"}}, k)
+	st, _ := s.Load()
+	if b, _ := st.Slot("b"); b.State != bootenv.StateEmpty || k.booted != "a" {
+		t.Errorf("b = %+v, booted %q", b, k.booted)
+	}
+}
+
+func TestCmdlineVerity(t *testing.T) {
+	img := &Image{Slot: "b", Manifest: &manifest.Manifest{Cmdline: "console=ttyS0", Root: manifest.Root{FSType: "erofs",
+		Verity: &manifest.Verity{RootHash: strings.Repeat("ab", 32), Salt: "0011", DataBlocks: 10, HashOffset: 40960}}}}
+	got := Cmdline(img, bootenv.Decision{Slot: "b", Mode: bootenv.ModeTrial}, "efivars")
+	want := "console=ttyS0 keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.verity=" + strings.Repeat("ab", 32) + ",0011,10,40960 keel.store=efivars"
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+// fakeMeasurer records its calls in trace.
+type fakeMeasurer struct {
+	trace    *[]string
+	counter  uint64
+	fail     map[string]bool // slot -> Measure fails
+	failSep  bool
+	failRead bool
+	cmdlines []string
+}
+
+func (f *fakeMeasurer) Measure(img *Image, d bootenv.Decision, cmdline string) error {
+	*f.trace = append(*f.trace, fmt.Sprintf("measure %s %s %s", img.Slot, d.Mode, img.ManifestBytes))
+	f.cmdlines = append(f.cmdlines, cmdline)
+	if f.fail[img.Slot] {
+		return errors.New("TPM2_PCR_Extend: TPM_RC_FAILURE")
+	}
+	return nil
+}
+
+func (f *fakeMeasurer) Separator() error {
+	*f.trace = append(*f.trace, "separator")
+	if f.failSep {
+		return errors.New("TPM2_PCR_Extend: TPM_RC_FAILURE")
+	}
+	return nil
+}
+
+func (f *fakeMeasurer) EventLog() []byte { return []byte("log\n") }
+
+func (f *fakeMeasurer) MinSecurityVersion() (uint64, error) {
+	*f.trace = append(*f.trace, "counter")
+	if f.failRead {
+		return 0, errors.New("TPM2_NV_Read: TPM_RC_HANDLE")
+	}
+	return f.counter, nil
+}
+
+func trialB(t *testing.T) *memstore.Store {
+	t.Helper()
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	r, _ = bootenv.Try(r, "b", 3)
+	if err := s.Commit(r); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestMeasuredBoot: the counter is checked, then the image measured with
+// the exact command line kexec gets, then kexec, and the separator comes
+// last; the kexecer gets the event log.
+func TestMeasuredBoot(t *testing.T) {
+	var trace []string
+	m := &fakeMeasurer{trace: &trace, counter: 1}
+	k := &fakeKexec{trace: &trace}
+	runCfg(t, Config{Measurer: m, TPMRequired: true}, trialB(t), &fakeLoader{}, k)
+	want := []string{"counter", `measure b trial {"version":"v-b"}`, "kexec b", "separator"}
+	if strings.Join(trace, "|") != strings.Join(want, "|") {
+		t.Errorf("calls %q, want %q", trace, want)
+	}
+	if k.booted != "b" || len(m.cmdlines) != 1 || m.cmdlines[0] != k.cmdline {
+		t.Errorf("booted %q with %q, measured %q", k.booted, k.cmdline, m.cmdlines)
+	}
+	if strings.Contains(k.cmdline, cmdline.Unmeasured) || string(k.eventLog) != "log\n" {
+		t.Errorf("cmdline %q, event log %q", k.cmdline, k.eventLog)
+	}
+}
+
+// TestMeasureFailure: with TPMRequired a failed measurement (or
+// separator) is a slot failure: b is marked bad and a boots; without it,
+// b boots unmeasured and says so on its command line.
+func TestMeasureFailure(t *testing.T) {
+	for name, fm := range map[string]fakeMeasurer{
+		"measure":   {fail: map[string]bool{"b": true}},
+		"separator": {failSep: true},
+		"counter":   {failRead: true},
+	} {
+		t.Run(name+"/required", func(t *testing.T) {
+			var trace []string
+			m := fm
+			m.trace = &trace
+			s := trialB(t)
+			k := &fakeKexec{trace: &trace}
+			_, err, log := runCfg(t, Config{Measurer: &m, TPMRequired: true}, s, &fakeLoader{}, k)
+			if name == "separator" || name == "counter" {
+				// Every slot fails the same way: nothing boots.
+				if !IsNoBootableSlot(err) {
+					t.Fatalf("err %v, booted %q\n%s", err, k.booted, strings.Join(log, "\n"))
+				}
+			} else if k.booted != "a" {
+				t.Fatalf("booted %q, want a (b's measurement failed)\n%s", k.booted, strings.Join(log, "\n"))
+			}
+			st, _ := s.Load()
+			b, _ := st.Slot("b")
+			if b.State != bootenv.StateBad || !strings.Contains(b.Reason, "TPM") {
+				t.Errorf("b = %+v", b)
+			}
+		})
+		t.Run(name+"/optional", func(t *testing.T) {
+			var trace []string
+			m := fm
+			m.trace = &trace
+			k := &fakeKexec{trace: &trace}
+			runCfg(t, Config{Measurer: &m}, trialB(t), &fakeLoader{}, k)
+			if k.booted != "b" {
+				t.Fatalf("booted %q, want b", k.booted)
+			}
+			if unmeasured := strings.Contains(k.cmdline, cmdline.Unmeasured); unmeasured != (name == "measure") {
+				t.Errorf("cmdline %q", k.cmdline)
+			}
+		})
+	}
+}
+
+// TestNoTPM: without a Measurer a board that requires a TPM boots
+// nothing; others boot unmeasured.
+func TestNoTPM(t *testing.T) {
+	k := &fakeKexec{}
+	_, err, _ := runCfg(t, Config{TPMRequired: true}, trialB(t), &fakeLoader{}, k)
+	if !IsNoBootableSlot(err) || !strings.Contains(err.Error(), "requires a TPM") {
+		t.Errorf("TPM required, none: err %v, booted %q", err, k.booted)
+	}
+	k = &fakeKexec{}
+	runCfg(t, Config{}, trialB(t), &fakeLoader{}, k)
+	if k.booted != "b" || !strings.HasSuffix(k.cmdline, " "+cmdline.Unmeasured) || k.eventLog != nil {
+		t.Errorf("no TPM: booted %q with %q", k.booted, k.cmdline)
+	}
+}
+
+// TestRollbackRefused: a verified slot whose security version is below
+// the counter is marked bad (the reason names both numbers) and a boots.
+func TestRollbackRefused(t *testing.T) {
+	var trace []string
+	m := &fakeMeasurer{trace: &trace, counter: 3}
+	s := trialB(t)
+	k := &fakeKexec{trace: &trace}
+	runCfg(t, Config{Measurer: m}, s, &fakeLoader{secver: map[string]uint64{"a": 3, "b": 2}}, k)
+	if k.booted != "a" {
+		t.Fatalf("booted %q, want a", k.booted)
+	}
+	st, _ := s.Load()
+	b, _ := st.Slot("b")
+	if b.State != bootenv.StateBad || !strings.Contains(b.Reason, "security version 2") || !strings.Contains(b.Reason, "counter 3") {
+		t.Errorf("b = %+v", b)
+	}
+	for _, c := range trace {
+		if strings.HasPrefix(c, "measure b") {
+			t.Errorf("the refused slot was measured: %q", trace)
+		}
+	}
+}
+
+type fakeRecoverer struct {
+	verifyErr   error
+	reinstalled []string
+	wiped       int
+	loader      *fakeLoader // a reinstalled slot verifies again
+}
+
+func (f *fakeRecoverer) Verify(context.Context) (SeedInfo, error) {
+	return SeedInfo{Version: "1.0-seed", SecurityVersion: 1}, f.verifyErr
+}
+
+func (f *fakeRecoverer) Reinstall(_ context.Context, slot string) error {
+	f.reinstalled = append(f.reinstalled, slot)
+	delete(f.loader.bad, slot)
+	return nil
+}
+
+func (f *fakeRecoverer) WipeData(context.Context) error { f.wiped++; return nil }
+
+func brokenBoth(t *testing.T) (*memstore.Store, *fakeLoader) {
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	r, _ = bootenv.MarkBad(r, "a", "kernel digest mismatch")
+	s.Commit(r)
+	return s, &fakeLoader{bad: map[string]string{"a": "kernel digest mismatch", "b": "empty"}}
+}
+
+func TestRecoveryReinstalls(t *testing.T) {
+	s, l := brokenBoth(t)
+	rec := &fakeRecoverer{loader: l}
+	k := &fakeKexec{}
+	at := time.Date(2026, 11, 25, 23, 0, 0, 0, time.UTC)
+	_, err, log := runCfg(t, Config{Recoverer: rec, Now: func() time.Time { return at }}, s, l, k)
+	if err != nil || k.booted != "a" || !strings.Contains(k.cmdline, "keel.mode=recovery") {
+		t.Fatalf("err %v, booted %q %q\n%s", err, k.booted, k.cmdline, strings.Join(log, "\n"))
+	}
+	if len(rec.reinstalled) != 1 || rec.reinstalled[0] != "a" || rec.wiped != 0 {
+		t.Errorf("reinstalled %v, wiped %d", rec.reinstalled, rec.wiped)
+	}
+	st, _ := s.Load()
+	if a, _ := st.Slot("a"); a.State != bootenv.StateGood || st.Reinstalling != "" ||
+		!strings.HasPrefix(st.LastRecovery, "2026-11-25T23:00:00Z no bootable slot") {
+		t.Errorf("state %+v", st)
+	}
+}
+
+func TestRecoveryBadSeedWritesNothing(t *testing.T) {
+	s, l := brokenBoth(t)
+	rec := &fakeRecoverer{loader: l, verifyErr: errors.New("manifest signed by an unknown key")}
+	k := &fakeKexec{}
+	_, err, _ := runCfg(t, Config{Recoverer: rec}, s, l, k)
+	if !IsNoBootableSlot(err) || !strings.Contains(err.Error(), "RECOVERY FAILED") || !strings.Contains(err.Error(), "unknown key") {
+		t.Fatalf("err = %v", err)
+	}
+	st, _ := s.Load()
+	if len(rec.reinstalled) != 0 || st.Reinstalling != "" || k.booted != "" {
+		t.Errorf("reinstalled %v, state %+v", rec.reinstalled, st)
+	}
+}
+
+func TestRecoveryResumesAfterPowerCut(t *testing.T) {
+	s, l := brokenBoth(t)
+	r, _ := s.Load()
+	r, _ = bootenv.BeginReinstall(r, "b", "earlier boot")
+	s.Commit(r)
+	rec := &fakeRecoverer{loader: l}
+	k := &fakeKexec{}
+	runCfg(t, Config{Recoverer: rec}, s, l, k)
+	if len(rec.reinstalled) != 1 || rec.reinstalled[0] != "b" || k.booted != "b" {
+		t.Errorf("reinstalled %v, booted %q", rec.reinstalled, k.booted)
+	}
+}
+
+func TestFactoryReset(t *testing.T) {
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	s.Commit(r)
+	l := &fakeLoader{bad: map[string]string{}}
+	rec := &fakeRecoverer{loader: l}
+	k := &fakeKexec{}
+	runCfg(t, Config{Recoverer: rec, RequestRecovery: FactoryReset}, s, l, k)
+	if rec.wiped != 1 || len(rec.reinstalled) != 1 || k.booted != "a" {
+		t.Errorf("wiped %d, reinstalled %v, booted %q", rec.wiped, rec.reinstalled, k.booted)
+	}
+	st, _ := s.Load()
+	if st.Recovery != "" || !strings.Contains(st.LastRecovery, "factory reset") {
+		t.Errorf("state %+v", st)
+	}
+}

@@ -1,0 +1,143 @@
+//go:build linux
+
+package stage1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/format/slotimg"
+	"github.com/keelboot/keel/hw/blockdev"
+	"github.com/keelboot/keel/initramfs/kexec"
+	"github.com/keelboot/keel/initramfs/sysinit"
+	"github.com/keelboot/keel/manifest"
+)
+
+// maxManifest bounds the manifest entry keel reads.
+const maxManifest = 1 << 20
+
+// deviceLoader reads slots from their slot-<name> partitions and checks
+// them against the trusted keys.
+type deviceLoader struct {
+	logf    Logf
+	trusted []manifest.PublicKey
+	keysErr error
+}
+
+var _ SlotLoader = deviceLoader{}
+
+func (d deviceLoader) LoadSlot(ctx context.Context, slot string) (*Image, error) {
+	part := layout.SlotPartition(slot)
+	dev, err := blockdev.FindPartition(part, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(dev)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, err
+	}
+	h, err := slotimg.ReadHeader(f, size)
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): %w", part, dev, err)
+	}
+	ms, err := h.Section(f, slotimg.EntryManifest)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", part, err)
+	}
+	if ms.Size() > maxManifest {
+		return nil, fmt.Errorf("%s: manifest of %d bytes is larger than %d", part, ms.Size(), maxManifest)
+	}
+	mb, err := io.ReadAll(ms)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading the manifest: %w", part, err)
+	}
+	var sig []byte
+	if ss, err := h.Section(f, manifest.SigEntry); err == nil {
+		if ss.Size() > manifest.MaxSigSize {
+			return nil, fmt.Errorf("%s: %s of %d bytes is larger than %d", part, manifest.SigEntry, ss.Size(), manifest.MaxSigSize)
+		}
+		if sig, err = io.ReadAll(ss); err != nil {
+			return nil, fmt.Errorf("%s: reading %s: %w", part, manifest.SigEntry, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", part, err)
+	}
+	if d.keysErr != nil {
+		return nil, fmt.Errorf("%s: cannot verify the manifest: %w", part, d.keysErr)
+	}
+	// Nothing from the manifest is used before its signature verifies.
+	m, err := manifest.Verify(mb, sig, d.trusted)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", part, err)
+	}
+	img := &Image{Slot: slot, Manifest: m, ManifestBytes: mb}
+	for _, e := range []struct {
+		name string
+		want manifest.Digest
+		dst  *io.ReaderAt
+	}{
+		{slotimg.EntryKernel, m.Kernel, &img.Kernel},
+		{slotimg.EntryInitrd, m.Initrd, &img.Initrd},
+	} {
+		sec, err := h.Section(f, e.name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", part, err)
+		}
+		mf, err := kexec.VerifiedCopy(e.name, sec, e.want)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", part, err)
+		}
+		*e.dst = mf
+	}
+	d.logf("slot %s verified: version %s, kernel %d bytes, initrd %d bytes", slot, m.Version, m.Kernel.Size, m.Initrd.Size)
+	return img, nil
+}
+
+// kexecer boots a verified image: it hands the event log over in the
+// initrd, loads the kernel, arms the watchdog, extends the separator and
+// jumps.
+type kexecer struct {
+	logf  Logf
+	board boards.Board
+}
+
+var _ Kexecer = kexecer{}
+
+func (k kexecer) Kexec(ctx context.Context, img *Image, line string, h Handoff) error {
+	kf, ok1 := img.Kernel.(*os.File)
+	inf, ok2 := img.Initrd.(*os.File)
+	if !ok1 || !ok2 {
+		return errors.New("kexec needs file-backed kernel and initrd")
+	}
+	if len(h.EventLog) > 0 {
+		// The slot gets the event log as keel/eventlog.jsonl in its
+		// initramfs; stage 2 copies it to /run/keel.
+		if err := kexec.AppendFiles(inf, map[string][]byte{layout.HandoffDir[1:] + "/eventlog.jsonl": h.EventLog}); err != nil {
+			return fmt.Errorf("handing the event log to the slot: %w", err)
+		}
+	}
+	if err := kexec.Load(kf, inf, line); err != nil {
+		return err
+	}
+	sysinit.ArmWatchdog(k.board, k.logf)
+	if h.Separator != nil {
+		if err := h.Separator(); err != nil {
+			_ = kexec.Unload()
+			return err
+		}
+	}
+	k.logf("KEEL-KEXEC slot %s", img.Slot)
+	return kexec.Exec()
+}

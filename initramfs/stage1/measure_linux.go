@@ -1,0 +1,147 @@
+//go:build linux
+
+package stage1
+
+import (
+	"bytes"
+	"crypto"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/tpm"
+)
+
+// tpmMeasurer is the Measurer over a TPM (package tpm): PCRs 8/9 with a
+// JSON-lines event log, and the anti-rollback NV counter.
+type tpmMeasurer struct {
+	t    transport.TPMCloser
+	m    *tpm.Measurer
+	logf Logf
+
+	mu      sync.Mutex
+	log     bytes.Buffer // every line so far: what the slot gets
+	counter *uint64      // read once per boot
+}
+
+// openMeasurer opens the TPM (waiting a little for its device when the
+// board requires one) and starts the event log at layout.EventLogPath.
+func openMeasurer(b boards.Board, logf Logf) (*tpmMeasurer, error) {
+	wait := 200 * time.Millisecond
+	if b.TPMRequired {
+		wait = 5 * time.Second
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		if _, err := os.Stat(tpm.DefaultDevice); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t, err := tpm.Open(tpm.DefaultDevice)
+	if err != nil {
+		return nil, err
+	}
+	tm := &tpmMeasurer{t: t, logf: logf}
+	var w io.Writer = &tm.log
+	if err := os.MkdirAll(filepath.Dir(layout.EventLogPath), 0o755); err == nil {
+		if f, err := os.OpenFile(layout.EventLogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err == nil {
+			w = io.MultiWriter(&tm.log, f) // stays open until kexec
+		} else {
+			logf("warning: event log: %v", err)
+		}
+	}
+	if tm.m, err = tpm.NewMeasurer(t, w); err != nil {
+		t.Close()
+		return nil, err
+	}
+	names := ""
+	for i, h := range tm.m.Banks() {
+		if i > 0 {
+			names += ","
+		}
+		names += tpm.BankName(h)
+	}
+	logf("TPM %s: PCR banks %s, event log %s", tpm.DefaultDevice, names, layout.EventLogPath)
+	// What ran before keel-init may have measured into PCR 8/9 (the Linux
+	// EFI stub measures a UKI's initrd into PCR 9): say where they start.
+	if v, err := tpm.ReadPCRs(t, []crypto.Hash{crypto.SHA256}, []int{tpm.PCRBoot, tpm.PCRImage}); err == nil {
+		logf("PCRs at start (sha256): 8=%x 9=%x", v[crypto.SHA256][tpm.PCRBoot], v[crypto.SHA256][tpm.PCRImage])
+	}
+	return tm, nil
+}
+
+func (tm *tpmMeasurer) Measure(img *Image, d bootenv.Decision, cmdline string) error {
+	in := tpm.BootMeasurement{ManifestBytes: img.ManifestBytes, Slot: img.Slot, Cmdline: cmdline, Mode: string(d.Mode)}
+	var err error
+	if in.KernelDigest, err = hex.DecodeString(img.Manifest.Kernel.SHA256); err != nil {
+		return fmt.Errorf("kernel digest: %w", err)
+	}
+	if in.InitrdDigest, err = hex.DecodeString(img.Manifest.Initrd.SHA256); err != nil {
+		return fmt.Errorf("initrd digest: %w", err)
+	}
+	if v := img.Manifest.Root.Verity; v != nil {
+		if in.RootHash, err = hex.DecodeString(v.RootHash); err != nil {
+			return fmt.Errorf("verity root hash: %w", err)
+		}
+	}
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	return tpm.MeasureBoot(tm.m, in)
+}
+
+func (tm *tpmMeasurer) Separator() error {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	return tpm.Separator(tm.m)
+}
+
+// EventLog returns the log so far plus the line Separator will write: the
+// slot's copy is taken before kexec_file_load, the separator is extended
+// after it, right before the jump.
+func (tm *tpmMeasurer) EventLog() []byte {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	e := tpm.LogEntry{PCR: tpm.PCRBoot, Type: tpm.EventSeparator, Description: "handoff to the slot kernel (kexec)",
+		Digests: map[string]string{}}
+	for _, h := range tm.m.Banks() {
+		d := h.New()
+		d.Write([]byte(tpm.SeparatorData))
+		e.Digests[tpm.BankName(h)] = hex.EncodeToString(d.Sum(nil))
+	}
+	data := tpm.SeparatorData
+	e.Data = &data
+	line, _ := json.Marshal(e)
+	out := append(bytes.Clone(tm.log.Bytes()), line...)
+	return append(out, '\n')
+}
+
+// MinSecurityVersion reads the anti-rollback counter, defining it on
+// first use (owner hierarchy, empty owner auth).
+func (tm *tpmMeasurer) MinSecurityVersion() (uint64, error) {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	if tm.counter != nil {
+		return *tm.counter, nil
+	}
+	if err := tpm.EnsureCounter(tm.t, tpm.CounterIndex); err != nil {
+		return 0, err
+	}
+	v, err := tpm.ReadCounter(tm.t, tpm.CounterIndex)
+	if err != nil {
+		return 0, err
+	}
+	tm.counter = &v
+	tm.logf("anti-rollback counter: %d", v)
+	return v, nil
+}

@@ -1,0 +1,105 @@
+//go:build linux
+
+package stage1
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/hw/blockdev"
+	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/recovery"
+)
+
+// deviceRecoverer is the seed on the recovery partition and the slot and
+// data partitions it rewrites.
+type deviceRecoverer struct {
+	logf    Logf
+	trusted []manifest.PublicKey
+	seed    *recovery.Seed
+	src     *os.File
+}
+
+var _ Recoverer = (*deviceRecoverer)(nil)
+
+func (d *deviceRecoverer) Verify(ctx context.Context) (SeedInfo, error) {
+	if len(d.trusted) == 0 {
+		return SeedInfo{}, fmt.Errorf("no trusted keys to verify the seed with")
+	}
+	dev, err := blockdev.FindPartition(layout.Recovery, 10*time.Second)
+	if err != nil {
+		return SeedInfo{}, err
+	}
+	f, err := os.Open(dev)
+	if err != nil {
+		return SeedInfo{}, err
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return SeedInfo{}, err
+	}
+	start := time.Now()
+	seed, err := recovery.VerifySeed(f, size, d.trusted)
+	if err != nil {
+		f.Close()
+		return SeedInfo{}, fmt.Errorf("%s (%s): %w", layout.Recovery, dev, err)
+	}
+	d.seed, d.src = seed, f
+	d.logf("recovery seed verified in %.1fs: version %s, security version %d", time.Since(start).Seconds(),
+		seed.Manifest.Version, seed.Manifest.SecurityVersion)
+	return SeedInfo{Version: seed.Manifest.Version, SecurityVersion: seed.Manifest.SecurityVersion}, nil
+}
+
+func openRW(name string) (*os.File, int64, error) {
+	return blockdev.OpenRW(name, 10*time.Second)
+}
+
+// progress prints the rewrite's progress every 10%.
+func (d *deviceRecoverer) progress(what string) recovery.Progress {
+	next := int64(0)
+	return func(done, total int64, mbps float64) {
+		if total <= 0 {
+			return
+		}
+		pct := done * 100 / total
+		if pct >= next || done == total {
+			d.logf("KEEL-PROGRESS %s %3d%% (%d of %d MiB, %.1f MB/s)", what, pct, done>>20, total>>20, mbps)
+			next = pct/10*10 + 10
+		}
+	}
+}
+
+func (d *deviceRecoverer) Reinstall(ctx context.Context, slot string) error {
+	if d.seed == nil {
+		return fmt.Errorf("the seed was not verified")
+	}
+	sf, ss, err := openRW(layout.SlotPartition(slot))
+	if err != nil {
+		return err
+	}
+	defer sf.Close()
+	rf, rs, err := openRW(layout.RootPartition(slot))
+	if err != nil {
+		return err
+	}
+	defer rf.Close()
+	return recovery.Reinstall(ctx, d.seed, d.src, recovery.Target{Slot: sf, SlotSize: ss, Root: rf, RootSize: rs},
+		d.progress("reinstall slot "+slot))
+}
+
+func (d *deviceRecoverer) WipeData(ctx context.Context) error {
+	if d.seed == nil {
+		return fmt.Errorf("the seed was not verified")
+	}
+	f, size, err := openRW(layout.Data)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return recovery.WipeData(ctx, d.seed, d.src, f, size, d.progress("factory reset of data"))
+}

@@ -1,0 +1,82 @@
+//go:build linux
+
+package stage1
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/format/cmdline"
+	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/initramfs/sysinit"
+	"github.com/keelboot/keel/manifest"
+)
+
+// Run is stage 1 on a device: it loads the modules, reads the board and
+// the trusted keys, opens the store, the TPM and the seed, and runs Boot
+// with the device's loader and kexec. It returns only when nothing was
+// handed over, with the reason.
+func Run(ctx context.Context, logf Logf) error {
+	logf("stage 1")
+	if err := sysinit.LoadModules(logf); err != nil {
+		return err
+	}
+	b, err := sysinit.ReadBoard()
+	if err != nil {
+		return err
+	}
+	store, storeArg, err := openStore(b)
+	if err != nil {
+		return fmt.Errorf("opening the boot state store: %w", err)
+	}
+	logf("board %s, store %s", b.Name, storeArg)
+	trusted, err := manifest.ReadPublicKeys(layout.TrustedKeysPath)
+	if err != nil {
+		// Without trusted keys no slot can be verified: every slot fails
+		// with this reason and the boot stops with it.
+		logf("no trusted keys: %v", err)
+	} else {
+		ids := make([]string, len(trusted))
+		for i, k := range trusted {
+			ids[i] = k.ID()
+		}
+		logf("trusted keys: %s", strings.Join(ids, ", "))
+	}
+	loader := deviceLoader{logf: logf, trusted: trusted, keysErr: err}
+	cfg := Config{Slots: b.Slots, Store: storeArg, TPMRequired: b.TPMRequired}
+	if m, err := openMeasurer(b, logf); err != nil && b.TPMRequired {
+		logf("no TPM, and board %s requires one: no slot can boot: %v", b.Name, err)
+	} else if err != nil {
+		logf("no TPM (the boot is unmeasured, rollback not enforced): %v", err)
+	} else {
+		cfg.Measurer = m
+	}
+	cfg.Recoverer = &deviceRecoverer{logf: logf, trusted: trusted}
+	line, _ := os.ReadFile("/proc/cmdline")
+	switch svc := cmdline.ParseService(string(line)); {
+	case svc.FactoryReset:
+		cfg.RequestRecovery = FactoryReset + " (keel.factory_reset=1 on the command line)"
+	case svc.Recovery:
+		cfg.RequestRecovery = "keel.recovery=1 on the command line"
+	}
+	r, err := Boot(ctx, cfg, store, loader, kexecer{logf: logf, board: b}, logf)
+	vars := map[string]string{}
+	for _, v := range bootenv.Encode(r) {
+		vars[v.Name] = v.Value
+	}
+	if state, jerr := json.Marshal(vars); jerr == nil && len(r.Slots) > 0 {
+		logf("KEEL-STATE %s", state)
+	}
+	if err == nil {
+		return errors.New("kexec returned")
+	}
+	if IsNoBootableSlot(err) {
+		return fmt.Errorf("NO BOOTABLE SLOT: %s; the state is kept for service (keel status)", strings.TrimPrefix(err.Error(), "no bootable slot: "))
+	}
+	return err
+}

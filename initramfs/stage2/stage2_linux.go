@@ -1,0 +1,163 @@
+//go:build linux
+
+package stage2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/format/cmdline"
+	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/format/verity"
+	"github.com/keelboot/keel/hw/blockdev"
+	"github.com/keelboot/keel/initramfs/dm"
+	"github.com/keelboot/keel/initramfs/sysinit"
+)
+
+// newRoot is where stage 2 mounts the slot's root.
+const newRoot = "/newroot"
+
+// Logf prints one line to the console.
+type Logf = func(format string, args ...any)
+
+// Run is stage 2: it keeps the event log stage 1 handed over, loads the
+// modules, re-arms the watchdog, maps the slot's root through dm-verity
+// with the root hash keel-init put on the measured command line, mounts it
+// read-only and switches root to its /sbin/init. It returns only on
+// failure.
+func Run(ctx context.Context, line string, logf Logf) error {
+	keepEventLog(logf)
+	h, err := cmdline.ParseHandoff(line)
+	if err != nil {
+		return fmt.Errorf("stage 2: %w", err)
+	}
+	slot := h.Slot
+	logf("stage 2: slot %s (mode %s)", slot, h.Mode)
+	if !bootenv.ValidSlotName(slot) {
+		return fmt.Errorf("stage 2: keel.slot=%q on the command line is not a slot name", slot)
+	}
+	if err := sysinit.LoadModules(logf); err != nil {
+		return err
+	}
+	// The watchdog driver's probe stopped the watchdog keel-init armed
+	// before kexec: arm it again for the slot.
+	b, err := sysinit.ReadBoard()
+	if err != nil {
+		return err
+	}
+	sysinit.ArmWatchdog(b, logf)
+	part := layout.RootPartition(slot)
+	dev, err := blockdev.FindPartition(part, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	switch {
+	case h.Verity != nil:
+		if dev, err = setupVerity(slot, dev, *h.Verity); err != nil {
+			return fmt.Errorf("dm-verity over %s: %w", part, err)
+		}
+		logf("dm-verity: %s maps %s, root hash %.16s…", dev, part, h.Verity.RootHash)
+	case b.RootVerity:
+		return fmt.Errorf("board %s mounts roots only through dm-verity, and the slot's manifest has no verity root hash: refusing to mount %s", b.Name, part)
+	}
+	fstype := h.RootFSType
+	if err := os.MkdirAll(newRoot, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(dev, newRoot, fstype, unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("mount %s (%s) as %s on %s: %w", part, dev, fstype, newRoot, err)
+	}
+	logf("mounted %s (%s, %s) read-only", part, dev, fstype)
+	for _, m := range []string{"/dev", "/proc", "/sys", "/run"} {
+		dst := filepath.Join(newRoot, m)
+		if _, err := os.Stat(dst); err != nil {
+			return fmt.Errorf("the root filesystem of slot %s has no %s: %w", slot, m, err)
+		}
+		if err := unix.Mount(m, dst, "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("moving %s into the new root: %w", m, err)
+		}
+	}
+	init := "/sbin/init"
+	if _, err := os.Stat(filepath.Join(newRoot, init)); err != nil {
+		return fmt.Errorf("slot %s has no %s: %w", slot, init, err)
+	}
+	if err := switchRoot(newRoot); err != nil {
+		return err
+	}
+	logf("KEEL-SWITCHROOT exec %s", init)
+	return syscall.Exec(init, []string{init}, os.Environ())
+}
+
+// setupVerity maps the root partition through a dm-verity target built
+// from keel.verity= (which keel-init took from the signed manifest and
+// measured with the command line). A block that fails verification
+// restarts the machine (restart_on_corruption): the slot's try is used and
+// the decision falls back once its tries run out. Nothing is read at
+// set-up: the cost does not grow with the root's size.
+func setupVerity(slot, dev string, v cmdline.Verity) (string, error) {
+	rootHash, err := v.RootHashBytes()
+	if err != nil {
+		return "", err
+	}
+	salt, err := v.SaltBytes()
+	if err != nil {
+		return "", err
+	}
+	p := verity.Params{Salt: salt, DataBlocks: v.DataBlocks, HashOffset: v.HashOffset}
+	sectors, params := verity.TargetParams(dev, dev, p, rootHash, verity.RestartOnCorruption)
+	return dm.Create("keel-root", "KEEL-VERITY-"+slot, true, []dm.Target{{Start: 0, Length: sectors, Type: "verity", Params: params}})
+}
+
+// switchRoot makes dir the root: the initramfs stays mounted underneath
+// (its files are small; keel deletes nothing it did not create).
+func switchRoot(dir string) error {
+	if err := unix.Chdir(dir); err != nil {
+		return err
+	}
+	if err := unix.Mount(dir, "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("moving %s to /: %w", dir, err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+// keepEventLog is stage 2's first step: it copies what stage 1 handed over
+// in the initrd (/keel/*: the event log) to /run/keel/, which the slot's
+// OS keeps. Nothing there (an unmeasured boot) is fine.
+func keepEventLog(logf Logf) {
+	entries, err := os.ReadDir(layout.HandoffDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if err == nil {
+		err = os.MkdirAll(layout.RunDir, 0o755)
+	}
+	for _, e := range entries {
+		if err != nil {
+			break
+		}
+		if !e.Type().IsRegular() {
+			continue
+		}
+		var b []byte
+		if b, err = os.ReadFile(filepath.Join(layout.HandoffDir, e.Name())); err == nil {
+			err = os.WriteFile(filepath.Join(layout.RunDir, e.Name()), b, 0o644)
+		}
+	}
+	if err != nil {
+		logf("warning: keeping the event log: %v", err)
+		return
+	}
+	logf("event log kept in %s", layout.RunDir)
+}

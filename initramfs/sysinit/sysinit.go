@@ -1,0 +1,139 @@
+//go:build linux
+
+// Package sysinit is what both stages of keel-init do first and last: mount
+// the kernel file systems, load the board's modules in order, read the
+// board the initramfs carries, arm the watchdog, and stop the machine in a
+// defined state.
+package sysinit
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/hw/watchdog"
+)
+
+// Logf prints one line to the console.
+type Logf = func(format string, args ...any)
+
+// MountBase mounts /proc, /sys, /dev and /run (already mounted is fine).
+func MountBase(logf Logf) error {
+	for _, m := range []struct{ src, dst, fstype string }{
+		{"proc", "/proc", "proc"},
+		{"sysfs", "/sys", "sysfs"},
+		{"devtmpfs", "/dev", "devtmpfs"},
+		{"tmpfs", "/run", "tmpfs"},
+	} {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.src, m.dst, m.fstype, unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err)
+		}
+	}
+	logf("mounted /proc /sys /dev /run")
+	return nil
+}
+
+// LoadModules loads the modules layout.ModulesPath lists, in order.
+func LoadModules(logf Logf) error {
+	f, err := os.Open(layout.ModulesPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		logf("no %s: loading no modules", layout.ModulesPath)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.TrimSpace(sc.Text())
+		if p == "" || strings.HasPrefix(p, "#") {
+			continue
+		}
+		switch err := loadModule(p); {
+		case errors.Is(err, unix.ENODEV):
+			// No such hardware (crc32c_intel without SSE4.2, efivarfs
+			// without EFI): go on, as modprobe does.
+			logf("module %s: no such device, skipped", filepath.Base(p))
+		case err != nil:
+			return fmt.Errorf("loading module %s: %w", p, err)
+		default:
+			n++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	logf("loaded %d modules", n)
+	return nil
+}
+
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	return nil
+}
+
+// ReadBoard reads the board the initramfs carries and checks it.
+func ReadBoard() (boards.Board, error) {
+	var b boards.Board
+	data, err := os.ReadFile(layout.BoardPath)
+	if err != nil {
+		return b, fmt.Errorf("reading the board: %w", err)
+	}
+	if err := json.Unmarshal(data, &b); err != nil {
+		return b, fmt.Errorf("%s: %w", layout.BoardPath, err)
+	}
+	if err := b.Validate(); err != nil {
+		return b, fmt.Errorf("%s: %w", layout.BoardPath, err)
+	}
+	return b, nil
+}
+
+// ArmWatchdog arms the board's watchdog, if it has one: from here the
+// slot has the board's timeout to mark itself good. A watchdog that cannot
+// be armed is logged, not fatal: booting unguarded beats not booting.
+func ArmWatchdog(b boards.Board, logf Logf) {
+	if b.Watchdog.Module == "" {
+		return
+	}
+	timeout := time.Duration(b.Watchdog.TimeoutSec) * time.Second
+	if err := watchdog.Arm(watchdog.Device, timeout, 2*time.Second); err != nil {
+		logf("warning: %v: the slot runs without a watchdog", err)
+		return
+	}
+	logf("watchdog armed: %s", timeout)
+}
+
+// Halt powers the machine off (the defined state when nothing can boot) or
+// restarts it (cmd is unix.LINUX_REBOOT_CMD_*). It does not return.
+func Halt(logf Logf, msg string, cmd int) {
+	logf("%s", msg)
+	unix.Sync()
+	if err := unix.Reboot(cmd); err != nil {
+		logf("reboot(%#x) failed: %v; waiting forever", cmd, err)
+	}
+	for {
+		time.Sleep(time.Hour)
+	}
+}

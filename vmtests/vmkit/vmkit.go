@@ -1,0 +1,490 @@
+// Package vmkit builds what the VM tests and the demo boot (keel's
+// binaries, keel's initramfs, the stage-2 initrd, test root filesystems,
+// disk images) and runs a board's QEMU machine with its firmware (OVMF with
+// a per-machine copy of the variable store) and a TPM emulator (swtpm).
+//
+// Artefacts are built once per suite (Build) into a directory; disk images
+// are made per scenario (Disk), since each scenario changes its disk.
+package vmkit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/builder/image"
+	"github.com/keelboot/keel/builder/initrd"
+	"github.com/keelboot/keel/manifest"
+)
+
+// Artefacts are the per-suite build outputs.
+type Artefacts struct {
+	Board boards.Board
+	// Dir holds everything built.
+	Dir string
+	// Kernel is the Debian kernel (bzImage) and ModulesDir its modules.
+	Kernel, ModulesDir string
+	// Binaries.
+	KeelInit, Keel, TestInit, BareInit string
+	// SigningKey signs the test slots' manifests; TrustedKeys (its public
+	// key) is in keel's initramfs.
+	SigningKey, TrustedKeys string
+	// Stage1 is keel's initramfs (in the UKI), Stage2 the slots' initrd,
+	// Bare the benchmark's baseline initramfs (BareInit only).
+	Stage1, Stage2, Bare string
+}
+
+// RepoRoot finds the module root (the folder with go.mod) from the working
+// directory up.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("vmkit: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// KernelDir is where scripts/fetch-kernel.sh leaves the board's kernel.
+func KernelDir(root string, b boards.Board) string {
+	return filepath.Join(root, "build", "kernel", b.Arch)
+}
+
+// Build builds the artefacts for board into dir. The kernel must have been
+// fetched (make kernel); the error says so.
+func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer) (*Artefacts, error) {
+	kdir := KernelDir(root, b)
+	a := &Artefacts{
+		Board:       b,
+		Dir:         dir,
+		Kernel:      filepath.Join(kdir, "vmlinuz"),
+		ModulesDir:  filepath.Join(kdir, "modules"),
+		KeelInit:    filepath.Join(dir, "bin", "keel-init"),
+		Keel:        filepath.Join(dir, "bin", "keel"),
+		TestInit:    filepath.Join(dir, "bin", "testinit"),
+		BareInit:    filepath.Join(dir, "bin", "bareinit"),
+		Stage1:      filepath.Join(dir, "stage1.cpio.zst"),
+		Stage2:      filepath.Join(dir, "stage2.cpio.zst"),
+		Bare:        filepath.Join(dir, "bare.cpio.zst"),
+		SigningKey:  filepath.Join(dir, "keys", "release.key"),
+		TrustedKeys: filepath.Join(dir, "keys", "trusted-keys"),
+	}
+	for _, p := range []string{a.Kernel, a.ModulesDir} {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("vmkit: %w: fetch the kernel first: make kernel (scripts/fetch-kernel.sh %s %s)", err, b.Arch, kdir)
+		}
+	}
+	goarch := map[string]string{"amd64": "amd64", "arm64": "arm64"}[b.Arch]
+	for pkg, out := range map[string]string{
+		"./cmd/keel-init":     a.KeelInit,
+		"./cmd/keel":          a.Keel,
+		"./vmtests/testinit/": a.TestInit,
+		"./vmtests/bareinit/": a.BareInit,
+	} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("vmkit: go build %s: %w\n%s", pkg, err, out)
+		}
+	}
+	boardJSON, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	trusted, err := a.makeKeys()
+	if err != nil {
+		return nil, err
+	}
+	for _, ir := range []struct {
+		out, init string
+		modules   []string
+	}{{a.Stage1, a.KeelInit, b.InitModules}, {a.Stage2, a.KeelInit, b.StageModules}, {a.Bare, a.BareInit, nil}} {
+		start := time.Now()
+		f, err := os.Create(ir.out)
+		if err != nil {
+			return nil, err
+		}
+		err = initrd.Build(f, initrd.Spec{
+			Init:       ir.init,
+			ModulesDir: a.ModulesDir,
+			Modules:    ir.modules,
+			Files: []initrd.File{
+				{Path: "/etc/keel/board.json", Data: boardJSON},
+				{Path: "/etc/keel/trusted-keys", Data: trusted},
+			},
+		})
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("vmkit: initramfs %s: %w", ir.out, err)
+		}
+		if fi, err := os.Stat(ir.out); err == nil && log != nil {
+			fmt.Fprintf(log, "vmkit: %s: %d KiB in %s\n", filepath.Base(ir.out), fi.Size()/1024, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	return a, nil
+}
+
+// makeKeys makes the release key pair the test images are signed with and
+// returns the trusted-keys file for keel's initramfs.
+func (a *Artefacts) makeKeys() ([]byte, error) {
+	if err := os.MkdirAll(filepath.Dir(a.SigningKey), 0o700); err != nil {
+		return nil, err
+	}
+	priv, pub, err := manifest.GenerateKey(nil, "keel vmtest release key")
+	if err != nil {
+		return nil, err
+	}
+	pt, err := priv.MarshalText()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(a.SigningKey, append(pt, '\n'), 0o600); err != nil {
+		return nil, err
+	}
+	ut, err := pub.MarshalText()
+	if err != nil {
+		return nil, err
+	}
+	trusted := append(ut, '\n')
+	return trusted, os.WriteFile(a.TrustedKeys, trusted, 0o644)
+}
+
+// Health is what a test slot's health check does.
+type Health string
+
+// Health checks.
+const (
+	Healthy    Health = "ok"
+	HealthFail Health = "fail"  // reboots without mark-good
+	HealthPanc Health = "panic" // init exits: the kernel panics
+	HealthHang Health = "hang"  // init hangs: the watchdog resets
+)
+
+// RootDir makes (once) a test root filesystem tree for a version and health.
+func (a *Artefacts) RootDir(version string, h Health) (string, error) {
+	return a.rootDir(version, h, 0)
+}
+
+func (a *Artefacts) rootDir(version string, h Health, padMiB int) (string, error) {
+	dir := filepath.Join(a.Dir, "roots", fmt.Sprintf("%s-%s-%d", version, h, padMiB))
+	if _, err := os.Stat(filepath.Join(dir, "sbin", "init")); err == nil {
+		return dir, nil
+	}
+	for _, d := range []string{"sbin", "bin", "etc/keel-test", "proc", "sys", "dev", "run", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	for src, dst := range map[string]string{a.TestInit: "sbin/init", a.Keel: "bin/keel"} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o755); err != nil {
+			return "", err
+		}
+	}
+	if padMiB > 0 {
+		// Incompressible filler: the root's size for boot-cost benchmarks.
+		os.MkdirAll(filepath.Join(dir, "var"), 0o755)
+		f, err := os.Create(filepath.Join(dir, "var", "pad"))
+		if err != nil {
+			return "", err
+		}
+		_, err = io.CopyN(f, rand.Reader, int64(padMiB)<<20)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	// The health check reads the canary; CorruptRoot flips a byte of it
+	// on disk, under the verity tree.
+	canary := strings.Repeat(canaryPattern+"\n", 64<<10/(len(canaryPattern)+1))
+	for name, v := range map[string]string{"version": version, "health": string(h), "canary": canary} {
+		if err := os.WriteFile(filepath.Join(dir, "etc/keel-test", name), []byte(v+"\n"), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// SlotSpec describes one slot of a test disk.
+type SlotSpec struct {
+	Version         string
+	SecurityVersion uint64
+	Health          Health
+	Empty           bool
+	CorruptKernel   bool
+	// UnknownKey signs the slot with a key keel-init does not trust.
+	UnknownKey bool
+	// CorruptRoot flips a byte of the health check's canary file in the
+	// root filesystem after the verity tree was built.
+	CorruptRoot bool
+	// PadMiB adds a file of that many MiB to the root filesystem.
+	PadMiB int
+}
+
+// canaryPattern fills the test roots' /etc/keel-test/canary.
+const canaryPattern = "KEEL-CANARY-DATA"
+
+// SlotCmdline is the command line of the test slots' kernels.
+const SlotCmdline = "console=ttyS0 panic=1 loglevel=4"
+
+// KeelCmdline is keel's own kernel command line (in the UKI). The
+// watchdog keel-init arms must survive the kexec: the watchdog core must
+// not stop it on the way.
+const KeelCmdline = "console=ttyS0 panic=1 loglevel=4 watchdog.stop_on_reboot=0"
+
+// Disk builds a disk image with the given slots.
+func (a *Artefacts) Disk(ctx context.Context, out string, slots map[string]SlotSpec, log io.Writer) error {
+	return a.disk(ctx, out, slots, KeelCmdline, log)
+}
+
+func (a *Artefacts) disk(ctx context.Context, out string, slots map[string]SlotSpec, keelCmdline string, log io.Writer) error {
+	spec := image.Spec{
+		Board:       a.Board,
+		Out:         out,
+		KeelKernel:  a.Kernel,
+		KeelInitrd:  a.Stage1,
+		KeelCmdline: keelCmdline,
+		Seed:        "keel-vmtest",
+		SigningKeys: []string{a.SigningKey},
+		Slots:       map[string]image.Slot{},
+		Log:         log,
+	}
+	for _, name := range a.Board.Slots {
+		s, ok := slots[name]
+		if !ok || s.Empty {
+			spec.Slots[name] = image.Slot{Empty: true}
+			continue
+		}
+		sl, err := a.imageSlot(s)
+		if err != nil {
+			return err
+		}
+		spec.Slots[name] = sl
+	}
+	// The key RecoverySeed puts a seed on the recovery partition.
+	if s, ok := slots[RecoverySeed]; ok {
+		sl, err := a.imageSlot(s)
+		if err != nil {
+			return err
+		}
+		spec.Recovery = &sl
+	}
+	return image.Build(ctx, spec)
+}
+
+// RecoverySeed is the key of Disk's slots map that describes the seed on
+// the recovery partition.
+const RecoverySeed = "recovery"
+
+func (a *Artefacts) imageSlot(s SlotSpec) (image.Slot, error) {
+	h := s.Health
+	if h == "" {
+		h = Healthy
+	}
+	root, err := a.rootDir(s.Version, h, s.PadMiB)
+	if err != nil {
+		return image.Slot{}, err
+	}
+	sl := image.Slot{
+		Kernel: a.Kernel, Initrd: a.Stage2, RootDir: root,
+		Version: s.Version, SecurityVersion: s.SecurityVersion, Cmdline: SlotCmdline,
+		CorruptKernel: s.CorruptKernel, UnknownKey: s.UnknownKey,
+	}
+	if s.CorruptRoot {
+		sl.CorruptRoot = canaryPattern
+	}
+	return sl, nil
+}
+
+// BareDisk builds the benchmark's baseline disk: the same UKI and ESP, with
+// the bare init's initramfs instead of keel's, and empty slots.
+func (a *Artefacts) BareDisk(ctx context.Context, out string) error {
+	spec := image.Spec{Board: a.Board, Out: out, KeelKernel: a.Kernel, KeelInitrd: a.Bare,
+		KeelCmdline: KeelCmdline, Seed: "keel-bench", Slots: map[string]image.Slot{}}
+	for _, name := range a.Board.Slots {
+		spec.Slots[name] = image.Slot{Empty: true}
+	}
+	return image.Build(ctx, spec)
+}
+
+// accel is the QEMU accelerator choice: TCG (no KVM here).
+func accel() string {
+	if runtime.GOOS == "linux" {
+		if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
+			f.Close()
+			if os.Getenv("KEEL_KVM") == "1" {
+				return "kvm"
+			}
+		}
+	}
+	return "tcg"
+}
+
+// QEMUArgs are the arguments for the board's machine with the given disk,
+// UEFI variable store and swtpm control socket ("" for no TPM).
+func QEMUArgs(b boards.Board, disk, vars, tpmSock string) []string {
+	q := b.QEMU
+	args := []string{
+		"-M", q.Machine + ",accel=" + accel(), "-cpu", q.CPU, "-m", fmt.Sprint(q.MemoryMB),
+		"-display", "none", "-serial", "stdio", "-monitor", "none", "-nodefaults", "-net", "none",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + q.Code,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
+		"-drive", "file=" + disk + ",format=raw,if=none,id=disk0",
+		"-device", "virtio-blk-pci,drive=disk0",
+	}
+	if tpmSock != "" && q.TPM != "" {
+		args = append(args,
+			"-chardev", "socket,id=chrtpm,path="+tpmSock,
+			"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+			"-device", q.TPM+",tpmdev=tpm0")
+	}
+	return append(args, q.Extra...)
+}
+
+// CopyVars makes a machine's own copy of the board's UEFI variable store.
+func CopyVars(b boards.Board, dst string) error {
+	data, err := os.ReadFile(b.QEMU.Vars)
+	if err != nil {
+		return fmt.Errorf("vmkit: UEFI variable store template: %w (install ovmf)", err)
+	}
+	return os.WriteFile(dst, data, 0o644)
+}
+
+// StartTPM starts swtpm with its state in dir and returns the control
+// socket QEMU connects to. swtpm exits when QEMU disconnects; stop kills it
+// if it has not.
+func StartTPM(ctx context.Context, dir string) (sock string, stop func(), err error) {
+	state := filepath.Join(dir, "tpm")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return "", nil, err
+	}
+	sock = filepath.Join(dir, "swtpm.sock")
+	cmd := exec.CommandContext(ctx, "swtpm", "socket", "--tpm2",
+		"--tpmstate", "dir="+state, "--ctrl", "type=unixio,path="+sock, "--flags", "not-need-init")
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("vmkit: starting swtpm (install swtpm): %w", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			return "", nil, fmt.Errorf("vmkit: swtpm did not create %s", sock)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return sock, func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+	}, nil
+}
+
+// Tools lists the host tools the VM tests need, for a clear error.
+func Tools(b boards.Board) []string {
+	return []string{b.QEMU.Binary, "swtpm", "mkfs.vfat", "mcopy", "mkfs.erofs", "objcopy", "mkfs.ext4"}
+}
+
+// CheckTools fails with the missing tools named.
+func CheckTools(b boards.Board) error {
+	var missing []string
+	for _, t := range Tools(b) {
+		if _, err := exec.LookPath(t); err != nil {
+			missing = append(missing, t)
+		}
+	}
+	for _, f := range []string{b.QEMU.Code, b.QEMU.Vars, image.DefaultStub} {
+		if _, err := os.Stat(f); err != nil {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("vmkit: missing %s: run make deps", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// debugCommands are the u-root commands of the optional debug cpio (for
+// development images only). u-root is pinned in go.mod as a tool.
+var debugCommands = [...]string{"gosh", "ls", "cat", "dmesg", "mount", "ps"}
+
+// BuildDebugCpio builds the debug cpio (a u-root busybox with a shell and a
+// few core commands, /bin/sh -> gosh) with `go tool u-root` into out.
+func BuildDebugCpio(ctx context.Context, root, out string) error {
+	args := []string{"tool", "u-root", "-format=cpio", "-o", out, "-base=/dev/null", "-initcmd=", "-defaultsh=gosh"}
+	for _, c := range debugCommands {
+		args = append(args, "github.com/u-root/u-root/cmds/core/"+c)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("vmkit: go tool u-root: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// DebugDisk builds a development disk: keel's initramfs followed by the
+// debug cpio (the kernel unpacks concatenated archives) and keel.debug=1 on
+// keel's command line, so that keel-init opens a shell instead of stopping.
+func (a *Artefacts) DebugDisk(ctx context.Context, root, out string, slots map[string]SlotSpec) error {
+	dbg := filepath.Join(a.Dir, "debug.cpio")
+	if _, err := os.Stat(dbg); err != nil {
+		if err := BuildDebugCpio(ctx, root, dbg); err != nil {
+			return err
+		}
+	}
+	stage1, err := os.ReadFile(a.Stage1)
+	if err != nil {
+		return err
+	}
+	d, err := os.ReadFile(dbg)
+	if err != nil {
+		return err
+	}
+	// The kernel takes the next archive only at a 4-byte boundary
+	// (init/initramfs.c, unpack_to_rootfs); zeros in between are skipped.
+	for len(stage1)%4 != 0 {
+		stage1 = append(stage1, 0)
+	}
+	combined := filepath.Join(a.Dir, "stage1-debug.cpio")
+	if err := os.WriteFile(combined, append(stage1, d...), 0o644); err != nil {
+		return err
+	}
+	dev := *a
+	dev.Stage1 = combined
+	return dev.disk(ctx, out, slots, KeelCmdline+" keel.debug=1", nil)
+}
