@@ -2,6 +2,13 @@
 GO      ?= go
 BUILD   ?= build
 export CGO_ENABLED ?= 0
+SHELL   := /bin/bash
+# The kernel make kernel fetches; the kernel-dependent unit tests use it
+# (package internal/testkernel).
+export KEEL_KERNEL_DIR ?= $(abspath $(BUILD)/kernel/amd64)
+# testsum prints go test -json as go test does without -v, lists every
+# skipped test and fails the run on any skip (outside -short there are none).
+TESTSUM = $(BUILD)/testsum
 
 .PHONY: all deps build unit test vmtest fuzz bench bench-boot bench-verity debug-cpio demo demo-host clean
 
@@ -23,10 +30,15 @@ unit:
 # Everything: installs what it needs first (apt packages, the Debian kernel,
 # Go modules; idempotent), then every unit test (real tools included:
 # fw_printenv, mkenvimage, sgdisk, mkfs.erofs...), then the VM suite.
-test: deps kernel
+test: deps kernel testsum
 	$(GO) vet ./...
-	$(GO) test -count=1 $(UNIT_PKGS)
-	$(GO) test -count=1 -parallel 2 -timeout 40m ./vmtests/
+	set -o pipefail; $(GO) test -json -count=1 $(UNIT_PKGS) 2>&1 | $(TESTSUM)
+	set -o pipefail; $(GO) test -json -count=1 -parallel 2 -timeout 40m ./vmtests/ 2>&1 | $(TESTSUM)
+
+.PHONY: testsum
+testsum:
+	mkdir -p $(BUILD)
+	$(GO) build -o $(TESTSUM) ./scripts/testsum
 
 # The VM suite alone: QEMU (TCG) + OVMF + swtpm boot the disk images.
 vmtest: deps kernel
@@ -38,10 +50,11 @@ fuzz:
 	$(GO) test ./bootenv/efivars/ -run '^$$' -fuzz '^FuzzPayload$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./bootenv/ubootenv/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./bootenv/ubootenv/ -run '^$$' -fuzz '^FuzzConfig$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./disk/gpt/ -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./format/gpt/ -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./format/cmdline/ -run '^$$' -fuzz '^FuzzParseHandoff$$' -fuzztime $(FUZZTIME)
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./internal/cli/ ./manifest/ ./verity/ ./recovery/
+	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./cli/ ./manifest/ ./format/verity/ ./recovery/
 
 # The optional debug cpio for development images: a u-root busybox (gosh,
 # ls, cat, dmesg, mount, ps; u-root is pinned in go.mod as a tool).

@@ -4,8 +4,8 @@
 //
 // # The seed
 //
-// The seed is one slot container (package image/slotimg) filling the
-// recovery partition, written by the image builder (package image, the
+// The seed is one slot container (package format/slotimg) filling the
+// recovery partition, written by the image builder (package builder/image, the
 // Spec's "recovery"), with the entries
 //
 //	kernel        the slot kernel

@@ -23,9 +23,10 @@ pkgs=(
   swtpm-tools        # swtpm_setup, swtpm_ioctl
   zstd               # zstd -dc: initramfs tests
   openssl            # openssl dgst: the hashing benchmark's baseline
-  cryptsetup-bin     # veritysetup: dm-verity hash tree tests (verity/)
+  cryptsetup-bin     # veritysetup: dm-verity hash tree tests (format/verity)
   tpm2-tools         # tpm2_pcrread: PCR format tests against swtpm (tpm/)
-  kmod               # depmod: the opt-in modules.dep cross-check (initramfs/kmod)
+  kmod               # depmod: the modules.dep cross-check (builder/kmod)
+  gcc                # builds fake kernel modules for the kmod tests (builder/kmod/kmodtest)
 )
 
 missing=()
@@ -41,7 +42,7 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for tool in fw_printenv fw_setenv mkenvimage sgdisk qemu-system-x86_64 swtpm mkfs.erofs mkfs.vfat mcopy objcopy veritysetup tpm2_pcrread openssl cpio zstd; do
+for tool in fw_printenv fw_setenv mkenvimage sgdisk qemu-system-x86_64 swtpm mkfs.erofs mkfs.vfat mcopy objcopy veritysetup tpm2_pcrread openssl cpio zstd gcc depmod; do
   command -v "$tool" >/dev/null || { echo "install-deps: $tool is still missing" >&2; exit 1; }
 done
 go mod download

@@ -52,7 +52,7 @@ func TestPredictMatchesTPM2PCRRead(t *testing.T) {
 	root := bytes.Repeat([]byte{0x5a}, 32)
 
 	// What keel-init measures for slot b on trial (the command line as
-	// initramfs/pid1.Cmdline builds it).
+	// format/cmdline.ForManifest builds it).
 	sw := swtpmtest.StartTCP(t, "")
 	var log bytes.Buffer
 	meas, err := tpm.NewMeasurer(sw.TPM(), &log)

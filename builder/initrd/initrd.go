@@ -17,17 +17,18 @@ import (
 
 	"github.com/keelboot/keel/builder/kmod"
 	"github.com/keelboot/keel/format/cpio"
+	"github.com/keelboot/keel/format/layout"
 )
 
 // ModulesOrderPath is the file in the initramfs that lists the modules to
 // load, one absolute path per line, in load order; lines starting with '#'
-// are comments. keel-init reads it (pid1.ModulesPath is the same path).
+// are comments. keel-init reads it (package format/layout names it).
 //
 // A loader should take ENODEV from finit_module as "no such hardware" and
 // go on, as modprobe does: the list can hold modules for hardware a
 // machine lacks (the alias crc32c also names crc32c_intel, which needs
 // SSE4.2, absent from QEMU's TCG CPU; efivarfs fails without EFI).
-const ModulesOrderPath = "/etc/keel/modules.order"
+const ModulesOrderPath = layout.ModulesPath
 
 // ModulesRoot is where modules go: ModulesRoot/<version>/<path in the
 // kernel's tree>, as modprobe would find them.

@@ -219,7 +219,7 @@ func TestDeterministic(t *testing.T) {
 func TestExternalTools(t *testing.T) {
 	cpioBin, err := exec.LookPath("cpio")
 	if err != nil {
-		t.Skip("cpio not installed (make deps installs it)")
+		t.Fatal("cpio not installed (scripts/install-deps.sh installs it)")
 	}
 	spec := testSpec(t)
 	for _, tc := range []struct {

@@ -12,22 +12,19 @@ import (
 	"time"
 
 	"github.com/keelboot/keel/format/cpio"
+	"github.com/keelboot/keel/internal/testkernel"
+	"github.com/keelboot/keel/vmtests/vmrun"
 )
 
 // boardModules is the module list DESIGN.md names for keel's QEMU boards,
 // with the ones loaded up front first.
 var boardModules = []string{"crc32c", "nls_cp437", "nls_ascii", "virtio_pci", "virtio_blk", "ext4", "vfat", "efivarfs", "dm-verity", "squashfs", "erofs"}
 
-// realKernel returns the kernel scripts/fetch-kernel.sh fetched into
-// KEEL_KERNEL_DIR and skips the test when it is unset: make test does not
-// fetch a kernel (make kernel does; then
-// KEEL_KERNEL_DIR=$PWD/build/kernel/amd64 go test ./initramfs/...).
+// realKernel returns the Debian kernel make kernel fetched (package
+// internal/testkernel).
 func realKernel(t *testing.T) *Kernel {
 	t.Helper()
-	dir := os.Getenv("KEEL_KERNEL_DIR")
-	if dir == "" {
-		t.Skip("KEEL_KERNEL_DIR not set: run make kernel and set it to build/kernel/amd64 to test with Debian's kernel")
-	}
+	dir := testkernel.Dir(t, "amd64")
 	k, err := OpenKernel(dir)
 	if err != nil {
 		t.Fatalf("KEEL_KERNEL_DIR: %v", err)
@@ -81,32 +78,16 @@ func TestRealKernelSizes(t *testing.T) {
 // made, zstd-compressed, whose init (testdata/bootcheck) loads every
 // module in modules.order with finit_module: proof that the kernel unpacks
 // the archive and that the order satisfies every dependency. amd64 (q35)
-// or arm64 (virt, cortex-a57), as KEEL_KERNEL_DIR's kernel is; ~10-30 s.
+// or arm64 (virt, cortex-a57), as the kernel is; ~10-30 s.
 func TestQEMUBoot(t *testing.T) {
 	k := realKernel(t)
 	if testing.Short() {
 		t.Skip("boots a VM: not with -short")
 	}
-	var goarch, qemuName string
-	var qemuArgs []string
-	switch k.Arch {
-	case "amd64":
-		goarch, qemuName = "amd64", "qemu-system-x86_64"
-		qemuArgs = []string{"-machine", "q35", "-append", "console=ttyS0 panic=-1 loglevel=4"}
-	case "arm64":
-		goarch, qemuName = "arm64", "qemu-system-aarch64"
-		qemuArgs = []string{"-machine", "virt", "-cpu", "cortex-a57", "-append", "console=ttyAMA0 panic=-1 loglevel=4"}
-	default:
-		t.Fatalf("no QEMU set up for %s", k.Arch)
-	}
-	qemu, err := exec.LookPath(qemuName)
-	if err != nil {
-		t.Skipf("%s not installed", qemuName)
-	}
 	dir := t.TempDir()
 	init := filepath.Join(dir, "bootcheck")
 	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-o", init, "./testdata/bootcheck")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+goarch)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+k.Arch)
 	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build bootcheck: %v\n%s", err, b)
 	}
@@ -125,16 +106,12 @@ func TestQEMUBoot(t *testing.T) {
 	}
 	f.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, append(qemuArgs, "-accel", "tcg", "-m", "512", "-smp", "1",
-		"-nographic", "-no-reboot", "-monitor", "none",
-		"-kernel", k.Vmlinuz, "-initrd", img)...)
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
+	text, err := vmrun.Machine{Arch: k.Arch, Kernel: k.Vmlinuz, Initrd: img, Timeout: 3 * time.Minute}.Run(context.Background())
 	t.Logf("qemu ran %.1f s", time.Since(start).Seconds())
-	if !bytes.Contains(out, []byte("BOOTCHECK-OK ")) {
-		t.Fatalf("no BOOTCHECK-OK on the console (qemu: %v):\n%s", err, out)
+	out := []byte(text)
+	if err != nil || !bytes.Contains(out, []byte("BOOTCHECK-OK ")) {
+		t.Fatalf("no BOOTCHECK-OK on the console (%v):\n%s", err, out)
 	}
 	// Every module loaded, in order, except those for hardware this VM
 	// lacks: crc32c_intel needs SSE4.2 (not in TCG's default CPU) and

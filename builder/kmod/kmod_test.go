@@ -78,7 +78,7 @@ func TestReadFileErrors(t *testing.T) {
 	// An ELF object without .modinfo.
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
-		t.Skip("gcc not installed")
+		t.Fatal("gcc not installed (scripts/install-deps.sh installs it)")
 	}
 	c := filepath.Join(dir, "plain.c")
 	os.WriteFile(c, []byte("int x;\n"), 0o644)

@@ -6,22 +6,19 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keelboot/keel/internal/testkernel"
 )
 
 // BoardModules is the module list of keel's QEMU boards (DESIGN.md section
 // 7): what the tests against a real kernel resolve.
 var boardModules = []string{"crc32c", "nls_cp437", "nls_ascii", "virtio_pci", "virtio_blk", "ext4", "vfat", "efivarfs", "dm-verity", "squashfs", "erofs"}
 
-// realKernel returns the modules folder of a kernel fetched by
-// scripts/fetch-kernel.sh when KEEL_KERNEL_DIR names its OUTDIR
-// (make kernel; KEEL_KERNEL_DIR=$PWD/build/kernel/amd64), and skips the
-// test otherwise: make test does not fetch a kernel.
+// realKernel returns the modules folder of the Debian kernel make kernel
+// fetched (package internal/testkernel).
 func realKernel(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("KEEL_KERNEL_DIR")
-	if dir == "" {
-		t.Skip("KEEL_KERNEL_DIR not set: run make kernel and set it to build/kernel/amd64 to test against Debian's modules")
-	}
+	dir := testkernel.Dir(t, "amd64")
 	mods, err := filepath.EvalSymlinks(filepath.Join(dir, "modules"))
 	if err != nil {
 		t.Fatalf("KEEL_KERNEL_DIR=%s: %v (run scripts/fetch-kernel.sh amd64 %s)", dir, err, dir)

@@ -119,7 +119,7 @@ func TestDeterministic(t *testing.T) {
 func TestGNUCpio(t *testing.T) {
 	cpio, err := exec.LookPath("cpio")
 	if err != nil {
-		t.Skip("cpio not installed (make deps installs it)")
+		t.Fatal("cpio not installed (scripts/install-deps.sh installs it)")
 	}
 	var a Archive
 	sample(t, &a, nil)
@@ -181,7 +181,7 @@ func TestGNUCpio(t *testing.T) {
 func TestReadGNU(t *testing.T) {
 	cpio, err := exec.LookPath("cpio")
 	if err != nil {
-		t.Skip("cpio not installed (make deps installs it)")
+		t.Fatal("cpio not installed (scripts/install-deps.sh installs it)")
 	}
 	cmd := exec.Command(cpio, "-o", "-H", "newc", "--quiet")
 	cmd.Dir = "."

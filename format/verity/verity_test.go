@@ -17,7 +17,7 @@ func veritysetup(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("veritysetup")
 	if err != nil {
-		t.Skip("veritysetup not installed (make deps installs cryptsetup-bin)")
+		t.Fatal("veritysetup not installed (scripts/install-deps.sh installs cryptsetup-bin)")
 	}
 	return p
 }

@@ -36,7 +36,7 @@ func Build(t testing.TB, dir string, mods ...Module) {
 	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
-		t.Skip("gcc not installed (apt-get install gcc): needed to build fake kernel modules")
+		t.Fatal("gcc not installed: needed to build fake kernel modules (scripts/install-deps.sh installs it)")
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(mods))
