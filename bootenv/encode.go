@@ -42,6 +42,7 @@ const (
 	varGeneration = VarPrefix + "generation"
 	varRecovery   = VarPrefix + "recovery"
 	varReinstall  = VarPrefix + "reinstalling"
+	varFactory    = VarPrefix + "factory_reset"
 	varRecovered  = VarPrefix + "last_recovery"
 	varLastSlot   = VarPrefix + "last_slot"
 	varLastMode   = VarPrefix + "last_mode"
@@ -65,6 +66,9 @@ func Encode(r Record) []Var {
 	add(varGeneration, strconv.FormatUint(r.Generation, 10))
 	add(varRecovery, r.Recovery)
 	add(varReinstall, r.Reinstalling)
+	if r.FactoryReset {
+		add(varFactory, "1")
+	}
 	add(varRecovered, r.LastRecovery)
 	add(varLastSlot, r.Last.Slot)
 	add(varLastMode, string(r.Last.Mode))
@@ -134,6 +138,13 @@ func Decode(vars map[string]string) (Record, error) {
 	r.Generation = g
 	r.Recovery = get(varRecovery)
 	r.Reinstalling = get(varReinstall)
+	switch v := get(varFactory); v {
+	case "":
+	case "1":
+		r.FactoryReset = true
+	default:
+		return bad("%s=%q: want 1 or nothing", varFactory, v)
+	}
 	r.LastRecovery = get(varRecovered)
 	r.Last = Outcome{Slot: get(varLastSlot), Mode: Mode(get(varLastMode)), Reason: get(varLastReason)}
 	for i := range r.Slots {

@@ -86,6 +86,10 @@ type Record struct {
 	Generation uint64
 	// Recovery is a pending recovery request (its reason), if any.
 	Recovery string
+	// FactoryReset makes the pending recovery also wipe the data
+	// partition. It is its own typed field (keel_factory_reset=1), never
+	// inferred from the free-text reason.
+	FactoryReset bool
 	// Reinstalling names the slot recovery is rewriting from the seed.
 	// It is set before the first byte is written and cleared when the
 	// slot verifies: after a power cut the next boot resumes, and the
@@ -140,7 +144,7 @@ func (r Record) Equal(o Record) bool {
 // generation: a transition that changes nothing else need not be committed.
 func (r Record) SameState(o Record) bool {
 	return slices.Equal(r.Slots, o.Slots) && r.Active == o.Active && r.Trial == o.Trial &&
-		r.Recovery == o.Recovery && r.Last == o.Last && r.Reinstalling == o.Reinstalling &&
+		r.Recovery == o.Recovery && r.FactoryReset == o.FactoryReset && r.Last == o.Last && r.Reinstalling == o.Reinstalling &&
 		r.LastRecovery == o.LastRecovery
 }
 
@@ -221,6 +225,9 @@ func (r Record) Validate() error {
 	}
 	if r.Last.Slot != "" && r.index(r.Last.Slot) < 0 {
 		return fmt.Errorf("%w: last boot names unknown slot %q", ErrInvalidRecord, r.Last.Slot)
+	}
+	if r.FactoryReset && r.Recovery == "" && r.Reinstalling == "" {
+		return fmt.Errorf("%w: a factory reset is requested without a recovery request", ErrInvalidRecord)
 	}
 	if r.Reinstalling != "" {
 		s, ok := r.Slot(r.Reinstalling)

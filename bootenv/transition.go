@@ -258,7 +258,21 @@ func oneLine(s string) string {
 	return strings.NewReplacer("\n", " ", "\x00", " ", "\\", "/").Replace(s)
 }
 
-// CancelRecovery withdraws a pending recovery request.
+// RequestFactoryReset asks the next boot to go to recovery and to wipe the
+// data partition (re-create its empty file system from the seed).
+func RequestFactoryReset(r Record, reason string) (Record, error) {
+	if reason == "" {
+		reason = "factory reset requested"
+	}
+	n, err := RequestRecovery(r, reason)
+	if err != nil {
+		return Record{}, err
+	}
+	n.FactoryReset = true
+	return n, nil
+}
+
+// CancelRecovery withdraws a pending recovery request (and factory reset).
 func CancelRecovery(r Record) (Record, error) {
 	if r.Recovery == "" {
 		return Record{}, fmt.Errorf("%w: no recovery is requested", ErrRefused)
@@ -266,6 +280,7 @@ func CancelRecovery(r Record) (Record, error) {
 	n := r.Clone()
 	n.Generation++
 	n.Recovery = ""
+	n.FactoryReset = false
 	return n, nil
 }
 
@@ -308,6 +323,7 @@ func FinishReinstall(r Record, slot, version string, securityVersion uint64, at,
 	n.Active = slot
 	n.Reinstalling = ""
 	n.Recovery = ""
+	n.FactoryReset = false
 	n.LastRecovery = oneLine(at + " " + reason)
 	return n, nil
 }

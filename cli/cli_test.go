@@ -387,3 +387,25 @@ func TestMarkGoodAdvancesCounter(t *testing.T) {
 	deps.OpenTPM = func() (transport.TPMCloser, error) { return nil, errors.New("TPM /dev/tpmrm0: device busy") }
 	keelDeps(t, deps, "mark-good").fails(t, ExitStorage, "anti-rollback counter was not advanced to 3")
 }
+
+// TestFactoryResetIsTyped: only --factory-reset requests a factory reset;
+// a reason that reads like one is just text (issue 9 item 7).
+func TestFactoryResetIsTyped(t *testing.T) {
+	cfg := envConfig(t, true)
+	keel(t, "-c", cfg, "init", "--active", "a").ok(t)
+	keel(t, "-c", cfg, "recover", "--reason", "factory-reset: wipe it").ok(t)
+	if got := keel(t, "-c", cfg, "env", "print").ok(t).stdout; strings.Contains(got, "keel_factory_reset") {
+		t.Errorf("a free-text reason set the factory reset:\n%s", got)
+	}
+	keel(t, "-c", cfg, "recover", "--cancel").ok(t)
+	keel(t, "-c", cfg, "recover", "--factory-reset").ok(t)
+	if got := keel(t, "-c", cfg, "env", "print").ok(t).stdout; !strings.Contains(got, "keel_factory_reset=1") {
+		t.Errorf("--factory-reset did not set keel_factory_reset=1:\n%s", got)
+	}
+	keel(t, "-c", cfg, "recover", "--cancel").ok(t)
+	if got := keel(t, "-c", cfg, "env", "print").ok(t).stdout; strings.Contains(got, "keel_factory_reset") || strings.Contains(got, "keel_recovery=") {
+		t.Errorf("--cancel left the request:\n%s", got)
+	}
+	// A value other than 1 would make a corrupt record: refused.
+	keel(t, "-c", cfg, "env", "set", "keel_recovery=x", "keel_factory_reset=yes").fails(t, 1, `keel_factory_reset="yes"`)
+}

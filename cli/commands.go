@@ -384,8 +384,7 @@ func (c *command) recover(args []string) error {
 			return bootenv.CancelRecovery(r)
 		}
 		if factory {
-			// keel-init recognises the request by this prefix.
-			reason = "factory-reset: " + reason
+			return bootenv.RequestFactoryReset(r, reason)
 		}
 		return bootenv.RequestRecovery(r, reason)
 	})
@@ -395,9 +394,9 @@ func (c *command) recover(args []string) error {
 	if cancel {
 		fmt.Fprintf(c.stdout, "recovery request withdrawn (generation %d)\n", r.Generation)
 	} else {
-		what := "the next boot goes to recovery: slot a is reinstalled from the seed, data is kept"
+		what := "the next boot goes to recovery: a slot that is not good (never the last good one) is reinstalled from the seed, data is kept"
 		if factory {
-			what = "the next boot goes to recovery: slot a is reinstalled from the seed and DATA IS WIPED"
+			what = "the next boot goes to recovery: a slot that is not good (never the last good one) is reinstalled from the seed and DATA IS WIPED"
 		}
 		fmt.Fprintf(c.stdout, "%s (generation %d)\n", what, r.Generation)
 	}

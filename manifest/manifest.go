@@ -24,6 +24,7 @@
 package manifest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -92,6 +93,11 @@ func Parse(b []byte) (*Manifest, error) {
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
+	// One JSON object and nothing after it but white space, as the
+	// signature envelope's parser: signed bytes carry nothing unparsed.
+	if len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
+		return nil, fmt.Errorf("manifest: trailing data after the JSON object")
+	}
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
@@ -148,7 +154,9 @@ func (m *Manifest) Marshal() ([]byte, error) {
 
 // Check hashes r and compares it with want; the error names what differs.
 func Check(what string, r io.Reader, want Digest) error {
-	got, err := DigestOf(r)
+	// Read at most one byte more than the signed size: an input longer
+	// than the manifest says fails without being read (or copied) whole.
+	got, err := DigestOf(io.LimitReader(r, want.Size+1))
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", what, err)
 	}

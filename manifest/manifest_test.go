@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"bytes"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -89,4 +90,51 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("re-parse: %v", err)
 		}
 	})
+}
+
+// TestParseRefusesTrailingData: nothing after the JSON object (issue 9
+// item 14): signed bytes carry nothing the parser did not read.
+func TestParseRefusesTrailingData(t *testing.T) {
+	b, err := sample(t).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse(append(bytes.Clone(b), " \n\t"...)); err != nil {
+		t.Errorf("trailing white space: %v", err)
+	}
+	for _, tail := range []string{"x", "{}", `{"version":"9"}`, "\x00", "]"} {
+		if _, err := Parse(append(bytes.Clone(b), tail...)); err == nil || !strings.Contains(err.Error(), "trailing data") {
+			t.Errorf("tail %q: err = %v, want trailing data", tail, err)
+		}
+	}
+}
+
+// TestCheckReadsNoMoreThanSigned: an entry longer than the signed size is
+// refused after at most size+1 bytes (issue 9 item 6): PID 1 never copies
+// an unsigned amount into memory.
+func TestCheckReadsNoMoreThanSigned(t *testing.T) {
+	want, err := DigestOf(strings.NewReader("0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &countingZeros{left: 64 << 20}
+	if err := Check("kernel", r, want); err == nil {
+		t.Fatal("Check of a 64 MiB input against a 10-byte digest passed")
+	}
+	if r.read > want.Size+1 {
+		t.Errorf("Check read %d bytes for a signed size of %d", r.read, want.Size)
+	}
+}
+
+type countingZeros struct{ left, read int64 }
+
+func (c *countingZeros) Read(p []byte) (int, error) {
+	if c.left == 0 {
+		return 0, io.EOF
+	}
+	n := min(int64(len(p)), c.left)
+	clear(p[:n])
+	c.left -= n
+	c.read += n
+	return int(n), nil
 }

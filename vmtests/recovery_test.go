@@ -62,14 +62,16 @@ func TestRecoveryRequestedAndFactoryReset(t *testing.T) {
 	r.keel("recover", 0)
 	r.reboot()
 	r.expect("recovery requested")
-	r.expect("KEEL-RECOVERED slot a")
-	r.booted("a", "0.9-seed")
+	// a is the only good slot (b was never booted): recovery rewrites b.
+	r.expect("KEEL-RECOVERED slot b")
+	r.booted("b", "0.9-seed")
 	if got := r.dataGet(); got != "keep-me" {
 		t.Errorf("data after recovery: %q", got)
 	}
 	r.keel("recover --factory-reset", 0)
 	r.reboot()
 	r.expect("factory reset: re-creating the data filesystem")
+	// Both good now, b active: recovery rewrites a, the one not active.
 	r.expect("KEEL-RECOVERED slot a")
 	r.booted("a", "0.9-seed")
 	if got := r.dataGet(); got != "" {

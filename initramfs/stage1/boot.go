@@ -90,6 +90,8 @@ type Config struct {
 	// RequestRecovery (keel.recovery=1 or keel.factory_reset=1 on keel's
 	// command line, for service) asks for recovery at this boot.
 	RequestRecovery string
+	// RequestFactoryReset makes that request a factory reset (data wiped).
+	RequestFactoryReset bool
 	// Now gives the time recorded for a recovery; nil: time.Now.
 	Now func() time.Time
 }
@@ -112,8 +114,6 @@ type Recoverer interface {
 	WipeData(ctx context.Context) error
 }
 
-// FactoryReset is the recovery request (reason) that also wipes data.
-const FactoryReset = "factory-reset"
 
 type bootError string
 
@@ -137,7 +137,11 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 		return r, err
 	}
 	if cfg.RequestRecovery != "" && r.Recovery == "" && r.Reinstalling == "" {
-		if n, err := bootenv.RequestRecovery(r, cfg.RequestRecovery); err == nil {
+		request := bootenv.RequestRecovery
+		if cfg.RequestFactoryReset {
+			request = bootenv.RequestFactoryReset
+		}
+		if n, err := request(r, cfg.RequestRecovery); err == nil {
 			if err := store.Commit(n); err != nil {
 				return r, fmt.Errorf("recording the recovery request: %w", err)
 			}
@@ -235,11 +239,8 @@ func recoverSlot(ctx context.Context, cfg Config, store bootenv.Store, r bootenv
 			return r, fmt.Errorf("the recovery seed's security version %d is below the anti-rollback counter %d", info.SecurityVersion, min)
 		}
 	}
-	slot := r.Reinstalling
-	if slot == "" {
-		slot = cfg.Slots[0]
-	}
-	factory := strings.HasPrefix(r.Recovery, FactoryReset)
+	slot := reinstallTarget(r, cfg.Slots)
+	factory := r.FactoryReset
 	n, err := bootenv.BeginReinstall(r, slot, strings.TrimPrefix(reason, "recovery requested: "))
 	if err != nil {
 		return r, err
@@ -275,6 +276,27 @@ func recoverSlot(ctx context.Context, cfg Config, store bootenv.Store, r bootenv
 	}
 	logf("KEEL-RECOVERED slot %s reinstalled (version %s)", slot, info.Version)
 	return n, nil
+}
+
+// reinstallTarget is the slot recovery rewrites: the one being
+// reinstalled, else the first slot that is not good (the one that failed,
+// or was never installed), else (recovery asked for while every slot is
+// good) the first that is not active: never the last good slot.
+func reinstallTarget(r bootenv.Record, slots []string) string {
+	if r.Reinstalling != "" {
+		return r.Reinstalling
+	}
+	for _, name := range slots {
+		if s, ok := r.Slot(name); !ok || s.State != bootenv.StateGood {
+			return name
+		}
+	}
+	for _, name := range slots {
+		if name != r.Active {
+			return name
+		}
+	}
+	return slots[0]
 }
 
 func safeCall[T any](f func() (T, error)) (v T, err error) {

@@ -499,12 +499,73 @@ func TestFactoryReset(t *testing.T) {
 	l := &fakeLoader{bad: map[string]string{}}
 	rec := &fakeRecoverer{loader: l}
 	k := &fakeKexec{}
-	runCfg(t, Config{Recoverer: rec, RequestRecovery: FactoryReset}, s, l, k)
-	if rec.wiped != 1 || len(rec.reinstalled) != 1 || k.booted != "a" {
+	runCfg(t, Config{Recoverer: rec, RequestRecovery: "service", RequestFactoryReset: true}, s, l, k)
+	// a is the only good slot: recovery rewrites b (issue 9 item 15).
+	if rec.wiped != 1 || len(rec.reinstalled) != 1 || rec.reinstalled[0] != "b" || k.booted != "b" {
 		t.Errorf("wiped %d, reinstalled %v, booted %q", rec.wiped, rec.reinstalled, k.booted)
 	}
 	st, _ := s.Load()
 	if st.Recovery != "" || !strings.Contains(st.LastRecovery, "factory reset") {
 		t.Errorf("state %+v", st)
+	}
+}
+
+// TestFactoryResetOnlyFromTypedField: a recovery reason that reads like a
+// factory reset wipes nothing (issue 9 item 7); only the typed field does.
+func TestFactoryResetOnlyFromTypedField(t *testing.T) {
+	for _, reason := range []string{"factory-reset", "factory-reset: by a stranger", "factory reset"} {
+		s := memstore.New()
+		r, _ := bootenv.Init(nil, "a")
+		r, _ = bootenv.RequestRecovery(r, reason)
+		s.Commit(r)
+		l := &fakeLoader{bad: map[string]string{}}
+		rec := &fakeRecoverer{loader: l}
+		runCfg(t, Config{Recoverer: rec}, s, l, &fakeKexec{})
+		if rec.wiped != 0 || len(rec.reinstalled) != 1 {
+			t.Errorf("reason %q: wiped %d, reinstalled %v", reason, rec.wiped, rec.reinstalled)
+		}
+	}
+}
+
+// TestRecoveryKeepsTheLastGoodSlot: with a good and b bad, a recovery
+// request rewrites b, never a (issue 9 item 15).
+func TestRecoveryKeepsTheLastGoodSlot(t *testing.T) {
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	r, _ = bootenv.MarkBad(r, "b", "verity error")
+	r, _ = bootenv.RequestRecovery(r, "service")
+	s.Commit(r)
+	l := &fakeLoader{bad: map[string]string{"b": "verity error"}}
+	rec := &fakeRecoverer{loader: l}
+	k := &fakeKexec{}
+	runCfg(t, Config{Recoverer: rec}, s, l, k)
+	if len(rec.reinstalled) != 1 || rec.reinstalled[0] != "b" || k.booted != "b" {
+		t.Errorf("reinstalled %v, booted %q", rec.reinstalled, k.booted)
+	}
+	st, _ := s.Load()
+	if a, _ := st.Slot("a"); a.State != bootenv.StateGood {
+		t.Errorf("slot a is %s after recovery, want good", a.State)
+	}
+}
+
+func TestReinstallTarget(t *testing.T) {
+	slots := []string{"a", "b"}
+	good, _ := bootenv.Init(nil, "a")
+	good, _ = bootenv.SetSlotInfo(good, "a", "1", 1)
+	bothGood, _ := bootenv.Try(good, "b", 1)
+	bothGood, _ = bootenv.MarkGood(bothGood, "b")
+	aBad, _ := bootenv.MarkBad(bothGood, "a", "x")
+	for _, tc := range []struct {
+		name string
+		r    bootenv.Record
+		want string
+	}{
+		{"b empty", good, "b"},
+		{"both good, b active", bothGood, "a"},
+		{"a bad", aBad, "a"},
+	} {
+		if got := reinstallTarget(tc.r, slots); got != tc.want {
+			t.Errorf("%s: reinstallTarget = %s, want %s (record %+v)", tc.name, got, tc.want, tc.r)
+		}
 	}
 }

@@ -95,6 +95,11 @@ func (d deviceLoader) LoadSlot(ctx context.Context, slot string) (*Image, error)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", part, err)
 		}
+		// The container's sizes are unsigned: compare with the signed
+		// manifest before copying anything into memory.
+		if sec.Size() != e.want.Size {
+			return nil, fmt.Errorf("%s: %s entry is %d bytes, the signed manifest says %d", part, e.name, sec.Size(), e.want.Size)
+		}
 		mf, err := kexec.VerifiedCopy(e.name, sec, e.want)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", part, err)

@@ -60,7 +60,7 @@ func Run(ctx context.Context, logf Logf) error {
 	line, _ := os.ReadFile("/proc/cmdline")
 	switch svc := cmdline.ParseService(string(line)); {
 	case svc.FactoryReset:
-		cfg.RequestRecovery = FactoryReset + " (keel.factory_reset=1 on the command line)"
+		cfg.RequestRecovery, cfg.RequestFactoryReset = "keel.factory_reset=1 on the command line", true
 	case svc.Recovery:
 		cfg.RequestRecovery = "keel.recovery=1 on the command line"
 	}
