@@ -114,7 +114,6 @@ type Recoverer interface {
 	WipeData(ctx context.Context) error
 }
 
-
 type bootError string
 
 func (e bootError) Error() string { return string(e) }
