@@ -39,8 +39,7 @@ appends each root's hash tree and puts the root hash in the manifest.
 recovery partition (keel-init reinstalls slot a from it).
 
 Slot fields: kernel, initrd, root_dir or root_image, root_fstype, version,
-security_version, cmdline, empty; test knobs: corrupt_kernel, corrupt_root,
-sign_with, unknown_key.
+security_version, cmdline, empty.
 `
 
 // image runs `keel image build`. The global -c/--efivars/--image options

@@ -3,7 +3,6 @@ package image
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -328,11 +327,9 @@ func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64
 		Root:            manifest.Root{FSType: fstype},
 	}
 	if bl.s.Board.RootVerity {
-		if root, m.Root.Verity, err = bl.verity(name, rootPart, root, rootSize, sl.CorruptRoot); err != nil {
+		if root, m.Root.Verity, err = bl.verity(name, rootPart, root, rootSize); err != nil {
 			return nil, err
 		}
-	} else if sl.CorruptRoot != "" {
-		return nil, fmt.Errorf("image: slot %s: corrupt_root needs a board with dm-verity roots", name)
 	}
 	if m.Kernel, err = manifest.DigestOf(bytes.NewReader(kernel)); err != nil {
 		return nil, fmt.Errorf("image: slot %s kernel: %w", name, err)
@@ -351,10 +348,6 @@ func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64
 	if err != nil {
 		return nil, fmt.Errorf("image: slot %s: %w", name, err)
 	}
-	if sl.CorruptKernel {
-		kernel = bytes.Clone(kernel)
-		kernel[len(kernel)/2] ^= 0xff
-	}
 	pl := &payload{
 		parts: []slotimg.Part{
 			{Name: slotimg.EntryKernel, Data: kernel},
@@ -364,7 +357,7 @@ func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64
 		kernelSize: int64(len(kernel)), initrdSize: int64(len(initrd)),
 		root: root, fstype: fstype, signed: "unsigned",
 	}
-	signers, err := bl.signers(name, sl)
+	signers, err := bl.signers(name)
 	if err != nil {
 		return nil, err
 	}
@@ -453,7 +446,7 @@ func (bl *builder) recovery(sl Slot, dataImg string) error {
 // superblock) at the next 4 KiB boundary, and returns the new image and the
 // manifest's verity parameters. The salt is derived from the seed, so the
 // image stays reproducible.
-func (bl *builder) verity(name, part, root string, partSize int64, corrupt string) (string, *manifest.Verity, error) {
+func (bl *builder) verity(name, part, root string, partSize int64) (string, *manifest.Verity, error) {
 	data, err := os.ReadFile(root)
 	if err != nil {
 		return "", nil, fmt.Errorf("image: slot %s root: %w", name, err)
@@ -484,15 +477,6 @@ func (bl *builder) verity(name, part, root string, partSize int64, corrupt strin
 	if err != nil {
 		return "", nil, fmt.Errorf("image: slot %s verity: %w", name, err)
 	}
-	if corrupt != "" {
-		i := bytes.Index(data, []byte(corrupt))
-		if i < 0 {
-			return "", nil, fmt.Errorf("image: slot %s: corrupt_root: %q does not occur in the root file system", name, corrupt)
-		}
-		if _, err := f.WriteAt([]byte{data[i] ^ 0xff}, int64(i)); err != nil {
-			return "", nil, err
-		}
-	}
 	if err := f.Close(); err != nil {
 		return "", nil, err
 	}
@@ -501,25 +485,16 @@ func (bl *builder) verity(name, part, root string, partSize int64, corrupt strin
 		DataBlocks: p.DataBlocks, HashOffset: p.HashOffset}, nil
 }
 
-// signers returns the keys that sign slot name's manifest: its SignWith
-// keys and, with UnknownKey, a key derived from the seed and the slot name
-// (so that the image stays reproducible), else the Spec's SigningKeys.
-func (bl *builder) signers(name string, sl Slot) ([]manifest.PrivateKey, error) {
-	paths := bl.s.SigningKeys
-	if len(sl.SignWith) > 0 || sl.UnknownKey {
-		paths = sl.SignWith
-	}
+// signers returns the keys that sign slot name's manifest: the Spec's
+// SigningKeys (none for an Unsigned Spec).
+func (bl *builder) signers(name string) ([]manifest.PrivateKey, error) {
 	var keys []manifest.PrivateKey
-	for _, p := range paths {
+	for _, p := range bl.s.SigningKeys {
 		k, err := manifest.ReadPrivateKey(p)
 		if err != nil {
 			return nil, fmt.Errorf("image: slot %s: %w", name, err)
 		}
 		keys = append(keys, k)
-	}
-	if sl.UnknownKey {
-		seed := sha256.Sum256([]byte("keel image unknown key\x00" + bl.s.Seed + "\x00" + name))
-		keys = append(keys, manifest.PrivateKey{Key: ed25519.NewKeyFromSeed(seed[:]), Comment: "unknown key (test knob)"})
 	}
 	return keys, nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/builder/image/imagetest"
 	"github.com/keelboot/keel/format/gpt"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/slotimg"
@@ -24,16 +25,19 @@ import (
 )
 
 // TestBuild builds one disk for qemu-x86_64-uefi (slot a: erofs from a
-// directory; slot b: ext4 from a directory, kernel corrupted after the
-// manifest) and checks it with independent tools where there are any.
+// directory; slot b: ext4 from a directory, its kernel then corrupted in
+// the image with imagetest) and checks it with independent tools where
+// there are any.
 func TestBuild(t *testing.T) {
 	fx := newFixture(t)
 	sb := fx.spec.Slots["b"]
 	sb.RootFSType = FSExt4
-	sb.CorruptKernel = true
 	fx.spec.Slots["b"] = sb
 	disk, tab := fx.build(t)
 	img := fx.spec.Out
+	if err := imagetest.CorruptEntry(img, layout.SlotPartition("b"), slotimg.EntryKernel); err != nil {
+		t.Fatal(err)
+	}
 	board := fx.spec.Board
 
 	t.Run("file", func(t *testing.T) {
@@ -189,7 +193,7 @@ func TestBuild(t *testing.T) {
 		ks, _ := h.Section(r, slotimg.EntryKernel)
 		err := manifest.Check("kernel", ks, m.Kernel)
 		if err == nil || !strings.Contains(err.Error(), "digest mismatch") {
-			t.Errorf("CorruptKernel: manifest.Check = %v, want a digest mismatch", err)
+			t.Errorf("corrupted kernel: manifest.Check = %v, want a digest mismatch", err)
 		}
 		ks, _ = h.Section(r, slotimg.EntryKernel)
 		got, _ := io.ReadAll(ks)
@@ -210,6 +214,39 @@ func TestBuild(t *testing.T) {
 		command(t, "e2fsck", "-fn", root)
 		if got, _ := fsTypeOf(t, root); got != FSExt4 {
 			t.Errorf("root-b holds %q, want ext4", got)
+		}
+	})
+
+	// Last: it breaks root-a. A byte of a file under the verity tree
+	// flipped with imagetest fails veritysetup verify; root-b still passes.
+	t.Run("root-a-corrupt", func(t *testing.T) {
+		m := readManifest(t, disk, tab, "a")
+		p := find(t, tab, "root-a")
+		before := readPart(t, disk, p)
+		if err := verityVerify(t, before, m); err != nil {
+			t.Fatalf("root-a before: %v", err)
+		}
+		if err := imagetest.CorruptRoot(img, "a", []byte("VERSION_ID=a")); err != nil {
+			t.Fatal(err)
+		}
+		after := readPart(t, disk, p)
+		n := 0
+		for i := range after {
+			if after[i] != before[i] {
+				n++
+				if int64(i) >= int64(m.Root.Verity.HashOffset) {
+					t.Errorf("byte %d changed: in the verity tree, not the file system", i)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d bytes of root-a changed, want 1", n)
+		}
+		if err := verityVerify(t, after, m); err == nil {
+			t.Error("veritysetup verify accepts root-a after CorruptRoot")
+		}
+		if err := verityVerify(t, readPart(t, disk, find(t, tab, "root-b")), readManifest(t, disk, tab, "b")); err != nil {
+			t.Errorf("root-b: %v", err)
 		}
 	})
 
@@ -308,13 +345,62 @@ func TestBuildTooLarge(t *testing.T) {
 	}
 }
 
-// TestBuildDiskTooSmall: a layout that does not fit the disk says so.
+// TestBuildDiskTooSmall: a layout that does not fit the disk says so
+// (the board's own check, boards.Board.Validate, run by Spec.Validate).
 func TestBuildDiskTooSmall(t *testing.T) {
 	fx := newFixture(t)
 	fx.spec.Board.DiskMB = 100
 	err := Build(context.Background(), fx.spec)
-	if !errors.Is(err, gpt.ErrNoSpace) || !strings.Contains(err.Error(), "100 MiB disk") {
-		t.Fatalf("Build = %v, want gpt.ErrNoSpace naming the disk size", err)
+	var se *SpecError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "board qemu-x86_64-uefi: layout needs") || !strings.Contains(err.Error(), "the disk has 100") {
+		t.Fatalf("Build = %v, want a spec problem naming the layout and the disk size", err)
+	}
+	if _, err := os.Stat(fx.spec.Out); err == nil {
+		t.Error("a refused spec wrote an image")
+	}
+}
+
+// TestSpecBoardErrors: Validate reports every problem of the board, each
+// as a problem of its own, and refuses a board it cannot make disks for.
+func TestSpecBoardErrors(t *testing.T) {
+	fx := newFixture(t)
+	b := &fx.spec.Board
+	b.Layout = append([]boards.Partition(nil), b.Layout...)
+	for i := range b.Layout {
+		switch b.Layout[i].Name {
+		case "root-b":
+			b.Layout[i].Name = "root-c"
+		case "slot-a":
+			b.Layout[i].TypeID = "not-a-guid"
+		}
+	}
+	b.Firmware = boards.FirmwareUBoot
+	err := fx.spec.Validate()
+	var se *SpecError
+	if !errors.As(err, &se) {
+		t.Fatalf("Validate = %v, want a *SpecError", err)
+	}
+	for _, want := range []string{
+		`board qemu-x86_64-uefi boots with "uboot" firmware: the image builder makes UEFI disks only so far`,
+		`board qemu-x86_64-uefi: slot b has no partition "root-b"`,
+		`board qemu-x86_64-uefi: partition slot-a: type "not-a-guid" is not an upper-case GUID`,
+	} {
+		found := false
+		for _, e := range se.Errs {
+			found = found || e.Error() == want
+		}
+		if !found {
+			t.Errorf("no problem says %q:\n%v", want, err)
+		}
+	}
+
+	fx.spec.Board = boards.Board{}
+	fx.spec.Out = ""
+	err = fx.spec.Validate()
+	for _, want := range []string{"no board given (keel image build --board NAME)", "no output file given (keel image build --out DISK.img)"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate without board and out = %v, want %q", err, want)
+		}
 	}
 }
 
@@ -480,6 +566,20 @@ func readManifest(t *testing.T, disk io.ReaderAt, tab *gpt.Table, slot string) *
 // manifest's parameters, and checks that a flipped data byte fails it.
 func checkVerity(t *testing.T, part []byte, m *manifest.Manifest) {
 	t.Helper()
+	if err := verityVerify(t, part, m); err != nil {
+		t.Fatalf("veritysetup verify refuses the root: %v", err)
+	}
+	bad := bytes.Clone(part)
+	bad[4096*int(m.Root.Verity.DataBlocks/2)] ^= 1
+	if verityVerify(t, bad, m) == nil {
+		t.Fatal("veritysetup verify accepts a root with a flipped byte")
+	}
+}
+
+// verityVerify runs veritysetup verify on a root partition's bytes with
+// the manifest's verity parameters.
+func verityVerify(t *testing.T, part []byte, m *manifest.Manifest) error {
+	t.Helper()
 	v := m.Root.Verity
 	if v == nil {
 		t.Fatal("the manifest has no verity parameters")
@@ -488,24 +588,11 @@ func checkVerity(t *testing.T, part []byte, m *manifest.Manifest) {
 	if err := os.WriteFile(img, part, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	verify := func() error {
-		out, err := exec.Command("veritysetup", "verify", img, img, v.RootHash, "--no-superblock",
-			fmt.Sprintf("--hash-offset=%d", v.HashOffset), fmt.Sprintf("--data-blocks=%d", v.DataBlocks),
-			"--salt="+v.Salt).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
-		}
-		return nil
+	out, err := exec.Command("veritysetup", "verify", img, img, v.RootHash, "--no-superblock",
+		fmt.Sprintf("--hash-offset=%d", v.HashOffset), fmt.Sprintf("--data-blocks=%d", v.DataBlocks),
+		"--salt="+v.Salt).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
 	}
-	if err := verify(); err != nil {
-		t.Fatalf("veritysetup verify refuses the root: %v", err)
-	}
-	bad := bytes.Clone(part)
-	bad[4096*int(v.DataBlocks/2)] ^= 1
-	if err := os.WriteFile(img, bad, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if verify() == nil {
-		t.Fatal("veritysetup verify accepts a root with a flipped byte")
-	}
+	return nil
 }

@@ -145,18 +145,38 @@ func TestBuildRecoveryErrors(t *testing.T) {
 }
 
 // TestReadSpecRecovery: the recovery field's relative paths are taken
-// relative to the spec file, as the slots' are.
+// relative to the spec file, as the slots' are. (ReadSpec does not check
+// the fields: root_dir and root_image together are Validate's problem.)
 func TestReadSpecRecovery(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "spec.json")
-	writeFile(t, path, []byte(`{"slots": {}, "recovery": {"kernel": "k", "initrd": "i", "root_dir": "r", "version": "1", "sign_with": ["s.key"]}}`))
+	writeFile(t, path, []byte(`{"slots": {}, "recovery": {"kernel": "k", "initrd": "i", "root_dir": "r", "root_image": "sub/root.erofs", "version": "1"}}`))
 	s, err := ReadSpec(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := s.Recovery
 	if r == nil || r.Kernel != filepath.Join(dir, "k") || r.Initrd != filepath.Join(dir, "i") ||
-		r.RootDir != filepath.Join(dir, "r") || r.SignWith[0] != filepath.Join(dir, "s.key") || r.Version != "1" {
+		r.RootDir != filepath.Join(dir, "r") || r.RootImage != filepath.Join(dir, "sub/root.erofs") || r.Version != "1" {
 		t.Errorf("recovery = %+v", r)
+	}
+}
+
+// TestReadSpecNoTestSwitches: the spec once had test switches; they are
+// gone (tests break images with package imagetest), and a spec that still
+// names one is refused, in a slot and in recovery, as any unknown field.
+func TestReadSpecNoTestSwitches(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "spec.json")
+	for _, field := range []string{`"corrupt_kernel": true`, `"corrupt_root": "KEEL"`, `"sign_with": ["s.key"]`, `"unknown_key": true`} {
+		name := strings.Trim(strings.SplitN(field, ":", 2)[0], `"`)
+		slot := `{"kernel": "k", "initrd": "i", "root_dir": "r", "version": "1", ` + field + `}`
+		for _, spec := range []string{`{"slots": {"a": ` + slot + `}}`, `{"slots": {}, "recovery": ` + slot + `}`} {
+			writeFile(t, path, []byte(spec))
+			_, err := ReadSpec(path)
+			if err == nil || !strings.Contains(err.Error(), `unknown field "`+name+`"`) {
+				t.Errorf("ReadSpec(%s) = %v, want unknown field %q", spec, err, name)
+			}
+		}
 	}
 }

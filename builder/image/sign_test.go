@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"io/fs"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keelboot/keel/builder/image/imagetest"
 	"github.com/keelboot/keel/format/gpt"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/slotimg"
@@ -41,20 +43,23 @@ func slotEntries(t *testing.T, disk io.ReaderAt, tab *gpt.Table, name string) (m
 	return mb, sig, h
 }
 
-// TestBuildSigning: signing_keys with two keys (a rotation) sign slot a
-// with both; unknown_key signs slot b with a key nobody trusts. Then an
-// unsigned development image: no manifest.sig, except for a slot with its
-// own sign_with.
+// TestBuildSigning: signing_keys with two keys (a rotation) sign every
+// slot with both. Re-signed with imagetest: slot b by a key nobody trusts,
+// then by the new key only. Then an unsigned development image: no
+// manifest.sig, until imagetest signs slot b with the new key.
 func TestBuildSigning(t *testing.T) {
 	fx := newFixture(t)
 	keys := filepath.Join(t.TempDir(), "keys")
 	oldKey, oldPub := keyPair(t, keys, "old")
 	newKey, newPub := keyPair(t, keys, "new")
+	newPriv, err := manifest.ReadPrivateKey(newKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	fx.spec.SigningKeys = []string{oldKey, newKey}
-	sb := fx.spec.Slots["b"]
-	sb.UnknownKey = true
-	fx.spec.Slots["b"] = sb
 	disk, tab := fx.build(t)
+	img := fx.spec.Out
+	slotB := layout.SlotPartition("b")
 
 	mb, sig, _ := slotEntries(t, disk, tab, "a")
 	for _, trusted := range [][]manifest.PublicKey{{oldPub}, {newPub}, {oldPub, newPub}} {
@@ -76,31 +81,66 @@ func TestBuildSigning(t *testing.T) {
 		t.Errorf("slot a against a key that did not sign it: %v", err)
 	}
 
+	// Slot b, built like slot a, re-signed by a key nobody trusts.
+	mbBefore, sig, _ := slotEntries(t, disk, tab, "b")
+	if _, err := manifest.Verify(mbBefore, sig, []manifest.PublicKey{oldPub}); err != nil {
+		t.Errorf("slot b as built, trusting the old key: %v", err)
+	}
+	unknown := imagetest.UnknownKey(fx.spec.Seed + "/b")
+	if err := imagetest.Resign(img, slotB, unknown); err != nil {
+		t.Fatal(err)
+	}
 	mb, sig, _ = slotEntries(t, disk, tab, "b")
+	if !bytes.Equal(mb, mbBefore) {
+		t.Error("re-signing changed slot b's manifest")
+	}
 	_, err = manifest.Verify(mb, sig, []manifest.PublicKey{oldPub, newPub})
 	if !errors.Is(err, manifest.ErrUnknownKey) || !strings.Contains(err.Error(), oldPub.ID()) || !strings.Contains(err.Error(), newPub.ID()) {
-		t.Errorf("slot b (unknown_key) = %v, want ErrUnknownKey naming the trusted keys", err)
+		t.Errorf("slot b (unknown key) = %v, want ErrUnknownKey naming the trusted keys", err)
 	}
-	if env, err := manifest.ParseEnvelope(sig); err != nil || len(env.Signatures) != 1 {
+	if env, err := manifest.ParseEnvelope(sig); err != nil || len(env.Signatures) != 1 || env.Signatures[0].KeyID != unknown.ID() {
 		t.Errorf("slot b envelope %v, %v: want one signature (the unknown key only)", env, err)
 	}
 
-	// Unsigned development image: slot a has no manifest.sig; slot b is
-	// signed by its own sign_with key only.
-	fx.spec.Out += ".unsigned"
-	fx.spec.SigningKeys, fx.spec.Unsigned = nil, true
-	sb.UnknownKey, sb.SignWith = false, []string{newKey}
-	fx.spec.Slots["b"] = sb
-	disk, tab = fx.build(t)
-	if _, sig, h := slotEntries(t, disk, tab, "a"); sig != nil || len(h.Entries) != 3 {
-		t.Errorf("unsigned slot a has entries %+v", h.Entries)
+	// The end of the rotation: slot b signed by the new key only.
+	if err := imagetest.Resign(img, slotB, newPriv); err != nil {
+		t.Fatal(err)
 	}
 	mb, sig, _ = slotEntries(t, disk, tab, "b")
 	if _, err := manifest.Verify(mb, sig, []manifest.PublicKey{newPub}); err != nil {
-		t.Errorf("slot b (sign_with new): %v", err)
+		t.Errorf("slot b (new key only), trusting the new key: %v", err)
+	}
+	if _, err := manifest.Verify(mb, sig, []manifest.PublicKey{oldPub}); !errors.Is(err, manifest.ErrUnknownKey) {
+		t.Errorf("slot b (new key only) against the old key only: %v", err)
+	}
+	// Slot a keeps both signatures.
+	mb, sig, _ = slotEntries(t, disk, tab, "a")
+	if _, err := manifest.Verify(mb, sig, []manifest.PublicKey{oldPub}); err != nil {
+		t.Errorf("slot a after re-signing slot b: %v", err)
+	}
+
+	// Unsigned development image: no slot has a manifest.sig; slot b then
+	// signed by the new key only.
+	fx.spec.Out += ".unsigned"
+	fx.spec.SigningKeys, fx.spec.Unsigned = nil, true
+	disk, tab = fx.build(t)
+	for _, name := range []string{"a", "b"} {
+		if _, sig, h := slotEntries(t, disk, tab, name); sig != nil || len(h.Entries) != 3 {
+			t.Errorf("unsigned slot %s has entries %+v", name, h.Entries)
+		}
+	}
+	if err := imagetest.Resign(fx.spec.Out, slotB, newPriv); err != nil {
+		t.Fatal(err)
+	}
+	mb, sig, _ = slotEntries(t, disk, tab, "b")
+	if _, err := manifest.Verify(mb, sig, []manifest.PublicKey{newPub}); err != nil {
+		t.Errorf("slot b (signed with the new key): %v", err)
 	}
 	if _, err := manifest.Verify(mb, sig, []manifest.PublicKey{oldPub}); !errors.Is(err, manifest.ErrUnknownKey) {
 		t.Errorf("slot b against the old key only: %v", err)
+	}
+	if _, sig, _ := slotEntries(t, disk, tab, "a"); sig != nil {
+		t.Error("re-signing slot b signed slot a")
 	}
 }
 
@@ -123,22 +163,24 @@ func TestSpecSigningErrors(t *testing.T) {
 		{"no key", func(s *Spec) { s.SigningKeys = nil }, []string{
 			"signing_keys: no signing key given for slot a, b: production images are always signed",
 			"keel keygen --out NAME", `"unsigned": true`}},
-		{"no key, one slot with sign_with", func(s *Spec) {
+		{"no key, slot a empty", func(s *Spec) {
 			s.SigningKeys = nil
-			sl := s.Slots["a"]
-			sl.SignWith = []string{goodKey}
-			s.Slots["a"] = sl
+			s.Slots["a"] = Slot{Empty: true}
 		}, []string{"no signing key given for slot b:"}},
+		{"no key, with a recovery seed", func(s *Spec) {
+			s.SigningKeys = nil
+			s.Slots["a"] = Slot{Empty: true}
+			r := s.Slots["b"]
+			s.Recovery = &r
+		}, []string{"no signing key given for slot b and the recovery seed:"}},
 		{"unsigned and keys", func(s *Spec) { s.Unsigned = true }, []string{"unsigned and signing_keys: give one of them"}},
 		{"public key", func(s *Spec) { s.SigningKeys = []string{pubOnly} }, []string{
 			"signing_keys[0]: manifest: " + pubOnly + ":1: this is a public key"}},
 		{"garbage", func(s *Spec) { s.SigningKeys = []string{goodKey, garbage} }, []string{
 			"signing_keys[1]: manifest: " + garbage + ":2: keel-ed25519-private key is 3 bytes, want 32"}},
-		{"missing sign_with", func(s *Spec) {
-			sl := s.Slots["b"]
-			sl.SignWith = []string{filepath.Join(dir, "none.key")}
-			s.Slots["b"] = sl
-		}, []string{"slots.b.sign_with[0]: manifest: signing key: open " + filepath.Join(dir, "none.key") + ": no such file"}},
+		{"missing key", func(s *Spec) {
+			s.SigningKeys = []string{goodKey, filepath.Join(dir, "none.key")}
+		}, []string{"signing_keys[1]: manifest: signing key: open " + filepath.Join(dir, "none.key") + ": no such file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := fx.spec

@@ -3,6 +3,7 @@ package image
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,8 +12,6 @@ import (
 	"strings"
 
 	"github.com/keelboot/keel/boards"
-	"github.com/keelboot/keel/format/gpt"
-	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/manifest"
 )
 
@@ -47,10 +46,10 @@ type Spec struct {
 	Slots map[string]Slot `json:"slots"`
 
 	// Recovery, if set, is what the recovery seed holds: Build writes it
-	// into the partition recovery, signed like the slots (signing_keys, or
-	// its own sign_with / unknown_key). Its root file system must fit every
-	// root-<slot> partition (recovery reinstalls it there); the board must
-	// have dm-verity roots. Empty is not allowed; nil leaves recovery zero.
+	// into the partition recovery, signed like the slots (signing_keys). Its
+	// root file system must fit every root-<slot> partition (recovery
+	// reinstalls it there); the board must have dm-verity roots. Empty is
+	// not allowed; nil leaves recovery zero.
 	Recovery *Slot `json:"recovery,omitempty"`
 
 	// SigningKeys are private key files (keel keygen's NAME.key, package
@@ -60,9 +59,8 @@ type Spec struct {
 	SigningKeys []string `json:"signing_keys,omitempty"`
 	// Unsigned builds an image without signing keys: only for development,
 	// as keel-init refuses a slot without a manifest signature by a key it
-	// trusts. Without SigningKeys, Build fails unless Unsigned is set (or
-	// every non-empty slot has its own sign_with or unknown_key); an image
-	// whose slots are all empty needs no key.
+	// trusts. Without SigningKeys, Build fails unless Unsigned is set; an
+	// image whose slots are all empty (and without Recovery) needs no key.
 	Unsigned bool `json:"unsigned,omitempty"`
 
 	// WorkDir holds the intermediate files (UKI, ESP, file systems); ""
@@ -75,6 +73,11 @@ type Spec struct {
 // Slot says what one A/B slot holds: the partition slot-<name> gets a slot
 // container (package slotimg) with entries kernel, initrd and manifest, and
 // root-<name> the root file system.
+//
+// A Slot describes a good slot only. Tests that need a broken one (a
+// kernel that does not match its digest, a corrupted root, a manifest
+// signed by other keys) build a good image and break it with package
+// builder/image/imagetest.
 type Slot struct {
 	// Kernel is the slot's kernel (bzImage) that keel-init kexecs.
 	Kernel string `json:"kernel,omitempty"`
@@ -97,21 +100,6 @@ type Slot struct {
 	// file system (a slot never installed, or wiped). The other fields are
 	// then ignored.
 	Empty bool `json:"empty,omitempty"`
-	// CorruptKernel (a test knob) flips one byte of the kernel in the slot
-	// container after the manifest was made, so that the kernel no longer
-	// matches its digest.
-	CorruptKernel bool `json:"corrupt_kernel,omitempty"`
-	// SignWith (a test knob, e.g. for key rotation) lists private key files
-	// that sign this slot's manifest instead of the Spec's SigningKeys.
-	SignWith []string `json:"sign_with,omitempty"`
-	// UnknownKey (a test knob) signs this slot's manifest with a key that
-	// no trusted-keys file holds (derived from the Seed and the slot name)
-	// instead of the Spec's SigningKeys; SignWith keys, if any, sign too.
-	UnknownKey bool `json:"unknown_key,omitempty"`
-	// CorruptRoot (a test knob) flips one byte of the root file system
-	// where these bytes first occur, after the dm-verity tree was built, so
-	// that reading that block fails verification. The pattern must occur.
-	CorruptRoot string `json:"corrupt_root,omitempty"`
 }
 
 // ReadSpec reads a Spec from a JSON file. Unknown fields are an error (a
@@ -149,9 +137,6 @@ func ReadSpec(path string) (Spec, error) {
 		abs(&sl.Initrd)
 		abs(&sl.RootDir)
 		abs(&sl.RootImage)
-		for i := range sl.SignWith {
-			abs(&sl.SignWith[i])
-		}
 	}
 	for name, sl := range s.Slots {
 		absSlot(&sl)
@@ -179,23 +164,14 @@ func (s *Spec) Validate() error {
 		if b.Firmware != boards.FirmwareUEFI {
 			add("board %s boots with %q firmware: the image builder makes UEFI disks only so far", b.Name, b.Firmware)
 		}
-		if b.DiskMB <= 0 {
-			add("board %s has no DiskMB", b.Name)
-		}
-		names := map[string]bool{}
-		for _, p := range b.Layout {
-			names[p.Name] = true
-			if _, err := gpt.ParseGUID(p.TypeID); err != nil {
-				add("board %s partition %s: %w", b.Name, p.Name, err)
-			}
-		}
-		need := []string{"esp"}
-		for _, sl := range b.Slots {
-			need = append(need, layout.SlotPartition(sl), layout.RootPartition(sl))
-		}
-		for _, n := range need {
-			if !names[n] {
-				add("board %s has no partition %q in its layout", b.Name, n)
+		// Every problem of the board on a line of its own.
+		if err := b.Validate(); err != nil {
+			if j, ok := errors.Unwrap(err).(interface{ Unwrap() []error }); ok {
+				for _, e := range j.Unwrap() {
+					add("board %s: %w", b.Name, e)
+				}
+			} else {
+				errs = append(errs, err)
 			}
 		}
 	}
@@ -250,10 +226,7 @@ func (s *Spec) Validate() error {
 
 	// slot checks one slot (f: its JSON field prefix, "slots.a.").
 	slot := func(name, f string, sl Slot) {
-		keys(f+"sign_with", sl.SignWith)
-		if len(sl.SignWith) == 0 && !sl.UnknownKey {
-			needKey = append(needKey, name)
-		}
+		needKey = append(needKey, name)
 		file(f+"kernel", sl.Kernel, "the slot's kernel", kernelFix)
 		file(f+"initrd", sl.Initrd, "keel's stage-2 initrd for the slot's kernel", initrdFix)
 		switch {
@@ -311,17 +284,8 @@ func (s *Spec) Validate() error {
 		default:
 			slot("recovery", "recovery.", *r)
 		}
-		if b.Name != "" {
-			if !b.RootVerity {
-				add("recovery: board %s has no dm-verity roots: keel's recovery verifies the seed's root through its verity tree", b.Name)
-			}
-			found := false
-			for _, p := range b.Layout {
-				found = found || p.Name == "recovery"
-			}
-			if !found {
-				add("recovery: board %s has no partition \"recovery\" in its layout", b.Name)
-			}
+		if b.Name != "" && !b.RootVerity {
+			add("recovery: board %s has no dm-verity roots: keel's recovery verifies the seed's root through its verity tree", b.Name)
 		}
 	}
 	if len(s.SigningKeys) == 0 && !s.Unsigned && len(needKey) > 0 {

@@ -17,12 +17,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/builder/image"
+	"github.com/keelboot/keel/builder/image/imagetest"
 	"github.com/keelboot/keel/builder/initrd"
+	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/manifest"
 )
 
@@ -230,17 +234,22 @@ func (a *Artefacts) rootDir(version string, h Health, padMiB int) (string, error
 	return dir, nil
 }
 
-// SlotSpec describes one slot of a test disk.
+// SlotSpec describes one slot of a test disk. CorruptKernel, UnknownKey
+// and CorruptRoot break the slot: Disk builds a good image and then
+// damages it with package builder/image/imagetest.
 type SlotSpec struct {
 	Version         string
 	SecurityVersion uint64
 	Health          Health
 	Empty           bool
-	CorruptKernel   bool
-	// UnknownKey signs the slot with a key keel-init does not trust.
+	// CorruptKernel flips a byte of the kernel in the slot container, so
+	// that it no longer matches the signed manifest.
+	CorruptKernel bool
+	// UnknownKey signs the slot with a key keel-init does not trust (and
+	// with no other).
 	UnknownKey bool
 	// CorruptRoot flips a byte of the health check's canary file in the
-	// root filesystem after the verity tree was built.
+	// root filesystem, under the verity tree.
 	CorruptRoot bool
 	// PadMiB adds a file of that many MiB to the root filesystem.
 	PadMiB int
@@ -294,7 +303,51 @@ func (a *Artefacts) disk(ctx context.Context, out string, slots map[string]SlotS
 		}
 		spec.Recovery = &sl
 	}
-	return image.Build(ctx, spec)
+	if err := image.Build(ctx, spec); err != nil {
+		return err
+	}
+	// Then break what the scenario wants broken.
+	for name, s := range slots {
+		if s.Empty || name != RecoverySeed && !slices.Contains(a.Board.Slots, name) {
+			continue
+		}
+		if err := breakSlot(out, spec.Seed, name, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// breakSlot applies the slot's CorruptKernel, UnknownKey and CorruptRoot
+// to the built disk image img; name is the slot, or RecoverySeed for the
+// seed in the partition recovery.
+func breakSlot(img, seed, name string, s SlotSpec) error {
+	part := layout.SlotPartition(name)
+	if name == RecoverySeed {
+		part = layout.Recovery
+	}
+	if s.CorruptKernel {
+		if err := imagetest.CorruptEntry(img, part, slotimg.EntryKernel); err != nil {
+			return fmt.Errorf("vmkit: %w", err)
+		}
+	}
+	if s.UnknownKey {
+		if err := imagetest.Resign(img, part, imagetest.UnknownKey(seed+"/"+name)); err != nil {
+			return fmt.Errorf("vmkit: %w", err)
+		}
+	}
+	if s.CorruptRoot {
+		var err error
+		if name == RecoverySeed {
+			err = imagetest.CorruptSeedRoot(img, []byte(canaryPattern))
+		} else {
+			err = imagetest.CorruptRoot(img, name, []byte(canaryPattern))
+		}
+		if err != nil {
+			return fmt.Errorf("vmkit: %w", err)
+		}
+	}
+	return nil
 }
 
 // RecoverySeed is the key of Disk's slots map that describes the seed on
@@ -310,15 +363,10 @@ func (a *Artefacts) imageSlot(s SlotSpec) (image.Slot, error) {
 	if err != nil {
 		return image.Slot{}, err
 	}
-	sl := image.Slot{
+	return image.Slot{
 		Kernel: a.Kernel, Initrd: a.Stage2, RootDir: root,
 		Version: s.Version, SecurityVersion: s.SecurityVersion, Cmdline: SlotCmdline,
-		CorruptKernel: s.CorruptKernel, UnknownKey: s.UnknownKey,
-	}
-	if s.CorruptRoot {
-		sl.CorruptRoot = canaryPattern
-	}
-	return sl, nil
+	}, nil
 }
 
 // BareDisk builds the benchmark's baseline disk: the same UKI and ESP, with
