@@ -12,10 +12,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
 
+	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/tpm"
 )
 
@@ -184,11 +186,6 @@ func readJSON(path string, v any) error {
 }
 
 func secretKeygen(name string) error {
-	for _, p := range []string{name + ".key", name + ".pub"} {
-		if _, err := os.Stat(p); err == nil {
-			return fmt.Errorf("secret keygen: %s exists: refusing to overwrite a key", p)
-		}
-	}
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -201,10 +198,27 @@ func secretKeygen(name string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(name+".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		return err
+	// Exclusive creates: an existing key is never overwritten, even by a
+	// racing keygen (no check-then-write).
+	for _, f := range []struct {
+		path string
+		data []byte
+		perm os.FileMode
+	}{
+		{name + ".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600},
+		{name + ".pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644},
+	} {
+		if err := writeNew(f.path, f.data, f.perm); err != nil {
+			if f.perm == 0o644 {
+				os.Remove(name + ".key") // nothing half-written: no key without its .pub
+			}
+			if errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("secret keygen: %s exists: refusing to overwrite a key: %w", f.path, err)
+			}
+			return fmt.Errorf("secret keygen: %w", err)
+		}
 	}
-	return os.WriteFile(name+".pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644)
+	return nil
 }
 
 func readPEM(path, typ string) ([]byte, error) {
@@ -220,6 +234,9 @@ func readPEM(path, typ string) ([]byte, error) {
 }
 
 func readECKey(path string) (*ecdsa.PrivateKey, error) {
+	if _, err := manifest.ReadSecretFile(path); err != nil {
+		return nil, err
+	}
 	der, err := readPEM(path, "PRIVATE KEY")
 	if err != nil {
 		return nil, err

@@ -59,3 +59,30 @@ func TestSecretSealUnseal(t *testing.T) {
 		t.Errorf("sealing with a private key file: %+v", r)
 	}
 }
+
+// TestSecretKeygenNeverOverwrites: keygen creates exclusively and a policy
+// key others can read is refused (issue 9 item 16).
+func TestSecretKeygenNeverOverwrites(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "vendor")
+	keel(t, "secret", "keygen", "--out", name).ok(t)
+	before, _ := os.ReadFile(name + ".key")
+	keel(t, "secret", "keygen", "--out", name).fails(t, ExitStorage, "exists")
+	if after, _ := os.ReadFile(name + ".key"); string(after) != string(before) {
+		t.Error("the existing key was overwritten")
+	}
+	if err := os.Remove(name + ".key"); err != nil {
+		t.Fatal(err)
+	}
+	// Only the public half left: the private key is still created
+	// exclusively and the public one is not replaced.
+	keel(t, "secret", "keygen", "--out", name).fails(t, ExitStorage, "vendor.pub exists")
+	if _, err := os.Stat(name + ".key"); err == nil {
+		t.Error("a failed keygen left a private key without its .pub")
+	}
+	os.Remove(name + ".pub")
+	keel(t, "secret", "keygen", "--out", name).ok(t)
+	os.Chmod(name+".key", 0o644)
+	os.WriteFile(filepath.Join(dir, "pcrs"), nil, 0o600)
+	keel(t, "secret", "sign-policy", "--key", name+".key", "--pcr", "9="+strings.Repeat("00", 32), "--out", filepath.Join(dir, "p.json")).fails(t, ExitStorage, "chmod 600")
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -211,11 +212,33 @@ func ReadPublicKeys(path string) ([]PublicKey, error) {
 
 // ReadPrivateKey reads a private key file (ParsePrivateKey).
 func ReadPrivateKey(path string) (PrivateKey, error) {
-	b, err := os.ReadFile(path)
+	b, err := ReadSecretFile(path)
 	if err != nil {
 		return PrivateKey{}, fmt.Errorf("manifest: signing key: %w", err)
 	}
 	return ParsePrivateKey(b, path)
+}
+
+// ErrKeyExposed is wrapped when a private key file can be read by others.
+var ErrKeyExposed = errors.New("private key file is readable by group or others")
+
+// ReadSecretFile reads a private key file, refusing one that group or
+// others may read (or write), as ssh does: a leaked signing key signs
+// slots every device trusts.
+func ReadSecretFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s: %w (mode %#o): chmod 600 %s", path, ErrKeyExposed, perm, path)
+	}
+	return io.ReadAll(f)
 }
 
 func abbrev(s string) string {

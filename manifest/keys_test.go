@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,4 +144,27 @@ func FuzzParsePublicKeys(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestReadPrivateKeyRefusesExposedFile: a key group or others can read is
+// refused, naming the fix (issue 9 item 16).
+func TestReadPrivateKeyRefusesExposedFile(t *testing.T) {
+	k, _ := genKey(t, "t")
+	b, err := k.MarshalText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "k.key")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadPrivateKey(path); err != nil {
+		t.Fatalf("mode 0600: %v", err)
+	}
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o620} {
+		os.Chmod(path, mode)
+		if _, err := ReadPrivateKey(path); !errors.Is(err, ErrKeyExposed) || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("mode %#o: err = %v, want ErrKeyExposed", mode, err)
+		}
+	}
 }
