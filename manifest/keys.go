@@ -212,11 +212,20 @@ func ReadPublicKeys(path string) ([]PublicKey, error) {
 
 // ReadPrivateKey reads a private key file (ParsePrivateKey).
 func ReadPrivateKey(path string) (PrivateKey, error) {
-	b, err := ReadSecretFile(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return PrivateKey{}, fmt.Errorf("manifest: signing key: %w", err)
 	}
-	return ParsePrivateKey(b, path)
+	// A file that is no private key (a .pub given by mistake) says so
+	// first; a real one must also be private to its owner.
+	k, err := ParsePrivateKey(b, path)
+	if err != nil {
+		return k, err
+	}
+	if _, err := ReadSecretFile(path); err != nil {
+		return PrivateKey{}, fmt.Errorf("manifest: signing key: %w", err)
+	}
+	return k, nil
 }
 
 // ErrKeyExposed is wrapped when a private key file can be read by others.
