@@ -19,7 +19,7 @@ func Dir(t testing.TB, arch string) string {
 	t.Helper()
 	dir := os.Getenv("KEEL_KERNEL_DIR")
 	if dir == "" {
-		root, err := moduleRoot()
+		root, err := ModuleRoot()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,8 +35,8 @@ func Dir(t testing.TB, arch string) string {
 	return dir
 }
 
-// moduleRoot is the folder with go.mod above the working directory.
-func moduleRoot() (string, error) {
+// ModuleRoot is the folder with go.mod at or above the working directory.
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

@@ -27,6 +27,7 @@ import (
 	"github.com/keelboot/keel/builder/initrd"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/slotimg"
+	"github.com/keelboot/keel/internal/testkernel"
 	"github.com/keelboot/keel/manifest"
 )
 
@@ -49,22 +50,7 @@ type Artefacts struct {
 
 // RepoRoot finds the module root (the folder with go.mod) from the working
 // directory up.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("vmkit: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
+func RepoRoot() (string, error) { return testkernel.ModuleRoot() }
 
 // KernelDir is where scripts/fetch-kernel.sh leaves the board's kernel.
 func KernelDir(root string, b boards.Board) string {
