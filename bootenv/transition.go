@@ -352,3 +352,52 @@ func (n *Record) dropSlot(slot string) {
 		}
 	}
 }
+
+// Restrict keeps only the board's slots in the record: a slot the board
+// does not have is dropped (with its active, trial or reinstall role), a
+// board slot the record lacks is added empty, in the board's order. The
+// record is unauthenticated: it may choose among the board's signed slots,
+// never add one. It returns the record and one line per change, for the
+// console; no change returns r and no lines.
+func Restrict(r Record, board []string) (Record, []string) {
+	var notes []string
+	want := map[string]bool{}
+	for _, name := range board {
+		want[name] = true
+	}
+	n := r.Clone()
+	n.Slots = nil
+	for _, name := range board {
+		if s, ok := r.Slot(name); ok {
+			n.Slots = append(n.Slots, s)
+		} else {
+			n.Slots = append(n.Slots, Slot{Name: name, State: StateEmpty})
+			notes = append(notes, fmt.Sprintf("the record has no slot %s: added as empty", name))
+		}
+	}
+	for _, s := range r.Slots {
+		if !want[s.Name] {
+			notes = append(notes, fmt.Sprintf("the record names slot %q, which the board does not have (%s): ignored", s.Name, strings.Join(board, ",")))
+		}
+	}
+	if n.Reinstalling != "" && !want[n.Reinstalling] {
+		n.Reinstalling = ""
+	}
+	if n.Trial != "" && !want[n.Trial] {
+		n.Trial = ""
+	}
+	if n.Active != "" && !want[n.Active] {
+		n.Active = ""
+		for _, s := range n.Slots {
+			if s.State == StateGood {
+				n.Active = s.Name
+				break
+			}
+		}
+	}
+	if len(notes) == 0 {
+		return r, nil
+	}
+	n.Generation++
+	return n, notes
+}

@@ -323,3 +323,47 @@ func TestReinstall(t *testing.T) {
 		t.Errorf("decision after recovery %+v", d)
 	}
 }
+
+// TestRestrict: only the board's slots count (issue 9 item 9).
+func TestRestrict(t *testing.T) {
+	r, err := Init([]string{"a", "b", "zz"}, "zz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ = MarkGood(mustTry(t, r, "a"), "a")
+	r, _ = SetActive(r, "zz")
+	r, _ = BeginReinstall(r, "zz", "x")
+	n, notes := Restrict(r, []string{"a", "b"})
+	if len(notes) != 1 || !strings.Contains(notes[0], `"zz"`) {
+		t.Errorf("notes %q", notes)
+	}
+	if err := n.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if names := strings.Join(n.SlotNames(), ","); names != "a,b" || n.Active != "a" || n.Reinstalling != "" || n.Generation != r.Generation+1 {
+		t.Errorf("restricted %+v", n)
+	}
+	if d, _ := Select(n); d.Slot != "a" {
+		t.Errorf("decision %+v", d)
+	}
+	// A record missing a board slot gets it, empty.
+	one, _ := Init([]string{"a"}, "a")
+	n, notes = Restrict(one, []string{"a", "b"})
+	if s, ok := n.Slot("b"); !ok || s.State != StateEmpty || len(notes) != 1 {
+		t.Errorf("added b: %+v %q", n, notes)
+	}
+	// The board's own record is left alone.
+	same, _ := Init(nil, "a")
+	if n, notes := Restrict(same, []string{"a", "b"}); len(notes) != 0 || !n.Equal(same) {
+		t.Errorf("unchanged record changed: %+v %q", n, notes)
+	}
+}
+
+func mustTry(t *testing.T, r Record, slot string) Record {
+	t.Helper()
+	n, err := Try(r, slot, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

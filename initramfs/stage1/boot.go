@@ -135,6 +135,16 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 	if err != nil {
 		return r, err
 	}
+	// The record is unauthenticated: only the board's slots are considered.
+	if n, notes := bootenv.Restrict(r, cfg.Slots); len(notes) > 0 {
+		for _, note := range notes {
+			logf("warning: %s", note)
+		}
+		if err := store.Commit(n); err != nil {
+			return r, fmt.Errorf("dropping slots the board does not have: %w", err)
+		}
+		r = n
+	}
 	if cfg.RequestRecovery != "" && r.Recovery == "" && r.Reinstalling == "" {
 		request := bootenv.RequestRecovery
 		if cfg.RequestFactoryReset {

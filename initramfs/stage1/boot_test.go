@@ -569,3 +569,42 @@ func TestReinstallTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyBoardSlots: a record naming a slot the board lacks (active, or
+// being reinstalled) boots the board's good slot; the loader is never asked
+// for the stranger (issue 9 item 9).
+func TestOnlyBoardSlots(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(bootenv.Record) bootenv.Record
+	}{
+		{"active zz", func(r bootenv.Record) bootenv.Record { r, _ = bootenv.SetActive(r, "zz"); return r }},
+		{"reinstalling zz", func(r bootenv.Record) bootenv.Record { r, _ = bootenv.BeginReinstall(r, "zz", "x"); return r }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := memstore.New()
+			r, _ := bootenv.Init([]string{"a", "b", "zz"}, "zz")
+			r, _ = bootenv.Try(r, "a", 1)
+			r, _ = bootenv.MarkGood(r, "a")
+			r = tc.edit(r)
+			if err := s.Commit(r); err != nil {
+				t.Fatal(err)
+			}
+			l := &fakeLoader{bad: map[string]string{}}
+			k := &fakeKexec{}
+			_, err, log := runCfg(t, Config{Recoverer: &fakeRecoverer{loader: l}}, s, l, k)
+			if err != nil || k.booted != "a" {
+				t.Fatalf("err %v, booted %q\n%s", err, k.booted, strings.Join(log, "\n"))
+			}
+			for _, slot := range l.calls {
+				if slot == "zz" {
+					t.Error("the loader was asked for slot zz")
+				}
+			}
+			st, _ := s.Load()
+			if _, ok := st.Slot("zz"); ok {
+				t.Errorf("slot zz still in the record: %+v", st)
+			}
+		})
+	}
+}
