@@ -85,6 +85,9 @@ func keyPair(t testing.TB, dir, name string) (string, manifest.PublicKey) {
 	kb, _ := priv.MarshalText()
 	pb, _ := pub.MarshalText()
 	writeFile(t, filepath.Join(dir, name+".key"), kb)
+	if err := os.Chmod(filepath.Join(dir, name+".key"), 0o600); err != nil { // keys are private (manifest.ReadSecretFile)
+		t.Fatal(err)
+	}
 	writeFile(t, filepath.Join(dir, name+".pub"), pb)
 	return filepath.Join(dir, name+".key"), pub
 }
