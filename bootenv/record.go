@@ -52,6 +52,15 @@ func (m Mode) valid() bool {
 // MaxTries bounds the tries a trial may be given.
 const MaxTries = 100
 
+// MaxGeneration bounds the generation: a record beyond it could not count
+// much further, so it is invalid (keel-init starts over, keel init --force
+// rewrites it) rather than one increment away from wrapping.
+const MaxGeneration = 1 << 62
+
+// MaxText bounds every free-text value of a record (versions, reasons):
+// a record must always fit its store when written back.
+const MaxText = 256
+
 // MaxSlots bounds the number of slots in a record.
 const MaxSlots = 8
 
@@ -167,6 +176,15 @@ func (r Record) unknownSlot(name string) error {
 	return fmt.Errorf("%w %q: this device has slots %s", ErrUnknownSlot, name, strings.Join(r.SlotNames(), ", "))
 }
 
+// texts are the record's free-text values.
+func (r Record) texts() []string {
+	t := []string{r.Recovery, r.Last.Reason, r.LastRecovery}
+	for _, s := range r.Slots {
+		t = append(t, s.Version, s.Reason)
+	}
+	return t
+}
+
 // Validate checks the invariants every stored record keeps: valid and
 // unique slot names, known states, tries only on the trial slot, at most one
 // slot on trial and it is the one Trial names, and Active empty or naming a
@@ -177,6 +195,14 @@ func (r Record) Validate() error {
 	}
 	if len(r.Slots) > MaxSlots {
 		return fmt.Errorf("%w: %d slots, at most %d", ErrInvalidRecord, len(r.Slots), MaxSlots)
+	}
+	if r.Generation > MaxGeneration {
+		return fmt.Errorf("%w: generation %d is beyond %d: the record cannot count further (keel init --force starts over)", ErrInvalidRecord, r.Generation, uint64(MaxGeneration))
+	}
+	for _, t := range r.texts() {
+		if len(t) > MaxText {
+			return fmt.Errorf("%w: a text of %d bytes (%.32q…), at most %d", ErrInvalidRecord, len(t), t, MaxText)
+		}
 	}
 	trials := 0
 	for i, s := range r.Slots {

@@ -3,6 +3,7 @@ package bootenv
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // DefaultSlots returns the slot names used when none are given: a and b.
@@ -232,8 +233,8 @@ func SetSlotInfo(r Record, slot, version string, securityVersion uint64) (Record
 	if i < 0 {
 		return Record{}, r.unknownSlot(slot)
 	}
-	if strings.ContainsAny(version, "\x00\n\\") {
-		return Record{}, fmt.Errorf("%w: version %q must be one line without backslashes", ErrRefused, version)
+	if strings.ContainsAny(version, "\x00\n\\") || len(version) > MaxText {
+		return Record{}, fmt.Errorf("%w: version %.40q must be one line without backslashes, at most %d bytes", ErrRefused, version, MaxText)
 	}
 	n := r.Clone()
 	n.Generation++
@@ -255,7 +256,16 @@ func RequestRecovery(r Record, reason string) (Record, error) {
 
 func oneLine(s string) string {
 	// U-Boot's env import treats a backslash as an escape: keep none.
-	return strings.NewReplacer("\n", " ", "\x00", " ", "\\", "/").Replace(s)
+	s = strings.NewReplacer("\n", " ", "\x00", " ", "\\", "/").Replace(s)
+	if len(s) > MaxText {
+		// Cut at a rune boundary, with room for the ellipsis.
+		cut := MaxText - len("…")
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }
 
 // RequestFactoryReset asks the next boot to go to recovery and to wipe the
@@ -314,8 +324,8 @@ func FinishReinstall(r Record, slot, version string, securityVersion uint64, at,
 	if r.Reinstalling != slot {
 		return Record{}, fmt.Errorf("%w: slot %s is not being reinstalled (reinstalling %q)", ErrRefused, slot, r.Reinstalling)
 	}
-	if strings.ContainsAny(version, "\x00\n\\") {
-		return Record{}, fmt.Errorf("%w: version %q must be one line without backslashes", ErrRefused, version)
+	if strings.ContainsAny(version, "\x00\n\\") || len(version) > MaxText {
+		return Record{}, fmt.Errorf("%w: version %.40q must be one line without backslashes, at most %d bytes", ErrRefused, version, MaxText)
 	}
 	n := r.Clone()
 	n.Generation++

@@ -179,6 +179,12 @@ func (s *Store) Load() (bootenv.Record, error) {
 	if err != nil {
 		return bootenv.Record{}, fmt.Errorf("%s: %w", s.Path(), err)
 	}
+	// Never load a record that could not be written back (a variable
+	// written by another tool can be larger than keel writes): keel-init
+	// then starts over instead of failing every commit.
+	if n := len((&payload{vars: bootenv.Encode(r)}).Bytes()); n > MaxPayload {
+		return bootenv.Record{}, fmt.Errorf("%s: %w: the record needs %d bytes written back, more than the %d a variable may hold; run `keel init --force` to start over", s.Path(), bootenv.ErrCorrupt, n, MaxPayload)
+	}
 	return r, nil
 }
 

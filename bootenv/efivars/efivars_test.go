@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,4 +145,84 @@ func FuzzPayload(f *testing.F) {
 func BenchmarkLoadCommit(b *testing.B) {
 	dir := b.TempDir()
 	storetest.BenchmarkLoadCommit(b, func() (bootenv.Store, error) { return Open(dir) })
+}
+
+// TestRecordThatCannotBeWrittenBack: a variable another tool wrote with a
+// 5 KiB version, or a generation at the top of the range, loads as corrupt
+// (keel-init starts over) instead of loading and then failing every commit
+// (issue 9 item 5).
+func TestRecordThatCannotBeWrittenBack(t *testing.T) {
+	for name, vars := range map[string][]bootenv.Var{
+		"5 KiB version":  {{Name: "keel_slot_a_version", Value: strings.Repeat("v", 5<<10)}},
+		"max generation": {{Name: "keel_generation", Value: "18446744073709551615"}},
+		"too many bytes": manySlots(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, VarName+"-"+VendorGUID)
+			s, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, _ := bootenv.Init(nil, "a")
+			if err := s.Commit(r); err != nil {
+				t.Fatal(err)
+			}
+			// Rewrite the variable as another tool could: the record's
+			// variables with some replaced.
+			all := bootenv.Encode(r)
+			if name == "too many bytes" {
+				all = nil // a whole record of its own
+			}
+			for _, v := range vars {
+				replaced := false
+				for i := range all {
+					if all[i].Name == v.Name {
+						all[i].Value, replaced = v.Value, true
+					}
+				}
+				if !replaced {
+					all = append(all, v)
+				}
+			}
+			good, _ := os.ReadFile(path)
+			var buf bytes.Buffer
+			buf.Write(good[:4])
+			(&payload{vars: all}).Marshal(&buf)
+			if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.Load()
+			if !errors.Is(err, bootenv.ErrCorrupt) {
+				t.Fatalf("Load = %v, want ErrCorrupt", err)
+			}
+			if name == "too many bytes" && !strings.Contains(err.Error(), "written back") {
+				t.Errorf("Load = %v, want the write-back size named", err)
+			}
+			// keel-init starts over on storage it owns.
+			n, _ := bootenv.Init(nil, "a")
+			if err := s.Commit(n); err != nil {
+				t.Fatalf("starting over: %v", err)
+			}
+			if _, err := s.Load(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// manySlots: every text within bootenv.MaxText, but together more than a
+// variable holds.
+func manySlots() []bootenv.Var {
+	var names []string
+	var vs []bootenv.Var
+	for i := range bootenv.MaxSlots {
+		n := fmt.Sprintf("s%d", i)
+		names = append(names, n)
+		vs = append(vs, bootenv.Var{Name: "keel_slot_" + n + "_state", Value: "bad"},
+			bootenv.Var{Name: "keel_slot_" + n + "_reason", Value: strings.Repeat("r", bootenv.MaxText)},
+			bootenv.Var{Name: "keel_slot_" + n + "_version", Value: strings.Repeat("v", bootenv.MaxText)})
+	}
+	return append(vs, bootenv.Var{Name: "keel_format", Value: "1"}, bootenv.Var{Name: "keel_generation", Value: "7"},
+		bootenv.Var{Name: "keel_slots", Value: strings.Join(names, ",")})
 }

@@ -31,6 +31,13 @@ type DeviceConfig struct {
 // Config says where the env is: one copy, or two for a redundant env.
 type Config struct {
 	Copies []DeviceConfig // 1 or 2
+	// Owned says keel owns this env's geometry (its bootstate partition):
+	// Write may replace copies that fail their CRC even when they would
+	// check at another size or layout. For an fw_env.config (a device's
+	// U-Boot env) that is refused, as it would destroy an env U-Boot can
+	// still read; on keel's own partition it would leave keel unable to
+	// ever write its state again.
+	Owned bool
 }
 
 // Redundant reports whether the config has two copies.

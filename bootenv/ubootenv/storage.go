@@ -32,6 +32,7 @@ type Storage struct {
 	flags    FlagKind
 	files    []*os.File // opened by Open, closed by Close
 	lockPath string
+	owned    bool // Config.Owned
 }
 
 // Open opens the devices of cfg. Regular files and block devices get
@@ -120,7 +121,7 @@ func OpenDevices(cfg *Config, devs []Device, flags FlagKind) (*Storage, error) {
 }
 
 func newStorage(cfg *Config, devs []Device, flags FlagKind, same func(i, j int) bool) (*Storage, error) {
-	s := &Storage{size: cfg.Copies[0].Size, flags: flags}
+	s := &Storage{size: cfg.Copies[0].Size, flags: flags, owned: cfg.Owned}
 	for i, dc := range cfg.Copies {
 		if devs[i] == nil {
 			return nil, fmt.Errorf("ubootenv: no device for copy %d (%s)", i+1, dc.Path)
@@ -427,7 +428,7 @@ func (s *Storage) Write(e *Env) error {
 				unread++
 			}
 		}
-		if unread == len(st) || s.misconfigured(st) {
+		if unread == len(st) || (!s.owned && s.misconfigured(st)) {
 			return fmt.Errorf("ubootenv: not writing: %w", s.noValidCopy(st))
 		}
 	}

@@ -29,7 +29,7 @@ func BootstateConfig(path string, offset, size int64) (*Config, error) {
 	return &Config{Copies: []DeviceConfig{
 		{Path: path, Offset: offset, Size: BootstateEnvSize},
 		{Path: path, Offset: offset + BootstateEnvSize, Size: BootstateEnvSize},
-	}}, nil
+	}, Owned: true}, nil
 }
 
 // Store keeps the keel record as keel_* variables in a U-Boot environment,
@@ -75,7 +75,38 @@ func (s *Store) read() (*Env, bootenv.Record, error) {
 	if err != nil {
 		return e, bootenv.Record{}, fmt.Errorf("%s: %w", s.location, err)
 	}
+	// Never load a record that could not be written back into this env.
+	w, err := withRecord(e, r)
+	if err != nil {
+		return e, bootenv.Record{}, fmt.Errorf("%s: %w: %w", s.location, bootenv.ErrCorrupt, err)
+	}
+	if _, err := encodeData(w, int(s.st.size)-headerSize(s.st.Redundant())); err != nil {
+		return e, bootenv.Record{}, fmt.Errorf("%s: %w: the record would not fit when written back: %w", s.location, bootenv.ErrCorrupt, err)
+	}
 	return e, r, nil
+}
+
+// withRecord returns a copy of e with the keel_* variables replaced by r's
+// (an existing variable keeps its place; other variables are untouched).
+func withRecord(e *Env, r bootenv.Record) (*Env, error) {
+	if e == nil {
+		e = &Env{}
+	} else {
+		e = e.Clone()
+	}
+	keep := map[string]bool{}
+	for _, v := range bootenv.Encode(r) {
+		keep[v.Name] = true
+		if err := e.Set(v.Name, v.Value); err != nil { // keeps an existing variable's place
+			return nil, err
+		}
+	}
+	for _, v := range e.Vars() {
+		if bootenv.IsRecordVar(v.Name) && !keep[v.Name] {
+			e.Delete(v.Name)
+		}
+	}
+	return e, nil
 }
 
 // Load implements bootenv.Store.
@@ -92,22 +123,9 @@ func (s *Store) Commit(r bootenv.Record) error {
 	if err := bootenv.CheckCommit(cur, err, r); err != nil {
 		return err
 	}
-	if e == nil {
-		e = &Env{}
-	} else {
-		e = e.Clone()
-	}
-	keep := map[string]bool{}
-	for _, v := range bootenv.Encode(r) {
-		keep[v.Name] = true
-		if err := e.Set(v.Name, v.Value); err != nil { // keeps an existing variable's place
-			return fmt.Errorf("%s: %w", s.location, err)
-		}
-	}
-	for _, v := range e.Vars() {
-		if bootenv.IsRecordVar(v.Name) && !keep[v.Name] {
-			e.Delete(v.Name)
-		}
+	e, err = withRecord(e, r)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.location, err)
 	}
 	if err := s.st.Write(e); err != nil {
 		return fmt.Errorf("%s: %w", s.location, err)

@@ -1,6 +1,7 @@
 package ubootenv
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -259,4 +260,65 @@ func BenchmarkStoreLoadCommit(b *testing.B) {
 	b.Run("file-single", func(b *testing.B) { storetest.BenchmarkLoadCommit(b, configOpener(fileConfig(b, false))) })
 	b.Run("file-redundant", func(b *testing.B) { storetest.BenchmarkLoadCommit(b, configOpener(fileConfig(b, true))) })
 	b.Run("nor-mtd-redundant", func(b *testing.B) { storetest.BenchmarkLoadCommit(b, memOpener(faultdev.NOR, true)) })
+}
+
+// TestOwnedEnvStartsOver: both copies of keel's bootstate env fail their
+// CRC but would check at another size (an env written with another
+// geometry). On keel's own partition (BootstateConfig, Owned) keel-init can
+// start over; through a device's fw_env.config the write is refused, as it
+// would destroy an env U-Boot can read (issue 9 item 5).
+func TestOwnedEnvStartsOver(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bootstate")
+	if err := os.WriteFile(path, make([]byte, 4*BootstateEnvSize), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// An env of 0x4000 per copy at the bootstate offsets.
+	small := &Config{Copies: []DeviceConfig{{Path: path, Offset: 0, Size: 0x4000}, {Path: path, Offset: BootstateEnvSize, Size: 0x4000}}}
+	st, err := Open(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{}
+	e.Set("bootcmd", "run other")
+	for range 2 { // both copies
+		if err := st.Write(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+
+	r, _ := bootenv.Init(nil, "a")
+	foreign, err := BootstateConfig(path, 0, 4*BootstateEnvSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign.Owned = false
+	fs, err := Open(foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := NewStore(fs, path).Commit(r); err == nil {
+		t.Error("a foreign env at another size was overwritten")
+	}
+	fs.Close()
+
+	cfg, err := BootstateConfig(path, 0, 4*BootstateEnvSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os2, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os2.Close()
+	s := NewStore(os2, path)
+	if _, err := s.Load(); !errors.Is(err, bootenv.ErrCorrupt) {
+		t.Fatalf("Load = %v, want ErrCorrupt", err)
+	}
+	if err := s.Commit(r); err != nil {
+		t.Fatalf("keel's own bootstate: starting over refused: %v", err)
+	}
+	if got, err := s.Load(); err != nil || !got.Equal(r) {
+		t.Errorf("Load after starting over = %+v, %v", got, err)
+	}
 }

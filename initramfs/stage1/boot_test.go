@@ -1,14 +1,20 @@
 package stage1
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/bootenv/efivars"
 	"github.com/keelboot/keel/bootenv/memstore"
 	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/slotimg"
@@ -604,6 +610,59 @@ func TestOnlyBoardSlots(t *testing.T) {
 			st, _ := s.Load()
 			if _, ok := st.Slot("zz"); ok {
 				t.Errorf("slot zz still in the record: %+v", st)
+			}
+		})
+	}
+}
+
+// TestStartsOverOnRecordItCannotWriteBack: a UEFI variable whose generation
+// is 2^64-1 (or that is too large to write back) no longer powers the
+// device off: keel-init starts over and boots (issue 9 item 5).
+func TestStartsOverOnRecordItCannotWriteBack(t *testing.T) {
+	for name, value := range map[string]string{
+		"max generation": "keel_generation=18446744073709551615",
+		"5 KiB version":  "keel_slot_a_version=" + strings.Repeat("v", 5<<10),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := efivars.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, _ := bootenv.Init(nil, "a")
+			if err := s.Commit(r); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, efivars.VarName+"-"+efivars.VendorGUID)
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Rebuild the variable with the value replaced (attributes,
+			// magic, length, CRC-32, then name=value entries).
+			k, _, _ := strings.Cut(value, "=")
+			var entries []string
+			for _, e := range strings.Split(strings.TrimRight(string(raw[16:]), "\x00"), "\x00") {
+				if !strings.HasPrefix(e, k+"=") {
+					entries = append(entries, e)
+				}
+			}
+			entries = append(entries, value)
+			data := []byte(strings.Join(entries, "\x00") + "\x00\x00")
+			out := append(bytes.Clone(raw[:8]), make([]byte, 8)...)
+			binary.LittleEndian.PutUint32(out[8:12], uint32(len(data)))
+			binary.LittleEndian.PutUint32(out[12:16], crc32.ChecksumIEEE(data))
+			if err := os.WriteFile(path, append(out, data...), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Load(); !errors.Is(err, bootenv.ErrCorrupt) {
+				t.Fatalf("Load = %v, want ErrCorrupt", err)
+			}
+			l := &fakeLoader{bad: map[string]string{"b": "empty"}}
+			k2 := &fakeKexec{}
+			_, err, log := runCfg(t, Config{}, s, l, k2)
+			if err != nil || k2.booted != "a" {
+				t.Fatalf("err %v, booted %q\n%s", err, k2.booted, strings.Join(log, "\n"))
 			}
 		})
 	}
