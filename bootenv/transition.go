@@ -338,6 +338,39 @@ func FinishReinstall(r Record, slot, version string, securityVersion uint64, at,
 	return n, nil
 }
 
+// AbandonRecovery records that recovery could not run (the seed does not
+// verify, or is below the anti-rollback counter): the request, the factory
+// reset and an interrupted reinstall are dropped (the slot that was being
+// rewritten stays empty: it is half-written), and why is kept in
+// LastRecovery ("at" is RFC 3339). Callers abandon only when a good slot is
+// left to boot; otherwise the request stays for the next boot to retry.
+func AbandonRecovery(r Record, at, why string) (Record, error) {
+	if r.Recovery == "" && r.Reinstalling == "" {
+		return Record{}, fmt.Errorf("%w: no recovery is pending", ErrRefused)
+	}
+	n := r.Clone()
+	n.Generation++
+	if n.Reinstalling != "" {
+		i := n.index(n.Reinstalling)
+		n.Slots[i].Reason = oneLine("reinstall abandoned: " + why)
+		n.Reinstalling = ""
+	}
+	n.Recovery = ""
+	n.FactoryReset = false
+	n.LastRecovery = oneLine(at + " recovery failed: " + why)
+	return n, nil
+}
+
+// HasGood reports whether some slot is good.
+func (r Record) HasGood() bool {
+	for _, s := range r.Slots {
+		if s.State == StateGood {
+			return true
+		}
+	}
+	return false
+}
+
 // busy refuses changes to a slot that recovery is rewriting.
 func (r Record) busy(slot string) error {
 	if r.Reinstalling != "" && r.Reinstalling == slot {

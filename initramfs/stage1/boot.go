@@ -186,6 +186,19 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 			recovered = true
 			n, err := recoverSlot(ctx, cfg, store, r, d.Reason, logf)
 			if err != nil {
+				// A recovery that cannot run must not stop a device that
+				// still has a good slot: drop the request (and an
+				// interrupted reinstall) with the reason, and boot it.
+				if n.HasGood() {
+					if a, aerr := bootenv.AbandonRecovery(n, now(cfg).UTC().Format(time.RFC3339), oneLine(err.Error())); aerr == nil {
+						if cerr := store.Commit(a); cerr != nil {
+							return n, fmt.Errorf("recording the failed recovery: %w", cerr)
+						}
+						logf("RECOVERY FAILED: %v; request dropped, booting a good slot", err)
+						r = a
+						continue
+					}
+				}
 				return n, fmt.Errorf("%w: %s; RECOVERY FAILED: %v", errNoBootableSlot, why, err)
 			}
 			r = n
@@ -268,15 +281,11 @@ func recoverSlot(ctx context.Context, cfg Config, store bootenv.Store, r bootenv
 	if _, err := safeCall(func() (struct{}, error) { return struct{}{}, rec.Reinstall(ctx, slot) }); err != nil {
 		return r, fmt.Errorf("reinstalling slot %s: %w", slot, err)
 	}
-	now := time.Now
-	if cfg.Now != nil {
-		now = cfg.Now
-	}
 	why := strings.TrimPrefix(reason, "recovery requested: ")
 	if factory {
 		why = "factory reset"
 	}
-	n, err = bootenv.FinishReinstall(r, slot, info.Version, info.SecurityVersion, now().UTC().Format(time.RFC3339), why)
+	n, err = bootenv.FinishReinstall(r, slot, info.Version, info.SecurityVersion, now(cfg).UTC().Format(time.RFC3339), why)
 	if err != nil {
 		return r, err
 	}
@@ -306,6 +315,14 @@ func reinstallTarget(r bootenv.Record, slots []string) string {
 		}
 	}
 	return slots[0]
+}
+
+// now is the clock recovery records times with.
+func now(cfg Config) time.Time {
+	if cfg.Now != nil {
+		return cfg.Now()
+	}
+	return time.Now()
 }
 
 func safeCall[T any](f func() (T, error)) (v T, err error) {

@@ -667,3 +667,41 @@ func TestStartsOverOnRecordItCannotWriteBack(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoveryThatCannotRunBootsAGoodSlot: a pending recovery request (or
+// an interrupted reinstall) with a seed that does not verify drops the
+// request with the reason and boots the good slot, instead of stopping
+// every boot (issue 9 item 4).
+func TestRecoveryThatCannotRunBootsAGoodSlot(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(bootenv.Record) bootenv.Record
+	}{
+		{"requested", func(r bootenv.Record) bootenv.Record { r, _ = bootenv.RequestFactoryReset(r, "service"); return r }},
+		{"interrupted reinstall", func(r bootenv.Record) bootenv.Record { r, _ = bootenv.BeginReinstall(r, "b", "earlier"); return r }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := memstore.New()
+			r, _ := bootenv.Init(nil, "a")
+			r = tc.edit(r)
+			s.Commit(r)
+			l := &fakeLoader{bad: map[string]string{"b": "empty"}}
+			rec := &fakeRecoverer{loader: l, verifyErr: errors.New("seed signed by an unknown key")}
+			k := &fakeKexec{}
+			_, err, log := runCfg(t, Config{Recoverer: rec}, s, l, k)
+			if err != nil || k.booted != "a" || rec.wiped != 0 {
+				t.Fatalf("err %v, booted %q, wiped %d\n%s", err, k.booted, rec.wiped, strings.Join(log, "\n"))
+			}
+			st, _ := s.Load()
+			if st.Recovery != "" || st.Reinstalling != "" || st.FactoryReset || !strings.Contains(st.LastRecovery, "unknown key") {
+				t.Errorf("state %+v", st)
+			}
+			// The next boot does not try again: a boots.
+			k2 := &fakeKexec{}
+			runCfg(t, Config{Recoverer: rec}, s, l, k2)
+			if k2.booted != "a" {
+				t.Errorf("next boot: booted %q", k2.booted)
+			}
+		})
+	}
+}
