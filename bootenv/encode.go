@@ -43,6 +43,7 @@ const (
 	varRecovery   = VarPrefix + "recovery"
 	varReinstall  = VarPrefix + "reinstalling"
 	varFactory    = VarPrefix + "factory_reset"
+	varTransient  = VarPrefix + "transient"
 	varRecovered  = VarPrefix + "last_recovery"
 	varLastSlot   = VarPrefix + "last_slot"
 	varLastMode   = VarPrefix + "last_mode"
@@ -70,6 +71,9 @@ func Encode(r Record) []Var {
 		add(varFactory, "1")
 	}
 	add(varRecovered, r.LastRecovery)
+	if r.Transient > 0 {
+		add(varTransient, strconv.Itoa(r.Transient))
+	}
 	add(varLastSlot, r.Last.Slot)
 	add(varLastMode, string(r.Last.Mode))
 	add(varLastReason, r.Last.Reason)
@@ -146,6 +150,13 @@ func Decode(vars map[string]string) (Record, error) {
 		return bad("%s=%q: want 1 or nothing", varFactory, v)
 	}
 	r.LastRecovery = get(varRecovered)
+	if v := get(varTransient); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return bad("%s=%q is not a positive number", varTransient, v)
+		}
+		r.Transient = n
+	}
 	r.Last = Outcome{Slot: get(varLastSlot), Mode: Mode(get(varLastMode)), Reason: get(varLastReason)}
 	for i := range r.Slots {
 		s := &r.Slots[i]

@@ -57,6 +57,14 @@ const MaxTries = 100
 // rewrites it) rather than one increment away from wrapping.
 const MaxGeneration = 1 << 62
 
+// MaxTransient is how many boots in a row an environmental error may make
+// keel-init reboot to retry the same slot; after that it tries the other
+// slots in the same boot (still marking none bad).
+const MaxTransient = 3
+
+// MaxTransientCount bounds the stored count.
+const MaxTransientCount = 1000
+
 // MaxText bounds every free-text value of a record (versions, reasons):
 // a record must always fit its store when written back.
 const MaxText = 256
@@ -107,6 +115,11 @@ type Record struct {
 	// LastRecovery says when and why recovery last reinstalled a slot
 	// ("<RFC 3339 time> <reason>"), for keel status.
 	LastRecovery string
+	// Transient counts the boots in a row that failed with an
+	// environmental error (a slow disk, an I/O error, no memory for
+	// kexec) rather than an integrity failure: such a slot is retried with
+	// a reboot, never marked bad. A confirmed boot (MarkGood) resets it.
+	Transient int
 	// Last is the outcome of the last boot decision.
 	Last Outcome
 }
@@ -154,7 +167,7 @@ func (r Record) Equal(o Record) bool {
 func (r Record) SameState(o Record) bool {
 	return slices.Equal(r.Slots, o.Slots) && r.Active == o.Active && r.Trial == o.Trial &&
 		r.Recovery == o.Recovery && r.FactoryReset == o.FactoryReset && r.Last == o.Last && r.Reinstalling == o.Reinstalling &&
-		r.LastRecovery == o.LastRecovery
+		r.LastRecovery == o.LastRecovery && r.Transient == o.Transient
 }
 
 // ValidSlotName reports whether name can name a slot: 1 to 16 characters
@@ -195,6 +208,9 @@ func (r Record) Validate() error {
 	}
 	if len(r.Slots) > MaxSlots {
 		return fmt.Errorf("%w: %d slots, at most %d", ErrInvalidRecord, len(r.Slots), MaxSlots)
+	}
+	if r.Transient < 0 || r.Transient > MaxTransientCount {
+		return fmt.Errorf("%w: transient failure count %d out of range 0..%d", ErrInvalidRecord, r.Transient, MaxTransientCount)
 	}
 	if r.Generation > MaxGeneration {
 		return fmt.Errorf("%w: generation %d is beyond %d: the record cannot count further (keel init --force starts over)", ErrInvalidRecord, r.Generation, uint64(MaxGeneration))

@@ -2,6 +2,7 @@ package bootenv
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -129,6 +130,72 @@ func decide(n *Record) Decision {
 	return Decision{Mode: ModeRecovery, Reason: "no bootable slot: " + strings.Join(why, "; ")}
 }
 
+// SelectAvoiding is Select for a boot in which the slots in avoid already
+// failed with an environmental error: they are passed over for this
+// decision without any change to their state, their tries or the active
+// slot. With nothing else bootable it returns ok false (the caller reboots
+// to retry) rather than deciding recovery over a transient error.
+func SelectAvoiding(r Record, avoid map[string]bool) (Decision, Record, bool) {
+	if len(avoid) == 0 {
+		d, n := Select(r)
+		return d, n, true
+	}
+	if r.Reinstalling != "" || r.Recovery != "" {
+		d, n := Select(r)
+		return d, n, true
+	}
+	n := r.Clone()
+	n.Generation++
+	var d Decision
+	found := false
+	if t := n.Trial; t != "" && !avoid[t] {
+		i := n.index(t)
+		if s := &n.Slots[i]; s.TriesLeft > 0 {
+			s.TriesLeft--
+			d, found = Decision{Slot: t, Mode: ModeTrial, Reason: fmt.Sprintf("trial of slot %s, %d tries left after this boot", t, s.TriesLeft)}, true
+		}
+	}
+	if !found {
+		for _, s := range n.Slots {
+			if s.State == StateGood && !avoid[s.Name] {
+				d, found = Decision{Slot: s.Name, Mode: ModeFallback, Reason: fmt.Sprintf("slot %s is good; %s failed with an environmental error in this boot", s.Name, avoidList(avoid))}, true
+				break
+			}
+		}
+	}
+	if !found {
+		return Decision{}, r, false
+	}
+	n.Last = Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
+	return d, n, true
+}
+
+func avoidList(avoid map[string]bool) string {
+	var l []string
+	for s := range avoid {
+		l = append(l, s)
+	}
+	slices.Sort(l)
+	return strings.Join(l, ", ")
+}
+
+// NoteTransient records an environmental failure of slot in this boot:
+// the count of such boots in a row goes up, the last outcome says what it
+// was; no slot changes state.
+func NoteTransient(r Record, slot string, mode Mode, why string) (Record, error) {
+	if r.index(slot) < 0 {
+		return Record{}, r.unknownSlot(slot)
+	}
+	n := r.Clone()
+	n.Generation++
+	if n.Transient < MaxTransientCount {
+		n.Transient++
+	}
+	n.Last = Outcome{Slot: slot, Mode: mode, Reason: oneLine(fmt.Sprintf("environmental error (%d in a row, not marked bad): %s", n.Transient, why))}
+	return n, nil
+}
+
+
 // Try puts slot on trial for exactly tries boots: the next tries decisions
 // boot it (each using one try) and the one after marks it bad and falls back
 // to the active slot, unless the slot is marked good before. A slot already
@@ -184,6 +251,7 @@ func MarkGood(r Record, slot string) (Record, error) {
 	if n.Trial == slot {
 		n.Trial = ""
 	}
+	n.Transient = 0 // a confirmed boot ends a run of environmental errors
 	return n, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/keelboot/keel/bootenv"
@@ -114,6 +115,43 @@ type Recoverer interface {
 	WipeData(ctx context.Context) error
 }
 
+// ErrRetry: the boot failed with an environmental error (a slow disk, an
+// I/O error, no memory for kexec, a failed reboot): nothing was marked bad
+// and the caller reboots to try again. The record counts such boots.
+const ErrRetry = bootError("environmental error, retry after a reboot")
+
+// IsEnvironmental reports whether err is an environmental error rather than
+// an integrity failure (header, signature, digest, verity, rollback): an
+// error that says so (an Environmental() bool method, as the device glue's
+// timeouts and kexec's reboot failure have), or an I/O, memory, busy or
+// time-out errno. Only integrity failures mark a slot bad.
+func IsEnvironmental(err error) bool {
+	var e interface{ Environmental() bool }
+	if errors.As(err, &e) && e.Environmental() {
+		return true
+	}
+	for _, errno := range []syscall.Errno{syscall.EIO, syscall.ENOMEM, syscall.EBUSY, syscall.EAGAIN, syscall.ETIMEDOUT, syscall.EINTR, syscall.ENXIO} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
+}
+
+// Environmental marks err as environmental (see IsEnvironmental).
+func Environmental(err error) error {
+	if err == nil {
+		return nil
+	}
+	return environmentalError{err}
+}
+
+type environmentalError struct{ err error }
+
+func (e environmentalError) Error() string       { return e.err.Error() }
+func (e environmentalError) Unwrap() error       { return e.err }
+func (e environmentalError) Environmental() bool { return true }
+
 type bootError string
 
 func (e bootError) Error() string { return string(e) }
@@ -158,8 +196,12 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 		}
 	}
 	recovered := false
+	avoid := map[string]bool{} // slots that failed with an environmental error in this boot
 	for attempt := 0; attempt <= len(r.Slots)+2; attempt++ {
-		d, n := bootenv.Select(r)
+		d, n, ok := bootenv.SelectAvoiding(r, avoid)
+		if !ok {
+			return r, fmt.Errorf("%w: every bootable slot failed with an environmental error in this boot (%s)", ErrRetry, r.Last.Reason)
+		}
 		if recovered && !d.Recovery() {
 			// The slot recovery just reinstalled: measured as recovery.
 			d.Mode = bootenv.ModeRecovery
@@ -231,6 +273,23 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 			}
 		}
 		logf("slot %s failed: %v", d.Slot, err)
+		if IsEnvironmental(err) {
+			// Not the slot's fault: never marked bad. Reboot to retry a
+			// few times, then try the other slots in the same boot.
+			n, nerr := bootenv.NoteTransient(r, d.Slot, d.Mode, err.Error())
+			if nerr != nil {
+				return r, nerr
+			}
+			if err := store.Commit(n); err != nil {
+				return r, fmt.Errorf("recording the environmental error of slot %s: %w", d.Slot, err)
+			}
+			r = n
+			if r.Transient < bootenv.MaxTransient {
+				return r, fmt.Errorf("%w: slot %s: environmental error %d of %d: %v", ErrRetry, d.Slot, r.Transient, bootenv.MaxTransient, err)
+			}
+			avoid[d.Slot] = true
+			continue
+		}
 		n, merr := bootenv.MarkBad(r, d.Slot, oneLine(err.Error()))
 		if merr != nil {
 			return r, merr

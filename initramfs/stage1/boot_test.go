@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ type fakeLoader struct {
 	bad    map[string]string // slot -> error
 	panic  map[string]bool
 	secver map[string]uint64 // default 1
+	env    map[string]error  // slot -> environmental error
 	calls  []string
 }
 
@@ -32,6 +34,9 @@ func (f *fakeLoader) LoadSlot(_ context.Context, slot string) (*Image, error) {
 	f.calls = append(f.calls, slot)
 	if f.panic[slot] {
 		panic("boom")
+	}
+	if err := f.env[slot]; err != nil {
+		return nil, err
 	}
 	if msg, ok := f.bad[slot]; ok {
 		if msg == "empty" {
@@ -50,6 +55,7 @@ func (f *fakeLoader) LoadSlot(_ context.Context, slot string) (*Image, error) {
 
 type fakeKexec struct {
 	fail    map[string]bool
+	errno   map[string]error // slot -> error kexec returns
 	booted  string
 	cmdline string
 	// state is what the store held when kexec ran.
@@ -63,6 +69,9 @@ type fakeKexec struct {
 func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string, h Handoff) error {
 	if f.fail[img.Slot] {
 		return fmt.Errorf("kexec_file_load: invalid argument")
+	}
+	if err := f.errno[img.Slot]; err != nil {
+		return err
 	}
 	if f.trace != nil {
 		*f.trace = append(*f.trace, "kexec "+img.Slot)
@@ -703,5 +712,92 @@ func TestRecoveryThatCannotRunBootsAGoodSlot(t *testing.T) {
 				t.Errorf("next boot: booted %q", k2.booted)
 			}
 		})
+	}
+}
+
+// TestEnvironmentalErrorsNeverMarkBad: a slow disk, an I/O error or no
+// memory for kexec are retried with a reboot (a bounded number of boots in
+// a row), then the other good slot boots; no slot is marked bad, and the
+// record says what happened (issue 9 item 3). Integrity failures still mark
+// the slot bad.
+func TestEnvironmentalErrorsNeverMarkBad(t *testing.T) {
+	for name, inject := range map[string]func(l *fakeLoader, k *fakeKexec){
+		"partition time-out": func(l *fakeLoader, k *fakeKexec) {
+			l.env = map[string]error{"a": Environmental(errors.New("no GPT partition named \"slot-a\" after 10s"))}
+		},
+		"I/O error": func(l *fakeLoader, k *fakeKexec) {
+			l.env = map[string]error{"a": fmt.Errorf("slot-a: reading the manifest: %w", syscall.EIO)}
+		},
+		"kexec out of memory": func(l *fakeLoader, k *fakeKexec) {
+			k.errno = map[string]error{"a": fmt.Errorf("kexec_file_load: %w", syscall.ENOMEM)}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := memstore.New()
+			r, _ := bootenv.Init(nil, "a")
+			r, _ = bootenv.Try(r, "b", 1)
+			r, _ = bootenv.MarkGood(r, "b")
+			r, _ = bootenv.SetActive(r, "a")
+			s.Commit(r)
+			for boot := 1; boot < bootenv.MaxTransient; boot++ {
+				l, k := &fakeLoader{}, &fakeKexec{}
+				inject(l, k)
+				_, err, log := runCfg(t, Config{}, s, l, k)
+				if !errors.Is(err, ErrRetry) || k.booted != "" {
+					t.Fatalf("boot %d: err %v, booted %q, want ErrRetry\n%s", boot, err, k.booted, strings.Join(log, "\n"))
+				}
+				st, _ := s.Load()
+				if a, _ := st.Slot("a"); a.State != bootenv.StateGood || st.Transient != boot || !strings.Contains(st.Last.Reason, "environmental error") {
+					t.Fatalf("boot %d: state %+v", boot, st)
+				}
+			}
+			// The last retry: a fails again, b boots in the same boot.
+			l, k := &fakeLoader{}, &fakeKexec{}
+			inject(l, k)
+			_, err, log := runCfg(t, Config{}, s, l, k)
+			if err != nil || k.booted != "b" {
+				t.Fatalf("last retry: err %v, booted %q\n%s", err, k.booted, strings.Join(log, "\n"))
+			}
+			st, _ := s.Load()
+			if a, _ := st.Slot("a"); a.State != bootenv.StateGood || st.Active != "a" {
+				t.Errorf("after b booted: %+v", st)
+			}
+			// b's OS confirms its boot: the count ends.
+			st, _ = bootenv.MarkGood(st, "b")
+			st, _ = bootenv.SetActive(st, "a")
+			s.Commit(st)
+			if st.Transient != 0 {
+				t.Errorf("MarkGood left the environmental count at %d", st.Transient)
+			}
+			// The disk is fast again: a boots.
+			k2 := &fakeKexec{}
+			runCfg(t, Config{}, s, &fakeLoader{}, k2)
+			if k2.booted != "a" {
+				t.Errorf("next boot: booted %q, want a", k2.booted)
+			}
+		})
+	}
+	// A digest mismatch is an integrity failure: bad at once.
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	s.Commit(r)
+	runCfg(t, Config{}, s, &fakeLoader{bad: map[string]string{"a": "kernel digest mismatch"}}, &fakeKexec{})
+	if st, _ := s.Load(); func() bool { a, _ := st.Slot("a"); return a.State != bootenv.StateBad }() {
+		t.Errorf("integrity failure not marked bad: %+v", st)
+	}
+}
+
+func TestSelectAvoiding(t *testing.T) {
+	r, _ := bootenv.Init(nil, "a")
+	if _, _, ok := bootenv.SelectAvoiding(r, map[string]bool{"a": true}); ok {
+		t.Error("with the only good slot avoided, SelectAvoiding must say retry, not decide recovery")
+	}
+	r, _ = bootenv.Try(r, "b", 2)
+	d, n, ok := bootenv.SelectAvoiding(r, map[string]bool{"b": true})
+	if !ok || d.Slot != "a" || d.Mode != bootenv.ModeFallback {
+		t.Errorf("decision %+v", d)
+	}
+	if b, _ := n.Slot("b"); b.TriesLeft != 2 || n.Trial != "b" {
+		t.Errorf("the avoided trial slot changed: %+v", n)
 	}
 }
