@@ -195,7 +195,6 @@ func NoteTransient(r Record, slot string, mode Mode, why string) (Record, error)
 	return n, nil
 }
 
-
 // Try puts slot on trial for exactly tries boots: the next tries decisions
 // boot it (each using one try) and the one after marks it bad and falls back
 // to the active slot, unless the slot is marked good before. A slot already
