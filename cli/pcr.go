@@ -15,6 +15,7 @@ import (
 	kcmdline "github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/recovery"
 	"github.com/keelboot/keel/tpm"
 )
 
@@ -114,6 +115,10 @@ func (c *command) pcrPredict(args []string) error {
 	m, err := manifest.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+	}
+	if m.Role != manifest.RoleSlot {
+		return fmt.Errorf("%s: a %s's manifest, which keel-init never boots: predict from a slot's manifest (a reinstalled slot boots the seed's %s entry)",
+			fs.Arg(0), m.Role, recovery.EntrySlotManifest)
 	}
 	in := tpm.BootMeasurement{ManifestBytes: raw, Slot: slot, Mode: mode}
 	for _, d := range []struct {

@@ -178,13 +178,24 @@ func (c *command) sign(args []string) error {
 	return err
 }
 
-// verify runs `keel verify --keys TRUSTED [--keys ...] MANIFEST
-// [MANIFEST.sig]`: exit 0 when a trusted key's signature verifies, as
-// keel-init checks a slot.
+// verify runs `keel verify --keys TRUSTED [--keys ...] [--board NAME]
+// [--role slot|seed] MANIFEST [MANIFEST.sig]`: exit 0 when a trusted key's
+// signature verifies, as keel-init checks a slot, and the manifest is for
+// the board and role given (each checked only when given; the output
+// names both).
 func (c *command) verify(args []string) error {
 	var keyFiles listFlag
+	var want manifest.Expect
 	fs, err := c.flags("verify", args, func(fs *flag.FlagSet) {
 		fs.Var(&keyFiles, "keys", "trusted public keys file (NAME.pub or several key lines); may be repeated")
+		fs.StringVar(&want.Compatible, "board", "", "board the manifest must be for (default: any)")
+		fs.Func("role", "role the manifest must have: slot or seed (default: any)", func(v string) error {
+			if r := manifest.Role(v); r != manifest.RoleSlot && r != manifest.RoleSeed {
+				return fmt.Errorf("want %s or %s", manifest.RoleSlot, manifest.RoleSeed)
+			}
+			want.Role = manifest.Role(v)
+			return nil
+		})
 	})
 	if err != nil {
 		return err
@@ -220,6 +231,9 @@ func (c *command) verify(args []string) error {
 		return fmt.Errorf("verify: %w", err)
 	}
 	m, err := manifest.Verify(mb, sig, trusted)
+	if err == nil {
+		err = want.Check(m)
+	}
 	if err != nil {
 		return fmt.Errorf("verify %s with %s: %w", path, sigPath, err)
 	}
@@ -234,7 +248,7 @@ func (c *command) verify(args []string) error {
 			good = append(good, s)
 		}
 	}
-	_, err = fmt.Fprintf(c.stdout, "%s: good signature by %s: version %q, security version %d\n",
-		path, strings.Join(good, ", "), m.Version, m.SecurityVersion)
+	_, err = fmt.Fprintf(c.stdout, "%s: good signature by %s: a %s's manifest for board %s, version %q, security version %d\n",
+		path, strings.Join(good, ", "), m.Role, m.Compatible, m.Version, m.SecurityVersion)
 	return err
 }

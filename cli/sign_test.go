@@ -13,7 +13,7 @@ import (
 func signTestManifest(t *testing.T, dir string) string {
 	t.Helper()
 	d := manifest.Digest{SHA256: strings.Repeat("0", 64), Size: 1}
-	m := manifest.Manifest{Version: "2.0", SecurityVersion: 3, Cmdline: "console=ttyS0", Kernel: d, Initrd: d, Root: manifest.Root{FSType: "erofs"}}
+	m := manifest.Manifest{Compatible: "qemu-x86_64-uefi", Role: manifest.RoleSlot, Version: "2.0", SecurityVersion: 3, Cmdline: "console=ttyS0", Kernel: d, Initrd: d, Root: manifest.Root{FSType: "erofs"}}
 	b, err := m.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -58,9 +58,14 @@ func TestKeygenSignVerify(t *testing.T) {
 		t.Errorf("sign said %q", r.stdout)
 	}
 	r = keel(t, "verify", "--keys", trusted, mpath).ok(t)
-	if !strings.Contains(r.stdout, "good signature by "+priv.ID()+" (release 2027)") || !strings.Contains(r.stdout, `version "2.0", security version 3`) {
+	if !strings.Contains(r.stdout, "good signature by "+priv.ID()+" (release 2027): a slot's manifest for board qemu-x86_64-uefi, version \"2.0\", security version 3") {
 		t.Errorf("verify said %q", r.stdout)
 	}
+	// --board and --role check what the manifest is for (issue 9 item 14).
+	keel(t, "verify", "--keys", trusted, "--board", "qemu-x86_64-uefi", "--role", "slot", mpath).ok(t)
+	keel(t, "verify", "--keys", trusted, "--board", "qemu-arm64-uboot", mpath).fails(t, ExitStorage, "manifest is for board qemu-x86_64-uefi, this is qemu-arm64-uboot")
+	keel(t, "verify", "--keys", trusted, "--role", "seed", mpath).fails(t, ExitStorage, "manifest is a slot's, not a seed's")
+	keel(t, "verify", "--keys", trusted, "--role", "bundle", mpath).fails(t, ExitUsage, "want slot or seed")
 	// The old key adds its signature (flags after the argument, --out given).
 	keel(t, "sign", mpath, "--key", oldName+".key", "--out", mpath+".sig").ok(t)
 	env, err := manifest.ParseEnvelope(signTestRead(os.ReadFile(mpath + ".sig")))
@@ -142,4 +147,23 @@ func TestSignCommandErrors(t *testing.T) {
 	if b, _ := os.ReadFile(garbageSig); string(b) != "not json" {
 		t.Error("a failed sign changed the existing signature file")
 	}
+}
+
+// TestPCRPredictRefusesSeedManifest: the recovery seed's own manifest
+// never boots, so predicting PCRs from it would predict nothing keel-init
+// measures (issue 9 item 14).
+func TestPCRPredictRefusesSeedManifest(t *testing.T) {
+	dir := t.TempDir()
+	d := manifest.Digest{SHA256: strings.Repeat("0", 64), Size: 1}
+	m := manifest.Manifest{Compatible: "qemu-x86_64-uefi", Role: manifest.RoleSeed, Version: "2.0", Kernel: d, Initrd: d, Root: manifest.Root{FSType: "erofs"}}
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "seed.json")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keel(t, "pcr", "predict", p).fails(t, ExitStorage, "a seed's manifest, which keel-init never boots")
+	keel(t, "pcr", "predict", signTestManifest(t, dir)).ok(t)
 }

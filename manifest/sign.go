@@ -46,6 +46,16 @@ const (
 	ErrBadSignature Error = "manifest signature does not verify"
 )
 
+// Sentinel errors of VerifyFor (and Expect.Check): a manifest validly
+// signed by a trusted key, but not for this place.
+const (
+	// ErrWrongBoard: the manifest is for another board (its compatible).
+	ErrWrongBoard Error = "manifest is for another board"
+	// ErrWrongRole: a seed's manifest where a slot's belongs, or the
+	// other way round.
+	ErrWrongRole Error = "manifest is for another role"
+)
+
 // Signature is one signature of a manifest.
 type Signature struct {
 	// KeyID names the signing key (KeyID of its public key).
@@ -188,7 +198,9 @@ func Sign(manifestBytes, sigBytes []byte, keys ...PrivateKey) ([]byte, error) {
 }
 
 // Verify checks the signature envelope sigBytes of the manifest bytes
-// against the trusted public keys and only then parses the manifest. At
+// against the trusted public keys and only then parses the manifest. It
+// does not check which board and role the manifest is for: keel-init and
+// recovery call VerifyFor; Verify is for tools that inspect a manifest. At
 // least one signature by a trusted key must verify; signatures by other
 // keys are ignored (an old key still listed after a rotation, a key of
 // another product line).
@@ -238,6 +250,28 @@ func Verify(manifestBytes, sigBytes []byte, trusted []PublicKey) (*Manifest, err
 	}
 	return nil, fmt.Errorf("%w: signed by %s, which %s not among the trusted keys %s: the slot was signed with an unknown key",
 		ErrUnknownKey, strings.Join(e.KeyIDs(), ", "), verb, strings.Join(trustedIDs(trusted), ", "))
+}
+
+// VerifyFor is Verify, then want.Check: the manifest must also be for
+// want's board and role. want must name both (its Compatible may be
+// AnyBoard, for host tools only); the error wraps ErrWrongBoard or
+// ErrWrongRole when the manifest, validly signed, is for another board or
+// role, or is one of Verify's.
+func VerifyFor(manifestBytes, sigBytes []byte, trusted []PublicKey, want Expect) (*Manifest, error) {
+	if want.Compatible == "" {
+		return nil, fmt.Errorf("manifest: verify: no board to check the manifest against")
+	}
+	if want.Role != RoleSlot && want.Role != RoleSeed {
+		return nil, fmt.Errorf("manifest: verify: role %q to check the manifest against: want %q or %q", want.Role, RoleSlot, RoleSeed)
+	}
+	m, err := Verify(manifestBytes, sigBytes, trusted)
+	if err != nil {
+		return nil, err
+	}
+	if err := want.Check(m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func trustedIDs(keys []PublicKey) []string {

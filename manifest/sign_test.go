@@ -242,9 +242,21 @@ func FuzzVerify(f *testing.F) {
 	f.Add(mb, sig2)
 	f.Add(mb, []byte(`{"signatures":[{"key_id":"0011223344556677","sig":""}]}`))
 	f.Add([]byte("{}"), []byte("{}"))
+	seedMB, seedSig := func() ([]byte, []byte) {
+		b, _ := seedSample(f).Marshal()
+		s, _ := Sign(b, nil, key)
+		return b, s
+	}()
+	f.Add(seedMB, seedSig)
 	f.Fuzz(func(t *testing.T, m, s []byte) {
+		if _, err := VerifyFor(m, s, trusted, Expect{Compatible: testBoard, Role: RoleSlot}); err == nil && !bytes.Equal(m, mb) {
+			t.Fatalf("VerifyFor as a slot accepted bytes other than the signed slot manifest: %q", m)
+		}
 		got, err := Verify(m, s, trusted)
 		if err != nil {
+			return
+		}
+		if bytes.Equal(m, seedMB) {
 			return
 		}
 		if !bytes.Equal(m, mb) {
@@ -287,4 +299,99 @@ func FuzzParseEnvelope(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestVerifyFor: a manifest validly signed by a trusted key is still
+// refused for another board or in another role (issue 9 item 14). On the
+// old code there was nothing to check: Verify accepted all of these.
+func TestVerifyFor(t *testing.T) {
+	priv, pub := genKey(t, "release")
+	trusted := []PublicKey{pub}
+	signed := func(m *Manifest) (mb, sig []byte) {
+		t.Helper()
+		mb, err := m.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sig, err = Sign(mb, nil, priv); err != nil {
+			t.Fatal(err)
+		}
+		return mb, sig
+	}
+	slotMB, slotSig := signed(sample(t))
+	seedMB, seedSig := signed(seedSample(t))
+	other := sample(t)
+	other.Compatible = "qemu-arm64-uboot"
+	otherMB, otherSig := signed(other)
+
+	asSlot := Expect{Compatible: testBoard, Role: RoleSlot}
+	asSeed := Expect{Compatible: testBoard, Role: RoleSeed}
+	if m, err := VerifyFor(slotMB, slotSig, trusted, asSlot); err != nil || m.Role != RoleSlot || m.Compatible != testBoard {
+		t.Errorf("slot manifest as a slot: %+v, %v", m, err)
+	}
+	if m, err := VerifyFor(seedMB, seedSig, trusted, asSeed); err != nil || m.Role != RoleSeed || m.Data == nil {
+		t.Errorf("seed manifest as the seed: %+v, %v", m, err)
+	}
+	for _, tc := range []struct {
+		name     string
+		mb, sig  []byte
+		want     Expect
+		sentinel error
+		msg      string
+	}{
+		{"another board's slot", otherMB, otherSig, asSlot, ErrWrongBoard, "manifest is for board qemu-arm64-uboot, this is qemu-x86_64-uefi"},
+		{"another board's slot as a seed", otherMB, otherSig, asSeed, ErrWrongRole, "a slot's, not a seed's"},
+		{"a seed's manifest as a slot", seedMB, seedSig, asSlot, ErrWrongRole, "manifest is a seed's, not a slot's"},
+		{"a slot's manifest as the seed", slotMB, slotSig, asSeed, ErrWrongRole, "manifest is a slot's, not a seed's"},
+	} {
+		m, err := VerifyFor(tc.mb, tc.sig, trusted, tc.want)
+		if m != nil || !errors.Is(err, tc.sentinel) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: %v, want %v saying %q", tc.name, err, tc.sentinel, tc.msg)
+		}
+		// Verify (no binding) accepts it: the signature is good.
+		if _, err := Verify(tc.mb, tc.sig, trusted); err != nil {
+			t.Errorf("%s: Verify: %v", tc.name, err)
+		}
+	}
+	// AnyBoard (host tools) skips the board, never the role.
+	if _, err := VerifyFor(otherMB, otherSig, trusted, Expect{Compatible: AnyBoard, Role: RoleSlot}); err != nil {
+		t.Errorf("AnyBoard: %v", err)
+	}
+	if _, err := VerifyFor(seedMB, seedSig, trusted, Expect{Compatible: AnyBoard, Role: RoleSlot}); !errors.Is(err, ErrWrongRole) {
+		t.Errorf("AnyBoard, seed as slot: %v", err)
+	}
+	// The role and board are signed: rewriting them breaks the signature.
+	for _, edit := range [][2]string{{`"role": "seed"`, `"role": "slot"`}, {`"compatible": "qemu-x86_64-uefi"`, `"compatible": "qemu-arm64-uboot"`}} {
+		b := bytes.Replace(seedMB, []byte(edit[0]), []byte(edit[1]), 1)
+		if _, err := VerifyFor(b, seedSig, trusted, asSlot); !errors.Is(err, ErrBadSignature) {
+			t.Errorf("%s -> %s: %v, want ErrBadSignature", edit[0], edit[1], err)
+		}
+	}
+	// What to check against must be given.
+	for _, want := range []Expect{{Role: RoleSlot}, {Compatible: testBoard}, {Compatible: testBoard, Role: "bundle"}, {}} {
+		if _, err := VerifyFor(slotMB, slotSig, trusted, want); err == nil || !strings.Contains(err.Error(), "to check the manifest against") {
+			t.Errorf("Expect %+v: %v", want, err)
+		}
+	}
+	// The checks come after the signature: an unknown key's manifest for
+	// another board is refused as unknown, not as another board's.
+	unknown, _ := genKey(t, "attacker")
+	ub, _ := other.Marshal()
+	us, _ := Sign(ub, nil, unknown)
+	if _, err := VerifyFor(ub, us, trusted, asSlot); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("unknown key, other board: %v, want ErrUnknownKey", err)
+	}
+}
+
+// TestVerifyForRefusesOldManifest: a manifest signed before the binding
+// (no compatible, no role) by a still-trusted key does not verify.
+func TestVerifyForRefusesOldManifest(t *testing.T) {
+	priv, pub := genKey(t, "")
+	old := []byte(`{"version": "1.0", "security_version": 1, "cmdline": "", "kernel": {"sha256": "` + strings.Repeat("ab", 32) + `", "size": 1}, "initrd": {"sha256": "` + strings.Repeat("cd", 32) + `", "size": 1}, "root": {"fstype": "erofs"}}`)
+	e := Envelope{Signatures: []Signature{{KeyID: pub.ID(), Sig: ed25519.Sign(priv.Key, append([]byte(SigDomain), old...))}}}
+	sig, _ := e.Marshal()
+	_, err := VerifyFor(old, sig, []PublicKey{pub}, Expect{Compatible: testBoard, Role: RoleSlot})
+	if err == nil || !strings.Contains(err.Error(), "no compatible") {
+		t.Errorf("old manifest: %v, want no compatible", err)
+	}
 }

@@ -26,11 +26,11 @@ func BenchmarkReinstall(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	seed, err := VerifySeed(src, int64(len(fx.img)), fx.trusted)
+	seed, err := VerifySeed(src, int64(len(fx.img)), fx.trusted, testBoard)
 	if err != nil {
 		b.Fatal(err)
 	}
-	written := int64(len(fx.kernel)+len(fx.initrd)+len(fx.manifest)+len(fx.sig)) + int64(len(fx.root))
+	written := int64(len(fx.kernel)+len(fx.initrd)+len(fx.slotManifest)+len(fx.slotSig)) + int64(len(fx.root))
 	const slotSize, rootSize = 16 << 20, 32 << 20
 	open := func(name string, size int64) *os.File {
 		f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE, 0o644)
@@ -69,7 +69,7 @@ func BenchmarkReinstall(b *testing.B) {
 	b.Run("verify-seed", func(b *testing.B) {
 		b.SetBytes(int64(len(fx.img)))
 		for b.Loop() {
-			if _, err := VerifySeed(src, int64(len(fx.img)), fx.trusted); err != nil {
+			if _, err := VerifySeed(src, int64(len(fx.img)), fx.trusted, testBoard); err != nil {
 				b.Fatal(err)
 			}
 		}

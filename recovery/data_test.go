@@ -39,7 +39,7 @@ func TestEncodeData(t *testing.T) {
 // when everything else is written.
 func TestWipeData(t *testing.T) {
 	fx := makeSeed(t, small)
-	seed, err := VerifySeed(bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted)
+	seed, err := VerifySeed(bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted, testBoard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestWipeData(t *testing.T) {
 
 	// Refusals: nothing written.
 	noData := makeSeed(t, seedOpts{kernel: 100, initrd: 100, rootBlocks: 2})
-	nd, err := VerifySeed(bytes.NewReader(noData.img), int64(len(noData.img)), noData.trusted)
+	nd, err := VerifySeed(bytes.NewReader(noData.img), int64(len(noData.img)), noData.trusted, testBoard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,21 +8,37 @@
 // recovery partition, written by the image builder (package builder/image, the
 // Spec's "recovery"), with the entries
 //
-//	kernel        the slot kernel
-//	initrd        keel's stage-2 initrd for it
-//	manifest      the manifest (package manifest), with the digests of
-//	              kernel, initrd and data and the root's dm-verity parameters
-//	manifest.sig  its signature envelope, by the same keys as the slots
-//	root          the root file system with its dm-verity tree appended at
-//	              the manifest's hash offset: the very bytes a root-<slot>
-//	              partition gets
-//	data          (optional) the empty file system a factory reset writes to
-//	              the data partition, in the sparse encoding of EncodeData
+//	kernel             the slot kernel
+//	initrd             keel's stage-2 initrd for it
+//	manifest           the seed's manifest (package manifest; role seed,
+//	                   compatible = the board), with the digests of kernel,
+//	                   initrd and data and the root's dm-verity parameters
+//	manifest.sig       its signature envelope, by the same keys as the slots
+//	slot-manifest      the manifest (role slot, same board) of the slot the
+//	                   seed installs: the same kernel, initrd, root, version,
+//	                   security version and cmdline, no data
+//	slot-manifest.sig  its signature envelope
+//	root               the root file system with its dm-verity tree appended
+//	                   at the manifest's hash offset: the very bytes a
+//	                   root-<slot> partition gets
+//	data               (optional) the empty file system a factory reset
+//	                   writes to the data partition, in the sparse encoding
+//	                   of EncodeData
+//
+// Why two manifests: a manifest is bound to its board and role (package
+// manifest), so the seed's own manifest cannot be copied into a slot and
+// booted, nor a slot's manifest (of any version) be passed off as a seed.
+// The reinstalled slot needs a slot-role manifest signed by the release
+// keys, and the device holds no signing key: the image builder signs both,
+// and Reinstall writes slot-manifest and slot-manifest.sig as the slot's
+// manifest and manifest.sig.
 //
 // # Verification
 //
-// VerifySeed checks the signature first (nothing of the seed is parsed
-// before), then the kernel and initrd digests, then the root: it rebuilds
+// VerifySeed checks the signatures first (nothing of the seed is parsed
+// before): the seed's manifest must be a seed's for the device's board, the
+// slot manifest a slot's for the same board describing the same kernel,
+// initrd and root. Then the kernel and initrd digests, then the root: it rebuilds
 // the dm-verity tree over the root's data blocks, compares the root hash
 // with the signed one and the rebuilt tree with the stored tree (the
 // kernel reads the stored one after the reinstall), and finally the data
@@ -35,8 +51,9 @@
 //  1. zero the slot container's header block (4 KiB at offset 0 of
 //     slot-<name>) and sync: from now on the slot has no valid header;
 //  2. stream the root entry to root-<name> in 1 MiB chunks;
-//  3. stream kernel and initrd and write manifest and manifest.sig at the
-//     offsets the new header will give them; sync both partitions;
+//  3. stream kernel and initrd and write the slot manifest and its
+//     signatures (as manifest and manifest.sig) at the offsets the new
+//     header will give them; sync both partitions;
 //  4. read everything back from the targets and verify it (digests of
 //     kernel and initrd, manifest bytes, dm-verity root hash and tree of
 //     the root);

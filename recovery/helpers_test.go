@@ -21,19 +21,28 @@ type seedOpts struct {
 	version        string
 	signer         *manifest.PrivateKey // nil: the fixture's key
 	unsigned       bool
+	// edit, if set, changes the seed's manifest m and the slot manifest sm
+	// before they are encoded and signed.
+	edit func(m, sm *manifest.Manifest)
+	// noSlotManifest leaves out the slot manifest and its signatures.
+	noSlotManifest bool
 }
+
+// testBoard is the board the fixtures' manifests are for.
+const testBoard = "qemu-x86_64-uefi"
 
 // seedFix is a seed made in memory: random kernel, initrd and root blocks
 // (verity does not care what file system they hold), a signed manifest.
 type seedFix struct {
-	kernel, initrd, root []byte // root: data + verity tree, the entry
-	dataImg              []byte // the decoded data file system
-	data                 []byte // the data entry
-	manifest, sig        []byte
-	m                    *manifest.Manifest
-	img                  []byte // the seed partition
-	trusted              []manifest.PublicKey
-	key                  manifest.PrivateKey
+	kernel, initrd, root  []byte // root: data + verity tree, the entry
+	dataImg               []byte // the decoded data file system
+	data                  []byte // the data entry
+	manifest, sig         []byte // the seed's (role seed)
+	slotManifest, slotSig []byte // the slot's it installs (role slot)
+	m, sm                 *manifest.Manifest
+	img                   []byte // the seed partition
+	trusted               []manifest.PublicKey
+	key                   manifest.PrivateKey
 }
 
 func random(t testing.TB, n int) []byte {
@@ -75,6 +84,7 @@ func makeSeed(t testing.TB, o seedOpts) *seedFix {
 	kd, _ := manifest.DigestOf(bytes.NewReader(fx.kernel))
 	id, _ := manifest.DigestOf(bytes.NewReader(fx.initrd))
 	fx.m = &manifest.Manifest{
+		Compatible: testBoard, Role: manifest.RoleSeed,
 		Version: o.version, SecurityVersion: 3, Cmdline: "console=ttyS0",
 		Kernel: kd, Initrd: id,
 		Root: manifest.Root{FSType: "erofs", Verity: &manifest.Verity{
@@ -96,7 +106,16 @@ func makeSeed(t testing.TB, o seedOpts) *seedFix {
 		d, _ := manifest.DigestOf(bytes.NewReader(fx.data))
 		fx.m.Data = &d
 	}
+	sm := *fx.m
+	sm.Role, sm.Data = manifest.RoleSlot, nil
+	fx.sm = &sm
+	if o.edit != nil {
+		o.edit(fx.m, fx.sm)
+	}
 	if fx.manifest, err = fx.m.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	if fx.slotManifest, err = fx.sm.Marshal(); err != nil {
 		t.Fatal(err)
 	}
 	signer := fx.key
@@ -113,6 +132,15 @@ func makeSeed(t testing.TB, o seedOpts) *seedFix {
 			t.Fatal(err)
 		}
 		parts = append(parts, slotimg.Part{Name: manifest.SigEntry, Data: fx.sig})
+	}
+	if !o.noSlotManifest {
+		parts = append(parts, slotimg.Part{Name: EntrySlotManifest, Data: fx.slotManifest})
+		if !o.unsigned {
+			if fx.slotSig, err = manifest.Sign(fx.slotManifest, nil, signer); err != nil {
+				t.Fatal(err)
+			}
+			parts = append(parts, slotimg.Part{Name: EntrySlotSig, Data: fx.slotSig})
+		}
 	}
 	parts = append(parts, slotimg.Part{Name: slotimg.EntryRoot, Data: fx.root})
 	if o.data {
@@ -141,9 +169,9 @@ func (fx *seedFix) entry(t testing.TB, name string) slotimg.Entry {
 }
 
 // checkSlot verifies an installed slot as keel-init and stage 2 would:
-// the header, the manifest's signature, kernel and initrd digests, and the
-// root through dm-verity (root hash and stored tree). It returns the
-// manifest bytes.
+// the header, the manifest's signature (a slot's, for testBoard), kernel
+// and initrd digests, and the root through dm-verity (root hash and stored
+// tree). It returns the manifest bytes.
 func checkSlot(slot io.ReaderAt, slotSize int64, root io.ReaderAt, trusted []manifest.PublicKey) ([]byte, error) {
 	h, err := slotimg.ReadHeader(slot, slotSize)
 	if err != nil {
@@ -164,7 +192,7 @@ func checkSlot(slot io.ReaderAt, slotSize int64, root io.ReaderAt, trusted []man
 	if err != nil {
 		return nil, err
 	}
-	m, err := manifest.Verify(mb, sig, trusted)
+	m, err := manifest.VerifyFor(mb, sig, trusted, manifest.Expect{Compatible: testBoard, Role: manifest.RoleSlot})
 	if err != nil {
 		return nil, err
 	}

@@ -49,14 +49,14 @@ func TestRecoverFiles(t *testing.T) {
 		}
 		last, total = done, tot
 	}
-	seed, err := Recover(context.Background(), src, int64(len(fx.img)), fx.trusted, Target{slot, slotSize, root, rootSize}, prog)
+	seed, err := Recover(context.Background(), src, int64(len(fx.img)), fx.trusted, testBoard, Target{slot, slotSize, root, rootSize}, prog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if seed.Manifest.Version != "1.0" || !bytes.Equal(seed.ManifestBytes, fx.manifest) || seed.Data == nil {
+	if seed.Manifest.Version != "1.0" || !bytes.Equal(seed.ManifestBytes, fx.manifest) || !bytes.Equal(seed.SlotManifestBytes, fx.slotManifest) || seed.Data == nil {
 		t.Errorf("seed %+v", seed)
 	}
-	wantTotal := 2 * (int64(len(fx.kernel)+len(fx.initrd)+len(fx.manifest)+len(fx.sig)) + int64(len(fx.root)))
+	wantTotal := 2 * (int64(len(fx.kernel)+len(fx.initrd)+len(fx.slotManifest)+len(fx.slotSig)) + int64(len(fx.root)))
 	if total != wantTotal || last != total || calls < 10 {
 		t.Errorf("progress: %d calls, last %d of %d; want %d, ending at the total", calls, last, total, wantTotal)
 	}
@@ -64,8 +64,8 @@ func TestRecoverFiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the reinstalled slot does not verify: %v", err)
 	}
-	if !bytes.Equal(mb, fx.manifest) {
-		t.Error("the reinstalled slot has another manifest")
+	if !bytes.Equal(mb, fx.slotManifest) {
+		t.Error("the reinstalled slot's manifest is not the seed's slot manifest")
 	}
 	got := make([]byte, len(fx.root))
 	root.ReadAt(got, 0)
@@ -99,17 +99,19 @@ func TestTamperedSeed(t *testing.T) {
 		img  func(*seedFix) []byte
 		want string
 	}{
-		"kernel":      {flip(slotimg.EntryKernel, mid), "seed kernel digest mismatch"},
-		"initrd":      {flip(slotimg.EntryInitrd, mid), "seed initrd digest mismatch"},
-		"root-data":   {flip(slotimg.EntryRoot, func(slotimg.Entry) int64 { return 5*4096 + 17 }), "dm-verity root hash"},
-		"root-tree":   {flip(slotimg.EntryRoot, func(e slotimg.Entry) int64 { return 16*4096 + 40 }), "stored dm-verity tree differs"},
-		"manifest":    {flip(slotimg.EntryManifest, mid), "manifest signature does not verify"},
-		"signature":   {flip(manifest.SigEntry, func(e slotimg.Entry) int64 { return e.Size - 20 }), "manifest: "},
-		"data":        {flip(slotimg.EntryData, func(e slotimg.Entry) int64 { return e.Size - 1 }), "seed data digest mismatch"},
-		"header":      {func(f *seedFix) []byte { b := bytes.Clone(f.img); b[30] ^= 1; return b }, "header CRC"},
-		"zero":        {func(f *seedFix) []byte { return make([]byte, len(f.img)) }, "not a keel slot image"},
-		"unknown-key": {func(*seedFix) []byte { s := small; s.signer = &other; return makeSeed(t, s).img }, "not among the trusted keys"},
-		"unsigned":    {func(*seedFix) []byte { s := small; s.unsigned = true; return makeSeed(t, s).img }, "unsigned"},
+		"kernel":         {flip(slotimg.EntryKernel, mid), "seed kernel digest mismatch"},
+		"initrd":         {flip(slotimg.EntryInitrd, mid), "seed initrd digest mismatch"},
+		"root-data":      {flip(slotimg.EntryRoot, func(slotimg.Entry) int64 { return 5*4096 + 17 }), "dm-verity root hash"},
+		"root-tree":      {flip(slotimg.EntryRoot, func(e slotimg.Entry) int64 { return 16*4096 + 40 }), "stored dm-verity tree differs"},
+		"manifest":       {flip(slotimg.EntryManifest, mid), "manifest signature does not verify"},
+		"signature":      {flip(manifest.SigEntry, func(e slotimg.Entry) int64 { return e.Size - 20 }), "manifest: "},
+		"data":           {flip(slotimg.EntryData, func(e slotimg.Entry) int64 { return e.Size - 1 }), "seed data digest mismatch"},
+		"header":         {func(f *seedFix) []byte { b := bytes.Clone(f.img); b[30] ^= 1; return b }, "header CRC"},
+		"zero":           {func(f *seedFix) []byte { return make([]byte, len(f.img)) }, "not a keel slot image"},
+		"unknown-key":    {func(*seedFix) []byte { s := small; s.signer = &other; return makeSeed(t, s).img }, "not among the trusted keys"},
+		"unsigned":       {func(*seedFix) []byte { s := small; s.unsigned = true; return makeSeed(t, s).img }, "unsigned"},
+		"slot-manifest":  {flip(EntrySlotManifest, mid), "slot-manifest: manifest signature does not verify"},
+		"slot-signature": {flip(EntrySlotSig, func(e slotimg.Entry) int64 { return e.Size - 20 }), "slot-manifest: "},
 	} {
 		t.Run(name, func(t *testing.T) {
 			img := tc.img(fx)
@@ -117,7 +119,7 @@ func TestTamperedSeed(t *testing.T) {
 			root := faultdev.NewMem(faultdev.File, random(t, 256<<10), 0)
 			slot0, root0 := slot.Bytes(), root.Bytes()
 			calls := 0
-			_, err := Recover(context.Background(), bytes.NewReader(img), int64(len(img)), fx.trusted,
+			_, err := Recover(context.Background(), bytes.NewReader(img), int64(len(img)), fx.trusted, testBoard,
 				Target{slot, 64 << 10, root, 256 << 10}, func(int64, int64, float64) { calls++ })
 			if !errors.Is(err, ErrBadSeed) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Recover = %v, want ErrBadSeed mentioning %q", err, tc.want)
@@ -137,7 +139,7 @@ func TestSeedChangedUnderReinstall(t *testing.T) {
 	for _, name := range []string{slotimg.EntryKernel, slotimg.EntryRoot} {
 		t.Run(name, func(t *testing.T) {
 			fx := makeSeed(t, small)
-			seed, err := VerifySeed(bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted)
+			seed, err := VerifySeed(bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted, testBoard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -159,7 +161,7 @@ func TestSeedChangedUnderReinstall(t *testing.T) {
 
 func TestReinstallRefuses(t *testing.T) {
 	fx := makeSeed(t, small)
-	seed, err := VerifySeed(bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted)
+	seed, err := VerifySeed(bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted, testBoard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,11 +204,11 @@ func TestReinstallPowerCut(t *testing.T) {
 	const slotSize, rootSize = 64 << 10, 256 << 10
 	oldFx := makeSeed(t, seedOpts{kernel: 4000, initrd: 2000, rootBlocks: 20, version: "0.9"})
 	fx := makeSeed(t, small)
-	seed, err := VerifySeed(bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted)
+	seed, err := VerifySeed(bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted, testBoard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldSeed, err := VerifySeed(bytes.NewReader(oldFx.img), int64(len(oldFx.img)), oldFx.trusted)
+	oldSeed, err := VerifySeed(bytes.NewReader(oldFx.img), int64(len(oldFx.img)), oldFx.trusted, testBoard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,9 +249,9 @@ func TestReinstallPowerCut(t *testing.T) {
 		}
 		mb, verr := checkSlot(slot, slotSize, root, fx.trusted)
 		switch {
-		case verr == nil && bytes.Equal(mb, fx.manifest):
+		case verr == nil && bytes.Equal(mb, fx.slotManifest):
 			outcomes["new"]++
-		case verr == nil && bytes.Equal(mb, oldFx.manifest):
+		case verr == nil && bytes.Equal(mb, oldFx.slotManifest):
 			outcomes["old"]++
 			if b > 0 {
 				t.Errorf("budget %d: the old slot is still valid after writes began", b)
@@ -259,14 +261,14 @@ func TestReinstallPowerCut(t *testing.T) {
 		default:
 			t.Fatalf("budget %d of %d: a valid header with wrong content: %v", b, steps, verr)
 		}
-		if verr == nil && bytes.Equal(mb, fx.manifest) && b < hdrStart+212 {
+		if verr == nil && bytes.Equal(mb, fx.slotManifest) && b < hdrStart+212 {
 			t.Errorf("budget %d: the slot is valid before its header was fully written (at %d)", b, hdrStart)
 		}
 		// The next boot runs the reinstall again.
 		if err := Reinstall(context.Background(), seed, bytes.NewReader(fx.img), Target{slot, slotSize, root, rootSize}, nil); err != nil {
 			t.Fatalf("budget %d: resumed Reinstall: %v", b, err)
 		}
-		if mb, err := checkSlot(slot, slotSize, root, fx.trusted); err != nil || !bytes.Equal(mb, fx.manifest) {
+		if mb, err := checkSlot(slot, slotSize, root, fx.trusted); err != nil || !bytes.Equal(mb, fx.slotManifest) {
 			t.Fatalf("budget %d: after the resumed reinstall: %v", b, err)
 		}
 	}
@@ -274,4 +276,91 @@ func TestReinstallPowerCut(t *testing.T) {
 	if outcomes["new"] == 0 || outcomes["no header"] == 0 || outcomes["old"] != 1 {
 		t.Errorf("outcomes %v", outcomes)
 	}
+}
+
+// TestSeedBinding: the seed's manifest must be a seed's, its slot manifest
+// a slot's, both for the device's board and describing the same slot
+// (issue 9 item 14); the reinstalled slot gets the slot's manifest, never
+// the seed's. On the old code VerifySeed took no board, manifests had no
+// role, and Reinstall copied the seed's own manifest into the slot.
+func TestSeedBinding(t *testing.T) {
+	for name, tc := range map[string]struct {
+		opts     seedOpts
+		board    string
+		sentinel error
+		want     string
+	}{
+		"another board": {small, "qemu-arm64-uboot", manifest.ErrWrongBoard,
+			"the seed's manifest: manifest is for board qemu-x86_64-uefi, this is qemu-arm64-uboot"},
+		"a seed made for another board": {withEdit(small, func(m, sm *manifest.Manifest) { m.Compatible, sm.Compatible = "other", "other" }), testBoard,
+			manifest.ErrWrongBoard, "manifest is for board other, this is qemu-x86_64-uefi"},
+		"a slot's manifest as the seed's": {withEdit(small, func(m, sm *manifest.Manifest) { m.Role, m.Data = manifest.RoleSlot, nil }), testBoard,
+			manifest.ErrWrongRole, "the seed's manifest: manifest is a slot's, not a seed's"},
+		"a seed's manifest as the slot manifest": {withEdit(small, func(m, sm *manifest.Manifest) { sm.Role = manifest.RoleSeed }), testBoard,
+			manifest.ErrWrongRole, "slot-manifest: manifest is a seed's, not a slot's"},
+		"a slot manifest for another board": {withEdit(small, func(m, sm *manifest.Manifest) { sm.Compatible = "other" }), testBoard,
+			manifest.ErrWrongBoard, "slot-manifest: manifest is for board other"},
+		"a slot manifest of another version": {withEdit(small, func(m, sm *manifest.Manifest) { sm.Version = "0.1" }), testBoard,
+			ErrBadSeed, "differ in version"},
+		"a slot manifest of another kernel": {withEdit(small, func(m, sm *manifest.Manifest) { sm.Kernel.Size++ }), testBoard,
+			ErrBadSeed, "differ in kernel"},
+		"a slot manifest of another root": {withEdit(small, func(m, sm *manifest.Manifest) { v := *sm.Root.Verity; v.Salt = "00"; sm.Root.Verity = &v }), testBoard,
+			ErrBadSeed, "differ in root verity parameters"},
+		"no slot manifest": {func() seedOpts { o := small; o.noSlotManifest = true; return o }(), testBoard,
+			ErrBadSeed, `"slot-manifest"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fx := makeSeed(t, tc.opts)
+			slot := faultdev.NewMem(faultdev.File, random(t, 64<<10), 0)
+			root := faultdev.NewMem(faultdev.File, random(t, 256<<10), 0)
+			s0, r0 := slot.Bytes(), root.Bytes()
+			_, err := Recover(context.Background(), bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted, tc.board,
+				Target{slot, 64 << 10, root, 256 << 10}, nil)
+			if !errors.Is(err, ErrBadSeed) || !errors.Is(err, tc.sentinel) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Recover = %v, want ErrBadSeed and %v saying %q", err, tc.sentinel, tc.want)
+			}
+			if !bytes.Equal(slot.Bytes(), s0) || !bytes.Equal(root.Bytes(), r0) {
+				t.Error("a refused seed wrote to the targets")
+			}
+		})
+	}
+	if _, err := VerifySeed(bytes.NewReader(nil), 0, []manifest.PublicKey{testPub}, ""); err == nil || !strings.Contains(err.Error(), "no board") {
+		t.Errorf("VerifySeed without a board: %v", err)
+	}
+
+	// A good seed: the reinstalled slot holds the slot manifest, which
+	// keel-init accepts as a slot's; the seed's own manifest, copied into a
+	// slot by someone with the disk, is refused as a seed's.
+	fx := makeSeed(t, small)
+	slot := faultdev.NewMem(faultdev.File, make([]byte, 64<<10), 0)
+	root := faultdev.NewMem(faultdev.File, make([]byte, 256<<10), 0)
+	seed, err := Recover(context.Background(), bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted, testBoard,
+		Target{slot, 64 << 10, root, 256 << 10}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seed.Manifest.Role != manifest.RoleSeed || seed.SlotManifest.Role != manifest.RoleSlot || seed.SlotManifest.Data != nil {
+		t.Errorf("seed roles: manifest %q, slot manifest %q", seed.Manifest.Role, seed.SlotManifest.Role)
+	}
+	mb, err := checkSlot(slot, 64<<10, root, fx.trusted)
+	if err != nil || !bytes.Equal(mb, fx.slotManifest) {
+		t.Fatalf("the reinstalled slot: %v", err)
+	}
+	var b bytes.Buffer
+	if _, err := slotimg.Write(&b, []slotimg.Part{
+		{Name: slotimg.EntryKernel, Data: fx.kernel}, {Name: slotimg.EntryInitrd, Data: fx.initrd},
+		{Name: slotimg.EntryManifest, Data: fx.manifest}, {Name: manifest.SigEntry, Data: fx.sig},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	copied := append(b.Bytes(), make([]byte, 64<<10-b.Len())...)
+	if _, err := checkSlot(bytes.NewReader(copied), int64(len(copied)), root, fx.trusted); !errors.Is(err, manifest.ErrWrongRole) ||
+		!strings.Contains(err.Error(), "a seed's, not a slot's") {
+		t.Errorf("the seed's manifest in a slot: %v, want ErrWrongRole", err)
+	}
+}
+
+func withEdit(o seedOpts, edit func(m, sm *manifest.Manifest)) seedOpts {
+	o.edit = edit
+	return o
 }

@@ -122,14 +122,15 @@ func (s *Seed) slotEntries() []slotimg.Entry {
 	return []slotimg.Entry{
 		{Name: slotimg.EntryKernel, Size: s.Kernel.Size},
 		{Name: slotimg.EntryInitrd, Size: s.Initrd.Size},
-		{Name: slotimg.EntryManifest, Size: int64(len(s.ManifestBytes))},
-		{Name: manifest.SigEntry, Size: int64(len(s.Sig))},
+		{Name: slotimg.EntryManifest, Size: int64(len(s.SlotManifestBytes))},
+		{Name: manifest.SigEntry, Size: int64(len(s.SlotSig))},
 	}
 }
 
 // Reinstall rewrites the slot dst from the verified seed in src (the
 // recovery partition VerifySeed read): a fresh slot container with the
-// seed's kernel, initrd, manifest and manifest.sig on dst.Slot, and the
+// seed's kernel and initrd and its slot manifest (EntrySlotManifest and
+// EntrySlotSig, as the slot's manifest and manifest.sig) on dst.Slot, and the
 // seed's root entry (file system and dm-verity tree) on dst.Root,
 // streamed in ChunkSize chunks and read back and verified before the
 // container's header is written. The order of the writes (see the package
@@ -186,7 +187,7 @@ func Reinstall(ctx context.Context, seed *Seed, src io.ReaderAt, dst Target, pro
 	if err := copyRange(dst.Slot, ents[1].Offset, src, seed.Initrd.Offset, seed.Initrd.Size, buf, p, "the initrd"); err != nil {
 		return err
 	}
-	for i, b := range [][]byte{seed.ManifestBytes, seed.Sig} {
+	for i, b := range [][]byte{seed.SlotManifestBytes, seed.SlotSig} {
 		e := ents[2+i]
 		if _, err := dst.Slot.WriteAt(b, e.Offset); err != nil {
 			return fmt.Errorf("recovery: writing the %s: %w", e.Name, err)
@@ -216,7 +217,7 @@ func Reinstall(ctx context.Context, seed *Seed, src io.ReaderAt, dst Target, pro
 			return fmt.Errorf("%w: %w", ErrBadSeed, err)
 		}
 	}
-	for i, want := range [][]byte{seed.ManifestBytes, seed.Sig} {
+	for i, want := range [][]byte{seed.SlotManifestBytes, seed.SlotSig} {
 		e := ents[2+i]
 		got := make([]byte, len(want))
 		if _, err := dst.Slot.ReadAt(got, e.Offset); err != nil {
@@ -248,12 +249,12 @@ func Reinstall(ctx context.Context, seed *Seed, src io.ReaderAt, dst Target, pro
 }
 
 // Recover verifies the seed in the recovery partition src (size bytes)
-// and, only if it verifies, reinstalls dst from it: VerifySeed, then
+// for board and, only if it verifies, reinstalls dst from it: VerifySeed, then
 // Reinstall. A seed that does not verify returns a nil Seed and an error
 // wrapping ErrBadSeed, and nothing is written; otherwise the Seed is
 // returned with Reinstall's error (nil when the slot is reinstalled).
-func Recover(ctx context.Context, src io.ReaderAt, size int64, trusted []manifest.PublicKey, dst Target, progress Progress) (*Seed, error) {
-	seed, err := VerifySeed(src, size, trusted)
+func Recover(ctx context.Context, src io.ReaderAt, size int64, trusted []manifest.PublicKey, board string, dst Target, progress Progress) (*Seed, error) {
+	seed, err := VerifySeed(src, size, trusted, board)
 	if err != nil {
 		return nil, err
 	}

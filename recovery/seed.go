@@ -22,6 +22,15 @@ func (e Error) Error() string { return string(e) }
 // it). keel-init halts on it: nothing was written.
 const ErrBadSeed Error = "recovery seed does not verify"
 
+// Entries of the seed besides slotimg's: the manifest (role slot) and its
+// signature envelope that Reinstall writes into the slot as the slot's
+// manifest and manifest.sig. The seed's own manifest (slotimg.EntryManifest,
+// role seed) can never boot a slot: keel-init accepts only a slot's.
+const (
+	EntrySlotManifest = "slot-manifest"
+	EntrySlotSig      = "slot-manifest.sig"
+)
+
 // Limits of the small entries, read into memory.
 const (
 	maxManifest = 1 << 20
@@ -31,11 +40,18 @@ const (
 // Seed is a verified recovery seed: what VerifySeed checked, and where
 // the entries lie in the seed partition.
 type Seed struct {
-	// Manifest is the seed's verified manifest; ManifestBytes and Sig its
-	// exact bytes and signature envelope, copied into the reinstalled slot.
+	// Manifest is the seed's verified manifest (role seed); ManifestBytes
+	// and Sig its exact bytes and signature envelope.
 	Manifest      *manifest.Manifest
 	ManifestBytes []byte
 	Sig           []byte
+	// SlotManifest is the verified manifest (role slot) of the slot the
+	// seed reinstalls, which describes the same kernel, initrd and root;
+	// SlotManifestBytes and SlotSig, its exact bytes and signature
+	// envelope, become the reinstalled slot's manifest and manifest.sig.
+	SlotManifest      *manifest.Manifest
+	SlotManifestBytes []byte
+	SlotSig           []byte
 	// Kernel, Initrd and Root are the entries in the seed partition; Data
 	// is nil when the seed has no data entry.
 	Kernel, Initrd, Root slotimg.Entry
@@ -53,30 +69,45 @@ func bad(format string, args ...any) error {
 }
 
 // VerifySeed reads and verifies the seed in r (the recovery partition, size
-// bytes) against the trusted keys: the signature of the manifest first,
-// then the kernel and initrd digests, then the root through its dm-verity
-// tree (tree rebuilt from the data blocks: root hash and stored tree must
-// match), then the data entry if any. It writes nothing. The error wraps
-// ErrBadSeed and says what does not verify.
-func VerifySeed(r io.ReaderAt, size int64, trusted []manifest.PublicKey) (*Seed, error) {
+// bytes) against the trusted keys, for the named board (boards.Board.Name;
+// manifest.AnyBoard only in host tools that do not know it): the signature
+// of the seed's manifest first, which must be a seed's (role seed) for
+// board, then that of the slot manifest it installs, which must be a
+// slot's for board and describe the same kernel, initrd, root, version,
+// security version and command line; then the kernel and initrd digests,
+// then the root through its dm-verity tree (tree rebuilt from the data
+// blocks: root hash and stored tree must match), then the data entry if
+// any. It writes nothing. The error wraps ErrBadSeed (and, for a manifest
+// of another board or role, manifest.ErrWrongBoard or ErrWrongRole) and
+// says what does not verify.
+func VerifySeed(r io.ReaderAt, size int64, trusted []manifest.PublicKey, board string) (*Seed, error) {
+	if board == "" {
+		return nil, errors.New("recovery: no board to verify the seed for")
+	}
 	h, err := slotimg.ReadHeader(r, size)
 	if err != nil {
 		return nil, bad("%v", err)
 	}
 	s := &Seed{}
-	if s.ManifestBytes, err = readEntry(r, h, slotimg.EntryManifest, maxManifest); err != nil {
+	if s.ManifestBytes, s.Sig, err = readSigned(r, h, slotimg.EntryManifest, manifest.SigEntry); err != nil {
 		return nil, err
 	}
-	if _, err := h.Find(manifest.SigEntry); err == nil {
-		if s.Sig, err = readEntry(r, h, manifest.SigEntry, manifest.MaxSigSize); err != nil {
-			return nil, err
-		}
-	}
-	m, err := manifest.Verify(s.ManifestBytes, s.Sig, trusted)
+	m, err := manifest.VerifyFor(s.ManifestBytes, s.Sig, trusted, manifest.Expect{Compatible: board, Role: manifest.RoleSeed})
 	if err != nil {
-		return nil, bad("manifest: %v", err)
+		return nil, badWrap(err, "the seed's manifest")
 	}
 	s.Manifest = m
+	if s.SlotManifestBytes, s.SlotSig, err = readSigned(r, h, EntrySlotManifest, EntrySlotSig); err != nil {
+		return nil, err
+	}
+	sm, err := manifest.VerifyFor(s.SlotManifestBytes, s.SlotSig, trusted, manifest.Expect{Compatible: board, Role: manifest.RoleSlot})
+	if err != nil {
+		return nil, badWrap(err, EntrySlotManifest)
+	}
+	if what := slotDiffers(m, sm); what != "" {
+		return nil, bad("the %s (role slot) and the seed's manifest differ in %s: both must describe the seed's kernel, initrd and root", EntrySlotManifest, what)
+	}
+	s.SlotManifest = sm
 	for _, e := range []struct {
 		name string
 		ent  *slotimg.Entry
@@ -114,6 +145,51 @@ func VerifySeed(r io.ReaderAt, size int64, trusted []manifest.PublicKey) (*Seed,
 	}
 	s.verified = true
 	return s, nil
+}
+
+// badWrap is bad for a manifest error, keeping manifest's sentinel errors
+// (ErrWrongBoard, ErrWrongRole, ErrUnknownKey...) visible to errors.Is.
+func badWrap(err error, what string) error {
+	return fmt.Errorf("%w: %s: %w", ErrBadSeed, what, err)
+}
+
+// slotDiffers names the first field in which the slot manifest sm differs
+// from the seed's manifest m, other than role and data; "" if none.
+func slotDiffers(m, sm *manifest.Manifest) string {
+	switch {
+	case sm.Compatible != m.Compatible:
+		return "compatible"
+	case sm.Version != m.Version:
+		return "version"
+	case sm.SecurityVersion != m.SecurityVersion:
+		return "security version"
+	case sm.Cmdline != m.Cmdline:
+		return "cmdline"
+	case sm.Kernel != m.Kernel:
+		return "kernel"
+	case sm.Initrd != m.Initrd:
+		return "initrd"
+	case sm.Root.FSType != m.Root.FSType:
+		return "root fstype"
+	case (sm.Root.Verity == nil) != (m.Root.Verity == nil) || sm.Root.Verity != nil && *sm.Root.Verity != *m.Root.Verity:
+		return "root verity parameters"
+	}
+	return ""
+}
+
+// readSigned reads the manifest entry name and, if the seed has it, its
+// signature entry sigName (nil when missing: verification then says the
+// manifest is unsigned).
+func readSigned(r io.ReaderAt, h *slotimg.Header, name, sigName string) (mb, sig []byte, err error) {
+	if mb, err = readEntry(r, h, name, maxManifest); err != nil {
+		return nil, nil, err
+	}
+	if _, err := h.Find(sigName); err == nil {
+		if sig, err = readEntry(r, h, sigName, manifest.MaxSigSize); err != nil {
+			return nil, nil, err
+		}
+	}
+	return mb, sig, nil
 }
 
 func readEntry(r io.ReaderAt, h *slotimg.Header, name string, limit int64) ([]byte, error) {

@@ -36,6 +36,7 @@ func TestPredictMatchesTPM2PCRRead(t *testing.T) {
 	}
 	dir := t.TempDir()
 	m := &manifest.Manifest{
+		Compatible: "qemu-x86_64-uefi", Role: manifest.RoleSlot,
 		Version: "2.0", SecurityVersion: 3, Cmdline: "console=ttyS0 quiet",
 		Kernel: manifest.Digest{SHA256: strings.Repeat("ab", 32), Size: 1234},
 		Initrd: manifest.Digest{SHA256: strings.Repeat("cd", 32), Size: 567},
@@ -64,7 +65,7 @@ func TestPredictMatchesTPM2PCRRead(t *testing.T) {
 	in := tpm.BootMeasurement{
 		ManifestBytes: raw, KernelDigest: kd, InitrdDigest: id, RootHash: root,
 		Slot: "b", Mode: "trial",
-		Cmdline: "console=ttyS0 quiet keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.store=efivars",
+		Cmdline: "console=ttyS0 quiet keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.secver=3 keel.store=efivars",
 	}
 	if err := tpm.MeasureBoot(meas, in); err != nil {
 		t.Fatal(err)

@@ -29,17 +29,19 @@ import (
 //   - esp: a FAT file system with keel's UKI as \EFI\BOOT\BOOTX64.EFI;
 //   - slot-<name>: a slot container (slotimg) with the entries kernel,
 //     initrd, manifest and manifest.sig (manifest.SigEntry), the manifest
-//     holding the real digests of that kernel and initrd, the slot's
-//     cmdline, version, security version and root file system type, and
-//     manifest.sig its signatures by the SigningKeys (no manifest.sig when
-//     the Spec is Unsigned); root-<name>: the root file system. Both stay
-//     zero for an Empty slot;
+//     bound to the board (compatible = the board's name) and to its role
+//     (slot) and holding the real digests of that kernel and initrd, the
+//     slot's cmdline, version, security version and root file system type,
+//     and manifest.sig its signatures by the SigningKeys (no manifest.sig
+//     when the Spec is Unsigned); root-<name>: the root file system. Both
+//     stay zero for an Empty slot;
 //   - recovery: the recovery seed (package recovery) when the Spec has a
-//     Recovery: a slot container with kernel, initrd, manifest,
-//     manifest.sig, root (file system + dm-verity tree, as a root-<slot>
-//     partition holds it) and data (the data partition's empty file
-//     system, sparse encoded, its digest in the signed manifest), signed
-//     like the slots; else zero;
+//     Recovery: a slot container with kernel, initrd, manifest (role seed)
+//     and manifest.sig, slot-manifest (role slot: what the reinstalled slot
+//     gets as its manifest) and slot-manifest.sig, root (file system +
+//     dm-verity tree, as a root-<slot> partition holds it) and data (the
+//     data partition's empty file system, sparse encoded, its digest in the
+//     seed's signed manifest), signed like the slots; else zero;
 //   - data: an empty ext4 file system labelled "data";
 //   - any other partition of the layout: zero.
 //
@@ -236,7 +238,7 @@ func (bl *builder) slot(name string, sl Slot) error {
 		bl.logf("slot %s: empty (%s and %s left zero)", name, sp.Name, rp.Name)
 		return nil
 	}
-	pl, err := bl.payload(name, sl, rp.Name, rp.Size(), nil)
+	pl, err := bl.payload(name, sl, rp.Name, rp.Size(), false, nil)
 	if err != nil {
 		return err
 	}
@@ -257,7 +259,8 @@ func (bl *builder) slot(name string, sl Slot) error {
 
 // payload is what a slot container or the recovery seed holds.
 type payload struct {
-	// parts: kernel, initrd, manifest and, if signed, manifest.sig.
+	// parts: kernel, initrd, manifest and, if signed, manifest.sig; for
+	// the seed then slot-manifest and, if signed, slot-manifest.sig.
 	parts                  []slotimg.Part
 	kernelSize, initrdSize int64
 	// root is the file holding the root file system (with its verity tree
@@ -268,10 +271,11 @@ type payload struct {
 }
 
 // payload makes the root file system (sized for a partition rootPart of
-// rootSize bytes), its verity tree, the manifest (with the digest of data
-// if data is not nil) and its signatures for slot name ("recovery" for the
-// seed).
-func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64, data []byte) (*payload, error) {
+// rootSize bytes), its verity tree, the manifest and its signatures for
+// slot name ("recovery" for the seed). The manifest names the board and
+// the role: a slot's, or for the seed a seed's (with the digest of data if
+// data is not nil) followed by the slot manifest the seed installs.
+func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64, seed bool, data []byte) (*payload, error) {
 	fstype := sl.RootFSType
 	if fstype == "" {
 		fstype = bl.s.Board.RootFSType
@@ -321,6 +325,8 @@ func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64
 		return nil, fmt.Errorf("image: slot %s initrd: %w", name, err)
 	}
 	m := manifest.Manifest{
+		Compatible:      bl.s.Board.Name,
+		Role:            manifest.RoleSlot,
 		Version:         sl.Version,
 		SecurityVersion: sl.SecurityVersion,
 		Cmdline:         sl.Cmdline,
@@ -337,22 +343,10 @@ func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64
 	if m.Initrd, err = manifest.DigestOf(bytes.NewReader(initrd)); err != nil {
 		return nil, fmt.Errorf("image: slot %s initrd: %w", name, err)
 	}
-	if data != nil {
-		d, err := manifest.DigestOf(bytes.NewReader(data))
-		if err != nil {
-			return nil, err
-		}
-		m.Data = &d
-	}
-	mb, err := m.Marshal()
-	if err != nil {
-		return nil, fmt.Errorf("image: slot %s: %w", name, err)
-	}
 	pl := &payload{
 		parts: []slotimg.Part{
 			{Name: slotimg.EntryKernel, Data: kernel},
 			{Name: slotimg.EntryInitrd, Data: initrd},
-			{Name: slotimg.EntryManifest, Data: mb},
 		},
 		kernelSize: int64(len(kernel)), initrdSize: int64(len(initrd)),
 		root: root, fstype: fstype, signed: "unsigned",
@@ -361,12 +355,43 @@ func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64
 	if err != nil {
 		return nil, err
 	}
-	if len(signers) > 0 {
+	// add appends the manifest m as entry (and its signatures as sigEntry).
+	add := func(m manifest.Manifest, entry, sigEntry string) error {
+		mb, err := m.Marshal()
+		if err != nil {
+			return fmt.Errorf("image: slot %s: %w", name, err)
+		}
+		pl.parts = append(pl.parts, slotimg.Part{Name: entry, Data: mb})
+		if len(signers) == 0 {
+			return nil
+		}
 		sig, err := manifest.Sign(mb, nil, signers...)
 		if err != nil {
-			return nil, fmt.Errorf("image: slot %s: %w", name, err)
+			return fmt.Errorf("image: slot %s: %w", name, err)
 		}
-		pl.parts = append(pl.parts, slotimg.Part{Name: manifest.SigEntry, Data: sig})
+		pl.parts = append(pl.parts, slotimg.Part{Name: sigEntry, Data: sig})
+		return nil
+	}
+	if seed {
+		sm := m
+		sm.Role = manifest.RoleSeed
+		if data != nil {
+			d, err := manifest.DigestOf(bytes.NewReader(data))
+			if err != nil {
+				return nil, err
+			}
+			sm.Data = &d
+		}
+		if err := add(sm, slotimg.EntryManifest, manifest.SigEntry); err != nil {
+			return nil, err
+		}
+		if err := add(m, recovery.EntrySlotManifest, recovery.EntrySlotSig); err != nil {
+			return nil, err
+		}
+	} else if err := add(m, slotimg.EntryManifest, manifest.SigEntry); err != nil {
+		return nil, err
+	}
+	if len(signers) > 0 {
 		ids := make([]string, len(signers))
 		for i, k := range signers {
 			ids[i] = k.ID()
@@ -377,11 +402,12 @@ func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64
 }
 
 // recovery writes the recovery seed (package recovery) into the partition
-// recovery: one slot container with the entries kernel, initrd, manifest,
-// manifest.sig, root (the root file system with its dm-verity tree, the
-// bytes a root-<slot> partition gets) and, when the board has a data
-// partition, data (its empty file system, in recovery's sparse encoding,
-// whose digest the manifest holds). The root is sized for the smallest
+// recovery: one slot container with the entries kernel, initrd, manifest
+// (role seed), manifest.sig, slot-manifest (role slot), slot-manifest.sig,
+// root (the root file system with its dm-verity tree, the bytes a
+// root-<slot> partition gets) and, when the board has a data partition,
+// data (its empty file system, in recovery's sparse encoding, whose digest
+// the seed's manifest holds). The root is sized for the smallest
 // root-<slot> partition: the seed's root is reinstalled there.
 func (bl *builder) recovery(sl Slot, dataImg string) error {
 	t := time.Now()
@@ -412,7 +438,7 @@ func (bl *builder) recovery(sl Slot, dataImg string) error {
 		}
 		data = b.Bytes()
 	}
-	pl, err := bl.payload("recovery", sl, rootPart, rootSize, data)
+	pl, err := bl.payload("recovery", sl, rootPart, rootSize, true, data)
 	if err != nil {
 		return err
 	}

@@ -148,9 +148,18 @@ func TestBuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		sig, _ := io.ReadAll(ss)
-		m, err := manifest.Verify(mb, sig, fx.trusted)
+		m, err := manifest.VerifyFor(mb, sig, fx.trusted, manifest.Expect{Compatible: fx.spec.Board.Name, Role: manifest.RoleSlot})
 		if err != nil {
 			t.Fatalf("slot %s manifest: %v\n%s\n%s", name, err, mb, sig)
+		}
+		// Bound to the board and the role (issue 9 item 14): the same
+		// manifest is refused for another board and as the seed's.
+		if _, err := manifest.VerifyFor(mb, sig, fx.trusted, manifest.Expect{Compatible: "qemu-arm64-uboot", Role: manifest.RoleSlot}); !errors.Is(err, manifest.ErrWrongBoard) ||
+			!strings.Contains(err.Error(), "manifest is for board "+fx.spec.Board.Name+", this is qemu-arm64-uboot") {
+			t.Errorf("slot %s manifest for another board: %v, want ErrWrongBoard", name, err)
+		}
+		if _, err := manifest.VerifyFor(mb, sig, fx.trusted, manifest.Expect{Compatible: fx.spec.Board.Name, Role: manifest.RoleSeed}); !errors.Is(err, manifest.ErrWrongRole) {
+			t.Errorf("slot %s manifest as a seed's: %v, want ErrWrongRole", name, err)
 		}
 		return m, h, r
 	}

@@ -33,11 +33,23 @@ func TestBuildRecovery(t *testing.T) {
 	seedBytes := readPart(t, disk, p)
 	src := bytes.NewReader(seedBytes)
 
-	seed, err := recovery.VerifySeed(src, p.Size(), fx.trusted)
+	board := fx.spec.Board.Name
+	seed, err := recovery.VerifySeed(src, p.Size(), fx.trusted, board)
 	if err != nil {
 		t.Fatalf("VerifySeed: %v", err)
 	}
+	// Bound to the board and role (issue 9 item 14): the seed's manifest
+	// is a seed's, the one it installs a slot's, both for this board.
 	m := seed.Manifest
+	if m.Compatible != board || m.Role != manifest.RoleSeed || seed.SlotManifest.Compatible != board || seed.SlotManifest.Role != manifest.RoleSlot || seed.SlotManifest.Data != nil {
+		t.Errorf("seed manifests: %+v and %+v: want a seed's and a slot's for %s", m, seed.SlotManifest, board)
+	}
+	if _, err := recovery.VerifySeed(src, p.Size(), fx.trusted, "qemu-arm64-uboot"); !errors.Is(err, manifest.ErrWrongBoard) {
+		t.Errorf("VerifySeed for another board: %v, want ErrWrongBoard", err)
+	}
+	if _, err := manifest.VerifyFor(seed.ManifestBytes, seed.Sig, fx.trusted, manifest.Expect{Compatible: board, Role: manifest.RoleSlot}); !errors.Is(err, manifest.ErrWrongRole) {
+		t.Errorf("the seed's manifest as a slot's: %v, want ErrWrongRole", err)
+	}
 	k, _ := manifest.DigestOf(bytes.NewReader(fx.kernel["a"]))
 	i, _ := manifest.DigestOf(bytes.NewReader(fx.initrd["a"]))
 	if m.Kernel != k || m.Initrd != i || m.Version != "1.recovery" || m.Root.FSType != FSErofs || m.Data == nil {
@@ -51,7 +63,7 @@ func TestBuildRecovery(t *testing.T) {
 	for _, e := range h.Entries {
 		names = append(names, e.Name)
 	}
-	if got := strings.Join(names, " "); got != "kernel initrd manifest manifest.sig root data" {
+	if got := strings.Join(names, " "); got != "kernel initrd manifest manifest.sig slot-manifest slot-manifest.sig root data" {
 		t.Errorf("seed entries %q", got)
 	}
 	root := seedBytes[seed.Root.Offset : seed.Root.Offset+seed.Root.Size]
@@ -80,6 +92,20 @@ func TestBuildRecovery(t *testing.T) {
 	ks, _ := sh.Section(slotF, slotimg.EntryKernel)
 	if err := manifest.Check("kernel", ks, m.Kernel); err != nil {
 		t.Error(err)
+	}
+	// The reinstalled slot's manifest is the slot manifest: keel-init's
+	// check (a slot's, for this board) accepts it.
+	read := func(name string) []byte {
+		s, err := sh.Section(slotF, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(s)
+		return b
+	}
+	smb := read(slotimg.EntryManifest)
+	if _, err := manifest.VerifyFor(smb, read(manifest.SigEntry), fx.trusted, manifest.Expect{Compatible: board, Role: manifest.RoleSlot}); err != nil || !bytes.Equal(smb, seed.SlotManifestBytes) {
+		t.Errorf("the reinstalled slot's manifest: %v", err)
 	}
 	rb := make([]byte, rootSize)
 	if _, err := rootF.ReadAt(rb, 0); err != nil && !errors.Is(err, io.EOF) {

@@ -47,11 +47,20 @@ func TestCLISeedVerify(t *testing.T) {
 		t.Fatalf("image build: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 	pub := filepath.Join(dir, "keys/release.pub")
-	stdout, stderr, code := keel(t, "seed", "verify", "--keys", pub, out)
-	if code != cli.ExitOK || !strings.Contains(stdout, "partition recovery: good seed: version \"1.0\"") || !strings.Contains(stdout, "data file system") {
+	stdout, stderr, code := keel(t, "seed", "verify", "--keys", pub, "--board", "qemu-x86_64-uefi", out)
+	if code != cli.ExitOK || !strings.Contains(stdout, "partition recovery: good seed for board qemu-x86_64-uefi: version \"1.0\"") || !strings.Contains(stdout, "data file system") {
 		t.Fatalf("seed verify: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 	t.Log(stdout)
+	// Another board's keel-init would refuse it; without --board the
+	// output says the board was not checked.
+	if _, stderr, code := keel(t, "seed", "verify", "--keys", pub, "--board", "qemu-arm64-uboot", out); code == cli.ExitOK ||
+		!strings.Contains(stderr, "manifest is for board qemu-x86_64-uefi, this is qemu-arm64-uboot") {
+		t.Errorf("seed verify for another board: exit %d, stderr %s", code, stderr)
+	}
+	if stdout, stderr, code := keel(t, "seed", "verify", "--keys", pub, out); code != cli.ExitOK || !strings.Contains(stdout, "good seed for board qemu-x86_64-uefi (not checked: no --board)") {
+		t.Errorf("seed verify without --board: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
 
 	// The recovery partition on its own, then tampered.
 	f, err := os.Open(out)

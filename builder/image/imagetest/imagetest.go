@@ -97,7 +97,9 @@ func CorruptSeedRoot(img string, pattern []byte) (err error) {
 // gets one. The manifest and the other entries keep their bytes. When the
 // new envelope moves the entries after it (it takes more or fewer 4 KiB
 // blocks than the old one), the whole container is rewritten; it must
-// still fit the partition.
+// still fit the partition. In the recovery seed only the seed's own
+// manifest is re-signed; its slot-manifest keeps its signatures (a seed
+// with either manifest signed by an unknown key is refused).
 func Resign(img, partition string, keys ...manifest.PrivateKey) (err error) {
 	if len(keys) == 0 {
 		return fmt.Errorf("imagetest: resign %s partition %s: no key given", img, partition)

@@ -55,7 +55,7 @@ func signedParts(t *testing.T, seed uint64, key manifest.PrivateKey, extra ...sl
 	t.Helper()
 	kernel := noise(seed, 10000+int(seed))
 	initrd := noise(seed+100, 5000)
-	m := manifest.Manifest{Version: "1.0", Root: manifest.Root{FSType: "erofs"}}
+	m := manifest.Manifest{Compatible: "qemu-x86_64-uefi", Role: manifest.RoleSlot, Version: "1.0", Root: manifest.Root{FSType: "erofs"}}
 	m.Kernel, _ = manifest.DigestOf(bytes.NewReader(kernel))
 	m.Initrd, _ = manifest.DigestOf(bytes.NewReader(initrd))
 	mb, err := m.Marshal()
