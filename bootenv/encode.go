@@ -44,6 +44,7 @@ const (
 	varReinstall  = VarPrefix + "reinstalling"
 	varFactory    = VarPrefix + "factory_reset"
 	varTransient  = VarPrefix + "transient"
+	varStarted    = VarPrefix + "started_over"
 	varRecovered  = VarPrefix + "last_recovery"
 	varLastSlot   = VarPrefix + "last_slot"
 	varLastMode   = VarPrefix + "last_mode"
@@ -71,6 +72,7 @@ func Encode(r Record) []Var {
 		add(varFactory, "1")
 	}
 	add(varRecovered, r.LastRecovery)
+	add(varStarted, r.StartedOver)
 	if r.Transient > 0 {
 		add(varTransient, strconv.Itoa(r.Transient))
 	}
@@ -86,6 +88,9 @@ func Encode(r Record) []Var {
 		add(p+"version", s.Version)
 		add(p+"secver", strconv.FormatUint(s.SecurityVersion, 10))
 		add(p+"reason", s.Reason)
+		if s.Unconfirmed > 0 {
+			add(p+"unconfirmed", strconv.Itoa(s.Unconfirmed))
+		}
 	}
 	return vs
 }
@@ -150,6 +155,7 @@ func Decode(vars map[string]string) (Record, error) {
 		return bad("%s=%q: want 1 or nothing", varFactory, v)
 	}
 	r.LastRecovery = get(varRecovered)
+	r.StartedOver = get(varStarted)
 	if v := get(varTransient); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
@@ -181,6 +187,13 @@ func Decode(vars map[string]string) (Record, error) {
 			s.SecurityVersion = n
 		}
 		s.Reason = get(p + "reason")
+		if u, ok := kv[p+"unconfirmed"]; ok {
+			n, err := strconv.Atoi(get(p + "unconfirmed"))
+			if err != nil || n <= 0 {
+				return bad("%sunconfirmed=%q is not a positive number", p, u)
+			}
+			s.Unconfirmed = n
+		}
 	}
 	var extra []string
 	for k := range kv {

@@ -57,6 +57,10 @@ func modelEvents(slots []string, maxTries int, reinstall bool) []event {
 				n, err := SetActive(r, s)
 				return n, Decision{}, false, err
 			}},
+			event{"confirm " + s, func(r Record) (Record, Decision, bool, error) {
+				n, err := Confirm(r, s)
+				return n, Decision{}, false, err
+			}},
 		)
 	}
 	return evs
@@ -72,7 +76,10 @@ func stateKey(r Record) string {
 // every event) and checks the invariants after each step:
 //   - every record is valid (at most one slot on trial, active good or none);
 //   - the generation increases with every change;
-//   - a boot decision never takes anything from a good slot;
+//   - a boot decision never takes anything from a good slot (it counts the
+//     booted slot's unconfirmed boot, nothing else);
+//   - a good slot handed over DefaultMaxUnconfirmed times in a row without
+//     confirmation is passed over (recovery only when no slot is usable);
 //   - a normal or fallback boot takes the active slot, which is good;
 //   - a trial boot takes the trial slot and uses exactly one try;
 //   - recovery is chosen only if requested or no slot is bootable;
@@ -138,7 +145,12 @@ func checkSelect(t *testing.T, where string, old Record, d Decision, n Record) {
 	t.Helper()
 	for _, s := range old.Slots {
 		if s.State == StateGood {
-			if ns, _ := n.Slot(s.Name); ns != s {
+			// Only the booted slot's unconfirmed count may change, by one.
+			want := s
+			if s.Name == d.Slot {
+				want.Unconfirmed++
+			}
+			if ns, _ := n.Slot(s.Name); ns != want {
 				t.Fatalf("%s: good slot %s changed to %+v", where, s.Name, ns)
 			}
 		}
@@ -169,8 +181,8 @@ func checkSelect(t *testing.T, where string, old Record, d Decision, n Record) {
 			break
 		}
 		for _, s := range n.Slots {
-			if s.State == StateGood || (s.State == StateTrial && s.TriesLeft > 0) {
-				t.Fatalf("%s: recovery chosen but slot %s is %s", where, s.Name, s.State)
+			if (s.State == StateGood && s.Unconfirmed < DefaultMaxUnconfirmed) || (s.State == StateTrial && s.TriesLeft > 0) {
+				t.Fatalf("%s: recovery chosen but slot %s is %s (%d unconfirmed boots)", where, s.Name, s.State, s.Unconfirmed)
 			}
 		}
 	default:

@@ -81,6 +81,12 @@ type Slot struct {
 	SecurityVersion uint64 `json:"security_version"`
 	// Reason says why the slot went bad (empty otherwise).
 	Reason string `json:"reason,omitempty"`
+	// Unconfirmed counts the boots of this good slot in a row that were
+	// handed over and not confirmed by the OS (keel mark-good or keel
+	// boot-ok): a power cut or a reboot before the OS is up counts, and
+	// after Policy.MaxUnconfirmed of them the decision falls back to
+	// another good slot, then recovery. Only a good slot has them.
+	Unconfirmed int `json:"unconfirmed_boots,omitempty"`
 }
 
 // Outcome is the last boot decision.
@@ -120,6 +126,9 @@ type Record struct {
 	// kexec) rather than an integrity failure: such a slot is retried with
 	// a reboot, never marked bad. A confirmed boot (MarkGood) resets it.
 	Transient int
+	// StartedOver says when and why keel-init last started a new record
+	// (none was found, or it was unreadable) and what it found.
+	StartedOver string
 	// Last is the outcome of the last boot decision.
 	Last Outcome
 }
@@ -167,7 +176,7 @@ func (r Record) Equal(o Record) bool {
 func (r Record) SameState(o Record) bool {
 	return slices.Equal(r.Slots, o.Slots) && r.Active == o.Active && r.Trial == o.Trial &&
 		r.Recovery == o.Recovery && r.FactoryReset == o.FactoryReset && r.Last == o.Last && r.Reinstalling == o.Reinstalling &&
-		r.LastRecovery == o.LastRecovery && r.Transient == o.Transient
+		r.LastRecovery == o.LastRecovery && r.Transient == o.Transient && r.StartedOver == o.StartedOver
 }
 
 // ValidSlotName reports whether name can name a slot: 1 to 16 characters
@@ -191,7 +200,7 @@ func (r Record) unknownSlot(name string) error {
 
 // texts are the record's free-text values.
 func (r Record) texts() []string {
-	t := []string{r.Recovery, r.Last.Reason, r.LastRecovery}
+	t := []string{r.Recovery, r.Last.Reason, r.LastRecovery, r.StartedOver}
 	for _, s := range r.Slots {
 		t = append(t, s.Version, s.Reason)
 	}
@@ -233,6 +242,9 @@ func (r Record) Validate() error {
 		}
 		if s.TriesLeft < 0 || s.TriesLeft > MaxTries {
 			return fmt.Errorf("%w: slot %s: tries left %d out of range 0..%d", ErrInvalidRecord, s.Name, s.TriesLeft, MaxTries)
+		}
+		if s.Unconfirmed < 0 || s.Unconfirmed > MaxTransientCount || (s.State != StateGood && s.Unconfirmed != 0) {
+			return fmt.Errorf("%w: slot %s is %s with %d unconfirmed boots (only a good slot counts them, at most %d)", ErrInvalidRecord, s.Name, s.State, s.Unconfirmed, MaxTransientCount)
 		}
 		if s.State != StateTrial && s.TriesLeft != 0 {
 			return fmt.Errorf("%w: slot %s is %s but has %d tries left (only a trial slot has tries)", ErrInvalidRecord, s.Name, s.State, s.TriesLeft)

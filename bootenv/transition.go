@@ -42,6 +42,56 @@ func InitFrom(prev Record, slots []string, active string) (Record, error) {
 	return r, nil
 }
 
+// Found is what keel-init found in one slot when it starts a new record.
+type Found struct {
+	// Verified: the slot verifies (signature, digests) and the
+	// anti-rollback counter allows it; Version and SecurityVersion are its
+	// manifest's.
+	Verified        bool
+	Version         string
+	SecurityVersion uint64
+	// Bad, if not empty, says why the slot holds something that does not
+	// verify (or that the counter refuses). Neither: the slot is empty.
+	Bad string
+}
+
+// StartOver builds a new record from what keel-init found in the slots,
+// for a device whose record is missing or unreadable: every verified slot
+// is good (with its version), the newest of them active — the highest
+// security version, then the first in slot order (versions are free text,
+// not ordered) — slots that do not verify are bad with the reason, the
+// rest empty. why is kept in the record. prevGeneration continues the
+// count when the old record's generation is known.
+func StartOver(slots []string, found map[string]Found, why string, prevGeneration uint64) (Record, error) {
+	r := Record{Generation: min(prevGeneration, MaxGeneration-1) + 1}
+	best := -1
+	for i, name := range slots {
+		f := found[name]
+		s := Slot{Name: name, State: StateEmpty}
+		switch {
+		case f.Verified:
+			if strings.ContainsAny(f.Version, "\x00\n\\") || len(f.Version) > MaxText {
+				f.Version = oneLine(f.Version)
+			}
+			s.State, s.Version, s.SecurityVersion = StateGood, f.Version, f.SecurityVersion
+			if best < 0 || f.SecurityVersion > r.Slots[best].SecurityVersion {
+				best = i
+			}
+		case f.Bad != "":
+			s.State, s.Reason = StateBad, oneLine(f.Bad)
+		}
+		r.Slots = append(r.Slots, s)
+	}
+	if best >= 0 {
+		r.Active = slots[best]
+	}
+	r.StartedOver = oneLine(why)
+	if err := r.Validate(); err != nil {
+		return Record{}, err
+	}
+	return r, nil
+}
+
 // Decision is the outcome of Select: the slot to boot (with the mode and the
 // reason), or recovery.
 type Decision struct {
@@ -62,112 +112,146 @@ func (d Decision) String() string {
 	return d.Slot
 }
 
-// Select is the boot-time decision, a pure function of the record. It
-// returns which slot to boot (or recovery) and the new record, which the
-// caller commits before it hands control to the slot:
+// Policy is what a board decides about boot decisions.
+type Policy struct {
+	// MaxUnconfirmed is how many boots in a row a good slot may be handed
+	// over without the OS confirming it (keel mark-good, keel boot-ok)
+	// before the decision falls back to another good slot, then recovery;
+	// 0 means DefaultMaxUnconfirmed.
+	MaxUnconfirmed int
+}
+
+// DefaultMaxUnconfirmed is Policy.MaxUnconfirmed's default.
+const DefaultMaxUnconfirmed = 3
+
+func (p Policy) maxUnconfirmed() int {
+	if p.MaxUnconfirmed <= 0 {
+		return DefaultMaxUnconfirmed
+	}
+	return p.MaxUnconfirmed
+}
+
+// Select is the boot-time decision, a pure function of the record, with
+// the default Policy. It returns which slot to boot (or recovery) and the
+// new record, which the caller commits before it hands control to the
+// slot:
 //
-//  1. a pending recovery request boots recovery;
+//  1. a pending recovery request (or reinstall) boots recovery;
 //  2. the slot on trial boots if it has tries left, and loses one; with no
 //     tries left it becomes bad;
 //  3. otherwise the active good slot boots (mode fallback if a trial just
-//     ran out);
-//  4. otherwise the first good slot boots and becomes active (fallback);
+//     ran out), unless it was handed over MaxUnconfirmed times in a row
+//     without the OS confirming it;
+//  4. otherwise another good slot that has not used up its unconfirmed
+//     boots boots and becomes active (fallback);
 //  5. otherwise recovery: no bootable slot.
 //
-// A good slot never loses anything here: a power cut or a user's reboot
-// cannot push a healthy device back to an older slot.
+// A good slot never loses tries or its state here: a power cut or a
+// user's reboot cannot push a healthy device back to an older slot. Each
+// boot of a good slot counts as unconfirmed until the OS confirms it.
 func Select(r Record) (Decision, Record) {
-	n := r.Clone()
-	n.Generation++
-	d := decide(&n)
-	n.Last = Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
+	d, n, _ := Decide(r, Policy{}, nil)
 	return d, n
 }
 
-func decide(n *Record) Decision {
+// SelectAvoiding is Decide with the default Policy.
+func SelectAvoiding(r Record, avoid map[string]bool) (Decision, Record, bool) {
+	return Decide(r, Policy{}, avoid)
+}
+
+// Decide is Select with a board's Policy, for a boot in which the slots in
+// avoid already failed with an environmental error: they are passed over
+// for this decision without any change to their state, tries or the active
+// slot. When only avoided slots could boot it returns ok false (the caller
+// reboots to retry) rather than deciding recovery over a transient error.
+func Decide(r Record, p Policy, avoid map[string]bool) (Decision, Record, bool) {
+	n := r.Clone()
+	n.Generation++
+	d, ok := decide(&n, p, avoid)
+	if !ok {
+		return Decision{}, r, false
+	}
+	n.Last = Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
+	return d, n, true
+}
+
+func decide(n *Record, p Policy, avoid map[string]bool) (Decision, bool) {
 	if n.Reinstalling != "" {
-		return Decision{Mode: ModeRecovery, Reason: "resuming the reinstall of slot " + n.Reinstalling}
+		return Decision{Mode: ModeRecovery, Reason: "resuming the reinstall of slot " + n.Reinstalling}, true
 	}
 	if n.Recovery != "" {
-		return Decision{Mode: ModeRecovery, Reason: "recovery requested: " + n.Recovery}
+		return Decision{Mode: ModeRecovery, Reason: "recovery requested: " + n.Recovery}, true
 	}
 	failed := ""
-	if n.Trial != "" {
+	if n.Trial != "" && !avoid[n.Trial] {
 		i := n.index(n.Trial)
 		s := &n.Slots[i]
 		if s.TriesLeft > 0 {
 			s.TriesLeft--
 			return Decision{Slot: s.Name, Mode: ModeTrial,
-				Reason: fmt.Sprintf("trial of slot %s, %d tries left after this boot", s.Name, s.TriesLeft)}
+				Reason: fmt.Sprintf("trial of slot %s, %d tries left after this boot", s.Name, s.TriesLeft)}, true
 		}
 		s.State = StateBad
 		s.Reason = "trial failed: no tries left and never marked good"
 		failed = s.Name
 		n.Trial = ""
 	}
+	max := p.maxUnconfirmed()
+	usable := func(s Slot) bool { return s.State == StateGood && !avoid[s.Name] && s.Unconfirmed < max }
 	if n.Active != "" {
-		if failed != "" {
-			return Decision{Slot: n.Active, Mode: ModeFallback,
-				Reason: fmt.Sprintf("slot %s failed its trial; back to slot %s", failed, n.Active)}
+		i := n.index(n.Active)
+		if s := &n.Slots[i]; usable(*s) {
+			s.Unconfirmed++
+			if failed != "" {
+				return Decision{Slot: n.Active, Mode: ModeFallback,
+					Reason: fmt.Sprintf("slot %s failed its trial; back to slot %s", failed, n.Active)}, true
+			}
+			if n.Trial != "" && avoid[n.Trial] {
+				return Decision{Slot: n.Active, Mode: ModeFallback,
+					Reason: fmt.Sprintf("trial slot %s failed with an environmental error in this boot; slot %s", n.Trial, n.Active)}, true
+			}
+			return Decision{Slot: n.Active, Mode: ModeNormal, Reason: "active slot " + n.Active}, true
 		}
-		return Decision{Slot: n.Active, Mode: ModeNormal, Reason: "active slot " + n.Active}
+	}
+	for i := range n.Slots {
+		s := &n.Slots[i]
+		if !usable(*s) {
+			continue
+		}
+		var why string
+		switch {
+		case n.Active == "":
+			why = fmt.Sprintf("no active slot; slot %s is good", s.Name)
+		case avoid[n.Active]:
+			// An environmental error: the active slot stays active.
+			why = fmt.Sprintf("slot %s is good; %s failed with an environmental error in this boot", s.Name, avoidList(avoid))
+		default:
+			a, _ := n.Slot(n.Active)
+			why = fmt.Sprintf("slot %s was handed over %d times in a row and never confirmed; slot %s is good", n.Active, a.Unconfirmed, s.Name)
+		}
+		if !avoid[n.Active] {
+			n.Active = s.Name
+		}
+		s.Unconfirmed++
+		return Decision{Slot: s.Name, Mode: ModeFallback, Reason: why}, true
 	}
 	for _, s := range n.Slots {
-		if s.State == StateGood {
-			n.Active = s.Name
-			return Decision{Slot: s.Name, Mode: ModeFallback,
-				Reason: fmt.Sprintf("no active slot; slot %s is good", s.Name)}
+		if avoid[s.Name] && (s.State == StateGood || (s.State == StateTrial && s.TriesLeft > 0)) {
+			return Decision{}, false
 		}
 	}
 	var why []string
 	for _, s := range n.Slots {
 		w := s.Name + " " + string(s.State)
-		if s.Reason != "" {
+		switch {
+		case s.Reason != "":
 			w += " (" + s.Reason + ")"
+		case s.State == StateGood:
+			w += fmt.Sprintf(" (handed over %d times in a row, never confirmed)", s.Unconfirmed)
 		}
 		why = append(why, w)
 	}
-	return Decision{Mode: ModeRecovery, Reason: "no bootable slot: " + strings.Join(why, "; ")}
-}
-
-// SelectAvoiding is Select for a boot in which the slots in avoid already
-// failed with an environmental error: they are passed over for this
-// decision without any change to their state, their tries or the active
-// slot. With nothing else bootable it returns ok false (the caller reboots
-// to retry) rather than deciding recovery over a transient error.
-func SelectAvoiding(r Record, avoid map[string]bool) (Decision, Record, bool) {
-	if len(avoid) == 0 {
-		d, n := Select(r)
-		return d, n, true
-	}
-	if r.Reinstalling != "" || r.Recovery != "" {
-		d, n := Select(r)
-		return d, n, true
-	}
-	n := r.Clone()
-	n.Generation++
-	var d Decision
-	found := false
-	if t := n.Trial; t != "" && !avoid[t] {
-		i := n.index(t)
-		if s := &n.Slots[i]; s.TriesLeft > 0 {
-			s.TriesLeft--
-			d, found = Decision{Slot: t, Mode: ModeTrial, Reason: fmt.Sprintf("trial of slot %s, %d tries left after this boot", t, s.TriesLeft)}, true
-		}
-	}
-	if !found {
-		for _, s := range n.Slots {
-			if s.State == StateGood && !avoid[s.Name] {
-				d, found = Decision{Slot: s.Name, Mode: ModeFallback, Reason: fmt.Sprintf("slot %s is good; %s failed with an environmental error in this boot", s.Name, avoidList(avoid))}, true
-				break
-			}
-		}
-	}
-	if !found {
-		return Decision{}, r, false
-	}
-	n.Last = Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
-	return d, n, true
+	return Decision{Mode: ModeRecovery, Reason: "no bootable slot: " + strings.Join(why, "; ")}, true
 }
 
 func avoidList(avoid map[string]bool) string {
@@ -177,6 +261,24 @@ func avoidList(avoid map[string]bool) string {
 	}
 	slices.Sort(l)
 	return strings.Join(l, ", ")
+}
+
+// Confirm records that the OS confirmed the boot of the good slot it runs
+// (keel boot-ok; keel mark-good does it too): its unconfirmed boots and the
+// run of environmental errors end.
+func Confirm(r Record, slot string) (Record, error) {
+	i := r.index(slot)
+	if i < 0 {
+		return Record{}, r.unknownSlot(slot)
+	}
+	if r.Slots[i].State != StateGood {
+		return Record{}, fmt.Errorf("%w: slot %s is %s: only a good slot's boot is confirmed (a trial slot is committed with keel mark-good)", ErrRefused, slot, r.Slots[i].State)
+	}
+	n := r.Clone()
+	n.Generation++
+	n.Slots[i].Unconfirmed = 0
+	n.Transient = 0
+	return n, nil
 }
 
 // NoteTransient records an environmental failure of slot in this boot:
@@ -190,6 +292,10 @@ func NoteTransient(r Record, slot string, mode Mode, why string) (Record, error)
 	n.Generation++
 	if n.Transient < MaxTransientCount {
 		n.Transient++
+	}
+	// The boot was never handed over: it is not an unconfirmed boot.
+	if i := n.index(slot); n.Slots[i].Unconfirmed > 0 {
+		n.Slots[i].Unconfirmed--
 	}
 	n.Last = Outcome{Slot: slot, Mode: mode, Reason: oneLine(fmt.Sprintf("environmental error (%d in a row, not marked bad): %s", n.Transient, why))}
 	return n, nil
@@ -224,6 +330,7 @@ func Try(r Record, slot string, tries int) (Record, error) {
 	n.Slots[i].State = StateTrial
 	n.Slots[i].TriesLeft = tries
 	n.Slots[i].Reason = ""
+	n.Slots[i].Unconfirmed = 0
 	n.Trial = slot
 	return n, nil
 }
@@ -246,6 +353,7 @@ func MarkGood(r Record, slot string) (Record, error) {
 	n.Slots[i].State = StateGood
 	n.Slots[i].TriesLeft = 0
 	n.Slots[i].Reason = ""
+	n.Slots[i].Unconfirmed = 0 // the OS confirmed this boot
 	n.Active = slot
 	if n.Trial == slot {
 		n.Trial = ""
@@ -273,6 +381,7 @@ func MarkBad(r Record, slot, reason string) (Record, error) {
 	n.Slots[i].State = StateBad
 	n.Slots[i].TriesLeft = 0
 	n.Slots[i].Reason = oneLine(reason)
+	n.Slots[i].Unconfirmed = 0
 	n.dropSlot(slot)
 	return n, nil
 }

@@ -104,12 +104,59 @@ func TestGoodSlotNeverLosesTries(t *testing.T) {
 		if d.Slot != "a" || d.Mode != ModeNormal {
 			t.Fatalf("boot %d: %+v", i, d)
 		}
+		// Power cuts before the OS is up, fewer than the limit in a row,
+		// change nothing; then the OS confirms.
+		if i%DefaultMaxUnconfirmed == DefaultMaxUnconfirmed-1 {
+			var err error
+			if r, err = Confirm(r, "a"); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	if a, _ := r.Slot("a"); a.State != StateGood {
 		t.Fatalf("a = %+v after 1000 boots", a)
 	}
-	if r.Generation != 1001 {
-		t.Errorf("generation = %d, want 1001", r.Generation)
+}
+
+// TestUnconfirmedBootsFallBack: a good slot that is handed over and never
+// confirmed (it panics after the handover, its root fails verity, the
+// watchdog resets it) is not chosen forever: after MaxUnconfirmed boots in
+// a row the other good slot boots, and when it fails the same way,
+// recovery (issue 9 item 2).
+func TestUnconfirmedBootsFallBack(t *testing.T) {
+	r := mustInit(t)
+	r, _ = Try(r, "b", 1)
+	r, _ = MarkGood(r, "b")
+	r, _ = SetActive(r, "a")
+	var d Decision
+	for i := 0; i < 2; i++ {
+		if d, r = Select(r); d.Slot != "a" || d.Mode != ModeNormal {
+			t.Fatalf("boot %d: %+v", i, d)
+		}
+	}
+	d, r, _ = Decide(r, Policy{MaxUnconfirmed: 2}, nil)
+	if d.Slot != "b" || d.Mode != ModeFallback || r.Active != "b" || !strings.Contains(d.Reason, "never confirmed") {
+		t.Fatalf("after 2 unconfirmed boots of a: %+v (active %s)", d, r.Active)
+	}
+	if a, _ := r.Slot("a"); a.State != StateGood {
+		t.Errorf("a = %+v: an unconfirmed slot stays good", a)
+	}
+	d, r, _ = Decide(r, Policy{MaxUnconfirmed: 2}, nil)
+	if d.Slot != "b" {
+		t.Fatalf("b's second boot: %+v", d)
+	}
+	d, r, _ = Decide(r, Policy{MaxUnconfirmed: 2}, nil)
+	if !d.Recovery() || !strings.Contains(d.Reason, "never confirmed") {
+		t.Fatalf("both unconfirmed: %+v", d)
+	}
+	// Confirmation resets the count.
+	if r2, err := Confirm(r, "b"); err != nil {
+		t.Fatal(err)
+	} else if d, _ := Select(r2); d.Slot != "b" || d.Mode != ModeNormal {
+		t.Errorf("after b confirmed: %+v", d)
+	}
+	if _, err := Confirm(mustTry(t, r, "a"), "a"); err == nil {
+		t.Error("Confirm of a trial slot succeeded: a trial is committed with MarkGood")
 	}
 }
 

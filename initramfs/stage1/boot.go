@@ -77,6 +77,9 @@ type Logf = func(format string, args ...any)
 type Config struct {
 	// Slots are the board's slot names, in order.
 	Slots []string
+	// Policy is the board's decision policy (how many unconfirmed boots
+	// of a good slot in a row before falling back).
+	Policy bootenv.Policy
 	// Store names the store for stage 2 and the OS (keel.store=).
 	Store string
 	// Measurer measures the boot and enforces anti-rollback; nil: no TPM.
@@ -198,7 +201,7 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 	recovered := false
 	avoid := map[string]bool{} // slots that failed with an environmental error in this boot
 	for attempt := 0; attempt <= len(r.Slots)+2; attempt++ {
-		d, n, ok := bootenv.SelectAvoiding(r, avoid)
+		d, n, ok := bootenv.Decide(r, cfg.Policy, avoid)
 		if !ok {
 			return r, fmt.Errorf("%w: every bootable slot failed with an environmental error in this boot (%s)", ErrRetry, r.Last.Reason)
 		}
@@ -393,57 +396,68 @@ func safeCall[T any](f func() (T, error)) (v T, err error) {
 	return f()
 }
 
-// loadOrInit loads the record. With no record (a new device) or an
-// unreadable one it starts a new record: every slot is verified, the first
-// that verifies becomes the active good slot, those that hold something
-// that does not verify are recorded bad with the reason, and those that
-// hold no slot image at all stay empty. Images verified here are returned for reuse.
+// loadOrInit loads the record. With no record (a new device, or one whose
+// NVRAM was reset) or an unreadable one it starts a new record
+// (bootenv.StartOver): every slot is verified and checked against the
+// anti-rollback counter; every slot that passes is good and the one with
+// the highest security version active; those that hold something that
+// does not verify (or that the counter refuses) are bad with the reason;
+// those that hold no slot image stay empty; the record keeps why it started
+// over. Images verified here are returned for reuse.
 func loadOrInit(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoader, logf Logf) (bootenv.Record, map[string]*Image, error) {
 	r, err := store.Load()
+	var why string
 	switch {
 	case err == nil:
 		return r, nil, nil
 	case errors.Is(err, bootenv.ErrNoState):
+		why = "no boot state"
 		logf("no boot state yet: initialising")
 	case errors.Is(err, bootenv.ErrCorrupt):
+		why = "boot state unreadable (" + oneLine(err.Error()) + ")"
 		logf("boot state unreadable (%v): starting over", err)
 	default:
 		return r, nil, fmt.Errorf("reading the boot state: %w", err)
 	}
 	verified := map[string]*Image{}
-	failed := map[string]error{}
-	active := ""
+	found := map[string]bootenv.Found{}
+	var transient []string
 	for _, s := range cfg.Slots {
 		img, lerr := safeLoad(ctx, loader, s)
 		if errors.Is(lerr, slotimg.ErrNotSlot) {
 			logf("slot %s is empty: %v", s, lerr)
 			continue // left empty: nothing was ever installed there
 		}
+		if lerr == nil {
+			// A slot the anti-rollback counter refuses is no candidate:
+			// starting over must not pick it, nor leave it "good".
+			lerr = checkRollback(cfg, img, logf)
+		}
+		if IsEnvironmental(lerr) {
+			// Not the slot's fault: not bad; left out of this start.
+			logf("slot %s could not be read: %v", s, lerr)
+			transient = append(transient, s)
+			continue
+		}
 		if lerr != nil {
 			logf("slot %s does not verify: %v", s, lerr)
-			failed[s] = lerr
+			found[s] = bootenv.Found{Bad: lerr.Error()}
 			continue
 		}
 		verified[s] = img
-		if active == "" {
-			active = s
-		}
+		found[s] = bootenv.Found{Verified: true, Version: img.Manifest.Version, SecurityVersion: img.Manifest.SecurityVersion}
 	}
-	n, err := bootenv.Init(cfg.Slots, active)
+	if len(verified) == 0 && len(transient) > 0 {
+		return r, nil, fmt.Errorf("%w: starting over: no slot verifies and %s could not be read", ErrRetry, strings.Join(transient, ", "))
+	}
+	n, err := bootenv.StartOver(cfg.Slots, found, now(cfg).UTC().Format(time.RFC3339)+" "+why+": started over", 0)
 	if err != nil {
 		return r, nil, err
-	}
-	for _, s := range cfg.Slots {
-		if ferr, ok := failed[s]; ok {
-			if n, err = bootenv.MarkBad(n, s, oneLine(ferr.Error())); err != nil {
-				return r, nil, err
-			}
-		}
 	}
 	if err := store.Commit(n); err != nil {
 		return r, nil, fmt.Errorf("writing the initial boot state: %w", err)
 	}
-	logf("initialised slots %s, active %s", strings.Join(cfg.Slots, ","), cmp.Or(n.Active, "none"))
+	logf("initialised slots %s, active %s (the highest security version that verifies; every verified slot is good)", strings.Join(cfg.Slots, ","), cmp.Or(n.Active, "none"))
 	return n, verified, nil
 }
 

@@ -276,7 +276,7 @@ func TestCmdlineVerity(t *testing.T) {
 	img := &Image{Slot: "b", Manifest: &manifest.Manifest{Cmdline: "console=ttyS0", Root: manifest.Root{FSType: "erofs",
 		Verity: &manifest.Verity{RootHash: strings.Repeat("ab", 32), Salt: "0011", DataBlocks: 10, HashOffset: 40960}}}}
 	got := Cmdline(img, bootenv.Decision{Slot: "b", Mode: bootenv.ModeTrial}, "efivars")
-	want := "console=ttyS0 keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.verity=" + strings.Repeat("ab", 32) + ",0011,10,40960 keel.store=efivars"
+	want := "console=ttyS0 keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.secver=0 keel.verity=" + strings.Repeat("ab", 32) + ",0011,10,40960 keel.store=efivars"
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
@@ -792,6 +792,7 @@ func TestSelectAvoiding(t *testing.T) {
 	if _, _, ok := bootenv.SelectAvoiding(r, map[string]bool{"a": true}); ok {
 		t.Error("with the only good slot avoided, SelectAvoiding must say retry, not decide recovery")
 	}
+	r, _ = bootenv.StartOver([]string{"a", "b"}, map[string]bootenv.Found{"a": {Verified: true}, "b": {Verified: true}}, "test", 0)
 	r, _ = bootenv.Try(r, "b", 2)
 	d, n, ok := bootenv.SelectAvoiding(r, map[string]bool{"b": true})
 	if !ok || d.Slot != "a" || d.Mode != bootenv.ModeFallback {
@@ -799,5 +800,82 @@ func TestSelectAvoiding(t *testing.T) {
 	}
 	if b, _ := n.Slot("b"); b.TriesLeft != 2 || n.Trial != "b" {
 		t.Errorf("the avoided trial slot changed: %+v", n)
+	}
+}
+
+// TestStartOverAfterAnUpdate: the record is lost after b (security
+// version 2) was committed and the counter advanced to 2: keel-init starts
+// over with b active, a (below the counter) bad with the reason, and says
+// why in the record; with the counter still at 1 both stay good and b, the
+// highest security version, is active (issue 9 item 1).
+func TestStartOverAfterAnUpdate(t *testing.T) {
+	for _, tc := range []struct {
+		counter uint64
+		aState  bootenv.State
+	}{{2, bootenv.StateBad}, {1, bootenv.StateGood}} {
+		s := memstore.New() // empty: an NVRAM reset
+		l := &fakeLoader{secver: map[string]uint64{"a": 1, "b": 2}}
+		k := &fakeKexec{}
+		m := &fakeMeasurer{counter: tc.counter, trace: new([]string)}
+		_, err, log := runCfg(t, Config{Measurer: m, Now: func() time.Time { return time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC) }}, s, l, k)
+		if err != nil || k.booted != "b" {
+			t.Fatalf("counter %d: err %v, booted %q\n%s", tc.counter, err, k.booted, strings.Join(log, "\n"))
+		}
+		st, _ := s.Load()
+		a, _ := st.Slot("a")
+		b, _ := st.Slot("b")
+		if a.State != tc.aState || b.State != bootenv.StateGood || st.Active != "b" || b.SecurityVersion != 2 {
+			t.Errorf("counter %d: %+v", tc.counter, st)
+		}
+		if !strings.HasPrefix(st.StartedOver, "2026-11-30T08:00:00Z no boot state: started over") {
+			t.Errorf("started over: %q", st.StartedOver)
+		}
+		if tc.aState == bootenv.StateBad && !strings.Contains(a.Reason, "rollback") {
+			t.Errorf("a's reason %q", a.Reason)
+		}
+	}
+}
+
+// TestStartOverKeepsEveryVerifiedSlotGood: equal security versions: the
+// first slot is active, the other good too (not "empty").
+func TestStartOverKeepsEveryVerifiedSlotGood(t *testing.T) {
+	s := memstore.New()
+	l := &fakeLoader{}
+	k := &fakeKexec{}
+	runCfg(t, Config{}, s, l, k)
+	st, _ := s.Load()
+	if b, _ := st.Slot("b"); k.booted != "a" || st.Active != "a" || b.State != bootenv.StateGood {
+		t.Errorf("booted %q, %+v", k.booted, st)
+	}
+}
+
+// TestUnconfirmedGoodSlotFallsBack: a good slot that fails after the
+// handover (a verity restart, a stage-2 error, a kernel panic: keel-init
+// sees only that the OS never confirmed) is not chosen forever: after the
+// board's limit the other good slot boots, then recovery (issue 9 item 2).
+func TestUnconfirmedGoodSlotFallsBack(t *testing.T) {
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	r, _ = bootenv.Try(r, "b", 1)
+	r, _ = bootenv.MarkGood(r, "b")
+	r, _ = bootenv.SetActive(r, "a")
+	s.Commit(r)
+	cfg := Config{Policy: bootenv.Policy{MaxUnconfirmed: 2}, Recoverer: &fakeRecoverer{loader: &fakeLoader{}}}
+	var booted []string
+	for range 4 {
+		k := &fakeKexec{}
+		runCfg(t, cfg, s, &fakeLoader{}, k) // the OS never confirms
+		booted = append(booted, k.booted)
+	}
+	if got := strings.Join(booted, ","); got != "a,a,b,b" {
+		t.Fatalf("booted %s, want a,a,b,b", got)
+	}
+	// Then recovery: a slot is reinstalled from the seed and boots.
+	rec := &fakeRecoverer{loader: &fakeLoader{}}
+	cfg.Recoverer = rec
+	k := &fakeKexec{}
+	runCfg(t, cfg, s, &fakeLoader{}, k)
+	if len(rec.reinstalled) != 1 || !strings.Contains(k.cmdline, "keel.mode=recovery") {
+		t.Fatalf("after both unconfirmed: reinstalled %v, cmdline %q", rec.reinstalled, k.cmdline)
 	}
 }

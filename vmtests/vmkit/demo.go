@@ -82,7 +82,7 @@ func Demo(ctx context.Context, root string, out io.Writer) error {
 	// Story 1.
 	say("story 1: slot a runs 1.0; an update 2.0 was installed into slot b")
 	m, err := NewMachine(ctx, art, mkdir(dir, "story1"), map[string]SlotSpec{
-		"a": {Version: "1.0", SecurityVersion: 1}, "b": {Version: "2.0", SecurityVersion: 2}})
+		"a": {Version: "1.0", SecurityVersion: 1}, "b": {Version: "2.0", SecurityVersion: 1}})
 	if err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ func Demo(ctx context.Context, root string, out io.Writer) error {
 	// Story 2.
 	say("story 2: slot a runs 1.0; an update 2.1 in slot b has a health check that fails")
 	m2, err := NewMachine(ctx, art, mkdir(dir, "story2"), map[string]SlotSpec{
-		"a": {Version: "1.0", SecurityVersion: 1}, "b": {Version: "2.1", SecurityVersion: 2, Health: HealthFail}})
+		"a": {Version: "1.0", SecurityVersion: 1}, "b": {Version: "2.1", SecurityVersion: 1, Health: HealthFail}})
 	if err != nil {
 		return err
 	}
