@@ -81,7 +81,11 @@ type Board struct {
 	InitModules, StageModules []string
 	// Watchdog, if Module is set.
 	Watchdog Watchdog
-	// TPMRequired: refuse to boot without a TPM.
+	// TPMRequired: the board has a TPM, and keel-init requires it: it
+	// waits for the device, and a missing TPM, an unreadable counter or a
+	// failed measurement is an environmental error (retried, never a bad
+	// slot) rather than an unmeasured boot. A board with a TPM must set it
+	// (Validate checks the QEMU boards); without it the boot is unmeasured.
 	TPMRequired bool
 	// RootFSType is the slot root filesystem type.
 	RootFSType string
@@ -142,10 +146,11 @@ func qemuX8664UEFI() Board {
 			"ext4", // the data partition, for the OS
 		},
 		// QEMU's Intel 6300ESB watchdog; its expiry resets the machine.
-		Watchdog:   Watchdog{Module: "i6300esb", TimeoutSec: 60},
-		RootFSType: "erofs",
-		RootVerity: true,
-		DiskMB:     320,
+		Watchdog:    Watchdog{Module: "i6300esb", TimeoutSec: 60},
+		TPMRequired: true,
+		RootFSType:  "erofs",
+		RootVerity:  true,
+		DiskMB:      320,
 		Layout: []Partition{
 			{Name: layout.ESP, TypeID: TypeESP, SizeMB: 64},
 			{Name: layout.SlotPartition("a"), TypeID: TypeLinuxGeneric, SizeMB: 48},

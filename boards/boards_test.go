@@ -61,6 +61,7 @@ func TestValidateCatches(t *testing.T) {
 		{"rootfs module", func(b *Board) { b.RootFSType = "btrfs" }, "cannot mount btrfs"},
 		{"qemu", func(b *Board) { b.QEMU.MemoryMB = 64 }, "QEMU settings"},
 		{"console", func(b *Board) { b.Console = "" }, "no console"},
+		{"tpm not required", func(b *Board) { b.TPMRequired = false }, "set TPMRequired"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := Get("qemu-x86_64-uefi")

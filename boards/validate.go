@@ -106,6 +106,9 @@ func (b *Board) Validate() error {
 	} else if !slices.Contains(b.StageModules, b.RootFSType) {
 		add("stage 2 cannot mount %s: module missing from StageModules", b.RootFSType)
 	}
+	if b.QEMU.TPM != "" && !b.TPMRequired {
+		add("the board has a TPM (%s) but does not require it: an unreadable counter or a failed measurement would boot without rollback checks; set TPMRequired", b.QEMU.TPM)
+	}
 	if b.QEMU.Binary != "" && (b.QEMU.Machine == "" || b.QEMU.MemoryMB < 256) {
 		add("QEMU settings incomplete: machine %q, %d MiB", b.QEMU.Machine, b.QEMU.MemoryMB)
 	}

@@ -27,7 +27,14 @@ const (
 	EventCmdline   = "keel.cmdline"
 	EventMode      = "keel.mode"
 	EventSeparator = "keel.separator"
+	EventCap       = "keel.cap"
 )
+
+// CapData is what Cap measures into PCR 8 and 9 when a measurement failed
+// on a reachable TPM: the boot goes on unmeasured, and no later
+// measurement can bring PCR 8/9 to the values of a measured boot (sealed
+// secrets stay sealed).
+const CapData = "keel:unmeasured-boot"
 
 // SeparatorData is what Separator measures into PCR 8 just before kexec.
 const SeparatorData = "keel:separator"
@@ -107,6 +114,17 @@ func MeasureBoot(m *Measurer, in BootMeasurement) error {
 		}
 	}
 	return nil
+}
+
+// Cap extends PCR 9 and then PCR 8 with CapData (see CapData). It tries
+// both and returns the first error.
+func Cap(m *Measurer) error {
+	err9 := m.Extend(PCRImage, []byte(CapData), Event{EventCap, "measurement failed: the boot is unmeasured"})
+	err8 := m.Extend(PCRBoot, []byte(CapData), Event{EventCap, "measurement failed: the boot is unmeasured"})
+	if err9 != nil {
+		return err9
+	}
+	return err8
 }
 
 // Separator extends PCR 8 with SeparatorData: the last measurement before

@@ -244,3 +244,53 @@ func TestUKIPrior(t *testing.T) {
 		t.Errorf("UKIPrior = %+v", p)
 	}
 }
+
+// TestCapNeverMatchesAMeasuredBoot: after a measurement fails, Cap
+// extends PCR 8 and 9; whatever is extended afterwards (the rest of the
+// boot, the separator), neither PCR equals the prediction of a measured
+// boot, and the log still replays to the TPM's values (issue 9 item 12).
+func TestCapNeverMatchesAMeasuredBoot(t *testing.T) {
+	sw := swtpmtest.Start(t, "")
+	var log bytes.Buffer
+	m, err := NewMeasurer(sw.TPM(), &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := testBoot("a", "normal")
+	if err := Cap(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := MeasureBoot(m, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := Separator(m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadPCRs(sw.TPM(), m.Banks(), []int{8, 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred, err := Predict(in, m.Banks())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range m.Banks() {
+		for _, p := range []int{8, 9} {
+			if bytes.Equal(got[h][p], pred[h][p]) {
+				t.Errorf("%s PCR %d equals a measured boot's value after Cap", BankName(h), p)
+			}
+		}
+	}
+	replayed, err := ReplayLog(bytes.NewReader(log.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int{8, 9} {
+		if !bytes.Equal(replayed[crypto.SHA256][p], got[crypto.SHA256][p]) {
+			t.Errorf("the log does not replay to the TPM's PCR %d after Cap", p)
+		}
+	}
+	if !strings.Contains(log.String(), EventCap) {
+		t.Error("no cap event in the log")
+	}
+}

@@ -62,6 +62,9 @@ type Measurer interface {
 	Measure(img *Image, d bootenv.Decision, cmdline string) error
 	// Separator extends the handoff separator into PCR 8.
 	Separator() error
+	// Cap extends PCR 8 and 9 with a cap event after a failed measurement,
+	// so the unmeasured boot can never reproduce a measured one's values.
+	Cap() error
 	// EventLog is the log of every measurement so far plus the separator
 	// that Separator will extend: what the slot replays after the jump.
 	EventLog() []byte
@@ -466,14 +469,15 @@ func loadOrInit(ctx context.Context, cfg Config, store bootenv.Store, loader Slo
 func checkRollback(cfg Config, img *Image, logf Logf) error {
 	if cfg.Measurer == nil {
 		if cfg.TPMRequired {
-			return errors.New("the board requires a TPM and there is none: cannot check the anti-rollback counter")
+			return Environmental(errors.New("the board has a TPM and there is none: cannot check the anti-rollback counter"))
 		}
 		return nil
 	}
 	min, err := cfg.Measurer.MinSecurityVersion()
 	if err != nil {
 		if cfg.TPMRequired {
-			return fmt.Errorf("reading the anti-rollback counter: %w", err)
+			// The TPM's fault, not the slot's: retried, never marked bad.
+			return Environmental(fmt.Errorf("reading the anti-rollback counter: %w", err))
 		}
 		logf("warning: reading the anti-rollback counter: %v: rollback not enforced", err)
 		return nil
@@ -492,23 +496,28 @@ func measure(cfg Config, img *Image, d bootenv.Decision, line string, logf Logf)
 	m := cfg.Measurer
 	if m == nil {
 		if cfg.TPMRequired {
-			return line, Handoff{}, errors.New("the board requires a TPM and there is none: cannot measure the boot")
+			return line, Handoff{}, Environmental(errors.New("the board has a TPM and there is none: cannot measure the boot"))
 		}
 		logf("no TPM: booting slot %s unmeasured", img.Slot)
 		return line + " " + cmdline.Unmeasured, Handoff{}, nil
 	}
 	if err := m.Measure(img, d, line); err != nil {
-		if cfg.TPMRequired {
-			return line, Handoff{}, fmt.Errorf("measuring the boot: %w", err)
+		// Whatever was extended, cap PCR 8 and 9: this boot must never
+		// show a measured boot's values.
+		if cerr := m.Cap(); cerr != nil {
+			logf("warning: capping PCR 8/9: %v", cerr)
 		}
-		logf("warning: measuring the boot: %v: booting slot %s unmeasured", err, img.Slot)
+		if cfg.TPMRequired {
+			return line, Handoff{}, Environmental(fmt.Errorf("measuring the boot: %w", err))
+		}
+		logf("warning: measuring the boot: %v: PCR 8/9 capped, booting slot %s unmeasured", err, img.Slot)
 		return line + " " + cmdline.Unmeasured, Handoff{}, nil
 	}
 	logf("measured slot %s into PCR 8/9 (mode %s)", img.Slot, d.Mode)
 	sep := func() error {
 		if err := m.Separator(); err != nil {
 			if cfg.TPMRequired {
-				return fmt.Errorf("extending the handoff separator: %w", err)
+				return Environmental(fmt.Errorf("extending the handoff separator: %w", err))
 			}
 			logf("warning: extending the handoff separator: %v", err)
 		}

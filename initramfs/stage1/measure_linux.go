@@ -39,7 +39,8 @@ type tpmMeasurer struct {
 func openMeasurer(b boards.Board, logf Logf) (*tpmMeasurer, error) {
 	wait := 200 * time.Millisecond
 	if b.TPMRequired {
-		wait = 5 * time.Second
+		// The board has a TPM: give its driver time to probe.
+		wait = 15 * time.Second
 	}
 	deadline := time.Now().Add(wait)
 	for {
@@ -98,6 +99,12 @@ func (tm *tpmMeasurer) Measure(img *Image, d bootenv.Decision, cmdline string) e
 	tm.mu.Lock()
 	defer tm.mu.Unlock()
 	return tpm.MeasureBoot(tm.m, in)
+}
+
+func (tm *tpmMeasurer) Cap() error {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	return tpm.Cap(tm.m)
 }
 
 func (tm *tpmMeasurer) Separator() error {
