@@ -98,6 +98,20 @@ func Encode(r Record) []Var {
 // IsRecordVar reports whether name belongs to the keel record.
 func IsRecordVar(name string) bool { return strings.HasPrefix(name, VarPrefix) }
 
+// DecodeVars is Decode for variables in stored order: a keel_* variable
+// that appears twice makes the record corrupt (the second could have been
+// appended by whoever can write the store), never "the last one wins".
+func DecodeVars(vars []Var) (Record, error) {
+	m := make(map[string]string, len(vars))
+	for _, v := range vars {
+		if _, dup := m[v.Name]; dup && IsRecordVar(v.Name) {
+			return Record{}, fmt.Errorf("%w: %s is set twice", ErrCorrupt, v.Name)
+		}
+		m[v.Name] = v.Value
+	}
+	return Decode(m)
+}
+
 // Decode builds a record from variables (other than keel_* ones, which it
 // ignores). With no keel_* variable at all it returns ErrNoState; any
 // variable it cannot read is an ErrCorrupt error that names it. The result

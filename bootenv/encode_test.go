@@ -156,3 +156,17 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeVarsRefusesDuplicates: a keel_* variable set twice is a corrupt
+// record (issue 9 item 9); other variables may repeat.
+func TestDecodeVarsRefusesDuplicates(t *testing.T) {
+	r, _ := Init(nil, "a")
+	vars := Encode(r)
+	if _, err := DecodeVars(append(vars, Var{Name: "other", Value: "1"}, Var{Name: "other", Value: "2"})); err != nil {
+		t.Errorf("a repeated non-keel variable: %v", err)
+	}
+	_, err := DecodeVars(append(vars, Var{Name: "keel_active", Value: "b"}))
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "keel_active is set twice") {
+		t.Errorf("DecodeVars = %v, want ErrCorrupt", err)
+	}
+}

@@ -171,11 +171,7 @@ func (s *Store) Load() (bootenv.Record, error) {
 	case err != nil:
 		return bootenv.Record{}, fmt.Errorf("%s: %w: %w", s.Path(), bootenv.ErrCorrupt, err)
 	}
-	m := make(map[string]string, len(p.vars))
-	for _, v := range p.vars {
-		m[v.Name] = v.Value
-	}
-	r, err := bootenv.Decode(m)
+	r, err := bootenv.DecodeVars(p.vars)
 	if err != nil {
 		return bootenv.Record{}, fmt.Errorf("%s: %w", s.Path(), err)
 	}

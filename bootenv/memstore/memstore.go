@@ -81,13 +81,13 @@ func (s *Store) load() (bootenv.Record, error) {
 	if s.data == "" {
 		return bootenv.Record{}, fmt.Errorf("memory store: %w", bootenv.ErrNoState)
 	}
-	m := map[string]string{}
+	var vars []bootenv.Var
 	for _, line := range strings.Split(s.data, "\n") {
 		if k, v, ok := strings.Cut(line, "="); ok {
-			m[k] = v
+			vars = append(vars, bootenv.Var{Name: k, Value: v})
 		}
 	}
-	return bootenv.Decode(m)
+	return bootenv.DecodeVars(vars)
 }
 
 // Commit implements bootenv.Store.

@@ -13,7 +13,13 @@ type Var struct{ Name, Value string }
 // empty environment ready to use. An Env is not safe for concurrent use.
 type Env struct {
 	vars []Var
+	// dups lists names the stored env set more than once (parseData keeps
+	// the last value, as U-Boot does); the keel record refuses them.
+	dups []string
 }
+
+// Duplicates returns the names the stored env set more than once.
+func (e *Env) Duplicates() []string { return e.dups }
 
 // Get returns the value of name and whether it is set.
 func (e *Env) Get(name string) (string, bool) {
@@ -171,6 +177,7 @@ func parseData(data []byte) (*Env, error) {
 		name, value := string(entry[:eq]), string(entry[eq+1:])
 		if i, ok := seen[name]; ok {
 			e.vars[i].Value = value
+			e.dups = append(e.dups, name)
 		} else {
 			seen[name] = len(e.vars)
 			e.vars = append(e.vars, Var{Name: name, Value: value})

@@ -71,6 +71,11 @@ func (s *Store) read() (*Env, bootenv.Record, error) {
 	for _, v := range e.Vars() {
 		m[v.Name] = v.Value
 	}
+	for _, name := range e.Duplicates() {
+		if bootenv.IsRecordVar(name) {
+			return e, bootenv.Record{}, fmt.Errorf("%s: %w: %s is set twice in the env", s.location, bootenv.ErrCorrupt, name)
+		}
+	}
 	r, err := bootenv.Decode(m)
 	if err != nil {
 		return e, bootenv.Record{}, fmt.Errorf("%s: %w", s.location, err)

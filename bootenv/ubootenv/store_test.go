@@ -1,8 +1,11 @@
 package ubootenv
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -320,5 +323,58 @@ func TestOwnedEnvStartsOver(t *testing.T) {
 	}
 	if got, err := s.Load(); err != nil || !got.Equal(r) {
 		t.Errorf("Load after starting over = %+v, %v", got, err)
+	}
+}
+
+// TestDuplicateRecordVariable: an env that sets a keel_* variable twice
+// (fw_setenv cannot, but anyone with the device can write such an env) is
+// a corrupt record, not "the last one wins" (issue 9 item 9); the env's
+// own variables may repeat, as U-Boot allows.
+func TestDuplicateRecordVariable(t *testing.T) {
+	for name, extra := range map[string]string{
+		"keel_active twice": "keel_active=b\x00",
+		"bootcmd twice":     "bootcmd=run other\x00",
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := fileConfig(t, false)
+			cfg, _ := LoadConfig(path)
+			st, err := Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			s := NewStore(st, path)
+			r, _ := bootenv.Init(nil, "a")
+			r, _ = bootenv.Try(r, "b", 1)
+			r, _ = bootenv.MarkGood(r, "b")
+			r, _ = bootenv.SetActive(r, "a")
+			e := &Env{}
+			e.Set("bootcmd", "run keel")
+			for _, v := range bootenv.Encode(r) {
+				e.Set(v.Name, v.Value)
+			}
+			data, err := encodeData(e, int(st.size)-headerSize(false))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Append the second setting after the last entry.
+			end := bytes.Index(data, []byte("\x00\x00")) + 1
+			data = append(append(data[:end:end], extra...), make([]byte, len(data)-end-len(extra))...)
+			raw := make([]byte, 4, st.size)
+			binary.LittleEndian.PutUint32(raw, crc32.ChecksumIEEE(data))
+			raw = append(raw, data...)
+			a := st.areas[0]
+			if _, err := a.dev.WriteAt(raw, a.off); err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.Load()
+			if strings.HasPrefix(name, "keel_") {
+				if !errors.Is(err, bootenv.ErrCorrupt) || !strings.Contains(err.Error(), "keel_active is set twice") {
+					t.Fatalf("Load = %v, want ErrCorrupt naming keel_active", err)
+				}
+			} else if err != nil {
+				t.Fatalf("Load = %v: the env's own variables may repeat", err)
+			}
+		})
 	}
 }
