@@ -56,13 +56,17 @@ fuzz:
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./cli/ ./manifest/ ./format/verity/ ./recovery/
 
-# The optional debug cpio for development images: a u-root busybox (gosh,
-# ls, cat, dmesg, mount, ps; u-root is pinned in go.mod as a tool).
-# Append it to keel's initramfs and add keel.debug=1 to keel's command line:
-# keel-init then opens a shell when it cannot boot anything.
+# The optional debug cpio for development builds: a u-root busybox (gosh,
+# ls, cat, dmesg, mount, ps; u-root is pinned in go.mod as a tool) and the
+# development-build marker etc/keel/debug (sysinit.DebugPath). Append it to
+# keel's initramfs: keel-init then says DEVELOPMENT BUILD at start and opens
+# a shell when it cannot boot anything. Nothing on the kernel command line
+# enables the shell (keel.debug=1 does nothing); never ship this archive.
 debug-cpio:
 	mkdir -p $(BUILD)
+	printf 'development build: debug shell enabled\n' > $(BUILD)/debug.marker
 	$(GO) tool u-root -format=cpio -o $(BUILD)/debug.cpio -base=/dev/null -initcmd= -defaultsh=gosh \
+		-files $(BUILD)/debug.marker:etc/keel/debug \
 		$(addprefix github.com/u-root/u-root/cmds/core/,gosh ls cat dmesg mount ps)
 
 # keel-init's time from start to the kexec call against a bare Go init

@@ -40,7 +40,10 @@ func TestUpdateCommit(t *testing.T) {
 	t.Parallel()
 	m := newMachine(t, map[string]vmkit.SlotSpec{
 		"a": {Version: "1.0", SecurityVersion: 1},
-		"b": {Version: "2.0", SecurityVersion: 2},
+		// b's security version equals a's: keel-init's first start makes
+		// the highest security version active (both good), and this
+		// story starts on a.
+		"b": {Version: "2.0", SecurityVersion: 1},
 	})
 	r := m.powerOn(2 * bootTimeout)
 	r.booted("a", "1.0")
@@ -72,7 +75,7 @@ func TestFailedTrial(t *testing.T) {
 			t.Parallel()
 			m := newMachine(t, map[string]vmkit.SlotSpec{
 				"a": {Version: "1.0", SecurityVersion: 1},
-				"b": {Version: "2.0", SecurityVersion: 2, Health: h},
+				"b": {Version: "2.0", SecurityVersion: 1, Health: h},
 			})
 			r := m.powerOn(4 * bootTimeout)
 			r.booted("a", "1.0")
@@ -144,7 +147,7 @@ func TestVerityCorruptRoot(t *testing.T) {
 	t.Parallel()
 	m := newMachine(t, map[string]vmkit.SlotSpec{
 		"a": {Version: "1.0", SecurityVersion: 1},
-		"b": {Version: "2.0", SecurityVersion: 2, CorruptRoot: true},
+		"b": {Version: "2.0", SecurityVersion: 1, CorruptRoot: true},
 	})
 	r := m.powerOn(2 * bootTimeout)
 	r.expect("dm-verity: /dev/dm-0 maps root-a")
@@ -167,9 +170,10 @@ func TestVerityCorruptRoot(t *testing.T) {
 	r.powerOff()
 }
 
-// A development image (keel's initramfs plus the u-root debug cpio,
-// keel.debug=1): when nothing can boot, keel-init opens a shell on the
-// console instead of powering off.
+// A development image (keel's initramfs plus the u-root debug cpio, which
+// carries the development-build marker; keel's command line has no
+// keel.debug=1): keel-init says so at start and, when nothing can boot,
+// opens a shell on the console instead of powering off.
 func TestDebugShell(t *testing.T) {
 	t.Parallel()
 	art := artefacts(t)
@@ -187,6 +191,8 @@ func TestDebugShell(t *testing.T) {
 	}
 	m := &machine{t: t, Machine: vm}
 	r := m.powerOn(bootTimeout)
+	r.expect("DEVELOPMENT BUILD: debug shell enabled")
+	r.expect("watchdog armed")
 	r.expect("NO BOOTABLE SLOT")
 	r.expect("KEEL-DEBUG-SHELL")
 	r.check(r.r.Send("ls /bbin"))

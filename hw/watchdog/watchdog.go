@@ -1,10 +1,12 @@
 //go:build linux
 
 // Package watchdog arms and disarms a Linux hardware watchdog
-// (Documentation/watchdog/watchdog-api.rst). keel-init arms it before it
-// hands a slot over, so a slot that hangs before it is marked good is
-// reset and its trial counts down; `keel mark-good` disarms it (or the OS's
-// watchdog daemon takes it over).
+// (Documentation/watchdog/watchdog-api.rst). keel-init arms it when it
+// starts, so a hang in keel-init itself (or in a development build's debug
+// shell) is reset, pets it through long work (a recovery reinstall), and
+// arms it again before it hands a slot over, so a slot that hangs before it
+// is marked good is reset and its trial counts down; `keel mark-good`
+// disarms it (or the OS's watchdog daemon takes it over).
 package watchdog
 
 import (
@@ -43,6 +45,22 @@ func Arm(dev string, timeout, wait time.Duration) error {
 	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.WDIOC_SETTIMEOUT, secs); err != nil {
 		return fmt.Errorf("watchdog %s: setting a %ds timeout: %w", dev, secs, err)
 	}
+	if _, err := unix.IoctlGetInt(int(f.Fd()), unix.WDIOC_KEEPALIVE); err != nil {
+		return fmt.Errorf("watchdog %s: keepalive: %w", dev, err)
+	}
+	return nil
+}
+
+// Pet restarts the countdown of the watchdog at dev (WDIOC_KEEPALIVE) and
+// closes it without the magic 'V', so it keeps running. Call it only for a
+// watchdog this boot armed: opening a stopped watchdog starts it, with the
+// driver's default timeout.
+func Pet(dev string) error {
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("watchdog %s: %w", dev, err)
+	}
+	defer f.Close()
 	if _, err := unix.IoctlGetInt(int(f.Fd()), unix.WDIOC_KEEPALIVE); err != nil {
 		return fmt.Errorf("watchdog %s: keepalive: %w", dev, err)
 	}

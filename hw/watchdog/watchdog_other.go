@@ -16,5 +16,10 @@ func Arm(dev string, timeout, wait time.Duration) error {
 	return fmt.Errorf("watchdog %s: %w (Linux only)", dev, errors.ErrUnsupported)
 }
 
+// Pet is Linux-only.
+func Pet(dev string) error {
+	return fmt.Errorf("watchdog %s: %w (Linux only)", dev, errors.ErrUnsupported)
+}
+
 // Disarm is Linux-only; elsewhere there is nothing to disarm.
 func Disarm(dev string) error { return nil }

@@ -12,63 +12,110 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/initramfs/stage1"
 	"github.com/keelboot/keel/initramfs/stage2"
 	"github.com/keelboot/keel/initramfs/sysinit"
 )
 
-// Main is keel-init: stage 1 or stage 2 as the kernel command line says.
-// It does not return while it is PID 1 (it powers off when it cannot boot
-// anything); otherwise it returns an exit code.
+// Main is keel-init: stage 1 or stage 2 as the initramfs was built
+// (sysinit.StagePath), never as the kernel command line says. It does not
+// return while it is PID 1 (it powers off when it cannot boot anything);
+// otherwise it returns an exit code.
 func Main(ctx context.Context, out io.Writer) int {
+	return run(ctx, out, system{
+		root:  "/",
+		mount: sysinit.MountBase,
+		cmdline: func() string {
+			line, _ := os.ReadFile("/proc/cmdline")
+			return string(line)
+		},
+		stage1: stage1.Run,
+		stage2: stage2.Run,
+		shell:  debugShell,
+		pid1:   os.Getpid() == 1,
+		halt:   sysinit.Halt,
+	})
+}
+
+// system is what run does its work with: the real machine in Main, fakes
+// in the tests.
+type system struct {
+	root    string // the initramfs's root
+	mount   func(sysinit.Logf) error
+	cmdline func() string // the running kernel's command line
+	stage1  func(context.Context, sysinit.Logf) error
+	stage2  func(context.Context, string, sysinit.Logf) error
+	shell   func(sysinit.Logf)
+	pid1    bool
+	// halt stops the machine (unix.LINUX_REBOOT_CMD_*); the real one does
+	// not return.
+	halt func(sysinit.Logf, string, int)
+}
+
+func run(ctx context.Context, out io.Writer, sys system) int {
 	start := time.Now()
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(out, "keel-init: [%8.3f] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
-	var svc cmdline.Service
+	// Both decisions were made when the initramfs was built: nothing on
+	// the command line (which an unauthenticated U-Boot env may give)
+	// chooses the stage or opens a shell.
+	dev := sysinit.DevelopmentBuild(sys.root)
+	if dev {
+		logf("%s", banner)
+		logf("DEVELOPMENT BUILD: debug shell enabled (%s is in the initramfs); not for production", sysinit.DebugPath)
+		logf("%s", banner)
+	}
+	var stage sysinit.Stage
 	err := func() (err error) {
 		defer func() {
 			if p := recover(); p != nil {
 				err = fmt.Errorf("bug: %v", p)
 			}
 		}()
-		if err := sysinit.MountBase(logf); err != nil {
+		if err := sys.mount(logf); err != nil {
 			return err
 		}
-		line, _ := os.ReadFile("/proc/cmdline")
-		svc = cmdline.ParseService(string(line))
-		if svc.Stage2 {
-			return stage2.Run(ctx, string(line), logf)
+		if stage, err = sysinit.ReadStage(sys.root); err != nil {
+			return fmt.Errorf("NO STAGE: %w", err)
 		}
-		return stage1.Run(ctx, logf)
+		if stage == sysinit.Stage2 {
+			// The slot kernel's command line is keel-init's hand-off
+			// (measured into PCR 8 by stage 1): stage 2 reads it.
+			return sys.stage2(ctx, sys.cmdline(), logf)
+		}
+		return sys.stage1(ctx, logf)
 	}()
 	logf("%v", err)
-	if os.Getpid() != 1 {
+	if !sys.pid1 {
 		return 1
 	}
-	if svc.Debug {
-		debugShell(logf)
+	if dev {
+		sys.shell(logf)
 	}
-	if svc.Stage2 {
+	if stage == sysinit.Stage2 {
 		// The slot failed after keel-init counted its boot: reboot, so
 		// that the next decision sees the used try (and falls back).
-		sysinit.Halt(logf, "rebooting: the slot failed in stage 2", unix.LINUX_REBOOT_CMD_RESTART)
+		sys.halt(logf, "rebooting: the slot failed in stage 2", unix.LINUX_REBOOT_CMD_RESTART)
+		return 1
 	}
-	sysinit.Halt(logf, "powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
+	sys.halt(logf, "powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	return 1
 }
 
+const banner = "****************************************************************"
+
 // debugShell runs the debug cpio's shell on the console (development
-// images only: keel.debug=1 on keel's command line and a shell in the
-// initramfs, e.g. from `make debug-cpio`), then returns to the normal stop.
+// builds only: sysinit.DebugPath and a shell in the initramfs, both from
+// `make debug-cpio`), then returns to the normal stop. The watchdog stage 1
+// armed keeps running: the machine resets within the board's timeout.
 func debugShell(logf sysinit.Logf) {
 	const sh = "/bin/sh"
 	if _, err := os.Stat(sh); err != nil {
-		logf("keel.debug=1 but no %s in the initramfs (add the debug cpio)", sh)
+		logf("development build but no %s in the initramfs (add the debug cpio)", sh)
 		return
 	}
-	logf("KEEL-DEBUG-SHELL: %s on the console; exit it to continue", sh)
+	logf("KEEL-DEBUG-SHELL: %s on the console; exit it to continue (an armed watchdog still resets the machine)", sh)
 	cmd := exec.Command(sh)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stdout
 	cmd.Env = append(os.Environ(), "PATH=/bbin:/bin:/sbin")

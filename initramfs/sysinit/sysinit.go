@@ -1,9 +1,10 @@
 //go:build linux
 
 // Package sysinit is what both stages of keel-init do first and last: mount
-// the kernel file systems, load the board's modules in order, read the
-// board the initramfs carries, arm the watchdog, and stop the machine in a
-// defined state.
+// the kernel file systems, read the stage and the development marker the
+// initramfs was built with (never the kernel command line), load the
+// board's modules in order, read the board the initramfs carries, arm and
+// pet the watchdog, and stop the machine in a defined state.
 package sysinit
 
 import (
@@ -15,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -110,19 +112,52 @@ func ReadBoard() (boards.Board, error) {
 	return b, nil
 }
 
-// ArmWatchdog arms the board's watchdog, if it has one: from here the
-// slot has the board's timeout to mark itself good. A watchdog that cannot
-// be armed is logged, not fatal: booting unguarded beats not booting.
+// ArmWatchdog arms the board's watchdog, if it has one, for the board's
+// timeout. Stage 1 arms it as soon as it has read the board, so that a hang
+// in keel-init itself (or in a development build's debug shell) is reset,
+// and again just before kexec: from there the slot has the board's timeout
+// to mark itself good. Whatever keel-init does between the two must finish
+// within the timeout or pet the watchdog (PetWatchdog): a recovery
+// reinstall pets it from its progress. A watchdog that cannot be armed is
+// logged, not fatal: booting unguarded beats not booting.
 func ArmWatchdog(b boards.Board, logf Logf) {
 	if b.Watchdog.Module == "" {
 		return
 	}
 	timeout := time.Duration(b.Watchdog.TimeoutSec) * time.Second
 	if err := watchdog.Arm(watchdog.Device, timeout, 2*time.Second); err != nil {
-		logf("warning: %v: the slot runs without a watchdog", err)
+		logf("warning: %v: running without a watchdog", err)
 		return
 	}
+	pet.Lock()
+	pet.armed, pet.last = true, time.Now()
+	pet.Unlock()
 	logf("watchdog armed: %s", timeout)
+}
+
+// pet is what PetWatchdog knows: whether this process armed the watchdog,
+// and when it last restarted its countdown.
+var pet struct {
+	sync.Mutex
+	armed bool
+	last  time.Time
+}
+
+// petInterval is the least time between two pets: a pet opens the device,
+// and a progress callback may ask for one every megabyte.
+const petInterval = time.Second
+
+// PetWatchdog restarts the countdown of the watchdog ArmWatchdog armed,
+// at most once every second. Without one armed by this process it does
+// nothing (opening a stopped watchdog would start it).
+func PetWatchdog() error {
+	pet.Lock()
+	defer pet.Unlock()
+	if !pet.armed || time.Since(pet.last) < petInterval {
+		return nil
+	}
+	pet.last = time.Now()
+	return watchdog.Pet(watchdog.Device)
 }
 
 // Halt powers the machine off (the defined state when nothing can boot) or

@@ -27,6 +27,7 @@ import (
 	"github.com/keelboot/keel/builder/initrd"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/slotimg"
+	"github.com/keelboot/keel/initramfs/sysinit"
 	"github.com/keelboot/keel/internal/testkernel"
 	"github.com/keelboot/keel/manifest"
 )
@@ -103,10 +104,20 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 	if err != nil {
 		return nil, err
 	}
+	// The same keel-init runs both stages: the stage file in each archive
+	// (not the kernel command line) says which.
+	stageFile := func(s sysinit.Stage) []initrd.File {
+		return []initrd.File{{Path: sysinit.StagePath, Data: s.FileData()}}
+	}
 	for _, ir := range []struct {
 		out, init string
 		modules   []string
-	}{{a.Stage1, a.KeelInit, b.InitModules}, {a.Stage2, a.KeelInit, b.StageModules}, {a.Bare, a.BareInit, nil}} {
+		files     []initrd.File
+	}{
+		{a.Stage1, a.KeelInit, b.InitModules, stageFile(sysinit.Stage1)},
+		{a.Stage2, a.KeelInit, b.StageModules, stageFile(sysinit.Stage2)},
+		{a.Bare, a.BareInit, nil, nil},
+	} {
 		start := time.Now()
 		f, err := os.Create(ir.out)
 		if err != nil {
@@ -116,10 +127,10 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 			Init:       ir.init,
 			ModulesDir: a.ModulesDir,
 			Modules:    ir.modules,
-			Files: []initrd.File{
+			Files: append([]initrd.File{
 				{Path: "/etc/keel/board.json", Data: boardJSON},
 				{Path: "/etc/keel/trusted-keys", Data: trusted},
-			},
+			}, ir.files...),
 		})
 		if cerr := f.Close(); err == nil {
 			err = cerr
@@ -475,10 +486,21 @@ func CheckTools(b boards.Board) error {
 // development images only). u-root is pinned in go.mod as a tool.
 var debugCommands = [...]string{"gosh", "ls", "cat", "dmesg", "mount", "ps"}
 
+// DebugMarker is what the debug cpio holds at sysinit.DebugPath, the
+// development-build marker that enables keel-init's debug shell.
+const DebugMarker = "development build: debug shell enabled\n"
+
 // BuildDebugCpio builds the debug cpio (a u-root busybox with a shell and a
-// few core commands, /bin/sh -> gosh) with `go tool u-root` into out.
+// few core commands, /bin/sh -> gosh, and the development-build marker at
+// sysinit.DebugPath) with `go tool u-root` into out. As `make debug-cpio`.
 func BuildDebugCpio(ctx context.Context, root, out string) error {
-	args := []string{"tool", "u-root", "-format=cpio", "-o", out, "-base=/dev/null", "-initcmd=", "-defaultsh=gosh"}
+	marker := out + ".marker"
+	if err := os.WriteFile(marker, []byte(DebugMarker), 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(marker)
+	args := []string{"tool", "u-root", "-format=cpio", "-o", out, "-base=/dev/null", "-initcmd=", "-defaultsh=gosh",
+		"-files", marker + ":" + strings.TrimPrefix(sysinit.DebugPath, "/")}
 	for _, c := range debugCommands {
 		args = append(args, "github.com/u-root/u-root/cmds/core/"+c)
 	}
@@ -492,8 +514,10 @@ func BuildDebugCpio(ctx context.Context, root, out string) error {
 }
 
 // DebugDisk builds a development disk: keel's initramfs followed by the
-// debug cpio (the kernel unpacks concatenated archives) and keel.debug=1 on
-// keel's command line, so that keel-init opens a shell instead of stopping.
+// debug cpio (the kernel unpacks concatenated archives), which carries the
+// development-build marker (sysinit.DebugPath) with the shell, so that
+// keel-init opens a shell instead of stopping. keel's command line is the
+// production one: no parameter there enables the shell.
 func (a *Artefacts) DebugDisk(ctx context.Context, root, out string, slots map[string]SlotSpec) error {
 	dbg := filepath.Join(a.Dir, "debug.cpio")
 	if _, err := os.Stat(dbg); err != nil {
@@ -520,5 +544,5 @@ func (a *Artefacts) DebugDisk(ctx context.Context, root, out string, slots map[s
 	}
 	dev := *a
 	dev.Stage1 = combined
-	return dev.disk(ctx, out, slots, KeelCmdline+" keel.debug=1", nil)
+	return dev.disk(ctx, out, slots, KeelCmdline, nil)
 }
