@@ -53,14 +53,17 @@ type Partition struct {
 	SizeMB int    // 0: the rest of the disk (last partition only)
 }
 
-// Watchdog is the board's hardware watchdog, armed by keel-init before it
-// hands a slot over (stage 1 before kexec, stage 2 before switch_root): a
-// slot that hangs before `keel mark-good` is reset, and its trial counts.
+// Watchdog is the board's hardware watchdog, armed by keel-init at its start
+// (a hang in keel-init itself is reset; a reinstall pets it) and again
+// before it hands a slot over (stage 1 before kexec, stage 2 before
+// switch_root): a slot that hangs before `keel mark-good` is reset, and its
+// trial counts.
 type Watchdog struct {
 	// Module is the driver; it must be in InitModules and StageModules.
 	Module string
 	// TimeoutSec is how long a slot has from keel's hand-over to
-	// `keel mark-good` (or to its own watchdog daemon).
+	// `keel mark-good` (or to its own watchdog daemon), and how long
+	// stage 1 may run between two pets (verifying the seed included).
 	TimeoutSec int
 }
 

@@ -94,11 +94,6 @@ type Config struct {
 	// Recoverer reinstalls a slot from the recovery seed when the decision
 	// is recovery; nil: no recovery, the boot stops.
 	Recoverer Recoverer
-	// RequestRecovery (keel.recovery=1 or keel.factory_reset=1 on keel's
-	// command line, for service) asks for recovery at this boot.
-	RequestRecovery string
-	// RequestFactoryReset makes that request a factory reset (data wiped).
-	RequestFactoryReset bool
 	// Now gives the time recorded for a recovery; nil: time.Now.
 	Now func() time.Time
 }
@@ -188,18 +183,6 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 			return r, fmt.Errorf("dropping slots the board does not have: %w", err)
 		}
 		r = n
-	}
-	if cfg.RequestRecovery != "" && r.Recovery == "" && r.Reinstalling == "" {
-		request := bootenv.RequestRecovery
-		if cfg.RequestFactoryReset {
-			request = bootenv.RequestFactoryReset
-		}
-		if n, err := request(r, cfg.RequestRecovery); err == nil {
-			if err := store.Commit(n); err != nil {
-				return r, fmt.Errorf("recording the recovery request: %w", err)
-			}
-			r = n
-		}
 	}
 	recovered := false
 	avoid := map[string]bool{} // slots that failed with an environmental error in this boot

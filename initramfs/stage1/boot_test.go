@@ -526,11 +526,12 @@ func TestRecoveryResumesAfterPowerCut(t *testing.T) {
 func TestFactoryReset(t *testing.T) {
 	s := memstore.New()
 	r, _ := bootenv.Init(nil, "a")
+	r, _ = bootenv.RequestFactoryReset(r, "service") // keel recover --factory-reset
 	s.Commit(r)
 	l := &fakeLoader{bad: map[string]string{}}
 	rec := &fakeRecoverer{loader: l}
 	k := &fakeKexec{}
-	runCfg(t, Config{Recoverer: rec, RequestRecovery: "service", RequestFactoryReset: true}, s, l, k)
+	runCfg(t, Config{Recoverer: rec}, s, l, k)
 	// a is the only good slot: recovery rewrites b (issue 9 item 15).
 	if rec.wiped != 1 || len(rec.reinstalled) != 1 || rec.reinstalled[0] != "b" || k.booted != "b" {
 		t.Errorf("wiped %d, reinstalled %v, booted %q", rec.wiped, rec.reinstalled, k.booted)
