@@ -13,7 +13,7 @@
 //	│   ├─ stage2            in the slot kernel: dm-verity root (dm), mount, switch_root
 //	│   └─ dm                device-mapper ioctls
 //	├─ hw/                   device access keel-init and the on-device CLI share
-//	│   ├─ blockdev          partitions by GPT name
+//	│   ├─ blockdev          the boot disk and its partitions by GPT name
 //	│   └─ watchdog          arm / disarm the hardware watchdog
 //	│
 //	├─ bootenv/              the boot record, its pure transitions, the Store interface

@@ -295,7 +295,7 @@ func TestDefaultStoreFromCmdline(t *testing.T) {
 	dir := t.TempDir()
 	disarmed := 0
 	deps := Deps{
-		Cmdline:        func() (string, error) { return "console=ttyS0 keel.store=efivars keel.slot=b", nil },
+		Cmdline:        func() (string, error) { return "console=ttyS0 keel.store=efivars keel.slot=b keel.secver=0", nil },
 		EFIVarsDir:     dir,
 		FWEnvConfig:    filepath.Join(dir, "none"),
 		DisarmWatchdog: func() error { disarmed++; return nil },
@@ -351,14 +351,15 @@ type nopCloser struct{ transport.TPM }
 func (nopCloser) Close() error { return nil }
 
 // TestMarkGoodAdvancesCounter: on a keel-booted device mark-good advances
-// the TPM's anti-rollback counter to the marked slot's security version
-// (never down); the trial boot before it does not touch the counter.
+// the TPM's anti-rollback counter to the booted slot's verified security
+// version (keel.secver=; never down); the trial boot before it does not
+// touch the counter.
 func TestMarkGoodAdvancesCounter(t *testing.T) {
 	sw := swtpmtest.Start(t, "")
 	dir := t.TempDir()
 	opened := 0
 	deps := Deps{
-		Cmdline:        func() (string, error) { return "keel.store=efivars keel.slot=b keel.mode=trial", nil },
+		Cmdline:        func() (string, error) { return "keel.store=efivars keel.slot=b keel.mode=trial keel.secver=3", nil },
 		EFIVarsDir:     dir,
 		FWEnvConfig:    filepath.Join(dir, "none"),
 		DisarmWatchdog: func() error { return nil },
@@ -378,8 +379,8 @@ func TestMarkGoodAdvancesCounter(t *testing.T) {
 	if v, err := tpm.ReadCounter(sw.TPM(), tpm.CounterIndex); err != nil || v != 3 {
 		t.Fatalf("counter = %d, %v; want 3", v, err)
 	}
-	// Marking a (security version 0) good leaves it at 3.
-	keelDeps(t, deps, "mark-good", "--slot", "a").ok(t)
+	// Marking a (security version 0) good, offline, leaves it at 3.
+	keelDeps(t, deps, "--efivars", dir, "mark-good", "--slot", "a").ok(t)
 	if v, err := tpm.ReadCounter(sw.TPM(), tpm.CounterIndex); err != nil || v != 3 {
 		t.Fatalf("counter = %d, %v after marking a good; want 3", v, err)
 	}
@@ -408,4 +409,130 @@ func TestFactoryResetIsTyped(t *testing.T) {
 	}
 	// A value other than 1 would make a corrupt record: refused.
 	keel(t, "-c", cfg, "env", "set", "keel_recovery=x", "keel_factory_reset=yes").fails(t, 1, `keel_factory_reset="yes"`)
+}
+
+// cmdlineDeps are the Deps of a keel-booted device with the kernel command
+// line line, a TPM (nil: none; counted in *opened) and a watchdog (its
+// disarms counted in *disarmed).
+func cmdlineDeps(t *testing.T, line string, tp transport.TPM, opened, disarmed *int) Deps {
+	dir := t.TempDir()
+	return Deps{
+		Cmdline:        func() (string, error) { return line, nil },
+		EFIVarsDir:     dir,
+		FWEnvConfig:    filepath.Join(dir, "none"),
+		DisarmWatchdog: func() error { *disarmed++; return nil },
+		OpenTPM: func() (transport.TPMCloser, error) {
+			*opened++
+			if tp == nil {
+				return nil, fmt.Errorf("TPM: %w", fs.ErrNotExist)
+			}
+			return nopCloser{tp}, nil
+		},
+	}
+}
+
+// TestMarkGoodSecurityVersionFromCmdline: the counter follows keel.secver=
+// (the security version keel-init verified and measured), not the boot
+// record's copy, which anyone who can write the store can set: a record
+// saying 9 with a command line saying 2 advances the counter to 2. (The
+// old mark-good advanced it to 9, locking out every slot below 9.)
+func TestMarkGoodSecurityVersionFromCmdline(t *testing.T) {
+	sw := swtpmtest.Start(t, "")
+	var opened, disarmed int
+	deps := cmdlineDeps(t, "console=ttyS0 keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.secver=2 keel.store=efivars", sw.TPM(), &opened, &disarmed)
+	keelDeps(t, deps, "init", "--active", "a").ok(t)
+	keelDeps(t, deps, "try", "b", "--security-version", "9").ok(t)
+	keelDeps(t, deps, "select", "--commit").ok(t)
+	r := keelDeps(t, deps, "mark-good").ok(t)
+	if !strings.Contains(r.stdout, "anti-rollback counter: 2 (slot b security version 2)") {
+		t.Errorf("mark-good: %s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "says slot b has security version 9") {
+		t.Errorf("mark-good does not say the record differs: %q", r.stderr)
+	}
+	if v, err := tpm.ReadCounter(sw.TPM(), tpm.CounterIndex); err != nil || v != 2 {
+		t.Fatalf("counter = %d, %v; want 2 (keel.secver=), not the record's 9", v, err)
+	}
+	if opened != 1 || disarmed != 1 {
+		t.Errorf("TPM opened %d times, watchdog disarmed %d times; want 1 and 1", opened, disarmed)
+	}
+}
+
+// TestMarkGoodOnlyTheBootedSlot: on a keel-booted device mark-good marks
+// the slot keel.slot= names; another slot is refused (exit 1) with nothing
+// written, no TPM and no watchdog touched. Offline (--efivars) any slot may
+// be marked, without the TPM. (The old mark-good marked b good and
+// advanced the counter to b's recorded security version.)
+func TestMarkGoodOnlyTheBootedSlot(t *testing.T) {
+	var opened, disarmed int
+	deps := cmdlineDeps(t, "keel.stage=2 keel.slot=a keel.mode=normal keel.secver=1 keel.store=efivars", nil, &opened, &disarmed)
+	keelDeps(t, deps, "init", "--active", "a").ok(t)
+	keelDeps(t, deps, "try", "b", "--security-version", "7").ok(t)
+	for _, args := range [][]string{{"mark-good", "--slot", "b"}, {"mark-good", "b"}} {
+		keelDeps(t, deps, args...).fails(t, ExitUsage, "this system booted slot a")
+	}
+	var st statusOut
+	if err := json.Unmarshal([]byte(keelDeps(t, deps, "status", "--json").ok(t).stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Trial == nil || *st.Trial != "b" || st.Slots["b"].State != "trial" || *st.Active != "a" {
+		t.Errorf("a refused mark-good changed the record: %+v", st)
+	}
+	if opened != 0 || disarmed != 0 {
+		t.Errorf("a refused mark-good opened the TPM %d times, disarmed the watchdog %d times", opened, disarmed)
+	}
+	// --slot naming the booted slot is fine.
+	keelDeps(t, deps, "mark-good", "--slot", "a").ok(t)
+	if opened != 1 || disarmed != 1 {
+		t.Errorf("mark-good --slot a: TPM opened %d times, watchdog disarmed %d times; want 1 and 1", opened, disarmed)
+	}
+	// Offline, on the same store: b may be marked; no TPM, no watchdog.
+	keelDeps(t, deps, "--efivars", deps.EFIVarsDir, "mark-good", "--slot", "b").ok(t)
+	if opened != 1 || disarmed != 1 {
+		t.Errorf("offline mark-good: TPM opened %d times, watchdog disarmed %d times; want no more", opened, disarmed)
+	}
+}
+
+// TestMarkGoodWithoutSecver: a command line without keel.secver= (a
+// keel-init that does not pass it) marks the booted slot good but leaves
+// the counter, and says why; it never falls back to the record's version.
+func TestMarkGoodWithoutSecver(t *testing.T) {
+	var opened, disarmed int
+	deps := cmdlineDeps(t, "keel.stage=2 keel.slot=b keel.mode=trial keel.store=efivars", nil, &opened, &disarmed)
+	keelDeps(t, deps, "init", "--active", "a").ok(t)
+	keelDeps(t, deps, "try", "b", "--security-version", "5").ok(t)
+	keelDeps(t, deps, "select", "--commit").ok(t)
+	r := keelDeps(t, deps, "mark-good").ok(t)
+	if !strings.Contains(r.stdout, "slot b is good") || !strings.Contains(r.stderr, "no keel.secver=") || !strings.Contains(r.stderr, "counter was not advanced") {
+		t.Errorf("mark-good without keel.secver=: %+v", r)
+	}
+	if opened != 0 || disarmed != 1 {
+		t.Errorf("TPM opened %d times, watchdog disarmed %d times; want 0 and 1", opened, disarmed)
+	}
+}
+
+// TestMarkGoodBadCmdline: keel.slot= or keel.secver= given twice, or a
+// security version that is not a number, is refused before anything is
+// written.
+func TestMarkGoodBadCmdline(t *testing.T) {
+	for _, line := range []string{
+		"keel.slot=a keel.slot=b keel.secver=1 keel.store=efivars",
+		"keel.slot=a keel.secver=1 keel.secver=2 keel.store=efivars",
+		"keel.slot=a keel.secver=x keel.store=efivars",
+	} {
+		var opened, disarmed int
+		deps := cmdlineDeps(t, line, nil, &opened, &disarmed)
+		keelDeps(t, deps, "init", "--active", "b").ok(t)
+		keelDeps(t, deps, "mark-good", "--slot", "a").fails(t, ExitStorage, "kernel command line")
+		var st statusOut
+		if err := json.Unmarshal([]byte(keelDeps(t, deps, "status", "--json").ok(t).stdout), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Active == nil || *st.Active != "b" || st.Generation != 1 {
+			t.Errorf("%q: mark-good wrote the record: %+v", line, st)
+		}
+		if opened != 0 || disarmed != 0 {
+			t.Errorf("%q: TPM opened %d times, watchdog disarmed %d times", line, opened, disarmed)
+		}
+	}
 }

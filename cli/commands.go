@@ -11,6 +11,7 @@ import (
 
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/bootenv/ubootenv"
+	kcmdline "github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/tpm"
 )
 
@@ -24,6 +25,8 @@ type statusJSON struct {
 	// a power loss resumes at the next boot).
 	Reinstalling *string                 `json:"reinstalling"`
 	LastRecovery *string                 `json:"last_recovery"`
+	StartedOver  *string                 `json:"started_over"`
+	Transient    int                     `json:"environmental_errors"`
 	LastBoot     bootenv.Outcome         `json:"last_boot"`
 	NextBoot     bootenv.Decision        `json:"next_boot"`
 	Order        []string                `json:"slot_order"`
@@ -59,6 +62,7 @@ func (c *command) status(args []string) error {
 			Active: strOrNil(r.Active), Trial: strOrNil(r.Trial), Generation: r.Generation,
 			Recovery: strOrNil(r.Recovery), LastBoot: r.Last, NextBoot: next,
 			Reinstalling: strOrNil(r.Reinstalling), LastRecovery: strOrNil(r.LastRecovery),
+			StartedOver: strOrNil(r.StartedOver), Transient: r.Transient,
 			Order: r.SlotNames(), Slots: map[string]bootenv.Slot{}, Store: info,
 		}
 		for _, s := range r.Slots {
@@ -88,6 +92,12 @@ func (c *command) status(args []string) error {
 	}
 	if r.LastRecovery != "" {
 		fmt.Fprintf(w, "last recovery:\t%s\n", r.LastRecovery)
+	}
+	if r.StartedOver != "" {
+		fmt.Fprintf(w, "started over:\t%s\n", r.StartedOver)
+	}
+	if r.Transient > 0 {
+		fmt.Fprintf(w, "environmental errors:\t%d boots in a row (retried; no slot marked bad)\n", r.Transient)
 	}
 	if r.Last.Mode != bootenv.ModeNone {
 		fmt.Fprintf(w, "last boot:\t%s (%s): %s\n", r.Last.Mode, orValue(r.Last.Slot, "no slot"), r.Last.Reason)
@@ -259,7 +269,7 @@ func (c *command) selectCmd(args []string) error {
 func (c *command) markGood(args []string) error {
 	var slot string
 	fs, err := c.flags("mark-good", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&slot, "slot", "", "slot to mark good (default: the booted slot)")
+		fs.StringVar(&slot, "slot", "", "slot to mark good (default: the booted slot; on a system keel booted, only that slot)")
 	})
 	if err != nil {
 		return err
@@ -270,9 +280,24 @@ func (c *command) markGood(args []string) error {
 	case fs.NArg() != 0:
 		return usagef("usage: keel mark-good [--slot SLOT]")
 	}
-	var chosen string
+	// Offline (-c, --efivars, --image) mark-good only edits a record: any
+	// slot, and never the watchdog or the TPM. On a system keel booted
+	// (keel.slot= on the kernel command line) it marks the booted slot
+	// good, and nothing else.
+	var boot bootLine
+	if c.g == (globals{}) {
+		if boot, err = c.bootLine(); err != nil {
+			return err
+		}
+	}
+	chosen := slot
+	if boot.slot != "" {
+		if slot != "" && slot != boot.slot {
+			return usagef("this system booted slot %s (keel.slot= on the kernel command line): it can mark only that slot good, not %s (to edit a record offline, give -c, --efivars or --image)", boot.slot, slot)
+		}
+		chosen = boot.slot
+	}
 	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) {
-		chosen = slot
 		if chosen == "" {
 			chosen = c.bootedSlot(r)
 		}
@@ -285,36 +310,79 @@ func (c *command) markGood(args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "slot %s is good and active (generation %d)\n", chosen, r.Generation)
+	if boot.slot == "" {
+		return nil
+	}
 	// On a device keel booted, keel-init armed the watchdog for the slot
 	// to prove itself: it has, so stop it (an OS with its own watchdog
 	// daemon takes the device over instead).
-	if c.g == (globals{}) && c.cmdlineParam("keel.slot") != "" {
-		if err := c.deps.DisarmWatchdog(); err != nil {
-			fmt.Fprintf(c.stderr, "keel: warning: %v\n", err)
-		}
-		// The slot proved itself: from now on nothing older than its
-		// security version boots (keel-init refuses a slot below the
-		// TPM's anti-rollback counter). A trial boot never gets here.
-		s, _ := r.Slot(chosen)
-		t, err := c.deps.OpenTPM()
-		if errors.Is(err, iofs.ErrNotExist) {
-			fmt.Fprintf(c.stderr, "keel: warning: no TPM (%v): the anti-rollback counter was not advanced\n", err)
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("slot %s is good, but the anti-rollback counter was not advanced to %d: %w", chosen, s.SecurityVersion, err)
-		}
-		defer t.Close()
-		v := uint64(0)
-		if err = tpm.EnsureCounter(t, tpm.CounterIndex); err == nil {
-			v, err = tpm.AdvanceTo(t, tpm.CounterIndex, s.SecurityVersion)
-		}
-		if err != nil {
-			return fmt.Errorf("slot %s is good, but the anti-rollback counter was not advanced to %d: %w", chosen, s.SecurityVersion, err)
-		}
-		fmt.Fprintf(c.stdout, "anti-rollback counter: %d (slot %s security version %d)\n", v, chosen, s.SecurityVersion)
+	if err := c.deps.DisarmWatchdog(); err != nil {
+		fmt.Fprintf(c.stderr, "keel: warning: %v\n", err)
 	}
+	// The slot proved itself: from now on nothing older than its security
+	// version boots (keel-init refuses a slot below the TPM's anti-rollback
+	// counter). The version is the one keel-init verified in the signed
+	// manifest and put on the measured command line, never the record's
+	// copy, which anyone who can write the store can change.
+	if !boot.hasSecver {
+		fmt.Fprintf(c.stderr, "keel: warning: the kernel command line has no %s= (a keel-init that does not pass the verified security version): the anti-rollback counter was not advanced\n", kcmdline.KeySecurityVersion)
+		return nil
+	}
+	if s, ok := r.Slot(chosen); ok && s.SecurityVersion != boot.secver {
+		fmt.Fprintf(c.stderr, "keel: note: the boot record says slot %s has security version %d; the counter follows the verified manifest's %d (%s=)\n", chosen, s.SecurityVersion, boot.secver, kcmdline.KeySecurityVersion)
+	}
+	t, err := c.deps.OpenTPM()
+	if errors.Is(err, iofs.ErrNotExist) {
+		fmt.Fprintf(c.stderr, "keel: warning: no TPM (%v): the anti-rollback counter was not advanced\n", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("slot %s is good, but the anti-rollback counter was not advanced to %d: %w", chosen, boot.secver, err)
+	}
+	defer t.Close()
+	v := uint64(0)
+	if err = tpm.EnsureCounter(t, tpm.CounterIndex); err == nil {
+		v, err = tpm.AdvanceTo(t, tpm.CounterIndex, boot.secver)
+	}
+	if err != nil {
+		return fmt.Errorf("slot %s is good, but the anti-rollback counter was not advanced to %d: %w", chosen, boot.secver, err)
+	}
+	fmt.Fprintf(c.stdout, "anti-rollback counter: %d (slot %s security version %d)\n", v, chosen, boot.secver)
 	return nil
+}
+
+// bootLine is what keel-init's measured command line says about the
+// running system.
+type bootLine struct {
+	slot      string // keel.slot=: "" when keel did not boot this system
+	secver    uint64 // keel.secver=, when hasSecver
+	hasSecver bool
+}
+
+// bootLine reads keel.slot= and keel.secver= from the kernel command line.
+// Either given twice, or a security version that is not a number, is an
+// error: keel-init writes each once.
+func (c *command) bootLine() (bootLine, error) {
+	var b bootLine
+	line, err := c.deps.Cmdline()
+	if err != nil {
+		return b, nil // no command line: not a system keel booted
+	}
+	if b.slot, _, err = kcmdline.Lookup(line, kcmdline.KeySlot); err != nil {
+		return b, fmt.Errorf("the kernel command line: %w", err)
+	}
+	if b.slot == "" {
+		return b, nil
+	}
+	v, ok, err := kcmdline.Lookup(line, kcmdline.KeySecurityVersion)
+	if err == nil && ok {
+		b.secver, err = kcmdline.ParseSecurityVersion(v)
+		b.hasSecver = err == nil
+	}
+	if err != nil {
+		return b, fmt.Errorf("the kernel command line: %w", err)
+	}
+	return b, nil
 }
 
 // bootedSlot is the slot this system runs: keel.slot= on the command line

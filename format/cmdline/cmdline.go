@@ -1,8 +1,11 @@
 // Package cmdline owns keel's kernel command-line protocol: the keel.*
 // parameters keel-init puts on the slot kernel's command line for stage 2
-// and the slot's OS (Handoff), and the parameters keel's own kernel
-// command line may carry (Service). Both sides build and parse them here
-// and nowhere else.
+// and the slot's OS (Handoff). Both sides build and parse them here and
+// nowhere else. keel's own kernel command line carries no keel.*
+// parameter: on U-Boot boards it comes from an unauthenticated env, so the
+// stage and the debug shell are fixed when the initramfs is built, and
+// recovery or a factory reset is asked for in the boot record (keel
+// recover [--factory-reset]).
 //
 // The slot kernel's command line is the signed manifest's command line
 // followed by, in this order:
@@ -11,6 +14,9 @@
 //	keel.slot=NAME               the slot keel-init chose
 //	keel.mode=MODE               normal, trial, fallback or recovery
 //	keel.rootfstype=TYPE         the root file system type (manifest)
+//	keel.secver=N                the security version of the manifest
+//	                             keel-init verified: `keel mark-good`
+//	                             advances the anti-rollback counter to it
 //	keel.verity=H,S,N,O          dm-verity root hash, salt ("-" for none),
 //	                             data blocks, hash offset (manifest)
 //	keel.store=STORE             where the boot state lives (efivars, or
@@ -42,10 +48,6 @@ const (
 	KeyVerity     = "keel.verity"
 	KeyStore      = "keel.store"
 	KeyTPM        = "keel.tpm"
-
-	KeyDebug        = "keel.debug"
-	KeyRecovery     = "keel.recovery"
-	KeyFactoryReset = "keel.factory_reset"
 )
 
 // Unmeasured is added to the slot's command line when keel-init did not
@@ -108,19 +110,29 @@ func (v Verity) SaltBytes() ([]byte, error) {
 	return hex.DecodeString(v.Salt)
 }
 
+// KeySecurityVersion is keel.secver=: the security version of the signed
+// manifest keel-init verified and booted.
+const KeySecurityVersion = "keel.secver"
+
 // Handoff is what keel-init tells stage 2 and the slot's OS.
 type Handoff struct {
 	Slot       string
 	Mode       string
 	RootFSType string
-	Verity     *Verity // nil: the root has no dm-verity tree
-	Store      string  // "" when not known
-	Unmeasured bool
+	// SecurityVersion is the verified manifest's security version: on the
+	// measured line, unlike the boot record's copy, which anyone with
+	// access to the store can write. Always given (0 included); a line
+	// without keel.secver= parses as 0.
+	SecurityVersion uint64
+	Verity          *Verity // nil: the root has no dm-verity tree
+	Store           string  // "" when not known
+	Unmeasured      bool
 }
 
 // Params returns the keel.* parameters in their fixed order.
 func (h Handoff) Params() []string {
-	p := []string{KeyStage + "=2", KeySlot + "=" + h.Slot, KeyMode + "=" + h.Mode, KeyRootFSType + "=" + h.RootFSType}
+	p := []string{KeyStage + "=2", KeySlot + "=" + h.Slot, KeyMode + "=" + h.Mode, KeyRootFSType + "=" + h.RootFSType,
+		KeySecurityVersion + "=" + strconv.FormatUint(h.SecurityVersion, 10)}
 	if h.Verity != nil {
 		p = append(p, KeyVerity+"="+h.Verity.String())
 	}
@@ -173,6 +185,15 @@ func Value(line, key string) string {
 	return v
 }
 
+// ParseSecurityVersion parses a keel.secver= value: a decimal number.
+func ParseSecurityVersion(s string) (uint64, error) {
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s=%q is not a decimal number", ErrSyntax, KeySecurityVersion, s)
+	}
+	return v, nil
+}
+
 // ParseHandoff reads the parameters keel-init passed to stage 2 and the
 // OS. Every keel.* parameter must appear at most once, keel.stage must be 2
 // and the slot and mode must be present.
@@ -202,6 +223,13 @@ func ParseHandoff(line string) (Handoff, error) {
 		}
 		*f.dst = v
 	}
+	if v, ok, err := get(KeySecurityVersion); err != nil {
+		return h, err
+	} else if ok {
+		if h.SecurityVersion, err = ParseSecurityVersion(v); err != nil {
+			return h, err
+		}
+	}
 	if v, ok, err := get(KeyVerity); err != nil {
 		return h, err
 	} else if ok {
@@ -219,34 +247,11 @@ func ParseHandoff(line string) (Handoff, error) {
 	return h, nil
 }
 
-// Service is what keel's own kernel command line may ask of keel-init.
-type Service struct {
-	// Stage2 is keel.stage=2: this initramfs runs as a slot's stage 2.
-	Stage2 bool
-	// Debug (keel.debug=1) opens the debug shell when nothing can boot
-	// (development images with the debug cpio).
-	Debug bool
-	// Recovery (keel.recovery=1) and FactoryReset (keel.factory_reset=1)
-	// ask for recovery at this boot.
-	Recovery, FactoryReset bool
-}
-
-// ParseService reads keel's own command line. A parameter given twice
-// counts as not given.
-func ParseService(line string) Service {
-	return Service{
-		Stage2:       Value(line, KeyStage) == "2",
-		Debug:        Value(line, KeyDebug) == "1",
-		Recovery:     Value(line, KeyRecovery) == "1",
-		FactoryReset: Value(line, KeyFactoryReset) == "1",
-	}
-}
-
 // ForManifest returns the slot kernel's command line keel-init builds for
 // a verified manifest booted as slot in mode, with the store named (""
 // for none): the manifest's command line, then the Handoff parameters.
 func ForManifest(m *manifest.Manifest, slot, mode, store string) string {
-	h := Handoff{Slot: slot, Mode: mode, RootFSType: m.Root.FSType, Store: store}
+	h := Handoff{Slot: slot, Mode: mode, RootFSType: m.Root.FSType, SecurityVersion: m.SecurityVersion, Store: store}
 	if v := m.Root.Verity; v != nil {
 		// The root hash rides on the measured command line (PCR 8) into
 		// stage 2, which maps the root through dm-verity with it.

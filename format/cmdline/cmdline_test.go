@@ -5,22 +5,24 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/keelboot/keel/manifest"
 )
 
 const rootHash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 func TestSlotExactBytes(t *testing.T) {
 	// The exact string is measured into PCR 8: pin it.
-	h := Handoff{Slot: "b", Mode: "trial", RootFSType: "erofs",
+	h := Handoff{Slot: "b", Mode: "trial", RootFSType: "erofs", SecurityVersion: 7,
 		Verity: &Verity{RootHash: rootHash, DataBlocks: 10, HashOffset: 40960}, Store: "efivars"}
 	got := Slot("  console=ttyS0 quiet ", h)
-	want := "console=ttyS0 quiet keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.verity=" + rootHash + ",-,10,40960 keel.store=efivars"
+	want := "console=ttyS0 quiet keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.secver=7 keel.verity=" + rootHash + ",-,10,40960 keel.store=efivars"
 	if got != want {
 		t.Errorf("Slot =\n %q\nwant\n %q", got, want)
 	}
-	h.Verity.Salt, h.Store, h.Unmeasured = "aa55", "", true
+	h.Verity.Salt, h.Store, h.Unmeasured, h.SecurityVersion = "aa55", "", true, 0
 	got = Slot("", h)
-	want = "keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.verity=" + rootHash + ",aa55,10,40960 keel.tpm=unmeasured"
+	want = "keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.secver=0 keel.verity=" + rootHash + ",aa55,10,40960 keel.tpm=unmeasured"
 	if got != want {
 		t.Errorf("Slot =\n %q\nwant\n %q", got, want)
 	}
@@ -29,7 +31,8 @@ func TestSlotExactBytes(t *testing.T) {
 func TestRoundTrip(t *testing.T) {
 	for _, h := range []Handoff{
 		{Slot: "a", Mode: "normal", RootFSType: "erofs"},
-		{Slot: "b", Mode: "recovery", RootFSType: "ext4", Store: "uboot:/run/keel-fw_env.config", Unmeasured: true,
+		{Slot: "a", Mode: "trial", RootFSType: "erofs", SecurityVersion: 1<<64 - 1},
+		{Slot: "b", Mode: "recovery", RootFSType: "ext4", SecurityVersion: 42, Store: "uboot:/run/keel-fw_env.config", Unmeasured: true,
 			Verity: &Verity{RootHash: rootHash, Salt: "00ff", DataBlocks: 1, HashOffset: 4096}},
 	} {
 		got, err := ParseHandoff(Slot("console=ttyS0", h))
@@ -57,6 +60,11 @@ func TestParseHandoffRefuses(t *testing.T) {
 		"three fields": strings.Replace(good, ",1,4096", ",1", 1),
 		"two stages":   good + " keel.stage=2",
 		"two tpm":      good + " keel.tpm=unmeasured keel.tpm=x",
+		"two secver":   good + " keel.secver=9",
+		"empty secver": strings.Replace(good, "keel.secver=0", "keel.secver=", 1),
+		"hex secver":   strings.Replace(good, "keel.secver=0", "keel.secver=0x9", 1),
+		"minus secver": strings.Replace(good, "keel.secver=0", "keel.secver=-1", 1),
+		"huge secver":  strings.Replace(good, "keel.secver=0", "keel.secver=18446744073709551616", 1),
 	} {
 		if _, err := ParseHandoff(line); !errors.Is(err, ErrSyntax) {
 			t.Errorf("%s: %q: err = %v, want ErrSyntax", name, line, err)
@@ -64,18 +72,10 @@ func TestParseHandoffRefuses(t *testing.T) {
 	}
 }
 
-func TestParseService(t *testing.T) {
-	if s := ParseService("console=ttyS0 keel.debug=1 keel.recovery=1"); !s.Debug || !s.Recovery || s.FactoryReset || s.Stage2 {
-		t.Errorf("%+v", s)
-	}
-	if s := ParseService("keel.factory_reset=1 keel.factory_reset=1 keel.stage=2"); s.FactoryReset || !s.Stage2 {
-		t.Errorf("a parameter given twice must not count: %+v", s)
-	}
-}
-
 func FuzzParseHandoff(f *testing.F) {
 	f.Add(Slot("console=ttyS0", Handoff{Slot: "a", Mode: "normal", RootFSType: "erofs", Verity: &Verity{RootHash: rootHash, DataBlocks: 1, HashOffset: 4096}}))
 	f.Add("keel.stage=2 keel.slot=a keel.mode=trial keel.verity=,,,")
+	f.Add("keel.stage=2 keel.slot=a keel.mode=normal keel.secver=007")
 	f.Fuzz(func(t *testing.T, line string) {
 		h, err := ParseHandoff(line)
 		if err != nil {
@@ -90,4 +90,22 @@ func FuzzParseHandoff(f *testing.F) {
 			t.Fatalf("%+v != %+v", h, h2)
 		}
 	})
+}
+
+// TestSecurityVersion: keel.secver= carries the verified manifest's
+// security version (ForManifest), and a line without it (a keel-init
+// before it was added) parses as 0.
+func TestSecurityVersion(t *testing.T) {
+	m := &manifest.Manifest{Cmdline: "console=ttyS0", SecurityVersion: 9, Root: manifest.Root{FSType: "erofs"}}
+	line := ForManifest(m, "a", "normal", "efivars")
+	if !strings.Contains(line, " keel.secver=9 ") {
+		t.Errorf("ForManifest = %q: no keel.secver=9", line)
+	}
+	h, err := ParseHandoff(line)
+	if err != nil || h.SecurityVersion != 9 {
+		t.Errorf("ParseHandoff(%q) = %+v, %v; want security version 9", line, h, err)
+	}
+	if h, err := ParseHandoff("keel.stage=2 keel.slot=a keel.mode=normal"); err != nil || h.SecurityVersion != 0 {
+		t.Errorf("no keel.secver=: %+v, %v", h, err)
+	}
 }

@@ -9,12 +9,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"time"
 
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/slotimg"
-	"github.com/keelboot/keel/hw/blockdev"
 	"github.com/keelboot/keel/initramfs/kexec"
 	"github.com/keelboot/keel/initramfs/sysinit"
 	"github.com/keelboot/keel/manifest"
@@ -28,6 +26,8 @@ const maxManifest = 1 << 20
 type deviceLoader struct {
 	logf    Logf
 	trusted []manifest.PublicKey
+	// board is the board's name: a slot's manifest must be for it.
+	board   string
 	keysErr error
 }
 
@@ -35,7 +35,13 @@ var _ SlotLoader = deviceLoader{}
 
 func (d deviceLoader) LoadSlot(ctx context.Context, slot string) (*Image, error) {
 	part := layout.SlotPartition(slot)
-	dev, err := blockdev.FindPartition(part, 10*time.Second)
+	disk, err := bootDisk(d.logf)
+	if err != nil {
+		// No boot disk in time (a slow disk, a driver that did not
+		// probe): not the slot's fault.
+		return nil, Environmental(err)
+	}
+	dev, err := disk.Partition(part)
 	if err != nil {
 		return nil, err
 	}
@@ -77,8 +83,9 @@ func (d deviceLoader) LoadSlot(ctx context.Context, slot string) (*Image, error)
 	if d.keysErr != nil {
 		return nil, fmt.Errorf("%s: cannot verify the manifest: %w", part, d.keysErr)
 	}
-	// Nothing from the manifest is used before its signature verifies.
-	m, err := manifest.Verify(mb, sig, d.trusted)
+	// Nothing from the manifest is used before its signature verifies;
+	// it must be a slot's (not the seed's) for this board.
+	m, err := manifest.VerifyFor(mb, sig, d.trusted, manifest.Expect{Compatible: d.board, Role: manifest.RoleSlot})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", part, err)
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/keelboot/keel/format/layout"
-	"github.com/keelboot/keel/hw/blockdev"
+	"github.com/keelboot/keel/initramfs/sysinit"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/recovery"
 )
@@ -20,6 +20,7 @@ import (
 type deviceRecoverer struct {
 	logf    Logf
 	trusted []manifest.PublicKey
+	board   string // the seed's manifests must be for it
 	seed    *recovery.Seed
 	src     *os.File
 }
@@ -30,7 +31,11 @@ func (d *deviceRecoverer) Verify(ctx context.Context) (SeedInfo, error) {
 	if len(d.trusted) == 0 {
 		return SeedInfo{}, fmt.Errorf("no trusted keys to verify the seed with")
 	}
-	dev, err := blockdev.FindPartition(layout.Recovery, 10*time.Second)
+	disk, err := bootDisk(d.logf)
+	if err != nil {
+		return SeedInfo{}, err
+	}
+	dev, err := disk.Partition(layout.Recovery)
 	if err != nil {
 		return SeedInfo{}, err
 	}
@@ -43,8 +48,10 @@ func (d *deviceRecoverer) Verify(ctx context.Context) (SeedInfo, error) {
 		f.Close()
 		return SeedInfo{}, err
 	}
+	d.pet()
 	start := time.Now()
-	seed, err := recovery.VerifySeed(f, size, d.trusted)
+	seed, err := recovery.VerifySeed(f, size, d.trusted, d.board)
+	d.pet()
 	if err != nil {
 		f.Close()
 		return SeedInfo{}, fmt.Errorf("%s (%s): %w", layout.Recovery, dev, err)
@@ -55,14 +62,33 @@ func (d *deviceRecoverer) Verify(ctx context.Context) (SeedInfo, error) {
 	return SeedInfo{Version: seed.Manifest.Version, SecurityVersion: seed.Manifest.SecurityVersion}, nil
 }
 
-func openRW(name string) (*os.File, int64, error) {
-	return blockdev.OpenRW(name, 10*time.Second)
+// pet restarts the watchdog's countdown (sysinit.PetWatchdog: at most once
+// a second, and only when keel-init armed it). Verifying the seed is not
+// petted while it runs: it must finish within the board's watchdog
+// timeout.
+func (d *deviceRecoverer) pet() {
+	if err := sysinit.PetWatchdog(); err != nil {
+		d.logf("warning: %v", err)
+	}
 }
 
-// progress prints the rewrite's progress every 10%.
+// openRW opens the partition named name on the boot disk (never another
+// disk's partition of that name) for the rewrite.
+func (d *deviceRecoverer) openRW(name string) (*os.File, int64, error) {
+	disk, err := bootDisk(d.logf)
+	if err != nil {
+		return nil, 0, err
+	}
+	return disk.OpenRW(name)
+}
+
+// progress prints the rewrite's progress every 10% and pets the watchdog
+// keel-init armed at start: a reinstall or a wipe may take longer than the
+// board's watchdog timeout, and is reset only when it stops progressing.
 func (d *deviceRecoverer) progress(what string) recovery.Progress {
 	next := int64(0)
 	return func(done, total int64, mbps float64) {
+		d.pet()
 		if total <= 0 {
 			return
 		}
@@ -78,12 +104,12 @@ func (d *deviceRecoverer) Reinstall(ctx context.Context, slot string) error {
 	if d.seed == nil {
 		return fmt.Errorf("the seed was not verified")
 	}
-	sf, ss, err := openRW(layout.SlotPartition(slot))
+	sf, ss, err := d.openRW(layout.SlotPartition(slot))
 	if err != nil {
 		return err
 	}
 	defer sf.Close()
-	rf, rs, err := openRW(layout.RootPartition(slot))
+	rf, rs, err := d.openRW(layout.RootPartition(slot))
 	if err != nil {
 		return err
 	}
@@ -96,7 +122,7 @@ func (d *deviceRecoverer) WipeData(ctx context.Context) error {
 	if d.seed == nil {
 		return fmt.Errorf("the seed was not verified")
 	}
-	f, size, err := openRW(layout.Data)
+	f, size, err := d.openRW(layout.Data)
 	if err != nil {
 		return err
 	}

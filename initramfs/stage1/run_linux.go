@@ -7,14 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/keelboot/keel/bootenv"
-	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/initramfs/sysinit"
 	"github.com/keelboot/keel/manifest"
+	"golang.org/x/sys/unix"
 )
 
 // Run is stage 1 on a device: it loads the modules, reads the board and
@@ -30,6 +29,9 @@ func Run(ctx context.Context, logf Logf) error {
 	if err != nil {
 		return err
 	}
+	// From here a hang in keel-init (or in a development build's debug
+	// shell) is reset; the kexec arms it again for the slot.
+	sysinit.ArmWatchdog(b, logf)
 	store, storeArg, err := openStore(b)
 	if err != nil {
 		return fmt.Errorf("opening the boot state store: %w", err)
@@ -47,7 +49,7 @@ func Run(ctx context.Context, logf Logf) error {
 		}
 		logf("trusted keys: %s", strings.Join(ids, ", "))
 	}
-	loader := deviceLoader{logf: logf, trusted: trusted, keysErr: err}
+	loader := deviceLoader{logf: logf, trusted: trusted, keysErr: err, board: b.Name}
 	cfg := Config{Slots: b.Slots, Store: storeArg, TPMRequired: b.TPMRequired}
 	if m, err := openMeasurer(b, logf); err != nil && b.TPMRequired {
 		logf("no TPM, and board %s requires one: no slot can boot: %v", b.Name, err)
@@ -56,14 +58,7 @@ func Run(ctx context.Context, logf Logf) error {
 	} else {
 		cfg.Measurer = m
 	}
-	cfg.Recoverer = &deviceRecoverer{logf: logf, trusted: trusted}
-	line, _ := os.ReadFile("/proc/cmdline")
-	switch svc := cmdline.ParseService(string(line)); {
-	case svc.FactoryReset:
-		cfg.RequestRecovery, cfg.RequestFactoryReset = "keel.factory_reset=1 on the command line", true
-	case svc.Recovery:
-		cfg.RequestRecovery = "keel.recovery=1 on the command line"
-	}
+	cfg.Recoverer = &deviceRecoverer{logf: logf, trusted: trusted, board: b.Name}
 	r, err := Boot(ctx, cfg, store, loader, kexecer{logf: logf, board: b}, logf)
 	vars := map[string]string{}
 	for _, v := range bootenv.Encode(r) {
@@ -74,6 +69,16 @@ func Run(ctx context.Context, logf Logf) error {
 	}
 	if err == nil {
 		return errors.New("kexec returned")
+	}
+	if errors.Is(err, ErrRetry) {
+		// Environmental (a slow disk, an I/O error, no memory for kexec,
+		// a failing TPM): nothing was marked bad. Reboot to try again,
+		// unless it keeps happening: then stop in a defined state.
+		if r.Transient >= 4*bootenv.MaxTransient {
+			return fmt.Errorf("ENVIRONMENTAL ERRORS in %d boots in a row, giving up until the next power-on: %w", r.Transient, err)
+		}
+		logf("%v", err)
+		sysinit.Halt(logf, "rebooting to retry", unix.LINUX_REBOOT_CMD_RESTART)
 	}
 	if IsNoBootableSlot(err) {
 		return fmt.Errorf("NO BOOTABLE SLOT: %s; the state is kept for service (keel status)", strings.TrimPrefix(err.Error(), "no bootable slot: "))

@@ -5,7 +5,9 @@ package stage1
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,6 +18,7 @@ import (
 	"github.com/keelboot/keel/bootenv/ubootenv"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/hw/blockdev"
+	"github.com/keelboot/keel/initramfs/sysinit"
 )
 
 const (
@@ -30,13 +33,17 @@ const (
 func openStore(b boards.Board) (bootenv.Store, string, error) {
 	switch b.Store {
 	case boards.StoreEFIVars:
-		if err := unix.Mount("efivarfs", efivarsDir, "efivarfs", unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-			return nil, "", fmt.Errorf("mount efivarfs on %s (UEFI firmware? efivarfs module loaded?): %w", efivarsDir, err)
+		if err := mountEFIVars(); err != nil {
+			return nil, "", err
 		}
 		s, err := efivars.Open(efivarsDir)
 		return s, "efivars", err
 	case boards.StoreUBootEnv:
-		dev, err := blockdev.FindPartition(layout.Bootstate, 10*time.Second)
+		disk, err := bootDisk(nil)
+		if err != nil {
+			return nil, "", err
+		}
+		dev, err := disk.Partition(layout.Bootstate)
 		if err != nil {
 			return nil, "", err
 		}
@@ -58,4 +65,87 @@ func openStore(b boards.Board) (bootenv.Store, string, error) {
 		return ubootenv.NewStore(st, dev), "uboot:" + fwEnvConfig, nil
 	}
 	return nil, "", fmt.Errorf("board %s: unknown store %q", b.Name, b.Store)
+}
+
+// mountEFIVars mounts efivarfs on efivarsDir (already mounted is fine).
+func mountEFIVars() error {
+	if err := unix.Mount("efivarfs", efivarsDir, "efivarfs", unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("mount efivarfs on %s (UEFI firmware? efivarfs module loaded?): %w", efivarsDir, err)
+	}
+	return nil
+}
+
+// theDisk is the disk keel booted from, found once: stage 1 looks up every
+// partition it reads or writes (bootstate, slot-<x>, root-<x>, recovery,
+// data) on it and never on another disk, so that a USB stick with a
+// partition named like keel's is never reinstalled or wiped.
+var theDisk struct {
+	sync.Mutex
+	disk *blockdev.Disk
+	// pending holds console lines from finding the disk until a caller
+	// with a logger prints them (openStore has none).
+	pending []string
+}
+
+// bootDisk returns the boot disk (package hw/blockdev): the disk holding
+// the partition the firmware loaded keel from, when a UEFI firmware says
+// (LoaderDevicePartUUID, set by systemd's stub in keel's UKI), else the
+// disk with every partition of the board's layout. Other disks with any of
+// those names are named on the console. It waits up to 10 s for the disk
+// on the first call. logf may be nil: the lines wait for the next caller.
+func bootDisk(logf Logf) (*blockdev.Disk, error) {
+	theDisk.Lock()
+	defer theDisk.Unlock()
+	say := func(format string, args ...any) {
+		theDisk.pending = append(theDisk.pending, fmt.Sprintf(format, args...))
+	}
+	defer func() {
+		if logf != nil {
+			for _, l := range theDisk.pending {
+				logf("%s", l)
+			}
+			theDisk.pending = nil
+		}
+	}()
+	if theDisk.disk != nil {
+		return theDisk.disk, nil
+	}
+	b, err := sysinit.ReadBoard()
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(b.Layout))
+	for i, p := range b.Layout {
+		names[i] = p.Name
+	}
+	opts := blockdev.Options{Warnf: func(format string, args ...any) { say("warning: "+format, args...) }}
+	if b.Firmware == boards.FirmwareUEFI {
+		opts.BootPartUUID = firmwareBootPartition(say)
+	}
+	d, err := blockdev.OpenDisk(names, 10*time.Second, opts)
+	if err != nil {
+		return nil, err
+	}
+	say("boot disk %s", d)
+	theDisk.disk = d
+	return d, nil
+}
+
+// firmwareBootPartition is the unique GUID of the partition the firmware
+// loaded keel from, "" when it does not say.
+func firmwareBootPartition(say Logf) string {
+	err := mountEFIVars()
+	var g string
+	if err == nil {
+		g, err = blockdev.LoaderDevicePartUUID(efivarsDir)
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		say("the firmware does not say which partition it loaded keel from (no LoaderDevicePartUUID): the boot disk is the one with all of the board's partitions")
+	case err != nil:
+		say("warning: which partition the firmware loaded keel from: %v", err)
+	default:
+		say("the firmware loaded keel from partition %s", g)
+	}
+	return g
 }

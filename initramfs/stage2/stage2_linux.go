@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/layout"
@@ -56,7 +57,11 @@ func Run(ctx context.Context, line string, logf Logf) error {
 	}
 	sysinit.ArmWatchdog(b, logf)
 	part := layout.RootPartition(slot)
-	dev, err := blockdev.FindPartition(part, 10*time.Second)
+	disk, err := bootDisk(b, logf)
+	if err != nil {
+		return err
+	}
+	dev, err := disk.Partition(part)
 	if err != nil {
 		return err
 	}
@@ -95,6 +100,59 @@ func Run(ctx context.Context, line string, logf Logf) error {
 	}
 	logf("KEEL-SWITCHROOT exec %s", init)
 	return syscall.Exec(init, []string{init}, os.Environ())
+}
+
+// bootDisk finds the disk keel booted from as stage 1 did (package
+// hw/blockdev): the disk holding the partition the firmware loaded keel
+// from, when a UEFI firmware says, else the disk with every partition of
+// the board's layout. The slot's root is looked up on it only; other disks
+// carrying the same names are named on the console.
+func bootDisk(b boards.Board, logf Logf) (*blockdev.Disk, error) {
+	names := make([]string, len(b.Layout))
+	for i, p := range b.Layout {
+		names[i] = p.Name
+	}
+	opts := blockdev.Options{Warnf: func(format string, args ...any) { logf("warning: "+format, args...) }}
+	if b.Firmware == boards.FirmwareUEFI {
+		opts.BootPartUUID = firmwareBootPartition(logf)
+	}
+	d, err := blockdev.OpenDisk(names, 10*time.Second, opts)
+	if err != nil {
+		return nil, err
+	}
+	logf("boot disk %s", d)
+	return d, nil
+}
+
+// firmwareBootPartition reads LoaderDevicePartUUID (the variable survives
+// the kexec) through an efivarfs mounted for the purpose and unmounted
+// again: the slot's OS mounts efivarfs itself. "" when the firmware does
+// not say.
+func firmwareBootPartition(logf Logf) string {
+	const dir = "/sys/firmware/efi/efivars"
+	err := unix.Mount("efivarfs", dir, "efivarfs", unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV|unix.MS_RDONLY, "")
+	switch {
+	case err == nil:
+		defer func() {
+			if err := unix.Unmount(dir, 0); err != nil {
+				logf("warning: unmounting efivarfs from %s: %v", dir, err)
+			}
+		}()
+	case errors.Is(err, unix.EBUSY): // already mounted
+	default:
+		logf("warning: mount efivarfs on %s to learn the boot partition: %v", dir, err)
+		return ""
+	}
+	g, err := blockdev.LoaderDevicePartUUID(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		logf("the firmware does not say which partition it loaded keel from (no LoaderDevicePartUUID): the boot disk is the one with all of the board's partitions")
+	case err != nil:
+		logf("warning: which partition the firmware loaded keel from: %v", err)
+	default:
+		logf("the firmware loaded keel from partition %s", g)
+	}
+	return g
 }
 
 // setupVerity maps the root partition through a dm-verity target built
