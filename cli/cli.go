@@ -108,6 +108,7 @@ Commands:
                                        boot SLOT on trial for exactly N boots
   select [--commit] [--json]           print the slot the next boot takes, or "recovery"
   mark-good [--slot S]                 mark the booted (or given) slot good and active
+  boot-ok [--slot S]                   confirm the booted good slot came up (ends its unconfirmed-boot count)
   mark-bad SLOT [--reason TEXT]        mark SLOT bad
   set-active SLOT                      make a good SLOT the one normal boots take
   recover [--reason TEXT] [--factory-reset] [--cancel]
@@ -164,7 +165,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	c := &command{ctx: ctx, g: g, deps: deps, stdout: stdout, stderr: stderr}
 	commands := map[string]func([]string) error{
 		"status": c.status, "init": c.init, "try": c.try, "select": c.selectCmd,
-		"mark-good": c.markGood, "mark-bad": c.markBad, "set-active": c.setActive,
+		"mark-good": c.markGood, "boot-ok": c.bootOK, "mark-bad": c.markBad, "set-active": c.setActive,
 		"secret": c.secret, "recover": c.recover, "env": c.env, "image": c.image, "pcr": c.pcr,
 		"keygen": c.keygen, "sign": c.sign, "verify": c.verify, "seed": c.seed,
 		"help": func([]string) error { _, err := fmt.Fprint(stdout, usageText); return err },

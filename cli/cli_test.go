@@ -536,3 +536,20 @@ func TestMarkGoodBadCmdline(t *testing.T) {
 		}
 	}
 }
+
+// TestBootOK: keel boot-ok confirms a good slot's boot (the unconfirmed
+// count keel-init keeps ends) and refuses a slot on trial (issue 9 item 2).
+func TestBootOK(t *testing.T) {
+	cfg := envConfig(t, true)
+	keel(t, "-c", cfg, "init", "--active", "a").ok(t)
+	keel(t, "-c", cfg, "select", "--commit").ok(t) // one boot of a, unconfirmed
+	if got := keel(t, "-c", cfg, "env", "print").ok(t).stdout; !strings.Contains(got, "keel_slot_a_unconfirmed=1") {
+		t.Fatalf("a boot was not counted as unconfirmed:\n%s", got)
+	}
+	keel(t, "-c", cfg, "boot-ok", "--slot", "a").ok(t)
+	if got := keel(t, "-c", cfg, "env", "print").ok(t).stdout; strings.Contains(got, "keel_slot_a_unconfirmed") {
+		t.Errorf("boot-ok left the count:\n%s", got)
+	}
+	keel(t, "-c", cfg, "env", "set", "keel_slot_b_state=bad").ok(t)
+	keel(t, "-c", cfg, "boot-ok", "--slot", "b").fails(t, 1, "only a good slot")
+}
