@@ -72,11 +72,20 @@ func Unload() error {
 	return unix.KexecFileLoad(-1, -1, "", unix.KEXEC_FILE_UNLOAD)
 }
 
-// Exec syncs and jumps to the loaded kernel. It returns only on failure.
+// Exec syncs and jumps to the loaded kernel. It returns only on failure,
+// with an error that says it is environmental (the kernel was loaded and
+// verified; the jump itself failed): the slot is not at fault.
 func Exec() error {
 	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC); err != nil {
-		return fmt.Errorf("reboot(KEXEC): %w", err)
+		return execError{fmt.Errorf("reboot(KEXEC): %w", err)}
 	}
-	return errors.New("reboot(KEXEC) returned")
+	return execError{errors.New("reboot(KEXEC) returned")}
 }
+
+// execError is a failed jump: environmental (see stage1.IsEnvironmental).
+type execError struct{ err error }
+
+func (e execError) Error() string       { return e.err.Error() }
+func (e execError) Unwrap() error       { return e.err }
+func (e execError) Environmental() bool { return true }

@@ -51,3 +51,11 @@ func TestAppendFiles(t *testing.T) {
 		t.Errorf("archive holds %q", names)
 	}
 }
+
+// TestExecErrorIsEnvironmental: a failed jump is not the slot's fault.
+func TestExecErrorIsEnvironmental(t *testing.T) {
+	var e interface{ Environmental() bool }
+	if err := (execError{errors.New("reboot(KEXEC): operation not permitted")}); !errors.As(err, &e) || !e.Environmental() {
+		t.Error("a failed reboot(KEXEC) is not marked environmental")
+	}
+}

@@ -29,13 +29,14 @@ type deviceLoader struct {
 	// board is the board's name: a slot's manifest must be for it.
 	board   string
 	keysErr error
+	disks   *bootDisks
 }
 
 var _ SlotLoader = deviceLoader{}
 
 func (d deviceLoader) LoadSlot(ctx context.Context, slot string) (*Image, error) {
 	part := layout.SlotPartition(slot)
-	disk, err := bootDisk(d.logf)
+	disk, err := d.disks.get(d.logf)
 	if err != nil {
 		// No boot disk in time (a slow disk, a driver that did not
 		// probe): not the slot's fault.
@@ -143,7 +144,7 @@ func (k kexecer) Kexec(ctx context.Context, img *Image, line string, h Handoff) 
 	if err := kexec.Load(kf, inf, line); err != nil {
 		return err
 	}
-	sysinit.ArmWatchdog(k.board, k.logf)
+	sysinit.ArmWatchdog(k.board, k.logf) // again: the slot has the whole timeout
 	if h.Separator != nil {
 		if err := h.Separator(); err != nil {
 			_ = kexec.Unload()

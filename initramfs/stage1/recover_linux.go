@@ -21,6 +21,8 @@ type deviceRecoverer struct {
 	logf    Logf
 	trusted []manifest.PublicKey
 	board   string // the seed's manifests must be for it
+	disks   *bootDisks
+	wd      *sysinit.Watchdog // armed at keel-init's start; nil: none
 	seed    *recovery.Seed
 	src     *os.File
 }
@@ -31,7 +33,7 @@ func (d *deviceRecoverer) Verify(ctx context.Context) (SeedInfo, error) {
 	if len(d.trusted) == 0 {
 		return SeedInfo{}, fmt.Errorf("no trusted keys to verify the seed with")
 	}
-	disk, err := bootDisk(d.logf)
+	disk, err := d.disks.get(d.logf)
 	if err != nil {
 		return SeedInfo{}, err
 	}
@@ -62,12 +64,12 @@ func (d *deviceRecoverer) Verify(ctx context.Context) (SeedInfo, error) {
 	return SeedInfo{Version: seed.Manifest.Version, SecurityVersion: seed.Manifest.SecurityVersion}, nil
 }
 
-// pet restarts the watchdog's countdown (sysinit.PetWatchdog: at most once
-// a second, and only when keel-init armed it). Verifying the seed is not
+// pet restarts the watchdog's countdown (at most once a second, and only
+// when keel-init armed it). Verifying the seed is not
 // petted while it runs: it must finish within the board's watchdog
 // timeout.
 func (d *deviceRecoverer) pet() {
-	if err := sysinit.PetWatchdog(); err != nil {
+	if err := d.wd.Pet(); err != nil {
 		d.logf("warning: %v", err)
 	}
 }
@@ -75,7 +77,7 @@ func (d *deviceRecoverer) pet() {
 // openRW opens the partition named name on the boot disk (never another
 // disk's partition of that name) for the rewrite.
 func (d *deviceRecoverer) openRW(name string) (*os.File, int64, error) {
-	disk, err := bootDisk(d.logf)
+	disk, err := d.disks.get(d.logf)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -31,8 +31,9 @@ func Run(ctx context.Context, logf Logf) error {
 	}
 	// From here a hang in keel-init (or in a development build's debug
 	// shell) is reset; the kexec arms it again for the slot.
-	sysinit.ArmWatchdog(b, logf)
-	store, storeArg, err := openStore(b)
+	wd := sysinit.ArmWatchdog(b, logf)
+	disks := &bootDisks{board: b}
+	store, storeArg, err := openStore(b, disks)
 	if err != nil {
 		return fmt.Errorf("opening the boot state store: %w", err)
 	}
@@ -49,7 +50,7 @@ func Run(ctx context.Context, logf Logf) error {
 		}
 		logf("trusted keys: %s", strings.Join(ids, ", "))
 	}
-	loader := deviceLoader{logf: logf, trusted: trusted, keysErr: err, board: b.Name}
+	loader := deviceLoader{logf: logf, trusted: trusted, keysErr: err, board: b.Name, disks: disks}
 	cfg := Config{Slots: b.Slots, Store: storeArg, TPMRequired: b.TPMRequired}
 	if m, err := openMeasurer(b, logf); err != nil && b.TPMRequired {
 		logf("no TPM, and board %s requires one: no slot can boot: %v", b.Name, err)
@@ -58,7 +59,7 @@ func Run(ctx context.Context, logf Logf) error {
 	} else {
 		cfg.Measurer = m
 	}
-	cfg.Recoverer = &deviceRecoverer{logf: logf, trusted: trusted, board: b.Name}
+	cfg.Recoverer = &deviceRecoverer{logf: logf, trusted: trusted, board: b.Name, disks: disks, wd: wd}
 	r, err := Boot(ctx, cfg, store, loader, kexecer{logf: logf, board: b}, logf)
 	vars := map[string]string{}
 	for _, v := range bootenv.Encode(r) {

@@ -18,7 +18,6 @@ import (
 	"github.com/keelboot/keel/bootenv/ubootenv"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/hw/blockdev"
-	"github.com/keelboot/keel/initramfs/sysinit"
 )
 
 const (
@@ -30,7 +29,7 @@ const (
 
 // openStore opens the board's boot state store and returns it with the
 // keel.store= value that names it for stage 2 and the OS.
-func openStore(b boards.Board) (bootenv.Store, string, error) {
+func openStore(b boards.Board, disks *bootDisks) (bootenv.Store, string, error) {
 	switch b.Store {
 	case boards.StoreEFIVars:
 		if err := mountEFIVars(); err != nil {
@@ -39,7 +38,7 @@ func openStore(b boards.Board) (bootenv.Store, string, error) {
 		s, err := efivars.Open(efivarsDir)
 		return s, "efivars", err
 	case boards.StoreUBootEnv:
-		disk, err := bootDisk(nil)
+		disk, err := disks.get(nil)
 		if err != nil {
 			return nil, "", err
 		}
@@ -75,51 +74,48 @@ func mountEFIVars() error {
 	return nil
 }
 
-// theDisk is the disk keel booted from, found once: stage 1 looks up every
+// bootDisks finds the disk keel booted from, once: stage 1 looks up every
 // partition it reads or writes (bootstate, slot-<x>, root-<x>, recovery,
 // data) on it and never on another disk, so that a USB stick with a
 // partition named like keel's is never reinstalled or wiped.
-var theDisk struct {
-	sync.Mutex
-	disk *blockdev.Disk
+type bootDisks struct {
+	board boards.Board
+	mu    sync.Mutex
+	disk  *blockdev.Disk
 	// pending holds console lines from finding the disk until a caller
 	// with a logger prints them (openStore has none).
 	pending []string
 }
 
-// bootDisk returns the boot disk (package hw/blockdev): the disk holding
-// the partition the firmware loaded keel from, when a UEFI firmware says
+// get returns the boot disk (package hw/blockdev): the disk holding the
+// partition the firmware loaded keel from, when a UEFI firmware says
 // (LoaderDevicePartUUID, set by systemd's stub in keel's UKI), else the
 // disk with every partition of the board's layout. Other disks with any of
 // those names are named on the console. It waits up to 10 s for the disk
 // on the first call. logf may be nil: the lines wait for the next caller.
-func bootDisk(logf Logf) (*blockdev.Disk, error) {
-	theDisk.Lock()
-	defer theDisk.Unlock()
+func (bd *bootDisks) get(logf Logf) (*blockdev.Disk, error) {
+	bd.mu.Lock()
+	defer bd.mu.Unlock()
 	say := func(format string, args ...any) {
-		theDisk.pending = append(theDisk.pending, fmt.Sprintf(format, args...))
+		bd.pending = append(bd.pending, fmt.Sprintf(format, args...))
 	}
 	defer func() {
 		if logf != nil {
-			for _, l := range theDisk.pending {
+			for _, l := range bd.pending {
 				logf("%s", l)
 			}
-			theDisk.pending = nil
+			bd.pending = nil
 		}
 	}()
-	if theDisk.disk != nil {
-		return theDisk.disk, nil
+	if bd.disk != nil {
+		return bd.disk, nil
 	}
-	b, err := sysinit.ReadBoard()
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, len(b.Layout))
-	for i, p := range b.Layout {
+	names := make([]string, len(bd.board.Layout))
+	for i, p := range bd.board.Layout {
 		names[i] = p.Name
 	}
 	opts := blockdev.Options{Warnf: func(format string, args ...any) { say("warning: "+format, args...) }}
-	if b.Firmware == boards.FirmwareUEFI {
+	if bd.board.Firmware == boards.FirmwareUEFI {
 		opts.BootPartUUID = firmwareBootPartition(say)
 	}
 	d, err := blockdev.OpenDisk(names, 10*time.Second, opts)
@@ -127,7 +123,7 @@ func bootDisk(logf Logf) (*blockdev.Disk, error) {
 		return nil, err
 	}
 	say("boot disk %s", d)
-	theDisk.disk = d
+	bd.disk = d
 	return d, nil
 }
 

@@ -117,46 +117,44 @@ func ReadBoard() (boards.Board, error) {
 // in keel-init itself (or in a development build's debug shell) is reset,
 // and again just before kexec: from there the slot has the board's timeout
 // to mark itself good. Whatever keel-init does between the two must finish
-// within the timeout or pet the watchdog (PetWatchdog): a recovery
+// within the timeout or pet the watchdog (Watchdog.Pet): a recovery
 // reinstall pets it from its progress. A watchdog that cannot be armed is
 // logged, not fatal: booting unguarded beats not booting.
-func ArmWatchdog(b boards.Board, logf Logf) {
+func ArmWatchdog(b boards.Board, logf Logf) *Watchdog {
 	if b.Watchdog.Module == "" {
-		return
+		return nil
 	}
 	timeout := time.Duration(b.Watchdog.TimeoutSec) * time.Second
 	if err := watchdog.Arm(watchdog.Device, timeout, 2*time.Second); err != nil {
 		logf("warning: %v: running without a watchdog", err)
-		return
+		return nil
 	}
-	pet.Lock()
-	pet.armed, pet.last = true, time.Now()
-	pet.Unlock()
 	logf("watchdog armed: %s", timeout)
+	return &Watchdog{last: time.Now()}
 }
 
-// pet is what PetWatchdog knows: whether this process armed the watchdog,
-// and when it last restarted its countdown.
-var pet struct {
-	sync.Mutex
-	armed bool
-	last  time.Time
+// Watchdog is a watchdog this process armed. A nil *Watchdog (none armed)
+// is valid: Pet does nothing (opening a stopped watchdog would start it).
+type Watchdog struct {
+	mu   sync.Mutex
+	last time.Time
 }
 
 // petInterval is the least time between two pets: a pet opens the device,
 // and a progress callback may ask for one every megabyte.
 const petInterval = time.Second
 
-// PetWatchdog restarts the countdown of the watchdog ArmWatchdog armed,
-// at most once every second. Without one armed by this process it does
-// nothing (opening a stopped watchdog would start it).
-func PetWatchdog() error {
-	pet.Lock()
-	defer pet.Unlock()
-	if !pet.armed || time.Since(pet.last) < petInterval {
+// Pet restarts the watchdog's countdown, at most once every second.
+func (w *Watchdog) Pet() error {
+	if w == nil {
 		return nil
 	}
-	pet.last = time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if time.Since(w.last) < petInterval {
+		return nil
+	}
+	w.last = time.Now()
 	return watchdog.Pet(watchdog.Device)
 }
 
