@@ -171,6 +171,7 @@ func Decide(r Record, p Policy, avoid map[string]bool) (Decision, Record, bool) 
 	if !ok {
 		return Decision{}, r, false
 	}
+	d.Reason = Text(d.Reason) // the slots' reasons together may be long
 	n.Last = Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
 	return d, n, true
 }
@@ -429,6 +430,10 @@ func RequestRecovery(r Record, reason string) (Record, error) {
 	n.Recovery = oneLine(reason)
 	return n, nil
 }
+
+// Text makes s fit a record's text field: one line, no backslash (U-Boot
+// reads it as an escape), at most MaxText bytes (cut with an ellipsis).
+func Text(s string) string { return oneLine(s) }
 
 func oneLine(s string) string {
 	// U-Boot's env import treats a backslash as an escape: keep none.

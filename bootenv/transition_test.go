@@ -414,3 +414,22 @@ func mustTry(t *testing.T, r Record, slot string) Record {
 	}
 	return n
 }
+
+// TestLongReasonsStillCommit: the decision's reason quotes every slot's
+// reason; with long ones it must still fit the record (a VM test powered
+// off on "a text of 338 bytes" before).
+func TestLongReasonsStillCommit(t *testing.T) {
+	r := mustInit(t)
+	r, _ = MarkBad(r, "a", strings.Repeat("a", MaxText))
+	r, _ = MarkBad(r, "b", strings.Repeat("b", MaxText))
+	d, n := Select(r)
+	if !d.Recovery() {
+		t.Fatalf("decision %+v", d)
+	}
+	if err := n.Validate(); err != nil {
+		t.Fatalf("the decision's record does not validate: %v", err)
+	}
+	if len(n.Last.Reason) > MaxText || n.Last.Reason != d.Reason {
+		t.Errorf("last reason %d bytes: %q", len(n.Last.Reason), n.Last.Reason)
+	}
+}

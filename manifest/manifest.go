@@ -213,11 +213,18 @@ func (m *Manifest) Validate() error {
 	default:
 		return fmt.Errorf("manifest: root fstype %q: want erofs, squashfs or ext4", m.Root.FSType)
 	}
-	if strings.ContainsAny(m.Cmdline, "\x00\n") || strings.ContainsAny(m.Version, "\x00\n") {
-		return fmt.Errorf("manifest: cmdline and version must be one line")
+	if strings.ContainsAny(m.Cmdline, "\x00\n") || strings.ContainsAny(m.Version, "\x00\n\\") {
+		return fmt.Errorf("manifest: cmdline and version must be one line (and the version without backslashes)")
+	}
+	// The version is recorded in the boot record, whose texts are bounded.
+	if m.Version == "" || len(m.Version) > MaxVersion {
+		return fmt.Errorf("manifest: version %.40q: want 1 to %d bytes", m.Version, MaxVersion)
 	}
 	return nil
 }
+
+// MaxVersion bounds a manifest's version (the boot record keeps it).
+const MaxVersion = 128
 
 func validCompatible(s string) bool {
 	if len(s) == 0 || len(s) > MaxCompatible {

@@ -194,12 +194,12 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 		if recovered && !d.Recovery() {
 			// The slot recovery just reinstalled: measured as recovery.
 			d.Mode = bootenv.ModeRecovery
-			d.Reason = "reinstalled by recovery: " + d.Reason
+			d.Reason = bootenv.Text("reinstalled by recovery: " + d.Reason)
 			n.Last = bootenv.Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
 		} else if attempt > 0 && d.Mode == bootenv.ModeNormal {
 			// The preferred slot failed in this boot: say so.
 			d.Mode = bootenv.ModeFallback
-			d.Reason = "fallback after a failed slot: " + d.Reason
+			d.Reason = bootenv.Text("fallback after a failed slot: " + d.Reason)
 			n.Last = bootenv.Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
 		}
 		// Count the boot before anything can fail: a crash from here on
