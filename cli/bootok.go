@@ -24,18 +24,9 @@ func (c *command) bootOK(args []string) error {
 	if fs.NArg() != 0 {
 		return usagef("usage: keel boot-ok [--slot SLOT]")
 	}
-	chosen := slot
-	if c.g == (globals{}) {
-		boot, err := c.bootLine()
-		if err != nil {
-			return err
-		}
-		if boot.slot != "" {
-			if slot != "" && slot != boot.slot {
-				return usagef("this system booted slot %s (keel.slot= on the kernel command line): it can confirm only that slot's boot, not %s", boot.slot, slot)
-			}
-			chosen = boot.slot
-		}
+	chosen, _, err := c.ownSlot(slot, "confirm the boot of")
+	if err != nil {
+		return err
 	}
 	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) {
 		if chosen == "" {

@@ -266,6 +266,28 @@ func (c *command) selectCmd(args []string) error {
 	return nil
 }
 
+// ownSlot is the slot a device command acts on: on a system keel booted
+// (no -c, --efivars or --image, and keel.slot= on the kernel command line)
+// only the booted slot, and a --slot naming another is refused; offline
+// the --slot given, or "" (the caller picks from the record).
+func (c *command) ownSlot(slot, verb string) (string, bootLine, error) {
+	var boot bootLine
+	if c.g != (globals{}) {
+		return slot, boot, nil
+	}
+	boot, err := c.bootLine()
+	if err != nil {
+		return "", boot, err
+	}
+	if boot.slot == "" {
+		return slot, boot, nil
+	}
+	if slot != "" && slot != boot.slot {
+		return "", boot, usagef("this system booted slot %s (keel.slot= on the kernel command line): it can %s only that slot, not %s (to edit a record offline, give -c, --efivars or --image)", boot.slot, verb, slot)
+	}
+	return boot.slot, boot, nil
+}
+
 func (c *command) markGood(args []string) error {
 	var slot string
 	fs, err := c.flags("mark-good", args, func(fs *flag.FlagSet) {
@@ -284,18 +306,9 @@ func (c *command) markGood(args []string) error {
 	// slot, and never the watchdog or the TPM. On a system keel booted
 	// (keel.slot= on the kernel command line) it marks the booted slot
 	// good, and nothing else.
-	var boot bootLine
-	if c.g == (globals{}) {
-		if boot, err = c.bootLine(); err != nil {
-			return err
-		}
-	}
-	chosen := slot
-	if boot.slot != "" {
-		if slot != "" && slot != boot.slot {
-			return usagef("this system booted slot %s (keel.slot= on the kernel command line): it can mark only that slot good, not %s (to edit a record offline, give -c, --efivars or --image)", boot.slot, slot)
-		}
-		chosen = boot.slot
+	chosen, boot, err := c.ownSlot(slot, "mark good")
+	if err != nil {
+		return err
 	}
 	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) {
 		if chosen == "" {
