@@ -8,6 +8,7 @@
 //	status         prints KEEL-STATUS <keel status --json, one line>
 //	pcrs BANKS     prints `keel pcr read --banks BANKS`, each line as KEEL-PCR <line>, then KEEL-PCR-END rc=N
 //	eventlog       prints /run/keel/eventlog.jsonl, each line as KEEL-EVENTLOG <line>, then KEEL-EVENTLOG-END lines=N
+//	efivar NAME    prints the efivarfs file NAME (Name-GUID: attributes and data) as KEEL-EFIVAR <hex>, or KEEL-EFIVAR-ERROR
 //	reboot         reboot (the firmware boots keel-init again)
 //	poweroff       power off (QEMU exits)
 //
@@ -161,6 +162,15 @@ func console() {
 				n++
 			}
 			fmt.Printf("KEEL-EVENTLOG-END lines=%d\n", n)
+		case f[0] == "efivar" && len(f) == 2:
+			// The raw variable as efivarfs gives it (4 bytes of attributes,
+			// then the data), for a check independent of keel's reader.
+			b, err := os.ReadFile(filepath.Join("/sys/firmware/efi/efivars", filepath.Base(f[1])))
+			if err != nil {
+				fmt.Printf("KEEL-EFIVAR-ERROR %v\n", err)
+			} else {
+				fmt.Printf("KEEL-EFIVAR %s\n", hex.EncodeToString(b))
+			}
 		case f[0] == "file" && len(f) == 3:
 			// file NAME HEX: write /run/NAME (tests pass small files in).
 			b, err := hex.DecodeString(f[2])
