@@ -27,6 +27,7 @@ type Var struct{ Name, Value string }
 //	keel_generation=7
 //	keel_recovery=<reason>
 //	keel_reinstalling=<slot>          (while recovery rewrites it)
+//	keel_installing=<slot>            (while an update writes it)
 //	keel_last_recovery=<RFC 3339 time> <reason>
 //	keel_last_slot=b keel_last_mode=trial keel_last_reason=<text>
 //	keel_slot_<name>_state=good|trial|bad|empty
@@ -42,6 +43,7 @@ const (
 	varGeneration = VarPrefix + "generation"
 	varRecovery   = VarPrefix + "recovery"
 	varReinstall  = VarPrefix + "reinstalling"
+	varInstalling = VarPrefix + "installing"
 	varFactory    = VarPrefix + "factory_reset"
 	varTransient  = VarPrefix + "transient"
 	varStarted    = VarPrefix + "started_over"
@@ -68,6 +70,7 @@ func Encode(r Record) []Var {
 	add(varGeneration, strconv.FormatUint(r.Generation, 10))
 	add(varRecovery, r.Recovery)
 	add(varReinstall, r.Reinstalling)
+	add(varInstalling, r.Installing)
 	if r.FactoryReset {
 		add(varFactory, "1")
 	}
@@ -161,6 +164,7 @@ func Decode(vars map[string]string) (Record, error) {
 	r.Generation = g
 	r.Recovery = get(varRecovery)
 	r.Reinstalling = get(varReinstall)
+	r.Installing = get(varInstalling)
 	switch v := get(varFactory); v {
 	case "":
 	case "1":

@@ -44,6 +44,21 @@ func modelEvents(slots []string, maxTries int, reinstall bool) []event {
 					return n, Decision{}, false, err
 				}})
 		}
+		if reinstall {
+			evs = append(evs,
+				event{"begin-install " + s, func(r Record) (Record, Decision, bool, error) {
+					n, err := BeginInstall(r, s, "2.0")
+					return n, Decision{}, false, err
+				}},
+				event{"finish-install " + s, func(r Record) (Record, Decision, bool, error) {
+					n, err := FinishInstall(r, s, "2.0", 2, 0)
+					return n, Decision{}, false, err
+				}},
+				event{"finish-install-try " + s, func(r Record) (Record, Decision, bool, error) {
+					n, err := FinishInstall(r, s, "2.0", 2, 2)
+					return n, Decision{}, false, err
+				}})
+		}
 		evs = append(evs,
 			event{"mark-good " + s, func(r Record) (Record, Decision, bool, error) {
 				n, err := MarkGood(r, s)
@@ -157,6 +172,9 @@ func checkSelect(t *testing.T, where string, old Record, d Decision, n Record) {
 	}
 	if n.Last != (Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}) {
 		t.Fatalf("%s: last outcome %+v does not match decision %+v", where, n.Last, d)
+	}
+	if old.Installing != "" && d.Slot == old.Installing {
+		t.Fatalf("%s: slot %s is being written by an update, but the decision boots it: %+v", where, old.Installing, d)
 	}
 	if old.Reinstalling != "" && d.Mode != ModeRecovery {
 		t.Fatalf("%s: slot %s is being reinstalled, but the decision is %+v", where, old.Reinstalling, d)

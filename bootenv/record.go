@@ -118,6 +118,12 @@ type Record struct {
 	// slot verifies: after a power cut the next boot resumes, and the
 	// half-written slot is never booted.
 	Reinstalling string
+	// Installing names the slot an update (keel install) is writing. It
+	// is set before the first byte is written and cleared when the slot
+	// verifies: the slot is empty until then and is never chosen; the
+	// device keeps booting its active slot, and running the install again
+	// completes it.
+	Installing string
 	// LastRecovery says when and why recovery last reinstalled a slot
 	// ("<RFC 3339 time> <reason>"), for keel status.
 	LastRecovery string
@@ -175,7 +181,7 @@ func (r Record) Equal(o Record) bool {
 // generation: a transition that changes nothing else need not be committed.
 func (r Record) SameState(o Record) bool {
 	return slices.Equal(r.Slots, o.Slots) && r.Active == o.Active && r.Trial == o.Trial &&
-		r.Recovery == o.Recovery && r.FactoryReset == o.FactoryReset && r.Last == o.Last && r.Reinstalling == o.Reinstalling &&
+		r.Recovery == o.Recovery && r.FactoryReset == o.FactoryReset && r.Last == o.Last && r.Reinstalling == o.Reinstalling && r.Installing == o.Installing &&
 		r.LastRecovery == o.LastRecovery && r.Transient == o.Transient && r.StartedOver == o.StartedOver
 }
 
@@ -290,6 +296,15 @@ func (r Record) Validate() error {
 		}
 		if s.State != StateEmpty || r.Active == r.Reinstalling || r.Trial == r.Reinstalling {
 			return fmt.Errorf("%w: slot %s is being reinstalled but is %s", ErrInvalidRecord, r.Reinstalling, s.State)
+		}
+	}
+	if r.Installing != "" {
+		s, ok := r.Slot(r.Installing)
+		if !ok {
+			return fmt.Errorf("%w: installing into unknown slot %q", ErrInvalidRecord, r.Installing)
+		}
+		if s.State != StateEmpty || r.Active == r.Installing || r.Trial == r.Installing || r.Reinstalling == r.Installing {
+			return fmt.Errorf("%w: slot %s is being written by an update but is %s", ErrInvalidRecord, r.Installing, s.State)
 		}
 	}
 	if strings.ContainsAny(r.Recovery+r.Last.Reason+r.LastRecovery, "\x00\n\\") {

@@ -491,7 +491,78 @@ func BeginReinstall(r Record, slot, reason string) (Record, error) {
 	n.Slots[i] = Slot{Name: slot, State: StateEmpty, Reason: oneLine("being reinstalled: " + reason)}
 	n.dropSlot(slot)
 	n.Reinstalling = slot
+	if n.Installing == slot {
+		n.Installing = "" // recovery takes the half-written slot over
+	}
 	return n, nil
+}
+
+// BeginInstall records that an update (keel install) is about to write
+// slot with version: the slot becomes empty and is marked as being
+// written (Installing), so it is never chosen while it is half-written;
+// the active slot keeps booting. Commit it before writing the first byte.
+// It is refused while a trial runs (its outcome is not known yet), while
+// recovery is pending or rewriting a slot, for the active slot, and while
+// another slot is being written by an update.
+func BeginInstall(r Record, slot, version string) (Record, error) {
+	i := r.index(slot)
+	if i < 0 {
+		return Record{}, r.unknownSlot(slot)
+	}
+	switch {
+	case r.Reinstalling != "":
+		return Record{}, fmt.Errorf("%w: recovery is reinstalling slot %s; reboot to let it finish, then install the update", ErrRefused, r.Reinstalling)
+	case r.Recovery != "":
+		return Record{}, fmt.Errorf("%w: recovery is requested (%s); cancel it with `keel recover --cancel` or reboot to let it run, then install the update", ErrRefused, r.Recovery)
+	case r.Trial != "":
+		return Record{}, fmt.Errorf("%w: slot %s is on trial; install another update once it is confirmed (`keel mark-good` in that slot) or has fallen back", ErrRefused, r.Trial)
+	case slot == r.Active:
+		return Record{}, fmt.Errorf("%w: slot %s is the active slot, which the device runs on; an update goes into another slot", ErrRefused, slot)
+	case r.Installing != "" && r.Installing != slot:
+		return Record{}, fmt.Errorf("%w: an update is being written into slot %s; run the install again to complete it there", ErrRefused, r.Installing)
+	}
+	if strings.ContainsAny(version, "\x00\n\\") || len(version) > MaxText {
+		return Record{}, fmt.Errorf("%w: version %.40q must be one line without backslashes, at most %d bytes", ErrRefused, version, MaxText)
+	}
+	n := r.Clone()
+	n.Generation++
+	n.Slots[i] = Slot{Name: slot, State: StateEmpty, Reason: oneLine("being written: update to version " + version)}
+	n.Installing = slot
+	return n, nil
+}
+
+// FinishInstall records that the update was written into slot and
+// verified: the slot keeps version and securityVersion and, with tries >
+// 0, goes on trial for that many boots (the next boot takes it); with
+// tries 0 it stays empty, holding the update until `keel try`.
+func FinishInstall(r Record, slot, version string, securityVersion uint64, tries int) (Record, error) {
+	i := r.index(slot)
+	if i < 0 {
+		return Record{}, r.unknownSlot(slot)
+	}
+	if r.Installing != slot {
+		return Record{}, fmt.Errorf("%w: slot %s is not being written by an update (installing %q): the boot state changed during the install; run it again", ErrRefused, slot, r.Installing)
+	}
+	if strings.ContainsAny(version, "\x00\n\\") || len(version) > MaxText {
+		return Record{}, fmt.Errorf("%w: version %.40q must be one line without backslashes, at most %d bytes", ErrRefused, version, MaxText)
+	}
+	n := r.Clone()
+	n.Generation++
+	n.Slots[i] = Slot{Name: slot, State: StateEmpty, Version: version, SecurityVersion: securityVersion,
+		Reason: oneLine("installed version " + version + ", not tried yet: `keel try " + slot + "`")}
+	n.Installing = ""
+	if tries == 0 {
+		return n, nil
+	}
+	if n.Trial != "" {
+		return Record{}, fmt.Errorf("%w: slot %s went on trial during the install; the update in slot %s is kept: `keel try %s` once that trial ends", ErrRefused, n.Trial, slot, slot)
+	}
+	t, err := Try(n, slot, tries)
+	if err != nil {
+		return Record{}, err
+	}
+	t.Generation = n.Generation // one commit, one generation step
+	return t, nil
 }
 
 // FinishReinstall records that slot was rewritten from the seed and
@@ -552,10 +623,13 @@ func (r Record) HasGood() bool {
 	return false
 }
 
-// busy refuses changes to a slot that recovery is rewriting.
+// busy refuses changes to a slot that recovery or an update is rewriting.
 func (r Record) busy(slot string) error {
 	if r.Reinstalling != "" && r.Reinstalling == slot {
 		return fmt.Errorf("%w: slot %s is being reinstalled by recovery; let the next boot finish it", ErrRefused, slot)
+	}
+	if r.Installing != "" && r.Installing == slot {
+		return fmt.Errorf("%w: slot %s is being written by an update (keel install); run the install again to complete it", ErrRefused, slot)
 	}
 	return nil
 }
@@ -606,6 +680,9 @@ func Restrict(r Record, board []string) (Record, []string) {
 	}
 	if n.Reinstalling != "" && !want[n.Reinstalling] {
 		n.Reinstalling = ""
+	}
+	if n.Installing != "" && !want[n.Installing] {
+		n.Installing = ""
 	}
 	if n.Trial != "" && !want[n.Trial] {
 		n.Trial = ""

@@ -433,3 +433,93 @@ func TestLongReasonsStillCommit(t *testing.T) {
 		t.Errorf("last reason %d bytes: %q", len(n.Last.Reason), n.Last.Reason)
 	}
 }
+
+func TestInstall(t *testing.T) {
+	ok := must(t)
+	r := mustInit(t)
+	// Into the active slot, an unknown one, or with a bad version: refused.
+	for _, c := range []struct{ slot, version, want string }{
+		{"a", "2.0", "active slot"},
+		{"zz", "2.0", "unknown"},
+		{"b", "2\\0", "backslash"},
+	} {
+		if _, err := BeginInstall(r, c.slot, c.version); !errors.Is(err, ErrRefused) && !errors.Is(err, ErrUnknownSlot) || err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("BeginInstall(%s, %q) = %v, want a refusal about %q", c.slot, c.version, err, c.want)
+		}
+	}
+	n := ok(BeginInstall(r, "b", "2.0"))
+	if n.Installing != "b" || n.Generation != r.Generation+1 {
+		t.Fatalf("begin: %+v", n)
+	}
+	if s, _ := n.Slot("b"); s.State != StateEmpty || !strings.Contains(s.Reason, "being written") {
+		t.Fatalf("slot b while written: %+v", s)
+	}
+	// While b is written: it is never chosen, nothing may try, mark or
+	// activate it, and the record round-trips.
+	if d, _ := Select(n); d.Slot != "a" || d.Mode != ModeNormal {
+		t.Errorf("a boot while b is written: %+v", d)
+	}
+	for name, f := range map[string]func() (Record, error){
+		"try":       func() (Record, error) { return Try(n, "b", 3) },
+		"mark-good": func() (Record, error) { return MarkGood(n, "b") },
+		"mark-bad":  func() (Record, error) { return MarkBad(n, "b", "x") },
+	} {
+		if _, err := f(); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "keel install") {
+			t.Errorf("%s while b is written: %v", name, err)
+		}
+	}
+	if d, err := Decode(varMap(Encode(n))); err != nil || !d.Equal(n) {
+		t.Errorf("round trip: %v\n%+v\n%+v", err, d, n)
+	}
+	// Running it again is allowed (it resumes); another slot is not.
+	ok(BeginInstall(n, "b", "2.1"))
+	// Finish with a trial: one commit, b on trial, the next boot takes it.
+	f := ok(FinishInstall(n, "b", "2.0", 7, 3))
+	if f.Installing != "" || f.Trial != "b" || f.Generation != n.Generation+1 {
+		t.Fatalf("finish: %+v", f)
+	}
+	if s, _ := f.Slot("b"); s.State != StateTrial || s.TriesLeft != 3 || s.Version != "2.0" || s.SecurityVersion != 7 {
+		t.Fatalf("slot b after the install: %+v", s)
+	}
+	if d, _ := Select(f); d.Slot != "b" || d.Mode != ModeTrial {
+		t.Errorf("the boot after the install: %+v", d)
+	}
+	// With a trial running, another install is refused.
+	if _, err := BeginInstall(f, "b", "3.0"); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "on trial") {
+		t.Errorf("install during a trial: %v", err)
+	}
+	// Finish without a trial: b holds the update, still not bootable.
+	nt := ok(FinishInstall(n, "b", "2.0", 7, 0))
+	if s, _ := nt.Slot("b"); s.State != StateEmpty || s.Version != "2.0" || nt.Trial != "" {
+		t.Fatalf("--no-try: %+v", nt)
+	}
+	ok(Try(nt, "b", 2))
+	// Finishing what is not being written is refused.
+	if _, err := FinishInstall(r, "b", "2.0", 7, 3); !errors.Is(err, ErrRefused) {
+		t.Errorf("finish without begin: %v", err)
+	}
+	// Recovery pending or reinstalling: refused.
+	rr := ok(RequestRecovery(r, "x"))
+	if _, err := BeginInstall(rr, "b", "2.0"); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "recover --cancel") {
+		t.Errorf("install with recovery pending: %v", err)
+	}
+	// Recovery takes a half-written slot over.
+	ri := ok(BeginReinstall(n, "b", "both bad"))
+	if ri.Installing != "" || ri.Reinstalling != "b" {
+		t.Errorf("reinstall of the slot being written: %+v", ri)
+	}
+	// A record naming a slot being written that is not empty is invalid.
+	bad := n.Clone()
+	bad.Slots[1].State = StateGood
+	if err := bad.Validate(); err == nil {
+		t.Error("a good slot that is being written validates")
+	}
+}
+
+func varMap(vs []Var) map[string]string {
+	m := map[string]string{}
+	for _, v := range vs {
+		m[v.Name] = v.Value
+	}
+	return m
+}

@@ -23,7 +23,10 @@ type statusJSON struct {
 	Recovery   *string `json:"recovery"`
 	// Reinstalling is the slot recovery is rewriting (a reinstall cut by
 	// a power loss resumes at the next boot).
-	Reinstalling *string                 `json:"reinstalling"`
+	Reinstalling *string `json:"reinstalling"`
+	// Installing is the slot an update is writing (an install cut by a
+	// power loss completes when run again).
+	Installing   *string                 `json:"installing"`
 	LastRecovery *string                 `json:"last_recovery"`
 	StartedOver  *string                 `json:"started_over"`
 	Transient    int                     `json:"environmental_errors"`
@@ -61,7 +64,7 @@ func (c *command) status(args []string) error {
 		out := statusJSON{
 			Active: strOrNil(r.Active), Trial: strOrNil(r.Trial), Generation: r.Generation,
 			Recovery: strOrNil(r.Recovery), LastBoot: r.Last, NextBoot: next,
-			Reinstalling: strOrNil(r.Reinstalling), LastRecovery: strOrNil(r.LastRecovery),
+			Reinstalling: strOrNil(r.Reinstalling), Installing: strOrNil(r.Installing), LastRecovery: strOrNil(r.LastRecovery),
 			StartedOver: strOrNil(r.StartedOver), Transient: r.Transient,
 			Order: r.SlotNames(), Slots: map[string]bootenv.Slot{}, Store: info,
 		}
@@ -89,6 +92,9 @@ func (c *command) status(args []string) error {
 	fmt.Fprintf(w, "recovery:\t%s\n", orValue(r.Recovery, "not requested"))
 	if r.Reinstalling != "" {
 		fmt.Fprintf(w, "reinstalling:\tslot %s (resumes at the next boot)\n", r.Reinstalling)
+	}
+	if r.Installing != "" {
+		fmt.Fprintf(w, "installing:\tslot %s is being written by an update (run keel install again to complete it)\n", r.Installing)
 	}
 	if r.LastRecovery != "" {
 		fmt.Fprintf(w, "last recovery:\t%s\n", r.LastRecovery)

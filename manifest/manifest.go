@@ -370,3 +370,9 @@ func short(h string) string {
 	}
 	return h
 }
+
+// CheckJSONKeys applies Parse's key rule to another signed JSON document
+// (an update bundle's header): every object key lower-case ASCII (a-z 0-9
+// _) and none twice in its object, so that the signed bytes have one
+// reading whatever JSON reader looks at them.
+func CheckJSONKeys(b []byte) error { return checkKeys(b) }

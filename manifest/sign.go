@@ -148,7 +148,7 @@ func (e *Envelope) Marshal() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// signedMessage is what a signature covers.
+// signedMessage is what a manifest signature covers.
 func signedMessage(manifest []byte) []byte {
 	return append([]byte(SigDomain), manifest...)
 }
@@ -168,6 +168,21 @@ func Sign(manifestBytes, sigBytes []byte, keys ...PrivateKey) ([]byte, error) {
 	if _, err := Parse(manifestBytes); err != nil {
 		return nil, fmt.Errorf("manifest: refusing to sign an invalid manifest: %w", err)
 	}
+	return SignMessage(SigDomain, manifestBytes, sigBytes, keys...)
+}
+
+// SignMessage signs domain + msg with each key, in the envelope format of
+// manifest signatures (Sign, for manifests, is SignMessage with SigDomain
+// after checking the manifest). Other signed keel objects (an update
+// bundle's header) use it with a domain of their own, so that no signature
+// can be taken for one of another kind of object.
+func SignMessage(domain string, msg, sigBytes []byte, keys ...PrivateKey) ([]byte, error) {
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("manifest: sign: no key given")
+	}
+	if domain == "" {
+		return nil, fmt.Errorf("manifest: sign: no signature domain")
+	}
 	e := &Envelope{}
 	if len(bytes.TrimSpace(sigBytes)) > 0 {
 		var err error
@@ -175,12 +190,12 @@ func Sign(manifestBytes, sigBytes []byte, keys ...PrivateKey) ([]byte, error) {
 			return nil, err
 		}
 	}
-	msg := signedMessage(manifestBytes)
+	signed := append([]byte(domain), msg...)
 	for _, k := range keys {
 		if len(k.Key) != ed25519.PrivateKeySize {
 			return nil, fmt.Errorf("manifest: sign: private key of %d bytes, want %d", len(k.Key), ed25519.PrivateKeySize)
 		}
-		s := Signature{KeyID: k.ID(), Sig: ed25519.Sign(k.Key, msg)}
+		s := Signature{KeyID: k.ID(), Sig: ed25519.Sign(k.Key, signed)}
 		replaced := false
 		for i := range e.Signatures {
 			if e.Signatures[i].KeyID == s.KeyID {
@@ -213,43 +228,55 @@ func Sign(manifestBytes, sigBytes []byte, keys ...PrivateKey) ([]byte, error) {
 // Parse error of a validly signed but invalid manifest. An empty trusted
 // list is an error, never "accept anything".
 func Verify(manifestBytes, sigBytes []byte, trusted []PublicKey) (*Manifest, error) {
-	if len(trusted) == 0 {
-		return nil, fmt.Errorf("manifest: verify: no trusted keys given")
-	}
-	if len(sigBytes) == 0 {
-		return nil, fmt.Errorf("%w: no signature (%s is empty or missing)", ErrUnsigned, SigEntry)
-	}
-	e, err := ParseEnvelope(sigBytes)
+	id, err := VerifyMessage(SigDomain, "manifest", manifestBytes, sigBytes, trusted)
 	if err != nil {
 		return nil, err
 	}
-	msg := signedMessage(manifestBytes)
+	m, err := Parse(manifestBytes)
+	if err != nil {
+		return nil, fmt.Errorf("manifest signed by trusted key %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// VerifyMessage checks the envelope sigBytes over domain + msg against the
+// trusted keys, as Verify does for a manifest, and returns the ID of the
+// trusted key whose signature verifies. what names the signed object in
+// errors ("manifest", "bundle header"); the sentinel errors are Verify's.
+func VerifyMessage(domain, what string, msg, sigBytes []byte, trusted []PublicKey) (string, error) {
+	if len(trusted) == 0 {
+		return "", fmt.Errorf("manifest: verify: no trusted keys given")
+	}
+	if len(sigBytes) == 0 {
+		return "", fmt.Errorf("%w: the %s has no signature", ErrUnsigned, what)
+	}
+	e, err := ParseEnvelope(sigBytes)
+	if err != nil {
+		return "", err
+	}
+	signed := append([]byte(domain), msg...)
 	var bad []string
 	for _, s := range e.Signatures {
 		for _, k := range trusted {
 			if len(k.Key) != ed25519.PublicKeySize || k.ID() != s.KeyID {
 				continue
 			}
-			if ed25519.Verify(k.Key, msg, s.Sig) {
-				m, err := Parse(manifestBytes)
-				if err != nil {
-					return nil, fmt.Errorf("manifest signed by trusted key %s: %w", s.KeyID, err)
-				}
-				return m, nil
+			if ed25519.Verify(k.Key, signed, s.Sig) {
+				return s.KeyID, nil
 			}
 			bad = append(bad, s.KeyID)
 		}
 	}
 	if len(bad) > 0 {
-		return nil, fmt.Errorf("%w: the signature by trusted key %s does not match the manifest: the manifest or its signature was changed after signing",
-			ErrBadSignature, strings.Join(bad, ", "))
+		return "", fmt.Errorf("%w: the signature by trusted key %s does not match the %s: the %s or its signature was changed after signing",
+			ErrBadSignature, strings.Join(bad, ", "), what, what)
 	}
 	verb := "are"
 	if len(e.Signatures) == 1 {
 		verb = "is"
 	}
-	return nil, fmt.Errorf("%w: signed by %s, which %s not among the trusted keys %s: the slot was signed with an unknown key",
-		ErrUnknownKey, strings.Join(e.KeyIDs(), ", "), verb, strings.Join(trustedIDs(trusted), ", "))
+	return "", fmt.Errorf("%w: the %s is signed by %s, which %s not among the trusted keys %s: it was signed with an unknown key",
+		ErrUnknownKey, what, strings.Join(e.KeyIDs(), ", "), verb, strings.Join(trustedIDs(trusted), ", "))
 }
 
 // VerifyFor is Verify, then want.Check: the manifest must also be for
