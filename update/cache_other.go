@@ -1,0 +1,5 @@
+//go:build !linux
+
+package update
+
+func dropCache(any) {}

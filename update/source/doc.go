@@ -1,0 +1,64 @@
+// Package source reads an update bundle from wherever it is: a file or a
+// block device, a pipe, or an HTTP(S) server. The installer does not load
+// the bundle first; it asks a Source for the byte ranges it needs and
+// writes them to the target as they arrive, so a bundle larger than the
+// device's free space (or RAM) installs with no temporary copy, the way
+// RAUC's streaming mode does.
+//
+// # Sources
+//
+//   - File and NewReaderAt give random access (pread) to a regular file or
+//     a block device; the size is found by seeking to the end, which works
+//     for both.
+//   - Stream reads a pipe (standard input: `curl … | keel install -`). It
+//     has no size (Size is -1) and can only move forward: gaps between
+//     ranges are read and thrown away, and a range before the current
+//     position is an error.
+//   - HTTP fetches ranges with HTTP Range requests (see below).
+//   - Open picks one from what the user typed: "-", a URL, or a path.
+//
+// # Why ranges come in order
+//
+// Fetch takes sorted, non-overlapping ranges and calls its callback with
+// their bytes in that order, in pieces of at most PieceSize bytes (a
+// multiple of 4096 unless a piece ends its range, so the installer can
+// write whole blocks). Because the order is fixed by the caller and not by
+// the source, one installer serves all three kinds: a pipe simply reads
+// forward, a file reads where it is told, and HTTP may fetch several
+// ranges at once and still hand them over in order. An installer that
+// needs the bundle's header before it knows which ranges to ask for calls
+// Fetch more than once, each call after the previous one's ranges.
+//
+// # HTTP
+//
+// HTTP first sends `Range: bytes=0-0` to learn the size from the answer's
+// Content-Range and to prove the server honours Range requests: a 200
+// answer (the whole file) is refused with an error that says so, since
+// streaming without range support would mean downloading everything
+// (RAUC refuses such servers too). Fetch then
+//
+//   - joins adjacent ranges into one request and splits requests larger
+//     than HTTPOptions.MaxRequest (pieces never straddle two requests);
+//   - keeps up to HTTPOptions.Parallel requests in flight, each writing
+//     into its own buffer, and hands bytes to the callback in order as
+//     soon as they are there; a request's buffer is reused only once it
+//     has been delivered, so at most Parallel requests are buffered;
+//   - checks every answer: 206, a Content-Range for exactly the bytes
+//     asked and the same bundle size, no content encoding, and a body of
+//     exactly the asked length (ETags are not compared: servers behind a
+//     load balancer may differ in them for the same file, and the
+//     installer verifies the bytes anyway);
+//   - retries connection errors, bodies cut short, stalls (no data for
+//     HTTPOptions.StallTimeout) and 5xx, 408 and 429 answers with
+//     exponential back-off, asking only for the bytes not received yet,
+//     so no byte is fetched twice, delivered twice or skipped. 4xx answers
+//     and certificate errors are not retried.
+//
+// HTTPS uses the system's root certificates plus HTTPOptions.CAFile.
+// HTTPOptions.Headers (an Authorization header, for instance) go with
+// every request. Redirects are followed the way net/http's client follows
+// them, for every request anew: on a redirect to another host the client
+// drops Authorization and Cookie headers, so a server that redirects to a
+// CDN with signed URLs works, and credentials do not leak to it (a CDN
+// that needs them too must be given the final URL). Stats reports the bytes and requests a download took.
+package source
