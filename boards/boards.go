@@ -90,6 +90,9 @@ type Board struct {
 	// slot) rather than an unmeasured boot. A board with a TPM must set it
 	// (Validate checks the QEMU boards); without it the boot is unmeasured.
 	TPMRequired bool
+	// Tries is how many boots a newly installed slot's trial may take
+	// (keel install); 0 means DefaultTrialTries.
+	Tries int
 	// RootFSType is the slot root filesystem type.
 	RootFSType string
 	// RootVerity: slot roots carry a dm-verity tree (the image builder
@@ -177,4 +180,16 @@ func qemuX8664UEFI() Board {
 			Extra:    []string{"-device", "i6300esb", "-action", "watchdog=reset"},
 		},
 	}
+}
+
+// DefaultTrialTries is TrialTries when a board does not say.
+const DefaultTrialTries = 3
+
+// TrialTries is how many boots a newly installed slot's trial may take
+// (keel install arms it): the board's Tries, else DefaultTrialTries.
+func (b Board) TrialTries() int {
+	if b.Tries > 0 {
+		return b.Tries
+	}
+	return DefaultTrialTries
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/hw/watchdog"
 	"github.com/keelboot/keel/tpm"
 )
@@ -39,6 +40,17 @@ type Deps struct {
 	// OpenTPM opens the TPM whose anti-rollback counter mark-good
 	// advances on a keel-booted device (default: tpm.Open(tpm.DefaultDevice)).
 	OpenTPM func() (transport.TPMCloser, error)
+	// RunDir is where keel-init's hand-over lands in the running OS: the
+	// event log and the trusted keys (default layout.RunDir).
+	RunDir string
+	// Stdin is what `keel install -` reads (default os.Stdin).
+	Stdin io.Reader
+	// OpenPartition opens the partition named name on the boot disk (the
+	// disk holding all of names) for reading and writing, with its size
+	// (default: by GPT name through sysfs, package hw/blockdev).
+	OpenPartition func(name string, names []string) (*os.File, int64, error)
+	// Reboot restarts the device (`keel install --reboot`).
+	Reboot func() error
 }
 
 func (d Deps) withDefaults() Deps {
@@ -59,6 +71,20 @@ func (d Deps) withDefaults() Deps {
 	}
 	if d.OpenTPM == nil {
 		d.OpenTPM = func() (transport.TPMCloser, error) { return tpm.Open(tpm.DefaultDevice) }
+	}
+	if d.RunDir == "" {
+		d.RunDir = layout.RunDir
+	}
+	if d.Stdin == nil {
+		d.Stdin = os.Stdin
+	}
+	if d.OpenPartition == nil {
+		d.OpenPartition = func(name string, names []string) (*os.File, int64, error) {
+			return openBootPartition(d.EFIVarsDir, name, names)
+		}
+	}
+	if d.Reboot == nil {
+		d.Reboot = reboot
 	}
 	return d
 }
@@ -123,6 +149,10 @@ Commands:
   keygen --out NAME [--comment TEXT]   make a manifest signing key: NAME.key (private, 0600), NAME.pub
   sign --key NAME.key MANIFEST [--out MANIFEST.sig]
                                        sign a slot manifest (--key repeats; adds to an existing .sig)
+  install [--keys K] [--no-try] [--reboot] SOURCE
+                                       install an update bundle (file, block device, - or URL)
+                                       into the inactive slot and put it on trial (keel install -h)
+  bundle build|info|verify|delta       make and inspect update bundles (keel bundle help)
   verify --keys TRUSTED MANIFEST [MANIFEST.sig]
                                        check a manifest's signature against trusted public keys
 `
@@ -168,6 +198,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 		"mark-good": c.markGood, "boot-ok": c.bootOK, "mark-bad": c.markBad, "set-active": c.setActive,
 		"secret": c.secret, "recover": c.recover, "env": c.env, "image": c.image, "pcr": c.pcr,
 		"keygen": c.keygen, "sign": c.sign, "verify": c.verify, "seed": c.seed,
+		"bundle": c.bundleCmd, "install": c.install,
 		"help": func([]string) error { _, err := fmt.Fprint(stdout, usageText); return err },
 	}
 	if run, ok := commands[cmd]; ok {

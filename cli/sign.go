@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,12 +97,22 @@ func writeNew(path string, data []byte, perm os.FileMode) error {
 
 // writeAtomic replaces path with data through a temporary file next to it.
 func writeAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeAtomicFunc(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// writeAtomicFunc replaces path with what write writes, through a
+// temporary file next to it, renamed only when write succeeded and the
+// data is durable: no half-written file is ever left at path.
+func writeAtomicFunc(path string, perm os.FileMode, write func(io.Writer) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
-	_, err = f.Write(data)
+	err = write(f)
 	if err == nil {
 		err = f.Chmod(perm)
 	}

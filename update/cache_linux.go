@@ -20,3 +20,9 @@ func dropCache(d any) {
 		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 	}
 }
+
+// DropFileCache drops the clean cached pages of n bytes of f from off
+// (a partition inside a disk image file). Best effort.
+func DropFileCache(f *os.File, off, n int64) {
+	_ = unix.Fadvise(int(f.Fd()), off, n, unix.FADV_DONTNEED)
+}

@@ -282,7 +282,7 @@ func TestInstallPowerCuts(t *testing.T) {
 				stride = 5
 			}
 			complete := 0
-			for budget := int64(0); budget <= steps; budget += stride {
+			for budget := int64(0); budget <= steps; budget = nextBudget(budget, stride, steps) {
 				d := start.dev()
 				before := d.slotState(f.v1)
 				_, err := install(t, mem(f.full2), d.options(f.trusted, faultdev.NewPower(budget)))
@@ -329,4 +329,12 @@ func prefilled(t *testing.T, f *fixture) *device {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// nextBudget steps through 0..steps by stride, always ending at steps.
+func nextBudget(b, stride, steps int64) int64 {
+	if b < steps && b+stride > steps {
+		return steps
+	}
+	return b + stride
 }

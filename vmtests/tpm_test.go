@@ -28,9 +28,11 @@ func hostKeel(t *testing.T, args ...string) string {
 // `keel pcr read` from /dev/tpmrm0) equal what `keel pcr predict` computes
 // on the host from the slot's manifest (read back from the disk), slot,
 // mode and store; the event log keel-init handed over in /run/keel
-// replays (on the host) to the same values, in every bank it covers. PCR 9
-// starts from the EFI stub's measurements of keel's UKI (its command line,
-// then "EFI stub: Measured initrd data into PCR 9" on the console): --uki.
+// replays (on the host) to the same values, in every bank it covers, and
+// the trusted keys it handed over there are its initramfs's, mode 0444.
+// PCR 9 starts from the EFI stub's measurements of keel's UKI (its command
+// line, then "EFI stub: Measured initrd data into PCR 9" on the console):
+// --uki.
 func TestTPMMeasuredBoot(t *testing.T) {
 	t.Parallel()
 	m := newMachine(t, map[string]vmkit.SlotSpec{
@@ -46,6 +48,13 @@ func TestTPMMeasuredBoot(t *testing.T) {
 
 	log, err := r.r.EventLog()
 	r.check(err)
+	// Next to the event log: the trusted keys keel-init verified slot a
+	// with, byte for byte the file in keel's initramfs, read-only.
+	keys, mode, err := r.r.TrustedKeys()
+	r.check(err)
+	if want, err := os.ReadFile(artefacts(t).TrustedKeys); err != nil || !bytes.Equal(keys, want) || mode != 0o444 {
+		t.Errorf("/run/keel/trusted-keys in the slot: mode %v, %q; want 0444, %q (%v)", mode, keys, want, err)
+	}
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "eventlog.jsonl")
 	if err := os.WriteFile(logFile, log, 0o644); err != nil {

@@ -50,7 +50,13 @@ const (
 	// EventLogPath is where keel-init writes the measurement event log in
 	// stage 1, and where stage 2 leaves the copy handed over in the initrd.
 	EventLogPath = RunDir + "/eventlog.jsonl"
+	// TrustedKeysRunPath holds the keys keel-init verified the running
+	// slot with (the bytes of its TrustedKeysPath, mode 0444); `keel
+	// install` trusts these, so a device has one set of keys.
+	TrustedKeysRunPath = RunDir + "/trusted-keys"
 	// HandoffDir is where the slot kernel unpacks what stage 1 appended
-	// to the slot's initrd (keel/eventlog.jsonl).
+	// to the slot's initrd: keel/<name> for every RunDir/<name> above
+	// (keel/eventlog.jsonl when measured, keel/trusted-keys). Stage 2
+	// copies them to RunDir.
 	HandoffDir = "/keel"
 )

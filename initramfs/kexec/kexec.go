@@ -36,17 +36,26 @@ func VerifiedCopy(name string, r io.Reader, want manifest.Digest) (*os.File, err
 	return f, nil
 }
 
-// AppendFiles appends an uncompressed newc archive holding files (path in
-// the archive -> content) to the initrd in f: the kernel unpacks
-// concatenated archives, each starting 4-byte aligned.
-func AppendFiles(f *os.File, files map[string][]byte) error {
+// File is a file AppendFiles hands to the slot.
+type File struct {
+	// Name is the path in the archive, relative (keel/eventlog.jsonl).
+	Name string
+	// Perm is the permission bits the kernel gives the unpacked file.
+	Perm uint32
+	Data []byte
+}
+
+// AppendFiles appends an uncompressed newc archive holding files to the
+// initrd in f: the kernel unpacks concatenated archives, each starting
+// 4-byte aligned, and a later archive's file replaces an earlier one's.
+func AppendFiles(f *os.File, files ...File) error {
 	end, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
 		return err
 	}
 	var a cpio.Archive
-	for name, data := range files {
-		if err := a.File(name, 0o644, data); err != nil {
+	for _, file := range files {
+		if err := a.File(file.Name, file.Perm, file.Data); err != nil {
 			return err
 		}
 	}

@@ -47,6 +47,11 @@ type Handoff struct {
 	// real Kexecer hands it to the slot in the initrd
 	// (keel/eventlog.jsonl).
 	EventLog []byte
+	// TrustedKeys is the trusted-keys file the slot was verified with
+	// (Config.TrustedKeys), measured or not. A real Kexecer hands it to
+	// the slot in the initrd (keel/trusted-keys), for the OS's
+	// layout.TrustedKeysRunPath.
+	TrustedKeys []byte
 	// Separator, if set, runs right before the jump (after everything that
 	// can fail): it extends the handoff separator. An error aborts the
 	// kexec (the slot fails).
@@ -96,6 +101,9 @@ type Config struct {
 	Recoverer Recoverer
 	// Now gives the time recorded for a recovery; nil: time.Now.
 	Now func() time.Time
+	// TrustedKeys is the trusted-keys file exactly as read (the keys the
+	// SlotLoader verifies with): every kexec hands it to the slot's OS.
+	TrustedKeys []byte
 }
 
 // SeedInfo is what a verified recovery seed installs.
@@ -254,6 +262,7 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 			line := Cmdline(img, d, cfg.Store)
 			var h Handoff
 			if line, h, err = measure(cfg, img, d, line, logf); err == nil {
+				h.TrustedKeys = cfg.TrustedKeys
 				logf("kexec slot %s (version %s): %s", d.Slot, img.Manifest.Version, line)
 				err = safeKexec(ctx, kx, img, line, h)
 				if err == nil {

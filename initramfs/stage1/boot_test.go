@@ -62,8 +62,9 @@ type fakeKexec struct {
 	state bootenv.Record
 	store bootenv.Store
 	// trace, if set, records the kexec and the handoff separator.
-	trace    *[]string
-	eventLog []byte
+	trace       *[]string
+	eventLog    []byte
+	trustedKeys []byte
 }
 
 func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string, h Handoff) error {
@@ -82,7 +83,7 @@ func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string, h Hando
 			return err
 		}
 	}
-	f.booted, f.cmdline, f.eventLog = img.Slot, cmdline, h.EventLog
+	f.booted, f.cmdline, f.eventLog, f.trustedKeys = img.Slot, cmdline, h.EventLog, h.TrustedKeys
 	f.state, _ = f.store.Load()
 	return nil
 }
@@ -354,6 +355,32 @@ func TestMeasuredBoot(t *testing.T) {
 	}
 	if strings.Contains(k.cmdline, cmdline.Unmeasured) || string(k.eventLog) != "log\n" {
 		t.Errorf("cmdline %q, event log %q", k.cmdline, k.eventLog)
+	}
+}
+
+// TestTrustedKeysHandedOver: every kexec hands the slot the trusted-keys
+// file byte for byte, whether the boot is measured, unmeasured for want
+// of a TPM, or unmeasured after a failed measurement.
+func TestTrustedKeysHandedOver(t *testing.T) {
+	keys := []byte("# release keys\nkeel-ed25519 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= ci\n")
+	for name, m := range map[string]Measurer{
+		"measured":       &fakeMeasurer{trace: new([]string), counter: 1},
+		"no TPM":         nil,
+		"measure failed": &fakeMeasurer{trace: new([]string), fail: map[string]bool{"b": true}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			k := &fakeKexec{}
+			_, err, log := runCfg(t, Config{Measurer: m, TrustedKeys: keys}, trialB(t), &fakeLoader{}, k)
+			if err != nil || k.booted != "b" {
+				t.Fatalf("err %v, booted %q\n%s", err, k.booted, strings.Join(log, "\n"))
+			}
+			if !bytes.Equal(k.trustedKeys, keys) {
+				t.Errorf("the kexecer got trusted keys %q, want %q", k.trustedKeys, keys)
+			}
+			if measured := k.eventLog != nil; measured != (name == "measured") {
+				t.Errorf("event log %q", k.eventLog)
+			}
+		})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/format/layout"
@@ -118,9 +119,9 @@ func (d deviceLoader) LoadSlot(ctx context.Context, slot string) (*Image, error)
 	return img, nil
 }
 
-// kexecer boots a verified image: it hands the event log over in the
-// initrd, loads the kernel, arms the watchdog, extends the separator and
-// jumps.
+// kexecer boots a verified image: it hands the event log and the trusted
+// keys over in the initrd, loads the kernel, arms the watchdog, extends
+// the separator and jumps.
 type kexecer struct {
 	logf  Logf
 	board boards.Board
@@ -128,17 +129,33 @@ type kexecer struct {
 
 var _ Kexecer = kexecer{}
 
+// handoffFiles are the files stage 1 appends to the slot's initrd: each
+// lands in layout.HandoffDir under the name it has in layout.RunDir, where
+// stage 2 copies it.
+func handoffFiles(h Handoff) []kexec.File {
+	var files []kexec.File
+	add := func(runPath string, perm uint32, data []byte) {
+		if len(data) > 0 {
+			name := layout.HandoffDir[1:] + "/" + path.Base(runPath)
+			files = append(files, kexec.File{Name: name, Perm: perm, Data: data})
+		}
+	}
+	add(layout.EventLogPath, 0o644, h.EventLog)
+	add(layout.TrustedKeysRunPath, 0o444, h.TrustedKeys)
+	return files
+}
+
 func (k kexecer) Kexec(ctx context.Context, img *Image, line string, h Handoff) error {
 	kf, ok1 := img.Kernel.(*os.File)
 	inf, ok2 := img.Initrd.(*os.File)
 	if !ok1 || !ok2 {
 		return errors.New("kexec needs file-backed kernel and initrd")
 	}
-	if len(h.EventLog) > 0 {
-		// The slot gets the event log as keel/eventlog.jsonl in its
-		// initramfs; stage 2 copies it to /run/keel.
-		if err := kexec.AppendFiles(inf, map[string][]byte{layout.HandoffDir[1:] + "/eventlog.jsonl": h.EventLog}); err != nil {
-			return fmt.Errorf("handing the event log to the slot: %w", err)
+	if files := handoffFiles(h); len(files) > 0 {
+		// The slot gets them as keel/* in its initramfs; stage 2 copies
+		// them to /run/keel.
+		if err := kexec.AppendFiles(inf, files...); err != nil {
+			return fmt.Errorf("handing the event log and trusted keys to the slot: %w", err)
 		}
 	}
 	if err := kexec.Load(kf, inf, line); err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/keelboot/keel/bootenv"
@@ -38,11 +39,20 @@ func Run(ctx context.Context, logf Logf) error {
 		return fmt.Errorf("opening the boot state store: %w", err)
 	}
 	logf("board %s, store %s", b.Name, storeArg)
-	trusted, err := manifest.ReadPublicKeys(layout.TrustedKeysPath)
+	// The bytes are kept for the slot's OS (layout.TrustedKeysRunPath):
+	// exactly the file of keel's initramfs, comments included.
+	keys, err := os.ReadFile(layout.TrustedKeysPath)
+	var trusted []manifest.PublicKey
+	if err == nil {
+		trusted, err = manifest.ParsePublicKeys(keys, layout.TrustedKeysPath)
+	} else {
+		err = fmt.Errorf("manifest: trusted keys: %w", err)
+	}
 	if err != nil {
 		// Without trusted keys no slot can be verified: every slot fails
 		// with this reason and the boot stops with it.
 		logf("no trusted keys: %v", err)
+		keys = nil
 	} else {
 		ids := make([]string, len(trusted))
 		for i, k := range trusted {
@@ -51,7 +61,7 @@ func Run(ctx context.Context, logf Logf) error {
 		logf("trusted keys: %s", strings.Join(ids, ", "))
 	}
 	loader := deviceLoader{logf: logf, trusted: trusted, keysErr: err, board: b.Name, disks: disks}
-	cfg := Config{Slots: b.Slots, Store: storeArg, TPMRequired: b.TPMRequired}
+	cfg := Config{Slots: b.Slots, Store: storeArg, TPMRequired: b.TPMRequired, TrustedKeys: keys}
 	if m, err := openMeasurer(b, logf); err != nil && b.TPMRequired {
 		logf("no TPM, and board %s requires one: no slot can boot: %v", b.Name, err)
 	} else if err != nil {

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,13 +32,13 @@ const newRoot = "/newroot"
 // Logf prints one line to the console.
 type Logf = func(format string, args ...any)
 
-// Run is stage 2: it keeps the event log stage 1 handed over, loads the
-// modules, re-arms the watchdog, maps the slot's root through dm-verity
-// with the root hash keel-init put on the measured command line, mounts it
-// read-only and switches root to its /sbin/init. It returns only on
-// failure.
+// Run is stage 2: it keeps the event log and trusted keys stage 1 handed
+// over, loads the modules, re-arms the watchdog, maps the slot's root
+// through dm-verity with the root hash keel-init put on the measured
+// command line, mounts it read-only and switches root to its /sbin/init.
+// It returns only on failure.
 func Run(ctx context.Context, line string, logf Logf) error {
-	keepEventLog(logf)
+	keepHandoff(layout.HandoffDir, layout.RunDir, logf)
 	h, err := cmdline.ParseHandoff(line)
 	if err != nil {
 		return fmt.Errorf("stage 2: %w", err)
@@ -190,32 +192,56 @@ func switchRoot(dir string) error {
 	return unix.Chdir("/")
 }
 
-// keepEventLog is stage 2's first step: it copies what stage 1 handed over
-// in the initrd (/keel/*: the event log) to /run/keel/, which the slot's
-// OS keeps. Nothing there (an unmeasured boot) is fine.
-func keepEventLog(logf Logf) {
-	entries, err := os.ReadDir(layout.HandoffDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return
+// keepHandoff is stage 2's first step: it copies what stage 1 handed over
+// in the initrd (from, layout.HandoffDir: the event log when the boot was
+// measured, and the trusted keys the slot was verified with) to to
+// (layout.RunDir), which the slot's OS keeps: keel-init's event log at
+// layout.EventLogPath, its keys read-only (0444) at
+// layout.TrustedKeysRunPath. Nothing here fails the boot: a file that
+// cannot be copied is a warning, and so are missing keys (a keel-init
+// older than the keys' hand-over).
+func keepHandoff(from, to string, logf Logf) {
+	keysName := path.Base(layout.TrustedKeysRunPath)
+	entries, err := os.ReadDir(from)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		logf("warning: reading what keel-init handed over in %s: %v", from, err)
 	}
-	if err == nil {
-		err = os.MkdirAll(layout.RunDir, 0o755)
-	}
+	var kept []string
+	keys := false
 	for _, e := range entries {
-		if err != nil {
-			break
-		}
 		if !e.Type().IsRegular() {
 			continue
 		}
-		var b []byte
-		if b, err = os.ReadFile(filepath.Join(layout.HandoffDir, e.Name())); err == nil {
-			err = os.WriteFile(filepath.Join(layout.RunDir, e.Name()), b, 0o644)
+		perm := fs.FileMode(0o644)
+		if e.Name() == keysName {
+			keys, perm = true, 0o444
 		}
+		if err := copyFile(filepath.Join(from, e.Name()), filepath.Join(to, e.Name()), perm); err != nil {
+			logf("warning: keeping %s from keel-init: %v", e.Name(), err)
+			continue
+		}
+		kept = append(kept, e.Name())
 	}
+	if len(kept) > 0 {
+		logf("kept %s in %s", strings.Join(kept, ", "), to)
+	}
+	if !keys && (err == nil || errors.Is(err, fs.ErrNotExist)) {
+		logf("warning: keel-init handed over no trusted keys (an older keel-init?): the OS has no %s; `keel install` needs --keys FILE", filepath.Join(to, keysName))
+	}
+}
+
+// copyFile copies src to dst with exactly perm (the umask aside), making
+// dst's folder.
+func copyFile(src, dst string, perm fs.FileMode) error {
+	b, err := os.ReadFile(src)
 	if err != nil {
-		logf("warning: keeping the event log: %v", err)
-		return
+		return err
 	}
-	logf("event log kept in %s", layout.RunDir)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(dst, b, perm); err != nil {
+		return err
+	}
+	return os.Chmod(dst, perm)
 }

@@ -8,6 +8,7 @@
 //	status         prints KEEL-STATUS <keel status --json, one line>
 //	pcrs BANKS     prints `keel pcr read --banks BANKS`, each line as KEEL-PCR <line>, then KEEL-PCR-END rc=N
 //	eventlog       prints /run/keel/eventlog.jsonl, each line as KEEL-EVENTLOG <line>, then KEEL-EVENTLOG-END lines=N
+//	trustedkeys    prints /run/keel/trusted-keys as KEEL-TRUSTEDKEYS <octal mode> <hex>, or KEEL-TRUSTEDKEYS-ERROR
 //	efivar NAME    prints the efivarfs file NAME (Name-GUID: attributes and data) as KEEL-EFIVAR <hex>, or KEEL-EFIVAR-ERROR
 //	reboot         reboot (the firmware boots keel-init again)
 //	poweroff       power off (QEMU exits)
@@ -162,6 +163,17 @@ func console() {
 				n++
 			}
 			fmt.Printf("KEEL-EVENTLOG-END lines=%d\n", n)
+		case f[0] == "trustedkeys":
+			st, err := os.Stat("/run/keel/trusted-keys")
+			var b []byte
+			if err == nil {
+				b, err = os.ReadFile("/run/keel/trusted-keys")
+			}
+			if err != nil {
+				fmt.Printf("KEEL-TRUSTEDKEYS-ERROR %v\n", err)
+			} else {
+				fmt.Printf("KEEL-TRUSTEDKEYS %04o %s\n", st.Mode().Perm(), hex.EncodeToString(b))
+			}
 		case f[0] == "efivar" && len(f) == 2:
 			// The raw variable as efivarfs gives it (4 bytes of attributes,
 			// then the data), for a check independent of keel's reader.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,4 +129,35 @@ func (r *Run) EFIVar(name string) ([]byte, error) {
 		return nil, fmt.Errorf("efivar %s: no KEEL-EFIVAR line in %q", name, out)
 	}
 	return hex.DecodeString(m[1])
+}
+
+var (
+	reTrustedKeys    = regexp.MustCompile(`KEEL-TRUSTEDKEYS ([0-7]+) ([0-9a-f]*)\r*\n`)
+	reTrustedKeysErr = regexp.MustCompile(`KEEL-TRUSTEDKEYS-ERROR ([^\r\n]*)\r*\n`)
+)
+
+// TrustedKeys reads /run/keel/trusted-keys in the booted slot with the
+// test init's trustedkeys command: the keys keel-init handed over, and the
+// file's permission bits.
+func (r *Run) TrustedKeys() ([]byte, os.FileMode, error) {
+	if err := r.command("trustedkeys"); err != nil {
+		return nil, 0, err
+	}
+	out, err := r.VM.Console.Expect(expect.Regexp(reTrustedKeys), expect.Regexp(reTrustedKeysErr), expect.WithTimeout(r.StepTimeout))
+	if err != nil {
+		return nil, 0, fmt.Errorf("trustedkeys: %w", err)
+	}
+	if m := reTrustedKeysErr.FindStringSubmatch(out); m != nil {
+		return nil, 0, fmt.Errorf("trustedkeys: %s", m[1])
+	}
+	m := reTrustedKeys.FindStringSubmatch(out)
+	if m == nil {
+		return nil, 0, fmt.Errorf("trustedkeys: no KEEL-TRUSTEDKEYS line in %q", out)
+	}
+	mode, err := strconv.ParseUint(m[1], 8, 32)
+	if err != nil {
+		return nil, 0, fmt.Errorf("trustedkeys: mode %q: %w", m[1], err)
+	}
+	b, err := hex.DecodeString(m[2])
+	return b, os.FileMode(mode), err
 }

@@ -1,0 +1,589 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/format/bundle"
+	"github.com/keelboot/keel/format/gpt"
+	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/format/slotimg"
+	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/tpm"
+	"github.com/keelboot/keel/update"
+	"github.com/keelboot/keel/update/source"
+)
+
+const installUsage = `usage: keel install [flags] SOURCE
+       keel --image DISK.img install --keys TRUSTED [flags] SOURCE
+
+Installs an update bundle (keel bundle help) into the slot that is neither
+active nor on trial, then puts it on trial for the board's tries: the next
+boot starts it, and unless it marks itself good (keel mark-good) the device
+falls back. SOURCE is a file, a block device (a USB stick), - (standard
+input) or an http(s):// URL (streamed with Range requests: no copy of the
+bundle is kept). Only the blocks the device does not already have are
+fetched; a cut install is completed by running it again.
+
+  --keys FILE          trusted public keys (default on a device: the keys
+                       keel-init verified the running slot with,
+                       /run/keel/trusted-keys)
+  --allow-downgrade    install a version older than the running one
+  --no-try             install only; start it later with keel try SLOT
+  --tries N            boots the trial may take (default: the board's)
+  --reboot             reboot when the install is done
+  --progress STYLE     auto (bar on a terminal, lines otherwise), bar,
+                       lines, json (one event per line), none
+  --json               print the result as JSON (progress as json events
+                       on standard error unless --progress says otherwise)
+  --ca FILE            more CA certificates for https (PEM)
+  --header 'K: V'      an HTTP header for every request (repeat)
+  --no-delta           fetch every block (do not look for them on the device)
+  --board NAME         (offline) the board, when no slot names it
+  --slot S             (offline, image without a boot record) the target slot
+`
+
+// installResult is `keel install --json`.
+type installResult struct {
+	Slot            string             `json:"slot"`
+	Version         string             `json:"version"`
+	SecurityVersion uint64             `json:"security_version"`
+	Board           string             `json:"board"`
+	Trial           int                `json:"trial_tries"`
+	Fetched         int64              `json:"fetched_bytes"`
+	BundleSize      int64              `json:"bundle_bytes"`
+	Blocks          update.BlockCounts `json:"blocks"`
+	LocalContainer  int64              `json:"kernel_initrd_local_bytes"`
+	Seconds         float64            `json:"seconds"`
+	Record          bool               `json:"boot_record_updated"`
+}
+
+type installFlags struct {
+	keys, board, slot, style, ca string
+	headers                      listFlag
+	allowDowngrade, noTry        bool
+	reboot, asJSON, noDelta      bool
+	tries                        int
+}
+
+func (c *command) install(args []string) error {
+	var f installFlags
+	fs, err := c.flags("install", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&f.keys, "keys", "", "trusted public keys file")
+		fs.StringVar(&f.board, "board", "", "board (offline)")
+		fs.StringVar(&f.slot, "slot", "", "target slot (offline, image without a boot record)")
+		fs.StringVar(&f.style, "progress", progressAuto, "progress: auto, bar, lines, json, none")
+		fs.StringVar(&f.ca, "ca", "", "CA certificates for https (PEM)")
+		fs.Var(&f.headers, "header", "HTTP header 'Name: value' (repeat)")
+		fs.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "install an older version")
+		fs.BoolVar(&f.noTry, "no-try", false, "do not put the slot on trial")
+		fs.BoolVar(&f.reboot, "reboot", false, "reboot when done")
+		fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+		fs.BoolVar(&f.noDelta, "no-delta", false, "fetch every block")
+		fs.IntVar(&f.tries, "tries", 0, "boots the trial may take (default: the board's)")
+		fs.Usage = func() { fmt.Fprint(c.stderr, installUsage) }
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprint(c.stderr, installUsage)
+		return usagef("install takes one SOURCE (a file, a block device, - or a URL), got %d arguments", fs.NArg())
+	}
+	if f.tries < 0 || f.tries > bootenv.MaxTries {
+		return usagef("install: --tries %d: give 1..%d", f.tries, bootenv.MaxTries)
+	}
+	if c.g.config != "" || c.g.efivars != "" {
+		return usagef("install writes the slot's partitions: run it on the device, or offline with --image DISK.img (not -c or --efivars)")
+	}
+	hdr := http.Header{}
+	for _, h := range f.headers {
+		k, v, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return usagef("install: --header %q: want 'Name: value'", h)
+		}
+		hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	style := f.style
+	if f.asJSON && style == progressAuto {
+		style = progressJSON
+	}
+	prog, err := newProgress(c.stderr, style, time.Now)
+	if err != nil {
+		return err
+	}
+	// The plan (target, keys, board, policy, boot record) before the
+	// source is opened: a refusal costs no download.
+	var p *installPlan
+	if c.g.image != "" {
+		p, err = c.planOffline(f)
+	} else {
+		p, err = c.planDevice(f)
+	}
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	src, err := source.Open(c.ctx, fs.Arg(0), c.deps.Stdin, source.HTTPOptions{CAFile: f.ca, Headers: hdr,
+		Log: func(s string) { fmt.Fprintf(c.stderr, "keel: %s\n", s) }})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	start := time.Now()
+	o := update.Options{Trusted: p.trusted, Board: p.board.Name, Target: p.target, Active: p.active, NoLocal: f.noDelta,
+		Check: p.check, Begin: p.begin, Progress: prog.event}
+	res, err := update.Install(c.ctx, src, o)
+	if err != nil {
+		if p.begun {
+			return fmt.Errorf("%w\nslot %s is left unbootable (the running slot keeps booting); run the install again to complete it", err, p.slot)
+		}
+		return err
+	}
+	h := res.Bundle.Header
+	tries := 0
+	if !f.noTry {
+		tries = f.tries
+		if tries == 0 {
+			tries = p.board.TrialTries()
+		}
+	}
+	recorded, err := p.finish(h, tries)
+	if err != nil {
+		return fmt.Errorf("slot %s holds version %s, verified, but the boot record was not updated: %w", p.slot, h.Version, err)
+	}
+	out := installResult{Slot: p.slot, Version: h.Version, SecurityVersion: h.SecurityVersion, Board: p.board.Name, Trial: tries,
+		Fetched: res.Fetched, BundleSize: h.Size(), Blocks: res.Blocks, LocalContainer: res.LocalContainer,
+		Seconds: time.Since(start).Seconds(), Record: recorded}
+	if f.asJSON {
+		if err := writeJSON(c.stdout, out); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(c.stdout, "installed version %s (security version %d) into slot %s in %.1fs: fetched %s of a %s bundle (blocks: %v)\n",
+			h.Version, h.SecurityVersion, p.slot, out.Seconds, sizeText(res.Fetched), sizeText(h.Size()), res.Blocks)
+		switch {
+		case !recorded:
+			fmt.Fprintf(c.stdout, "%s\n", p.note)
+		case tries > 0:
+			fmt.Fprintf(c.stdout, "slot %s is on trial for %d boots: the next boot starts it; it must run keel mark-good, or the device falls back to slot %s\n", p.slot, tries, p.activeName)
+		default:
+			fmt.Fprintf(c.stdout, "slot %s holds the update; start it with: keel try %s\n", p.slot, p.slot)
+		}
+	}
+	if f.reboot && recorded && tries > 0 {
+		fmt.Fprintln(c.stderr, "keel: rebooting")
+		return c.deps.Reboot()
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// installPlan is where an install goes and what it may install.
+type installPlan struct {
+	trusted    []manifest.PublicKey
+	board      boards.Board
+	slot       string // the target slot
+	activeName string
+	target     update.Target
+	active     *update.Active
+	// check refuses a bundle (downgrade, anti-rollback counter).
+	check func(*bundle.Bundle) error
+	// begin and finish update the boot record (nil store: an image
+	// without one).
+	store  *target
+	begun  bool
+	note   string // printed when there is no record to update
+	closer []func() error
+}
+
+func (p *installPlan) close() {
+	for _, f := range p.closer {
+		f()
+	}
+	if p.store != nil {
+		p.store.Close()
+	}
+}
+
+func (p *installPlan) begin(b *bundle.Bundle) error {
+	if p.store == nil {
+		return nil
+	}
+	if err := p.commit(func(r bootenv.Record) (bootenv.Record, error) {
+		return bootenv.BeginInstall(r, p.slot, b.Header.Version)
+	}); err != nil {
+		return err
+	}
+	p.begun = true
+	return nil
+}
+
+func (p *installPlan) finish(h *bundle.Header, tries int) (bool, error) {
+	if p.store == nil {
+		return false, nil
+	}
+	return true, p.commit(func(r bootenv.Record) (bootenv.Record, error) {
+		return bootenv.FinishInstall(r, p.slot, h.Version, h.SecurityVersion, tries)
+	})
+}
+
+func (p *installPlan) commit(f func(bootenv.Record) (bootenv.Record, error)) error {
+	r, err := p.store.load()
+	if err != nil {
+		return err
+	}
+	n, err := f(r)
+	if err != nil {
+		return err
+	}
+	if err := p.store.store.Commit(n); err != nil {
+		return fmt.Errorf("%s: %w", p.store.info.Location, err)
+	}
+	return nil
+}
+
+// policy is the check every install makes: no downgrade without
+// allowDowngrade (a lower version or security version than the running
+// slot's), the board's compatible, and the anti-rollback counter when
+// counter >= 0.
+func policy(running *manifest.Manifest, allowDowngrade bool, counter int64) func(*bundle.Bundle) error {
+	return func(b *bundle.Bundle) error {
+		h := b.Header
+		if counter >= 0 && h.SecurityVersion < uint64(counter) {
+			return fmt.Errorf("%w: version %s has security version %d, below this device's anti-rollback counter %d: keel-init would refuse to boot it; ship a build with security version %d or more",
+				bootenv.ErrRefused, h.Version, h.SecurityVersion, counter, counter)
+		}
+		if running == nil || allowDowngrade {
+			return nil
+		}
+		if compareVersions(h.Version, running.Version) < 0 || h.SecurityVersion < running.SecurityVersion {
+			return fmt.Errorf("%w: version %s (security version %d) is older than the running version %s (security version %d); give --allow-downgrade to install it anyway",
+				bootenv.ErrRefused, h.Version, h.SecurityVersion, running.Version, running.SecurityVersion)
+		}
+		return nil
+	}
+}
+
+// slotManifest reads and verifies the manifest of the slot container in r.
+func slotManifest(r io.ReaderAt, size int64, trusted []manifest.PublicKey, board string) (*manifest.Manifest, error) {
+	h, err := slotimg.ReadHeader(r, size)
+	if err != nil {
+		return nil, err
+	}
+	read := func(name string, limit int64) ([]byte, error) {
+		e, err := h.Find(name)
+		if err != nil {
+			return nil, err
+		}
+		if e.Size > limit {
+			return nil, fmt.Errorf("entry %s is %d bytes", name, e.Size)
+		}
+		b := make([]byte, e.Size)
+		_, err = r.ReadAt(b, e.Offset)
+		return b, err
+	}
+	mb, err := read(slotimg.EntryManifest, bundle.MaxManifest)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := read(manifest.SigEntry, manifest.MaxSigSize)
+	if err != nil {
+		return nil, err
+	}
+	return manifest.VerifyFor(mb, sig, trusted, manifest.Expect{Compatible: board, Role: manifest.RoleSlot})
+}
+
+// pickTarget is the slot an update goes to: the first of the record's
+// slots that is neither active, on trial, nor running.
+func pickTarget(r bootenv.Record, running string) (string, error) {
+	for _, s := range r.Slots {
+		if s.Name != r.Active && s.Name != r.Trial && s.Name != running {
+			return s.Name, nil
+		}
+	}
+	return "", fmt.Errorf("%w: every slot is active, on trial or running (%s): no slot to install into", bootenv.ErrRefused, strings.Join(r.SlotNames(), ", "))
+}
+
+// planDevice plans an install on the running device: keys from keel-init,
+// partitions on the boot disk, the boot record from the store keel-init
+// named, the anti-rollback counter from the TPM.
+func (c *command) planDevice(f installFlags) (*installPlan, error) {
+	boot, err := c.bootLine()
+	if err != nil {
+		return nil, err
+	}
+	if boot.slot == "" {
+		return nil, usagef("install: this system was not booted by keel (no keel.slot= on the kernel command line); to write a disk image give --image DISK.img")
+	}
+	trusted, err := c.trustedKeys(f.keys)
+	if err != nil {
+		return nil, err
+	}
+	t, err := c.open()
+	if err != nil {
+		return nil, err
+	}
+	p := &installPlan{trusted: trusted, store: t}
+	fail := func(err error) (*installPlan, error) { p.close(); return nil, err }
+	r, err := t.load()
+	if err != nil {
+		return fail(err)
+	}
+	if p.slot, err = pickTarget(r, boot.slot); err != nil {
+		return fail(err)
+	}
+	// Refused now rather than after the download.
+	if _, err := bootenv.BeginInstall(r, p.slot, "check"); err != nil {
+		return fail(err)
+	}
+	p.activeName = boot.slot
+	names := []string{layout.SlotPartition(boot.slot), layout.RootPartition(boot.slot), layout.SlotPartition(p.slot), layout.RootPartition(p.slot)}
+	open := func(name string) (*os.File, int64, error) {
+		fh, size, err := c.deps.OpenPartition(name, names)
+		if err != nil {
+			return nil, 0, fmt.Errorf("install: partition %s: %w", name, err)
+		}
+		p.closer = append(p.closer, fh.Close)
+		return fh, size, nil
+	}
+	as, asz, err := open(names[0])
+	if err != nil {
+		return fail(err)
+	}
+	ar, arz, err := open(names[1])
+	if err != nil {
+		return fail(err)
+	}
+	ts, tsz, err := open(names[2])
+	if err != nil {
+		return fail(err)
+	}
+	tr, trz, err := open(names[3])
+	if err != nil {
+		return fail(err)
+	}
+	p.target = update.Target{Slot: ts, SlotSize: tsz, Root: tr, RootSize: trz}
+	p.active = &update.Active{Slot: as, SlotSize: asz, Root: ar, RootSize: arz}
+	running, err := slotManifest(as, asz, trusted, manifest.AnyBoard)
+	if err != nil {
+		return fail(fmt.Errorf("install: the running slot %s does not verify with the trusted keys: %w", boot.slot, err))
+	}
+	if f.board != "" && f.board != running.Compatible {
+		return fail(usagef("install: --board %s, but the running slot is for %s", f.board, running.Compatible))
+	}
+	p.board = boardByName(running.Compatible)
+	counter := int64(-1)
+	tp, err := c.deps.OpenTPM()
+	switch {
+	case errors.Is(err, iofs.ErrNotExist):
+		fmt.Fprintf(c.stderr, "keel: warning: no TPM (%v): the bundle's security version is not checked against the anti-rollback counter here (keel-init checks it at boot)\n", err)
+	case err != nil:
+		return fail(fmt.Errorf("install: opening the TPM to read the anti-rollback counter: %w", err))
+	default:
+		v, err := tpm.ReadCounter(tp, tpm.CounterIndex)
+		tp.Close()
+		switch {
+		case errors.Is(err, iofs.ErrNotExist):
+			counter = 0 // not defined yet: nothing was marked good
+		case err != nil:
+			return fail(fmt.Errorf("install: reading the anti-rollback counter: %w", err))
+		default:
+			counter = int64(v)
+		}
+	}
+	p.check = policy(running, f.allowDowngrade, counter)
+	return p, nil
+}
+
+// boardByName is the named board, or a board of that name with the
+// defaults when this keel does not know it.
+func boardByName(name string) boards.Board {
+	if b, err := boards.Get(name); err == nil {
+		return b
+	}
+	return boards.Board{Name: name}
+}
+
+// planOffline plans an install into a disk image: the partitions by name
+// in its GPT, the boot record in its bootstate partition when it has one.
+// An image without one (a UEFI board keeps its record in firmware
+// variables) gets the slot written only: at its first boot keel-init
+// starts a record with the newest verified slot active.
+func (c *command) planOffline(f installFlags) (*installPlan, error) {
+	if f.keys == "" {
+		return nil, usagef("install --image: --keys TRUSTED required (offline there are no keys handed over by keel-init)")
+	}
+	trusted, err := readTrusted([]string{f.keys})
+	if err != nil {
+		return nil, err
+	}
+	img, err := os.OpenFile(c.g.image, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("disk image: %w", err)
+	}
+	p := &installPlan{trusted: trusted, closer: []func() error{img.Close}}
+	fail := func(err error) (*installPlan, error) { p.close(); return nil, err }
+	tab, err := gpt.ReadFile(img)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", c.g.image, err))
+	}
+	part := func(name string) (*imagePart, error) {
+		gp, err := tab.Find(name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.g.image, err)
+		}
+		return &imagePart{f: img, off: gp.Offset(), size: gp.Size()}, nil
+	}
+	var slots []string
+	for _, gp := range tab.Partitions {
+		if name, ok := strings.CutPrefix(gp.Name, "slot-"); ok && bootenv.ValidSlotName(name) {
+			slots = append(slots, name)
+		}
+	}
+	if len(slots) == 0 {
+		return fail(fmt.Errorf("%s: no slot-<name> partitions: not a keel disk image", c.g.image))
+	}
+	// What each slot holds, verified.
+	found := map[string]bootenv.Found{}
+	mans := map[string]*manifest.Manifest{}
+	for _, s := range slots {
+		sp, err := part(layout.SlotPartition(s))
+		if err != nil {
+			return fail(err)
+		}
+		m, err := slotManifest(sp, sp.size, trusted, manifest.AnyBoard)
+		switch {
+		case err == nil:
+			mans[s] = m
+			found[s] = bootenv.Found{Verified: true, Version: m.Version, SecurityVersion: m.SecurityVersion}
+		case errors.Is(err, slotimg.ErrNotSlot):
+		default:
+			found[s] = bootenv.Found{Bad: err.Error()}
+		}
+	}
+	var r bootenv.Record
+	if _, err := tab.Find(layout.Bootstate); err == nil {
+		t, err := openImage(c.g.image)
+		if err != nil {
+			return fail(err)
+		}
+		p.store = t
+		if r, err = t.load(); err != nil {
+			return fail(err)
+		}
+		if f.slot != "" {
+			return fail(usagef("install --image: --slot applies to images without a boot record; this one has one (the target is the slot neither active nor on trial)"))
+		}
+		if p.slot, err = pickTarget(r, ""); err != nil {
+			return fail(err)
+		}
+		if _, err := bootenv.BeginInstall(r, p.slot, "check"); err != nil {
+			return fail(err)
+		}
+	} else {
+		// No record: the one keel-init would start at the first boot.
+		if r, err = bootenv.StartOver(slots, found, "offline", 0); err != nil {
+			return fail(err)
+		}
+		p.slot = f.slot
+		if p.slot == "" {
+			if p.slot, err = pickTarget(r, ""); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	p.activeName = r.Active
+	if p.slot == r.Active && p.store == nil && f.slot != "" {
+		fmt.Fprintf(c.stderr, "keel: note: slot %s is the newest verified slot of the image; it is overwritten as --slot says\n", p.slot)
+	}
+	ts, err := part(layout.SlotPartition(p.slot))
+	if err != nil {
+		return fail(err)
+	}
+	tr, err := part(layout.RootPartition(p.slot))
+	if err != nil {
+		return fail(err)
+	}
+	p.target = update.Target{Slot: ts, SlotSize: ts.size, Root: tr, RootSize: tr.size}
+	var running *manifest.Manifest
+	if r.Active != "" && r.Active != p.slot {
+		as, err := part(layout.SlotPartition(r.Active))
+		if err != nil {
+			return fail(err)
+		}
+		ar, err := part(layout.RootPartition(r.Active))
+		if err != nil {
+			return fail(err)
+		}
+		p.active = &update.Active{Slot: as, SlotSize: as.size, Root: ar, RootSize: ar.size}
+		running = mans[r.Active]
+	}
+	board := f.board
+	if board == "" && running != nil {
+		board = running.Compatible
+	}
+	if board == "" {
+		for _, m := range mans {
+			board = m.Compatible
+		}
+	}
+	if board == "" {
+		return fail(usagef("install --image: no slot of the image names its board: give --board NAME"))
+	}
+	p.board = boardByName(board)
+	p.check = policy(running, f.allowDowngrade, -1)
+	if p.store == nil {
+		p.note = fmt.Sprintf("the image keeps its boot record in firmware variables, not on the disk: nothing was put on trial; at its first boot keel-init starts a record with the newest verified slot (highest security version) active")
+	}
+	return p, nil
+}
+
+// imagePart is a partition of a disk image: an update.Device.
+type imagePart struct {
+	f         *os.File
+	off, size int64
+}
+
+var _ update.Device = (*imagePart)(nil)
+
+func (p *imagePart) ReadAt(b []byte, off int64) (int, error) {
+	if off < 0 || off >= p.size {
+		return 0, io.EOF
+	}
+	if rest := p.size - off; int64(len(b)) > rest {
+		n, err := p.f.ReadAt(b[:rest], p.off+off)
+		if err == nil {
+			err = io.EOF
+		}
+		return n, err
+	}
+	return p.f.ReadAt(b, p.off+off)
+}
+
+func (p *imagePart) WriteAt(b []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(b)) > p.size {
+		return 0, fmt.Errorf("write of %d bytes at %d outside the %d-byte partition", len(b), off, p.size)
+	}
+	return p.f.WriteAt(b, p.off+off)
+}
+
+func (p *imagePart) Sync() error { return p.f.Sync() }
+
+// DropCache drops the partition's cached pages (update's read-back).
+func (p *imagePart) DropCache() { update.DropFileCache(p.f, p.off, p.size) }
