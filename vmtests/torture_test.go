@@ -51,8 +51,10 @@ import (
 // labels, and for single writes whether the write had landed, read from
 // the generation the next boot's decision commits).
 //
-// Not covered yet: an update install (issue 8's bundle install does not
-// exist yet); add a path for it here when it does.
+// The install path (issue 10) runs `keel install` from a USB stick (a
+// second virtio disk holding a bundle) into the slot that is not active
+// and cuts anywhere in it: reading, the commit that marks the target as
+// being written, writing, verifying, the commit that arms the trial.
 func TestTorture(t *testing.T) {
 	t.Parallel()
 	cuts := 1
@@ -107,7 +109,7 @@ var torturePaths = []torturePath{
 	{name: "try", cut: (*torture).cutTry},
 	{name: "recovery", cut: (*torture).cutRecovery},
 	{name: "factory-reset", wipes: true, cut: (*torture).cutFactoryReset},
-	// update-install: not yet (no bundle install exists); see TestTorture.
+	{name: "install", cut: (*torture).cutInstall},
 }
 
 // expectation is what the boot after a cut must show because keel
@@ -120,6 +122,9 @@ type expectation struct {
 	stateOf, slotState string
 	// noRecovery: the boot must not run recovery (it was finished).
 	noRecovery bool
+	// halfSlot, halfVersion: a boot of halfSlot must run halfVersion, the
+	// whole update (a cut install never boots half-written).
+	halfSlot, halfVersion string
 	// gen0 (when haveGen) is the record's generation if the cut write did
 	// not land: the next boot's decision then says gen0+1, and gen0+2 if
 	// it did (where the cut fell, for the counts; either is fine).
@@ -171,6 +176,8 @@ type learned struct {
 	// reinstall's first 100% line to KEEL-RECOVERED (finish: the commit
 	// that records it done).
 	verify, begin, finish time.Duration
+	// install: `keel install` sent to done.
+	install time.Duration
 }
 
 const (
@@ -189,6 +196,7 @@ func newTorture(t *testing.T, p torturePath, seed int64, deadline time.Duration)
 		learned: learned{
 			markGood: time.Second, write: time.Second,
 			verify: 2 * time.Second, begin: 150 * time.Millisecond, finish: 100 * time.Millisecond,
+			install: 20 * time.Second,
 			// as measured here (TCG, two VMs at once); learned again below
 			preDecision: "PCRs at start", commitGap: 0.08, kexec: 2.5,
 		},
@@ -203,8 +211,17 @@ func newTorture(t *testing.T, p torturePath, seed int64, deadline time.Duration)
 		t.Fatal(err)
 	}
 	tt.m = m
+	if p.name == "install" {
+		m.Stick = m.Dir + "/update.bundle"
+		if _, err := m.Art.Bundle(context.Background(), m.Stick, "b", vmkit.SlotSpec{Version: tortureUpdate, SecurityVersion: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return tt
 }
+
+// tortureUpdate is the version of the install path's bundle.
+const tortureUpdate = "3.0"
 
 // where names the path, the cut and the seed: every message has it.
 func (tt *torture) where() string {
@@ -440,6 +457,11 @@ func (tt *torture) verifyBoot(want expectation) bool {
 			tt.c.lostWrites++
 			tt.errorf("LOST WRITE: %s was acknowledged before the cut, so the boot must take slot %s mode %s; it took %s mode %s",
 				want.what, want.slot, want.mode, tt.booted.slot, tt.booted.mode)
+		}
+		if want.halfSlot != "" && tt.booted.slot == want.halfSlot && (tt.booted.version != want.halfVersion || tt.booted.mode != "trial") {
+			tt.c.lostWrites++
+			tt.errorf("HALF-WRITTEN: slot %s was being written with version %s when the power was cut; it booted version %s mode %s",
+				want.halfSlot, want.halfVersion, tt.booted.version, tt.booted.mode)
 		}
 		if want.noRecovery && recovery {
 			tt.c.lostWrites++
@@ -835,6 +857,55 @@ func (tt *torture) cutTry() expectation {
 	want := expectation{gen0: s.Generation, haveGen: true}
 	if tt.writeCut("try " + target + " --tries 2") {
 		want.what, want.slot, want.mode = "try "+target, target, "trial"
+	}
+	return want
+}
+
+// install: `keel install` of the stick's bundle into the slot that is not
+// active (or the one a cut install left being written); the cut falls
+// 0..1.5x(this machine's last install) after the command is sent. An
+// acknowledged install must boot the slot on trial; an unacknowledged one
+// may boot it only complete (on trial, with the update's version).
+func (tt *torture) cutInstall() expectation {
+	s := tt.status()
+	target := other(*s.Active)
+	if s.Installing != nil {
+		target = *s.Installing
+	}
+	_, err := tt.run.Expect("KEEL-READY")
+	tt.check(err, "prompt")
+	w := max(5*time.Second, tt.learned.install*3/2)
+	d := tt.uniform(0, w)
+	tt.logf("keel install into slot %s, then a cut %v after it (window %v)", target, d.Round(time.Millisecond), w.Round(time.Millisecond))
+	start := time.Now()
+	tt.check(tt.run.Send("keel install --progress lines /dev/vdb"), "send")
+	lines, err := tt.lines.For(d)
+	tt.keep(lines)
+	if err != nil {
+		tt.logf("the machine stopped by itself before the cut: %v", err)
+	}
+	label, acked := "before-write", false
+	for _, l := range lines {
+		switch {
+		case reDoneLine.MatchString(l.Text):
+			if m := reDoneLine.FindStringSubmatch(l.Text); m[1] != "0" {
+				tt.fatalf("keel install: rc=%s before the cut", m[1])
+			}
+			acked = true
+			tt.learned.install = l.At.Sub(start)
+		case strings.Contains(l.Text, "install: verifying"):
+			label = "verifying"
+		case strings.Contains(l.Text, "install: writing") && label == "before-write":
+			label = "writing"
+		}
+	}
+	if acked {
+		label = "after-ack"
+	}
+	tt.powerCut(label)
+	want := expectation{halfSlot: target, halfVersion: tortureUpdate, what: "install into " + target}
+	if acked {
+		want.slot, want.mode = target, "trial"
 	}
 	return want
 }

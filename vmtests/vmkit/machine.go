@@ -20,6 +20,9 @@ type Machine struct {
 	Dir  string
 	Disk string
 	Vars string
+	// Stick, if set, is a raw image attached as a second (read-only)
+	// virtio disk, /dev/vdb in the guest: a USB stick with an update.
+	Stick string
 }
 
 // NewMachine builds a disk with the given slots in dir and gives the
@@ -56,6 +59,7 @@ func (m *Machine) PowerOn(ctx context.Context, timeout time.Duration, fns ...qem
 		// vmtest picks up VMTEST_KERNEL: this machine boots from its disk.
 		qemu.WithKernel(""), qemu.WithInitramfs(""),
 		qemu.WithQEMUArgs(QEMUArgs(m.Art.Board, m.Disk, m.Vars, sock)...),
+		qemu.WithQEMUArgs(m.stickArgs()...),
 		qemu.WithVMTimeout(timeout),
 	}, fns...)
 	vm, err := qemu.StartContext(ctx, qemu.ArchUseEnvv, fns...)
@@ -64,6 +68,15 @@ func (m *Machine) PowerOn(ctx context.Context, timeout time.Duration, fns ...qem
 		return nil, err
 	}
 	return &Run{VM: vm, StepTimeout: 3 * time.Minute, stop: stop}, nil
+}
+
+// stickArgs attach the Stick, if any.
+func (m *Machine) stickArgs() []string {
+	if m.Stick == "" {
+		return nil
+	}
+	return []string{"-drive", "file=" + m.Stick + ",format=raw,if=none,id=stick,readonly=on",
+		"-device", "virtio-blk-pci,drive=stick"}
 }
 
 // Expect waits for s on the serial console and returns what it read.
@@ -131,6 +144,21 @@ func (r *Run) Keel(args string) (int, error) {
 	return strconv.Atoi(m[1])
 }
 
+// KeelOutput runs `keel ARGS` in the booted slot and returns its exit code
+// and the console output up to its end (what the command printed).
+func (r *Run) KeelOutput(args string) (int, string, error) {
+	if err := r.command("keel " + args); err != nil {
+		return -1, "", err
+	}
+	out, err := r.VM.Console.Expect(expect.Regexp(reDone), expect.WithTimeout(r.StepTimeout))
+	if err != nil {
+		return -1, out, fmt.Errorf("waiting for keel %s to finish: %w", args, err)
+	}
+	m := reDone.FindStringSubmatch(out)
+	rc, err := strconv.Atoi(m[1])
+	return rc, out, err
+}
+
 // SlotStatus and Status are `keel status --json`.
 type SlotStatus struct {
 	State     string `json:"state"`
@@ -143,6 +171,7 @@ type SlotStatus struct {
 type Status struct {
 	Active     *string               `json:"active"`
 	Trial      *string               `json:"trial"`
+	Installing *string               `json:"installing"`
 	Generation uint64                `json:"generation"`
 	Slots      map[string]SlotStatus `json:"slots"`
 	LastBoot   struct {
