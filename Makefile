@@ -10,7 +10,7 @@ export KEEL_KERNEL_DIR ?= $(abspath $(BUILD)/kernel/amd64)
 # skipped test and fails the run on any skip (outside -short there are none).
 TESTSUM = $(BUILD)/testsum
 
-.PHONY: all deps build unit test vmtest fuzz bench bench-boot bench-verity debug-cpio demo demo-host clean
+.PHONY: all deps build unit test vmtest fuzz bench bench-boot bench-verity bench-update debug-cpio demo demo-host clean
 
 all: build
 
@@ -94,6 +94,17 @@ bench-boot: deps kernel
 # Boot cost with a 64 MiB and a 1 GiB dm-verity root (should be the same).
 bench-verity: deps kernel
 	$(GO) test -run '^$$' -bench BenchmarkVerityBootCost -benchtime 2x -timeout 40m ./vmtests/
+
+# Updates, no VM (builder/image/updatebench_test.go): update.Install of a
+# 256 MiB root's full bundle from a file into empty partition files against
+# dd of the same root partition bytes (MB/s and install/dd, goal >= 0.9;
+# also NoLocal), and how much of the full bundle an install over HTTP
+# fetches when the device runs the old version: one changed file (goal
+# <= 10%), a new kernel only, a new root, with zstd --patch-from and the
+# static delta bundle for comparison. Prints a summary table per benchmark;
+# about a minute (of which the runs measured take a few seconds).
+bench-update: deps
+	$(GO) test -run '^$$' -bench '^Benchmark(InstallVsDD|DeltaFetched)$$' -benchtime 1x -timeout 30m -v ./builder/image/
 
 # The demo: two A/B stories in QEMU (an update that commits, one that falls
 # back), booted from disk through OVMF with swtpm.
