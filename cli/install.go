@@ -585,5 +585,13 @@ func (p *imagePart) WriteAt(b []byte, off int64) (int, error) {
 
 func (p *imagePart) Sync() error { return p.f.Sync() }
 
-// DropCache drops the partition's cached pages (update's read-back).
-func (p *imagePart) DropCache() { update.DropFileCache(p.f, p.off, p.size) }
+var _ update.CacheDropper = (*imagePart)(nil)
+
+// DropCache drops the cached pages of a range of the partition (update's
+// read-back reads the medium).
+func (p *imagePart) DropCache(off, n int64) {
+	if off < 0 || off >= p.size {
+		return
+	}
+	update.DropFileCache(p.f, p.off+off, min(n, p.size-off))
+}

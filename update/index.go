@@ -1,6 +1,7 @@
 package update
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,9 @@ func hashDevice(r io.ReaderAt, n uint64, t *verity.Tree, progress func(int64)) (
 			defer wg.Done()
 			x := t.Hasher()
 			buf := make([]byte, hashChunk*blockSize)
+			zeroBlock := make([]byte, blockSize)
+			var zero digest
+			copy(zero[:], x.Sum(zeroBlock))
 			for c := range next {
 				first := c * hashChunk
 				k := min(hashChunk, n-first)
@@ -53,7 +57,12 @@ func hashDevice(r io.ReaderAt, n uint64, t *verity.Tree, progress func(int64)) (
 					continue
 				}
 				for i := uint64(0); i < k; i++ {
-					copy(out[first+i][:], x.Sum(b[i*blockSize:(i+1)*blockSize]))
+					blk := b[i*blockSize : (i+1)*blockSize]
+					if bytes.Equal(blk, zeroBlock) { // an empty target: no hashing
+						out[first+i] = zero
+						continue
+					}
+					copy(out[first+i][:], x.Sum(blk))
 				}
 				if progress != nil {
 					mu.Lock()

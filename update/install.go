@@ -99,9 +99,6 @@ type Result struct {
 // verify (bundle.ErrTampered).
 const ErrTampered = bundle.ErrTampered
 
-// chunk is how much the installer writes at once.
-const chunk = 1 << 20
-
 // installer is one install's state.
 type installer struct {
 	ctx   context.Context
@@ -220,8 +217,9 @@ func (in *installer) run() (*Result, error) {
 	if err := in.sync(o.Target.Slot, "slot"); err != nil {
 		return &in.res, err
 	}
-	// 5. Read back from the medium and check everything.
-	if err := in.readBack(); err != nil {
+	// 5. Read back from the medium and check what the root's pipeline
+	// did not (it read every root block back as it went).
+	if err := in.readBackRest(); err != nil {
 		return &in.res, err
 	}
 	// 6. The header, last.

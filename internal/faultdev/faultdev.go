@@ -28,6 +28,7 @@ package faultdev
 import (
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Errors. They are constants: the package has no mutable state.
@@ -95,6 +96,7 @@ func (k Kind) String() string {
 
 // Mem is an in-memory Target. It is not safe for concurrent use.
 type Mem struct {
+	mu        sync.Mutex // Mems and Devices are safe for concurrent use
 	buf       []byte
 	kind      Kind
 	eraseSize int64
@@ -128,10 +130,16 @@ func Erased(kind Kind, size int, eraseSize int64) *Mem {
 }
 
 // Bytes returns a copy of the medium's contents.
-func (m *Mem) Bytes() []byte { return append([]byte(nil), m.buf...) }
+func (m *Mem) Bytes() []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]byte(nil), m.buf...)
+}
 
 // Clone returns an independent copy of the medium (contents and bad blocks).
 func (m *Mem) Clone() *Mem {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	c := NewMem(m.kind, m.buf, m.eraseSize)
 	for k, v := range m.bad {
 		if c.bad == nil {
@@ -144,6 +152,8 @@ func (m *Mem) Clone() *Mem {
 
 // MarkBad marks the erase block holding off as bad (NAND only).
 func (m *Mem) MarkBad(off int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.kind != NAND {
 		panic("faultdev: MarkBad on a " + m.kind.String() + " medium")
 	}
@@ -155,6 +165,8 @@ func (m *Mem) MarkBad(off int64) {
 
 // IsBadBlock reports whether the erase block holding off is marked bad.
 func (m *Mem) IsBadBlock(off int64) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if off < 0 || off >= int64(len(m.buf)) {
 		return false, fmt.Errorf("faultdev: bad-block query at 0x%x outside the medium (size 0x%x)", off, len(m.buf))
 	}
@@ -173,6 +185,8 @@ func (m *Mem) check(off, n int64) error {
 
 // ReadAt implements io.ReaderAt. Reading past the end returns io.EOF.
 func (m *Mem) ReadAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if off < 0 {
 		return 0, fmt.Errorf("faultdev: negative offset %d", off)
 	}
@@ -188,6 +202,8 @@ func (m *Mem) ReadAt(p []byte, off int64) (int, error) {
 
 // WriteAt implements io.WriterAt with the rules of the medium's Kind.
 func (m *Mem) WriteAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err := m.check(off, int64(len(p))); err != nil {
 		return 0, err
 	}
@@ -220,6 +236,8 @@ func (m *Mem) writeByte(off int64, b byte) error {
 // Erase fills the erase blocks [off, off+n) with 0xFF (NOR, NAND); the
 // range must be block aligned. For File it only checks the range.
 func (m *Mem) Erase(off, n int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err := m.check(off, n); err != nil {
 		return err
 	}
@@ -282,7 +300,8 @@ type Options struct {
 // steps that they spend together, and one cut that stops them all (two
 // copies of an env on two devices lose power at the same moment).
 type Power struct {
-	budget int64 // < 0: unlimited
+	mu     sync.Mutex // held for every operation of its Devices
+	budget int64      // < 0: unlimited
 	steps  int64
 	cut    bool
 }
@@ -292,10 +311,18 @@ type Power struct {
 func NewPower(budget int64) *Power { return &Power{budget: budget} }
 
 // Steps returns the number of steps completed so far.
-func (p *Power) Steps() int64 { return p.steps }
+func (p *Power) Steps() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.steps
+}
 
 // IsCut reports whether the power has been cut.
-func (p *Power) IsCut() bool { return p.cut }
+func (p *Power) IsCut() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cut
+}
 
 // take spends one step; false means the power is now cut.
 func (p *Power) take() bool {
@@ -332,15 +359,17 @@ func New(t Target, budget int64, opt Options) *Device {
 
 // Steps returns the number of steps completed so far on the Device's
 // Power.
-func (d *Device) Steps() int64 { return d.p.steps }
+func (d *Device) Steps() int64 { return d.p.Steps() }
 
 // IsCut reports whether the power has been cut.
-func (d *Device) IsCut() bool { return d.p.cut }
+func (d *Device) IsCut() bool { return d.p.IsCut() }
 
 func (d *Device) take() bool { return d.p.take() }
 
 // ReadAt reads from the target unless the power is cut.
 func (d *Device) ReadAt(p []byte, off int64) (int, error) {
+	d.p.mu.Lock()
+	defer d.p.mu.Unlock()
 	if d.p.cut {
 		return 0, ErrPowerCut
 	}
@@ -349,6 +378,8 @@ func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 
 // WriteAt writes unit by unit, one step each, and stops at the cut.
 func (d *Device) WriteAt(p []byte, off int64) (int, error) {
+	d.p.mu.Lock()
+	defer d.p.mu.Unlock()
 	if d.p.cut {
 		return 0, ErrPowerCut
 	}
@@ -374,6 +405,8 @@ func (d *Device) WriteAt(p []byte, off int64) (int, error) {
 // Erase erases block by block, one step each, and stops at the cut (leaving
 // the block at the cut half erased when Options.TornErase is set).
 func (d *Device) Erase(off, n int64) error {
+	d.p.mu.Lock()
+	defer d.p.mu.Unlock()
 	if d.p.cut {
 		return ErrPowerCut
 	}
@@ -388,7 +421,9 @@ func (d *Device) Erase(off, n int64) error {
 		l := min(unit, off+n-pos)
 		if !d.take() {
 			if m, ok := d.t.(*Mem); ok && d.opt.TornErase && m.kind != File {
+				m.mu.Lock()
 				_ = m.eraseBlock(pos, l/2)
+				m.mu.Unlock()
 			}
 			return ErrPowerCut
 		}
@@ -401,6 +436,8 @@ func (d *Device) Erase(off, n int64) error {
 
 // Sync syncs the target unless the power is cut. It costs no step.
 func (d *Device) Sync() error {
+	d.p.mu.Lock()
+	defer d.p.mu.Unlock()
 	if d.p.cut {
 		return ErrPowerCut
 	}
@@ -409,6 +446,8 @@ func (d *Device) Sync() error {
 
 // Size returns the target size unless the power is cut.
 func (d *Device) Size() (int64, error) {
+	d.p.mu.Lock()
+	defer d.p.mu.Unlock()
 	if d.p.cut {
 		return 0, ErrPowerCut
 	}
@@ -426,6 +465,8 @@ func (d *Device) EraseSize() int64 {
 // IsBadBlock forwards the NAND bad-block query to the target (false when
 // the target has none).
 func (d *Device) IsBadBlock(off int64) (bool, error) {
+	d.p.mu.Lock()
+	defer d.p.mu.Unlock()
 	if d.p.cut {
 		return false, ErrPowerCut
 	}
