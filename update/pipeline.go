@@ -1,6 +1,7 @@
 package update
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,19 +22,33 @@ import (
 //	          consecutive blocks
 //	checkers  (one per CPU) check every block of a chunk against its leaf
 //	writer    writes the chunks in order; after each region it syncs,
-//	          drops the region from the page cache and hands it to
-//	          the reader
-//	reader    reads each region back from the medium and checks every
-//	          block (those the target already held included)
+//	          drops the region from the page cache and hands it, with
+//	          the chunks written, to the reader
+//	reader    reads each region back from the medium: a block written
+//	          must read back as the bytes written (checked against its
+//	          leaf before the write), a block the target already held is
+//	          checked against its leaf
+//
+// So every block is hashed once, and the read-back costs a comparison.
 //
 // A bundle block that does not match its leaf stops the install
 // (ErrTampered, naming the block). A local copy that does not match is not
 // written; it is fetched from the bundle at the end ("missed").
 const (
 	chunkBlocks  = 256  // 1 MiB
-	regionBlocks = 8192 // 32 MiB between syncs and read-backs
-	chunksInUse  = 8
+	regionBlocks = 2048 // 8 MiB between syncs and read-backs
+	regionChunks = regionBlocks / chunkBlocks
+	// chunksInUse bounds the memory (32 MiB): the chunks being filled,
+	// checked and written, and those of three regions: collected by the
+	// writer, waiting for the reader, being read back.
+	chunksInUse = 8 + 3*regionChunks
 )
+
+// region is blocks [a, b), synced, with the chunks written in it.
+type region struct {
+	a, b   uint64
+	chunks []*chunk
+}
 
 type chunk struct {
 	seq   int
@@ -55,7 +70,7 @@ type pipeline struct {
 	free   chan []byte
 	check  chan *chunk
 	write  chan *chunk
-	region chan [2]uint64
+	region chan region
 	cur    *chunk
 	seq    int
 	wg     sync.WaitGroup
@@ -70,7 +85,7 @@ func (in *installer) newPipeline() *pipeline {
 	ctx, cancel := context.WithCancelCause(in.ctx)
 	p := &pipeline{in: in, ctx: ctx, cancel: cancel, t: in.t, dev: in.o.Target.Root,
 		free: make(chan []byte, chunksInUse), check: make(chan *chunk, chunksInUse),
-		write: make(chan *chunk, chunksInUse), region: make(chan [2]uint64, 4), missed: map[uint64]bool{}}
+		write: make(chan *chunk, chunksInUse), region: make(chan region, 1), missed: map[uint64]bool{}}
 	p.cond = sync.NewCond(&p.mu)
 	for i := 0; i < chunksInUse; i++ {
 		p.free <- make([]byte, 0, chunkBlocks*blockSize)
@@ -218,6 +233,7 @@ func (p *pipeline) writer() {
 	defer close(p.region)
 	pending := map[int]*chunk{}
 	next, synced := 0, uint64(0)
+	var done []*chunk // written since the last sync
 	for c := range p.write {
 		if p.ctx.Err() != nil {
 			continue
@@ -230,17 +246,21 @@ func (p *pipeline) writer() {
 				p.fail(err)
 				break
 			}
-			if c.end()-synced >= regionBlocks {
-				if err := p.flush(synced, c.end()); err != nil {
+			done = append(done, c)
+			// A region ends after regionBlocks blocks, or after as many
+			// chunks (short chunks, between blocks already in place):
+			// the chunks it holds are bounded either way.
+			if c.end()-synced >= regionBlocks || len(done) >= regionChunks {
+				if err := p.flush(region{synced, c.end(), done}); err != nil {
 					p.fail(err)
 					break
 				}
-				synced = c.end()
+				synced, done = c.end(), nil
 			}
 		}
 	}
 	if p.ctx.Err() == nil {
-		if err := p.flush(synced, p.t.Blocks()); err != nil {
+		if err := p.flush(region{synced, p.t.Blocks(), done}); err != nil {
 			p.fail(err)
 		}
 	}
@@ -264,7 +284,6 @@ func (p *pipeline) writeChunk(c *chunk) error {
 		}
 		run = k + 1
 	}
-	p.free <- c.buf
 	p.mu.Lock()
 	for _, i := range missed {
 		p.missed[i] = true
@@ -275,61 +294,67 @@ func (p *pipeline) writeChunk(c *chunk) error {
 	return nil
 }
 
-// flush makes blocks [a, b) durable and hands them to the reader.
-func (p *pipeline) flush(a, b uint64) error {
-	if b <= a {
+// flush makes region r durable and hands it to the reader.
+func (p *pipeline) flush(r region) error {
+	if r.b <= r.a {
 		return nil
 	}
 	if err := p.dev.Sync(); err != nil {
 		return fmt.Errorf("update: syncing the target's root partition: %w", err)
 	}
-	dropCache(p.dev, int64(a)*blockSize, int64(b-a)*blockSize)
+	dropCache(p.dev, int64(r.a)*blockSize, int64(r.b-r.a)*blockSize)
 	select {
-	case p.region <- [2]uint64{a, b}:
+	case p.region <- r:
 		return nil
 	case <-p.ctx.Done():
 		return p.err()
 	}
 }
 
-// reader reads the regions back from the medium and checks every block.
+// reader reads the regions back from the medium and checks every block,
+// then frees the region's chunks.
 func (p *pipeline) reader() {
 	x := p.t.Hasher()
 	buf := make([]byte, chunkBlocks*blockSize)
 	for r := range p.region {
-		if p.ctx.Err() != nil {
-			continue
+		if p.ctx.Err() == nil {
+			if err := p.readBack(x, buf, r); err != nil {
+				p.fail(err)
+			}
 		}
-		if err := p.readBack(x, buf, r[0], r[1]); err != nil {
-			p.fail(err)
+		for _, c := range r.chunks {
+			p.free <- c.buf
 		}
 	}
 }
 
-func (p *pipeline) readBack(x *verity.Hasher, buf []byte, a, b uint64) error {
-	for first := a; first < b; first += chunkBlocks {
-		n := min(chunkBlocks, b-first)
+func (p *pipeline) readBack(x *verity.Hasher, buf []byte, r region) error {
+	ci := 0 // the first chunk that may hold the block
+	for first := r.a; first < r.b; first += chunkBlocks {
+		n := min(chunkBlocks, r.b-first)
 		blk := buf[:n*blockSize]
 		if err := readFull(p.dev, blk, int64(first)*blockSize); err != nil {
 			return fmt.Errorf("update: reading back root blocks %d-%d: %w", first, first+n-1, err)
 		}
-		p.mu.Lock()
-		missed := len(p.missed) > 0
-		p.mu.Unlock()
 		for k := uint64(0); k < n; k++ {
 			i := first + k
-			if p.t.Check(x, i, blk[k*blockSize:(k+1)*blockSize]) {
-				continue
+			got := blk[k*blockSize : (k+1)*blockSize]
+			for ci < len(r.chunks) && r.chunks[ci].end() <= i {
+				ci++
 			}
-			if missed {
-				p.mu.Lock()
-				m := p.missed[i]
-				p.mu.Unlock()
-				if m {
-					continue // fetched and checked again at the end
+			if ci < len(r.chunks) && r.chunks[ci].start <= i {
+				c := r.chunks[ci]
+				o := (i - c.start) * blockSize
+				if c.bad != nil && c.bad[i-c.start] {
+					continue // not written: fetched and checked at the end
 				}
+				if bytes.Equal(got, c.buf[o:o+blockSize]) {
+					continue
+				}
+			} else if p.t.Check(x, i, got) {
+				continue // the target already held it
 			}
-			return fmt.Errorf("update: root block %d read back does not match its dm-verity leaf: the root partition does not keep its data", i)
+			return fmt.Errorf("update: root block %d read back differs from what was written (or does not match its dm-verity leaf): the root partition does not keep its data", i)
 		}
 	}
 	return nil
