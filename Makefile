@@ -69,6 +69,7 @@ fuzz:
 	$(GO) test ./bootenv/ubootenv/ -run '^$$' -fuzz '^FuzzConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/gpt/ -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/cmdline/ -run '^$$' -fuzz '^FuzzParseHandoff$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./format/bundle/ -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./cli/ ./manifest/ ./format/verity/ ./recovery/
