@@ -585,7 +585,15 @@ func (p *imagePart) WriteAt(b []byte, off int64) (int, error) {
 
 func (p *imagePart) Sync() error { return p.f.Sync() }
 
-var _ update.CacheDropper = (*imagePart)(nil)
+var (
+	_ update.CacheDropper = (*imagePart)(nil)
+	_ update.RangeSyncer  = (*imagePart)(nil)
+)
+
+// SyncRange writes back a range of the partition.
+func (p *imagePart) SyncRange(off, n int64) error {
+	return update.SyncFileRange(p.f, p.off+off, n)
+}
 
 // DropCache drops the cached pages of a range of the partition (update's
 // read-back reads the medium).

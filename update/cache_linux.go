@@ -31,3 +31,35 @@ func dropCache(d any, off, n int64) {
 func DropFileCache(f *os.File, off, n int64) {
 	_ = unix.Fadvise(int(f.Fd()), off, n, unix.FADV_DONTNEED)
 }
+
+// RangeSyncer is a Device that can write back one range of its cached
+// pages without flushing the whole device (a partition inside a disk
+// image file).
+type RangeSyncer interface {
+	SyncRange(off, n int64) error
+}
+
+// syncRange writes back n bytes of d from off and waits for it: for an
+// *os.File, sync_file_range(2), which leaves the range clean (so that
+// dropCache can drop it) without the device cache flush of fsync (the
+// install ends with a Sync); a RangeSyncer does its own; other Devices
+// Sync.
+func syncRange(d Device, off, n int64) error {
+	if r, ok := d.(RangeSyncer); ok {
+		return r.SyncRange(off, n)
+	}
+	if f, ok := d.(*os.File); ok {
+		return SyncFileRange(f, off, n)
+	}
+	return d.Sync()
+}
+
+// SyncFileRange writes back n bytes of f from off and waits for them.
+func SyncFileRange(f *os.File, off, n int64) error {
+	err := unix.SyncFileRange(int(f.Fd()), off, n,
+		unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
+	if err != nil {
+		return f.Sync() // not supported here: the whole file
+	}
+	return nil
+}

@@ -17,3 +17,19 @@ func dropCache(d any, off, n int64) {
 
 // DropFileCache drops cached pages where the system can; here it cannot.
 func DropFileCache(f *os.File, off, n int64) {}
+
+// RangeSyncer is a Device that can write back one range of its cached
+// pages.
+type RangeSyncer interface {
+	SyncRange(off, n int64) error
+}
+
+func syncRange(d Device, off, n int64) error {
+	if r, ok := d.(RangeSyncer); ok {
+		return r.SyncRange(off, n)
+	}
+	return d.Sync()
+}
+
+// SyncFileRange syncs f (no range sync on this system).
+func SyncFileRange(f *os.File, off, n int64) error { return f.Sync() }

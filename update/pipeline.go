@@ -21,7 +21,8 @@ import (
 //	          source delivers them; it packs them into chunks of
 //	          consecutive blocks
 //	checkers  (one per CPU) check every block of a chunk against its leaf
-//	writer    writes the chunks in order; after each region it syncs,
+//	writer    writes the chunks in order; after each region it writes it
+//	          back (sync_file_range; the install's Sync makes it durable),
 //	          drops the region from the page cache and hands it, with
 //	          the chunks written, to the reader
 //	reader    reads each region back from the medium: a block written
@@ -299,8 +300,8 @@ func (p *pipeline) flush(r region) error {
 	if r.b <= r.a {
 		return nil
 	}
-	if err := p.dev.Sync(); err != nil {
-		return fmt.Errorf("update: syncing the target's root partition: %w", err)
+	if err := syncRange(p.dev, int64(r.a)*blockSize, int64(r.b-r.a)*blockSize); err != nil {
+		return fmt.Errorf("update: writing back root blocks %d-%d: %w", r.a, r.b-1, err)
 	}
 	dropCache(p.dev, int64(r.a)*blockSize, int64(r.b-r.a)*blockSize)
 	select {
