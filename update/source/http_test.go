@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keelboot/keel/update/source/sourcetest"
 )
 
 func TestHTTPConformance(t *testing.T) {
@@ -71,23 +73,23 @@ func total(ranges []Range) int64 {
 
 func TestHTTPResumesAfterDrops(t *testing.T) {
 	payload := testPayload(4 << 20)
-	s := newRangeServer(t, payload)
+	s := sourcetest.NewServer(t, payload)
 	const maxReq = 1 << 20
-	src := openHTTP(t, s.url, HTTPOptions{Parallel: 2, MaxRequest: maxReq, Sleep: noSleep})
-	s.reset()
+	src := openHTTP(t, s.URL, HTTPOptions{Parallel: 2, MaxRequest: maxReq, Sleep: noSleep})
+	s.Reset()
 	// Cut the first 6 answers after an odd number of bytes, mid-piece.
 	const cut = 300001
-	s.set(func(s *rangeServer) { s.dropAfter, s.drops = cut, 6 })
+	s.DropAfter(cut, 6)
 	ranges := []Range{{0, 1500000}, {1500000, 2000000}, {3600000, 500000}}
 	if err := fetchAndCheck(context.Background(), src, payload, ranges); err != nil {
 		t.Fatal(err)
 	}
-	seen, served := s.seen()
+	seen := s.Stats()
 	st := src.Stats()
 	asked := total(ranges)
-	t.Logf("asked %d bytes; stats %+v; server served %d bytes in %d requests", asked, st, served, len(seen))
-	if st.Retries != 6 {
-		t.Errorf("Stats.Retries = %d, want the 6 drops", st.Retries)
+	t.Logf("asked %d bytes; stats %+v; server served %d bytes in %d requests", asked, st, seen.Served, seen.Requests)
+	if st.Retries != 6 || seen.Dropped != 6 {
+		t.Errorf("Stats.Retries = %d, want the 6 drops (the server dropped %d)", st.Retries, seen.Dropped)
 	}
 	// Resumed requests ask only for what is missing: apart from the
 	// probe's byte, nothing is fetched twice, and certainly not a whole
@@ -95,16 +97,16 @@ func TestHTTPResumesAfterDrops(t *testing.T) {
 	if extra := st.BytesFetched - 1 - asked; extra < 0 || extra >= maxReq {
 		t.Errorf("BytesFetched %d for %d bytes asked: %d extra", st.BytesFetched, asked, extra)
 	}
-	if extra := served - asked; extra < 0 || extra >= maxReq {
-		t.Errorf("the server sent %d bytes for %d asked: %d extra", served, asked, extra)
+	if extra := seen.Served - asked; extra < 0 || extra >= maxReq {
+		t.Errorf("the server sent %d bytes for %d asked: %d extra", seen.Served, asked, extra)
 	}
 	// The first request (bytes 0 to 1 MiB) was cut after 300001 bytes
 	// and resumed from there.
-	if want := fmt.Sprintf("bytes=%d-%d", cut, maxReq-1); !slices.Contains(seen, want) {
-		t.Errorf("no resumed request %q among %q", want, seen)
+	if want := fmt.Sprintf("bytes=%d-%d", cut, maxReq-1); !slices.Contains(seen.Ranges, want) {
+		t.Errorf("no resumed request %q among %q", want, seen.Ranges)
 	}
-	if int64(len(seen)) != st.Requests-1 {
-		t.Errorf("Stats.Requests = %d, the server saw %d plus the probe", st.Requests, len(seen))
+	if int64(seen.Requests) != st.Requests-1 {
+		t.Errorf("Stats.Requests = %d, the server saw %d plus the probe", st.Requests, seen.Requests)
 	}
 }
 
@@ -112,9 +114,9 @@ func TestHTTPRetriesResetOnProgress(t *testing.T) {
 	// Every answer is cut after 100 KiB: a 1 MiB request needs 11
 	// attempts. With Retries 2 it still completes, as each attempt moves.
 	payload := testPayload(1 << 20)
-	s := newRangeServer(t, payload)
-	src := openHTTP(t, s.url, HTTPOptions{Retries: 2, Sleep: noSleep})
-	s.set(func(s *rangeServer) { s.dropAfter, s.drops = 100<<10, 1000 })
+	s := sourcetest.NewServer(t, payload)
+	src := openHTTP(t, s.URL, HTTPOptions{Retries: 2, Sleep: noSleep})
+	s.DropAfter(100<<10, 1000)
 	if err := fetchAndCheck(context.Background(), src, payload, []Range{{0, 1 << 20}}); err != nil {
 		t.Fatal(err)
 	}
@@ -125,11 +127,11 @@ func TestHTTPRetriesResetOnProgress(t *testing.T) {
 
 func TestHTTPGivesUp(t *testing.T) {
 	payload := testPayload(100000)
-	s := newRangeServer(t, payload)
+	s := sourcetest.NewServer(t, payload)
 	var mu sync.Mutex
 	var delays []time.Duration
 	var logged []string
-	src := openHTTP(t, s.url, HTTPOptions{
+	src := openHTTP(t, s.URL, HTTPOptions{
 		Sleep: func(_ context.Context, d time.Duration) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -139,11 +141,11 @@ func TestHTTPGivesUp(t *testing.T) {
 		Log: func(line string) { logged = append(logged, line) },
 	})
 	// Headers, then the connection is cut: no progress, ever.
-	s.set(func(s *rangeServer) { s.dropAfter, s.drops = 0, 1000 })
+	s.DropAfter(0, 1000)
 	err := src.Fetch(context.Background(), []Range{{5000, 20000}}, func(int64, []byte) error {
 		return errors.New("fn called")
 	})
-	want := fmt.Sprintf("GET %s bytes 5000-24999: gave up after 9 failed attempts in a row: at byte 5000: unexpected EOF", s.url)
+	want := fmt.Sprintf("GET %s bytes 5000-24999: gave up after 9 failed attempts in a row: at byte 5000: unexpected EOF", s.URL)
 	if err == nil || err.Error() != want {
 		t.Errorf("Fetch = %v\nwant %s", err, want)
 	}
@@ -161,16 +163,16 @@ func TestHTTPGivesUp(t *testing.T) {
 
 func TestHTTPCoalescesAdjacentRanges(t *testing.T) {
 	payload := testPayload(1 << 20)
-	s := newRangeServer(t, payload)
+	s := sourcetest.NewServer(t, payload)
 	ctx := context.Background()
 
-	src := openHTTP(t, s.url, HTTPOptions{})
-	s.reset()
+	src := openHTTP(t, s.URL, HTTPOptions{})
+	s.Reset()
 	ranges := []Range{{0, 1000}, {1000, 5000}, {6000, 100}, {10000, 10}}
 	if err := fetchAndCheck(ctx, src, payload, ranges); err != nil {
 		t.Fatal(err)
 	}
-	seen, _ := s.seen()
+	seen := s.Stats().Ranges
 	slices.Sort(seen)
 	if want := []string{"bytes=0-6099", "bytes=10000-10009"}; !slices.Equal(seen, want) {
 		t.Errorf("requests %q, want %q: adjacent ranges in one", seen, want)
@@ -178,18 +180,18 @@ func TestHTTPCoalescesAdjacentRanges(t *testing.T) {
 
 	// A run longer than MaxRequest takes several requests, none longer.
 	const maxReq = 64 << 10
-	src = openHTTP(t, s.url, HTTPOptions{MaxRequest: maxReq})
-	s.reset()
+	src = openHTTP(t, s.URL, HTTPOptions{MaxRequest: maxReq})
+	s.Reset()
 	ranges = []Range{{0, 100000}, {100000, 100000}}
 	if err := fetchAndCheck(ctx, src, payload, ranges); err != nil {
 		t.Fatal(err)
 	}
-	seen, served := s.seen()
-	if len(seen) != 4 || served != 200000 {
-		t.Errorf("requests %q (%d bytes), want 4 covering 200000 bytes", seen, served)
+	st := s.Stats()
+	if st.Requests != 4 || st.Served != 200000 {
+		t.Errorf("requests %q (%d bytes), want 4 covering 200000 bytes", st.Ranges, st.Served)
 	}
-	for _, h := range seen {
-		if first, last, _ := parseRangeHeader(h); last-first+1 > maxReq {
+	for _, h := range st.Ranges {
+		if first, last, _ := sourcetest.ParseRange(h); last-first+1 > maxReq {
 			t.Errorf("request %q asks for more than MaxRequest (%d)", h, maxReq)
 		}
 	}
@@ -214,18 +216,14 @@ func TestHTTPParallel(t *testing.T) {
 		{1, func(n int) bool { return n == 1 }},
 	} {
 		t.Run(fmt.Sprint(tc.parallel), func(t *testing.T) {
-			s := newRangeServer(t, payload)
-			src := openHTTP(t, s.url, HTTPOptions{Parallel: tc.parallel})
-			s.reset()
-			s.set(func(s *rangeServer) {
-				s.delay = func(int64) time.Duration { return 30 * time.Millisecond }
-			})
+			s := sourcetest.NewServer(t, payload)
+			src := openHTTP(t, s.URL, HTTPOptions{Parallel: tc.parallel})
+			s.Reset()
+			s.Delay(func(int64) time.Duration { return 30 * time.Millisecond })
 			if err := fetchAndCheck(context.Background(), src, payload, sparse(8)); err != nil {
 				t.Fatal(err)
 			}
-			s.mu.Lock()
-			n := s.maxInflight
-			s.mu.Unlock()
+			n := s.Stats().MaxInFlight
 			if !tc.want(n) {
 				t.Errorf("Parallel %d: the server saw up to %d requests at once", tc.parallel, n)
 			}
@@ -236,12 +234,10 @@ func TestHTTPParallel(t *testing.T) {
 func TestHTTPOutOfOrderAnswers(t *testing.T) {
 	// The earliest requests answer last; pieces still come out in order.
 	payload := testPayload(1 << 20)
-	s := newRangeServer(t, payload)
-	src := openHTTP(t, s.url, HTTPOptions{Parallel: 4})
-	s.set(func(s *rangeServer) {
-		s.delay = func(first int64) time.Duration {
-			return time.Duration((1<<20 - first) * int64(100*time.Millisecond) >> 20)
-		}
+	s := sourcetest.NewServer(t, payload)
+	src := openHTTP(t, s.URL, HTTPOptions{Parallel: 4})
+	s.Delay(func(first int64) time.Duration {
+		return time.Duration((1<<20 - first) * int64(100*time.Millisecond) >> 20)
 	})
 	if err := fetchAndCheck(context.Background(), src, payload, sparse(10)); err != nil {
 		t.Fatal(err)
@@ -252,9 +248,9 @@ func TestHTTPBoundedLookahead(t *testing.T) {
 	// While fn holds the first piece, no more than Parallel requests are
 	// started: that is all Fetch buffers.
 	payload := testPayload(2 << 20)
-	s := newRangeServer(t, payload)
-	src := openHTTP(t, s.url, HTTPOptions{Parallel: 3})
-	s.reset()
+	s := sourcetest.NewServer(t, payload)
+	src := openHTTP(t, s.URL, HTTPOptions{Parallel: 3})
+	s.Reset()
 	release := make(chan struct{})
 	held := make(chan struct{})
 	done := make(chan error)
@@ -278,34 +274,33 @@ func TestHTTPBoundedLookahead(t *testing.T) {
 	<-held
 	// Wait for the 3 requests started to show, then for any more.
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if seen, _ := s.seen(); len(seen) >= 3 {
+		if s.Stats().Requests >= 3 {
 			break
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
-	seen, _ := s.seen()
-	if len(seen) != 3 {
-		t.Errorf("%d requests while fn held the first piece, want Parallel = 3", len(seen))
+	if n := s.Stats().Requests; n != 3 {
+		t.Errorf("%d requests while fn held the first piece, want Parallel = 3", n)
 	}
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if seen, _ := s.seen(); len(seen) != 20 {
-		t.Errorf("%d requests, want 20", len(seen))
+	if n := s.Stats().Requests; n != 20 {
+		t.Errorf("%d requests, want 20", n)
 	}
 }
 
 func TestHTTPNoRangeSupport(t *testing.T) {
-	s := newRangeServer(t, testPayload(10000))
-	s.set(func(s *rangeServer) { s.ignoreRange = true })
-	_, err := HTTP(context.Background(), s.url, HTTPOptions{Sleep: noSleep})
-	want := "the server at " + s.url + " answered 200 to a Range request: it does not support range requests, which streaming needs (RAUC needs the same); serve the bundle from a server with range support, or download it and install the file"
+	s := sourcetest.NewServer(t, testPayload(10000))
+	s.IgnoreRange(true)
+	_, err := HTTP(context.Background(), s.URL, HTTPOptions{Sleep: noSleep})
+	want := "the server at " + s.URL + " answered 200 to a Range request: it does not support range requests, which streaming needs (RAUC needs the same); serve the bundle from a server with range support, or download it and install the file"
 	if err == nil || err.Error() != want {
 		t.Errorf("HTTP = %v\nwant %s", err, want)
 	}
-	if seen, _ := s.seen(); len(seen) != 1 {
-		t.Errorf("%d requests, want 1: no retry", len(seen))
+	if n := s.Stats().Requests; n != 1 {
+		t.Errorf("%d requests, want 1: no retry", n)
 	}
 }
 
@@ -320,23 +315,23 @@ func TestHTTPStatusErrors(t *testing.T) {
 		{416, "416 Requested Range Not Satisfiable (is the bundle empty?)"},
 	} {
 		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
-			s := newRangeServer(t, payload)
-			s.set(func(s *rangeServer) { s.statuses = []int{tc.status, tc.status} })
-			_, err := HTTP(context.Background(), s.url, HTTPOptions{Sleep: noSleep})
-			want := fmt.Sprintf("GET %s bytes 0-0: the server answered %s", s.url, tc.want)
+			s := sourcetest.NewServer(t, payload)
+			s.FailNext(tc.status, tc.status)
+			_, err := HTTP(context.Background(), s.URL, HTTPOptions{Sleep: noSleep})
+			want := fmt.Sprintf("GET %s bytes 0-0: the server answered %s", s.URL, tc.want)
 			if err == nil || err.Error() != want {
 				t.Errorf("HTTP = %v\nwant %s", err, want)
 			}
-			if seen, _ := s.seen(); len(seen) != 1 {
-				t.Errorf("%d requests, want 1: a %d is not retried", len(seen), tc.status)
+			if n := s.Stats().Requests; n != 1 {
+				t.Errorf("%d requests, want 1: a %d is not retried", n, tc.status)
 			}
 		})
 	}
 	t.Run("503 then success", func(t *testing.T) {
-		s := newRangeServer(t, payload)
+		s := sourcetest.NewServer(t, payload)
 		var logged []string
-		s.set(func(s *rangeServer) { s.statuses = []int{503, 503} })
-		src := openHTTP(t, s.url, HTTPOptions{Sleep: noSleep, Log: func(l string) { logged = append(logged, l) }})
+		s.FailNext(503, 503)
+		src := openHTTP(t, s.URL, HTTPOptions{Sleep: noSleep, Log: func(l string) { logged = append(logged, l) }})
 		if st := src.Stats(); st.Retries != 2 || st.Requests != 3 {
 			t.Errorf("stats %+v, want 2 retries in 3 requests", st)
 		}
@@ -344,7 +339,7 @@ func TestHTTPStatusErrors(t *testing.T) {
 			t.Errorf("log %q", logged)
 		}
 		// And during a Fetch.
-		s.set(func(s *rangeServer) { s.statuses = []int{500, 502, 429} })
+		s.FailNext(500, 502, 429)
 		if err := fetchAndCheck(context.Background(), src, payload, []Range{{100, 9000}}); err != nil {
 			t.Fatal(err)
 		}
@@ -353,11 +348,11 @@ func TestHTTPStatusErrors(t *testing.T) {
 		}
 	})
 	t.Run("500 for good", func(t *testing.T) {
-		s := newRangeServer(t, payload)
-		src := openHTTP(t, s.url, HTTPOptions{Sleep: noSleep, Retries: 2})
-		s.set(func(s *rangeServer) { s.statuses = []int{500, 500, 500, 500} })
+		s := sourcetest.NewServer(t, payload)
+		src := openHTTP(t, s.URL, HTTPOptions{Sleep: noSleep, Retries: 2})
+		s.FailNext(500, 500, 500, 500)
 		err := src.Fetch(context.Background(), []Range{{0, 10}}, func(int64, []byte) error { return nil })
-		want := fmt.Sprintf("GET %s bytes 0-9: gave up after 3 failed attempts in a row: the server answered 500 Internal Server Error", s.url)
+		want := fmt.Sprintf("GET %s bytes 0-9: gave up after 3 failed attempts in a row: the server answered 500 Internal Server Error", s.URL)
 		if err == nil || err.Error() != want {
 			t.Errorf("Fetch = %v\nwant %s", err, want)
 		}
@@ -412,7 +407,7 @@ func TestHTTPBadAnswers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				first, last, _ := parseRangeHeader(r.Header.Get("Range"))
+				first, last, _ := sourcetest.ParseRange(r.Header.Get("Range"))
 				tc.handler(w, r, first, last)
 			}))
 			defer srv.Close()
@@ -437,22 +432,19 @@ func writePart(w http.ResponseWriter, payload []byte, first, last int64, size in
 
 func TestHTTPHeaders(t *testing.T) {
 	payload := testPayload(3 << 20)
-	s := newRangeServer(t, payload)
-	s.set(func(s *rangeServer) { s.auth = "Bearer x" })
-	_, err := HTTP(context.Background(), s.url, HTTPOptions{})
+	s := sourcetest.NewServer(t, payload)
+	s.RequireAuthorization("Bearer x")
+	_, err := HTTP(context.Background(), s.URL, HTTPOptions{})
 	if err == nil || !strings.Contains(err.Error(), "401 Unauthorized (check the credentials") {
 		t.Errorf("HTTP without the header = %v, want a 401 error", err)
 	}
-	s.reset()
-	src := openHTTP(t, s.url, HTTPOptions{Headers: http.Header{"Authorization": {"Bearer x"}}, MaxRequest: 256 << 10})
+	s.Reset()
+	src := openHTTP(t, s.URL, HTTPOptions{Headers: http.Header{"Authorization": {"Bearer x"}}, MaxRequest: 256 << 10})
 	if err := fetchAndCheck(context.Background(), src, payload, []Range{{0, 3 << 20}}); err != nil {
 		t.Fatal(err)
 	}
-	seen, _ := s.seen()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.unauthorized != 0 || len(seen) != 13 {
-		t.Errorf("%d of %d requests without the header", s.unauthorized, len(seen))
+	if st := s.Stats(); st.Unauthorized != 0 || st.Requests != 13 {
+		t.Errorf("%d of %d requests without the header, want 0 of 13", st.Unauthorized, st.Requests)
 	}
 }
 
@@ -500,13 +492,13 @@ func TestHTTPTLS(t *testing.T) {
 
 func TestHTTPCancel(t *testing.T) {
 	payload := testPayload(4 << 20)
-	s := newRangeServer(t, payload)
+	s := sourcetest.NewServer(t, payload)
 	base := runtime.NumGoroutine()
-	src, err := HTTP(context.Background(), s.url, HTTPOptions{})
+	src, err := HTTP(context.Background(), s.URL, HTTPOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.set(func(s *rangeServer) { s.slow = true }) // about 800 kB/s per request
+	s.Slow(true) // about 800 kB/s per request
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
 	start := time.Now()
@@ -538,10 +530,10 @@ func waitGoroutines(t *testing.T, base int) {
 
 func TestHTTPStall(t *testing.T) {
 	payload := testPayload(1 << 20)
-	s := newRangeServer(t, payload)
+	s := sourcetest.NewServer(t, payload)
 	var logged []string
-	src := openHTTP(t, s.url, HTTPOptions{StallTimeout: 300 * time.Millisecond, Sleep: noSleep, Log: func(l string) { logged = append(logged, l) }})
-	s.set(func(s *rangeServer) { s.dropAfter, s.stalls = 5000, 1 })
+	src := openHTTP(t, s.URL, HTTPOptions{StallTimeout: 300 * time.Millisecond, Sleep: noSleep, Log: func(l string) { logged = append(logged, l) }})
+	s.StallAfter(5000, 1)
 	start := time.Now()
 	if err := fetchAndCheck(context.Background(), src, payload, []Range{{0, 1 << 20}}); err != nil {
 		t.Fatal(err)
@@ -553,11 +545,14 @@ func TestHTTPStall(t *testing.T) {
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("Fetch took %v, less than the stall timeout", d)
 	}
+	if n := s.Stats().Stalled; n != 1 {
+		t.Errorf("the server stalled %d answers, want 1", n)
+	}
 }
 
 func TestHTTPClosed(t *testing.T) {
-	s := newRangeServer(t, testPayload(10000))
-	src := openHTTP(t, s.url, HTTPOptions{})
+	s := sourcetest.NewServer(t, testPayload(10000))
+	src := openHTTP(t, s.URL, HTTPOptions{})
 	src.Close()
 	if err := src.Fetch(context.Background(), []Range{{0, 10}}, func(int64, []byte) error { return nil }); err == nil {
 		t.Error("Fetch after Close works")
@@ -641,7 +636,7 @@ func TestHTTPOptionsDefaults(t *testing.T) {
 
 func TestHTTPRedirects(t *testing.T) {
 	payload := testPayload(200000)
-	target := newRangeServer(t, payload)
+	target := sourcetest.NewServer(t, payload)
 	redirect := func(to string) *httptest.Server {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, to, http.StatusFound)
@@ -653,21 +648,21 @@ func TestHTTPRedirects(t *testing.T) {
 	ranges := []Range{{0, 10}, {1000, 150000}}
 
 	// To the same host: Range and Authorization go along.
-	target.set(func(s *rangeServer) { s.auth = "Bearer x" })
-	src := openHTTP(t, redirect(target.url).URL, auth)
+	target.RequireAuthorization("Bearer x")
+	src := openHTTP(t, redirect(target.URL).URL, auth)
 	if err := fetchAndCheck(context.Background(), src, payload, ranges); err != nil {
 		t.Fatal(err)
 	}
 
 	// To another host (localhost is not 127.0.0.1 to the client): Go's
 	// client drops Authorization, so a server that wants it refuses.
-	other := strings.Replace(target.url, "127.0.0.1", "localhost", 1)
+	other := strings.Replace(target.URL, "127.0.0.1", "localhost", 1)
 	_, err := HTTP(context.Background(), redirect(other).URL, auth)
 	if err == nil || !strings.Contains(err.Error(), "401 Unauthorized") {
 		t.Errorf("HTTP through a redirect to another host = %v, want a 401: Authorization is not forwarded", err)
 	}
 	// A CDN with signed URLs needs none, and works.
-	target.set(func(s *rangeServer) { s.auth = "" })
+	target.RequireAuthorization("")
 	src = openHTTP(t, redirect(other).URL, auth)
 	if err := fetchAndCheck(context.Background(), src, payload, ranges); err != nil {
 		t.Fatal(err)

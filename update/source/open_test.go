@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keelboot/keel/update/source/sourcetest"
 )
 
 func TestOpen(t *testing.T) {
@@ -50,9 +52,9 @@ func TestOpen(t *testing.T) {
 		}
 	})
 	t.Run("URL", func(t *testing.T) {
-		s := newRangeServer(t, payload)
+		s := sourcetest.NewServer(t, payload)
 		// Schemes are case-insensitive.
-		for _, url := range []string{s.url, strings.Replace(s.url, "http://", "HTTP://", 1)} {
+		for _, url := range []string{s.URL, strings.Replace(s.URL, "http://", "HTTP://", 1)} {
 			src, err := Open(ctx, url, nil, HTTPOptions{Parallel: 2})
 			if err != nil {
 				t.Fatal(err)
