@@ -143,6 +143,8 @@ Commands:
                                        a secret sealed to signed PCR policies (PolicyAuthorize)
   env print [-n] [NAME...]             print U-Boot env variables, like fw_printenv
   env set NAME=VALUE...                set variables in one commit; NAME= deletes
+  env import --from rauc|mender        turn a RAUC or Mender boot-count env into keel's record (one commit)
+  env export --to rauc|mender          write keel's next decision back in that layout
   image build --board B --out DISK --spec SPEC.json   write a bootable disk image (keel image help)
   pcr predict [--slot S] [--mode M] MANIFEST   print the PCR 8/9 values keel-init leaves (keel pcr help)
   pcr replay EVENTLOG | pcr read [--tpm DEV]   PCR 8/9 from an event log or a TPM

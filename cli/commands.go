@@ -492,7 +492,9 @@ func (c *command) recover(args []string) error {
 
 func (c *command) env(args []string) error {
 	if len(args) == 0 {
-		return usagef("usage: keel env print [NAME...] | keel env set NAME=VALUE...")
+		return usagef("usage: keel env print [NAME...] | keel env set NAME=VALUE...\n" +
+			"       keel env import --from rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--force]\n" +
+			"       keel env export --to rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--bootlimit 1]")
 	}
 	sub, rest := args[0], args[1:]
 	switch sub {
@@ -500,8 +502,12 @@ func (c *command) env(args []string) error {
 		return c.envPrint(rest)
 	case "set":
 		return c.envSet(rest)
+	case "import":
+		return c.envImport(rest) // legacy.go
+	case "export":
+		return c.envExport(rest)
 	}
-	return usagef("unknown env command %q (want print or set)", sub)
+	return usagef("unknown env command %q (want print, set, import or export)", sub)
 }
 
 func (c *command) envTarget() (*target, error) {

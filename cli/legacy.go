@@ -1,0 +1,278 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/bootenv/legacy"
+	"github.com/keelboot/keel/bootenv/ubootenv"
+)
+
+// legacyLayout is RAUC's or Mender's boot counting in a U-Boot env, with
+// the slot mapping the command line gave (package bootenv/legacy).
+type legacyLayout struct {
+	name  string   // "RAUC" or "Mender"
+	vars  []string // the variables it reads and writes
+	from  func(map[string]string) (bootenv.Record, error)
+	to    func(bootenv.Record) map[string]string
+	check func(bootenv.Record) error
+}
+
+// legacyFlags are the flags env import and env export share.
+type legacyFlags struct {
+	slots, parts string
+	bootlimit    int
+}
+
+func (lf *legacyFlags) define(fs *flag.FlagSet, export bool) {
+	fs.StringVar(&lf.slots, "slots", "A=a,B=b", "RAUC: bootname=keel slot, comma-separated")
+	fs.StringVar(&lf.parts, "parts", "2=a,3=b", "Mender: root partition number=keel slot, comma-separated")
+	lf.bootlimit = legacy.MenderBootlimit
+	if export {
+		fs.IntVar(&lf.bootlimit, "bootlimit", legacy.MenderBootlimit, "Mender: the bootlimit to write (raised when a trial has more tries)")
+	}
+}
+
+// layout builds the layout named which ("rauc" or "mender") from the flags
+// set on fs; a flag of the other layout is a mistake.
+func (lf *legacyFlags) layout(fs *flag.FlagSet, which, verb string) (*legacyLayout, error) {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch which {
+	case "rauc":
+		if set["parts"] || set["bootlimit"] {
+			return nil, usagef("--parts and --bootlimit are for Mender; RAUC's slots are mapped with --slots")
+		}
+		m, err := legacy.ParseRAUCSlots(lf.slots)
+		if err != nil {
+			return nil, usagef("--slots %s: %v", lf.slots, err)
+		}
+		vars := []string{legacy.RAUCBootOrder}
+		for _, name := range sortedKeys(m) {
+			vars = append(vars, legacy.RAUCLeft(name))
+		}
+		return &legacyLayout{name: "RAUC", vars: vars,
+			from:  func(v map[string]string) (bootenv.Record, error) { return legacy.FromRAUC(v, m) },
+			to:    func(r bootenv.Record) map[string]string { return legacy.ToRAUC(r, m) },
+			check: func(r bootenv.Record) error { return legacy.CheckRAUC(r, m) },
+		}, nil
+	case "mender":
+		if set["slots"] {
+			return nil, usagef("--slots is for RAUC; Mender's partitions are mapped with --parts")
+		}
+		if lf.bootlimit < 1 || lf.bootlimit > bootenv.MaxTries {
+			return nil, usagef("--bootlimit %d: give 1..%d (Mender uses %d)", lf.bootlimit, bootenv.MaxTries, legacy.MenderBootlimit)
+		}
+		p, err := legacy.ParseMenderParts(lf.parts)
+		if err != nil {
+			return nil, usagef("--parts %s: %v", lf.parts, err)
+		}
+		limit := lf.bootlimit
+		return &legacyLayout{name: "Mender",
+			vars: []string{legacy.MenderBootPart, legacy.MenderBootPartHex, legacy.MenderUpgradeAvailable, legacy.MenderBootcount, legacy.MenderBootlimitVar},
+			from: func(v map[string]string) (bootenv.Record, error) { return legacy.FromMender(v, p) },
+			to:   func(r bootenv.Record) map[string]string { return legacy.ToMender(r, p, limit) },
+			check: func(r bootenv.Record) error {
+				return legacy.CheckMender(r, p, limit)
+			},
+		}, nil
+	case "":
+		flagName := "--from"
+		if verb == "export" {
+			flagName = "--to"
+		}
+		return nil, usagef("env %s needs %s rauc or %s mender", verb, flagName, flagName)
+	}
+	return nil, usagef("unknown layout %q (want rauc or mender)", which)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// legacyRefused makes an error of package legacy exit 1: the env's
+// variables or the record, not the storage, are the problem.
+func legacyRefused(err error) error {
+	if errors.Is(err, legacy.ErrMapping) {
+		return usageError{err.Error()}
+	}
+	return fmt.Errorf("%w: %w", bootenv.ErrRefused, err)
+}
+
+// envImport runs `keel env import --from rauc|mender`: it reads RAUC's or
+// Mender's boot variables from the env, builds the equivalent keel record
+// and commits it in one write next to the env's other variables, which stay
+// as they are (the legacy ones too). An existing keel record is replaced
+// only with --force.
+func (c *command) envImport(args []string) error {
+	var from string
+	var force bool
+	var lf legacyFlags
+	fs, err := c.flags("env import", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&from, "from", "", "the layout the env holds: rauc or mender")
+		fs.BoolVar(&force, "force", false, "replace an existing (or corrupt) keel record")
+		lf.define(fs, false)
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("usage: keel env import --from rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--force]")
+	}
+	lay, err := lf.layout(fs, from, "import")
+	if err != nil {
+		return err
+	}
+	t, err := c.envTarget()
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	e, err := t.env.Read()
+	if errors.Is(err, ubootenv.ErrBlank) {
+		return fmt.Errorf("%s: the env is blank: there is no %s state to import (keel init starts a new record)", t.info.Location, lay.name)
+	}
+	if err != nil {
+		return err
+	}
+	prev, lerr := t.store.Load()
+	switch {
+	case lerr == nil && !force:
+		return usagef("%s already holds keel state (generation %d, active %s); the import would replace it: add --force", t.info.Location, prev.Generation, orNone(prev.Active))
+	case lerr != nil && !errors.Is(lerr, bootenv.ErrNoState) && !force:
+		return fmt.Errorf("%w; add --force to replace it with the imported state", lerr)
+	}
+	vars := make(map[string]string, e.Len())
+	for _, v := range e.Vars() {
+		vars[v.Name] = v.Value
+	}
+	r, err := lay.from(vars)
+	if err != nil {
+		return legacyRefused(err)
+	}
+	if lerr == nil {
+		r.Generation = prev.Generation + 1
+	}
+	if err := t.store.Commit(r); err != nil {
+		return fmt.Errorf("%s: %w", t.info.Location, err)
+	}
+	var read []string
+	for _, name := range lay.vars {
+		if v, ok := e.Get(name); ok {
+			read = append(read, name+"="+v)
+		}
+	}
+	fmt.Fprintf(c.stdout, "imported %s's boot state (%s) as generation %d:\n", lay.name, strings.Join(read, ", "), r.Generation)
+	printSlots(c.stdout, r)
+	d, _ := bootenv.Select(r)
+	fmt.Fprintf(c.stdout, "next boot: %s (%s): %s\n", d, d.Mode, d.Reason)
+	fmt.Fprintf(c.stdout, "the %s variables stay in the env, unread by keel: from now on keel decides what boots; the OS confirms boots with `keel mark-good` (a trial) or `keel boot-ok`\n", lay.name)
+	if t.info.Note != "" {
+		fmt.Fprintf(c.stdout, "warning: %s\n", t.info.Note)
+	}
+	return nil
+}
+
+// envExport runs `keel env export --to rauc|mender`: it writes keel's next
+// boot decision as RAUC's or Mender's variables, in one commit; the keel
+// record and every other variable stay as they are. A record whose next
+// boot the layout cannot express (recovery, say) is refused.
+func (c *command) envExport(args []string) error {
+	var to string
+	var lf legacyFlags
+	fs, err := c.flags("env export", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&to, "to", "", "the layout to write: rauc or mender")
+		lf.define(fs, true)
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("usage: keel env export --to rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--bootlimit N]")
+	}
+	lay, err := lf.layout(fs, to, "export")
+	if err != nil {
+		return err
+	}
+	t, err := c.envTarget()
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	// One read: the record exported is the one in the env written back.
+	e, err := t.env.Read()
+	if errors.Is(err, ubootenv.ErrBlank) {
+		return fmt.Errorf("%s: %w: the env is blank; run `keel init` or `keel env import` first", t.info.Location, bootenv.ErrNoState)
+	}
+	if err != nil {
+		return err
+	}
+	var all []bootenv.Var
+	for _, v := range e.Vars() {
+		all = append(all, bootenv.Var{Name: v.Name, Value: v.Value})
+	}
+	for _, name := range e.Duplicates() {
+		if bootenv.IsRecordVar(name) {
+			return fmt.Errorf("%s: %w: %s is set twice in the env", t.info.Location, bootenv.ErrCorrupt, name)
+		}
+	}
+	r, err := bootenv.DecodeVars(all)
+	if errors.Is(err, bootenv.ErrNoState) {
+		return fmt.Errorf("%s: %w: nothing to export; run `keel init` or `keel env import` first", t.info.Location, err)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.info.Location, err)
+	}
+	if err := lay.check(r); err != nil {
+		return legacyRefused(err)
+	}
+	out := lay.to(r)
+	var wrote []string
+	for _, name := range lay.vars {
+		v, ok := out[name]
+		if !ok {
+			continue
+		}
+		if err := e.Set(name, v); err != nil {
+			return err
+		}
+		wrote = append(wrote, name+"="+v)
+	}
+	if err := t.env.Write(e); err != nil {
+		return err
+	}
+	d, _ := bootenv.Select(r)
+	fmt.Fprintf(c.stdout, "wrote %s's boot variables: %s\n", lay.name, strings.Join(wrote, ", "))
+	fmt.Fprintf(c.stdout, "%s's boot script takes slot %s next, as keel's next boot does (%s: %s)\n", lay.name, d.Slot, d.Mode, d.Reason)
+	return nil
+}
+
+// printSlots lists the record's slots, as keel status does.
+func printSlots(w io.Writer, r bootenv.Record) {
+	for _, s := range r.Slots {
+		line := fmt.Sprintf("  %s  %s", s.Name, s.State)
+		switch {
+		case s.Name == r.Active:
+			line += " (active)"
+		case s.State == bootenv.StateTrial:
+			line += fmt.Sprintf(" (%d tries left)", s.TriesLeft)
+		}
+		if s.Unconfirmed > 0 {
+			line += fmt.Sprintf(", %d unconfirmed boot(s)", s.Unconfirmed)
+		}
+		if s.Reason != "" {
+			line += ": " + s.Reason
+		}
+		fmt.Fprintln(w, line)
+	}
+}
