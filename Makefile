@@ -46,7 +46,8 @@ vmtest: deps kernel
 
 # Power cuts in every write path (issue 9): TestTorture kills QEMU at
 # random (seeded) moments in keel-init's boot commit, mark-good, mark-bad,
-# try, the recovery reinstall and the factory reset, TORTURE_CUTS times per
+# try, the recovery reinstall, the factory reset and an update install
+# (keel install from a USB stick), TORTURE_CUTS times per
 # path, and powers on again each time; bricks, data losses, unreadable
 # records and lost acknowledged writes must all be 0. make test runs one cut
 # per path. Reproduce a failure with the seed it printed:
@@ -55,11 +56,14 @@ vmtest: deps kernel
 TORTURE_CUTS    ?= 30
 TORTURE_SEED    ?=
 TORTURE_TIMEOUT ?= 8h
+# TORTURE_PATHS picks paths by name (a regular expression): make torture
+# TORTURE_PATHS=install
+TORTURE_PATHS   ?= .*
 .PHONY: torture
 torture: deps kernel
 	mkdir -p $(BUILD)
 	set -o pipefail; KEEL_TORTURE_CUTS=$(TORTURE_CUTS) KEEL_TORTURE_SEED=$(TORTURE_SEED) \
-		$(GO) test -count=1 -parallel 2 -timeout $(TORTURE_TIMEOUT) -run '^TestTorture$$' -v ./vmtests/ 2>&1 | tee $(BUILD)/torture.log
+		$(GO) test -count=1 -parallel 2 -timeout $(TORTURE_TIMEOUT) -run '^TestTorture$$/^($(TORTURE_PATHS))$$' -v ./vmtests/ 2>&1 | tee $(BUILD)/torture.log
 
 FUZZTIME ?= 20s
 fuzz:
