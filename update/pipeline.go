@@ -21,11 +21,11 @@ import (
 //	          source delivers them; it packs them into chunks of
 //	          consecutive blocks
 //	checkers  (one per CPU) check every block of a chunk against its leaf
-//	writer    writes the chunks in order; after each region it writes it
-//	          back (sync_file_range; the install's Sync makes it durable),
-//	          drops the region from the page cache and hands it, with
-//	          the chunks written, to the reader
-//	reader    reads each region back from the medium: a block written
+//	writer    writes the chunks in order and hands each region, with the
+//	          chunks written in it, to the reader
+//	reader    writes each region back (sync_file_range; the install's
+//	          Sync makes it durable), drops it from the page cache and
+//	          reads it back from the medium: a block written
 //	          must read back as the bytes written (checked against its
 //	          leaf before the write), a block the target already held is
 //	          checked against its leaf
@@ -295,15 +295,12 @@ func (p *pipeline) writeChunk(c *chunk) error {
 	return nil
 }
 
-// flush makes region r durable and hands it to the reader.
+// flush hands region r to the reader (which writes it back and reads it
+// back while the writer goes on).
 func (p *pipeline) flush(r region) error {
 	if r.b <= r.a {
 		return nil
 	}
-	if err := syncRange(p.dev, int64(r.a)*blockSize, int64(r.b-r.a)*blockSize); err != nil {
-		return fmt.Errorf("update: writing back root blocks %d-%d: %w", r.a, r.b-1, err)
-	}
-	dropCache(p.dev, int64(r.a)*blockSize, int64(r.b-r.a)*blockSize)
 	select {
 	case p.region <- r:
 		return nil
@@ -319,7 +316,15 @@ func (p *pipeline) reader() {
 	buf := make([]byte, chunkBlocks*blockSize)
 	for r := range p.region {
 		if p.ctx.Err() == nil {
-			if err := p.readBack(x, buf, r); err != nil {
+			off, n := int64(r.a)*blockSize, int64(r.b-r.a)*blockSize
+			err := syncRange(p.dev, off, n)
+			if err != nil {
+				err = fmt.Errorf("update: writing back root blocks %d-%d: %w", r.a, r.b-1, err)
+			} else {
+				dropCache(p.dev, off, n)
+				err = p.readBack(x, buf, r)
+			}
+			if err != nil {
 				p.fail(err)
 			}
 		}
