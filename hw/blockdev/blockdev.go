@@ -143,7 +143,7 @@ func openDisk(sysfs, dev string, names []string, timeout time.Duration, o Option
 			return nil, err
 		}
 		if hint != nil {
-			fillUUIDs(dev, disks, names, gpts)
+			fillUUIDs(dev, disks, gpts)
 		}
 		c := choose(disks, names, hint, last)
 		if c.err != nil || c.disk != nil || last {
@@ -242,12 +242,12 @@ func uevent(path string) map[string]string {
 	return m
 }
 
-// fillUUIDs sets the partition GUID of the named partitions whose uevent
+// fillUUIDs sets the partition GUID of the partitions whose uevent
 // did not carry PARTUUID (kernels before 6.13), reading each such disk's
 // GPT once (cache keeps what was read).
-func fillUUIDs(dev string, disks map[string]*disk, names []string, cache map[string]map[int]gpt.GUID) {
+func fillUUIDs(dev string, disks map[string]*disk, cache map[string]map[int]gpt.GUID) {
 	for _, d := range disks {
-		for _, n := range names {
+		for n := range d.parts {
 			for i, p := range d.parts[n] {
 				if p.uuid != "" || p.num <= 0 {
 					continue
@@ -315,7 +315,7 @@ func choose(disks map[string]*disk, names []string, hint *gpt.GUID, last bool) c
 	if hint != nil {
 		var hinted []*disk
 		for _, d := range candidates {
-			if holds(d, names, *hint) {
+			if holds(d, *hint) {
 				hinted = append(hinted, d)
 			}
 		}
@@ -393,9 +393,9 @@ func others(candidates []*disk, boot *disk, names []string) []string {
 }
 
 // holds reports whether one of d's named partitions has the GUID g.
-func holds(d *disk, names []string, g gpt.GUID) bool {
-	for _, n := range names {
-		for _, p := range d.parts[n] {
+func holds(d *disk, g gpt.GUID) bool {
+	for _, ps := range d.parts { // any partition: the ESP is not among the names keel looks up later
+		for _, p := range ps {
 			if pg, err := gpt.ParseGUID(p.uuid); err == nil && pg == g {
 				return true
 			}

@@ -342,3 +342,21 @@ func TestLoaderDevicePartUUID(t *testing.T) {
 		t.Error("a truncated GUID was accepted")
 	}
 }
+
+// TestFirmwareHintOutsideNames: the firmware names the ESP, and the caller
+// (keel install in the OS) looks up only slot partitions: the disk holding
+// the ESP is still the boot disk, found at once (not after the timeout).
+func TestFirmwareHintOutsideNames(t *testing.T) {
+	s := newFakeSys(t)
+	s.addDisk("usb", "sda", "", withUUIDs("aaaaaaaa", named(board...))...)
+	s.addDisk("virtio1", "vda", "", withUUIDs("bbbbbbbb", named(board...))...)
+	start := time.Now()
+	var w warnings
+	d, err := openDisk(s.sysfs, s.dev, board[1:3], 5*time.Second, Options{BootPartUUID: "bbbbbbbb-0000-4000-8000-000000000001", Warnf: w.warnf})
+	if err != nil || d.Name() != "vda" {
+		t.Fatalf("OpenDisk = %v, %v", d, err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("found after %v: it waited for the timeout", el)
+	}
+}
