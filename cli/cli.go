@@ -157,6 +157,7 @@ Commands:
   bundle build|info|verify|delta       make and inspect update bundles (keel bundle help)
   verify --keys TRUSTED MANIFEST [MANIFEST.sig]
                                        check a manifest's signature against trusted public keys
+  secureboot keygen|sign               UEFI Secure Boot keys (PK, KEK, db) and signed UKIs (keel secureboot help)
 `
 
 type globals struct {
@@ -200,7 +201,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 		"mark-good": c.markGood, "boot-ok": c.bootOK, "mark-bad": c.markBad, "set-active": c.setActive,
 		"secret": c.secret, "recover": c.recover, "env": c.env, "image": c.image, "pcr": c.pcr,
 		"keygen": c.keygen, "sign": c.sign, "verify": c.verify, "seed": c.seed,
-		"bundle": c.bundleCmd, "install": c.install,
+		"bundle": c.bundleCmd, "install": c.install, "secureboot": c.secureBoot,
 		"help": func([]string) error { _, err := fmt.Fprint(stdout, usageText); return err },
 	}
 	if run, ok := commands[cmd]; ok {

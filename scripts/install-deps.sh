@@ -28,6 +28,8 @@ pkgs=(
   kmod               # depmod: the modules.dep cross-check (builder/kmod)
   gcc                # builds fake kernel modules for the kmod tests (builder/kmod/kmodtest)
   nginx-light        # nginx: a real server's Range support for the HTTP bundle source (update/source)
+  sbsigntool         # sbverify, sbsign: check keel's Authenticode-signed UKI (secureboot/, image/, cli/)
+  efitools           # cert-to-efi-sig-list, sign-efi-sig-list: cross-check Secure Boot variables (secureboot/)
 )
 
 missing=()
@@ -43,7 +45,7 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for tool in fw_printenv fw_setenv mkenvimage sgdisk qemu-system-x86_64 swtpm mkfs.erofs mkfs.vfat mcopy objcopy veritysetup tpm2_pcrread openssl cpio zstd gcc depmod nginx; do
+for tool in fw_printenv fw_setenv mkenvimage sgdisk qemu-system-x86_64 swtpm mkfs.erofs mkfs.vfat mcopy objcopy veritysetup tpm2_pcrread openssl cpio zstd gcc depmod nginx sbverify sbsign cert-to-efi-sig-list sign-efi-sig-list; do
   command -v "$tool" >/dev/null || { echo "install-deps: $tool is still missing" >&2; exit 1; }
 done
 go mod download

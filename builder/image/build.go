@@ -26,7 +26,8 @@ import (
 //
 //   - a GPT from the board's layout (sizes in MiB, type GUIDs and names as
 //     the layout gives them) on a disk of DiskMB MiB;
-//   - esp: a FAT file system with keel's UKI as \EFI\BOOT\BOOTX64.EFI;
+//   - esp: a FAT file system with keel's UKI as \EFI\BOOT\BOOTX64.EFI,
+//     Authenticode-signed with the db key of SecureBootKeys if given;
 //   - slot-<name>: a slot container (slotimg) with the entries kernel,
 //     initrd, manifest and manifest.sig (manifest.SigEntry), the manifest
 //     bound to the board (compatible = the board's name) and to its role
@@ -193,6 +194,13 @@ func (bl *builder) esp() error {
 	if err != nil {
 		return err
 	}
+	signed := ""
+	if bl.s.SecureBootKeys != "" {
+		if signed, err = signUKI(uki, bl.s.SecureBootKeys); err != nil {
+			return err
+		}
+		signed = ", " + signed
+	}
 	st, err := os.Stat(uki)
 	if err != nil {
 		return fmt.Errorf("image: %w", err)
@@ -219,7 +227,7 @@ func (bl *builder) esp() error {
 	if err := bl.copyFile(p, img, "the ESP image"); err != nil {
 		return err
 	}
-	bl.logf("esp: UKI %s (%d sections) on FAT %s in %.1fs", sizeOf(st.Size()), len(secs), sizeOf(p.Size()), time.Since(t).Seconds())
+	bl.logf("esp: UKI %s (%d sections%s) on FAT %s in %.1fs", sizeOf(st.Size()), len(secs), signed, sizeOf(p.Size()), time.Since(t).Seconds())
 	return nil
 }
 

@@ -15,10 +15,12 @@
 //   - [Rootfs] makes an erofs image with mkfs.erofs (all files root-owned,
 //     time stamps 0, a fixed UUID) or an ext4 image with mkfs.ext4 -d.
 //   - [Build] writes a whole disk from a [Spec]: GPT (package disk/gpt),
-//     ESP, for each slot a slot container (package image/slotimg: kernel,
-//     initrd, a manifest with their digests and manifest.sig, the
-//     manifest's ed25519 signatures by the Spec's signing_keys) in
-//     slot-<name> and the root file system in root-<name>, and an empty
+//     ESP (the UKI Authenticode-signed with the db key of the Spec's
+//     secure_boot_keys, package secureboot, when given), for each slot a
+//     slot container (package image/slotimg: kernel, initrd, a manifest
+//     with their digests and manifest.sig, the manifest's ed25519
+//     signatures by the Spec's signing_keys) in slot-<name> and the root
+//     file system in root-<name>, and an empty
 //     ext4 in data; with a Spec.Recovery, the recovery seed (package
 //     recovery: kernel, initrd, signed manifest, root with its verity tree,
 //     the data file system) in recovery. A Spec without signing keys is
@@ -33,7 +35,8 @@
 // Images are reproducible: given a Spec.Seed, every GUID and UUID derives
 // from it and every time stamp is fixed (SOURCE_DATE_EPOCH 1980-01-01,
 // mkfs.vfat --invariant, mkfs.erofs -T0, the UKI's COFF time stamp taken
-// from the stub), so the same inputs give the same bytes.
+// from the stub), so the same inputs give the same bytes; only a UKI signed
+// for Secure Boot differs, in its signature's signing time.
 //
 // The command `keel image build --board NAME --out DISK.img --spec
 // SPEC.json` (package internal/cli) reads a Spec with [ReadSpec].

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/secureboot"
 )
 
 // Spec is everything Build needs to write a disk image. In JSON (see
@@ -36,6 +37,13 @@ type Spec struct {
 	Stub string `json:"stub,omitempty"`
 	// OSRelease is the UKI's .osrel section; "" means DefaultOSRelease.
 	OSRelease string `json:"os_release,omitempty"`
+	// SecureBootKeys is a directory of UEFI Secure Boot keys (keel
+	// secureboot keygen; package secureboot): the UKI is
+	// Authenticode-signed with its db key (db.key, db.crt) before it goes
+	// on the ESP, for firmware with that db certificate enrolled. ""
+	// leaves the UKI unsigned. The signature holds its signing time, so
+	// two signed builds differ in those bytes of BOOTX64.EFI.
+	SecureBootKeys string `json:"secure_boot_keys,omitempty"`
 
 	// Seed makes every identifier in the image (disk and partition GUIDs,
 	// file system UUIDs, the FAT volume ID) a function of it, so that the
@@ -129,6 +137,7 @@ func ReadSpec(path string) (Spec, error) {
 	abs(&s.KeelKernel)
 	abs(&s.KeelInitrd)
 	abs(&s.Stub)
+	abs(&s.SecureBootKeys)
 	for i := range s.SigningKeys {
 		abs(&s.SigningKeys[i])
 	}
@@ -208,6 +217,12 @@ func (s *Spec) Validate() error {
 	file("stub", stub, "a UEFI stub", "install the Debian package systemd-boot-efi")
 	if strings.ContainsAny(strings.TrimSpace(s.KeelCmdline), "\x00\n") {
 		add("keel_cmdline: must be one line")
+	}
+
+	if s.SecureBootKeys != "" {
+		if _, _, err := secureboot.LoadKey(s.SecureBootKeys, secureboot.DB); err != nil {
+			add("secure_boot_keys: %w (keel secureboot keygen --dir DIR makes the keys)", err)
+		}
 	}
 
 	// keys checks private key files; fields names them (signing_keys[0]).

@@ -1,0 +1,192 @@
+package image
+
+import (
+	"bytes"
+	"debug/pe"
+	"encoding/binary"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/keelboot/keel/secureboot"
+)
+
+// sbverify runs Debian's sbverify --cert cert on a file and returns its
+// output and whether it accepted the signature; a missing sbverify fails
+// the test (scripts/install-deps.sh installs sbsigntool).
+func sbverify(t *testing.T, cert, path string) (string, bool) {
+	t.Helper()
+	p, err := exec.LookPath("sbverify")
+	if err != nil {
+		t.Fatalf("sbverify not found: install the Debian package sbsigntool (scripts/install-deps.sh does): %v", err)
+	}
+	out, err := exec.Command(p, "--cert", cert, path).CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return string(out), err == nil
+}
+
+// espUKI copies \EFI\BOOT\BOOTX64.EFI out of the ESP of the disk image img
+// with mcopy and returns the file.
+func espUKI(t *testing.T, img string, off int64) string {
+	t.Helper()
+	uki := filepath.Join(t.TempDir(), "BOOTX64.EFI")
+	command(t, "mcopy", "-i", img+"@@"+strconv.FormatInt(off, 10), "::/EFI/BOOT/BOOTX64.EFI", uki)
+	return uki
+}
+
+// TestBuildSecureBoot builds the same spec (same seed) without and with
+// secure_boot_keys. The signed image's BOOTX64.EFI passes sbverify with
+// the db certificate and VerifyPE, and fails both with another
+// certificate; the unsigned one has no signature. Apart from the
+// signature (the certificate table after the UKI, its data directory
+// entry, the PE checksum) the UKIs are the same bytes, with the same
+// sections, and every partition but the ESP is identical.
+func TestBuildSecureBoot(t *testing.T) {
+	fx := newFixture(t)
+	keys := filepath.Join(fx.dir, "secureboot")
+	if err := secureboot.GenerateKeys(keys, "keel image test"); err != nil {
+		t.Fatal(err)
+	}
+	plainOut := fx.spec.Out
+	plainDisk, plainTab := fx.build(t)
+	fx.spec.Out = filepath.Join(filepath.Dir(plainOut), "signed.img")
+	fx.spec.SecureBootKeys = keys
+	disk, tab := fx.build(t)
+
+	esp := find(t, tab, "esp")
+	plainUKI := espUKI(t, plainOut, find(t, plainTab, "esp").Offset())
+	uki := espUKI(t, fx.spec.Out, esp.Offset())
+	command(t, "fsck.vfat", "-n", extract(t, disk, esp))
+
+	if out, ok := sbverify(t, secureboot.CertPath(keys, secureboot.DB), uki); !ok || !strings.Contains(out, "Signature verification OK") {
+		t.Errorf("sbverify --cert db.crt BOOTX64.EFI:\n%s", out)
+	}
+	if out, ok := sbverify(t, secureboot.CertPath(keys, secureboot.PK), uki); ok {
+		t.Errorf("sbverify --cert PK.crt accepts BOOTX64.EFI:\n%s", out)
+	}
+	if out, ok := sbverify(t, secureboot.CertPath(keys, secureboot.DB), plainUKI); ok || !strings.Contains(out, "No signature table present") {
+		t.Errorf("sbverify accepts the unsigned build's BOOTX64.EFI:\n%s", out)
+	}
+
+	img, _ := os.ReadFile(uki)
+	plain, _ := os.ReadFile(plainUKI)
+	db, _, err := secureboot.LoadKey(keys, secureboot.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, _, _ := secureboot.LoadKey(keys, secureboot.KEK)
+	if err := secureboot.VerifyPE(img, db); err != nil {
+		t.Errorf("VerifyPE(db): %v", err)
+	}
+	if err := secureboot.VerifyPE(img, kek); !errors.Is(err, secureboot.ErrBadSignature) {
+		t.Errorf("VerifyPE(KEK) = %v, want ErrBadSignature", err)
+	}
+	if err := secureboot.VerifyPE(plain, db); !errors.Is(err, secureboot.ErrUnsigned) {
+		t.Errorf("VerifyPE(unsigned build) = %v, want ErrUnsigned", err)
+	}
+	checkUKI(t, uki, map[string][]byte{
+		".osrel":   []byte(DefaultOSRelease),
+		".cmdline": []byte("console=ttyS0 keel.store=efivars"),
+		".initrd":  fx.keelInitrd,
+		".linux":   fx.keelKernel,
+	})
+
+	// The signed UKI is the unsigned one plus the signature.
+	f, err := pe.Open(uki)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dd := f.OptionalHeader.(*pe.OptionalHeader64).DataDirectory[pe.IMAGE_DIRECTORY_ENTRY_SECURITY]
+	f.Close()
+	if len(img) <= len(plain) || int(dd.VirtualAddress) < len(plain) || int(dd.VirtualAddress) > len(plain)+7 || int(dd.VirtualAddress+dd.Size) != len(img) {
+		t.Fatalf("certificate table at %d (%d bytes) in %d bytes; the unsigned UKI has %d", dd.VirtualAddress, dd.Size, len(img), len(plain))
+	}
+	ts, _ := peTimestampOffset(img)
+	sum := ts - 8 + 24 + 64 // CheckSum
+	entry := ts - 8 + 24 + 144
+	for i := range plain {
+		if (i >= sum && i < sum+4) || (i >= entry && i < entry+8) {
+			continue
+		}
+		if img[i] != plain[i] {
+			t.Fatalf("byte %d of the UKI differs between the unsigned and the signed build", i)
+		}
+	}
+	if got := binary.LittleEndian.Uint32(img[sum:]); got != peChecksum(img, sum) {
+		t.Errorf("the signed UKI's PE checksum %#x is stale", got)
+	}
+
+	// Everything but the ESP is the same.
+	for _, p := range tab.Partitions {
+		if p.Name == "esp" {
+			continue
+		}
+		if !bytes.Equal(readPart(t, disk, p), readPart(t, plainDisk, find(t, plainTab, p.Name))) {
+			t.Errorf("partition %s differs between the unsigned and the signed build", p.Name)
+		}
+	}
+	head := make([]byte, esp.Offset())
+	plainHead := make([]byte, esp.Offset())
+	disk.ReadAt(head, 0)
+	plainDisk.ReadAt(plainHead, 0)
+	if !bytes.Equal(head, plainHead) {
+		t.Error("the GPT differs between the unsigned and the signed build")
+	}
+}
+
+// TestSpecSecureBootErrors: secure_boot_keys naming a directory without
+// keys, or with a db key others may read, fails Validate with the field
+// and the fix; ReadSpec takes the directory relative to the spec file.
+func TestSpecSecureBootErrors(t *testing.T) {
+	fx := newFixture(t)
+	keys := filepath.Join(t.TempDir(), "sb")
+	for _, tc := range []struct {
+		name  string
+		setup func()
+		wants []string
+	}{
+		{"no keys", func() {}, []string{"secure_boot_keys: secureboot: certificate: open " + secureboot.CertPath(keys, secureboot.DB), "keel secureboot keygen --dir DIR"}},
+		{"exposed key", func() {
+			if err := secureboot.GenerateKeys(keys, ""); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(secureboot.KeyPath(keys, secureboot.DB), 0o644)
+		}, []string{"secure_boot_keys: secureboot: db key: " + secureboot.KeyPath(keys, secureboot.DB), "chmod 600"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.setup()
+			s := fx.spec
+			s.SecureBootKeys = keys
+			err := Build(t.Context(), s)
+			if err == nil {
+				t.Fatal("Build succeeded")
+			}
+			for _, want := range tc.wants {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not say %q:\n%v", want, err)
+				}
+			}
+			if _, err := os.Stat(s.Out); err == nil {
+				t.Error("a refused spec wrote an image")
+			}
+		})
+	}
+
+	dir := t.TempDir()
+	path := filepath.Join(dir, "spec.json")
+	writeFile(t, path, []byte(`{"slots": {}, "secure_boot_keys": "keys/sb"}`))
+	s, err := ReadSpec(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.SecureBootKeys != filepath.Join(dir, "keys/sb") {
+		t.Errorf("secure_boot_keys = %q", s.SecureBootKeys)
+	}
+}

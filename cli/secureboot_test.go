@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keelboot/keel/secureboot"
+)
+
+// efiStub is a real unsigned PE/COFF image (Debian's systemd-boot-efi, what
+// keel's UKI is made of).
+const efiStub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+
+// sbverifyCLI runs Debian's sbverify --cert cert path; a missing sbverify
+// fails the test (scripts/install-deps.sh installs sbsigntool).
+func sbverifyCLI(t *testing.T, cert, path string) (string, bool) {
+	t.Helper()
+	p, err := exec.LookPath("sbverify")
+	if err != nil {
+		t.Fatalf("sbverify not found: install the Debian package sbsigntool (scripts/install-deps.sh does): %v", err)
+	}
+	out, err := exec.Command(p, "--cert", cert, path).CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return string(out), err == nil
+}
+
+// TestSecureBootKeygenSign: keygen writes the six files (private keys
+// 0600) and refuses to run again; sign writes an image sbverify accepts
+// with db.crt and refuses with PK.crt, and keeps the input as it was.
+func TestSecureBootKeygenSign(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sb")
+	r := keel(t, "secureboot", "keygen", "--dir", dir, "--name", "Acme Devices").ok(t)
+	if !strings.Contains(r.stdout, secureboot.KeyPath(dir, secureboot.PK)) || !strings.Contains(r.stdout, "secret") {
+		t.Errorf("keygen says %q", r.stdout)
+	}
+	for _, n := range secureboot.KeyNames {
+		st, err := os.Stat(secureboot.KeyPath(dir, n))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s.key: %v, mode %v", n, err, st.Mode())
+		}
+		cert, _, err := secureboot.LoadKey(dir, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cert.Subject.CommonName != "Acme Devices "+n {
+			t.Errorf("%s: common name %q", n, cert.Subject.CommonName)
+		}
+	}
+	pk, _ := os.ReadFile(secureboot.KeyPath(dir, secureboot.PK))
+	keel(t, "secureboot", "keygen", "--dir", dir).fails(t, ExitStorage, "refusing to overwrite")
+	if again, _ := os.ReadFile(secureboot.KeyPath(dir, secureboot.PK)); !bytes.Equal(again, pk) {
+		t.Error("a refused keygen changed PK.key")
+	}
+
+	in, err := os.ReadFile(efiStub)
+	if err != nil {
+		t.Fatalf("%v (install systemd-boot-efi: scripts/install-deps.sh does)", err)
+	}
+	src := filepath.Join(t.TempDir(), "in.efi")
+	if err := os.WriteFile(src, in, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.efi")
+	r = keel(t, "secureboot", "sign", "--dir", dir, src, "-o", out).ok(t)
+	if !strings.Contains(r.stdout, `"Acme Devices db"`) || !strings.Contains(r.stdout, out) {
+		t.Errorf("sign says %q", r.stdout)
+	}
+	if msg, ok := sbverifyCLI(t, secureboot.CertPath(dir, secureboot.DB), out); !ok || !strings.Contains(msg, "Signature verification OK") {
+		t.Errorf("sbverify --cert db.crt:\n%s", msg)
+	}
+	if msg, ok := sbverifyCLI(t, secureboot.CertPath(dir, secureboot.PK), out); ok {
+		t.Errorf("sbverify --cert PK.crt accepts the db-signed image:\n%s", msg)
+	}
+	if now, _ := os.ReadFile(src); !bytes.Equal(now, in) {
+		t.Error("sign changed its input")
+	}
+	if st, err := os.Stat(out); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("output: %v, mode %v", err, st.Mode())
+	}
+
+	// Signed in place (-o IN) and with --out: the same checks pass.
+	keel(t, "secureboot", "sign", src, "--out", src, "--dir", dir).ok(t)
+	if msg, ok := sbverifyCLI(t, secureboot.CertPath(dir, secureboot.DB), src); !ok {
+		t.Errorf("sbverify on the image signed in place:\n%s", msg)
+	}
+}
+
+// TestSecureBootErrors: usage mistakes exit 1 and say what is missing;
+// a group-readable db key, a file that is not a PE image and a missing
+// input exit 2 and write nothing.
+func TestSecureBootErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sb")
+	out := filepath.Join(t.TempDir(), "out.efi")
+	keel(t, "secureboot").fails(t, ExitUsage, "no subcommand")
+	keel(t, "secureboot", "enrol").fails(t, ExitUsage, `unknown subcommand "enrol"`)
+	keel(t, "secureboot", "keygen").fails(t, ExitUsage, "--dir DIR required")
+	keel(t, "secureboot", "keygen", "--dir", dir, "extra").fails(t, ExitUsage, "takes no arguments")
+	keel(t, "secureboot", "sign", "--dir", dir, "-o", out).fails(t, ExitUsage, "takes one IN.efi")
+	keel(t, "secureboot", "sign", "--dir", dir, efiStub).fails(t, ExitUsage, "-o OUT.efi required")
+	keel(t, "secureboot", "sign", efiStub, "-o", out).fails(t, ExitUsage, "--dir DIR required")
+	if r := keel(t, "secureboot", "help").ok(t); !strings.Contains(r.stdout, "keel secureboot sign --dir DIR IN.efi -o OUT.efi") {
+		t.Errorf("secureboot help: %q", r.stdout)
+	}
+	if r := keel(t, "help").ok(t); !strings.Contains(r.stdout, "secureboot keygen|sign") {
+		t.Errorf("keel help does not list secureboot:\n%s", r.stdout)
+	}
+
+	keel(t, "secureboot", "sign", "--dir", dir, efiStub, "-o", out).fails(t, ExitStorage, "no such file")
+	keel(t, "secureboot", "keygen", "--dir", dir).ok(t)
+	text := filepath.Join(t.TempDir(), "text.efi")
+	os.WriteFile(text, []byte("this is not a PE image, but long enough to be read as one"), 0o644)
+	keel(t, "secureboot", "sign", "--dir", dir, text, "-o", out).fails(t, ExitStorage, "not a PE image")
+	keel(t, "secureboot", "sign", "--dir", dir, filepath.Join(t.TempDir(), "none.efi"), "-o", out).fails(t, ExitStorage, "no such file")
+	os.Chmod(secureboot.KeyPath(dir, secureboot.DB), 0o640)
+	keel(t, "secureboot", "sign", "--dir", dir, efiStub, "-o", out).fails(t, ExitStorage, "chmod 600")
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a failed sign wrote its output")
+	}
+}
