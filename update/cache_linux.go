@@ -63,3 +63,21 @@ func SyncFileRange(f *os.File, off, n int64) error {
 	}
 	return nil
 }
+
+// isHole reports whether n bytes of r from off are a hole of a sparse
+// regular file (all zeros, nothing to read): an empty target partition
+// file is indexed without reading it.
+func isHole(r any, off, n int64) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	next, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+	switch {
+	case err == unix.ENXIO:
+		return true // no data after off
+	case err != nil:
+		return false
+	}
+	return next >= off+n
+}

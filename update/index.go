@@ -48,6 +48,17 @@ func hashDevice(r io.ReaderAt, n uint64, t *verity.Tree, progress func(int64)) (
 				first := c * hashChunk
 				k := min(hashChunk, n-first)
 				b := buf[:k*blockSize]
+				if isHole(r, int64(first)*blockSize, int64(len(b))) {
+					for i := uint64(0); i < k; i++ {
+						out[first+i] = zero
+					}
+					if progress != nil {
+						mu.Lock()
+						progress(int64(len(b)))
+						mu.Unlock()
+					}
+					continue
+				}
 				if err := readFull(r, b, int64(first*blockSize)); err != nil {
 					mu.Lock()
 					if firstErr == nil {

@@ -141,6 +141,23 @@ func (p *pipeline) put(i uint64, b []byte, k from) error {
 	return nil
 }
 
+// putInPlace adds block i, which the target already holds where it
+// belongs, to the current chunk without its bytes: it is not written, and
+// read back and checked against its leaf with its neighbours (so that the
+// blocks already in place do not cut the chunks short).
+func (p *pipeline) putInPlace(i uint64) error {
+	if p.cur == nil || i != p.cur.end() || p.cur.n() == chunkBlocks {
+		// Only inside a run: a chunk never starts with a block in place.
+		if p.cur != nil {
+			return p.send()
+		}
+		return nil
+	}
+	p.cur.buf = p.cur.buf[:len(p.cur.buf)+blockSize]
+	p.cur.kind = append(p.cur.kind, fromInPlace)
+	return nil
+}
+
 // send hands the current chunk to the checkers.
 func (p *pipeline) send() error {
 	if p.cur == nil {
@@ -206,8 +223,8 @@ func (p *pipeline) checker() {
 			continue // drain
 		}
 		for k := uint64(0); k < c.n(); k++ {
-			if c.kind[k] == fromZero {
-				continue // the zero block's digest is the leaf (the plan compared them)
+			if c.kind[k] == fromZero || c.kind[k] == fromInPlace {
+				continue // the zero block's digest is the leaf (the plan compared them); a block in place is checked when read back
 			}
 			i := c.start + k
 			if p.t.Check(x, i, c.buf[k*blockSize:(k+1)*blockSize]) {
@@ -272,7 +289,8 @@ func (p *pipeline) writeChunk(c *chunk) error {
 	run := uint64(0)
 	var missed []uint64
 	for k := uint64(0); k <= c.n(); k++ {
-		if k < c.n() && (c.bad == nil || !c.bad[k]) {
+		bad := k < c.n() && c.bad != nil && c.bad[k]
+		if k < c.n() && !bad && c.kind[k] != fromInPlace {
 			continue
 		}
 		if k > run {
@@ -280,7 +298,7 @@ func (p *pipeline) writeChunk(c *chunk) error {
 				return fmt.Errorf("update: writing root blocks %d-%d: %w", c.start+run, c.start+k-1, err)
 			}
 		}
-		if k < c.n() {
+		if bad {
 			missed = append(missed, c.start+k)
 		}
 		run = k + 1
@@ -354,7 +372,11 @@ func (p *pipeline) readBack(x *verity.Hasher, buf []byte, r region) error {
 				if c.bad != nil && c.bad[i-c.start] {
 					continue // not written: fetched and checked at the end
 				}
-				if bytes.Equal(got, c.buf[o:o+blockSize]) {
+				if c.kind[i-c.start] == fromInPlace {
+					if p.t.Check(x, i, got) {
+						continue // the target already held it
+					}
+				} else if bytes.Equal(got, c.buf[o:o+blockSize]) {
 					continue
 				}
 			} else if p.t.Check(x, i, got) {
@@ -380,7 +402,7 @@ func (in *installer) writeRoot(p *plan) error {
 			var b []byte
 			switch k {
 			case fromInPlace:
-				if err := pl.send(); err != nil {
+				if err := pl.putInPlace(i); err != nil {
 					return err
 				}
 				in.add(blockSize)
@@ -389,10 +411,10 @@ func (in *installer) writeRoot(p *plan) error {
 				b = zero
 			case fromWritten:
 				j := p.src[i]
-				if b = pl.get(j); b != nil {
-					break
-				}
 				if p.kind[j] != fromInPlace {
+					if b = pl.get(j); b != nil {
+						break
+					}
 					ok, err := pl.waitWritten(j)
 					if err != nil {
 						return err
