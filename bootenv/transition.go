@@ -410,8 +410,8 @@ func SetSlotInfo(r Record, slot, version string, securityVersion uint64) (Record
 	if i < 0 {
 		return Record{}, r.unknownSlot(slot)
 	}
-	if strings.ContainsAny(version, "\x00\n\\") || len(version) > MaxText {
-		return Record{}, fmt.Errorf("%w: version %.40q must be one line without backslashes, at most %d bytes", ErrRefused, version, MaxText)
+	if err := checkVersion(version); err != nil {
+		return Record{}, err
 	}
 	n := r.Clone()
 	n.Generation++
@@ -521,8 +521,8 @@ func BeginInstall(r Record, slot, version string) (Record, error) {
 	case r.Installing != "" && r.Installing != slot:
 		return Record{}, fmt.Errorf("%w: an update is being written into slot %s; run the install again to complete it there", ErrRefused, r.Installing)
 	}
-	if strings.ContainsAny(version, "\x00\n\\") || len(version) > MaxText {
-		return Record{}, fmt.Errorf("%w: version %.40q must be one line without backslashes, at most %d bytes", ErrRefused, version, MaxText)
+	if err := checkVersion(version); err != nil {
+		return Record{}, err
 	}
 	n := r.Clone()
 	n.Generation++
@@ -543,8 +543,8 @@ func FinishInstall(r Record, slot, version string, securityVersion uint64, tries
 	if r.Installing != slot {
 		return Record{}, fmt.Errorf("%w: slot %s is not being written by an update (installing %q): the boot state changed during the install; run it again", ErrRefused, slot, r.Installing)
 	}
-	if strings.ContainsAny(version, "\x00\n\\") || len(version) > MaxText {
-		return Record{}, fmt.Errorf("%w: version %.40q must be one line without backslashes, at most %d bytes", ErrRefused, version, MaxText)
+	if err := checkVersion(version); err != nil {
+		return Record{}, err
 	}
 	n := r.Clone()
 	n.Generation++
@@ -576,8 +576,8 @@ func FinishReinstall(r Record, slot, version string, securityVersion uint64, at,
 	if r.Reinstalling != slot {
 		return Record{}, fmt.Errorf("%w: slot %s is not being reinstalled (reinstalling %q)", ErrRefused, slot, r.Reinstalling)
 	}
-	if strings.ContainsAny(version, "\x00\n\\") || len(version) > MaxText {
-		return Record{}, fmt.Errorf("%w: version %.40q must be one line without backslashes, at most %d bytes", ErrRefused, version, MaxText)
+	if err := checkVersion(version); err != nil {
+		return Record{}, err
 	}
 	n := r.Clone()
 	n.Generation++
@@ -701,4 +701,13 @@ func Restrict(r Record, board []string) (Record, []string) {
 	}
 	n.Generation++
 	return n, notes
+}
+
+// checkVersion refuses a version the record cannot keep: one line without
+// backslashes (U-Boot env escaping), at most MaxText bytes.
+func checkVersion(version string) error {
+	if strings.ContainsAny(version, "\x00\n\\") || len(version) > MaxText {
+		return fmt.Errorf("%w: version %.40q must be one line without backslashes, at most %d bytes", ErrRefused, version, MaxText)
+	}
+	return nil
 }

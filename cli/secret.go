@@ -208,7 +208,7 @@ func secretKeygen(name string) error {
 		{name + ".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600},
 		{name + ".pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644},
 	} {
-		if err := writeNew(f.path, f.data, f.perm); err != nil {
+		if err := manifest.WriteNewFile(f.path, f.data, f.perm); err != nil {
 			if f.perm == 0o644 {
 				os.Remove(name + ".key") // nothing half-written: no key without its .pub
 			}

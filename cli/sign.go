@@ -62,36 +62,14 @@ func (c *command) keygen(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeNew(keyPath, kb, 0o600); err != nil {
+	if err := manifest.WriteNewFile(keyPath, kb, 0o600); err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}
-	if err := writeNew(pubPath, pb, 0o644); err != nil {
+	if err := manifest.WriteNewFile(pubPath, pb, 0o644); err != nil {
 		os.Remove(keyPath)
 		return fmt.Errorf("keygen: %w", err)
 	}
 	_, err = fmt.Fprintf(c.stdout, "wrote %s (private: keep it secret) and %s: key ID %s\n", keyPath, pubPath, pub.ID())
-	return err
-}
-
-// writeNew creates path (which must not exist) with data and mode perm.
-func writeNew(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm) // whatever the umask
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-	}
 	return err
 }
 

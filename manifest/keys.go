@@ -256,3 +256,29 @@ func abbrev(s string) string {
 	}
 	return s
 }
+
+// WriteNewFile creates path, which must not exist (O_EXCL: a key is never
+// overwritten, nor written through a link planted there), with data and
+// mode perm whatever the umask, and syncs it; a failed write leaves no
+// file. Keys (0600) and their public halves or certificates are written
+// with it.
+func WriteNewFile(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
+}

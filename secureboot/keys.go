@@ -92,7 +92,7 @@ func GenerateKeys(dir, commonNamePrefix string) (err error) {
 			data []byte
 			perm os.FileMode
 		}{{KeyPath(dir, name), keyPEM, 0o600}, {CertPath(dir, name), certPEM, 0o644}} {
-			if err := writeNew(f.path, f.data, f.perm); err != nil {
+			if err := manifest.WriteNewFile(f.path, f.data, f.perm); err != nil {
 				if errors.Is(err, os.ErrExist) {
 					err = fmt.Errorf("%w: refusing to overwrite a Secure Boot key: %w", ErrKeyExists, err)
 				}
@@ -139,29 +139,6 @@ func newKeyPair(cn string, now time.Time) (keyPEM, certPEM []byte, err error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}),
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
-}
-
-// writeNew creates path, which must not exist, with data and mode perm
-// (whatever the umask), and syncs it; a failed write leaves no file.
-func writeNew(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-	}
-	return err
 }
 
 // LoadKey reads key name (PK, KEK or db) from dir: its certificate
