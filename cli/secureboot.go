@@ -1,17 +1,20 @@
 package cli
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
+	"github.com/keelboot/keel/bootenv/efivars"
 	"github.com/keelboot/keel/secureboot"
 )
 
-// The UEFI Secure Boot commands: keel secureboot keygen and sign. Like
-// keygen and sign they work on files on the host; the global
-// -c/--efivars/--image options do not apply to them.
+// The UEFI Secure Boot commands. keygen, sign and enrolment work on files
+// on the host; enroll and status on the device's firmware, through
+// efivarfs. The global -c/--efivars/--image options do not apply to them.
 
 const secureBootUsage = `usage:
   keel secureboot keygen --dir DIR [--name PREFIX]
@@ -21,25 +24,42 @@ const secureBootUsage = `usage:
   keel secureboot sign --dir DIR IN.efi -o OUT.efi
         Authenticode-sign a UEFI image (keel's UKI) with DIR's db key; the image
         builder does this itself when the spec names secure_boot_keys
+  keel secureboot enrolment --dir DIR --out OUT
+        write OUT/db.auth, KEK.auth and PK.auth: DIR's certificates as signed
+        (authenticated) variable writes, time-stamped now; they hold no secret:
+        the factory image carries them to the device, not the keys
+  keel secureboot enroll [--efivars DIR] OUT
+        on a device whose firmware is in setup mode: check OUT's files (well
+        formed, one key set, each signed as the firmware demands), then write
+        db, KEK and PK through efivarfs; the firmware leaves setup mode and
+        from the next boot starts only images signed with the db key
+  keel secureboot status [--efivars DIR] [--json]
+        the firmware's Secure Boot state: setup mode, enforced
 `
 
 // secureBoot runs `keel secureboot keygen|sign`.
 func (c *command) secureBoot(args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(c.stderr, secureBootUsage)
-		return usagef("secureboot: no subcommand (keygen, sign)")
+		return usagef("secureboot: no subcommand (keygen, sign, enrolment, enroll, status)")
 	}
 	switch args[0] {
 	case "keygen":
 		return c.secureBootKeygen(args[1:])
 	case "sign":
 		return c.secureBootSign(args[1:])
+	case "enrolment", "enrollment":
+		return c.secureBootEnrolment(args[1:])
+	case "enroll":
+		return c.secureBootEnroll(args[1:])
+	case "status":
+		return c.secureBootStatus(args[1:])
 	case "help", "-h", "--help":
 		_, err := fmt.Fprint(c.stdout, secureBootUsage)
 		return err
 	}
 	fmt.Fprint(c.stderr, secureBootUsage)
-	return usagef("secureboot: unknown subcommand %q (keygen, sign)", args[0])
+	return usagef("secureboot: unknown subcommand %q (keygen, sign, enrolment, enroll, status)", args[0])
 }
 
 func (c *command) secureBootKeygen(args []string) error {
@@ -109,5 +129,92 @@ func (c *command) secureBootSign(args []string) error {
 	}
 	_, err = fmt.Fprintf(c.stdout, "signed %s with the db key %q: wrote %s (check: sbverify --cert %s %s)\n",
 		in, cert.Subject.CommonName, out, secureboot.CertPath(dir, secureboot.DB), out)
+	return err
+}
+
+func (c *command) secureBootEnrolment(args []string) error {
+	var dir, out string
+	fs, err := c.flags("secureboot enrolment", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&dir, "dir", "", "Secure Boot key directory (keel secureboot keygen)")
+		fs.StringVar(&out, "o", "", "directory for db.auth, KEK.auth and PK.auth")
+		fs.StringVar(&out, "out", "", "directory for db.auth, KEK.auth and PK.auth")
+		fs.Usage = func() { fmt.Fprint(c.stderr, secureBootUsage) }
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("secureboot enrolment takes no arguments, got %q (keel secureboot enrolment --dir DIR --out OUT)", fs.Args())
+	}
+	if dir == "" || out == "" {
+		return usagef("secureboot enrolment: --dir DIR (the keys) and --out OUT (the files to write) required")
+	}
+	vars, err := secureboot.MakeEnrolment(dir, out)
+	if err != nil {
+		return err
+	}
+	for _, v := range vars {
+		fmt.Fprintf(c.stdout, "wrote %s: %s, signed by %s\n", filepath.Join(out, secureboot.AuthFile(v.Name)), v.Name, v.Signer)
+	}
+	_, err = fmt.Fprintf(c.stdout, "on the device, in setup mode: keel secureboot enroll %s\n", out)
+	return err
+}
+
+func (c *command) secureBootEnroll(args []string) error {
+	var efivarsDir string
+	fs, err := c.flags("secureboot enroll", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&efivarsDir, "efivars", efivars.DefaultDir, "efivarfs mount")
+		fs.Usage = func() { fmt.Fprint(c.stderr, secureBootUsage) }
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("secureboot enroll takes one directory of db.auth, KEK.auth and PK.auth, got %d arguments (keel secureboot enroll DIR)", fs.NArg())
+	}
+	vars, err := secureboot.ReadEnrolment(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	st, err := secureboot.Enroll(efivarsDir, vars)
+	if err != nil {
+		return err
+	}
+	for _, v := range vars {
+		fmt.Fprintf(c.stdout, "enrolled %s (signed by %s)\n", v.Name, v.Signer)
+	}
+	if st.SetupMode {
+		return fmt.Errorf("secureboot enroll: the firmware took the keys but is still in setup mode: it did not accept PK as the platform key; Secure Boot is not enforced")
+	}
+	_, err = fmt.Fprintln(c.stdout, "the firmware left setup mode: from the next boot it starts only images signed with the db key")
+	return err
+}
+
+func (c *command) secureBootStatus(args []string) error {
+	var efivarsDir string
+	var asJSON bool
+	fs, err := c.flags("secureboot status", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&efivarsDir, "efivars", efivars.DefaultDir, "efivarfs mount")
+		fs.BoolVar(&asJSON, "json", false, "one JSON object")
+		fs.Usage = func() { fmt.Fprint(c.stderr, secureBootUsage) }
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("secureboot status takes no arguments, got %q", fs.Args())
+	}
+	st, err := secureboot.ReadState(efivarsDir)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(c.stdout).Encode(struct {
+			SetupMode  bool `json:"setup_mode"`
+			SecureBoot bool `json:"secure_boot"`
+		}{st.SetupMode, st.SecureBoot})
+	}
+	onOff := map[bool]string{true: "on", false: "off"}
+	_, err = fmt.Fprintf(c.stdout, "secure boot: %s\nsetup mode: %s\n", onOff[st.SecureBoot], onOff[st.SetupMode])
 	return err
 }

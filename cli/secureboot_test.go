@@ -125,3 +125,49 @@ func TestSecureBootErrors(t *testing.T) {
 		t.Error("a failed sign wrote its output")
 	}
 }
+
+// TestSecureBootEnrol: enrolment writes the three files from the keys;
+// enroll checks them and writes them into a firmware in setup mode (a
+// directory standing for efivarfs), refuses outside setup mode, and says
+// the firmware did not leave setup mode when it did not (this directory's
+// SetupMode does not change); status reads the state.
+func TestSecureBootEnrol(t *testing.T) {
+	tmp := t.TempDir()
+	keys := filepath.Join(tmp, "sb")
+	keel(t, "secureboot", "keygen", "--dir", keys).ok(t)
+	out := filepath.Join(tmp, "enrol")
+	r := keel(t, "secureboot", "enrolment", "--dir", keys, "--out", out).ok(t)
+	if !strings.Contains(r.stdout, "db.auth: db, signed by KEK") || !strings.Contains(r.stdout, "keel secureboot enroll "+out) {
+		t.Errorf("enrolment says %q", r.stdout)
+	}
+	keel(t, "secureboot", "enrolment", "--dir", keys, "--out", out).fails(t, ExitStorage, "never overwritten")
+
+	efi := func(setup byte) string {
+		d := t.TempDir()
+		for name, v := range map[string]byte{"SetupMode": setup, "SecureBoot": 0} {
+			os.WriteFile(filepath.Join(d, name+"-8be4df61-93ca-11d2-aa0d-00e098032b8c"), []byte{6, 0, 0, 0, v}, 0o644)
+		}
+		return d
+	}
+	off := efi(0)
+	keel(t, "secureboot", "enroll", "--efivars", off, out).fails(t, ExitStorage, "not in setup mode")
+	if _, err := os.Stat(filepath.Join(off, "PK-8be4df61-93ca-11d2-aa0d-00e098032b8c")); err == nil {
+		t.Error("a refused enroll wrote PK")
+	}
+	setup := efi(1)
+	r = keel(t, "secureboot", "enroll", "--efivars", setup, out)
+	r.fails(t, ExitStorage, "still in setup mode")
+	if !strings.Contains(r.stdout, "enrolled PK (signed by PK)") {
+		t.Errorf("enroll says %q", r.stdout)
+	}
+	pk, _ := os.ReadFile(filepath.Join(out, "PK.auth"))
+	if got, _ := os.ReadFile(filepath.Join(setup, "PK-8be4df61-93ca-11d2-aa0d-00e098032b8c")); !bytes.Equal(got, append([]byte{0x27, 0, 0, 0}, pk...)) {
+		t.Errorf("efivarfs PK: %d bytes, want the attributes and PK.auth", len(got))
+	}
+	r = keel(t, "secureboot", "status", "--efivars", setup, "--json").ok(t)
+	if strings.TrimSpace(r.stdout) != `{"setup_mode":true,"secure_boot":false}` {
+		t.Errorf("status --json: %q", r.stdout)
+	}
+	os.WriteFile(filepath.Join(out, "db.auth"), []byte("junk"), 0o644)
+	keel(t, "secureboot", "enroll", "--efivars", efi(1), out).fails(t, ExitStorage, "db.auth")
+}

@@ -197,7 +197,7 @@ func (s *Store) Commit(r bootenv.Record) error {
 	if s.efivarfs {
 		// efivarfs makes variables of unknown GUIDs immutable
 		// (fs/efivarfs/inode.c): clear the flag to rewrite it.
-		if err := clearImmutable(s.Path()); err != nil {
+		if err := ClearImmutable(s.Path()); err != nil {
 			return fmt.Errorf("%s: %w", s.Path(), err)
 		}
 	}

@@ -11,9 +11,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// clearImmutable clears the immutable inode flag efivarfs sets on
-// variables (FS_IOC_SETFLAGS).
-func clearImmutable(path string) error {
+// ClearImmutable clears the immutable inode flag efivarfs sets on
+// variables (FS_IOC_SETFLAGS) of the file path, if it exists and has it:
+// a variable must lose it before it can be written.
+func ClearImmutable(path string) error {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

@@ -2,6 +2,6 @@
 
 package efivars
 
-// clearImmutable: efivarfs exists only on Linux; elsewhere the store is a
+// ClearImmutable does nothing: efivarfs exists only on Linux; elsewhere the store is a
 // plain directory (a copy of a device's variables) with no inode flags.
-func clearImmutable(path string) error { return nil }
+func ClearImmutable(path string) error { return nil }
