@@ -116,8 +116,12 @@ func TestReadEnrolmentRefuses(t *testing.T) {
 		}, "does not verify"},
 		{"truncated PK", func(t *testing.T, dir string) { truncate(t, filepath.Join(dir, "PK.auth"), 30) }, "PK.auth"},
 		{"truncated db list", func(t *testing.T, dir string) { truncate(t, filepath.Join(dir, "db.auth"), -10) }, "db.auth"},
-		{"KEK of another key set", func(t *testing.T, dir string) { copyFile(t, filepath.Join(other, "KEK.auth"), filepath.Join(dir, "KEK.auth")) }, "different key sets"},
-		{"db of another key set", func(t *testing.T, dir string) { copyFile(t, filepath.Join(other, "db.auth"), filepath.Join(dir, "db.auth")) }, "different key sets"},
+		{"KEK of another key set", func(t *testing.T, dir string) {
+			copyFile(t, filepath.Join(other, "KEK.auth"), filepath.Join(dir, "KEK.auth"))
+		}, "different key sets"},
+		{"db of another key set", func(t *testing.T, dir string) {
+			copyFile(t, filepath.Join(other, "db.auth"), filepath.Join(dir, "db.auth"))
+		}, "different key sets"},
 		{"not an auth file", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "db.auth"), bytes.Repeat([]byte{0xff}, 64), 0o644)
 		}, "not an authenticated variable"},
