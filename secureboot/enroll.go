@@ -86,7 +86,7 @@ func ReadEnrolment(dir string) ([]Variable, error) {
 		if err != nil {
 			return nil, fmt.Errorf("secureboot: %s: %w", p, err)
 		}
-		cs, err := listCertificates(data)
+		cs, err := listCertificates(data, false)
 		if err != nil {
 			return nil, fmt.Errorf("secureboot: %s: the signature list: %w", p, err)
 		}
@@ -147,8 +147,9 @@ func parseAuth2(name string, guid GUID, b []byte) (sig, body, data []byte, err e
 }
 
 // listCertificates returns the X.509 certificates of a signature
-// database: EFI_SIGNATURE_LISTs of EFI_CERT_X509_GUID entries.
-func listCertificates(b []byte) ([]*x509.Certificate, error) {
+// database: EFI_SIGNATURE_LISTs of EFI_CERT_X509_GUID entries; with
+// others (hashes), other lists are skipped instead of refused.
+func listCertificates(b []byte, others bool) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for len(b) > 0 {
 		if len(b) < 28 {
@@ -162,10 +163,14 @@ func listCertificates(b []byte) ([]*x509.Certificate, error) {
 		if int64(listSize) > int64(len(b)) || listSize < 28 || int64(headerSize) > int64(listSize)-28 || sigSize <= 16 {
 			return nil, fmt.Errorf("EFI_SIGNATURE_LIST sizes list %d, header %d, entry %d do not fit its %d bytes", listSize, headerSize, sigSize, len(b))
 		}
-		if typ != fromEFIGUID(signature.CERT_X509_GUID) {
-			return nil, fmt.Errorf("signature type %s, want EFI_CERT_X509_GUID (keel enrols certificates)", typ)
-		}
 		entries := b[28+headerSize : listSize]
+		if typ != fromEFIGUID(signature.CERT_X509_GUID) {
+			if !others {
+				return nil, fmt.Errorf("signature type %s, want EFI_CERT_X509_GUID (keel enrols certificates)", typ)
+			}
+			b = b[listSize:]
+			continue
+		}
 		if len(entries)%int(sigSize) != 0 || len(entries) == 0 {
 			return nil, fmt.Errorf("EFI_SIGNATURE_LIST of %d entry bytes, not a multiple of its entry size %d", len(entries), sigSize)
 		}

@@ -328,6 +328,13 @@ func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64
 	if err != nil {
 		return nil, fmt.Errorf("image: slot %s kernel: %w", name, err)
 	}
+	if bl.s.SecureBootKeys != "" && !bl.s.KeepKernelSignatures {
+		var kernelSig string
+		if kernel, kernelSig, err = signKernel(kernel, bl.s.SecureBootKeys); err != nil {
+			return nil, fmt.Errorf("image: slot %s kernel %s: %w", name, sl.Kernel, err)
+		}
+		bl.logf("slot %s: kernel %s", name, kernelSig)
+	}
 	initrd, err := os.ReadFile(sl.Initrd)
 	if err != nil {
 		return nil, fmt.Errorf("image: slot %s initrd: %w", name, err)

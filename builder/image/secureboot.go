@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 
@@ -27,4 +28,21 @@ func signUKI(path, dir string) (string, error) {
 		return "", fmt.Errorf("image: UKI: %w", err)
 	}
 	return fmt.Sprintf("signed by db %q", cert.Subject.CommonName), nil
+}
+
+// signKernel signs a slot kernel for kexec under Secure Boot with the db
+// key of dir (secureboot.SignKernel) and says how, for the log.
+func signKernel(kernel []byte, dir string) ([]byte, string, error) {
+	cert, key, err := secureboot.LoadKey(dir, secureboot.DB)
+	if err != nil {
+		return nil, "", fmt.Errorf("secure_boot_keys: %w", err)
+	}
+	signed, err := secureboot.SignKernel(kernel, cert, key)
+	if err != nil {
+		return nil, "", fmt.Errorf("signing it with the db key for kexec under Secure Boot (a slot kernel must be an EFI-stub PE image; keep_kernel_signatures leaves kernels as given): %w", err)
+	}
+	if bytes.Equal(signed, kernel) {
+		return signed, fmt.Sprintf("already signed by db %q", cert.Subject.CommonName), nil
+	}
+	return signed, fmt.Sprintf("signed by db %q", cert.Subject.CommonName), nil
 }

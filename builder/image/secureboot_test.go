@@ -2,9 +2,11 @@ package image
 
 import (
 	"bytes"
+	"crypto/x509"
 	"debug/pe"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keelboot/keel/format/gpt"
+	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/format/slotimg"
+	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/secureboot"
 )
 
@@ -58,6 +64,7 @@ func TestBuildSecureBoot(t *testing.T) {
 	plainDisk, plainTab := fx.build(t)
 	fx.spec.Out = filepath.Join(filepath.Dir(plainOut), "signed.img")
 	fx.spec.SecureBootKeys = keys
+	fx.spec.KeepKernelSignatures = true // the fixture's kernels are not PE images; TestBuildSecureBootKernels signs PE ones
 	disk, tab := fx.build(t)
 
 	esp := find(t, tab, "esp")
@@ -138,6 +145,90 @@ func TestBuildSecureBoot(t *testing.T) {
 	plainDisk.ReadAt(plainHead, 0)
 	if !bytes.Equal(head, plainHead) {
 		t.Error("the GPT differs between the unsigned and the signed build")
+	}
+}
+
+// TestBuildSecureBootKernels: with secure_boot_keys, the slot kernels (PE
+// images here, signed by another key as a distribution ships them) go
+// into the slot containers signed first by the db key, as keel-init's
+// check before kexec wants them, and the signed manifest has their
+// digest; a kernel already signed by the db key goes in as it is (two
+// builds, the same bytes); a kernel that is not a PE image is refused
+// with the fix; keep_kernel_signatures leaves the kernels as given.
+func TestBuildSecureBootKernels(t *testing.T) {
+	fx := newFixture(t)
+	keys := filepath.Join(fx.dir, "secureboot")
+	if err := secureboot.GenerateKeys(keys, "keel image test"); err != nil {
+		t.Fatal(err)
+	}
+	db, dbKey, _ := secureboot.LoadKey(keys, secureboot.DB)
+	kek, kekKey, _ := secureboot.LoadKey(keys, secureboot.KEK)
+	stub, err := os.ReadFile(DefaultStub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vendor, err := secureboot.SignPE(stub, kek, kekKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	presigned, err := secureboot.SignKernel(stub, db, dbKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := fx.spec.Slots["a"], fx.spec.Slots["b"]
+	writeFile(t, a.Kernel, vendor)
+	writeFile(t, b.Kernel, presigned)
+	fx.spec.SecureBootKeys = keys
+	slotKernel := func(disk *os.File, tab *gpt.Table, slot string) []byte {
+		t.Helper()
+		sf := bytes.NewReader(readPart(t, disk, find(t, tab, layout.SlotPartition(slot))))
+		h, err := slotimg.ReadHeader(sf, sf.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := h.Section(sf, slotimg.EntryKernel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, _ := io.ReadAll(k)
+		ms, _ := h.Section(sf, slotimg.EntryManifest)
+		mb, _ := io.ReadAll(ms)
+		m, err := manifest.Parse(mb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := manifest.Check("kernel", bytes.NewReader(kb), m.Kernel); err != nil {
+			t.Errorf("slot %s: the manifest's kernel digest: %v", slot, err)
+		}
+		return kb
+	}
+	disk, tab := fx.build(t)
+	ka, kb := slotKernel(disk, tab, "a"), slotKernel(disk, tab, "b")
+	for name, k := range map[string][]byte{"a": ka, "b": kb} {
+		if err := secureboot.VerifyKexec(k, []*x509.Certificate{db}); err != nil {
+			t.Errorf("slot %s kernel: %v", name, err)
+		}
+	}
+	if err := secureboot.VerifyPE(ka, kek); err == nil {
+		t.Error("slot a kernel still carries the vendor's (KEK) signature: the kernel would read that one first")
+	}
+	if !bytes.Equal(kb, presigned) {
+		t.Error("slot b kernel, already signed by db, was signed again")
+	}
+
+	fx.spec.Out = filepath.Join(fx.dir, "out", "keep.img")
+	fx.spec.KeepKernelSignatures = true
+	disk, tab = fx.build(t)
+	if !bytes.Equal(slotKernel(disk, tab, "a"), vendor) {
+		t.Error("keep_kernel_signatures: slot a kernel changed")
+	}
+
+	fx.spec.Out = filepath.Join(fx.dir, "out", "bad.img")
+	fx.spec.KeepKernelSignatures = false
+	writeFile(t, a.Kernel, []byte("not a PE image"))
+	err = Build(t.Context(), fx.spec)
+	if err == nil || !strings.Contains(err.Error(), "slot a kernel") || !strings.Contains(err.Error(), "keep_kernel_signatures") {
+		t.Errorf("Build with a non-PE kernel: %v", err)
 	}
 }
 

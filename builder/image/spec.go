@@ -44,6 +44,15 @@ type Spec struct {
 	// leaves the UKI unsigned. The signature holds its signing time, so
 	// two signed builds differ in those bytes of BOOTX64.EFI.
 	SecureBootKeys string `json:"secure_boot_keys,omitempty"`
+	// With SecureBootKeys, every slot kernel (and the recovery seed's) is
+	// signed with the db key too, its signatures replaced (a kernel
+	// already signed first by that key is kept as it is): under Secure
+	// Boot the kernel's lockdown lets keel-init kexec only a kernel signed
+	// by a key of its keyrings, which hold db's certificates and not the
+	// distribution's (package secureboot, "Slot kernels under Secure
+	// Boot"). KeepKernelSignatures leaves the slot kernels as given (signed
+	// by a key the running kernel has built in, or for testing refusals).
+	KeepKernelSignatures bool `json:"keep_kernel_signatures,omitempty"`
 
 	// Seed makes every identifier in the image (disk and partition GUIDs,
 	// file system UUIDs, the FAT volume ID) a function of it, so that the
