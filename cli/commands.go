@@ -5,14 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	iofs "io/fs"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/bootenv/ubootenv"
 	kcmdline "github.com/keelboot/keel/format/cmdline"
-	"github.com/keelboot/keel/tpm"
 )
 
 // statusJSON is the stable JSON form of `keel status --json`.
@@ -338,35 +336,21 @@ func (c *command) markGood(args []string) error {
 	if err := c.deps.DisarmWatchdog(); err != nil {
 		fmt.Fprintf(c.stderr, "keel: warning: %v\n", err)
 	}
-	// The slot proved itself: from now on nothing older than its security
-	// version boots (keel-init refuses a slot below the TPM's anti-rollback
-	// counter). The version is the one keel-init verified in the signed
-	// manifest and put on the measured command line, never the record's
-	// copy, which anyone who can write the store can change.
+	// The slot proved itself: from its next boot (a normal boot of the
+	// committed slot) keel-init advances the TPM's anti-rollback counter to
+	// the security version it verifies in the slot's signed manifest, before
+	// it write-locks the counter for the OS (package tpm): the commit in the
+	// record is the request, and nothing here touches the TPM. keel.secver=
+	// is what keel-init verified for this boot; the record's copy is
+	// unauthenticated.
 	if !boot.hasSecver {
-		fmt.Fprintf(c.stderr, "keel: warning: the kernel command line has no %s= (a keel-init that does not pass the verified security version): the anti-rollback counter was not advanced\n", kcmdline.KeySecurityVersion)
+		fmt.Fprintf(c.stderr, "keel: warning: the kernel command line has no %s= (a keel-init that does not pass the verified security version)\n", kcmdline.KeySecurityVersion)
 		return nil
 	}
 	if s, ok := r.Slot(chosen); ok && s.SecurityVersion != boot.secver {
-		fmt.Fprintf(c.stderr, "keel: note: the boot record says slot %s has security version %d; the counter follows the verified manifest's %d (%s=)\n", chosen, s.SecurityVersion, boot.secver, kcmdline.KeySecurityVersion)
+		fmt.Fprintf(c.stderr, "keel: note: the boot record says slot %s has security version %d; keel-init follows the verified manifest's %d (%s=)\n", chosen, s.SecurityVersion, boot.secver, kcmdline.KeySecurityVersion)
 	}
-	t, err := c.deps.OpenTPM()
-	if errors.Is(err, iofs.ErrNotExist) {
-		fmt.Fprintf(c.stderr, "keel: warning: no TPM (%v): the anti-rollback counter was not advanced\n", err)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("slot %s is good, but the anti-rollback counter was not advanced to %d: %w", chosen, boot.secver, err)
-	}
-	defer t.Close()
-	v := uint64(0)
-	if err = tpm.EnsureCounter(t, tpm.CounterIndex); err == nil {
-		v, err = tpm.AdvanceTo(t, tpm.CounterIndex, boot.secver)
-	}
-	if err != nil {
-		return fmt.Errorf("slot %s is good, but the anti-rollback counter was not advanced to %d: %w", chosen, boot.secver, err)
-	}
-	fmt.Fprintf(c.stdout, "anti-rollback counter: %d (slot %s security version %d)\n", v, chosen, boot.secver)
+	fmt.Fprintf(c.stdout, "anti-rollback counter: keel-init advances it to %d (slot %s security version) at the next normal boot of slot %s\n", boot.secver, chosen, chosen)
 	return nil
 }
 

@@ -46,11 +46,89 @@
 //
 // # Anti-rollback counter
 //
-// CounterIndex (0x01804B45, in the owner range 0x01800000-0x01BFFFFF of the TCG
-// "Registry of Reserved TPM 2.0 Handles and Localities") is
-// a TPM_NT_COUNTER NV index defined in the owner hierarchy with NoDA, written
-// with owner authorization (TPM2_NV_Increment) and readable with its own
-// empty authorization (TPM2_NV_Read). It only goes up.
+// CounterIndex (0x01804B45, in the owner range 0x01800000-0x01BFFFFF of the
+// TCG "Registry of Reserved TPM 2.0 Handles and Localities") is a
+// TPM_NT_COUNTER NV index (Part 2 §13.4) whose value is one more than the
+// minimum security version (the floor): a slot or seed whose signed
+// security version is below the floor is refused. The exact public area
+// (CounterPublic): AUTHWRITE with an empty authValue and no OWNERWRITE,
+// PPWRITE or POLICYWRITE; WRITE_STCLEAR; AUTHREAD, OWNERREAD, PPREAD; NO_DA.
+// Where firmware left the platform hierarchy enabled with an empty
+// platformAuth (U-Boot boards, LinuxBoot, swtpm) it is defined there with
+// PLATFORMCREATE and POLICY_DELETE (authPolicy:
+// PolicyCommandCode(TPM2_NV_UndefineSpaceSpecial)); otherwise (UEFI firmware
+// that randomised platformAuth or cleared phEnable) in the owner hierarchy,
+// where the TPM does not allow POLICY_DELETE.
+//
+// Only keel-init writes it (ChromeOS's rollback spaces work the same way).
+// At every boot, after a TPM Reset, keel-init:
+//
+//  1. EnsureCounter: keeps keel's counter (the whole public area must match,
+//     not a few attribute bits), defines a missing one and increments it
+//     once, replaces a squatter (reported), migrates keel's owner-written
+//     counter of before;
+//  2. refuses slots and a seed below the floor;
+//  3. on a normal boot (the active, good slot: committed by the OS with
+//     `keel mark-good`) advances it (AdvanceTo, at most MaxAdvance
+//     increments) to the security version of the slot's verified manifest;
+//     never on a trial, fallback or recovery boot (reinstall, factory
+//     reset);
+//  4. before every kexec: LockCounter (TPM2_NV_WriteLock, Part 3 §31.11) and
+//     DisablePlatformHierarchy (TPM2_HierarchyControl, Part 3 §24.2), both
+//     until the next TPM Reset.
+//
+// `keel mark-good` does not touch the TPM: committing the slot in the boot
+// record is the request, performed by the next keel-init. The record is
+// unauthenticated, but it can only name a slot whose signed manifest
+// keel-init verifies in that boot, so the counter only ever advances to a
+// signed security version of an image on the device. A written index
+// authorization policy (PolicyPCR on the pre-handoff PCR 8, or
+// PolicyAuthorize with the vendor key) was not needed: the write lock closes
+// the only window in which the empty authValue works (keel-init's, between
+// the TPM Reset and the handoff), and a policy would not stop deletion.
+//
+// Threat model: root in the OS, with the owner and lockout authorizations
+// (empty on a typical device), after keel-init handed over. Tested on swtpm
+// (counter_test.go):
+//
+//	attack                                      platform counter                 owner counter
+//	TPM2_NV_Increment, owner auth               TPM_RC_NV_AUTHORIZATION          the same
+//	TPM2_NV_Increment/NV_Write, index auth      TPM_RC_NV_LOCKED                 the same
+//	TPM2_NV_UndefineSpace, owner auth           TPM_RC_ATTRIBUTES (POLICY_DELETE) deleted: see below
+//	TPM2_NV_UndefineSpace(Special), platform    TPM_RC_HIERARCHY (phEnable off)  (no platform counter)
+//	TPM2_Clear, lockout auth                    kept (Part 3 §24.6)              deleted: see below
+//	define another index at CounterIndex        TPM_RC_NV_DEFINED                after a delete: replaced at the next boot, reported
+//
+// A deleted owner counter is re-created by the next keel-init, and the floor
+// does not go down: the TPM starts a new counter one above the highest
+// value any deleted counter had (Part 1, NV counters: "at least as large as
+// the largest count value ever written"; libtpms keeps this maxCount, the
+// value of deleted counters). The floor rises by one, so the slot that ran
+// at the old floor is refused until an update with a higher security
+// version, and keel-init prints a KEEL-TAMPER line (CounterState.Tampered). Residual risks of an owner
+// counter, for boards whose firmware takes the platform hierarchy away from
+// keel-init: (1) the OS can force that +1, a denial of service like wiping
+// both slots with a seed below the floor; (2) the OS can inflate maxCount
+// (a counter of its own, incremented and deleted) and then delete keel's:
+// the re-created floor may lie above every signed security version, which
+// bricks the device (until a build with a higher security version is
+// installed from outside) loudly but permanently for this TPM. keel does
+// not relax the floor in that case: a floor it cannot explain is also what
+// a rollback attack (old slots written, counter deleted) looks like, and
+// relaxing it to what the disk holds (the seed) would hand the attacker
+// that rollback. On a platform counter neither is possible. Taking the
+// owner hierarchy away from the OS (a random ownerAuth) would stop both,
+// but breaks the OS's own use of the TPM (TPM2_CreatePrimary under the
+// owner), and TPM2_ClearControl would stop TPM2_Clear for good on boards
+// without platform authorization: neither is done.
+//
+// Dependencies: only keel-init may run between a TPM Reset and the handoff,
+// i.e. the firmware boots only keel's signed UKI (Secure Boot, package
+// secureboot) or keel's initramfs from a trusted boot medium; a board whose
+// TPM reset line software can drive (or a bus interposer) lets an attacker
+// reset the TPM without rebooting into keel-init, which lifts the write lock
+// and re-enables the platform hierarchy (and resets the PCRs). The OS can
+// read the floor (ReadCounter, index auth; keel install does).
 //
 // # Sealed secrets
 //

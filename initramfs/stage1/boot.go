@@ -76,6 +76,15 @@ type Measurer interface {
 	// MinSecurityVersion is the anti-rollback counter: a slot whose
 	// manifest security version is below it is refused.
 	MinSecurityVersion() (uint64, error)
+	// Advance raises the anti-rollback counter to at least v (never
+	// lowers it). Boot calls it only for a normal boot (the committed
+	// active slot), with the security version of its verified manifest.
+	Advance(v uint64) error
+	// Lock write-locks the anti-rollback counter until the next TPM reset
+	// (and shuts the platform hierarchy), so that the OS can neither
+	// raise nor delete it. Boot calls it before every kexec, after any
+	// Advance.
+	Lock() error
 }
 
 // Logf prints one line to the console.
@@ -263,6 +272,7 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 			var h Handoff
 			if line, h, err = measure(cfg, img, d, line, logf); err == nil {
 				h.TrustedKeys = cfg.TrustedKeys
+				counterHandoff(cfg, img, d, logf)
 				logf("kexec slot %s (version %s): %s", d.Slot, img.Manifest.Version, line)
 				err = safeKexec(ctx, kx, img, line, h)
 				if err == nil {
@@ -478,6 +488,32 @@ func checkRollback(cfg Config, img *Image, logf Logf) error {
 		return fmt.Errorf("rollback refused: security version %d is below the anti-rollback counter %d", sv, min)
 	}
 	return nil
+}
+
+// counterHandoff is the anti-rollback counter's part of a handoff. On a
+// normal boot (the active slot, good: committed by the OS with keel
+// mark-good, or chosen by keel-init when it started a new record) it
+// advances the counter to the slot's verified security version: that
+// commit is the OS's request, and the record, unauthenticated, can only
+// name a slot whose signed manifest keel-init has just verified. A trial,
+// fallback or recovery boot (a reinstall, a factory reset) never advances
+// it. Then, whatever the mode, it write-locks the counter before the kexec:
+// from here until the next TPM reset (a reboot, which runs keel-init
+// again) the OS cannot change it. A failure is logged and the boot goes
+// on: the counter keeps its value, and an unlocked one is reported.
+func counterHandoff(cfg Config, img *Image, d bootenv.Decision, logf Logf) {
+	m := cfg.Measurer
+	if m == nil {
+		return
+	}
+	if d.Mode == bootenv.ModeNormal {
+		if err := m.Advance(img.Manifest.SecurityVersion); err != nil {
+			logf("warning: advancing the anti-rollback counter to slot %s's security version %d: %v", img.Slot, img.Manifest.SecurityVersion, err)
+		}
+	}
+	if err := m.Lock(); err != nil {
+		logf("WARNING: the anti-rollback counter is not write-locked for this boot: %v", err)
+	}
 }
 
 // measure measures the boot of img with the command line. It returns the

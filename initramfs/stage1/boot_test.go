@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -69,6 +70,9 @@ type fakeKexec struct {
 
 func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string, h Handoff) error {
 	if f.fail[img.Slot] {
+		if f.trace != nil {
+			*f.trace = append(*f.trace, "kexec failed "+img.Slot)
+		}
 		return fmt.Errorf("kexec_file_load: invalid argument")
 	}
 	if err := f.errno[img.Slot]; err != nil {
@@ -290,8 +294,10 @@ type fakeMeasurer struct {
 	fail     map[string]bool // slot -> Measure fails
 	failSep  bool
 	failRead bool
-	cmdlines []string
-	capped   int
+	// failCounter fails Advance and Lock.
+	failCounter bool
+	cmdlines    []string
+	capped      int
 }
 
 func (f *fakeMeasurer) Cap() error {
@@ -327,6 +333,23 @@ func (f *fakeMeasurer) MinSecurityVersion() (uint64, error) {
 	return f.counter, nil
 }
 
+func (f *fakeMeasurer) Advance(v uint64) error {
+	*f.trace = append(*f.trace, fmt.Sprintf("advance %d", v))
+	if f.failCounter {
+		return errors.New("TPM2_NV_Increment: TPM_RC_NV_LOCKED")
+	}
+	f.counter = max(f.counter, v)
+	return nil
+}
+
+func (f *fakeMeasurer) Lock() error {
+	*f.trace = append(*f.trace, "lock")
+	if f.failCounter {
+		return errors.New("TPM2_NV_WriteLock: TPM_RC_NV_AUTHORIZATION")
+	}
+	return nil
+}
+
 func trialB(t *testing.T) *memstore.Store {
 	t.Helper()
 	s := memstore.New()
@@ -346,7 +369,7 @@ func TestMeasuredBoot(t *testing.T) {
 	m := &fakeMeasurer{trace: &trace, counter: 1}
 	k := &fakeKexec{trace: &trace}
 	runCfg(t, Config{Measurer: m, TPMRequired: true}, trialB(t), &fakeLoader{}, k)
-	want := []string{"counter", `measure b trial {"version":"v-b"}`, "kexec b", "separator"}
+	want := []string{"counter", `measure b trial {"version":"v-b"}`, "lock", "kexec b", "separator"}
 	if strings.Join(trace, "|") != strings.Join(want, "|") {
 		t.Errorf("calls %q, want %q", trace, want)
 	}
@@ -921,5 +944,113 @@ func TestUnconfirmedGoodSlotFallsBack(t *testing.T) {
 	runCfg(t, cfg, s, &fakeLoader{}, k)
 	if len(rec.reinstalled) != 1 || !strings.Contains(k.cmdline, "keel.mode=recovery") {
 		t.Fatalf("after both unconfirmed: reinstalled %v, cmdline %q", rec.reinstalled, k.cmdline)
+	}
+}
+
+// TestCounterHandoff: keel-init advances the anti-rollback counter only on
+// a normal boot (the committed active slot), to its verified security
+// version, and write-locks it before every kexec: before the first kexec
+// attempt, also when that attempt fails and the boot falls through to
+// another slot. Trial, fallback and recovery boots never advance it.
+func TestCounterHandoff(t *testing.T) {
+	normalA := func(t *testing.T) *memstore.Store {
+		s := memstore.New()
+		r, _ := bootenv.Init(nil, "a")
+		s.Commit(r)
+		return s
+	}
+	// b was on trial and the OS marked it good: the next boot is normal.
+	committedB := func(t *testing.T) *memstore.Store {
+		s := trialB(t)
+		r, _ := s.Load()
+		_, r = bootenv.Select(r)
+		r, _ = bootenv.MarkGood(r, "b")
+		s.Commit(r)
+		return s
+	}
+	for _, tc := range []struct {
+		name   string
+		store  func(*testing.T) *memstore.Store
+		loader func() *fakeLoader
+		kexec  *fakeKexec
+		rec    bool
+		booted string
+		mode   string
+		want   []string // the calls, but the counter reads
+	}{
+		{name: "normal", store: normalA, booted: "a", mode: "normal",
+			want: []string{`measure a normal {"version":"v-a"}`, "advance 4", "lock", "kexec a", "separator"}},
+		{name: "committed after a trial", store: committedB, booted: "b", mode: "normal",
+			want: []string{`measure b normal {"version":"v-b"}`, "advance 5", "lock", "kexec b", "separator"}},
+		{name: "trial", store: trialB, booted: "b", mode: "trial",
+			want: []string{`measure b trial {"version":"v-b"}`, "lock", "kexec b", "separator"}},
+		{name: "failed kexec falls back", store: trialB, kexec: &fakeKexec{fail: map[string]bool{"b": true}}, booted: "a", mode: "fallback",
+			want: []string{`measure b trial {"version":"v-b"}`, "lock", "kexec failed b",
+				`measure a fallback {"version":"v-a"}`, "lock", "kexec a", "separator"}},
+		{name: "recovery", store: func(t *testing.T) *memstore.Store { s, _ := brokenBoth(t); return s }, rec: true,
+			loader: func() *fakeLoader { _, l := brokenBoth(t); l.secver = map[string]uint64{"a": 4, "b": 5}; return l },
+			booted: "a", mode: "recovery",
+			want: []string{`measure a recovery {"version":"v-a"}`, "lock", "kexec a", "separator"}},
+		{name: "factory reset", rec: true, booted: "b", mode: "recovery",
+			store: func(t *testing.T) *memstore.Store {
+				s := memstore.New()
+				r, _ := bootenv.Init(nil, "a")
+				r, _ = bootenv.RequestFactoryReset(r, "service")
+				s.Commit(r)
+				return s
+			},
+			want: []string{`measure b recovery {"version":"v-b"}`, "lock", "kexec b", "separator"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var trace []string
+			m := &fakeMeasurer{trace: &trace, counter: 1}
+			k := tc.kexec
+			if k == nil {
+				k = &fakeKexec{}
+			}
+			k.trace = &trace
+			l := &fakeLoader{secver: map[string]uint64{"a": 4, "b": 5}}
+			if tc.loader != nil {
+				l = tc.loader()
+			}
+			cfg := Config{Measurer: m, TPMRequired: true}
+			if tc.rec {
+				cfg.Recoverer = &fakeRecoverer{loader: l}
+			}
+			_, err, log := runCfg(t, cfg, tc.store(t), l, k)
+			if err != nil || k.booted != tc.booted || !strings.Contains(k.cmdline, "keel.mode="+tc.mode) {
+				t.Fatalf("err %v, booted %q (%q)\n%s", err, k.booted, k.cmdline, strings.Join(log, "\n"))
+			}
+			if !slices.Contains(trace, "counter") {
+				t.Errorf("the counter was never read: %q", trace)
+			}
+			calls := slices.DeleteFunc(slices.Clone(trace), func(c string) bool { return c == "counter" })
+			if strings.Join(calls, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("calls %q\nwant  %q", calls, tc.want)
+			}
+		})
+	}
+}
+
+// TestCounterHandoffErrors: a counter that cannot be advanced or locked
+// is logged; the slot still boots, nothing is marked bad, even on a board
+// that requires a TPM.
+func TestCounterHandoffErrors(t *testing.T) {
+	var trace []string
+	m := &fakeMeasurer{trace: &trace, counter: 1, failCounter: true}
+	s := memstore.New()
+	r, _ := bootenv.Init(nil, "a")
+	s.Commit(r)
+	k := &fakeKexec{trace: &trace}
+	_, err, log := runCfg(t, Config{Measurer: m, TPMRequired: true}, s, &fakeLoader{secver: map[string]uint64{"a": 2}}, k)
+	if err != nil || k.booted != "a" {
+		t.Fatalf("err %v, booted %q", err, k.booted)
+	}
+	all := strings.Join(log, "\n")
+	if !strings.Contains(all, "advancing the anti-rollback counter") || !strings.Contains(all, "not write-locked") {
+		t.Errorf("log:\n%s", all)
+	}
+	if st, _ := s.Load(); st.Transient != 0 || st.Slots[0].State != bootenv.StateGood {
+		t.Errorf("state %+v", st)
 	}
 }

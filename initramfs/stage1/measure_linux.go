@@ -32,6 +32,7 @@ type tpmMeasurer struct {
 	mu      sync.Mutex
 	log     bytes.Buffer // every line so far: what the slot gets
 	counter *uint64      // read once per boot
+	locked  bool         // Lock ran
 }
 
 // openMeasurer opens the TPM (waiting a little for its device when the
@@ -133,22 +134,67 @@ func (tm *tpmMeasurer) EventLog() []byte {
 	return append(out, '\n')
 }
 
-// MinSecurityVersion reads the anti-rollback counter, defining it on
-// first use (owner hierarchy, empty owner auth).
+// MinSecurityVersion is the anti-rollback counter's floor
+// (tpm.EnsureCounter: defined on first use, and re-created if the OS
+// deleted or replaced it, without ever lowering the floor). Tampering is
+// reported with a KEEL-TAMPER line on the console.
 func (tm *tpmMeasurer) MinSecurityVersion() (uint64, error) {
 	tm.mu.Lock()
 	defer tm.mu.Unlock()
 	if tm.counter != nil {
 		return *tm.counter, nil
 	}
-	if err := tpm.EnsureCounter(tm.t, tpm.CounterIndex); err != nil {
-		return 0, err
-	}
-	v, err := tpm.ReadCounter(tm.t, tpm.CounterIndex)
+	st, err := tpm.EnsureCounter(tm.t, tpm.CounterIndex)
 	if err != nil {
 		return 0, err
 	}
-	tm.counter = &v
-	tm.logf("anti-rollback counter: %d", v)
-	return v, nil
+	switch {
+	case st.Tampered != "":
+		tm.logf("KEEL-TAMPER %s; the anti-rollback floor is %d (never lowered)", st.Tampered, st.Floor)
+	case st.Migrated:
+		tm.logf("anti-rollback counter migrated to the %s hierarchy (only keel-init writes it now)", st.Hierarchy)
+	case st.Created:
+		tm.logf("anti-rollback counter created in the %s hierarchy", st.Hierarchy)
+	}
+	tm.counter = &st.Floor
+	tm.logf("anti-rollback counter: %d (%s hierarchy)", st.Floor, st.Hierarchy)
+	return st.Floor, nil
+}
+
+// Advance raises the counter to v (a normal boot of a committed slot).
+func (tm *tpmMeasurer) Advance(v uint64) error {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	if tm.locked {
+		return fmt.Errorf("the counter is already write-locked for this boot")
+	}
+	if tm.counter != nil && *tm.counter >= v {
+		return nil
+	}
+	got, err := tpm.AdvanceTo(tm.t, tpm.CounterIndex, v)
+	if err != nil {
+		return err
+	}
+	tm.counter = &got
+	tm.logf("anti-rollback counter advanced to %d", got)
+	return nil
+}
+
+// Lock write-locks the counter and disables the platform hierarchy, once
+// per boot.
+func (tm *tpmMeasurer) Lock() error {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	if tm.locked {
+		return nil
+	}
+	tm.locked = true
+	err := tpm.LockCounter(tm.t, tpm.CounterIndex)
+	if ok, perr := tpm.DisablePlatformHierarchy(tm.t); ok {
+		tm.logf("platform hierarchy disabled until the next TPM reset")
+	} else {
+		// Firmware already disabled it, or set its authorization.
+		tm.logf("platform hierarchy left as it is: %v", perr)
+	}
+	return err
 }
