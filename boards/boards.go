@@ -36,14 +36,18 @@ const (
 
 // QEMU says how to emulate the board (for boards that QEMU can emulate).
 type QEMU struct {
-	Binary   string   // qemu-system-x86_64
-	Machine  string   // -M
-	CPU      string   // -cpu
-	MemoryMB int      // -m
-	Code     string   // firmware code (OVMF_CODE) or -bios image
-	Vars     string   // UEFI variable store template, copied per VM
-	TPM      string   // -device for the TPM (tpm-crb), empty for none
-	Extra    []string // more arguments
+	Binary   string // qemu-system-x86_64
+	Machine  string // -M
+	CPU      string // -cpu
+	MemoryMB int    // -m
+	Code     string // firmware code (OVMF_CODE) or -bios image
+	Vars     string // UEFI variable store template, copied per VM
+	// SecureBootCode is firmware code that enforces UEFI Secure Boot once
+	// keys are enrolled (OVMF's secboot build); empty: the board has none.
+	// It needs SMM: the machine runs with smm=on and a secure pflash.
+	SecureBootCode string
+	TPM            string   // -device for the TPM (tpm-crb), empty for none
+	Extra          []string // more arguments
 }
 
 // Partition is one GPT partition of the board's disk layout.
@@ -176,8 +180,11 @@ func qemuX8664UEFI() Board {
 			MemoryMB: 1024,
 			Code:     "/usr/share/OVMF/OVMF_CODE_4M.fd",
 			Vars:     "/usr/share/OVMF/OVMF_VARS_4M.fd",
-			TPM:      "tpm-crb",
-			Extra:    []string{"-device", "i6300esb", "-action", "watchdog=reset"},
+			// The same variable store template (no keys: setup mode)
+			// serves both builds.
+			SecureBootCode: "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+			TPM:            "tpm-crb",
+			Extra:          []string{"-device", "i6300esb", "-action", "watchdog=reset"},
 		},
 	}
 }

@@ -37,8 +37,9 @@ type Deps struct {
 	// magic close of /dev/watchdog0). mark-good calls it on a keel-booted
 	// device.
 	DisarmWatchdog func() error
-	// OpenTPM opens the TPM whose anti-rollback counter mark-good
-	// advances on a keel-booted device (default: tpm.Open(tpm.DefaultDevice)).
+	// OpenTPM opens the TPM whose anti-rollback counter install reads
+	// (only keel-init writes it) on a keel-booted device (default:
+	// tpm.Open(tpm.DefaultDevice)).
 	OpenTPM func() (transport.TPMCloser, error)
 	// RunDir is where keel-init's hand-over lands in the running OS: the
 	// event log and the trusted keys (default layout.RunDir).

@@ -34,7 +34,8 @@ const secureBootUsage = `usage:
         db, KEK and PK through efivarfs; the firmware leaves setup mode and
         from the next boot starts only images signed with the db key
   keel secureboot status [--efivars DIR] [--json]
-        the firmware's Secure Boot state: setup mode, enforced
+        the firmware's Secure Boot state (setup mode, enforced) and the
+        kernel's lockdown mode (where securityfs shows it)
 `
 
 // secureBoot runs `keel secureboot keygen|sign`.
@@ -208,13 +209,19 @@ func (c *command) secureBootStatus(args []string) error {
 	if err != nil {
 		return err
 	}
+	// The kernel's lockdown, where securityfs shows it (not offline).
+	lockdown, _ := secureboot.ReadLockdown(secureboot.LockdownPath)
 	if asJSON {
 		return json.NewEncoder(c.stdout).Encode(struct {
-			SetupMode  bool `json:"setup_mode"`
-			SecureBoot bool `json:"secure_boot"`
-		}{st.SetupMode, st.SecureBoot})
+			SetupMode  bool   `json:"setup_mode"`
+			SecureBoot bool   `json:"secure_boot"`
+			Lockdown   string `json:"lockdown,omitempty"`
+		}{st.SetupMode, st.SecureBoot, lockdown})
 	}
 	onOff := map[bool]string{true: "on", false: "off"}
 	_, err = fmt.Fprintf(c.stdout, "secure boot: %s\nsetup mode: %s\n", onOff[st.SecureBoot], onOff[st.SetupMode])
+	if err == nil && lockdown != "" {
+		_, err = fmt.Fprintf(c.stdout, "kernel lockdown: %s\n", lockdown)
+	}
 	return err
 }

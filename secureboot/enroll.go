@@ -326,3 +326,22 @@ func MakeEnrolment(keyDir, outDir string) ([]Variable, error) {
 	}
 	return vars, nil
 }
+
+// LockdownPath is where the kernel says its lockdown mode (securityfs).
+const LockdownPath = "/sys/kernel/security/lockdown"
+
+// ReadLockdown returns the kernel's lockdown mode from the securityfs file
+// path ("none [integrity] confidentiality": the bracketed one): Debian's
+// kernel enters integrity when the firmware booted it with Secure Boot on.
+func ReadLockdown(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("secureboot: kernel lockdown: %w", err)
+	}
+	for _, f := range bytes.Fields(b) {
+		if len(f) > 2 && f[0] == '[' && f[len(f)-1] == ']' {
+			return string(f[1 : len(f)-1]), nil
+		}
+	}
+	return "", fmt.Errorf("secureboot: kernel lockdown: %s says %q, with no [mode]", path, bytes.TrimSpace(b))
+}

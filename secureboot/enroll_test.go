@@ -213,3 +213,23 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestReadLockdown: the bracketed mode of securityfs' lockdown file.
+func TestReadLockdown(t *testing.T) {
+	dir := t.TempDir()
+	for content, want := range map[string]string{
+		"none [integrity] confidentiality\n": "integrity",
+		"[none] integrity confidentiality\n": "none",
+		"none integrity confidentiality\n":   "",
+	} {
+		p := filepath.Join(dir, "lockdown")
+		os.WriteFile(p, []byte(content), 0o644)
+		got, err := ReadLockdown(p)
+		if got != want || (want == "") != (err != nil) {
+			t.Errorf("ReadLockdown(%q) = %q, %v; want %q", content, got, err, want)
+		}
+	}
+	if _, err := ReadLockdown(filepath.Join(dir, "none")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadLockdown(missing) = %v", err)
+	}
+}

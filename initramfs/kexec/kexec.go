@@ -71,6 +71,12 @@ func AppendFiles(f *os.File, files ...File) error {
 // Load loads kernel and initrd with the command line (kexec_file_load).
 func Load(kernel, initrd *os.File, cmdline string) error {
 	if err := unix.KexecFileLoad(int(kernel.Fd()), int(initrd.Fd()), cmdline, 0); err != nil {
+		if errors.Is(err, unix.ENOKEY) || errors.Is(err, unix.EKEYREJECTED) || errors.Is(err, unix.EBADMSG) {
+			// KEXEC_SIG (kernel/kexec_file.c): under lockdown the
+			// kernel must be signed by a key of the running kernel's
+			// keyrings (.builtin, .secondary, .platform = UEFI db).
+			return fmt.Errorf("kexec_file_load: the running kernel refused the slot kernel's signature (Secure Boot lockdown: it takes kernels signed by a key of its keyrings, the firmware's db among them): %w", err)
+		}
 		return fmt.Errorf("kexec_file_load: %w", err)
 	}
 	return nil

@@ -31,6 +31,8 @@ type deviceLoader struct {
 	board   string
 	keysErr error
 	disks   *bootDisks
+	// kexec, under Secure Boot, is what slot kernels must be signed by.
+	kexec *kexecTrust
 }
 
 var _ SlotLoader = deviceLoader{}
@@ -114,6 +116,9 @@ func (d deviceLoader) LoadSlot(ctx context.Context, slot string) (*Image, error)
 			return nil, fmt.Errorf("%s: %w", part, err)
 		}
 		*e.dst = mf
+	}
+	if err := d.kexec.check(img.Kernel, m.Kernel.Size); err != nil {
+		return nil, fmt.Errorf("%s: %w", part, err)
 	}
 	d.logf("slot %s verified: version %s, kernel %d bytes, initrd %d bytes", slot, m.Version, m.Kernel.Size, m.Initrd.Size)
 	return img, nil

@@ -61,6 +61,9 @@ func Run(ctx context.Context, logf Logf) error {
 		logf("trusted keys: %s", strings.Join(ids, ", "))
 	}
 	loader := deviceLoader{logf: logf, trusted: trusted, keysErr: err, board: b.Name, disks: disks}
+	if storeArg == "efivars" {
+		loader.kexec = readKexecTrust(efivarsDir, logf)
+	}
 	cfg := Config{Slots: b.Slots, Store: storeArg, TPMRequired: b.TPMRequired, TrustedKeys: keys}
 	if m, err := openMeasurer(b, logf); err != nil && b.TPMRequired {
 		logf("no TPM, and board %s requires one: no slot can boot: %v", b.Name, err)

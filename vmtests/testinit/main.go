@@ -78,6 +78,7 @@ func mounts() {
 		{"devtmpfs", "/dev", "devtmpfs"},
 		{"tmpfs", "/run", "tmpfs"},
 		{"efivarfs", "/sys/firmware/efi/efivars", "efivarfs"},
+		{"securityfs", "/sys/kernel/security", "securityfs"}, // the kernel's lockdown state
 	} {
 		if mountPoint(m.dst) {
 			continue // moved here by stage 2 (/run holds keel's event log)

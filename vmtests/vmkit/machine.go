@@ -23,6 +23,9 @@ type Machine struct {
 	// Stick, if set, is a raw image attached as a second (read-only)
 	// virtio disk, /dev/vdb in the guest: a USB stick with an update.
 	Stick string
+	// SecureBoot runs the board's Secure Boot firmware (enforcing once
+	// keys are enrolled: Artefacts.Enrolment) instead of its plain one.
+	SecureBoot bool
 }
 
 // NewMachine builds a disk with the given slots in dir and gives the
@@ -58,7 +61,7 @@ func (m *Machine) PowerOn(ctx context.Context, timeout time.Duration, fns ...qem
 		qemu.WithQEMUCommand(m.Art.Board.QEMU.Binary),
 		// vmtest picks up VMTEST_KERNEL: this machine boots from its disk.
 		qemu.WithKernel(""), qemu.WithInitramfs(""),
-		qemu.WithQEMUArgs(QEMUArgs(m.Art.Board, m.Disk, m.Vars, sock)...),
+		qemu.WithQEMUArgs(QEMUArgs(m.Art.Board, m.Disk, m.Vars, sock, m.SecureBoot)...),
 		qemu.WithQEMUArgs(m.stickArgs()...),
 		qemu.WithVMTimeout(timeout),
 	}, fns...)

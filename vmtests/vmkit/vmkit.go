@@ -30,6 +30,7 @@ import (
 	"github.com/keelboot/keel/initramfs/sysinit"
 	"github.com/keelboot/keel/internal/testkernel"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/secureboot"
 )
 
 // Artefacts are the per-suite build outputs.
@@ -37,8 +38,12 @@ type Artefacts struct {
 	Board boards.Board
 	// Dir holds everything built.
 	Dir string
-	// Kernel is the Debian kernel (bzImage) and ModulesDir its modules.
-	Kernel, ModulesDir string
+	// Kernel is the Debian kernel (bzImage, signed by Debian) and
+	// ModulesDir its modules. SlotKernel is the same kernel signed with
+	// the db key of SecureBootKeys instead (secureboot.SignKernel), once:
+	// the test slots' kernel, which keel-init may kexec under Secure
+	// Boot, the same bytes in every disk and bundle.
+	Kernel, ModulesDir, SlotKernel string
 	// Binaries.
 	KeelInit, Keel, TestInit, BareInit string
 	// SigningKey signs the test slots' manifests; TrustedKeys (its public
@@ -47,7 +52,17 @@ type Artefacts struct {
 	// Stage1 is keel's initramfs (in the UKI), Stage2 the slots' initrd,
 	// Bare the benchmark's baseline initramfs (BareInit only).
 	Stage1, Stage2, Bare string
+	// SecureBootKeys are UEFI Secure Boot keys (keel secureboot keygen):
+	// every disk's UKI is signed with their db key (a firmware without
+	// keys ignores the signature). Enrolment holds their enrolment
+	// files, which every test root carries in EnrolmentDir.
+	SecureBootKeys, Enrolment string
 }
+
+// EnrolmentDir is where the test roots hold the Secure Boot enrolment
+// files: `keel secureboot enroll EnrolmentDir` in the guest enrols keel's
+// keys.
+const EnrolmentDir = "/etc/keel-test/enrol"
 
 // RepoRoot finds the module root (the folder with go.mod) from the working
 // directory up.
@@ -67,6 +82,7 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 		Dir:         dir,
 		Kernel:      filepath.Join(kdir, "vmlinuz"),
 		ModulesDir:  filepath.Join(kdir, "modules"),
+		SlotKernel:  filepath.Join(dir, "slot-vmlinuz"),
 		KeelInit:    filepath.Join(dir, "bin", "keel-init"),
 		Keel:        filepath.Join(dir, "bin", "keel"),
 		TestInit:    filepath.Join(dir, "bin", "testinit"),
@@ -76,6 +92,9 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 		Bare:        filepath.Join(dir, "bare.cpio.zst"),
 		SigningKey:  filepath.Join(dir, "keys", "release.key"),
 		TrustedKeys: filepath.Join(dir, "keys", "trusted-keys"),
+		// Secure Boot keys and their enrolment files.
+		SecureBootKeys: filepath.Join(dir, "keys", "secureboot"),
+		Enrolment:      filepath.Join(dir, "keys", "enrol"),
 	}
 	for _, p := range []string{a.Kernel, a.ModulesDir} {
 		if _, err := os.Stat(p); err != nil {
@@ -102,6 +121,15 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 	}
 	trusted, err := a.makeKeys()
 	if err != nil {
+		return nil, err
+	}
+	if err := secureboot.GenerateKeys(a.SecureBootKeys, "keel vmtest"); err != nil {
+		return nil, fmt.Errorf("vmkit: %w", err)
+	}
+	if _, err := secureboot.MakeEnrolment(a.SecureBootKeys, a.Enrolment); err != nil {
+		return nil, fmt.Errorf("vmkit: %w", err)
+	}
+	if err := a.signSlotKernel(); err != nil {
 		return nil, err
 	}
 	// The same keel-init runs both stages: the stage file in each archive
@@ -143,6 +171,23 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 		}
 	}
 	return a, nil
+}
+
+// signSlotKernel writes SlotKernel: Kernel signed with the db key.
+func (a *Artefacts) signSlotKernel() error {
+	k, err := os.ReadFile(a.Kernel)
+	if err != nil {
+		return fmt.Errorf("vmkit: %w", err)
+	}
+	cert, key, err := secureboot.LoadKey(a.SecureBootKeys, secureboot.DB)
+	if err != nil {
+		return fmt.Errorf("vmkit: %w", err)
+	}
+	signed, err := secureboot.SignKernel(k, cert, key)
+	if err != nil {
+		return fmt.Errorf("vmkit: signing the slot kernel: %w", err)
+	}
+	return os.WriteFile(a.SlotKernel, signed, 0o644)
 }
 
 // makeKeys makes the release key pair the test images are signed with and
@@ -191,12 +236,16 @@ func (a *Artefacts) rootDir(version string, h Health, padMiB int) (string, error
 	if _, err := os.Stat(filepath.Join(dir, "sbin", "init")); err == nil {
 		return dir, nil
 	}
-	for _, d := range []string{"sbin", "bin", "etc/keel-test", "proc", "sys", "dev", "run", "tmp"} {
+	for _, d := range []string{"sbin", "bin", "etc/keel-test", "proc", "sys", "dev", "run", "tmp", EnrolmentDir[1:]} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return "", err
 		}
 	}
-	for src, dst := range map[string]string{a.TestInit: "sbin/init", a.Keel: "bin/keel"} {
+	files := map[string]string{a.TestInit: "sbin/init", a.Keel: "bin/keel"}
+	for _, n := range secureboot.KeyNames {
+		files[filepath.Join(a.Enrolment, secureboot.AuthFile(n))] = filepath.Join(EnrolmentDir[1:], secureboot.AuthFile(n))
+	}
+	for src, dst := range files {
 		b, err := os.ReadFile(src)
 		if err != nil {
 			return "", err
@@ -250,6 +299,9 @@ type SlotSpec struct {
 	CorruptRoot bool
 	// PadMiB adds a file of that many MiB to the root filesystem.
 	PadMiB int
+	// VendorKernel puts the kernel in the slot as Debian signed it, not
+	// signed with the db key: under Secure Boot keel-init refuses it.
+	VendorKernel bool
 }
 
 // canaryPattern fills the test roots' /etc/keel-test/canary.
@@ -277,8 +329,17 @@ func (a *Artefacts) disk(ctx context.Context, out string, slots map[string]SlotS
 		KeelCmdline: keelCmdline,
 		Seed:        "keel-vmtest",
 		SigningKeys: []string{a.SigningKey},
-		Slots:       map[string]image.Slot{},
-		Log:         log,
+		// Signed always: the plain firmware ignores it, the Secure
+		// Boot one checks it once the keys are enrolled. The slot
+		// kernels come signed (SlotKernel) and stay as they are.
+		SecureBootKeys: a.SecureBootKeys,
+		Slots:          map[string]image.Slot{},
+		Log:            log,
+	}
+	for _, s := range slots {
+		// A vendor-signed kernel must stay so (the others are signed
+		// already).
+		spec.KeepKernelSignatures = spec.KeepKernelSignatures || s.VendorKernel
 	}
 	for _, name := range a.Board.Slots {
 		s, ok := slots[name]
@@ -360,8 +421,12 @@ func (a *Artefacts) imageSlot(s SlotSpec) (image.Slot, error) {
 	if err != nil {
 		return image.Slot{}, err
 	}
+	kernel := a.SlotKernel
+	if s.VendorKernel {
+		kernel = a.Kernel
+	}
 	return image.Slot{
-		Kernel: a.Kernel, Initrd: a.Stage2, RootDir: root,
+		Kernel: kernel, Initrd: a.Stage2, RootDir: root,
 		Version: s.Version, SecurityVersion: s.SecurityVersion, Cmdline: SlotCmdline,
 	}, nil
 }
@@ -391,17 +456,27 @@ func accel() string {
 }
 
 // QEMUArgs are the arguments for the board's machine with the given disk,
-// UEFI variable store and swtpm control socket ("" for no TPM).
-func QEMUArgs(b boards.Board, disk, vars, tpmSock string) []string {
+// UEFI variable store and swtpm control socket ("" for no TPM); secureBoot
+// runs the board's SecureBootCode (with SMM) instead of its Code.
+func QEMUArgs(b boards.Board, disk, vars, tpmSock string, secureBoot bool) []string {
 	q := b.QEMU
-	args := []string{
-		"-M", q.Machine + ",accel=" + accel(), "-cpu", q.CPU, "-m", fmt.Sprint(q.MemoryMB),
-		"-display", "none", "-serial", "stdio", "-monitor", "none", "-nodefaults", "-net", "none",
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + q.Code,
-		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
-		"-drive", "file=" + disk + ",format=raw,if=none,id=disk0",
-		"-device", "virtio-blk-pci,drive=disk0",
+	machine, code := q.Machine+",accel="+accel(), q.Code
+	var sb []string
+	if secureBoot {
+		// OVMF's secboot build keeps its variables in SMM: the
+		// variable store is writable only from SMM, so that an OS
+		// cannot write db behind the firmware's back.
+		machine, code = q.Machine+",smm=on,accel="+accel(), q.SecureBootCode
+		sb = []string{"-global", "driver=cfi.pflash01,property=secure,value=on"}
 	}
+	args := append(sb,
+		"-M", machine, "-cpu", q.CPU, "-m", fmt.Sprint(q.MemoryMB),
+		"-display", "none", "-serial", "stdio", "-monitor", "none", "-nodefaults", "-net", "none",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
+		"-drive", "if=pflash,format=raw,unit=1,file="+vars,
+		"-drive", "file="+disk+",format=raw,if=none,id=disk0",
+		"-device", "virtio-blk-pci,drive=disk0",
+	)
 	if tpmSock != "" && q.TPM != "" {
 		args = append(args,
 			"-chardev", "socket,id=chrtpm,path="+tpmSock,
