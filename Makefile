@@ -92,9 +92,10 @@ debug-cpio:
 		$(addprefix github.com/u-root/u-root/cmds/core/,gosh ls cat dmesg mount ps)
 
 # keel-init's time from start to the kexec call against a bare Go init
-# that only mounts and execs, same VM configuration; initramfs sizes.
+# that only mounts and execs, same VM configuration; initramfs sizes. And
+# the same disk booted with Secure Boot enforced and without.
 bench-boot: deps kernel
-	$(GO) test -run '^$$' -bench BenchmarkBootToHandoff -benchtime 3x -timeout 40m ./vmtests/
+	$(GO) test -run '^$$' -bench 'BenchmarkBoot(ToHandoff|SecureBoot)$$' -benchtime 3x -timeout 60m ./vmtests/
 
 # Boot cost with a 64 MiB and a 1 GiB dm-verity root (should be the same).
 bench-verity: deps kernel
@@ -112,9 +113,11 @@ bench-update: deps
 	$(GO) test -run '^$$' -bench '^Benchmark(InstallVsDD|DeltaFetched)$$' -benchtime 1x -timeout 30m -v ./builder/image/
 
 # The demo: two A/B stories in QEMU (an update that commits, one that falls
-# back), booted from disk through OVMF with swtpm.
+# back), booted from disk through OVMF with swtpm, under UEFI Secure Boot
+# (the first boot enrols keel's keys); SECURE_BOOT=false runs it without.
+SECURE_BOOT ?= true
 demo: deps kernel
-	$(GO) run ./cmd/keel-demo
+	$(GO) run ./cmd/keel-demo -secure-boot=$(SECURE_BOOT)
 
 # The CLI alone on a redundant U-Boot env file, checked with fw_printenv.
 demo-host: deps build

@@ -21,6 +21,7 @@ an empty data file system. SPEC.json holds the inputs (paths relative to it):
     "keel_initrd": "build/keel-initrd.cpio.zst",
     "keel_cmdline": "console=ttyS0",
     "signing_keys": ["release.key"],
+    "secure_boot_keys": "sb",
     "seed": "demo",
     "slots": {
       "a": {"kernel": "...", "initrd": "...", "root_dir": "...",
@@ -32,7 +33,12 @@ an empty data file system. SPEC.json holds the inputs (paths relative to it):
 signing_keys are keel keygen private keys; every slot's manifest is signed
 by all of them (keel-init trusts the public keys in its initramfs). Without
 keys the build fails unless "unsigned": true (development only: keel-init
-refuses unsigned slots). On a board with dm-verity roots the builder
+refuses unsigned slots). secure_boot_keys is a keel secureboot keygen directory:
+keel's UKI and the slot kernels are signed with its db key (UEFI Secure Boot;
+keel secureboot enrolment/enroll put the keys in the device's firmware).
+Without it the build fails unless "no_secure_boot": true (development only:
+the UKI is unsigned, for firmware with Secure Boot off; keel-init warns at
+every boot). On a board with dm-verity roots the builder
 appends each root's hash tree and puts the root hash in the manifest.
 
 "recovery" takes the same fields as a slot: the signed seed written to the

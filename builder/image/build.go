@@ -194,7 +194,7 @@ func (bl *builder) esp() error {
 	if err != nil {
 		return err
 	}
-	signed := ""
+	signed := ", NOT SIGNED (no_secure_boot: boots only with Secure Boot off; development only)"
 	if bl.s.SecureBootKeys != "" {
 		if signed, err = signUKI(uki, bl.s.SecureBootKeys); err != nil {
 			return err

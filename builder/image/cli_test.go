@@ -53,11 +53,12 @@ func TestCLIImageBuild(t *testing.T) {
 		t.Fatalf("keygen: exit %d: %s", code, stderr)
 	}
 	spec := map[string]any{
-		"signing_keys": []string{"keys/release.key"}, // relative to the spec file
-		"keel_kernel":  "in/vmlinuz",                 // relative to the spec file
-		"keel_initrd":  "in/keel.cpio",
-		"keel_cmdline": "console=ttyS0",
-		"seed":         "cli",
+		"signing_keys":   []string{"keys/release.key"}, // relative to the spec file
+		"keel_kernel":    "in/vmlinuz",                 // relative to the spec file
+		"keel_initrd":    "in/keel.cpio",
+		"no_secure_boot": true,
+		"keel_cmdline":   "console=ttyS0",
+		"seed":           "cli",
 		"slots": map[string]any{
 			"a": map[string]any{"kernel": "in/vmlinuz", "initrd": "in/stage2.cpio", "root_dir": "in/root", "version": "1.0", "security_version": 1, "cmdline": "console=ttyS0"},
 			"b": map[string]any{"empty": true},

@@ -64,6 +64,7 @@ func TestBuildSecureBoot(t *testing.T) {
 	plainDisk, plainTab := fx.build(t)
 	fx.spec.Out = filepath.Join(filepath.Dir(plainOut), "signed.img")
 	fx.spec.SecureBootKeys = keys
+	fx.spec.NoSecureBoot = false
 	fx.spec.KeepKernelSignatures = true // the fixture's kernels are not PE images; TestBuildSecureBootKernels signs PE ones
 	disk, tab := fx.build(t)
 
@@ -179,6 +180,7 @@ func TestBuildSecureBootKernels(t *testing.T) {
 	writeFile(t, a.Kernel, vendor)
 	writeFile(t, b.Kernel, presigned)
 	fx.spec.SecureBootKeys = keys
+	fx.spec.NoSecureBoot = false
 	slotKernel := func(disk *os.File, tab *gpt.Table, slot string) []byte {
 		t.Helper()
 		sf := bytes.NewReader(readPart(t, disk, find(t, tab, layout.SlotPartition(slot))))
@@ -279,5 +281,31 @@ func TestSpecSecureBootErrors(t *testing.T) {
 	}
 	if s.SecureBootKeys != filepath.Join(dir, "keys/sb") {
 		t.Errorf("secure_boot_keys = %q", s.SecureBootKeys)
+	}
+}
+
+// TestSpecSecureBootRequired: a UEFI image without secure_boot_keys is
+// refused unless the spec says no_secure_boot (and not both), naming the
+// fix; the refused build writes nothing.
+func TestSpecSecureBootRequired(t *testing.T) {
+	fx := newFixture(t)
+	s := fx.spec
+	s.NoSecureBoot = false
+	err := Build(t.Context(), s)
+	for _, want := range []string{"secure_boot_keys: not given", "keel secureboot keygen --dir DIR", `"no_secure_boot": true`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Build without keys: %v, want %q", err, want)
+		}
+	}
+	if _, err := os.Stat(s.Out); err == nil {
+		t.Error("a refused spec wrote an image")
+	}
+	keys := filepath.Join(t.TempDir(), "sb")
+	if err := secureboot.GenerateKeys(keys, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.SecureBootKeys, s.NoSecureBoot = keys, true
+	if err := Build(t.Context(), s); err == nil || !strings.Contains(err.Error(), "no_secure_boot and secure_boot_keys: give one of them") {
+		t.Errorf("Build with both: %v", err)
 	}
 }

@@ -30,12 +30,13 @@ func TestCLISeedVerify(t *testing.T) {
 	}
 	slot := map[string]any{"kernel": "in/vmlinuz", "initrd": "in/stage2.cpio", "root_dir": "in/root", "version": "1.0", "cmdline": "console=ttyS0"}
 	spec := map[string]any{
-		"signing_keys": []string{"keys/release.key"},
-		"keel_kernel":  "in/vmlinuz",
-		"keel_initrd":  "in/keel.cpio",
-		"seed":         "cli-seed",
-		"slots":        map[string]any{"a": slot, "b": map[string]any{"empty": true}},
-		"recovery":     slot,
+		"signing_keys":   []string{"keys/release.key"},
+		"keel_kernel":    "in/vmlinuz",
+		"keel_initrd":    "in/keel.cpio",
+		"no_secure_boot": true,
+		"seed":           "cli-seed",
+		"slots":          map[string]any{"a": slot, "b": map[string]any{"empty": true}},
+		"recovery":       slot,
 	}
 	b, _ := json.MarshalIndent(spec, "", "  ")
 	specPath := filepath.Join(dir, "spec.json")

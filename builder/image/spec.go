@@ -53,6 +53,12 @@ type Spec struct {
 	// Boot"). KeepKernelSignatures leaves the slot kernels as given (signed
 	// by a key the running kernel has built in, or for testing refusals).
 	KeepKernelSignatures bool `json:"keep_kernel_signatures,omitempty"`
+	// NoSecureBoot builds an image for a UEFI board without
+	// SecureBootKeys: keel's UKI unsigned, for firmware with Secure Boot
+	// off (development only: anyone who can write the disk can replace
+	// keel, and keel-init says so loudly at every boot). Without
+	// SecureBootKeys, Build fails unless NoSecureBoot is set.
+	NoSecureBoot bool `json:"no_secure_boot,omitempty"`
 
 	// Seed makes every identifier in the image (disk and partition GUIDs,
 	// file system UUIDs, the FAT volume ID) a function of it, so that the
@@ -232,6 +238,14 @@ func (s *Spec) Validate() error {
 		if _, _, err := secureboot.LoadKey(s.SecureBootKeys, secureboot.DB); err != nil {
 			add("secure_boot_keys: %w (keel secureboot keygen --dir DIR makes the keys)", err)
 		}
+	}
+	switch {
+	case s.SecureBootKeys != "" && s.NoSecureBoot:
+		add("no_secure_boot and secure_boot_keys: give one of them")
+	case s.SecureBootKeys == "" && !s.NoSecureBoot && b.Firmware == boards.FirmwareUEFI:
+		add("secure_boot_keys: not given: production images boot under UEFI Secure Boot, keel's UKI signed with the db key; " +
+			"make the keys with keel secureboot keygen --dir DIR and name DIR in secure_boot_keys " +
+			"(or set \"no_secure_boot\": true for a development image, for firmware with Secure Boot off)")
 	}
 
 	// keys checks private key files; fields names them (signing_keys[0]).

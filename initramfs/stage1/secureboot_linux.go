@@ -29,10 +29,12 @@ type kexecTrust struct {
 func readKexecTrust(dir string, logf Logf) *kexecTrust {
 	st, err := secureboot.ReadState(dir)
 	if err != nil || !st.SecureBoot {
-		if err == nil && st.SetupMode {
-			logf("Secure Boot: off (the firmware is in setup mode: no keys enrolled)")
-		} else if err == nil {
-			logf("Secure Boot: off")
+		if err == nil {
+			why := "a development image (no_secure_boot), or Secure Boot disabled in the firmware"
+			if st.SetupMode {
+				why = "the firmware is in setup mode: no keys enrolled; keel secureboot enroll is the factory step"
+			}
+			logf("WARNING: UEFI Secure Boot is OFF (%s): the firmware starts any image from the ESP, so anyone who can write this disk can replace keel", why)
 		}
 		return nil
 	}

@@ -434,7 +434,7 @@ func (a *Artefacts) imageSlot(s SlotSpec) (image.Slot, error) {
 // BareDisk builds the benchmark's baseline disk: the same UKI and ESP, with
 // the bare init's initramfs instead of keel's, and empty slots.
 func (a *Artefacts) BareDisk(ctx context.Context, out string) error {
-	spec := image.Spec{Board: a.Board, Out: out, KeelKernel: a.Kernel, KeelInitrd: a.Bare,
+	spec := image.Spec{Board: a.Board, Out: out, KeelKernel: a.Kernel, KeelInitrd: a.Bare, SecureBootKeys: a.SecureBootKeys,
 		KeelCmdline: KeelCmdline, Seed: "keel-bench", Slots: map[string]image.Slot{}}
 	for _, name := range a.Board.Slots {
 		spec.Slots[name] = image.Slot{Empty: true}
