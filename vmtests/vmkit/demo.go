@@ -16,8 +16,11 @@ import (
 // Demo tells two stories on the qemu-x86_64-uefi board, booting it in QEMU
 // from its disk through OVMF with swtpm: an update that commits, and an
 // update whose health check fails and falls back. It prints keel-init's
-// console lines and what the slots say.
-func Demo(ctx context.Context, root string, out io.Writer) error {
+// console lines and what the slots say. With secureBoot (the default of
+// keel-demo) the firmware is OVMF's Secure Boot build: the first power-on
+// is the factory step (the slot enrols keel's keys), and every boot after
+// it is verified; without, the plain build, Secure Boot off.
+func Demo(ctx context.Context, root string, out io.Writer, secureBoot bool) error {
 	b, err := boards.Get("qemu-x86_64-uefi")
 	if err != nil {
 		return err
@@ -38,7 +41,8 @@ func Demo(ctx context.Context, root string, out io.Writer) error {
 	}
 	console := qemu.LogSerialByLine(func(line string) {
 		if strings.Contains(line, "keel-init:") || strings.Contains(line, "KEEL-") ||
-			strings.HasPrefix(line, "slot ") || strings.Contains(line, "BdsDxe: starting") {
+			strings.HasPrefix(line, "slot ") || strings.Contains(line, "BdsDxe: starting") ||
+			strings.Contains(line, "Secure Boot is enabled") || strings.HasPrefix(strings.TrimSpace(line), "enrolled ") {
 			fmt.Fprintf(out, "    | %s\n", strings.TrimSpace(line))
 		}
 	})
@@ -86,6 +90,7 @@ func Demo(ctx context.Context, root string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	m.SecureBoot = secureBoot
 	say("power on: OVMF boots keel's UKI from the ESP; keel-init reads the state from a UEFI variable")
 	r, err := m.PowerOn(ctx, 10*time.Minute, console)
 	if err != nil {
@@ -94,6 +99,19 @@ func Demo(ctx context.Context, root string, out io.Writer) error {
 	defer r.Kill()
 	if _, err := booted(r, "a"); err != nil {
 		return err
+	}
+	if secureBoot {
+		say("the factory step: the firmware is in setup mode (no keys); inside slot a: keel secureboot enroll %s", EnrolmentDir)
+		if rc, err := r.Keel("secureboot enroll " + EnrolmentDir); err != nil || rc != 0 {
+			return step("keel secureboot enroll", fmt.Errorf("rc %d, %v", rc, err))
+		}
+		say("reboot: from now on the firmware starts only images signed with keel's db key")
+		if err := r.Reboot(); err != nil {
+			return err
+		}
+		if _, err := booted(r, "a"); err != nil {
+			return err
+		}
 	}
 	say("inside slot a: keel try b --tries 2   (b may boot twice; if it never marks itself good, keel goes back to a)")
 	if rc, err := r.Keel("try b --tries 2"); err != nil || rc != 0 {
@@ -128,6 +146,7 @@ func Demo(ctx context.Context, root string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	m2.SecureBoot = secureBoot
 	r2, err := m2.PowerOn(ctx, 15*time.Minute, console)
 	if err != nil {
 		return err
@@ -135,6 +154,18 @@ func Demo(ctx context.Context, root string, out io.Writer) error {
 	defer r2.Kill()
 	if _, err := booted(r2, "a"); err != nil {
 		return err
+	}
+	if secureBoot {
+		say("the factory step for this device: keel secureboot enroll, reboot")
+		if rc, err := r2.Keel("secureboot enroll " + EnrolmentDir); err != nil || rc != 0 {
+			return step("keel secureboot enroll", fmt.Errorf("rc %d, %v", rc, err))
+		}
+		if err := r2.Reboot(); err != nil {
+			return err
+		}
+		if _, err := booted(r2, "a"); err != nil {
+			return err
+		}
 	}
 	say("inside slot a: keel try b --tries 2")
 	if rc, err := r2.Keel("try b --tries 2"); err != nil || rc != 0 {
