@@ -312,7 +312,7 @@ func TestDefaultStoreFromCmdline(t *testing.T) {
 		t.Errorf("mark-good on a keel-booted device disarmed the watchdog %d times, want 1", disarmed)
 	}
 	// mark-good never needs the TPM: keel-init advances the counter.
-	if r := keelDeps(t, deps, "mark-good"); r.code != 0 || !strings.Contains(r.stdout, "keel-init advances it to 0") {
+	if r := keelDeps(t, deps, "mark-good"); r.code != 0 || !strings.Contains(r.stdout, "keel-init raises it to 0") {
 		t.Errorf("mark-good without a TPM: %+v", r)
 	}
 	none := Deps{Cmdline: func() (string, error) { return "", nil }, EFIVarsDir: filepath.Join(dir, "x"), FWEnvConfig: filepath.Join(dir, "y")}
@@ -370,7 +370,7 @@ func TestMarkGoodLeavesCounterToKeelInit(t *testing.T) {
 	keelDeps(t, deps, "try", "b", "--security-version", "3").ok(t)
 	keelDeps(t, deps, "select", "--commit").ok(t)
 	out := keelDeps(t, deps, "mark-good").ok(t).stdout
-	if !strings.Contains(out, "keel-init advances it to 3 (slot b security version) at the next normal boot of slot b") {
+	if !strings.Contains(out, "keel-init raises it to 3 (slot b's security version) on every normal boot of slot b") {
 		t.Errorf("mark-good: %s", out)
 	}
 	if opened != 0 {
@@ -446,7 +446,7 @@ func TestMarkGoodSecurityVersionFromCmdline(t *testing.T) {
 	keelDeps(t, deps, "try", "b", "--security-version", "9").ok(t)
 	keelDeps(t, deps, "select", "--commit").ok(t)
 	r := keelDeps(t, deps, "mark-good").ok(t)
-	if !strings.Contains(r.stdout, "keel-init advances it to 2 (slot b security version)") {
+	if !strings.Contains(r.stdout, "keel-init raises it to 2 (slot b's security version)") {
 		t.Errorf("mark-good: %s", r.stdout)
 	}
 	if !strings.Contains(r.stderr, "says slot b has security version 9") {

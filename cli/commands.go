@@ -350,7 +350,7 @@ func (c *command) markGood(args []string) error {
 	if s, ok := r.Slot(chosen); ok && s.SecurityVersion != boot.secver {
 		fmt.Fprintf(c.stderr, "keel: note: the boot record says slot %s has security version %d; keel-init follows the verified manifest's %d (%s=)\n", chosen, s.SecurityVersion, boot.secver, kcmdline.KeySecurityVersion)
 	}
-	fmt.Fprintf(c.stdout, "anti-rollback counter: keel-init advances it to %d (slot %s security version) at the next normal boot of slot %s\n", boot.secver, chosen, chosen)
+	fmt.Fprintf(c.stdout, "anti-rollback counter: keel-init raises it to %d (slot %s's security version) on every normal boot of slot %s: this commit is the request\n", boot.secver, chosen, chosen)
 	return nil
 }
 

@@ -10,6 +10,9 @@
 //	eventlog       prints /run/keel/eventlog.jsonl, each line as KEEL-EVENTLOG <line>, then KEEL-EVENTLOG-END lines=N
 //	trustedkeys    prints /run/keel/trusted-keys as KEEL-TRUSTEDKEYS <octal mode> <hex>, or KEEL-TRUSTEDKEYS-ERROR
 //	efivar NAME    prints the efivarfs file NAME (Name-GUID: attributes and data) as KEEL-EFIVAR <hex>, or KEEL-EFIVAR-ERROR
+//	tpmattack NAME runs one attack on keel's anti-rollback counter through /dev/tpmrm0 (runTPMAttack: increment-owner,
+//	               increment-index, write-index, undefine-owner, redefine-low, redefine-ordinary, inflate); prints
+//	               KEEL-TPMATTACK NAME rc=<TPM response code, 0x hex; 0: done; -1: not the TPM's answer> <text>
 //	reboot         reboot (the firmware boots keel-init again)
 //	poweroff       power off (QEMU exits)
 //
@@ -21,8 +24,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,8 +35,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keelboot/keel/format/cmdline"
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
 	"golang.org/x/sys/unix"
+
+	"github.com/keelboot/keel/format/cmdline"
+	"github.com/keelboot/keel/tpm"
 )
 
 func main() {
@@ -197,6 +206,8 @@ func console() {
 			}
 		case f[0] == "data":
 			data(f[1:])
+		case f[0] == "tpmattack" && len(f) == 2:
+			tpmAttack(f[1])
 		case f[0] == "reboot":
 			restart(unix.LINUX_REBOOT_CMD_RESTART)
 		case f[0] == "poweroff":
@@ -256,4 +267,201 @@ func data(args []string) {
 	default:
 		fmt.Println("KEEL-DATA-ERROR usage: data put TEXT | data get")
 	}
+}
+
+// errUnknownAttack: tpmattack names no attack of runTPMAttack.
+var errUnknownAttack = errors.New("unknown attack")
+
+// runTPMAttack runs the attack name: what root in the OS tries against
+// keel's anti-rollback counter (tpm.CounterIndex) after keel-init's
+// handoff, with the empty owner authorization of a typical device. It
+// returns what it did; an error from the TPM is the TPM's answer.
+func runTPMAttack(t transport.TPM, name string) (string, error) {
+	switch name {
+	// TPM2_NV_Increment authorized by the owner.
+	case "increment-owner":
+		return "TPM2_NV_Increment with owner authorization succeeded", nvIncrement(t, tpm2.TPMRHOwner, tpm.CounterIndex)
+	// TPM2_NV_Increment authorized by the index's own empty authValue.
+	case "increment-index":
+		return "TPM2_NV_Increment with the index's authorization succeeded", nvIncrement(t, tpm2.TPMHandle(tpm.CounterIndex), tpm.CounterIndex)
+	// TPM2_NV_Write of a low value (1) with the index's authorization.
+	case "write-index":
+		name, err := nvName(t, tpm.CounterIndex)
+		if err != nil {
+			return "", err
+		}
+		_, err = tpm2.NVWrite{
+			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(tpm.CounterIndex), Name: name, Auth: tpm2.PasswordAuth(nil)},
+			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(tpm.CounterIndex), Name: name},
+			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: binary.BigEndian.AppendUint64(nil, 1)},
+		}.Execute(t)
+		if err != nil {
+			return "", fmt.Errorf("TPM2_NV_Write(%#08x): %w", tpm.CounterIndex, err)
+		}
+		return "TPM2_NV_Write of 8 bytes with the index's authorization succeeded", nil
+	// TPM2_NV_UndefineSpace with owner authorization.
+	case "undefine-owner":
+		before := floor(t)
+		if err := nvUndefine(t, tpm.CounterIndex); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("TPM2_NV_UndefineSpace(%#08x) with owner authorization succeeded (before: %s)", tpm.CounterIndex, before), nil
+	// After undefine-owner: keel's counter layout of before issue 11
+	// (owner-written counter, its value the floor) at the counter's
+	// handle, left unwritten: it reads as floor 0.
+	case "redefine-low":
+		a := tpm2.TPMANV{NT: tpm2.TPMNTCounter, OwnerWrite: true, OwnerRead: true, AuthRead: true, NoDA: true}
+		if err := nvDefine(t, tpm.CounterIndex, a); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("defined the owner-written counter of before issue 11 at %#08x, unwritten", tpm.CounterIndex), nil
+	// After undefine-owner: an ordinary 8-byte index at the counter's
+	// handle holding 1, the value of a fresh counter of keel's.
+	case "redefine-ordinary":
+		a := tpm2.TPMANV{NT: tpm2.TPMNTOrdinary, AuthWrite: true, OwnerWrite: true, AuthRead: true, OwnerRead: true, NoDA: true}
+		if err := nvDefine(t, tpm.CounterIndex, a); err != nil {
+			return "", err
+		}
+		name, err := nvName(t, tpm.CounterIndex)
+		if err != nil {
+			return "", err
+		}
+		_, err = tpm2.NVWrite{
+			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(tpm.CounterIndex), Name: name},
+			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: binary.BigEndian.AppendUint64(nil, 1)},
+		}.Execute(t)
+		if err != nil {
+			return "", fmt.Errorf("TPM2_NV_Write(%#08x): %w", tpm.CounterIndex, err)
+		}
+		return fmt.Sprintf("defined an ordinary 8-byte index at %#08x holding 1", tpm.CounterIndex), nil
+	// A counter of the OS's own, incremented inflateCount times and
+	// undefined: the TPM's highest deleted count (libtpms' maxCount)
+	// rises to its value.
+	case "inflate":
+		const inflateCount = 5
+		index := tpm.CounterIndex + 0x100
+		if err := nvDefine(t, index, tpm2.TPMANV{NT: tpm2.TPMNTCounter, OwnerWrite: true, OwnerRead: true, NoDA: true}); err != nil {
+			return "", err
+		}
+		for range inflateCount {
+			if err := nvIncrement(t, tpm2.TPMRHOwner, index); err != nil {
+				return "", err
+			}
+		}
+		name, err := nvName(t, index)
+		if err != nil {
+			return "", err
+		}
+		rsp, err := tpm2.NVRead{
+			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: name},
+			Size:       8,
+		}.Execute(t)
+		if err != nil {
+			return "", fmt.Errorf("TPM2_NV_Read(%#08x): %w", index, err)
+		}
+		if len(rsp.Data.Buffer) != 8 {
+			return "", fmt.Errorf("TPM2_NV_Read(%#08x): %d bytes", index, len(rsp.Data.Buffer))
+		}
+		v := binary.BigEndian.Uint64(rsp.Data.Buffer)
+		if err := nvUndefine(t, index); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("counter %#08x incremented %d times to %d, then undefined", index, inflateCount, v), nil
+	default:
+		return "", errUnknownAttack
+	}
+}
+
+// tpmAttack runs runTPMAttack(name) and prints
+// KEEL-TPMATTACK NAME rc=CODE TEXT: CODE is the TPM's response code
+// (0x hex) that stopped it, 0 when it went through, -1 when it failed
+// outside the TPM; TEXT says what happened and, last, the floor that
+// keel's reader (tpm.ReadCounter, as in keel install) sees afterwards.
+func tpmAttack(name string) {
+	rc, text := "-1", ""
+	if t, err := tpm.Open(""); err != nil {
+		text = err.Error()
+	} else {
+		done, err := runTPMAttack(t, name)
+		var code tpm2.TPMRC
+		switch {
+		case err == nil:
+			rc, text = "0", done
+		case errors.As(err, &code):
+			rc, text = fmt.Sprintf("%#x", uint32(code)), err.Error()
+		default:
+			text = err.Error()
+		}
+		text += "; counter now: " + floor(t)
+		t.Close()
+	}
+	fmt.Printf("KEEL-TPMATTACK %s rc=%s %s\n", name, rc, strings.ReplaceAll(text, "\n", " "))
+}
+
+// floor is what tpm.ReadCounter says about keel's counter.
+func floor(t transport.TPM) string {
+	v, err := tpm.ReadCounter(t, tpm.CounterIndex)
+	if err != nil {
+		return "unreadable (" + err.Error() + ")"
+	}
+	return fmt.Sprintf("floor %d", v)
+}
+
+// nvName is the NV index's name (TPM2_NV_ReadPublic): it changes once
+// the index is written.
+func nvName(t transport.TPM, index uint32) (tpm2.TPM2BName, error) {
+	rsp, err := tpm2.NVReadPublic{NVIndex: tpm2.TPMHandle(index)}.Execute(t)
+	if err != nil {
+		return tpm2.TPM2BName{}, fmt.Errorf("TPM2_NV_ReadPublic(%#08x): %w", index, err)
+	}
+	return rsp.NVName, nil
+}
+
+// nvIncrement is TPM2_NV_Increment authorized by auth (a hierarchy, or
+// the index itself) with an empty password.
+func nvIncrement(t transport.TPM, auth tpm2.TPMHandle, index uint32) error {
+	name, err := nvName(t, index)
+	if err != nil {
+		return err
+	}
+	a := tpm2.AuthHandle{Handle: auth, Auth: tpm2.PasswordAuth(nil)}
+	if uint32(auth) == index {
+		a.Name = name
+	}
+	_, err = tpm2.NVIncrement{AuthHandle: a, NVIndex: tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: name}}.Execute(t)
+	if err != nil {
+		return fmt.Errorf("TPM2_NV_Increment(%#08x): %w", index, err)
+	}
+	return nil
+}
+
+// nvDefine is TPM2_NV_DefineSpace of an 8-byte index (SHA-256 name, empty
+// authValue and policy) with the empty owner authorization.
+func nvDefine(t transport.TPM, index uint32, a tpm2.TPMANV) error {
+	_, err := tpm2.NVDefineSpace{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		PublicInfo: tpm2.New2B(tpm2.TPMSNVPublic{NVIndex: tpm2.TPMHandle(index), NameAlg: tpm2.TPMAlgSHA256, Attributes: a, DataSize: 8}),
+	}.Execute(t)
+	if err != nil {
+		return fmt.Errorf("TPM2_NV_DefineSpace(%#08x): %w", index, err)
+	}
+	return nil
+}
+
+// nvUndefine is TPM2_NV_UndefineSpace with the empty owner authorization.
+func nvUndefine(t transport.TPM, index uint32) error {
+	name, err := nvName(t, index)
+	if err != nil {
+		return err
+	}
+	_, err = tpm2.NVUndefineSpace{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: name},
+	}.Execute(t)
+	if err != nil {
+		return fmt.Errorf("TPM2_NV_UndefineSpace(%#08x): %w", index, err)
+	}
+	return nil
 }
