@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/keelboot/keel/builder/image"
@@ -17,12 +18,16 @@ import (
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/recovery"
 	"github.com/keelboot/keel/tpm"
+	"github.com/keelboot/keel/tpm/tcglog"
 )
 
 const pcrUsage = `usage: keel pcr predict [--slot a] [--mode normal] [--store STORE] [--cmdline LINE]
-                        [--root-hash HEX|none] [--uki FILE] [--banks sha256,...] MANIFEST|SLOT.img
+                        [--root-hash HEX|none] [--uki FILE] [--secure-boot DIR] [--banks sha256,...]
+                        MANIFEST|SLOT.img
+       keel pcr predict --secure-boot DIR [--banks sha256,...]
        keel pcr replay [--uki FILE] [--banks sha256,...] EVENTLOG
-       keel pcr read [--tpm /dev/tpmrm0] [--banks sha256,...]
+       keel pcr read [--tpm /dev/tpmrm0] [--banks sha256,...] [--pcr 7,8,9]
+       keel pcr log [--file PATH] [--pcr N] [--bank sha256] [--replay | --raw-hex]
 
 predict prints the PCR 8 and 9 values keel-init leaves for the slot at the
 handoff (after the separator), from the slot's manifest (the file, or a slot
@@ -31,7 +36,23 @@ the manifest's plus keel.stage=2 keel.slot= keel.mode= keel.rootfstype= and
 keel.store= (when --store is given), as keel-init builds it; --cmdline gives
 the whole line instead. The root hash measured is the manifest's dm-verity
 root hash unless --root-hash gives another (or none). replay prints the values an event log (/run/keel/)
-leads to; read prints PCR 8 and 9 from a TPM.
+leads to; read prints PCR 8 and 9 (or --pcr) from a TPM.
+
+--secure-boot DIR adds PCR 7, the firmware's Secure Boot policy PCR, for a
+boot with keel's keys from DIR enrolled (the enrolment directory of keel
+secureboot enrolment, or the key directory of keel secureboot keygen), no
+dbx, Secure Boot on and keel's UKI verified by the db certificate: the
+SecureBoot, PK, KEK, db and dbx variables, the separator and the db entry
+that verified the UKI (measured once per boot), as EDK2 (OVMF) measures
+them. On firmware that measures more (a vendor dbx, option ROMs verified by
+other db entries), read PCR 7 on a reference device instead (keel pcr read
+--pcr 7, or keel pcr log --replay --pcr 7).
+
+log prints the firmware's TCG event log (the crypto-agile format of the TCG
+PC Client Platform Firmware Profile; default: the kernel's securityfs copy,
+` + tcglog.DefaultPath + `): one event a line, its PCR, type, digest
+in --bank and data decoded (UEFI variables, signature lists, certificates);
+--replay prints the PCR values it leads to instead, --raw-hex its bytes.
 
 --uki names keel's unified kernel image (\EFI\BOOT\BOOTX64.EFI): the Linux
 EFI stub measures its command line and initrd (keel's initramfs) into PCR 9
@@ -44,7 +65,7 @@ func (c *command) pcr(args []string) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(c.stderr, pcrUsage)
 		if len(args) == 0 {
-			return usagef("pcr: no subcommand given (want: predict, replay or read)")
+			return usagef("pcr: no subcommand given (want: predict, replay, read or log)")
 		}
 		return flag.ErrHelp
 	}
@@ -55,9 +76,11 @@ func (c *command) pcr(args []string) error {
 		return c.pcrReplay(args[1:])
 	case "read":
 		return c.pcrRead(args[1:])
+	case "log":
+		return c.pcrLog(args[1:])
 	}
 	fmt.Fprint(c.stderr, pcrUsage)
-	return usagef("pcr: unknown subcommand %q (want: predict, replay or read)", args[0])
+	return usagef("pcr: unknown subcommand %q (want: predict, replay, read or log)", args[0])
 }
 
 func parseBanks(s string) ([]crypto.Hash, error) {
@@ -79,7 +102,7 @@ func parseBanks(s string) ([]crypto.Hash, error) {
 }
 
 func (c *command) pcrPredict(args []string) error {
-	var slot, mode, store, cmdline, rootHash, banks, uki string
+	var slot, mode, store, cmdline, rootHash, banks, uki, sbDir string
 	var cmdlineSet bool
 	fs, err := c.flags("pcr predict", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&slot, "slot", "a", "slot id")
@@ -92,19 +115,37 @@ func (c *command) pcrPredict(args []string) error {
 		fs.StringVar(&rootHash, "root-hash", "", "dm-verity root hash in hex, or none (default: the manifest's, as keel-init measures it)")
 		fs.StringVar(&banks, "banks", "sha256", "PCR banks, comma separated")
 		fs.StringVar(&uki, "uki", "", "keel's UKI (its EFI stub measured the .cmdline and .initrd into PCR 9)")
+		fs.StringVar(&sbDir, "secure-boot", "", "also predict PCR 7: keel's Secure Boot enrolment directory (PK.auth, KEK.auth, db.auth) or key directory (PK.crt, KEK.crt, db.crt)")
 		fs.Usage = func() { fmt.Fprint(c.stderr, pcrUsage) }
 	})
 	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("pcr predict: want one MANIFEST or slot image")
+	if fs.NArg() > 1 || (fs.NArg() == 0 && sbDir == "") {
+		return usagef("pcr predict: want one MANIFEST or slot image (or only --secure-boot DIR, for PCR 7 alone)")
 	}
-	prior, err := ukiPrior(uki)
+	hs, err := parseBanks(banks)
 	if err != nil {
 		return err
 	}
-	hs, err := parseBanks(banks)
+	var pcr7 map[crypto.Hash][]byte
+	if sbDir != "" {
+		st, err := tcglog.EnrolledState(sbDir)
+		if err != nil {
+			return fmt.Errorf("pcr predict: --secure-boot: %w", err)
+		}
+		if pcr7, err = st.PCR7(hs); err != nil {
+			return usagef("pcr predict: %v", err)
+		}
+	}
+	if fs.NArg() == 0 {
+		vals := map[crypto.Hash]map[int][]byte{}
+		for h, v := range pcr7 {
+			vals[h] = map[int][]byte{tcglog.PCRSecureBoot: v}
+		}
+		return tpm.FormatPCRs(c.stdout, vals)
+	}
+	prior, err := ukiPrior(uki)
 	if err != nil {
 		return err
 	}
@@ -145,6 +186,9 @@ func (c *command) pcrPredict(args []string) error {
 	vals, err := tpm.PredictAfter(prior, in, hs)
 	if err != nil {
 		return usagef("pcr predict: %v", err)
+	}
+	for h, v := range pcr7 {
+		vals[h][tcglog.PCRSecureBoot] = v
 	}
 	return tpm.FormatPCRs(c.stdout, vals)
 }
@@ -268,9 +312,11 @@ func (c *command) pcrReplay(args []string) error {
 
 func (c *command) pcrRead(args []string) error {
 	var dev, banks string
+	var pcrList intList
 	fs, err := c.flags("pcr read", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&dev, "tpm", tpm.DefaultDevice, "TPM device or swtpm socket")
 		fs.StringVar(&banks, "banks", "sha256", "PCR banks, comma separated")
+		fs.Var(&pcrList, "pcr", "read these PCRs (repeat, or comma separated; default 8,9)")
 		fs.Usage = func() { fmt.Fprint(c.stderr, pcrUsage) }
 	})
 	if err != nil {
@@ -288,9 +334,88 @@ func (c *command) pcrRead(args []string) error {
 		return err
 	}
 	defer t.Close()
-	vals, err := tpm.ReadPCRs(t, hs, []int{tpm.PCRBoot, tpm.PCRImage})
+	if len(pcrList) == 0 {
+		pcrList = intList{tpm.PCRBoot, tpm.PCRImage}
+	}
+	vals, err := tpm.ReadPCRs(t, hs, pcrList)
 	if err != nil {
 		return err
 	}
 	return tpm.FormatPCRs(c.stdout, vals)
+}
+
+// pcrLog runs `keel pcr log`: the firmware's TCG event log, as text, as
+// the PCR values it replays to, or as raw hex (to carry it off a device
+// over a serial console).
+func (c *command) pcrLog(args []string) error {
+	var file, bank string
+	var pcrList intList
+	var replay, rawHex bool
+	fs, err := c.flags("pcr log", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&file, "file", tcglog.DefaultPath, "the binary TCG event log (crypto-agile format)")
+		fs.Var(&pcrList, "pcr", "only this PCR (repeat, or comma separated)")
+		fs.StringVar(&bank, "bank", "sha256", "the bank whose digests are shown or replayed")
+		fs.BoolVar(&replay, "replay", false, "print the PCR values the log replays to (tpm2_pcrread's format)")
+		fs.BoolVar(&rawHex, "raw-hex", false, "print the log's bytes in hex, 64 a line")
+		fs.Usage = func() { fmt.Fprint(c.stderr, pcrUsage) }
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("pcr log: no arguments expected (the log is --file)")
+	}
+	h, err := tpm.ParseBank(bank)
+	if err != nil {
+		return usagef("pcr log: --bank: %v", err)
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("pcr log: %w", err)
+	}
+	if rawHex {
+		for off := 0; off < len(raw); off += 64 {
+			if _, err := fmt.Fprintln(c.stdout, hexenc.EncodeToString(raw[off:min(off+64, len(raw))])); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	l, err := tcglog.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("pcr log: %s: %w", file, err)
+	}
+	if !replay {
+		return tcglog.Format(c.stdout, l, h, pcrList)
+	}
+	vals, err := l.Replay(h)
+	if err != nil {
+		return fmt.Errorf("pcr log: %s: %w", file, err)
+	}
+	if len(pcrList) > 0 {
+		sel := map[int][]byte{}
+		for _, p := range pcrList {
+			if v, ok := vals[p]; ok {
+				sel[p] = v
+			}
+		}
+		vals = sel
+	}
+	return tpm.FormatPCRs(c.stdout, map[crypto.Hash]map[int][]byte{h: vals})
+}
+
+// intList collects PCR numbers: --pcr 7 --pcr 8, or --pcr 7,8.
+type intList []int
+
+func (l *intList) String() string { return fmt.Sprint([]int(*l)) }
+
+func (l *intList) Set(s string) error {
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || n > 23 {
+			return fmt.Errorf("PCR %q: want a number 0..23", f)
+		}
+		*l = append(*l, n)
+	}
+	return nil
 }

@@ -23,9 +23,13 @@ import (
 
 const secretUsage = `usage:
   keel secret keygen --out NAME                   ECDSA P-256 policy key: NAME.key (keep it with the builder), NAME.pub
-  keel secret sign-policy --key NAME.key --pcr 8=HEX --pcr 9=HEX [--out POLICY.json]
+  keel secret sign-policy --key NAME.key --pcr 7=HEX --pcr 8=HEX --pcr 9=HEX [--out POLICY.json]
+  keel secret sign-policy --key NAME.key --no-secure-boot --pcr 8=HEX --pcr 9=HEX [--out POLICY.json]
                                                    authorize unsealing when the SHA-256 PCRs hold these values
-                                                   (e.g. from keel pcr predict for a new slot: no resealing)
+                                                   (e.g. from keel pcr predict --secure-boot DIR for a new slot:
+                                                   no resealing); every policy binds PCR 7 (Secure Boot on, with
+                                                   these keys) unless --no-secure-boot says the device boots
+                                                   without Secure Boot
   keel secret seal [--tpm DEV] --auth NAME.pub [--in FILE] [--out SEALED.json]
                                                    seal a secret (at most 128 bytes) on this device's TPM
   keel secret unseal [--tpm DEV] --sealed SEALED.json --policy POLICY.json
@@ -57,6 +61,7 @@ func (c *command) secret(args []string) error {
 		return usagef("secret: no subcommand (keygen, sign-policy, seal, unseal)")
 	}
 	var out, key, auth, in, sealed, policy, dev string
+	var noSecureBoot bool
 	pcrs := pcrFlag{}
 	fs, err := c.flags("secret "+args[0], args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&out, "out", "", "output file")
@@ -67,6 +72,7 @@ func (c *command) secret(args []string) error {
 		fs.StringVar(&policy, "policy", "", "signed policy (JSON)")
 		fs.StringVar(&dev, "tpm", tpm.DefaultDevice, "TPM device or swtpm socket")
 		fs.Var(pcrs, "pcr", "N=HEX, SHA-256 PCR value (repeat)")
+		fs.BoolVar(&noSecureBoot, "no-secure-boot", false, "sign-policy: the device boots without UEFI Secure Boot: sign a policy without PCR 7")
 		fs.Usage = func() { fmt.Fprint(c.stderr, secretUsage) }
 	})
 	if err != nil {
@@ -94,6 +100,9 @@ func (c *command) secret(args []string) error {
 		if len(pcrs) == 0 {
 			return usagef("secret sign-policy: give the PCR values with --pcr N=HEX")
 		}
+		if err := checkSecureBootPCR(tpm.PCRValues(pcrs), noSecureBoot); err != nil {
+			return err
+		}
 		priv, err := readECKey(key)
 		if err != nil {
 			return err
@@ -102,7 +111,15 @@ func (c *command) secret(args []string) error {
 		if err != nil {
 			return err
 		}
-		return c.writeJSON(out, sp)
+		if err := c.writeJSON(out, sp); err != nil {
+			return err
+		}
+		if noSecureBoot {
+			fmt.Fprintf(c.stderr, "secret sign-policy: signed for PCRs %v WITHOUT PCR 7 (--no-secure-boot): the secret unseals whatever the firmware's Secure Boot state and keys, so these PCRs alone must say which code ran\n", policyPCRs(pcrs))
+		} else {
+			fmt.Fprintf(c.stderr, "secret sign-policy: signed for PCRs %v: PCR 7 binds the firmware's Secure Boot state and keys\n", policyPCRs(pcrs))
+		}
+		return nil
 	case "seal":
 		if err := need("auth", auth); err != nil {
 			return err
@@ -266,4 +283,36 @@ func readECPub(path string) (*ecdsa.PublicKey, error) {
 		return nil, errors.New(path + ": not an ECDSA key")
 	}
 	return ec, nil
+}
+
+// checkSecureBootPCR enforces that a signed policy binds PCR 7, the UEFI
+// Secure Boot policy PCR (TCG PC Client PFP §3.3.4.8: the SecureBoot
+// variable, PK, KEK, db, dbx and the db entries that verified the boot
+// images), unless noSecureBoot says the device boots without Secure Boot.
+// Without PCR 7 a policy over keel's PCR 8/9 alone would also unseal on
+// the same device with Secure Boot turned off (or other keys enrolled), where
+// the firmware starts any UKI, one that extends PCR 8/9 with the values
+// keel-init would.
+func checkSecureBootPCR(pcrs tpm.PCRValues, noSecureBoot bool) error {
+	_, has7 := pcrs[7]
+	switch {
+	case noSecureBoot && has7:
+		return usagef("secret sign-policy: --no-secure-boot and --pcr 7 contradict each other: drop --no-secure-boot to bind the Secure Boot state")
+	case !noSecureBoot && !has7:
+		return usagef("secret sign-policy: the policy has no PCR 7: every sealed secret binds the firmware's Secure Boot state and keys " +
+			"(keel pcr predict --secure-boot KEYS|ENROLMENT-DIR prints it; on a reference device keel pcr read --pcr 7); " +
+			"for a device that boots without Secure Boot say --no-secure-boot")
+	}
+	return nil
+}
+
+// policyPCRs lists the PCRs of a policy in ascending order.
+func policyPCRs(p pcrFlag) []int {
+	var out []int
+	for i := 0; i < 24; i++ {
+		if _, ok := p[i]; ok {
+			out = append(out, i)
+		}
+	}
+	return out
 }

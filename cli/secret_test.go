@@ -26,13 +26,16 @@ func TestSecretSealUnseal(t *testing.T) {
 	keel(t, "secret", "seal", "--tpm", sw.Socket, "--auth", p("vendor.pub"), "--in", p("secret"), "--out", p("sealed.json")).ok(t)
 	sign := func(out string) {
 		t.Helper()
-		vals, err := tpm.ReadPCRs(sw.TPM(), []crypto.Hash{crypto.SHA256}, []int{8, 9})
+		vals, err := tpm.ReadPCRs(sw.TPM(), []crypto.Hash{crypto.SHA256}, []int{7, 8, 9})
 		if err != nil {
 			t.Fatal(err)
 		}
 		v := vals[crypto.SHA256]
-		keel(t, "secret", "sign-policy", "--key", p("vendor.key"),
+		r := keel(t, "secret", "sign-policy", "--key", p("vendor.key"), "--pcr", "7="+hex.EncodeToString(v[7]),
 			"--pcr", "8="+hex.EncodeToString(v[8]), "--pcr", "9="+hex.EncodeToString(v[9]), "--out", out).ok(t)
+		if !strings.Contains(r.stderr, "signed for PCRs [7 8 9]: PCR 7 binds the firmware's Secure Boot state and keys") {
+			t.Errorf("sign-policy said %q", r.stderr)
+		}
 	}
 	sign(p("policy-a.json"))
 	unseal := func(policy string) result {
@@ -84,5 +87,31 @@ func TestSecretKeygenNeverOverwrites(t *testing.T) {
 	keel(t, "secret", "keygen", "--out", name).ok(t)
 	os.Chmod(name+".key", 0o644)
 	os.WriteFile(filepath.Join(dir, "pcrs"), nil, 0o600)
-	keel(t, "secret", "sign-policy", "--key", name+".key", "--pcr", "9="+strings.Repeat("00", 32), "--out", filepath.Join(dir, "p.json")).fails(t, ExitStorage, "chmod 600")
+	keel(t, "secret", "sign-policy", "--key", name+".key", "--no-secure-boot", "--pcr", "9="+strings.Repeat("00", 32), "--out", filepath.Join(dir, "p.json")).fails(t, ExitStorage, "chmod 600")
+}
+
+// TestSignPolicyNeedsPCR7: every signed policy binds PCR 7 (Secure Boot
+// state and keys) unless --no-secure-boot says the device boots without
+// Secure Boot, and sign-policy says which it did.
+func TestSignPolicyNeedsPCR7(t *testing.T) {
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+	keel(t, "secret", "keygen", "--out", p("vendor")).ok(t)
+	z := strings.Repeat("00", 32)
+	keel(t, "secret", "sign-policy", "--key", p("vendor.key"), "--pcr", "8="+z, "--pcr", "9="+z).
+		fails(t, ExitUsage, "the policy has no PCR 7")
+	keel(t, "secret", "sign-policy", "--key", p("vendor.key"), "--no-secure-boot", "--pcr", "7="+z, "--pcr", "9="+z).
+		fails(t, ExitUsage, "contradict")
+	r := keel(t, "secret", "sign-policy", "--key", p("vendor.key"), "--no-secure-boot", "--pcr", "8="+z, "--pcr", "9="+z, "--out", p("p.json")).ok(t)
+	if !strings.Contains(r.stderr, "signed for PCRs [8 9] WITHOUT PCR 7 (--no-secure-boot)") {
+		t.Errorf("sign-policy --no-secure-boot said %q", r.stderr)
+	}
+	var sp tpm.SignedPolicy
+	if err := readJSON(p("p.json"), &sp); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sp.PCRs[7]; ok || len(sp.PCRs) != 2 {
+		t.Errorf("--no-secure-boot policy over %v", sp.PCRs)
+	}
+	keel(t, "secret", "sign-policy", "--key", p("vendor.key"), "--pcr", "7="+z, "--out", p("p7.json")).ok(t)
 }

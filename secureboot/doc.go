@@ -56,6 +56,24 @@
 // KEK, then PK: writing PK ends setup mode. Enrolment returns the three in
 // that order.
 //
+// # What the TPM sees: PCR 7
+//
+// A firmware with a TPM measures its Secure Boot policy into PCR 7 (TCG PC
+// Client Platform Firmware Profile §3.3.4.8): the SecureBoot variable and
+// the PK, KEK, db and dbx variables as they are (EV_EFI_VARIABLE_DRIVER_CONFIG
+// events; a variable that is not set is measured with no data, as keel's
+// dbx is on OVMF), a separator, and then for each image it verified the
+// EFI_SIGNATURE_DATA of the db entry that verified it
+// (EV_EFI_VARIABLE_AUTHORITY: OwnerGUID and keel's db certificate for
+// keel's UKI; EDK2 measures each entry once a boot). So PCR 7 binds
+// "Secure Boot on, with exactly these keys, and keel's UKI verified by
+// keel's db certificate": keel's sealed secrets include it (package tpm,
+// "Sealed secrets"), and `keel pcr predict --secure-boot DIR` predicts it
+// from the enrolment files or the key directory (package tpm/tcglog). In
+// setup mode PCR 7 holds SecureBoot=0 and empty key databases, another
+// value: a secret does not unseal in the factory boot before enrolment,
+// nor on a device whose Secure Boot was turned off.
+//
 // The owner GUID of keel's signature list entries is OwnerGUID,
 // 51743a4b-2c12-487e-bd4e-b0105fdb8961: a random version 4 GUID made for
 // keel, so that tools listing db (efi-readvar, sbctl, mokutil --db) show

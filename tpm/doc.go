@@ -147,11 +147,35 @@
 // alone accepts the image in any slot and mode. PCR 8 before the separator
 // (PredictBeforeSeparator) would restrict unsealing to keel-init itself.
 //
+// PCR 7 is in every policy keel signs (`keel secret sign-policy` refuses
+// one without it unless --no-secure-boot says the device boots without
+// Secure Boot). PCR 8/9 say what keel-init measured, but only a keel-init
+// that the firmware verified makes them trustworthy: with Secure Boot off
+// (setup mode, a user who turned it off, other keys enrolled) the firmware
+// starts any UKI, and one of an attacker's can extend PCR 8/9 with exactly
+// the values keel-init would and then unseal. PCR 7 is the firmware's
+// Secure Boot policy PCR (TCG PC Client Platform Firmware Profile
+// §3.3.4.8): the SecureBoot variable (1 only when the firmware enforces
+// Secure Boot), PK, KEK, db and dbx as enrolled (EV_EFI_VARIABLE_DRIVER_CONFIG,
+// a UEFI_VARIABLE_DATA each, §10.4.4), a separator, then one
+// EV_EFI_VARIABLE_AUTHORITY per db entry that verified a boot image
+// (keel's db certificate, for keel's UKI). Binding it means the secret
+// unseals only in a boot whose firmware enforced Secure Boot with keel's
+// keys and verified the UKI with keel's db certificate; setup mode, Secure
+// Boot off, keys added or replaced, or an image verified by another db
+// entry all give another PCR 7. The tcglog package predicts it from the
+// enrolment files (`keel pcr predict --secure-boot DIR`, tcglog.EnrolledState)
+// as EDK2 measures it, and reads the firmware's own event log (`keel pcr
+// log`). A firmware update that changes what is measured (a vendor dbx
+// update) changes PCR 7: ship a newly signed policy with it, as for a new
+// slot; nothing is resealed.
+//
 // Call sequence:
 //
 //	device, at provisioning: sealed := Seal(tpm, secret, vendorKey.Public()); store sealed (JSON) on the data partition
-//	builder, per slot image: sp := SignPolicy(vendorKey, PCRValues{8: p[SHA256][8], 9: p[SHA256][9]})
-//	                         with p := Predict(BootMeasurement{...}, []crypto.Hash{crypto.SHA256}); ship sp with the slot
+//	builder, per slot image: sp := SignPolicy(vendorKey, PCRValues{7: sb[SHA256], 8: p[SHA256][8], 9: p[SHA256][9]})
+//	                         with p := Predict(BootMeasurement{...}, []crypto.Hash{crypto.SHA256})
+//	                         and sb := tcglog.EnrolledState(enrolmentDir).PCR7(...); ship sp with the slot
 //	keel-init:               MeasureBoot(m, in) ... Separator(m); kexec
 //	OS, after boot:          secret := Unseal(tpm, sealed, sp)
 package tpm

@@ -49,15 +49,23 @@ var reInstalled = regexp.MustCompile(`installed version (\S+) .* into slot (\S+)
 
 // Scenario 1: the running slot a installs a bundle from a USB stick, arms
 // the trial and reboots; b boots on trial, marks itself good and is
-// committed; the file on data is intact.
+// committed; the file on data is intact. This one runs under UEFI Secure
+// Boot (issue 11: an update commit with Secure Boot enforced): the first
+// boot enrols keel's keys, every boot after it is verified, and the
+// bundle's slot kernel passes keel-init's and the kernel's kexec checks.
 func TestInstallFromStick(t *testing.T) {
 	t.Parallel()
 	m := newMachine(t, map[string]vmkit.SlotSpec{
 		"a": {Version: "1.0", SecurityVersion: 1},
 		"b": {Empty: true},
 	})
+	m.SecureBoot = true
 	m.Stick = m.bundleFile("b", vmkit.SlotSpec{Version: "2.0", SecurityVersion: 2})
-	r := m.powerOn(3 * bootTimeout)
+	r := m.powerOn(4 * bootTimeout)
+	r.booted("a", "1.0")
+	r.keelOut("secureboot enroll "+vmkit.EnrolmentDir, 0)
+	r.reboot()
+	r.expect("Secure Boot: on; slot kernels must be signed by db")
 	r.booted("a", "1.0")
 	r.expect("KEEL-MARKED-GOOD")
 	r.dataPut("survives-the-update")
@@ -73,6 +81,7 @@ func TestInstallFromStick(t *testing.T) {
 		t.Errorf("after the install: %s", s.Raw)
 	}
 	r.reboot()
+	r.expect("Secure Boot: on; slot kernels must be signed by db")
 	if mode := r.booted("b", "2.0"); mode != "trial" {
 		t.Errorf("b booted in mode %s, want trial", mode)
 	}
