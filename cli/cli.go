@@ -141,14 +141,18 @@ Commands:
   recover [--reason TEXT] [--factory-reset] [--cancel]
                                        request (or cancel) recovery at the next boot
   secret keygen|sign-policy|seal|unseal
-                                       a secret sealed to signed PCR policies (PolicyAuthorize)
+                                       a secret sealed to signed PCR policies (PolicyAuthorize;
+                                       PCR 7 required unless --no-secure-boot)
   env print [-n] [NAME...]             print U-Boot env variables, like fw_printenv
   env set NAME=VALUE...                set variables in one commit; NAME= deletes
   env import --from rauc|mender        turn a RAUC or Mender boot-count env into keel's record (one commit)
   env export --to rauc|mender          write keel's next decision back in that layout
   image build --board B --out DISK --spec SPEC.json   write a bootable disk image (keel image help)
-  pcr predict [--slot S] [--mode M] MANIFEST   print the PCR 8/9 values keel-init leaves (keel pcr help)
-  pcr replay EVENTLOG | pcr read [--tpm DEV]   PCR 8/9 from an event log or a TPM
+  pcr predict [--slot S] [--mode M] [--secure-boot DIR] [MANIFEST]
+                                       print the PCR 8/9 values keel-init leaves, and PCR 7 of a
+                                       Secure Boot firmware with DIR's keys enrolled (keel pcr help)
+  pcr replay EVENTLOG | pcr read [--tpm DEV] [--pcr N,...]   PCRs from keel's event log or a TPM
+  pcr log [--pcr N] [--replay]         the firmware's TCG event log, decoded
   keygen --out NAME [--comment TEXT]   make a manifest signing key: NAME.key (private, 0600), NAME.pub
   sign --key NAME.key MANIFEST [--out MANIFEST.sig]
                                        sign a slot manifest (--key repeats; adds to an existing .sig)
