@@ -457,6 +457,20 @@ func TestMarkGoodSecurityVersionFromCmdline(t *testing.T) {
 	}
 }
 
+// TestMarkGoodUnmeasured: on a board without a TPM (keel-init passes
+// keel.tpm=unmeasured) mark-good commits and says nothing of a counter.
+func TestMarkGoodUnmeasured(t *testing.T) {
+	var opened, disarmed int
+	deps := cmdlineDeps(t, "console=ttyAMA0 keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.secver=2 keel.tpm=unmeasured keel.store=efivars", nil, &opened, &disarmed)
+	keelDeps(t, deps, "init", "--active", "a").ok(t)
+	keelDeps(t, deps, "try", "b").ok(t)
+	keelDeps(t, deps, "select", "--commit").ok(t)
+	r := keelDeps(t, deps, "mark-good").ok(t)
+	if !strings.Contains(r.stdout, "slot b is good and active") || strings.Contains(r.stdout+r.stderr, "anti-rollback") {
+		t.Errorf("mark-good without a TPM says:\n%s%s", r.stdout, r.stderr)
+	}
+}
+
 // TestMarkGoodOnlyTheBootedSlot: on a keel-booted device mark-good marks
 // the slot keel.slot= names; another slot is refused (exit 1) with nothing
 // written, no TPM and no watchdog touched. Offline (--efivars) any slot may

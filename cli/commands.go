@@ -350,6 +350,11 @@ func (c *command) markGood(args []string) error {
 	if s, ok := r.Slot(chosen); ok && s.SecurityVersion != boot.secver {
 		fmt.Fprintf(c.stderr, "keel: note: the boot record says slot %s has security version %d; keel-init follows the verified manifest's %d (%s=)\n", chosen, s.SecurityVersion, boot.secver, kcmdline.KeySecurityVersion)
 	}
+	if boot.unmeasured {
+		// No TPM at boot (a board without one): no anti-rollback
+		// counter to raise.
+		return nil
+	}
 	fmt.Fprintf(c.stdout, "anti-rollback counter: keel-init raises it to %d (slot %s's security version) on every normal boot of slot %s: this commit is the request\n", boot.secver, chosen, chosen)
 	return nil
 }
@@ -357,9 +362,10 @@ func (c *command) markGood(args []string) error {
 // bootLine is what keel-init's measured command line says about the
 // running system.
 type bootLine struct {
-	slot      string // keel.slot=: "" when keel did not boot this system
-	secver    uint64 // keel.secver=, when hasSecver
-	hasSecver bool
+	slot       string // keel.slot=: "" when keel did not boot this system
+	secver     uint64 // keel.secver=, when hasSecver
+	hasSecver  bool
+	unmeasured bool // keel.tpm=unmeasured: keel-init had no TPM (no counter either)
 }
 
 // bootLine reads keel.slot= and keel.secver= from the kernel command line.
@@ -385,6 +391,11 @@ func (c *command) bootLine() (bootLine, error) {
 	if err != nil {
 		return b, fmt.Errorf("the kernel command line: %w", err)
 	}
+	t, _, err := kcmdline.Lookup(line, kcmdline.KeyTPM)
+	if err != nil {
+		return b, fmt.Errorf("the kernel command line: %w", err)
+	}
+	b.unmeasured = t == "unmeasured"
 	return b, nil
 }
 
