@@ -194,7 +194,7 @@ func (tm *tpmMeasurer) Lock() error {
 		tm.logf("platform hierarchy disabled until the next TPM reset")
 	} else {
 		// Firmware already disabled it, or set its authorization.
-		tm.logf("platform hierarchy left as it is: %v", perr)
+		tm.logf("platform hierarchy left as it is (the firmware holds it; the counter lives in the owner hierarchy): %v", perr)
 	}
 	return err
 }
