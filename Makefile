@@ -17,9 +17,17 @@ all: build
 deps:
 	./scripts/install-deps.sh
 
+# keel for this machine, and keel-init (static, Linux) beside it for this
+# machine's architecture and in $(BUILD)/<arch>/ for every board
+# architecture: keel initramfs build and keel image build take keel-init
+# from there (--keel-init overrides), so building images needs no Go.
+KEEL_INIT_ARCHS ?= amd64 arm64
+KEEL_INIT_BUILD  = GOOS=linux CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
 build:
 	mkdir -p $(BUILD)
 	$(GO) build -trimpath -o $(BUILD)/keel ./cmd/keel
+	$(KEEL_INIT_BUILD) -o $(BUILD)/keel-init ./cmd/keel-init
+	for arch in $(KEEL_INIT_ARCHS); do GOARCH=$$arch $(KEEL_INIT_BUILD) -o $(BUILD)/$$arch/keel-init ./cmd/keel-init || exit 1; done
 
 # The inner loop: no installs (run `make deps` once first: some unit tests
 # run the real tools), no VMs, seconds.
@@ -127,9 +135,11 @@ clean:
 	rm -rf $(BUILD)
 
 # Debian's generic kernel and its modules, fetched with apt into
-# $(BUILD)/kernel/$(KERNEL_ARCH) (vmlinuz, modules, version); the .deb is
-# cached and a second run is quick.
-KERNEL_ARCH ?= amd64
+# $(BUILD)/kernel/ARCH (vmlinuz, modules, version) for every board's
+# architecture: amd64 (qemu-x86_64-uefi) and arm64 (qemu-arm64-uboot); the
+# .debs are cached and a second run is quick. make kernel KERNEL_ARCHS=amd64
+# fetches one.
+KERNEL_ARCHS ?= amd64 arm64
 .PHONY: kernel
 kernel:
-	./scripts/fetch-kernel.sh $(KERNEL_ARCH) $(BUILD)/kernel/$(KERNEL_ARCH)
+	for arch in $(KERNEL_ARCHS); do ./scripts/fetch-kernel.sh $$arch $(BUILD)/kernel/$$arch || exit 1; done

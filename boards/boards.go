@@ -50,6 +50,21 @@ type QEMU struct {
 	Extra          []string // more arguments
 }
 
+// UBoot says how keel's boot script (boot.scr on the boot partition, which
+// U-Boot's distro_bootcmd runs) loads keel's kernel and initramfs on a
+// U-Boot board.
+type UBoot struct {
+	// Device is the U-Boot block device holding the boot partition, as
+	// U-Boot's load command names it: interface and device number
+	// ("virtio 0"). The partition number comes from the layout.
+	Device string
+	// KernelAddr and RamdiskAddr are where boot.scr loads keel's kernel
+	// (an arm64 Image, booted with booti) and keel's initramfs: the
+	// board's U-Boot kernel_addr_r and ramdisk_addr_r. The kernel must
+	// fit below RamdiskAddr (the image builder checks).
+	KernelAddr, RamdiskAddr uint64
+}
+
 // Partition is one GPT partition of the board's disk layout.
 type Partition struct {
 	Name   string
@@ -107,13 +122,16 @@ type Board struct {
 	DiskMB int
 	// Layout is the GPT layout, in order.
 	Layout []Partition
-	QEMU   QEMU
+	// UBoot is set on U-Boot boards: how boot.scr loads keel.
+	UBoot UBoot
+	QEMU  QEMU
 }
 
 // GPT type GUIDs (UEFI 2.10 section 5.3.3 and the Discoverable Partitions
 // Specification).
 const (
 	TypeESP          = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+	TypeXBOOTLDR     = "BC13C2FF-59E6-4262-A352-B275FD6F7172" // Extended Boot Loader Partition
 	TypeLinuxGeneric = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 	TypeRootAMD64    = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
 	TypeRootARM64    = "B921B045-1DF0-41C3-AF44-4C6F280D3FAE"
@@ -122,7 +140,7 @@ const (
 
 // All returns every board, sorted by name.
 func All() []Board {
-	bs := []Board{qemuX8664UEFI()}
+	bs := []Board{qemuX8664UEFI(), qemuARM64UBoot()}
 	sort.Slice(bs, func(i, j int) bool { return bs[i].Name < bs[j].Name })
 	return bs
 }
@@ -185,6 +203,73 @@ func qemuX8664UEFI() Board {
 			SecureBootCode: "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
 			TPM:            "tpm-crb",
 			Extra:          []string{"-device", "i6300esb", "-action", "watchdog=reset"},
+		},
+	}
+}
+
+// qemuARM64UBoot is QEMU's virt machine with Debian's U-Boot
+// (u-boot-qemu, qemu_arm64) as its firmware. U-Boot's default bootcmd runs
+// distro_bootcmd, which scans virtio0's partitions flagged bootable, else
+// partition 1, for boot.scr in / or /boot/ (U-Boot 2023.01,
+// include/config_distro_bootcmd.h): the boot partition comes first and its
+// boot.scr loads keel's Image and initramfs and boots them with booti
+// (Documentation/arm64/booting.rst). U-Boot's own env is not used: keel's
+// record lives in a redundant U-Boot env on bootstate, written from Linux
+// (this QEMU cannot persist U-Boot's env in pflash anyway).
+//
+// The disk is virtio-blk-pci on virt's PCIe host bridge (pci-host-generic
+// is built into Debian's arm64 kernel; virtio_pci and virtio_blk are
+// modules), as on the x86 board; U-Boot's virtio driver sees it as virtio
+// 0. The watchdog is the same Intel 6300ESB on that PCI bus (Debian's
+// arm64 kernel ships i6300esb): virt has no SBSA generic watchdog for
+// sbsa_gwdt. Debian's arm64 kernel has no TPM driver QEMU's virt offers
+// (no tpm_tis platform device, CONFIG_TCG_TIS off), so the board runs
+// without a TPM: boots are unmeasured and rollback is not enforced by a
+// counter (signatures and dm-verity are).
+func qemuARM64UBoot() Board {
+	return Board{
+		Name:     "qemu-arm64-uboot",
+		Arch:     "arm64",
+		Firmware: FirmwareUBoot,
+		Console:  "ttyAMA0", // virt's PL011 UART
+		Store:    StoreUBootEnv,
+		Slots:    []string{"a", "b"},
+		InitModules: []string{
+			"crc32c_generic", "nls_cp437", "nls_ascii",
+			"virtio_pci", "virtio_blk", "i6300esb",
+		},
+		StageModules: []string{
+			"crc32c_generic", "virtio_pci", "virtio_blk", "erofs", "i6300esb", "dm-verity",
+			"ext4", // the data partition, for the OS
+		},
+		Watchdog:    Watchdog{Module: "i6300esb", TimeoutSec: 60},
+		TPMRequired: false,
+		RootFSType:  "erofs",
+		RootVerity:  true,
+		DiskMB:      400,
+		Layout: []Partition{
+			// keel's Image (Debian's arm64 kernel is an uncompressed
+			// Image of ~32 MiB), initramfs and boot.scr.
+			{Name: layout.Boot, TypeID: TypeXBOOTLDR, SizeMB: 64},
+			// Two 64 KiB env copies (ubootenv.BootstateConfig).
+			{Name: layout.Bootstate, TypeID: TypeLinuxGeneric, SizeMB: 1},
+			{Name: layout.SlotPartition("a"), TypeID: TypeLinuxGeneric, SizeMB: 64},
+			{Name: layout.RootPartition("a"), TypeID: TypeRootARM64, SizeMB: 24},
+			{Name: layout.SlotPartition("b"), TypeID: TypeLinuxGeneric, SizeMB: 64},
+			{Name: layout.RootPartition("b"), TypeID: TypeRootARM64, SizeMB: 24},
+			{Name: layout.Recovery, TypeID: TypeLinuxGeneric, SizeMB: 112},
+			{Name: layout.Data, TypeID: TypeHome, SizeMB: 0},
+		},
+		// u-boot-qemu's qemu_arm64 environment: kernel_addr_r,
+		// ramdisk_addr_r (RAM starts at 0x40000000 on virt).
+		UBoot: UBoot{Device: "virtio 0", KernelAddr: 0x40400000, RamdiskAddr: 0x44000000},
+		QEMU: QEMU{
+			Binary:   "qemu-system-aarch64",
+			Machine:  "virt",
+			CPU:      "cortex-a57",
+			MemoryMB: 1024,
+			Code:     "/usr/lib/u-boot/qemu_arm64/u-boot.bin", // -bios
+			Extra:    []string{"-device", "i6300esb", "-action", "watchdog=reset"},
 		},
 	}
 }

@@ -62,19 +62,73 @@ func TestValidateCatches(t *testing.T) {
 		{"qemu", func(b *Board) { b.QEMU.MemoryMB = 64 }, "QEMU settings"},
 		{"console", func(b *Board) { b.Console = "" }, "no console"},
 		{"tpm not required", func(b *Board) { b.TPMRequired = false }, "set TPMRequired"},
+		{"root type of another arch", func(b *Board) { b.Layout[2].TypeID = TypeRootARM64 }, "not the amd64 root type"},
+		{"qemu of another arch", func(b *Board) { b.QEMU.Binary = "qemu-system-aarch64" }, "does not emulate amd64"},
+		{"uefi without vars", func(b *Board) { b.QEMU.Vars = "" }, "variable store template"},
+		{"uefi with a boot script", func(b *Board) { b.UBoot.Device = "virtio 0" }, "UBoot must be empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := Get("qemu-x86_64-uefi")
-			if err != nil {
-				t.Fatal(err)
-			}
-			b.Layout = append([]Partition(nil), b.Layout...)
-			tc.break_(&b)
-			err = b.Validate()
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Validate() = %v, want an error with %q", err, tc.want)
-			}
+			checkBroken(t, "qemu-x86_64-uefi", tc.break_, tc.want)
 		})
+	}
+	// The U-Boot board's own invariants.
+	for _, tc := range []struct {
+		name   string
+		break_ func(b *Board)
+		want   string
+	}{
+		{"boot not first", func(b *Board) { b.Layout[0], b.Layout[1] = b.Layout[1], b.Layout[0] }, "boot partition"},
+		{"boot partition type", func(b *Board) { b.Layout[0].TypeID = TypeESP }, "boot partition"},
+		{"an ESP", func(b *Board) { b.Layout[len(b.Layout)-2].Name = "esp" }, "not an ESP"},
+		{"efivars store", func(b *Board) { b.Store = StoreEFIVars }, "keeps its state in a U-Boot env"},
+		{"no bootstate", func(b *Board) { b.Layout = without(b.Layout, "bootstate") }, `needs a partition "bootstate"`},
+		{"amd64", func(b *Board) { b.Arch = "amd64" }, "booti"},
+		{"no device", func(b *Board) { b.UBoot.Device = "virtio" }, "UBoot.Device"},
+		{"kernel address", func(b *Board) { b.UBoot.KernelAddr = 0x40480000 }, "2 MiB aligned"},
+		{"ramdisk address", func(b *Board) { b.UBoot.RamdiskAddr = b.UBoot.KernelAddr }, "UBoot.RamdiskAddr"},
+		{"vars", func(b *Board) { b.QEMU.Vars = "/usr/share/OVMF/OVMF_VARS_4M.fd" }, "no UEFI variable store"},
+		{"no firmware", func(b *Board) { b.QEMU.Code = "" }, "no firmware"},
+		{"root type of another arch", func(b *Board) { b.Layout[3].TypeID = TypeRootAMD64 }, "not the arm64 root type"},
+		{"a tpm", func(b *Board) { b.QEMU.TPM = "tpm-tis-device" }, "set TPMRequired"},
+		{"watchdog module", func(b *Board) { b.InitModules = withoutS(b.InitModules, b.Watchdog.Module) }, "watchdog driver"},
+		{"no virtio", func(b *Board) { b.StageModules = withoutS(b.StageModules, "virtio_blk") }, "virtio_blk"},
+	} {
+		t.Run("uboot/"+tc.name, func(t *testing.T) {
+			checkBroken(t, "qemu-arm64-uboot", tc.break_, tc.want)
+		})
+	}
+}
+
+// checkBroken breaks a copy of the named board and wants Validate to say
+// want.
+func checkBroken(t *testing.T, name string, break_ func(b *Board), want string) {
+	t.Helper()
+	b, err := Get(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Validate(); err != nil {
+		t.Fatalf("the unbroken board: %v", err)
+	}
+	b.Layout = append([]Partition(nil), b.Layout...)
+	b.InitModules = append([]string(nil), b.InitModules...)
+	b.StageModules = append([]string(nil), b.StageModules...)
+	break_(&b)
+	err = b.Validate()
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Validate() = %v, want an error with %q", err, want)
+	}
+}
+
+// TestFirmwareKinds: every firmware kind has a board, and each board's
+// firmware partition is its first.
+func TestFirmwareKinds(t *testing.T) {
+	first := map[Firmware]string{}
+	for _, b := range All() {
+		first[b.Firmware] = b.Layout[0].Name
+	}
+	if first[FirmwareUEFI] != "esp" || first[FirmwareUBoot] != "boot" {
+		t.Errorf("first partitions by firmware: %v, want esp for uefi and boot for uboot", first)
 	}
 }
 

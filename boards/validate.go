@@ -43,8 +43,50 @@ func (b *Board) Validate() error {
 	default:
 		add("store %q: want %q or %q", b.Store, StoreEFIVars, StoreUBootEnv)
 	}
-	if b.Firmware == FirmwareUEFI && (len(b.Layout) == 0 || b.Layout[0].Name != layout.ESP || b.Layout[0].TypeID != TypeESP) {
-		add("a UEFI board boots keel from an ESP (partition %q, type %s) that comes first", layout.ESP, TypeESP)
+	switch b.Firmware {
+	case FirmwareUEFI:
+		if len(b.Layout) == 0 || b.Layout[0].Name != layout.ESP || b.Layout[0].TypeID != TypeESP {
+			add("a UEFI board boots keel from an ESP (partition %q, type %s) that comes first", layout.ESP, TypeESP)
+		}
+		if b.UBoot != (UBoot{}) {
+			add("a UEFI board has no U-Boot boot script: UBoot must be empty")
+		}
+	case FirmwareUBoot:
+		// distro_bootcmd reads boot.scr from the partitions flagged
+		// bootable, else from partition 1 (U-Boot's
+		// include/config_distro_bootcmd.h): keel's boot partition is the
+		// first one.
+		if len(b.Layout) == 0 || b.Layout[0].Name != layout.Boot || b.Layout[0].TypeID != TypeXBOOTLDR {
+			add("a U-Boot board boots keel from a boot partition (partition %q, type %s) that comes first", layout.Boot, TypeXBOOTLDR)
+		}
+		if b.HasPartition(layout.ESP) {
+			add("a U-Boot board has a boot partition, not an ESP (%q)", layout.ESP)
+		}
+		if b.Store != StoreUBootEnv {
+			add("a U-Boot board keeps its state in a U-Boot env (store %s), not %q", StoreUBootEnv, b.Store)
+		}
+		if b.Arch != "arm64" {
+			add("a U-Boot board boots keel's kernel with booti (an arm64 Image): arch %q is not supported", b.Arch)
+		}
+		u := b.UBoot
+		if len(strings.Fields(u.Device)) != 2 {
+			add("UBoot.Device %q: want U-Boot's interface and device number, like \"virtio 0\"", u.Device)
+		}
+		// booti wants the Image 2 MiB aligned (Documentation/arm64/booting.rst).
+		if u.KernelAddr == 0 || u.KernelAddr%(2<<20) != 0 {
+			add("UBoot.KernelAddr %#x: want a 2 MiB aligned address in RAM (the board's kernel_addr_r)", u.KernelAddr)
+		}
+		if u.RamdiskAddr <= u.KernelAddr {
+			add("UBoot.RamdiskAddr %#x: want an address above KernelAddr %#x (the board's ramdisk_addr_r)", u.RamdiskAddr, u.KernelAddr)
+		}
+	}
+	rootType := map[string]string{"amd64": TypeRootAMD64, "arm64": TypeRootARM64}[b.Arch]
+	for _, s := range b.Slots {
+		for _, p := range b.Layout {
+			if p.Name == layout.RootPartition(s) && rootType != "" && p.TypeID != rootType {
+				add("partition %s: type %s is not the %s root type %s (Discoverable Partitions Specification)", p.Name, p.TypeID, b.Arch, rootType)
+			}
+		}
 	}
 	if len(b.Slots) < 2 {
 		add("%d slots: A/B needs two", len(b.Slots))
@@ -109,8 +151,27 @@ func (b *Board) Validate() error {
 	if b.QEMU.TPM != "" && !b.TPMRequired {
 		add("the board has a TPM (%s) but does not require it: an unreadable counter or a failed measurement would boot without rollback checks; set TPMRequired", b.QEMU.TPM)
 	}
-	if b.QEMU.Binary != "" && (b.QEMU.Machine == "" || b.QEMU.MemoryMB < 256) {
-		add("QEMU settings incomplete: machine %q, %d MiB", b.QEMU.Machine, b.QEMU.MemoryMB)
+	if q := b.QEMU; q.Binary != "" {
+		if q.Machine == "" || q.MemoryMB < 256 {
+			add("QEMU settings incomplete: machine %q, %d MiB", q.Machine, q.MemoryMB)
+		}
+		if want := map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}[b.Arch]; want != "" && q.Binary != want {
+			add("QEMU binary %s does not emulate %s: want %s", q.Binary, b.Arch, want)
+		}
+		if q.Code == "" {
+			add("QEMU settings incomplete: no firmware (Code)")
+		}
+		switch b.Firmware {
+		case FirmwareUEFI:
+			if q.Vars == "" {
+				add("QEMU settings incomplete: a UEFI board needs a variable store template (Vars)")
+			}
+		case FirmwareUBoot:
+			// U-Boot runs from -bios; its env is not where keel's state is.
+			if q.Vars != "" || q.SecureBootCode != "" {
+				add("QEMU settings: a U-Boot board has no UEFI variable store (Vars) or Secure Boot firmware (SecureBootCode)")
+			}
+		}
 	}
 	if b.Console == "" {
 		add("no console")

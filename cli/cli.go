@@ -148,6 +148,8 @@ Commands:
   env import --from rauc|mender        turn a RAUC or Mender boot-count env into keel's record (one commit)
   env export --to rauc|mender          write keel's next decision back in that layout
   image build --board B --out DISK --spec SPEC.json   write a bootable disk image (keel image help)
+  initramfs build --board B --stage 1|2 --kernel-dir DIR --keys K.pub [--keel-init PATH] -o OUT
+                                       write keel's initramfs (1) or the slots' initrd (2) (keel initramfs help)
   pcr predict [--slot S] [--mode M] [--secure-boot DIR] [MANIFEST]
                                        print the PCR 8/9 values keel-init leaves, and PCR 7 of a
                                        Secure Boot firmware with DIR's keys enrolled (keel pcr help)
@@ -204,7 +206,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	commands := map[string]func([]string) error{
 		"status": c.status, "init": c.init, "try": c.try, "select": c.selectCmd,
 		"mark-good": c.markGood, "boot-ok": c.bootOK, "mark-bad": c.markBad, "set-active": c.setActive,
-		"secret": c.secret, "recover": c.recover, "env": c.env, "image": c.image, "pcr": c.pcr,
+		"secret": c.secret, "recover": c.recover, "env": c.env, "image": c.image, "initramfs": c.initramfs, "pcr": c.pcr,
 		"keygen": c.keygen, "sign": c.sign, "verify": c.verify, "seed": c.seed,
 		"bundle": c.bundleCmd, "install": c.install, "secureboot": c.secureBoot,
 		"help": func([]string) error { _, err := fmt.Fprint(stdout, usageText); return err },

@@ -13,8 +13,11 @@ import (
 const imageUsage = `usage: keel image build --board NAME --out DISK.img --spec SPEC.json [--work DIR] [-v]
 
 Writes a whole disk image for the board: GPT, the ESP with keel's UKI as
-\EFI\BOOT\BOOTX64.EFI, for each slot its slot container and root file system,
-an empty data file system. SPEC.json holds the inputs (paths relative to it):
+\EFI\BOOT\BOOTX64.EFI (UEFI boards; on U-Boot boards, such as
+qemu-arm64-uboot, the partition boot with keel's kernel as Image, its
+initramfs as initrd and the boot.scr that U-Boot runs), for each slot its slot
+container and root file system, an empty data file system. SPEC.json holds the
+inputs (paths relative to it):
 
   {
     "keel_kernel": "build/kernel/amd64/vmlinuz",
@@ -38,7 +41,8 @@ keel's UKI and the slot kernels are signed with its db key (UEFI Secure Boot;
 keel secureboot enrolment/enroll put the keys in the device's firmware).
 Without it the build fails unless "no_secure_boot": true (development only:
 the UKI is unsigned, for firmware with Secure Boot off; keel-init warns at
-every boot). On a board with dm-verity roots the builder
+every boot). Neither applies to U-Boot boards: leave both out there.
+On a board with dm-verity roots the builder
 appends each root's hash tree and puts the root hash in the manifest.
 
 "recovery" takes the same fields as a slot: the signed seed written to the

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(
   libubootenv-tool   # fw_printenv / fw_setenv: compatibility tests
-  u-boot-tools       # mkenvimage: compatibility tests
+  u-boot-tools       # mkenvimage: compatibility tests; mkimage: boot.scr of U-Boot boards (image/)
   gdisk              # sgdisk: GPT tests
   mtd-utils          # flash_erase etc. for MTD checks
   cpio               # cpio -itv: initramfs archive tests
@@ -19,6 +19,8 @@ pkgs=(
   binutils           # objcopy, objdump: build and check the UKI (image/)
   qemu-system-x86    # the vmtests' machine (TCG)
   ovmf               # UEFI firmware for qemu-x86_64-uefi
+  qemu-system-arm    # qemu-system-aarch64: qemu-arm64-uboot's machine (TCG)
+  u-boot-qemu        # U-Boot for qemu-arm64-uboot (/usr/lib/u-boot/qemu_arm64/u-boot.bin)
   swtpm              # the vmtests' TPM
   swtpm-tools        # swtpm_setup, swtpm_ioctl
   zstd               # zstd -dc: initramfs tests
@@ -45,7 +47,10 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for tool in fw_printenv fw_setenv mkenvimage sgdisk qemu-system-x86_64 swtpm mkfs.erofs mkfs.vfat mcopy objcopy veritysetup tpm2_pcrread openssl cpio zstd gcc depmod nginx sbverify sbsign cert-to-efi-sig-list sign-efi-sig-list; do
+for tool in fw_printenv fw_setenv mkenvimage mkimage sgdisk qemu-system-x86_64 qemu-system-aarch64 swtpm mkfs.erofs mkfs.vfat mcopy objcopy veritysetup tpm2_pcrread openssl cpio zstd gcc depmod nginx sbverify sbsign cert-to-efi-sig-list sign-efi-sig-list; do
   command -v "$tool" >/dev/null || { echo "install-deps: $tool is still missing" >&2; exit 1; }
+done
+for f in /usr/lib/u-boot/qemu_arm64/u-boot.bin; do
+  [ -s "$f" ] || { echo "install-deps: $f is still missing" >&2; exit 1; }
 done
 go mod download

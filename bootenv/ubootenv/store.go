@@ -32,6 +32,15 @@ func BootstateConfig(path string, offset, size int64) (*Config, error) {
 	}, Owned: true}, nil
 }
 
+// BootstateFWEnvConfig is the libubootenv fw_env.config that reads the
+// redundant env on the bootstate partition at dev (a block device or a
+// file holding only that partition): the layout BootstateConfig(dev, 0,
+// size) describes. keel-init and stage 2 write it for the OS's tools
+// (keel.store=uboot:PATH); fw_printenv -c reads it.
+func BootstateFWEnvConfig(dev string) []byte {
+	return fmt.Appendf(nil, "%s 0x0 %#x\n%s %#x %#x\n", dev, BootstateEnvSize, dev, BootstateEnvSize, BootstateEnvSize)
+}
+
 // Store keeps the keel record as keel_* variables in a U-Boot environment,
 // next to the env's other variables, which it preserves byte for byte.
 type Store struct {

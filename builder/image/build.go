@@ -26,8 +26,12 @@ import (
 //
 //   - a GPT from the board's layout (sizes in MiB, type GUIDs and names as
 //     the layout gives them) on a disk of DiskMB MiB;
-//   - esp: a FAT file system with keel's UKI as \EFI\BOOT\BOOTX64.EFI,
-//     Authenticode-signed with the db key of SecureBootKeys if given;
+//   - esp (UEFI boards): a FAT file system with keel's UKI as
+//     \EFI\BOOT\BOOTX64.EFI, Authenticode-signed with the db key of
+//     SecureBootKeys if given;
+//   - boot (U-Boot boards): a FAT file system with keel's kernel (an
+//     arm64 Image), keel's initramfs and boot.scr, the U-Boot script that
+//     loads them at the board's addresses and boots them (BootScript);
 //   - slot-<name>: a slot container (slotimg) with the entries kernel,
 //     initrd, manifest and manifest.sig (manifest.SigEntry), the manifest
 //     bound to the board (compatible = the board's name) and to its role
@@ -112,7 +116,7 @@ func Build(ctx context.Context, s Spec) (err error) {
 	bl := &builder{ctx: ctx, s: &s, ids: ids, work: work, disk: f, table: table}
 	bl.logf("GPT: %d partitions on %s", len(table.Partitions), sizeOf(diskSize))
 
-	if err := bl.esp(); err != nil {
+	if err := bl.firmwareFiles(); err != nil {
 		return err
 	}
 	for _, name := range b.Slots {

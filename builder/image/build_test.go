@@ -383,14 +383,14 @@ func TestSpecBoardErrors(t *testing.T) {
 			b.Layout[i].TypeID = "not-a-guid"
 		}
 	}
-	b.Firmware = boards.FirmwareUBoot
+	b.Firmware = "coreboot"
 	err := fx.spec.Validate()
 	var se *SpecError
 	if !errors.As(err, &se) {
 		t.Fatalf("Validate = %v, want a *SpecError", err)
 	}
 	for _, want := range []string{
-		`board qemu-x86_64-uefi boots with "uboot" firmware: the image builder makes UEFI disks only so far`,
+		`board qemu-x86_64-uefi boots with "coreboot" firmware: the image builder makes UEFI and U-Boot disks`,
 		`board qemu-x86_64-uefi: slot b has no partition "root-b"`,
 		`board qemu-x86_64-uefi: partition slot-a: type "not-a-guid" is not an upper-case GUID`,
 	} {

@@ -29,7 +29,9 @@ type Spec struct {
 
 	// KeelKernel, KeelInitrd and KeelCmdline make keel's unified kernel
 	// image, \EFI\BOOT\BOOTX64.EFI on the ESP: the kernel keel-init runs
-	// on, keel's initramfs, and that kernel's command line.
+	// on, keel's initramfs, and that kernel's command line. On a U-Boot
+	// board they go on the boot partition instead, the kernel (an arm64
+	// Image) and the initramfs as files, the command line in boot.scr.
 	KeelKernel  string `json:"keel_kernel"`
 	KeelInitrd  string `json:"keel_initrd"`
 	KeelCmdline string `json:"keel_cmdline"`
@@ -185,8 +187,8 @@ func (s *Spec) Validate() error {
 		add("no output file given (keel image build --out DISK.img)")
 	}
 	if b.Name != "" {
-		if b.Firmware != boards.FirmwareUEFI {
-			add("board %s boots with %q firmware: the image builder makes UEFI disks only so far", b.Name, b.Firmware)
+		if b.Firmware != boards.FirmwareUEFI && b.Firmware != boards.FirmwareUBoot {
+			add("board %s boots with %q firmware: the image builder makes UEFI and U-Boot disks", b.Name, b.Firmware)
 		}
 		// Every problem of the board on a line of its own.
 		if err := b.Validate(); err != nil {
@@ -219,19 +221,42 @@ func (s *Spec) Validate() error {
 			add("%s: %s is empty: want %s", field, path, what)
 		}
 	}
-	const (
-		kernelFix = "scripts/fetch-kernel.sh amd64 build/kernel/amd64 puts Debian's kernel in build/kernel/amd64/vmlinuz"
-		initrdFix = "package initramfs builds it"
-	)
+	arch := b.Arch
+	if arch == "" {
+		arch = "amd64"
+	}
+	kernelFix := fmt.Sprintf("scripts/fetch-kernel.sh %s build/kernel/%s puts Debian's kernel in build/kernel/%s/vmlinuz", arch, arch, arch)
+	const initrdFix = "package initramfs builds it"
 	file("keel_kernel", s.KeelKernel, "the kernel keel-init runs on", kernelFix)
 	file("keel_initrd", s.KeelInitrd, "keel's initramfs (keel-init)", initrdFix)
-	stub := s.Stub
-	if stub == "" {
-		stub = DefaultStub
-	}
-	file("stub", stub, "a UEFI stub", "install the Debian package systemd-boot-efi")
 	if strings.ContainsAny(strings.TrimSpace(s.KeelCmdline), "\x00\n") {
 		add("keel_cmdline: must be one line")
+	}
+	switch b.Firmware {
+	case boards.FirmwareUEFI:
+		stub := s.Stub
+		if stub == "" {
+			stub = DefaultStub
+		}
+		file("stub", stub, "a UEFI stub", "install the Debian package systemd-boot-efi")
+	case boards.FirmwareUBoot:
+		// boot.scr quotes the command line with single quotes; booti
+		// boots an arm64 Image.
+		if strings.Contains(s.KeelCmdline, "'") {
+			add("keel_cmdline: board %s boots keel from a U-Boot script, which quotes the command line with single quotes: it must hold none", b.Name)
+		}
+		if s.KeelKernel != "" {
+			if _, err := os.Stat(s.KeelKernel); err == nil {
+				if _, err := readArm64Image(s.KeelKernel); err != nil {
+					add("keel_kernel: %w", err)
+				}
+			}
+		}
+		for field, v := range map[string]string{"stub": s.Stub, "os_release": s.OSRelease} {
+			if v != "" {
+				add("%s: board %s boots keel with U-Boot, not from a UKI: leave %s out", field, b.Name, field)
+			}
+		}
 	}
 
 	if s.SecureBootKeys != "" {
@@ -240,6 +265,10 @@ func (s *Spec) Validate() error {
 		}
 	}
 	switch {
+	case b.Firmware == boards.FirmwareUBoot && (s.SecureBootKeys != "" || s.NoSecureBoot || s.KeepKernelSignatures):
+		// Nothing on a U-Boot board checks UEFI signatures: signing keel
+		// or the slot kernels for it would promise what no one enforces.
+		add("secure_boot_keys, no_secure_boot, keep_kernel_signatures: board %s boots with U-Boot: UEFI Secure Boot does not apply; leave them out", b.Name)
 	case s.SecureBootKeys != "" && s.NoSecureBoot:
 		add("no_secure_boot and secure_boot_keys: give one of them")
 	case s.SecureBootKeys == "" && !s.NoSecureBoot && b.Firmware == boards.FirmwareUEFI:

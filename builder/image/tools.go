@@ -26,6 +26,8 @@ func debianPackage(tool string) string {
 		return "e2fsprogs"
 	case "sgdisk":
 		return "gdisk"
+	case "mkimage", "dumpimage":
+		return "u-boot-tools"
 	}
 	return ""
 }

@@ -10,6 +10,10 @@ package layout
 const (
 	// ESP is the EFI system partition: keel's UKI on UEFI boards.
 	ESP = "esp"
+	// Boot is the boot partition of U-Boot boards: a FAT file system
+	// with keel's kernel, keel's initramfs and the boot.scr that U-Boot's
+	// distro_bootcmd runs (package builder/image).
+	Boot = "boot"
 	// Bootstate holds the redundant U-Boot env with keel's record on
 	// U-Boot boards.
 	Bootstate = "bootstate"

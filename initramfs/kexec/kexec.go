@@ -4,7 +4,8 @@
 // initrd into memfds while checking them against the signed manifest's
 // digests (what kexec loads is exactly what was hashed), appends files to
 // the initrd for the slot, and loads and executes the kernel with
-// kexec_file_load(2) and reboot(LINUX_REBOOT_CMD_KEXEC).
+// kexec_file_load(2) (kexec_load(2) where the kernel lacks it: arm64) and
+// reboot(LINUX_REBOOT_CMD_KEXEC).
 package kexec
 
 import (
@@ -69,8 +70,17 @@ func AppendFiles(f *os.File, files ...File) error {
 }
 
 // Load loads kernel and initrd with the command line (kexec_file_load).
+// A kernel built without kexec_file_load (ENOSYS: Debian's arm64 6.1 has
+// CONFIG_KEXEC_FILE off) gets them through kexec_load instead, where the
+// architecture has a loader for it (loadSegments).
 func Load(kernel, initrd *os.File, cmdline string) error {
-	if err := unix.KexecFileLoad(int(kernel.Fd()), int(initrd.Fd()), cmdline, 0); err != nil {
+	if err := unix.KexecFileLoad(int(kernel.Fd()), int(initrd.Fd()), cmdline, 0); errors.Is(err, unix.ENOSYS) {
+		if err := loadSegments(kernel, initrd, cmdline); err != nil {
+			return fmt.Errorf("kexec_load (the running kernel has no kexec_file_load): %w", err)
+		}
+		loadedSegments = true
+		return nil
+	} else if err != nil {
 		if errors.Is(err, unix.ENOKEY) || errors.Is(err, unix.EKEYREJECTED) || errors.Is(err, unix.EBADMSG) {
 			// KEXEC_SIG (kernel/kexec_file.c): under lockdown the
 			// kernel must be signed by a key of the running kernel's
@@ -82,8 +92,19 @@ func Load(kernel, initrd *os.File, cmdline string) error {
 	return nil
 }
 
+// loadedSegments: Load used kexec_load, which Unload must undo.
+var loadedSegments bool
+
 // Unload drops a loaded kernel.
 func Unload() error {
+	if loadedSegments {
+		// kexec_load(2) with no segments unloads.
+		if _, _, errno := unix.Syscall6(unix.SYS_KEXEC_LOAD, 0, 0, 0, 0, 0, 0); errno != 0 {
+			return fmt.Errorf("kexec_load unload: %w", errno)
+		}
+		loadedSegments = false
+		return nil
+	}
 	return unix.KexecFileLoad(-1, -1, "", unix.KEXEC_FILE_UNLOAD)
 }
 

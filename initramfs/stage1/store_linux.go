@@ -59,8 +59,7 @@ func openStore(b boards.Board, disks *bootDisks) (bootenv.Store, string, error) 
 			return nil, "", err
 		}
 		// Write the matching fw_env.config for the OS's tools.
-		conf := fmt.Sprintf("%s 0x0 %#x\n%s %#x %#x\n", dev, ubootenv.BootstateEnvSize, dev, ubootenv.BootstateEnvSize, ubootenv.BootstateEnvSize)
-		_ = os.WriteFile(fwEnvConfig, []byte(conf), 0o644)
+		_ = os.WriteFile(fwEnvConfig, ubootenv.BootstateFWEnvConfig(dev), 0o644)
 		return ubootenv.NewStore(st, dev), "uboot:" + fwEnvConfig, nil
 	}
 	return nil, "", fmt.Errorf("board %s: unknown store %q", b.Name, b.Store)

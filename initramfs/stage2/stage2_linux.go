@@ -18,6 +18,7 @@ import (
 
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/bootenv/ubootenv"
 	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/verity"
@@ -66,6 +67,9 @@ func Run(ctx context.Context, line string, logf Logf) error {
 	dev, err := disk.Partition(part)
 	if err != nil {
 		return err
+	}
+	if conf, ok := strings.CutPrefix(h.Store, "uboot:"); ok && b.Store == boards.StoreUBootEnv {
+		writeFWEnvConfig(disk, conf, logf)
 	}
 	switch {
 	case h.Verity != nil:
@@ -175,6 +179,26 @@ func setupVerity(slot, dev string, v cmdline.Verity) (string, error) {
 	p := verity.Params{Salt: salt, DataBlocks: v.DataBlocks, HashOffset: v.HashOffset}
 	sectors, params := verity.TargetParams(dev, dev, p, rootHash, verity.RestartOnCorruption)
 	return dm.Create("keel-root", "KEEL-VERITY-"+slot, true, []dm.Target{{Start: 0, Length: sectors, Type: "verity", Params: params}})
+}
+
+// writeFWEnvConfig writes, on a U-Boot env board, the fw_env.config that
+// keel.store=uboot:PATH names (keel-init wrote it in its own /run, gone
+// with the kexec): the bootstate partition's redundant env as the slot
+// kernel names the partition, for keel and fw_printenv in the OS. Only a
+// path in /run is written; a failure is a warning (the OS's keel then
+// says it finds no store).
+func writeFWEnvConfig(disk *blockdev.Disk, conf string, logf Logf) {
+	if !strings.HasPrefix(path.Clean(conf), "/run/") {
+		logf("warning: keel.store=uboot:%s is not in /run: not writing it", conf)
+		return
+	}
+	dev, err := disk.Partition(layout.Bootstate)
+	if err == nil {
+		err = os.WriteFile(conf, ubootenv.BootstateFWEnvConfig(dev), 0o644)
+	}
+	if err != nil {
+		logf("warning: the OS's fw_env.config %s: %v", conf, err)
+	}
 }
 
 // switchRoot makes dir the root: the initramfs stays mounted underneath

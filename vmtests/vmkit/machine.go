@@ -51,11 +51,15 @@ type Run struct {
 }
 
 // PowerOn starts the machine with a fresh swtpm (its state persists in
-// Dir). fns add QEMU options (serial loggers, for example).
+// Dir), or none when the board has no TPM. fns add QEMU options (serial
+// loggers, for example).
 func (m *Machine) PowerOn(ctx context.Context, timeout time.Duration, fns ...qemu.Fn) (*Run, error) {
-	sock, stop, err := StartTPM(ctx, m.Dir)
-	if err != nil {
-		return nil, err
+	sock, stop := "", func() {}
+	if m.Art.Board.QEMU.TPM != "" {
+		var err error
+		if sock, stop, err = StartTPM(ctx, m.Dir); err != nil {
+			return nil, err
+		}
 	}
 	fns = append([]qemu.Fn{
 		qemu.WithQEMUCommand(m.Art.Board.QEMU.Binary),

@@ -1,7 +1,8 @@
 // Package vmkit builds what the VM tests and the demo boot (keel's
 // binaries, keel's initramfs, the stage-2 initrd, test root filesystems,
 // disk images) and runs a board's QEMU machine with its firmware (OVMF with
-// a per-machine copy of the variable store) and a TPM emulator (swtpm).
+// a per-machine copy of the variable store, or U-Boot as -bios) and, when
+// the board has a TPM, a TPM emulator (swtpm).
 //
 // Artefacts are built once per suite (Build) into a directory; disk images
 // are made per scenario (Disk), since each scenario changes its disk.
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/builder/bootimage"
 	"github.com/keelboot/keel/builder/image"
 	"github.com/keelboot/keel/builder/image/imagetest"
 	"github.com/keelboot/keel/builder/initrd"
@@ -129,39 +131,44 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 	if _, err := secureboot.MakeEnrolment(a.SecureBootKeys, a.Enrolment); err != nil {
 		return nil, fmt.Errorf("vmkit: %w", err)
 	}
-	if err := a.signSlotKernel(); err != nil {
+	if b.Firmware == boards.FirmwareUBoot {
+		// UEFI Secure Boot does not apply: the slots get Debian's kernel.
+		a.SlotKernel = a.Kernel
+	} else if err := a.signSlotKernel(); err != nil {
 		return nil, err
 	}
-	// The same keel-init runs both stages: the stage file in each archive
-	// (not the kernel command line) says which.
-	stageFile := func(s sysinit.Stage) []initrd.File {
-		return []initrd.File{{Path: sysinit.StagePath, Data: s.FileData()}}
-	}
+	// keel's initramfs and the slots' initrd as the product builds them
+	// (package builder/bootimage: the same keel-init runs both stages, the
+	// stage file in each archive says which), and the benchmark's bare one.
 	for _, ir := range []struct {
-		out, init string
-		modules   []string
-		files     []initrd.File
+		out   string
+		stage bootimage.Stage // 0: the bare archive
 	}{
-		{a.Stage1, a.KeelInit, b.InitModules, stageFile(sysinit.Stage1)},
-		{a.Stage2, a.KeelInit, b.StageModules, stageFile(sysinit.Stage2)},
-		{a.Bare, a.BareInit, nil, nil},
+		{a.Stage1, bootimage.Stage1},
+		{a.Stage2, bootimage.Stage2},
+		{a.Bare, 0},
 	} {
 		start := time.Now()
-		f, err := os.Create(ir.out)
-		if err != nil {
-			return nil, err
-		}
-		err = initrd.Build(f, initrd.Spec{
-			Init:       ir.init,
-			ModulesDir: a.ModulesDir,
-			Modules:    ir.modules,
-			Files: append([]initrd.File{
-				{Path: "/etc/keel/board.json", Data: boardJSON},
-				{Path: "/etc/keel/trusted-keys", Data: trusted},
-			}, ir.files...),
-		})
-		if cerr := f.Close(); err == nil {
-			err = cerr
+		if ir.stage != 0 {
+			_, err = bootimage.WriteFile(ir.out, bootimage.Spec{
+				Board: b, Stage: ir.stage, KeelInit: a.KeelInit,
+				ModulesDir: a.ModulesDir, TrustedKeys: []string{a.TrustedKeys},
+			})
+		} else {
+			var f *os.File
+			if f, err = os.Create(ir.out); err != nil {
+				return nil, err
+			}
+			err = initrd.Build(f, initrd.Spec{
+				Init: a.BareInit,
+				Files: []initrd.File{
+					{Path: "/etc/keel/board.json", Data: boardJSON},
+					{Path: "/etc/keel/trusted-keys", Data: trusted},
+				},
+			})
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("vmkit: initramfs %s: %w", ir.out, err)
@@ -326,7 +333,7 @@ func (a *Artefacts) disk(ctx context.Context, out string, slots map[string]SlotS
 		Out:         out,
 		KeelKernel:  a.Kernel,
 		KeelInitrd:  a.Stage1,
-		KeelCmdline: keelCmdline,
+		KeelCmdline: a.console(keelCmdline),
 		Seed:        "keel-vmtest",
 		SigningKeys: []string{a.SigningKey},
 		// Signed always: the plain firmware ignores it, the Secure
@@ -336,10 +343,13 @@ func (a *Artefacts) disk(ctx context.Context, out string, slots map[string]SlotS
 		Slots:          map[string]image.Slot{},
 		Log:            log,
 	}
+	if a.Board.Firmware == boards.FirmwareUBoot {
+		spec.SecureBootKeys = "" // UEFI Secure Boot does not apply
+	}
 	for _, s := range slots {
 		// A vendor-signed kernel must stay so (the others are signed
 		// already).
-		spec.KeepKernelSignatures = spec.KeepKernelSignatures || s.VendorKernel
+		spec.KeepKernelSignatures = spec.KeepKernelSignatures || s.VendorKernel && spec.SecureBootKeys != ""
 	}
 	for _, name := range a.Board.Slots {
 		s, ok := slots[name]
@@ -427,15 +437,27 @@ func (a *Artefacts) imageSlot(s SlotSpec) (image.Slot, error) {
 	}
 	return image.Slot{
 		Kernel: kernel, Initrd: a.Stage2, RootDir: root,
-		Version: s.Version, SecurityVersion: s.SecurityVersion, Cmdline: SlotCmdline,
+		Version: s.Version, SecurityVersion: s.SecurityVersion, Cmdline: a.console(SlotCmdline),
 	}, nil
+}
+
+// console puts the board's console into a command line written for
+// ttyS0 (KeelCmdline, SlotCmdline): console=ttyAMA0 on arm64's virt.
+func (a *Artefacts) console(cmdline string) string {
+	if a.Board.Console == "" || a.Board.Console == "ttyS0" {
+		return cmdline
+	}
+	return strings.ReplaceAll(cmdline, "console=ttyS0", "console="+a.Board.Console)
 }
 
 // BareDisk builds the benchmark's baseline disk: the same UKI and ESP, with
 // the bare init's initramfs instead of keel's, and empty slots.
 func (a *Artefacts) BareDisk(ctx context.Context, out string) error {
 	spec := image.Spec{Board: a.Board, Out: out, KeelKernel: a.Kernel, KeelInitrd: a.Bare, SecureBootKeys: a.SecureBootKeys,
-		KeelCmdline: KeelCmdline, Seed: "keel-bench", Slots: map[string]image.Slot{}}
+		KeelCmdline: a.console(KeelCmdline), Seed: "keel-bench", Slots: map[string]image.Slot{}}
+	if a.Board.Firmware == boards.FirmwareUBoot {
+		spec.SecureBootKeys = "" // UEFI Secure Boot does not apply
+	}
 	for _, name := range a.Board.Slots {
 		spec.Slots[name] = image.Slot{Empty: true}
 	}
@@ -458,8 +480,21 @@ func accel() string {
 // QEMUArgs are the arguments for the board's machine with the given disk,
 // UEFI variable store and swtpm control socket ("" for no TPM); secureBoot
 // runs the board's SecureBootCode (with SMM) instead of its Code.
+//
+// A U-Boot board runs its firmware with -bios and has no variable store
+// (vars is ignored): U-Boot's own env is not keel's state.
 func QEMUArgs(b boards.Board, disk, vars, tpmSock string, secureBoot bool) []string {
 	q := b.QEMU
+	if b.Firmware == boards.FirmwareUBoot {
+		args := []string{
+			"-M", q.Machine + ",accel=" + accel(), "-cpu", q.CPU, "-m", fmt.Sprint(q.MemoryMB),
+			"-display", "none", "-serial", "stdio", "-monitor", "none", "-nodefaults", "-net", "none",
+			"-bios", q.Code,
+			"-drive", "file=" + disk + ",format=raw,if=none,id=disk0",
+			"-device", "virtio-blk-pci,drive=disk0",
+		}
+		return append(args, q.Extra...)
+	}
 	machine, code := q.Machine+",accel="+accel(), q.Code
 	var sb []string
 	if secureBoot {
@@ -487,7 +522,11 @@ func QEMUArgs(b boards.Board, disk, vars, tpmSock string, secureBoot bool) []str
 }
 
 // CopyVars makes a machine's own copy of the board's UEFI variable store.
+// A board without one (U-Boot) gets an empty file, which QEMUArgs ignores.
 func CopyVars(b boards.Board, dst string) error {
+	if b.QEMU.Vars == "" {
+		return os.WriteFile(dst, nil, 0o644)
+	}
 	data, err := os.ReadFile(b.QEMU.Vars)
 	if err != nil {
 		return fmt.Errorf("vmkit: UEFI variable store template: %w (install ovmf)", err)
@@ -535,6 +574,9 @@ func StartTPM(ctx context.Context, dir string) (sock string, stop func(), err er
 
 // Tools lists the host tools the VM tests need, for a clear error.
 func Tools(b boards.Board) []string {
+	if b.Firmware == boards.FirmwareUBoot {
+		return []string{b.QEMU.Binary, "mkfs.vfat", "mcopy", "mkfs.erofs", "mkimage", "mkfs.ext4"}
+	}
 	return []string{b.QEMU.Binary, "swtpm", "mkfs.vfat", "mcopy", "mkfs.erofs", "objcopy", "mkfs.ext4"}
 }
 
@@ -546,7 +588,11 @@ func CheckTools(b boards.Board) error {
 			missing = append(missing, t)
 		}
 	}
-	for _, f := range []string{b.QEMU.Code, b.QEMU.Vars, image.DefaultStub} {
+	files := []string{b.QEMU.Code, b.QEMU.Vars, image.DefaultStub}
+	if b.Firmware == boards.FirmwareUBoot {
+		files = []string{b.QEMU.Code} // u-boot-qemu's u-boot.bin
+	}
+	for _, f := range files {
 		if _, err := os.Stat(f); err != nil {
 			missing = append(missing, f)
 		}
