@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/keelboot/keel/bootenv/efivars"
 	"github.com/keelboot/keel/secureboot"
@@ -36,13 +37,19 @@ const secureBootUsage = `usage:
   keel secureboot status [--efivars DIR] [--json]
         the firmware's Secure Boot state (setup mode, enforced) and the
         kernel's lockdown mode (where securityfs shows it)
+  keel secureboot ovmf-vars (--enrolment OUT | --dir DIR) --in VARS.fd -o OUT.fd [--replace]
+        for QEMU: write OUT.fd, the OVMF variable store VARS.fd (Debian:
+        /usr/share/OVMF/OVMF_VARS_4M.fd) with db, KEK and PK enrolled offline
+        (from OUT's checked files, or DIR's keys time-stamped now) and Secure Boot
+        enabled: OVMF's Secure Boot build booting from it enforces Secure Boot
+        from the first power-on; refuses a store that holds a PK unless --replace
 `
 
-// secureBoot runs `keel secureboot keygen|sign`.
+// secureBoot runs `keel secureboot SUBCOMMAND`.
 func (c *command) secureBoot(args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(c.stderr, secureBootUsage)
-		return usagef("secureboot: no subcommand (keygen, sign, enrolment, enroll, status)")
+		return usagef("secureboot: no subcommand (keygen, sign, enrolment, enroll, status, ovmf-vars)")
 	}
 	switch args[0] {
 	case "keygen":
@@ -55,12 +62,14 @@ func (c *command) secureBoot(args []string) error {
 		return c.secureBootEnroll(args[1:])
 	case "status":
 		return c.secureBootStatus(args[1:])
+	case "ovmf-vars":
+		return c.secureBootOVMFVars(args[1:])
 	case "help", "-h", "--help":
 		_, err := fmt.Fprint(c.stdout, secureBootUsage)
 		return err
 	}
 	fmt.Fprint(c.stderr, secureBootUsage)
-	return usagef("secureboot: unknown subcommand %q (keygen, sign, enrolment, enroll, status)", args[0])
+	return usagef("secureboot: unknown subcommand %q (keygen, sign, enrolment, enroll, status, ovmf-vars)", args[0])
 }
 
 func (c *command) secureBootKeygen(args []string) error {
@@ -223,5 +232,53 @@ func (c *command) secureBootStatus(args []string) error {
 	if err == nil && lockdown != "" {
 		_, err = fmt.Fprintf(c.stdout, "kernel lockdown: %s\n", lockdown)
 	}
+	return err
+}
+
+func (c *command) secureBootOVMFVars(args []string) error {
+	var enrolment, keyDir, in, out string
+	var replace bool
+	fs, err := c.flags("secureboot ovmf-vars", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&enrolment, "enrolment", "", "enrolment directory (keel secureboot enrolment): db.auth, KEK.auth, PK.auth")
+		fs.StringVar(&keyDir, "dir", "", "Secure Boot key directory (keel secureboot keygen), instead of --enrolment")
+		fs.StringVar(&in, "in", "", "OVMF variable store template (OVMF_VARS_4M.fd)")
+		fs.StringVar(&out, "o", "", "variable store to write")
+		fs.StringVar(&out, "out", "", "variable store to write")
+		fs.BoolVar(&replace, "replace", false, "replace the PK, KEK and db the store holds")
+		fs.Usage = func() { fmt.Fprint(c.stderr, secureBootUsage) }
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("secureboot ovmf-vars takes no arguments, got %q (keel secureboot ovmf-vars --enrolment DIR --in VARS.fd -o OUT.fd)", fs.Args())
+	}
+	if (enrolment == "") == (keyDir == "") {
+		return usagef("secureboot ovmf-vars: one of --enrolment DIR (the files of keel secureboot enrolment) or --dir DIR (the keys) required")
+	}
+	if in == "" || out == "" {
+		return usagef("secureboot ovmf-vars: --in VARS.fd (the firmware's variable store, e.g. /usr/share/OVMF/OVMF_VARS_4M.fd) and -o OUT.fd required")
+	}
+	var vars []secureboot.Variable
+	from := enrolment
+	if keyDir != "" {
+		from = keyDir
+		vars, err = secureboot.Enrolment(keyDir, time.Now().UTC().Truncate(time.Second))
+	} else {
+		vars, err = secureboot.ReadEnrolment(enrolment)
+	}
+	if err != nil {
+		return err
+	}
+	img, err := secureboot.OVMFVarsFrom(in, vars, replace)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(out, img, 0o644); err != nil {
+		return fmt.Errorf("secureboot ovmf-vars: %w", err)
+	}
+	_, err = fmt.Fprintf(c.stdout, "wrote %s: %s with db, KEK and PK of %s enrolled and Secure Boot enabled\n"+
+		"QEMU with OVMF's Secure Boot code (OVMF_CODE_4M.secboot.fd, -machine q35,smm=on) and this store enforces Secure Boot from the first boot\n",
+		out, in, from)
 	return err
 }

@@ -171,3 +171,76 @@ func TestSecureBootEnrol(t *testing.T) {
 	os.WriteFile(filepath.Join(out, "db.auth"), []byte("junk"), 0o644)
 	keel(t, "secureboot", "enroll", "--efivars", efi(1), out).fails(t, ExitStorage, "db.auth")
 }
+
+// TestSecureBootOVMFVars: ovmf-vars writes Debian's OVMF variable store
+// template with the enrolment's PK, KEK and db (the same bytes for the
+// same files), refuses to enrol it again unless --replace, takes a key
+// directory instead of enrolment files, and refuses usage mistakes and a
+// file that is not a variable store, writing nothing.
+func TestSecureBootOVMFVars(t *testing.T) {
+	const tmpl = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	tmp := t.TempDir()
+	keys := filepath.Join(tmp, "sb")
+	keel(t, "secureboot", "keygen", "--dir", keys).ok(t)
+	enrol := filepath.Join(tmp, "enrol")
+	keel(t, "secureboot", "enrolment", "--dir", keys, "--out", enrol).ok(t)
+
+	out := filepath.Join(tmp, "vars.fd")
+	r := keel(t, "secureboot", "ovmf-vars", "--enrolment", enrol, "--in", tmpl, "-o", out).ok(t)
+	if !strings.Contains(r.stdout, "wrote "+out) || !strings.Contains(r.stdout, "first boot") {
+		t.Errorf("ovmf-vars says %q", r.stdout)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := secureboot.OVMFVars(tmpl, enrol, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("the written store differs from secureboot.OVMFVars's")
+	}
+	s, err := secureboot.ParseVarStore(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, _ := os.ReadFile(filepath.Join(enrol, "PK.auth"))
+	if v, ok := s.Lookup("PK", secureboot.GlobalVariableGUID); !ok || !bytes.HasSuffix(pk, v.Data) {
+		t.Errorf("PK in the store: %v", ok)
+	}
+
+	keel(t, "secureboot", "ovmf-vars", "--enrolment", enrol, "--in", out, "-o", out).fails(t, ExitStorage, "already holds a platform key")
+	if again, _ := os.ReadFile(out); !bytes.Equal(again, got) {
+		t.Error("a refused ovmf-vars changed its output")
+	}
+	keel(t, "secureboot", "ovmf-vars", "--dir", keys, "--in", out, "--out", out, "--replace").ok(t)
+	s, err = secureboot.ParseVarStore(readVarsFile(t, out))
+	if err != nil || len(s.Variables) != 12 {
+		t.Errorf("after --replace: %v, %d variables, want 12", err, len(s.Variables))
+	}
+
+	none := filepath.Join(tmp, "none.fd")
+	keel(t, "secureboot", "ovmf-vars", "--in", tmpl, "-o", none).fails(t, ExitUsage, "one of --enrolment DIR")
+	keel(t, "secureboot", "ovmf-vars", "--enrolment", enrol, "--dir", keys, "--in", tmpl, "-o", none).fails(t, ExitUsage, "one of --enrolment DIR")
+	keel(t, "secureboot", "ovmf-vars", "--enrolment", enrol, "-o", none).fails(t, ExitUsage, "--in VARS.fd")
+	keel(t, "secureboot", "ovmf-vars", "--enrolment", enrol, "--in", tmpl).fails(t, ExitUsage, "-o OUT.fd")
+	keel(t, "secureboot", "ovmf-vars", "--enrolment", enrol, "--in", tmpl, "-o", none, "x").fails(t, ExitUsage, "takes no arguments")
+	keel(t, "secureboot", "ovmf-vars", "--enrolment", enrol, "--in", efiStub, "-o", none).fails(t, ExitStorage, "not an edk2 variable store")
+	keel(t, "secureboot", "ovmf-vars", "--enrolment", tmp, "--in", tmpl, "-o", none).fails(t, ExitStorage, "db.auth is missing")
+	if _, err := os.Stat(none); err == nil {
+		t.Error("a refused ovmf-vars wrote its output")
+	}
+	if r := keel(t, "secureboot", "help").ok(t); !strings.Contains(r.stdout, "keel secureboot ovmf-vars (--enrolment OUT | --dir DIR) --in VARS.fd -o OUT.fd") {
+		t.Errorf("secureboot help: %q", r.stdout)
+	}
+}
+
+func readVarsFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
