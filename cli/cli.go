@@ -164,7 +164,8 @@ Commands:
   bundle build|info|verify|delta       make and inspect update bundles (keel bundle help)
   verify --keys TRUSTED MANIFEST [MANIFEST.sig]
                                        check a manifest's signature against trusted public keys
-  secureboot keygen|sign               UEFI Secure Boot keys (PK, KEK, db) and signed UKIs (keel secureboot help)
+  secureboot keygen|sign|enrolment|enroll|ovmf-vars|status
+                                       UEFI Secure Boot keys, signed UKIs, enrolment (keel secureboot help)
 `
 
 type globals struct {
