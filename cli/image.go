@@ -16,40 +16,68 @@ Writes a whole disk image for the board: GPT, the ESP with keel's UKI as
 \EFI\BOOT\BOOTX64.EFI (UEFI boards; on U-Boot boards, such as
 qemu-arm64-uboot, the partition boot with keel's kernel as Image, its
 initramfs as initrd and the boot.scr that U-Boot runs), for each slot its slot
-container and root file system, an empty data file system. SPEC.json holds the
-inputs (paths relative to it):
+container and root file system, an empty data file system. keel's initramfs
+and the slots' initrds are built from the board, the kernels' modules, the
+trusted keys and keel-init (as keel initramfs build builds them). SPEC.json
+holds the inputs (paths relative to it):
 
   {
-    "keel_kernel": "build/kernel/amd64/vmlinuz",
-    "keel_initrd": "build/keel-initrd.cpio.zst",
+    "keel_kernel_dir": "build/kernel/amd64",
     "keel_cmdline": "console=ttyS0",
-    "signing_keys": ["release.key"],
-    "secure_boot_keys": "sb",
-    "seed": "demo",
+    "trusted_keys": ["keys/release.pub"],
+    "signing_keys": ["keys/release.key"],
+    "secure_boot_keys": "keys/secureboot",
+    "seed": "v1",
     "slots": {
-      "a": {"kernel": "...", "initrd": "...", "root_dir": "...",
+      "a": {"kernel_dir": "build/kernel/amd64", "root_tar": "rootfs.tar",
             "version": "1.0", "security_version": 1, "cmdline": "console=ttyS0"},
       "b": {"empty": true}
     }
   }
 
-signing_keys are keel keygen private keys; every slot's manifest is signed
-by all of them (keel-init trusts the public keys in its initramfs). Without
-keys the build fails unless "unsigned": true (development only: keel-init
-refuses unsigned slots). secure_boot_keys is a keel secureboot keygen directory:
-keel's UKI and the slot kernels are signed with its db key (UEFI Secure Boot;
-keel secureboot enrolment/enroll put the keys in the device's firmware).
-Without it the build fails unless "no_secure_boot": true (development only:
-the UKI is unsigned, for firmware with Secure Boot off; keel-init warns at
-every boot). Neither applies to U-Boot boards: leave both out there.
-On a board with dm-verity roots the builder
-appends each root's hash tree and puts the root hash in the manifest.
+Quick start, from nothing to a signed image for QEMU (make build puts keel
+and keel-init in build/, make kernel Debian's kernel in build/kernel/amd64):
 
-"recovery" takes the same fields as a slot: the signed seed written to the
-recovery partition (keel-init reinstalls slot a from it).
+  mkdir -p keys
+  keel keygen --out keys/release                 # slot signing key
+  keel secureboot keygen --dir keys/secureboot   # UEFI Secure Boot keys
+  tar -C ROOTDIR -cf rootfs.tar .                # slot root: /sbin/init, /dev, /proc, /sys, /run
+  keel image build --board qemu-x86_64-uefi --spec spec.json --out disk.img
 
-Slot fields: kernel, initrd, root_dir or root_image, root_fstype, version,
-security_version, cmdline, empty.
+keel's kernel: keel_kernel_dir, a kernel as make kernel lays it out
+(vmlinuz, modules, version), or keel_kernel (the file) with keel_modules (its
+lib/modules/<version> folder). keel_cmdline is its command line.
+
+trusted_keys are the keel keygen public keys keel-init trusts (built into its
+archives); signing_keys the private keys that sign every slot's manifest: the
+public half of each must be in trusted_keys, or no slot would boot. Without
+signing keys the build fails unless "unsigned": true (development only:
+keel-init refuses unsigned slots). keel_init is the keel-init binary (default:
+keel-init beside this keel for its architecture, or <keel's
+folder>/<arch>/keel-init, where make build puts them).
+
+secure_boot_keys is a keel secureboot keygen directory: keel's UKI and the
+slot kernels are signed with its db key (UEFI Secure Boot; keel secureboot
+enrolment/enroll put the keys in the device's firmware). Without it the build
+fails unless "no_secure_boot": true (development only: the UKI is unsigned,
+for firmware with Secure Boot off; keel-init warns at every boot). Neither
+applies to U-Boot boards: leave both out there. On a board with dm-verity
+roots the builder appends each root's hash tree and puts the root hash in the
+manifest. seed makes the image reproducible: the same spec and inputs give
+the same bytes, but for the signing time in the Secure Boot signatures of
+the UKI and the slot kernels.
+
+Slot fields: kernel_dir (or kernel with modules), root_dir, root_tar (a tar
+archive: uncompressed, gzip or zstd; absolute names, "..", and links out of
+the tree are refused; device nodes need root) or root_image (a prebuilt
+erofs, ext4 or squashfs image), root_fstype, version, security_version,
+cmdline, empty. "recovery" takes the same fields as a slot: the signed seed
+written to the recovery partition (keel-init reinstalls slot a from it).
+
+Prebuilt archives: keel_initrd (keel's initramfs) and a slot's initrd are
+used as they are (keel initramfs build makes them); give the kernel as
+keel_kernel or kernel then, not with a kernel folder or modules. When every
+archive is prebuilt, leave keel_init and trusted_keys out.
 `
 
 // image runs `keel image build`. The global -c/--efivars/--image options

@@ -22,7 +22,10 @@ import (
 	"github.com/keelboot/keel/recovery"
 )
 
-// Build writes the disk image for s.Board to s.Out:
+// Build writes the disk image for s.Board to s.Out. First it builds the
+// boot archives the Spec does not give prebuilt (keel's initramfs without
+// keel_initrd, a slot's initrd without initrd; package builder/bootimage,
+// into the work folder) and takes the kernels from kernel folders; then:
 //
 //   - a GPT from the board's layout (sizes in MiB, type GUIDs and names as
 //     the layout gives them) on a disk of DiskMB MiB;
@@ -115,6 +118,10 @@ func Build(ctx context.Context, s Spec) (err error) {
 	}
 	bl := &builder{ctx: ctx, s: &s, ids: ids, work: work, disk: f, table: table}
 	bl.logf("GPT: %d partitions on %s", len(table.Partitions), sizeOf(diskSize))
+
+	if err := bl.bootFiles(); err != nil {
+		return err
+	}
 
 	if err := bl.firmwareFiles(); err != nil {
 		return err
@@ -296,6 +303,20 @@ func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64
 
 	// The root file system first: the manifest names its type.
 	root := sl.RootImage
+	if sl.RootTar != "" {
+		t := time.Now()
+		tree := filepath.Join(bl.work, "root-"+name+".tree")
+		if err := removeTree(tree); err != nil {
+			return nil, fmt.Errorf("image: slot %s root: %w", name, err)
+		}
+		if err := UnpackTar(bl.ctx, sl.RootTar, tree); err != nil {
+			return nil, fmt.Errorf("image: slot %s root_tar: %w", name, err)
+		}
+		// The file system keeps the tree; the tree can be large.
+		defer removeTree(tree)
+		bl.logf("slot %s: unpacked %s in %.1fs", name, sl.RootTar, time.Since(t).Seconds())
+		sl.RootDir = tree
+	}
 	if sl.RootDir != "" {
 		root = filepath.Join(bl.work, "root-"+name+"."+fstype)
 		size := rootSize

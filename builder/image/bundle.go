@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/builder/bootimage"
 	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/format/gpt"
 	"github.com/keelboot/keel/format/layout"
@@ -35,8 +36,12 @@ func BuildBundle(ctx context.Context, s Spec, name string, out io.Writer) (*bund
 		return nil, fmt.Errorf("image: bundle: the spec has no slot %q to bundle", name)
 	case len(s.SigningKeys) == 0:
 		return nil, errors.New("image: bundle: signing_keys: an update bundle is always signed; make a key with keel keygen")
-	case sl.Kernel == "" || sl.Initrd == "" || (sl.RootDir == "") == (sl.RootImage == ""):
-		return nil, fmt.Errorf("image: bundle: slots.%s needs kernel, initrd and one of root_dir, root_image", name)
+	case (sl.Kernel == "") == (sl.KernelDir == ""):
+		return nil, fmt.Errorf("image: bundle: slots.%s needs one of kernel_dir or kernel", name)
+	case sl.Initrd == "" && len(s.TrustedKeys) == 0:
+		return nil, fmt.Errorf("image: bundle: slots.%s has no prebuilt initrd, and building it needs trusted_keys: list the .pub files of the signing keys", name)
+	case countSet(sl.RootDir, sl.RootTar, sl.RootImage) != 1:
+		return nil, fmt.Errorf("image: bundle: slots.%s needs one of root_dir, root_tar, root_image", name)
 	case s.Seed == "":
 		return nil, errors.New("image: bundle: seed: give the spec a seed, so that the bundle's file system and verity salt are the same bytes every build (delta updates depend on it)")
 	}
@@ -53,6 +58,9 @@ func BuildBundle(ctx context.Context, s Spec, name string, out io.Writer) (*bund
 		work = s.WorkDir
 	}
 	bl := &builder{ctx: ctx, s: &s, ids: idSource{seed: s.Seed}, work: work}
+	if err := bl.slotFiles(name, &sl, map[bootimage.Kernel]string{}); err != nil {
+		return nil, err
+	}
 	pl, err := bl.payload(name, sl, layout.RootPartition(name), rootSize, false, nil)
 	if err != nil {
 		return nil, err
@@ -140,4 +148,15 @@ func BundleFromImage(path, name string, keys []manifest.PrivateKey, out io.Write
 		}
 	}
 	return bundle.Write(out, in, keys...)
+}
+
+// countSet is how many of vs are not empty.
+func countSet(vs ...string) int {
+	n := 0
+	for _, v := range vs {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }

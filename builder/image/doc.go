@@ -25,7 +25,11 @@
 //     recovery: kernel, initrd, signed manifest, root with its verity tree,
 //     the data file system) in recovery. A Spec without signing keys is
 //     refused unless it says "unsigned": true (development images, whose
-//     slots keel-init refuses).
+//     slots keel-init refuses). Without prebuilt archives it first builds
+//     keel's initramfs and the slots' initrds (package builder/bootimage)
+//     from the kernel folders, keel-init and the trusted_keys.
+//   - [UnpackTar] unpacks a slot's root_tar (tar, gzip or zstd) into a
+//     tree, refusing anything that would leave it.
 //
 // Everything runs without root. The external tools (objcopy, mkfs.vfat,
 // mmd, mcopy, mkfs.erofs, mkfs.ext4) come from the Debian packages

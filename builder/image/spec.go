@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/builder/bootimage"
+	"github.com/keelboot/keel/builder/initrd"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/secureboot"
 )
@@ -32,9 +34,34 @@ type Spec struct {
 	// on, keel's initramfs, and that kernel's command line. On a U-Boot
 	// board they go on the boot partition instead, the kernel (an arm64
 	// Image) and the initramfs as files, the command line in boot.scr.
-	KeelKernel  string `json:"keel_kernel"`
-	KeelInitrd  string `json:"keel_initrd"`
-	KeelCmdline string `json:"keel_cmdline"`
+	//
+	// KeelKernelDir names keel's kernel as make kernel lays it out
+	// (build/kernel/<arch>: vmlinuz, modules, version) instead of
+	// KeelKernel: its vmlinuz is the kernel, its modules go into keel's
+	// initramfs. Or KeelKernel with KeelModules, the kernel's
+	// lib/modules/<version> folder.
+	//
+	// Without KeelInitrd, Build builds keel's initramfs itself (package
+	// builder/bootimage, stage 1: KeelInit, the board's InitModules from
+	// those modules, the board, TrustedKeys). A KeelInitrd is used as it
+	// is, and then neither KeelKernelDir nor KeelModules may be given.
+	KeelKernel    string `json:"keel_kernel,omitempty"`
+	KeelKernelDir string `json:"keel_kernel_dir,omitempty"`
+	KeelModules   string `json:"keel_modules,omitempty"`
+	KeelInitrd    string `json:"keel_initrd,omitempty"`
+	KeelCmdline   string `json:"keel_cmdline"`
+	// KeelInit is the keel-init binary the archives Build builds hold
+	// (keel's initramfs, the slots' initrds): "" means
+	// bootimage.DefaultKeelInit, keel-init beside the running keel as make
+	// build lays it out. Only when Build builds an archive.
+	KeelInit string `json:"keel_init,omitempty"`
+	// TrustedKeys are the public key files (keel keygen's NAME.pub) that
+	// the archives Build builds hold: keel-init boots only slots whose
+	// manifest one of them signed, so the public half of every
+	// SigningKeys key must be among them. Required when Build builds an
+	// archive; refused when every archive is given prebuilt (they hold
+	// their own keys).
+	TrustedKeys []string `json:"trusted_keys,omitempty"`
 	// Stub is the UEFI stub of the UKI; "" means DefaultStub.
 	Stub string `json:"stub,omitempty"`
 	// OSRelease is the UKI's .osrel section; "" means DefaultOSRelease.
@@ -105,13 +132,25 @@ type Spec struct {
 // builder/image/imagetest.
 type Slot struct {
 	// Kernel is the slot's kernel (bzImage) that keel-init kexecs.
-	Kernel string `json:"kernel,omitempty"`
-	// Initrd is keel's stage-2 initrd for that kernel.
+	// KernelDir names it as make kernel lays a kernel out instead
+	// (vmlinuz, modules, version): its vmlinuz is the kernel, its modules
+	// go into the slot's initrd. Or Kernel with Modules, the kernel's
+	// lib/modules/<version> folder.
+	Kernel    string `json:"kernel,omitempty"`
+	KernelDir string `json:"kernel_dir,omitempty"`
+	Modules   string `json:"modules,omitempty"`
+	// Initrd is keel's stage-2 initrd for that kernel, used as it is.
+	// Without it Build builds it (package builder/bootimage, stage 2: the
+	// Spec's KeelInit and TrustedKeys, the board's StageModules from the
+	// slot kernel's modules); slots with the same kernel share one. With
+	// it, neither KernelDir nor Modules may be given.
 	Initrd string `json:"initrd,omitempty"`
 	// RootDir is a directory to pack as the root file system (erofs or
-	// ext4, after RootFSType); RootImage a prebuilt file system image.
-	// Give exactly one.
+	// ext4, after RootFSType); RootTar a tar archive of the tree
+	// (uncompressed, gzip or zstd; see UnpackTar); RootImage a prebuilt
+	// file system image. Give exactly one.
 	RootDir   string `json:"root_dir,omitempty"`
+	RootTar   string `json:"root_tar,omitempty"`
 	RootImage string `json:"root_image,omitempty"`
 	// RootFSType is the root file system type; "" means the board's.
 	RootFSType string `json:"root_fstype,omitempty"`
@@ -152,7 +191,13 @@ func ReadSpec(path string) (Spec, error) {
 		}
 	}
 	abs(&s.KeelKernel)
+	abs(&s.KeelKernelDir)
+	abs(&s.KeelModules)
 	abs(&s.KeelInitrd)
+	abs(&s.KeelInit)
+	for i := range s.TrustedKeys {
+		abs(&s.TrustedKeys[i])
+	}
 	abs(&s.Stub)
 	abs(&s.SecureBootKeys)
 	for i := range s.SigningKeys {
@@ -160,8 +205,11 @@ func ReadSpec(path string) (Spec, error) {
 	}
 	absSlot := func(sl *Slot) {
 		abs(&sl.Kernel)
+		abs(&sl.KernelDir)
+		abs(&sl.Modules)
 		abs(&sl.Initrd)
 		abs(&sl.RootDir)
+		abs(&sl.RootTar)
 		abs(&sl.RootImage)
 	}
 	for name, sl := range s.Slots {
@@ -225,10 +273,60 @@ func (s *Spec) Validate() error {
 	if arch == "" {
 		arch = "amd64"
 	}
-	kernelFix := fmt.Sprintf("scripts/fetch-kernel.sh %s build/kernel/%s puts Debian's kernel in build/kernel/%s/vmlinuz", arch, arch, arch)
-	const initrdFix = "package initramfs builds it"
-	file("keel_kernel", s.KeelKernel, "the kernel keel-init runs on", kernelFix)
-	file("keel_initrd", s.KeelInitrd, "keel's initramfs (keel-init)", initrdFix)
+	kernelFix := fmt.Sprintf("make kernel (scripts/fetch-kernel.sh %s build/kernel/%s) puts Debian's kernel in build/kernel/%s", arch, arch, arch)
+	// builds counts the archives Build builds (keel's initramfs, slot
+	// initrds), which need keel_init and trusted_keys.
+	builds := 0
+	// kernel checks a kernel and the boot archive that goes with it: p is
+	// the fields' prefix ("keel_", "slots.a."), kernel, dir, mods and
+	// archive the values of its kernel, kernel_dir, modules and initrd.
+	kernel := func(p string, stage bootimage.Stage, kernel, dir, mods, archive string) {
+		what, kernelWhat, modules := "keel's initramfs", "the kernel keel-init runs on", b.InitModules
+		if stage == bootimage.Stage2 {
+			what, kernelWhat, modules = "the slot's stage-2 initrd", "the slot's kernel", b.StageModules
+		}
+		switch {
+		case dir != "" && (kernel != "" || mods != ""):
+			add("%skernel_dir with %skernel or %smodules: the folder gives both the kernel and its modules: give %skernel_dir alone, or %skernel and %smodules", p, p, p, p, p, p)
+		case dir != "":
+			if k, err := initrd.OpenKernel(dir); err != nil {
+				add("%skernel_dir: %w", p, err)
+			} else if b.Arch != "" && k.Arch != b.Arch {
+				add("%skernel_dir: the kernel in %s is %s (%s), board %s is %s: give the board's kernel; %s", p, dir, k.Version, k.Arch, b.Name, b.Arch, kernelFix)
+			}
+		case kernel == "":
+			add("%skernel_dir or %skernel: no kernel given: want %s; %s: name that folder in %skernel_dir", p, p, kernelWhat, kernelFix, p)
+		default:
+			file(p+"kernel", kernel, kernelWhat, kernelFix)
+		}
+		if archive != "" {
+			file(p+"initrd", archive, what+" (keel-init)", "or leave "+p+"initrd out: keel image build builds it")
+			for _, f := range []struct{ name, v string }{{"kernel_dir", dir}, {"modules", mods}} {
+				if f.v != "" {
+					add("%sinitrd and %s%s: %s%s is for building %s, but %sinitrd is a prebuilt one, used as it is: leave %sinitrd out to build it, or give %skernel (the kernel alone) with the prebuilt %sinitrd",
+						p, p, f.name, p, f.name, what, p, p, p, p)
+				}
+			}
+			return
+		}
+		builds++
+		if mods != "" {
+			if st, err := os.Stat(mods); err != nil {
+				add("%smodules: %w", p, err)
+			} else if !st.IsDir() {
+				add("%smodules: %s is not a directory: want the kernel's lib/modules/<version> folder", p, mods)
+			}
+		}
+		if dir == "" && mods == "" && kernel != "" && len(modules) > 0 {
+			add("%smodules: %s is built here (no %sinitrd given) and board %s's stage %s loads kernel modules (%s): name the kernel's lib/modules/<version> folder in %smodules, or give %skernel_dir (make kernel's folder) instead of %skernel",
+				p, what, p, b.Name, stage, strings.Join(modules, ", "), p, p, p)
+		}
+	}
+	kernel("keel_", bootimage.Stage1, s.KeelKernel, s.KeelKernelDir, s.KeelModules, s.KeelInitrd)
+	keelKernel := s.KeelKernel
+	if s.KeelKernelDir != "" && s.KeelKernel == "" {
+		keelKernel = filepath.Join(s.KeelKernelDir, "vmlinuz")
+	}
 	if strings.ContainsAny(strings.TrimSpace(s.KeelCmdline), "\x00\n") {
 		add("keel_cmdline: must be one line")
 	}
@@ -245,9 +343,9 @@ func (s *Spec) Validate() error {
 		if strings.Contains(s.KeelCmdline, "'") {
 			add("keel_cmdline: board %s boots keel from a U-Boot script, which quotes the command line with single quotes: it must hold none", b.Name)
 		}
-		if s.KeelKernel != "" {
-			if _, err := os.Stat(s.KeelKernel); err == nil {
-				if _, err := readArm64Image(s.KeelKernel); err != nil {
+		if keelKernel != "" {
+			if _, err := os.Stat(keelKernel); err == nil {
+				if _, err := readArm64Image(keelKernel); err != nil {
 					add("keel_kernel: %w", err)
 				}
 			}
@@ -294,21 +392,28 @@ func (s *Spec) Validate() error {
 	// slot checks one slot (f: its JSON field prefix, "slots.a.").
 	slot := func(name, f string, sl Slot) {
 		needKey = append(needKey, name)
-		file(f+"kernel", sl.Kernel, "the slot's kernel", kernelFix)
-		file(f+"initrd", sl.Initrd, "keel's stage-2 initrd for the slot's kernel", initrdFix)
+		kernel(f, bootimage.Stage2, sl.Kernel, sl.KernelDir, sl.Modules, sl.Initrd)
+		var roots []string
+		for _, r := range []struct{ field, v string }{{"root_dir", sl.RootDir}, {"root_tar", sl.RootTar}, {"root_image", sl.RootImage}} {
+			if r.v != "" {
+				roots = append(roots, f+r.field)
+			}
+		}
 		switch {
-		case sl.RootDir != "" && sl.RootImage != "":
-			add("%sroot_dir and %sroot_image: give one of them", f, f)
+		case len(roots) > 1:
+			add("%s: give one of them", strings.Join(roots, " and "))
 		case sl.RootDir != "":
 			if st, err := os.Stat(sl.RootDir); err != nil {
 				add("%sroot_dir: %w", f, err)
 			} else if !st.IsDir() {
 				add("%sroot_dir: %s is not a directory", f, sl.RootDir)
 			}
+		case sl.RootTar != "":
+			file(f+"root_tar", sl.RootTar, "a tar archive of the root file system (uncompressed, gzip or zstd)", "")
 		case sl.RootImage != "":
 			file(f+"root_image", sl.RootImage, "an erofs, ext4 or squashfs image", "")
 		default:
-			add("%sroot_dir or %sroot_image: no root file system given", f, f)
+			add("%sroot_dir, %sroot_tar or %sroot_image: no root file system given", f, f, f)
 		}
 		fstype := sl.RootFSType
 		if fstype == "" {
@@ -357,9 +462,10 @@ func (s *Spec) Validate() error {
 	}
 	if len(s.SigningKeys) == 0 && !s.Unsigned && len(needKey) > 0 {
 		add("signing_keys: no signing key given for %s: production images are always signed; "+
-			"make a key with keel keygen --out NAME, list NAME.key in signing_keys and give keel-init NAME.pub "+
+			"make a key with keel keygen --out NAME, list NAME.key in signing_keys and NAME.pub in trusted_keys "+
 			"(or set \"unsigned\": true for a development image, whose slots keel-init refuses)", slotNames(needKey))
 	}
+	s.validateArchiveInputs(builds, add)
 	var extra []string
 	for name := range s.Slots {
 		if !boardSlots[name] {
@@ -374,6 +480,67 @@ func (s *Spec) Validate() error {
 		return nil
 	}
 	return &SpecError{Errs: errs}
+}
+
+// validateArchiveInputs checks keel_init and trusted_keys: needed when
+// Build builds boot archives (builds of them), refused when it builds none.
+// The public half of every signing key must be trusted.
+func (s *Spec) validateArchiveInputs(builds int, add func(string, ...any)) {
+	b := &s.Board
+	if builds == 0 {
+		if s.KeelInit != "" {
+			add("keel_init: every boot archive is given prebuilt (keel_initrd and each slot's initrd), so no archive is built with it: leave keel_init out, or leave the prebuilt archives out to build them")
+		}
+		if len(s.TrustedKeys) > 0 {
+			add("trusted_keys: every boot archive is given prebuilt (keel_initrd and each slot's initrd), which hold their own trusted keys: leave trusted_keys out, or leave the prebuilt archives out to build them with these keys")
+		}
+		return
+	}
+	if b.Arch != "" {
+		keelInit := s.KeelInit
+		if keelInit == "" {
+			var err error
+			if keelInit, err = bootimage.DefaultKeelInit(b.Arch); err != nil {
+				add("keel_init: %w", err)
+			}
+		}
+		if keelInit != "" {
+			if err := bootimage.CheckKeelInitFile(keelInit, b.Arch); err != nil {
+				add("keel_init: %w", err)
+			}
+		}
+	}
+	if len(s.TrustedKeys) == 0 {
+		add("trusted_keys: none given, but keel's boot archives are built here (no prebuilt keel_initrd or slot initrd): " +
+			"keel-init boots only slots signed by a key its archives hold, so it would refuse every slot; " +
+			"list the .pub files of the signing keys in trusted_keys (keel keygen --out NAME makes NAME.key and NAME.pub)")
+		return
+	}
+	if _, err := bootimage.TrustedKeys(s.TrustedKeys); err != nil {
+		add("trusted_keys: %w", err)
+		return
+	}
+	trusted := map[string]bool{}
+	for _, p := range s.TrustedKeys {
+		keys, err := manifest.ReadPublicKeys(p)
+		if err != nil {
+			add("trusted_keys: %w", err)
+			return
+		}
+		for _, k := range keys {
+			trusted[k.ID()] = true
+		}
+	}
+	for i, p := range s.SigningKeys {
+		k, err := manifest.ReadPrivateKey(p)
+		if err != nil {
+			continue // reported with signing_keys
+		}
+		if !trusted[k.ID()] {
+			add("signing_keys[%d]: key %s (%s) is not among trusted_keys: keel-init would not trust its signatures, so no slot it signs would boot; add its public key (keel keygen wrote it as %s) to trusted_keys",
+				i, k.ID(), p, strings.TrimSuffix(p, ".key")+".pub")
+		}
+	}
 }
 
 // SpecError lists every problem Validate found.
