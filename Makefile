@@ -10,7 +10,7 @@ export KEEL_KERNEL_DIR ?= $(abspath $(BUILD)/kernel/amd64)
 # skipped test and fails the run on any skip (outside -short there are none).
 TESTSUM = $(BUILD)/testsum
 
-.PHONY: all deps build unit test vmtest fuzz bench bench-boot bench-verity bench-update debug-cpio demo demo-host clean
+.PHONY: all deps build debian-root unit test vmtest fuzz bench bench-boot bench-verity bench-update debug-cpio demo demo-host clean
 
 all: build
 
@@ -29,6 +29,19 @@ build:
 	$(KEEL_INIT_BUILD) -o $(BUILD)/keel-init ./cmd/keel-init
 	for arch in $(KEEL_INIT_ARCHS); do GOARCH=$$arch $(KEEL_INIT_BUILD) -o $(BUILD)/$$arch/keel-init ./cmd/keel-init || exit 1; done
 
+# A minimal Debian bookworm root with systemd for the slots (issue 13):
+# scripts/debian-root.sh runs mmdebstrap (Debian's packages; as root in its
+# root mode, else in unshare mode) into $(DEBIAN_ROOT)/base.tar, then adds
+# keel ($(BUILD)/keel, static), keel-mark-good.service and the watchdog
+# drop-in (dist/systemd) and what a read-only root needs, in
+# $(DEBIAN_ROOT)/root. Cached: the base is rebuilt only when the mmdebstrap
+# command changes (about 40 s, 100 MiB), the root when keel, dist/systemd
+# or the script change (seconds); otherwise nothing is done. The VM suite's
+# Debian scenarios (vmtests/debian_test.go) boot it.
+DEBIAN_ROOT ?= $(BUILD)/debian-root
+debian-root: deps build
+	./scripts/debian-root.sh $(DEBIAN_ROOT) $(BUILD)/keel
+
 # The inner loop: no installs (run `make deps` once first: some unit tests
 # run the real tools), no VMs, seconds.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /vmtests$$)
@@ -38,7 +51,7 @@ unit:
 # Everything: installs what it needs first (apt packages, the Debian kernel,
 # Go modules; idempotent), then every unit test (real tools included:
 # fw_printenv, mkenvimage, sgdisk, mkfs.erofs...), then the VM suite.
-test: deps kernel testsum
+test: deps kernel testsum debian-root
 	$(GO) vet ./...
 	set -o pipefail; $(GO) test -json -count=1 $(UNIT_PKGS) 2>&1 | $(TESTSUM)
 	set -o pipefail; $(GO) test -json -count=1 -parallel 2 -timeout 40m ./vmtests/ 2>&1 | $(TESTSUM)
@@ -49,7 +62,7 @@ testsum:
 	$(GO) build -o $(TESTSUM) ./scripts/testsum
 
 # The VM suite alone: QEMU (TCG) + OVMF + swtpm boot the disk images.
-vmtest: deps kernel
+vmtest: deps kernel debian-root
 	$(GO) test -count=1 -parallel 2 -timeout 40m -v ./vmtests/
 
 # Power cuts in every write path (issue 9): TestTorture kills QEMU at
@@ -101,9 +114,11 @@ debug-cpio:
 
 # keel-init's time from start to the kexec call against a bare Go init
 # that only mounts and execs, same VM configuration; initramfs sizes. And
-# the same disk booted with Secure Boot enforced and without.
+# the same disk booted with Secure Boot enforced and without. And per board
+# (qemu-x86_64-uefi, qemu-arm64-uboot, in the same run): power-on ->
+# keel-init, keel-init -> kexec, power-on -> the slot's init.
 bench-boot: deps kernel
-	$(GO) test -run '^$$' -bench 'BenchmarkBoot(ToHandoff|SecureBoot)$$' -benchtime 3x -timeout 60m ./vmtests/
+	$(GO) test -run '^$$' -bench 'BenchmarkBoot(ToHandoff|SecureBoot|Phases)$$' -benchtime 3x -timeout 60m ./vmtests/
 
 # Boot cost with a 64 MiB and a 1 GiB dm-verity root (should be the same).
 bench-verity: deps kernel
@@ -121,11 +136,15 @@ bench-update: deps
 	$(GO) test -run '^$$' -bench '^Benchmark(InstallVsDD|DeltaFetched)$$' -benchtime 1x -timeout 30m -v ./builder/image/
 
 # The demo: two A/B stories in QEMU (an update that commits, one that falls
-# back), booted from disk through OVMF with swtpm, under UEFI Secure Boot
-# (the first boot enrols keel's keys); SECURE_BOOT=false runs it without.
+# back), booted from disk through the board's firmware. BOARD picks the
+# board: qemu-x86_64-uefi (OVMF with swtpm, under UEFI Secure Boot: the
+# first boot enrols keel's keys; SECURE_BOOT=false runs without) or
+# qemu-arm64-uboot (U-Boot runs keel's boot.scr; the state is a redundant
+# U-Boot env, which fw_printenv reads on the host; no Secure Boot there).
+BOARD       ?= qemu-x86_64-uefi
 SECURE_BOOT ?= true
 demo: deps kernel
-	$(GO) run ./cmd/keel-demo -secure-boot=$(SECURE_BOOT)
+	$(GO) run ./cmd/keel-demo -board=$(BOARD) -secure-boot=$(SECURE_BOOT)
 
 # The CLI alone on a redundant U-Boot env file, checked with fw_printenv.
 demo-host: deps build

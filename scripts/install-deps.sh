@@ -32,6 +32,10 @@ pkgs=(
   nginx-light        # nginx: a real server's Range support for the HTTP bundle source (update/source)
   sbsigntool         # sbverify, sbsign: check keel's Authenticode-signed UKI (secureboot/, image/, cli/)
   efitools           # cert-to-efi-sig-list, sign-efi-sig-list: cross-check Secure Boot variables (secureboot/)
+  mmdebstrap         # the Debian + systemd slot root (make debian-root: scripts/debian-root.sh)
+  debian-archive-keyring # mmdebstrap checks bookworm's Release files with it
+  uidmap             # newuidmap: mmdebstrap's unshare mode (make debian-root without root)
+  systemd            # systemctl --root (make debian-root), systemd-analyze verify (dist/)
 )
 
 missing=()
@@ -47,10 +51,10 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for tool in fw_printenv fw_setenv mkenvimage mkimage sgdisk qemu-system-x86_64 qemu-system-aarch64 swtpm mkfs.erofs mkfs.vfat mcopy objcopy veritysetup tpm2_pcrread openssl cpio zstd gcc depmod nginx sbverify sbsign cert-to-efi-sig-list sign-efi-sig-list; do
+for tool in fw_printenv fw_setenv mkenvimage mkimage sgdisk qemu-system-x86_64 qemu-system-aarch64 swtpm mkfs.erofs mkfs.vfat mcopy objcopy veritysetup tpm2_pcrread openssl cpio zstd gcc depmod nginx sbverify sbsign cert-to-efi-sig-list sign-efi-sig-list mmdebstrap systemctl systemd-analyze; do
   command -v "$tool" >/dev/null || { echo "install-deps: $tool is still missing" >&2; exit 1; }
 done
-for f in /usr/lib/u-boot/qemu_arm64/u-boot.bin; do
+for f in /usr/lib/u-boot/qemu_arm64/u-boot.bin /usr/share/mmdebstrap/hooks/merged-usr/setup00.sh; do
   [ -s "$f" ] || { echo "install-deps: $f is still missing" >&2; exit 1; }
 done
 go mod download

@@ -41,7 +41,7 @@ const ubootBoard = "qemu-arm64-uboot"
 // keel and the test init for GOARCH=arm64, keel's initramfs and the slots'
 // initrd with the arm64 kernel's modules. They live in TestMain's folder
 // (removed at the end of the suite) when it has one.
-func ubootArtefacts(t *testing.T) *vmkit.Artefacts {
+func ubootArtefacts(t testing.TB) *vmkit.Artefacts {
 	t.Helper()
 	ubootBuilt.once.Do(func() {
 		ubootBuilt.err = func() error {
@@ -423,7 +423,9 @@ func TestUBootRecoveryNoBootableSlot(t *testing.T) {
 //     saveenv; then it boots keel (keel's Image and initramfs serve both
 //     bootnames). The console shows what U-Boot read and wrote.
 //  3. keel-init reads the env U-Boot wrote (U-Boot's own variables now in
-//     it): keel's record came through intact, so b boots on trial. In b,
+//     it): keel's record came through intact, so b boots on trial, and
+//     `keel env print` shows BOOT_B_LEFT=1 (keel took U-Boot's copy as the
+//     newer one: its CRC and flag are right). In b,
 //     `keel env import --from rauc --force` turns the counters U-Boot
 //     decremented into keel's record: b active with 3 - 1 = 2 unconfirmed
 //     boots, a good.
@@ -486,14 +488,16 @@ func TestUBootRAUCScript(t *testing.T) {
 }
 
 // Memory raucBootScript uses on QEMU's virt (RAM 0x40000000-0x7fffffff with
-// 1 GiB; U-Boot relocates itself to its top): the two env copies as read,
-// a staging buffer for env import -c and env export -c, and a note of
-// where and with which flag the next save goes.
+// 1 GiB; U-Boot relocates itself to its top): a note of where and with
+// which flag the next save goes, the two env copies as read, and a staging
+// buffer for env import -c and env export -c, last: env export -c clears
+// (and checks room for) its whole CONFIG_ENV_SIZE (256 KiB on qemu_arm64),
+// whatever -s says.
 const (
+	raucNote    = 0x5fff0000
 	raucEnvA    = 0x60000000
 	raucEnvB    = raucEnvA + ubootenv.BootstateEnvSize
 	raucStage   = raucEnvB + ubootenv.BootstateEnvSize
-	raucNote    = raucStage + 2*ubootenv.BootstateEnvSize
 	raucBootEnv = "bootstate"
 )
 
@@ -539,8 +543,10 @@ func raucBootScript(t *testing.T, art *vmkit.Artefacts) []byte {
 		line("  fi")
 		line("fi")
 	}
-	// save is saveenv: export, flag, write the copy not loaded.
-	save := func() {
+	// save is saveenv: export, flag, write the copy not loaded; in is
+	// the indentation.
+	save := func(in string) {
+		line := func(format string, args ...any) { fmt.Fprintf(&s, in+format+"\n", args...) }
 		line("setenv rauc_env_ok")
 		line("setenv rauc_env_flag")
 		line("setenv rauc_env_blk")
@@ -573,10 +579,11 @@ func raucBootScript(t *testing.T, art *vmkit.Artefacts) []byte {
 	line("if test ${rauc_env_first} = b; then")
 	stage("b", raucEnvB, raucNote+12)
 	line("fi")
+	// The newer copy first; if its CRC fails, the other.
 	stage("a", raucEnvA, raucNote+16)
 	stage("b", raucEnvB, raucNote+12)
 	line("if test -z \"${rauc_env_ok}\"; then")
-	line("  echo \"rauc-test: no valid env on bootstate: U-Boot's default env\"")
+	line("  echo \"rauc-test: no valid env on bootstate, the default env of U-Boot\"")
 	line("  mw.l %#x ${rauc_env_blk}", raucNote)
 	line("  mw.b %#x 1", raucNote+4)
 	line("fi")
@@ -603,13 +610,13 @@ func raucBootScript(t *testing.T, art *vmkit.Artefacts) []byte {
 	line("  echo \"rauc-test: no slot has attempts left: every counter back to 3, reset\"")
 	line("  setenv BOOT_A_LEFT 3")
 	line("  setenv BOOT_B_LEFT 3")
-	save()
+	save("  ")
 	line("  reset")
 	line("fi")
 	line("setenv rauc_slot")
-	save()
+	save("")
 	line("")
-	line("# keel boots whichever slot RAUC's part chose: keel decides from its record.")
+	line("# keel boots whichever slot the RAUC part chose: keel decides from its record.")
 	keel, err := image.BootScript(image.BootScriptOptions{
 		Board: b.Name, Device: b.UBoot.Device, Part: 1,
 		KernelAddr: b.UBoot.KernelAddr, RamdiskAddr: b.UBoot.RamdiskAddr,
@@ -617,6 +624,13 @@ func raucBootScript(t *testing.T, art *vmkit.Artefacts) []byte {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// U-Boot's hush shell cannot parse a single quote inside double
+	// quotes: keep them out of the RAUC part's commands.
+	for _, l := range strings.Split(s.String(), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") && strings.Contains(l, "'") {
+			t.Fatalf("RAUC boot script: a single quote in %q", l)
+		}
 	}
 	s.Write(keel)
 	return []byte(s.String())

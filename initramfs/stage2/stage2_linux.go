@@ -98,7 +98,7 @@ func Run(ctx context.Context, line string, logf Logf) error {
 		}
 	}
 	init := "/sbin/init"
-	if _, err := os.Stat(filepath.Join(newRoot, init)); err != nil {
+	if err := existsIn(newRoot, init); err != nil {
 		return fmt.Errorf("slot %s has no %s: %w", slot, init, err)
 	}
 	if err := switchRoot(newRoot); err != nil {
@@ -106,6 +106,24 @@ func Run(ctx context.Context, line string, logf Logf) error {
 	}
 	logf("KEEL-SWITCHROOT exec %s", init)
 	return syscall.Exec(init, []string{init}, os.Environ())
+}
+
+// existsIn checks that name exists in the tree at root as it will be seen
+// once root is /: symbolic links resolve inside root (Debian's /sbin/init
+// is an absolute link to /lib/systemd/systemd).
+func existsIn(root, name string) error {
+	dir, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: root, Err: err}
+	}
+	defer unix.Close(dir)
+	fd, err := unix.Openat2(dir, strings.TrimPrefix(name, "/"), &unix.OpenHow{
+		Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT,
+	})
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: filepath.Join(root, name), Err: err}
+	}
+	return unix.Close(fd)
 }
 
 // bootDisk finds the disk keel booted from as stage 1 did (package

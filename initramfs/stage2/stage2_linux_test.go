@@ -3,6 +3,7 @@
 package stage2
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -113,5 +114,49 @@ func TestKeepHandoffWithoutKeys(t *testing.T) {
 				checkFile(t, filepath.Join(to, "eventlog.jsonl"), log, 0o644)
 			}
 		})
+	}
+}
+
+// TestExistsIn: /sbin/init is looked up as the slot will see it once its
+// root is /: Debian's absolute links (/sbin -> usr/sbin, /usr/sbin/init ->
+// /lib/systemd/systemd, /lib -> usr/lib) resolve inside the new root, not
+// in the initramfs; a link leading nowhere in the new root is missing even
+// when the initramfs has its target.
+func TestExistsIn(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"usr/sbin", "usr/lib/systemd"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr/lib/systemd/systemd"), []byte("#!\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hostTarget := filepath.Join(t.TempDir(), "init") // exists outside the root only
+	if err := os.WriteFile(hostTarget, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{
+		"sbin":                 "usr/sbin",
+		"lib":                  "usr/lib",
+		"usr/sbin/init":        "/lib/systemd/systemd",
+		"usr/sbin/outside":     hostTarget,
+		"usr/sbin/dotdot-init": "../../../../../../lib/systemd/systemd",
+	} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]bool{
+		"/sbin/init": true, "/sbin/dotdot-init": true, "/usr/lib/systemd/systemd": true,
+		"/sbin/outside": false, "/sbin/none": false,
+	} {
+		err := existsIn(root, name)
+		if (err == nil) != want {
+			t.Errorf("existsIn(%s): %v, want exists=%v", name, err, want)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("existsIn(%s): %v, want fs.ErrNotExist", name, err)
+		}
 	}
 }

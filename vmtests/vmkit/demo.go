@@ -5,36 +5,60 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/hugelgupf/vmtest/qemu"
 
 	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/bootenv/ubootenv"
+	"github.com/keelboot/keel/format/gpt"
+	"github.com/keelboot/keel/format/layout"
 )
 
-// Demo tells two stories on the qemu-x86_64-uefi board, booting it in QEMU
-// from its disk through OVMF with swtpm: an update that commits, and an
-// update whose health check fails and falls back. It prints keel-init's
-// console lines and what the slots say. With secureBoot (the default of
-// keel-demo) the firmware is OVMF's Secure Boot build: the first power-on
-// is the factory step (the slot enrols keel's keys), and every boot after
-// it is verified; without, the plain build, Secure Boot off.
-func Demo(ctx context.Context, root string, out io.Writer, secureBoot bool) error {
-	b, err := boards.Get("qemu-x86_64-uefi")
+// DemoOptions choose the demo's board and firmware.
+type DemoOptions struct {
+	// Board is the board to boot (boards.Get); empty: DefaultDemoBoard.
+	Board string
+	// SecureBoot runs a UEFI board's Secure Boot firmware: the first
+	// power-on is the factory step (the slot enrols keel's keys), and
+	// every boot after it is verified. Boards without one (U-Boot boards)
+	// ignore it, and the demo says so.
+	SecureBoot bool
+}
+
+// DefaultDemoBoard is the board the demo boots unless told otherwise.
+const DefaultDemoBoard = "qemu-x86_64-uefi"
+
+// Demo tells two stories on a board, booting it in QEMU from its disk
+// through its firmware (OVMF with swtpm on qemu-x86_64-uefi, U-Boot
+// running keel's boot.scr on qemu-arm64-uboot): an update that commits,
+// and an update whose health check fails and falls back. It prints
+// keel-init's console lines and what the slots say.
+func Demo(ctx context.Context, root string, out io.Writer, o DemoOptions) error {
+	if o.Board == "" {
+		o.Board = DefaultDemoBoard
+	}
+	b, err := boards.Get(o.Board)
 	if err != nil {
 		return err
 	}
 	if err := CheckTools(b); err != nil {
 		return err
 	}
+	secureBoot := o.SecureBoot && b.Firmware == boards.FirmwareUEFI && b.QEMU.SecureBootCode != ""
 	dir, err := os.MkdirTemp("", "keel-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
 	say := func(format string, args ...any) { fmt.Fprintf(out, "\n\033[1m==> "+format+"\033[0m\n", args...) }
-	say("building keel-init, the initramfs, the slots' stage-2 initrd and the test root filesystems")
+	say("board %s (%s, %s firmware): building keel-init, the initramfs, the slots' stage-2 initrd and the test root filesystems", b.Name, b.Arch, b.Firmware)
+	if o.SecureBoot && !secureBoot {
+		say("UEFI Secure Boot does not apply to board %s: keel-init still enforces the slots' signatures and dm-verity", b.Name)
+	}
 	art, err := Build(ctx, root, dir, b, out)
 	if err != nil {
 		return err
@@ -42,6 +66,7 @@ func Demo(ctx context.Context, root string, out io.Writer, secureBoot bool) erro
 	console := qemu.LogSerialByLine(func(line string) {
 		if strings.Contains(line, "keel-init:") || strings.Contains(line, "KEEL-") ||
 			strings.HasPrefix(line, "slot ") || strings.Contains(line, "BdsDxe: starting") ||
+			strings.HasPrefix(line, "Found U-Boot script") || strings.HasPrefix(line, "keel: loading keel") ||
 			strings.Contains(line, "Secure Boot is enabled") || strings.HasPrefix(strings.TrimSpace(line), "enrolled ") {
 			fmt.Fprintf(out, "    | %s\n", strings.TrimSpace(line))
 		}
@@ -91,7 +116,12 @@ func Demo(ctx context.Context, root string, out io.Writer, secureBoot bool) erro
 		return err
 	}
 	m.SecureBoot = secureBoot
-	say("power on: OVMF boots keel's UKI from the ESP; keel-init reads the state from a UEFI variable")
+	switch b.Firmware {
+	case boards.FirmwareUBoot:
+		say("power on: U-Boot runs boot.scr from the boot partition, which boots keel's kernel and initramfs; keel-init reads the state from the redundant U-Boot env on the bootstate partition")
+	default:
+		say("power on: OVMF boots keel's UKI from the ESP; keel-init reads the state from a UEFI variable")
+	}
 	r, err := m.PowerOn(ctx, 10*time.Minute, console)
 	if err != nil {
 		return err
@@ -137,6 +167,18 @@ func Demo(ctx context.Context, root string, out io.Writer, secureBoot bool) erro
 	}
 	if err := step("power off", r.PowerOff()); err != nil {
 		return err
+	}
+	if b.Store == boards.StoreUBootEnv {
+		say("on the host, after power-off: fw_printenv reads keel's record from the bootstate partition of the disk image")
+		env, err := hostEnv(ctx, m.Disk, dir)
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(strings.TrimSpace(env), "\n") {
+			if strings.HasPrefix(l, "keel_") {
+				fmt.Fprintf(out, "      %s\n", l)
+			}
+		}
 	}
 
 	// Story 2.
@@ -192,6 +234,36 @@ func Demo(ctx context.Context, root string, out io.Writer, secureBoot bool) erro
 	}
 	say("done: both stories ran on real firmware, a real kernel and keel's real PID 1")
 	return nil
+}
+
+// hostEnv runs fw_printenv (libubootenv) on the redundant env in the
+// bootstate partition of the disk image, with a config that names the two
+// copies by their offsets in the image, and returns what it printed.
+func hostEnv(ctx context.Context, disk, dir string) (string, error) {
+	f, err := os.Open(disk)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	tab, err := gpt.ReadFile(f)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", disk, err)
+	}
+	p, err := tab.Find(layout.Bootstate)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", disk, err)
+	}
+	conf := filepath.Join(dir, "fw_env.config")
+	n := int64(ubootenv.BootstateEnvSize)
+	text := fmt.Sprintf("%s %#x %#x\n%s %#x %#x\n", disk, p.Offset(), n, disk, p.Offset()+n, n)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, "fw_printenv", "-c", conf).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("fw_printenv -c %s: %w\n%s", conf, err, out)
+	}
+	return string(out), nil
 }
 
 func mkdir(parent, name string) string {

@@ -309,6 +309,10 @@ type SlotSpec struct {
 	// VendorKernel puts the kernel in the slot as Debian signed it, not
 	// signed with the db key: under Secure Boot keel-init refuses it.
 	VendorKernel bool
+	// RootDir, if set, is a prebuilt root file system tree for the slot
+	// (a Debian root from make debian-root, say) instead of a test root
+	// with the test init: Health and PadMiB do not apply.
+	RootDir string
 }
 
 // canaryPattern fills the test roots' /etc/keel-test/canary.
@@ -427,9 +431,12 @@ func (a *Artefacts) imageSlot(s SlotSpec) (image.Slot, error) {
 	if h == "" {
 		h = Healthy
 	}
-	root, err := a.rootDir(s.Version, h, s.PadMiB)
-	if err != nil {
-		return image.Slot{}, err
+	root := s.RootDir
+	if root == "" {
+		var err error
+		if root, err = a.rootDir(s.Version, h, s.PadMiB); err != nil {
+			return image.Slot{}, err
+		}
 	}
 	kernel := a.SlotKernel
 	if s.VendorKernel {

@@ -1,0 +1,9 @@
+// Package dist holds what keel ships for the slots' operating system, not
+// Go code: systemd/keel-mark-good.service (the commit of a booted slot after
+// boot-complete.target, the systemd-bless-boot convention: a health check is
+// any unit ordered Before=boot-complete.target and RequiredBy= it) and
+// systemd/system.conf.d/keel-watchdog.conf (systemd leaves the hardware
+// watchdog keel-init armed alone; keel mark-good stops it).
+// scripts/debian-root.sh installs them in the Debian root of make
+// debian-root; the tests here check them with systemd-analyze.
+package dist
