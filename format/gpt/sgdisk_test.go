@@ -264,7 +264,13 @@ func TestCorruptSgdisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt([]byte{0xFF}, 512+60); err != nil { // primary header's DiskGUID
+	// Flip a byte of the primary header's DiskGUID (writing a fixed value
+	// changed nothing when the random GUID already held it: 1 run in 256).
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, 512+60); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{b[0] ^ 0xFF}, 512+60); err != nil {
 		t.Fatal(err)
 	}
 	// sgdisk notices the damage ...
