@@ -239,9 +239,23 @@ func (a *Artefacts) RootDir(version string, h Health) (string, error) {
 }
 
 func (a *Artefacts) rootDir(version string, h Health, padMiB int) (string, error) {
-	dir := filepath.Join(a.Dir, "roots", fmt.Sprintf("%s-%s-%d", version, h, padMiB))
-	if _, err := os.Stat(filepath.Join(dir, "sbin", "init")); err == nil {
-		return dir, nil
+	final := filepath.Join(a.Dir, "roots", fmt.Sprintf("%s-%s-%d", version, h, padMiB))
+	if _, err := os.Stat(final); err == nil {
+		return final, nil
+	}
+	// Parallel scenarios may ask for the same root at once: each builds
+	// its own copy and renames it into place; the first rename wins and
+	// the others use it (a reader never sees a half-written tree).
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(final), ".tmp-root-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir) // gone once renamed
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", err
 	}
 	for _, d := range []string{"sbin", "bin", "etc/keel-test", "proc", "sys", "dev", "run", "tmp", EnrolmentDir[1:]} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
@@ -284,7 +298,13 @@ func (a *Artefacts) rootDir(version string, h Health, padMiB int) (string, error
 			return "", err
 		}
 	}
-	return dir, nil
+	if err := os.Rename(dir, final); err != nil {
+		if _, serr := os.Stat(final); serr == nil {
+			return final, nil // another scenario's copy won
+		}
+		return "", err
+	}
+	return final, nil
 }
 
 // SlotSpec describes one slot of a test disk. CorruptKernel, UnknownKey
