@@ -138,6 +138,7 @@ Commands:
   boot-ok [--slot S]                   confirm the booted good slot came up (ends its unconfirmed-boot count)
   mark-bad SLOT [--reason TEXT]        mark SLOT bad
   set-active SLOT                      make a good SLOT the one normal boots take
+  rollback                             make the other good slot active again (its data area as it was)
   recover [--reason TEXT] [--factory-reset] [--cancel]
                                        request (or cancel) recovery at the next boot
   secret keygen|sign-policy|seal|unseal
@@ -206,7 +207,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	c := &command{ctx: ctx, g: g, deps: deps, stdout: stdout, stderr: stderr}
 	commands := map[string]func([]string) error{
 		"status": c.status, "init": c.init, "try": c.try, "select": c.selectCmd,
-		"mark-good": c.markGood, "boot-ok": c.bootOK, "mark-bad": c.markBad, "set-active": c.setActive,
+		"mark-good": c.markGood, "boot-ok": c.bootOK, "mark-bad": c.markBad, "set-active": c.setActive, "rollback": c.rollback,
 		"secret": c.secret, "recover": c.recover, "env": c.env, "image": c.image, "initramfs": c.initramfs, "pcr": c.pcr,
 		"keygen": c.keygen, "sign": c.sign, "verify": c.verify, "seed": c.seed,
 		"bundle": c.bundleCmd, "install": c.install, "secureboot": c.secureBoot,

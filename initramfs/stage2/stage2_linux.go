@@ -36,7 +36,9 @@ type Logf = func(format string, args ...any)
 // Run is stage 2: it keeps the event log and trusted keys stage 1 handed
 // over, loads the modules, re-arms the watchdog, maps the slot's root
 // through dm-verity with the root hash keel-init put on the measured
-// command line, mounts it read-only and switches root to its /sbin/init.
+// command line, mounts it read-only, mounts the data partition and the
+// slot's data area in it when the root has /data (mountData), and
+// switches root to its /sbin/init.
 // It returns only on failure.
 func Run(ctx context.Context, line string, logf Logf) error {
 	keepHandoff(layout.HandoffDir, layout.RunDir, logf)
@@ -58,7 +60,7 @@ func Run(ctx context.Context, line string, logf Logf) error {
 	if err != nil {
 		return err
 	}
-	sysinit.ArmWatchdog(b, logf)
+	wd := sysinit.ArmWatchdog(b, logf)
 	part := layout.RootPartition(slot)
 	disk, err := bootDisk(b, logf)
 	if err != nil {
@@ -88,6 +90,9 @@ func Run(ctx context.Context, line string, logf Logf) error {
 		return fmt.Errorf("mount %s (%s) as %s on %s: %w", part, dev, fstype, newRoot, err)
 	}
 	logf("mounted %s (%s, %s) read-only", part, dev, fstype)
+	if err := mountData(disk, b.Slots, h, wd, logf); err != nil {
+		return err
+	}
 	for _, m := range []string{"/dev", "/proc", "/sys", "/run"} {
 		dst := filepath.Join(newRoot, m)
 		if _, err := os.Stat(dst); err != nil {

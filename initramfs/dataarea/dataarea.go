@@ -1,0 +1,124 @@
+// Package dataarea keeps the data partition's per-slot areas: data that
+// rolls back with the slot. Stage 2 (package initramfs/stage2) mounts the
+// data partition at /data in the slot's root and calls Prepare before it
+// switches root; the OS then finds
+//
+//	/data/slot    the booted slot's area: a bind mount of slots/<slot>/data
+//	/data/shared  the shared area, which never rolls back (logs, credentials)
+//
+// On the data partition:
+//
+//	shared/               the shared area
+//	slots/<slot>/data/    the slot's area
+//	slots/<slot>/install  the install the area belongs to (the root hash of
+//	                      the slot's dm-verity root, from the measured
+//	                      command line), written with the area
+//	slots/<slot>.new/     a snapshot being made (removed and redone after a
+//	                      power cut)
+//	slots/<slot>.old/     the area a snapshot replaced (removed)
+//	slot/                 the empty mount point of /data/slot
+//
+// The first boot of a trial (keel.mode=trial, and the slot's area belongs
+// to another install or there is none) snapshots the other slot's area to
+// the trial's: a copy into slots/<trial>.new, syncfs, then renames, so
+// that a power cut leaves the trial's area either as it was or complete,
+// and never writes to the source. Later boots of the same trial keep what
+// the trial wrote. A fallback, a normal boot and `keel rollback` boot a
+// slot with its area as it was; the old slot's area stays until the next
+// install replaces it. What to do is decided by Decide, a pure function;
+// Prepare does the I/O.
+package dataarea
+
+import "fmt"
+
+// Names on the data partition.
+const (
+	SharedDir   = "shared"  // the shared area
+	SlotsDir    = "slots"   // the per-slot areas
+	MountDir    = "slot"    // the mount point of the booted slot's area
+	AreaData    = "data"    // slots/<slot>/data: what the OS sees
+	InstallFile = "install" // slots/<slot>/install: whose area it is
+	newSuffix   = ".new"
+	oldSuffix   = ".old"
+)
+
+// ModeTrial is keel.mode= of a slot's trial boots (bootenv.ModeTrial; this
+// package imports nothing of keel's).
+const ModeTrial = "trial"
+
+// Action is what Prepare does with the booted slot's area.
+type Action int
+
+// Actions.
+const (
+	// Use mounts the slot's area as it is.
+	Use Action = iota
+	// Create makes an empty area for the slot.
+	Create
+	// Snapshot copies the source slot's area to the slot's, replacing
+	// what the slot had.
+	Snapshot
+)
+
+func (a Action) String() string {
+	switch a {
+	case Use:
+		return "use"
+	case Create:
+		return "create"
+	case Snapshot:
+		return "snapshot"
+	}
+	return fmt.Sprintf("Action(%d)", int(a))
+}
+
+// State is what the data partition holds for a decision.
+type State struct {
+	// Slot is the booted slot, Mode its keel.mode=, Install the identity
+	// of what is installed in it ("" when unknown: no dm-verity root).
+	Slot, Mode, Install string
+	// Source is the slot whose area a trial starts from: the other slot
+	// ("" when there is none to say).
+	Source string
+	// HasArea and AreaInstall describe slots/<Slot>: whether it exists
+	// and the install it belongs to.
+	HasArea     bool
+	AreaInstall string
+	// HasSource: slots/<Source> exists.
+	HasSource bool
+}
+
+// Plan is a decision: the action, the slot copied from (Snapshot) and
+// why, for the console.
+type Plan struct {
+	Action Action
+	Source string
+	Why    string
+}
+
+// Decide says what to do with the booted slot's area. Only a trial's
+// first boot of an install snapshots; nothing else ever replaces an area,
+// so a fallback or a rollback finds its area as it was.
+func Decide(s State) Plan {
+	src := s.Source
+	if src == s.Slot {
+		src = ""
+	}
+	if s.Mode != ModeTrial {
+		if s.HasArea {
+			return Plan{Action: Use, Why: "mode " + s.Mode + ": the slot's area as it is"}
+		}
+		return Plan{Action: Create, Why: "mode " + s.Mode + ": the slot has no area yet"}
+	}
+	switch {
+	case s.HasArea && s.Install != "" && s.AreaInstall == s.Install:
+		return Plan{Action: Use, Why: "a later boot of this trial: the area it started"}
+	case s.HasArea && s.Install == "":
+		return Plan{Action: Use, Why: "the install is unknown (no dm-verity root): the slot's area as it is"}
+	case src != "" && s.HasSource:
+		return Plan{Action: Snapshot, Source: src, Why: "the first boot of this trial: a copy of slot " + src + "'s area"}
+	case s.HasArea:
+		return Plan{Action: Use, Why: "no area to copy from: the slot's area as it is"}
+	}
+	return Plan{Action: Create, Why: "no area to copy from: an empty area"}
+}

@@ -1,0 +1,109 @@
+//go:build linux
+
+package stage2
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keelboot/keel/format/cmdline"
+	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/hw/blockdev"
+	"github.com/keelboot/keel/initramfs/dataarea"
+	"github.com/keelboot/keel/initramfs/sysinit"
+)
+
+// DataMount is where stage 2 mounts the data partition (ext4) in the
+// slot's root, when the root has that folder: the OS finds the booted
+// slot's area at DataMount/slot and the shared area at DataMount/shared
+// (package initramfs/dataarea).
+const DataMount = "/data"
+
+// mountData mounts the data partition at DataMount in the new root and
+// the booted slot's area on DataMount/slot, snapshotting the other slot's
+// area on a trial's first boot (dataarea.Prepare). A root without
+// DataMount leaves the data partition to the OS. A data partition that
+// cannot be found or mounted is a warning (the OS boots without
+// DataMount); areas that cannot be prepared fail a trial's boot
+// (dataFatal) and are a warning otherwise. A snapshot pets the watchdog
+// wd (nil: none) as it goes.
+func mountData(disk *blockdev.Disk, slots []string, h cmdline.Handoff, wd *sysinit.Watchdog, logf Logf) error {
+	dir := filepath.Join(newRoot, DataMount)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		logf("data: the slot's root has no folder %s: the data partition is left to the OS", DataMount)
+		return nil
+	}
+	dev, err := disk.Partition(layout.Data)
+	if err != nil {
+		logf("warning: data: %v: the OS boots without %s", err, DataMount)
+		return nil
+	}
+	if err := unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		logf("warning: data: mount %s (%s) as ext4 on %s: %v: the OS boots without %s (a factory reset, `keel recover --factory-reset`, re-creates it)", layout.Data, dev, DataMount, err, DataMount)
+		return nil
+	}
+	s := dataarea.State{Slot: h.Slot, Mode: h.Mode, Install: installOf(h), Source: otherSlot(slots, h.Slot)}
+	p, area, err := dataarea.Prepare(dir, s, dataarea.Options{Logf: logf, Progress: func() {
+		if err := wd.Pet(); err != nil {
+			logf("warning: data: petting the watchdog: %v", err)
+		}
+	}})
+	if err == nil {
+		mnt := filepath.Join(dir, dataarea.MountDir)
+		if err = unix.Mount(area, mnt, "", unix.MS_BIND, ""); err != nil {
+			err = fmt.Errorf("data: bind-mounting slot %s's area on %s: %w", h.Slot, filepath.Join(DataMount, dataarea.MountDir), err)
+		}
+	}
+	if err != nil {
+		if uerr := unix.Unmount(dir, unix.MNT_DETACH); uerr != nil {
+			logf("warning: data: unmounting %s: %v", dir, uerr)
+		}
+		if dataFatal(h.Mode) {
+			return fmt.Errorf("%w: the trial of slot %s cannot have its data area (%s); this boot fails, its try is used, and when its tries run out the fallback boots the good slot with its data as it was", err, h.Slot, p.Action)
+		}
+		logf("warning: %v: the OS boots without %s", err, DataMount)
+		return nil
+	}
+	logf("data: %s on %s, slot %s's area on %s, the shared area on %s", layout.Data, DataMount, h.Slot,
+		filepath.Join(DataMount, dataarea.MountDir), filepath.Join(DataMount, dataarea.SharedDir))
+	return nil
+}
+
+// dataFatal says whether a failure to prepare the data areas fails the
+// boot: only on a trial. A trial that cannot have its area (the snapshot
+// of the old slot's, most often: no space) must not be committed, or the
+// new version would run on from no data; its try is used, and the
+// fallback boots the old slot with its area as it was. A normal or
+// fallback boot goes on without the data partition, as before keel had
+// data areas: the OS's health check decides.
+func dataFatal(mode string) bool {
+	return mode == dataarea.ModeTrial
+}
+
+// installOf identifies what is installed in the booted slot: the root
+// hash of its dm-verity root (from the signed manifest, on the measured
+// command line); "" without one.
+func installOf(h cmdline.Handoff) string {
+	if h.Verity == nil {
+		return ""
+	}
+	return h.Verity.RootHash
+}
+
+// otherSlot is the slot a trial's area is copied from: the board's other
+// slot when it has exactly two ("" otherwise: no snapshot).
+func otherSlot(slots []string, booted string) string {
+	if len(slots) != 2 {
+		return ""
+	}
+	switch booted {
+	case slots[0]:
+		return slots[1]
+	case slots[1]:
+		return slots[0]
+	}
+	return ""
+}
