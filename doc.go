@@ -10,7 +10,8 @@
 //	│   ├─ stage1            decide (bootenv) → commit → verify (manifest) → measure (tpm) → kexec;
 //	│   │                    fallback to the next slot, recovery from the seed (recovery)
 //	│   ├─ kexec             verified memfd copies, initrd hand-off files, kexec_file_load
-//	│   ├─ stage2            in the slot kernel: dm-verity root (dm), mount, switch_root
+//	│   ├─ stage2            in the slot kernel: dm-verity root (dm), data areas, mount, switch_root
+//	│   ├─ dataarea          per-slot data that rolls back with the slot (copied at a trial's first boot)
 //	│   └─ dm                device-mapper ioctls
 //	├─ hw/                   device access keel-init and the on-device CLI share
 //	│   ├─ blockdev          the boot disk and its partitions by GPT name
@@ -23,6 +24,8 @@
 //	│   └─ storetest         the conformance suite every store passes
 //	├─ manifest/             signed slot manifests (ed25519, key rotation)
 //	├─ tpm/                  PCR 8/9 measurement, event log, prediction, NV anti-rollback, sealing
+//	│   └─ tcglog            the firmware's TCG event log; PCR 7 prediction
+//	├─ secureboot/           UEFI Secure Boot keys, Authenticode, enrolment, OVMF variable stores
 //	├─ recovery/             the seed: verify it, reinstall a slot from it, factory reset
 //	│
 //	├─ format/               on-disk formats and protocols both sides share
@@ -36,10 +39,12 @@
 //	├─ builder/              what runs on the host to build images
 //	│   ├─ image             disk image: GPT, ESP with the UKI, signed slots, verity roots, seed
 //	│   │   └─ imagetest     breaks built images on purpose (tests only)
-//	│   ├─ initrd            keel's initramfs archive (modules in load order, zstd)
+//	│   ├─ bootimage         keel's stage-1 initramfs and the slots' stage-2 initrd from board, kernel, keys
+//	│   ├─ initrd            initramfs archives (modules in load order, zstd)
 //	│   └─ kmod              module closure and order from .modinfo
 //	├─ boards/               targets as Go data; Board.Validate holds their invariants
 //	├─ cli/, cmd/            the keel command (host and device), keel-init, the demo
+//	├─ dist/                 what the slots' OS installs: systemd units (keel-mark-good.service)
 //	│
 //	└─ vmtests/              the scenarios in QEMU (OVMF, swtpm, Debian kernels)
 //	    ├─ vmkit             VM artefacts and machines booted from disk through firmware
