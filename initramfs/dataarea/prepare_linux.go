@@ -116,14 +116,11 @@ func cleanup(slots string, o Options) error {
 
 // readArea says whether slots/<slot> holds an area and whose install it is.
 func readArea(slots, slot string) (bool, string, error) {
-	st, err := os.Stat(filepath.Join(slots, slot, AreaData))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return false, "", nil
-	case err != nil:
-		return false, "", err
-	case !st.IsDir():
-		return false, "", fmt.Errorf("%s is not a folder: remove it (keel makes the area again)", filepath.Join(slots, slot, AreaData))
+	for _, d := range []string{filepath.Join(slots, slot), filepath.Join(slots, slot, AreaData)} {
+		ok, err := realDir(d)
+		if err != nil || !ok {
+			return false, "", err
+		}
 	}
 	b, err := os.ReadFile(filepath.Join(slots, slot, InstallFile))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -198,13 +195,30 @@ func replace(slots, slot, src, install string, o Options) error {
 }
 
 func mkdir(o Options, dir string) error {
-	if st, err := os.Stat(dir); err == nil && st.IsDir() {
-		return nil
+	if ok, err := realDir(dir); ok || err != nil {
+		return err
 	}
 	if err := o.Cut(); err != nil {
 		return err
 	}
 	return os.Mkdir(dir, 0o755)
+}
+
+// realDir reports whether dir exists as a folder. A symbolic link (or
+// anything else) there is an error: the OS owns the data partition, and
+// stage 2, which runs as root before the switch, must never follow a link
+// it planted out of the partition (copying, or bind-mounting, /proc say).
+func realDir(dir string) (bool, error) {
+	st, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	case !st.IsDir():
+		return false, fmt.Errorf("%s is not a folder (%s): remove it (keel makes it again)", dir, st.Mode().Type())
+	}
+	return true, nil
 }
 
 // size is the space a copy of the tree at dir takes: its files' sizes

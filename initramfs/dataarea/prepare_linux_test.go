@@ -283,3 +283,31 @@ func TestProgress(t *testing.T) {
 		t.Errorf("a later boot: %d progress calls, %v", n, err)
 	}
 }
+
+// TestPrepareRefusesLinks: a symbolic link planted by the OS where keel
+// expects a folder (the slots folder, a slot, its area, the mount point)
+// is refused, and nothing is read through it.
+func TestPrepareRefusesLinks(t *testing.T) {
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, link := range []string{SlotsDir, SlotsDir + "/a", SlotsDir + "/a/" + AreaData, MountDir} {
+		t.Run(link, func(t *testing.T) {
+			root := t.TempDir()
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(root, link)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(outside, filepath.Join(root, link)); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := Prepare(root, State{Slot: "b", Source: "a", Mode: ModeTrial, Install: "i2"}, Options{Free: func(string) (uint64, error) { return 1 << 40, nil }})
+			if err == nil || !strings.Contains(err.Error(), "is not a folder") {
+				t.Fatalf("Prepare with %s a link: %v", link, err)
+			}
+			if _, err := os.Stat(filepath.Join(root, SlotsDir, "b", AreaData, "secret")); err == nil {
+				t.Error("copied through the link")
+			}
+		})
+	}
+}
