@@ -10,7 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/keelboot/keel/format/gpt"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/vmtests/vmkit"
 )
@@ -55,25 +54,9 @@ func dataRoot(t *testing.T, version string, h vmkit.Health) string {
 func (m *machine) dataPartition() (string, func()) {
 	t := m.t
 	t.Helper()
-	f, err := os.OpenFile(m.Disk, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tab, err := gpt.ReadFile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := tab.Find(layout.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, p.Size())
-	if _, err := f.ReadAt(b, p.Offset()); err != nil {
-		t.Fatal(err)
-	}
+	p := diskPartition(t, m.Disk, layout.Data)
 	img := filepath.Join(t.TempDir(), "data.ext4")
-	if err := os.WriteFile(img, b, 0o644); err != nil {
+	if err := os.WriteFile(img, readPartition(t, m.Disk, layout.Data), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// The guest powers off with the partition mounted: replay its

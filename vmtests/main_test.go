@@ -21,6 +21,8 @@ import (
 
 	"github.com/hugelgupf/vmtest/qemu"
 
+	"github.com/keelboot/keel/format/gpt"
+
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/vmtests/vmkit"
 )
@@ -191,3 +193,39 @@ func mustContain(t *testing.T, what, s, sub string) {
 func reLine(s string) *regexp.Regexp { return vmkit.Line(s) }
 
 var reData = regexp.MustCompile(`KEEL-DATA(-NONE|-ERROR)? ?([^\r\n]*)\r*\n`)
+
+// diskPartition returns the GPT partition name of the disk image disk.
+func diskPartition(t testing.TB, disk, name string) gpt.Partition {
+	t.Helper()
+	f, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tab, err := gpt.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tab.Find(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// readPartition returns the bytes of the partition name of the disk image
+// disk.
+func readPartition(t testing.TB, disk, name string) []byte {
+	t.Helper()
+	p := diskPartition(t, disk, name)
+	f, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, p.Size())
+	if _, err := p.Section(f).ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

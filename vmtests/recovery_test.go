@@ -2,11 +2,9 @@ package vmtests
 
 import (
 	"bytes"
-	"os"
 	"regexp"
 	"testing"
 
-	"github.com/keelboot/keel/format/gpt"
 	"github.com/keelboot/keel/vmtests/vmkit"
 )
 
@@ -130,26 +128,9 @@ func TestRecoveryPowerCut(t *testing.T) {
 // partitions reads the named partitions of the machine's disk.
 func (m *machine) partitions(t *testing.T, names ...string) map[string][]byte {
 	t.Helper()
-	f, err := os.Open(m.Disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tab, err := gpt.ReadFile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string][]byte{}
 	for _, n := range names {
-		p, err := tab.Find(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := make([]byte, p.Size())
-		if _, err := f.ReadAt(b, p.Offset()); err != nil {
-			t.Fatal(err)
-		}
-		out[n] = b
+		out[n] = readPartition(t, m.Disk, n)
 	}
 	return out
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/bootenv/ubootenv"
 	"github.com/keelboot/keel/builder/image"
-	"github.com/keelboot/keel/format/gpt"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/vmtests/vmkit"
 )
@@ -130,25 +129,8 @@ func TestUBootFirstBoot(t *testing.T) {
 // printed.
 func fwPrintenv(t *testing.T, disk string) string {
 	t.Helper()
-	f, err := os.Open(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tab, err := gpt.ReadFile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := tab.Find(layout.Bootstate)
-	if err != nil {
-		t.Fatal(err)
-	}
 	part := filepath.Join(t.TempDir(), "bootstate.img")
-	b := make([]byte, p.Size())
-	if _, err := p.Section(f).ReadAt(b, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(part, b, 0o644); err != nil {
+	if err := os.WriteFile(part, readPartition(t, disk, layout.Bootstate), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(t.TempDir(), "fw_env.config")
@@ -269,24 +251,8 @@ type bootstate struct {
 
 func readBootstate(t *testing.T, disk string) *bootstate {
 	t.Helper()
-	f, err := os.Open(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tab, err := gpt.ReadFile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := tab.Find(layout.Bootstate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &bootstate{disk: disk, off: p.Offset(), b: make([]byte, 2*ubootenv.BootstateEnvSize)}
-	if _, err := f.ReadAt(st.b, st.off); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	p := diskPartition(t, disk, layout.Bootstate)
+	return &bootstate{disk: disk, off: p.Offset(), b: readPartition(t, disk, layout.Bootstate)[:2*ubootenv.BootstateEnvSize]}
 }
 
 func (s *bootstate) copy(i int) []byte {
@@ -649,19 +615,7 @@ func installBootScript(t *testing.T, disk string, cmd []byte) {
 	if err := image.MkScript(context.Background(), src, scr, "rauc-test"); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tab, err := gpt.ReadFile(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := tab.Find(layout.Boot)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := diskPartition(t, disk, layout.Boot)
 	out, err := exec.Command("mcopy", "-o", "-i", fmt.Sprintf("%s@@%d", disk, p.Offset()), scr, "::"+image.BootScriptPath).CombinedOutput()
 	if err != nil {
 		t.Fatalf("mcopy boot.scr onto the boot partition: %v\n%s", err, out)
