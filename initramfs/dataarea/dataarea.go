@@ -22,7 +22,13 @@
 // to another install or there is none) snapshots the other slot's area to
 // the trial's: a copy into slots/<trial>.new, syncfs, then renames, so
 // that a power cut leaves the trial's area either as it was or complete,
-// and never writes to the source. Later boots of the same trial keep what
+// and never writes to the source. The copy keeps owners, modes, times,
+// extended attributes (file capabilities, ACLs, overlayfs's), hard links,
+// holes and device nodes; it leaves sockets out (the copier type says
+// why). The console gets a summary VM tests parse:
+//
+//	data: snapshot of slot a's area to slot b: 12 files, 200.0 MiB in 3.21 s (16.44 s/GiB) Later boots of the same trial keep what
+//
 // the trial wrote. A fallback, a normal boot and `keel rollback` boot a
 // slot with its area as it was; the old slot's area stays until the next
 // install replaces it. What to do is decided by Decide, a pure function;
