@@ -10,8 +10,9 @@
 #   OUT/root/      the slot root: base.tar unpacked, plus KEEL as
 #                  /usr/bin/keel, keel-mark-good.service (enabled), the
 #                  watchdog drop-in, and what a read-only (erofs +
-#                  dm-verity) root needs: an empty /etc/machine-id and
-#                  tmpfs on /var and /tmp. Rebuilt (seconds) when the base,
+#                  dm-verity) root needs: an empty /etc/machine-id,
+#                  tmpfs on /var and /tmp, and /data (keel's data
+#                  partition). Rebuilt (seconds) when the base,
 #                  KEEL, dist/systemd or this script change.
 #
 # A second run with the same inputs does nothing. The mirror is Debian's
@@ -113,10 +114,19 @@ systemctl --root="$root.tmp" mask systemd-pcrphase.service systemd-pcrphase-sysi
 # generated id over it each boot, and the boot is not a first boot
 # (machine-id(5)). /var and /tmp are tmpfs (systemd-tmpfiles fills /var).
 : > "$root.tmp/etc/machine-id"
+# /data: stage 2 mounts keel's data partition there (the booted slot's
+# area on /data/slot, the shared area on /data/shared) before systemd
+# starts; fstab binds what an application keeps where it expects it.
+mkdir -p "$root.tmp/data"
 cat > "$root.tmp/etc/fstab" <<'EOF'
-# The root is keel's read-only erofs (dm-verity), mounted by keel's stage 2.
+# The root is keel's read-only erofs (dm-verity), mounted by keel's stage 2,
+# and so is the data partition on /data: /data/slot is this slot's data
+# area (it rolls back with the slot), /data/shared the shared one (never).
 tmpfs /var tmpfs mode=0755,nosuid,nodev 0 0
 tmpfs /tmp tmpfs mode=1777,nosuid,nodev 0 0
+# Bind data where the OS expects it, for example:
+# /data/slot      /var/lib/myapp    none bind 0 0
+# /data/shared    /var/log          none bind 0 0
 EOF
 # Not the build machine's names.
 echo keel > "$root.tmp/etc/hostname"

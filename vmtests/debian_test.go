@@ -53,7 +53,14 @@ func debianRootDir(t *testing.T) string {
 // debianSlot describes one Debian slot of a test disk.
 type debianSlot struct {
 	health string // "ok" or "fail"
-	try    string // the slot to `keel try` after a normal boot, or ""
+	try    string // the slot to `keel try` after a normal boot (once), or ""
+	// rollback: `keel rollback` once, after the slot is committed.
+	rollback bool
+	// app is the version of the test application (keel-test-app.service)
+	// the slot holds, or "": none. The application keeps its state in
+	// /var/lib/keel-test-app, the slot's data area bound there by fstab
+	// (README: "Data under systemd").
+	app string
 }
 
 // debianRoot copies the Debian root into dir, puts this suite's keel in it
@@ -109,8 +116,21 @@ mode=$(sed -n 's/.*keel\.mode=\([^ ]*\).*/\1/p' /proc/cmdline)
 echo "KEEL-WATCHDOG after-commit $(cat /sys/class/watchdog/watchdog0/state 2>&1)"
 echo "KEEL-STATUS $(keel status --json | tr -d '\n')"
 echo "KEEL-FAILED-UNITS [$(systemctl list-units --failed --no-legend --plain | cut -d' ' -f1 | tr '\n' ' ')]"
-if [ -s /etc/keel-test/try ] && [ "$mode" = normal ]; then
+# What the test does once per device is remembered in the shared data
+# area, which never rolls back.
+done=/data/shared/keel-test
+once() {
+	[ -d /data/shared ] || return 0
+	[ -e "$done/$1" ] && return 1
+	mkdir -p "$done" && touch "$done/$1" && sync
+	return 0
+}
+if [ -s /etc/keel-test/try ] && [ "$mode" = normal ] && once tried; then
 	keel try "$(cat /etc/keel-test/try)" --tries 1 || echo "KEEL-TRY-FAILED rc=$?"
+	echo KEEL-TEST-REBOOT
+	systemctl --no-block reboot
+elif [ -e /etc/keel-test/rollback ] && once rolled-back; then
+	keel rollback || echo "KEEL-ROLLBACK-FAILED rc=$?"
 	echo KEEL-TEST-REBOOT
 	systemctl --no-block reboot
 else
@@ -121,6 +141,24 @@ fi
 	}
 	if s.try != "" {
 		files["etc/keel-test/try"] = s.try + "\n"
+	}
+	if s.rollback {
+		files["etc/keel-test/rollback"] = "yes\n"
+	}
+	links := map[string]string{
+		"boot-complete.target.requires/keel-test-health.service": "keel-test-health.service",
+		"multi-user.target.wants/keel-test-report.service":       "keel-test-report.service",
+	}
+	if s.app != "" {
+		fstab, err := os.ReadFile(filepath.Join(dir, "etc/fstab"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["etc/fstab"] = string(fstab) + debianAppFstab
+		files["etc/keel-test/app-version"] = s.app + "\n"
+		files["etc/systemd/system/keel-test-app.service"] = debianAppUnit
+		files["usr/local/bin/keel-test-app"] = debianApp
+		links["multi-user.target.wants/keel-test-app.service"] = "keel-test-app.service"
 	}
 	for name, data := range files {
 		p := filepath.Join(dir, name)
@@ -139,10 +177,7 @@ fi
 		}
 	}
 	// systemctl enable, as symbolic links.
-	for link, unit := range map[string]string{
-		"boot-complete.target.requires/keel-test-health.service": "keel-test-health.service",
-		"multi-user.target.wants/keel-test-report.service":       "keel-test-report.service",
-	} {
+	for link, unit := range links {
 		p := filepath.Join(dir, "etc/systemd/system", link)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -285,14 +320,28 @@ var (
 	reTestPowerOff  = regexp.MustCompile(`KEEL-TEST-POWEROFF`)
 	reTestReboot    = regexp.MustCompile(`KEEL-TEST-REBOOT`)
 	reNoCommit      = regexp.MustCompile(`Dependency failed for .*keel.mark-good`)
+	reDataAction    = regexp.MustCompile(`data: slot (\S+)'s area: (\S+) \(`)
 )
 
 // booted waits for stage 2 to hand over slot in mode.
 func (d *debianRun) booted(slot, mode string) {
 	d.t.Helper()
+	d.bootedWithData(slot, mode, "")
+}
+
+// bootedWithData is booted, and checks that stage 2 prepared the slot's
+// data area with action (dataarea.Action: use, create, snapshot; "": not
+// checked).
+func (d *debianRun) bootedWithData(slot, mode, action string) {
+	d.t.Helper()
 	m := d.expect(reDebStage2)
 	if m[1] != slot || m[2] != mode {
 		d.t.Fatalf("stage 2 booted slot %s in mode %s, want slot %s in mode %s", m[1], m[2], slot, mode)
+	}
+	if action != "" {
+		if m := d.expect(reDataAction); m[1] != slot || m[2] != action {
+			d.t.Errorf("stage 2 prepared slot %s's area with %s, want slot %s's with %s", m[1], m[2], slot, action)
+		}
 	}
 	d.expect(reDebSwitchRoot)
 	d.expect(reSystemd)
@@ -414,4 +463,196 @@ func TestDebianFailedHealth(t *testing.T) {
 	}
 	t.Logf("slot b: switch_root at %.1fs, the watchdog reset it and a came back in fallback at %.1fs (%.1fs later); b: %+v",
 		bStart.Seconds(), reset.Seconds(), (reset - bStart).Seconds(), s.Slots["b"])
+}
+
+// The test application: a service that keeps its state in
+// /var/lib/keel-test-app, where fstab binds the slot's data area (as
+// README's "Data under systemd" says to). Each version prints what it
+// found (KEEL-APP <slot> v<version> read [<db.txt>] area <sum>): the sum
+// covers every name, type, mode, size, mtime and file content of the
+// area. Version 1 creates its database; a later version migrates it (and
+// adds a file of its own); the same version leaves it alone. It runs
+// before boot-complete.target, so before the slot is committed.
+const (
+	debianAppFstab = "/data/slot /var/lib/keel-test-app none bind 0 0\n"
+	debianAppUnit  = `[Unit]
+Description=keel test application
+Before=boot-complete.target keel-test-health.service
+RequiresMountsFor=/var/lib/keel-test-app
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/bin/keel-test-app
+StandardOutput=journal+console
+StandardError=journal+console
+
+[Install]
+WantedBy=multi-user.target
+`
+	debianApp = `#!/bin/sh
+slot=$(sed -n 's/.*keel\.slot=\([^ ]*\).*/\1/p' /proc/cmdline)
+v=$(cat /etc/keel-test/app-version)
+d=/var/lib/keel-test-app
+area() {
+	cd "$d" && { find . -printf '%y %m %s %T@ %p\n' | LC_ALL=C sort; find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum; } | sha256sum | cut -c1-16
+}
+if ! mountpoint -q "$d"; then
+	echo "KEEL-APP $slot v$v no data area on $d"
+	exit 1
+fi
+echo "KEEL-APP $slot v$v read [$(cat "$d/db.txt" 2>/dev/null)] area $(area)"
+case "$(cat "$d/db.txt" 2>/dev/null)" in
+"")
+	echo "db of v$v" > "$d/db.txt"
+	mkdir -p "$d/conf" && echo "settings of v$v" > "$d/conf/settings"
+	;;
+"db of v$v"*) ;;
+*)
+	old=$(cat "$d/db.txt")
+	echo "db of v$v, migrated from [$old]" > "$d/db.txt.new" && mv "$d/db.txt.new" "$d/db.txt"
+	echo "only v$v has this" > "$d/v$v-only"
+	;;
+esac
+sync
+echo "KEEL-APP $slot v$v wrote [$(cat "$d/db.txt")] area $(area)"
+`
+)
+
+var reApp = regexp.MustCompile(`KEEL-APP (\S+) v(\S+) (read|wrote) \[([^\r\n]*)\] area ([0-9a-f]{16})`)
+
+// appSaw is one KEEL-APP line.
+type appSaw struct{ slot, version, op, db, area string }
+
+func (d *debianRun) app(slot, op string) appSaw {
+	d.t.Helper()
+	m := d.expect(reApp)
+	a := appSaw{m[1], m[2], m[3], m[4], m[5]}
+	if a.slot != slot || a.op != op {
+		d.t.Fatalf("the application printed %q, want its %s line in slot %s", m[0], op, slot)
+	}
+	return a
+}
+
+// enrolledAtTheFactory gives the machine a UEFI variable store with keel's
+// Secure Boot keys enrolled (keel secureboot ovmf-vars), so that the
+// firmware enforces Secure Boot from the first power-on.
+func enrolledAtTheFactory(t *testing.T, m *vmkit.Machine) {
+	t.Helper()
+	m.SecureBoot = true
+	hostKeel(t, "secureboot", "ovmf-vars", "--enrolment", artefacts(t).Enrolment, "--in", m.Vars, "-o", m.Vars)
+}
+
+// TestDebianDataFallback: an update of a Debian + systemd device with
+// Secure Boot enforced and the TPM measuring, whose new version migrates
+// the application's data and then fails its health check. Version 1 in a
+// creates its data (in the slot's area, bound on /var/lib by fstab),
+// commits and puts b (version 2) on trial; b's first boot starts from a
+// copy of a's area (the same sum), migrates it, fails its health unit and
+// is never committed; the watchdog resets it, and a comes back in
+// fallback with its area exactly as before the update: version 1's
+// database, not the migrated one, and the same names, modes, sizes,
+// mtimes and contents. The host reads both areas off the disk afterwards.
+func TestDebianDataFallback(t *testing.T) {
+	t.Parallel()
+	m := newDebianMachine(t, map[string]debianSlot{
+		"a": {health: "ok", try: "b", app: "1"},
+		"b": {health: "fail", app: "2"},
+	})
+	enrolledAtTheFactory(t, m)
+	r := powerOnDebian(t, m, 6*bootTimeout)
+	r.expect(regexp.MustCompile(`Secure Boot: on; slot kernels must be signed by db`))
+	r.bootedWithData("a", "normal", "create")
+	if a := r.app("a", "read"); a.db != "" {
+		t.Errorf("a's area on a new device: %+v, want empty", a)
+	}
+	before := r.app("a", "wrote")
+	if before.db != "db of v1" {
+		t.Fatalf("version 1 wrote %+v", before)
+	}
+	r.expect(reTestReboot)
+
+	r.bootedWithData("b", "trial", "snapshot")
+	if got := r.app("b", "read"); got.db != before.db || got.area != before.area {
+		t.Errorf("b's trial started from %+v, want a copy of a's area %+v", got, before)
+	}
+	migrated := r.app("b", "wrote")
+	if !strings.HasPrefix(migrated.db, "db of v2, migrated from [db of v1]") {
+		t.Errorf("version 2 wrote %+v", migrated)
+	}
+	if m := r.expect(reDebHealth); m[1] != "b" || m[2] != "fail" {
+		t.Fatalf("health check in b: %q", m[0])
+	}
+	r.expect(reNoCommit)
+
+	r.bootedWithData("a", "fallback", "use")
+	if after := r.app("a", "read"); after.db != before.db || after.area != before.area {
+		t.Errorf("a's area after the fallback: %+v, want it as before the update: %+v", after, before)
+	}
+	s := r.status()
+	r.expect(reTestPowerOff)
+	if err := r.r.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if deref(s.Active) != "a" || s.Slots["b"].State != "bad" || s.LastBoot.Mode != "fallback" {
+		t.Errorf("status after the fallback: %s", s.Raw)
+	}
+	dm := &machine{t: t, Machine: m}
+	for p, want := range map[string]string{
+		"slots/a/data/db.txt":          "db of v1\n",
+		"slots/a/data/conf/settings":   "settings of v1\n",
+		"slots/a/data/v2-only":         "<none>",
+		"slots/b/data/v2-only":         "only v2 has this\n",
+		"shared/keel-test/tried":       "",
+		"shared/keel-test/rolled-back": "<none>",
+	} {
+		if got := dm.dataRead(p); got != want {
+			t.Errorf("on the data partition after the fallback: %s = %q, want %q", p, got, want)
+		}
+	}
+}
+
+// TestDebianDataRollback: an update that succeeds, then `keel rollback`.
+// b's trial starts from a copy of a's area, migrates it and is committed
+// by keel-mark-good.service; the report unit then runs `keel rollback`,
+// and a boots (normal) with its area as it was before the update, while
+// b's area keeps the migrated data.
+func TestDebianDataRollback(t *testing.T) {
+	t.Parallel()
+	m := newDebianMachine(t, map[string]debianSlot{
+		"a": {health: "ok", try: "b", app: "1"},
+		"b": {health: "ok", rollback: true, app: "2"},
+	})
+	r := powerOnDebian(t, m, 6*bootTimeout)
+	r.booted("a", "normal")
+	r.app("a", "read")
+	before := r.app("a", "wrote")
+	r.expect(reTestReboot)
+
+	r.bootedWithData("b", "trial", "snapshot")
+	if got := r.app("b", "read"); got.db != before.db || got.area != before.area {
+		t.Errorf("b's trial started from %+v, want a copy of a's area %+v", got, before)
+	}
+	migrated := r.app("b", "wrote")
+	if s := r.status(); deref(s.Active) != "b" || s.Trial != nil || s.Slots["b"].State != "good" {
+		t.Errorf("status after b's commit: %s", s.Raw)
+	}
+	r.expect(reTestReboot) // keel rollback
+
+	r.bootedWithData("a", "normal", "use")
+	if after := r.app("a", "read"); after.db != before.db || after.area != before.area {
+		t.Errorf("a's area after the rollback: %+v, want it as before the update: %+v", after, before)
+	}
+	s := r.status()
+	r.expect(reTestPowerOff)
+	if err := r.r.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if deref(s.Active) != "a" || s.Slots["b"].State != "good" {
+		t.Errorf("status after the rollback: %s", s.Raw)
+	}
+	dm := &machine{t: t, Machine: m}
+	if got := dm.dataRead("slots/b/data/db.txt"); got != migrated.db+"\n" {
+		t.Errorf("b's area after the rollback: db.txt = %q, want version 2's %q", got, migrated.db)
+	}
 }

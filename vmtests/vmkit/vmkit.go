@@ -12,8 +12,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -570,6 +572,12 @@ func StartTPM(ctx context.Context, dir string) (sock string, stop func(), err er
 		return "", nil, err
 	}
 	sock = filepath.Join(dir, "swtpm.sock")
+	// A swtpm killed with its machine (a power cut) leaves its socket
+	// behind: remove it, or the wait below would see the stale one and
+	// QEMU could connect before the new swtpm listens.
+	if err := os.Remove(sock); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", nil, err
+	}
 	cmd := exec.CommandContext(ctx, "swtpm", "socket", "--tpm2",
 		"--tpmstate", "dir="+state, "--ctrl", "type=unixio,path="+sock, "--flags", "not-need-init")
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
