@@ -10,7 +10,7 @@ export KEEL_KERNEL_DIR ?= $(abspath $(BUILD)/kernel/amd64)
 # skipped test and fails the run on any skip (outside -short there are none).
 TESTSUM = $(BUILD)/testsum
 
-.PHONY: all deps build debian-root unit test vmtest fuzz bench bench-boot bench-verity bench-update debug-cpio demo demo-host clean
+.PHONY: all deps build debian-root unit test vmtest fuzz bench bench-boot bench-verity bench-update bench-data debug-cpio demo demo-host clean
 
 all: build
 
@@ -128,8 +128,8 @@ debug-cpio:
 # the same disk booted with Secure Boot enforced and without. And per board
 # (qemu-x86_64-uefi, qemu-arm64-uboot, in the same run): power-on ->
 # keel-init, keel-init -> kexec, power-on -> the slot's init.
-bench-boot: deps kernel
-	$(GO) test -run '^$$' -bench 'BenchmarkBoot(ToHandoff|SecureBoot|Phases)$$' -benchtime 3x -timeout 60m ./vmtests/
+bench-boot: deps kernel debian-root
+	$(GO) test -run '^$$' -bench 'Benchmark(Boot(ToHandoff|SecureBoot|Phases)|DebianBoot)$$' -benchtime 3x -timeout 60m ./vmtests/
 
 # Boot cost with a 64 MiB and a 1 GiB dm-verity root (should be the same).
 bench-verity: deps kernel
@@ -145,6 +145,15 @@ bench-verity: deps kernel
 # about a minute (of which the runs measured take a few seconds).
 bench-update: deps
 	$(GO) test -run '^$$' -bench '^Benchmark(InstallVsDD|DeltaFetched)$$' -benchtime 1x -timeout 30m -v ./builder/image/
+
+# A trial's first-boot snapshot of the data area, no VM
+# (initramfs/dataarea/bench_linux_test.go): dataarea.Prepare copying a
+# 256 MiB area (4 big files, 7000 small ones) on an ext4 image on a loop
+# device, page cache cold (the byte copy: ext4 has no reflinks), and on the
+# temporary folder's file system when it has reflinks. Reports s/GiB and
+# MB/s. Root (it mounts); a minute or so.
+bench-data: deps
+	$(GO) test -run '^$$' -bench BenchmarkSnapshot -benchtime 3x ./initramfs/dataarea/
 
 # The demo: two A/B stories in QEMU (an update that commits, one that falls
 # back), booted from disk through the board's firmware. BOARD picks the
