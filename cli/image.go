@@ -28,20 +28,25 @@ holds the inputs (paths relative to it):
     "signing_keys": ["keys/release.key"],
     "secure_boot_keys": "keys/secureboot",
     "seed": "v1",
+    "disk_mb": 1024,
+    "partition_mb": {"root-a": 160, "root-b": 160, "recovery": 256},
     "slots": {
-      "a": {"kernel_dir": "build/kernel/amd64", "root_tar": "rootfs.tar",
+      "a": {"kernel_dir": "build/kernel/amd64", "root_dir": "build/debian-root/root",
             "version": "1.0", "security_version": 1, "cmdline": "console=ttyS0"},
       "b": {"empty": true}
     }
   }
 
-Quick start, from nothing to a signed image for QEMU (make build puts keel
-and keel-init in build/, make kernel Debian's kernel in build/kernel/amd64):
+Quick start, from nothing to a signed Debian + systemd image for QEMU (make
+build puts keel and keel-init in build/, make kernel Debian's kernel in
+build/kernel/amd64, make debian-root a Debian bookworm root with systemd,
+keel and keel-mark-good.service in build/debian-root/root):
 
+  make build kernel debian-root
+  export PATH=$PWD/build:$PATH
   mkdir -p keys
   keel keygen --out keys/release                 # slot signing key
   keel secureboot keygen --dir keys/secureboot   # UEFI Secure Boot keys
-  tar -C ROOTDIR -cf rootfs.tar .                # slot root: /sbin/init, /dev, /proc, /sys, /run
   keel image build --board qemu-x86_64-uefi --spec spec.json --out disk.img
 
 keel's kernel: keel_kernel_dir, a kernel as make kernel lays it out
@@ -66,6 +71,16 @@ roots the builder appends each root's hash tree and puts the root hash in the
 manifest. seed makes the image reproducible: the same spec and inputs give
 the same bytes, but for the signing time in the Secure Boot signatures of
 the UKI and the slot kernels.
+
+partition_mb sizes the board's partitions for this image, in MiB by name:
+root-<slot> holds the slot's root with its dm-verity tree, slot-<slot> its
+kernel and initrd, recovery the seed; give every slot the same sizes (an
+update installs a slot into the other one's partitions; keel bundle build
+reads the same spec). The last partition (data) takes the rest of the disk:
+disk_mb is the whole disk in MiB (default: the board's, grown by what
+partition_mb added). An unknown name is an error that lists the board's
+partitions; something that does not fit says how large it is, how large its
+partition is, and what to set.
 
 Slot fields: kernel_dir (or kernel with modules), root_dir, root_tar (a tar
 archive: uncompressed, gzip or zstd; absolute names, "..", and links out of
@@ -134,10 +149,14 @@ func (c *command) image(args []string) error {
 	if verbose {
 		s.Log = c.stderr
 	}
+	sized, err := s.SizedBoard() // the disk as disk_mb and partition_mb size it
+	if err != nil {
+		return usagef("%s: %v", spec, err)
+	}
 	start := time.Now()
 	if err := image.Build(c.ctx, s); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(c.stdout, "wrote %s: %d MiB disk for board %s in %.1fs\n", out, b.DiskMB, b.Name, time.Since(start).Seconds())
+	_, err = fmt.Fprintf(c.stdout, "wrote %s: %d MiB disk for board %s in %.1fs\n", out, sized.DiskMB, b.Name, time.Since(start).Seconds())
 	return err
 }

@@ -27,8 +27,9 @@ import (
 // keel_initrd, a slot's initrd without initrd; package builder/bootimage,
 // into the work folder) and takes the kernels from kernel folders; then:
 //
-//   - a GPT from the board's layout (sizes in MiB, type GUIDs and names as
-//     the layout gives them) on a disk of DiskMB MiB;
+//   - a GPT from the board's layout (type GUIDs and names as the layout
+//     gives them, sizes in MiB as the Spec's PartitionMB sizes them, else
+//     the layout's) on a disk of DiskMB MiB (SizedBoard);
 //   - esp (UEFI boards): a FAT file system with keel's UKI as
 //     \EFI\BOOT\BOOTX64.EFI, Authenticode-signed with the db key of
 //     SecureBootKeys if given;
@@ -56,13 +57,19 @@ import (
 // The image is written to a temporary file next to s.Out, which is renamed
 // to s.Out only when everything is written: a failed build leaves no image
 // and never a half-written one. A partition's content that does not fit
-// wraps ErrTooLarge and names the partition and both sizes.
+// wraps ErrTooLarge and names the partition, both sizes and the
+// partition_mb entries that make it fit.
 func Build(ctx context.Context, s Spec) (err error) {
 	if err := s.Validate(); err != nil {
 		return err
 	}
 	start := time.Now()
-	b := s.Board
+	// The GPT and the disk as the Spec sizes them; keel's archives get
+	// s.Board as it is (SizedBoard).
+	b, err := s.SizedBoard()
+	if err != nil {
+		return err
+	}
 	if s.Seed == "" {
 		var r [16]byte
 		if _, err := rand.Read(r[:]); err != nil {
@@ -184,10 +191,11 @@ func (bl *builder) part(name string) (gpt.Partition, error) {
 	return p, nil
 }
 
-// tooLarge says that what does not fit into the partition.
-func (bl *builder) tooLarge(p gpt.Partition, what string, size int64) error {
-	return fmt.Errorf("image: partition %s: %s is %s, but the partition is %s: grow %s in board %s's layout (boards/) or make it smaller: %w",
-		p.Name, what, mib(size), mib(p.Size()), p.Name, bl.s.Board.Name, ErrTooLarge)
+// tooLarge says that what, size bytes, does not fit into the partition,
+// and how the Spec gives the partition the need bytes it takes.
+func (bl *builder) tooLarge(p gpt.Partition, what string, size, need int64) error {
+	return fmt.Errorf("image: partition %s: %s is %s, but the partition is %s: %s, or make it smaller: %w",
+		p.Name, what, mib(size), mib(p.Size()), bl.sizeHint(p.Name, need), ErrTooLarge)
 }
 
 // esp makes keel's UKI and the FAT file system holding it.
@@ -216,9 +224,10 @@ func (bl *builder) esp() error {
 	if err != nil {
 		return fmt.Errorf("image: %w", err)
 	}
-	// A FAT file system needs room for its tables next to the file.
+	// A FAT file system needs room for its tables next to the file: a
+	// 16th of the partition.
 	if st.Size()+p.Size()/16 > p.Size() {
-		return bl.tooLarge(p, "keel's UKI ("+bl.s.KeelKernel+" + "+bl.s.KeelInitrd+") with room for the FAT", st.Size()+p.Size()/16)
+		return bl.tooLarge(p, "keel's UKI ("+bl.s.KeelKernel+" + "+bl.s.KeelInitrd+") with room for the FAT", st.Size()+p.Size()/16, st.Size()*16/15+1)
 	}
 	stamp := time.Unix(sourceDateEpoch, 0)
 	if err := os.Chtimes(uki, stamp, stamp); err != nil {
@@ -262,7 +271,7 @@ func (bl *builder) slot(name string, sl Slot) error {
 		return err
 	}
 	if n := slotimg.Size(pl.parts); n > sp.Size() {
-		return bl.tooLarge(sp, fmt.Sprintf("the slot container (kernel %s %s, initrd %s %s)", sl.Kernel, mib(pl.kernelSize), sl.Initrd, mib(pl.initrdSize)), n)
+		return bl.tooLarge(sp, fmt.Sprintf("the slot container (kernel %s %s, initrd %s %s)", sl.Kernel, mib(pl.kernelSize), sl.Initrd, mib(pl.initrdSize)), n, n)
 	}
 	w := sp.SectionWriter(bl.disk)
 	n, err := slotimg.Write(w, pl.parts)
@@ -329,6 +338,12 @@ func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64
 			size = 0 // checked below, with the partition's name
 		}
 		if _, err := Rootfs(bl.ctx, root, RootfsOptions{Type: fstype, Dir: sl.RootDir, Size: size, UUID: bl.ids.uuid("root/" + name)}); err != nil {
+			if fstype == FSExt4 {
+				// ext4 takes the partition's size: a tree too large
+				// for it fails in mkfs.ext4.
+				return nil, fmt.Errorf("image: slot %s root file system: %w; partition %s is %s: if the tree does not fit, give it more in the spec's \"partition_mb\"",
+					name, err, rootPart, mib(rootSize))
+			}
 			return nil, fmt.Errorf("image: slot %s root file system: %w", name, err)
 		}
 	} else {
@@ -487,7 +502,8 @@ func (bl *builder) recovery(sl Slot, dataImg string) error {
 		return fmt.Errorf("image: recovery seed: %w", err)
 	}
 	if int64(len(root)) > rootSize {
-		return fmt.Errorf("image: recovery seed: the root file system is %s, partition %s has %s: %w", mib(int64(len(root))), rootPart, mib(rootSize), ErrTooLarge)
+		return fmt.Errorf("image: recovery seed: the root file system is %s, partition %s has %s: %s, or make it smaller: %w",
+			mib(int64(len(root))), rootPart, mib(rootSize), bl.sizeHint(rootPart, int64(len(root))), ErrTooLarge)
 	}
 	parts := append(pl.parts, slotimg.Part{Name: slotimg.EntryRoot, Data: root})
 	what := fmt.Sprintf("the recovery seed (kernel %s %s, initrd %s %s, root %s", sl.Kernel, mib(pl.kernelSize), sl.Initrd, mib(pl.initrdSize), mib(int64(len(root))))
@@ -497,7 +513,7 @@ func (bl *builder) recovery(sl Slot, dataImg string) error {
 	}
 	what += ")"
 	if n := slotimg.Size(parts); n > p.Size() {
-		return bl.tooLarge(p, what, n)
+		return bl.tooLarge(p, what, n, n)
 	}
 	n, err := slotimg.Write(p.SectionWriter(bl.disk), parts)
 	if err != nil {
@@ -527,8 +543,8 @@ func (bl *builder) verity(name, part, root string, partSize int64) (string, *man
 		return "", nil, fmt.Errorf("image: slot %s verity: %w", name, err)
 	}
 	if fsSize+treeSize > partSize {
-		return "", nil, fmt.Errorf("image: slot %s: the root file system (%s) and its verity tree (%s) need %s, partition %s has %s: %w",
-			name, mib(fsSize), mib(treeSize), mib(fsSize+treeSize), part, mib(partSize), ErrTooLarge)
+		return "", nil, fmt.Errorf("image: slot %s: the root file system (%s) and its verity tree (%s) need %s, partition %s has %s: %s, or make the root smaller: %w",
+			name, mib(fsSize), mib(treeSize), mib(fsSize+treeSize), part, mib(partSize), bl.sizeHint(part, fsSize+treeSize), ErrTooLarge)
 	}
 	out := filepath.Join(bl.work, "root-"+name+".verity")
 	f, err := os.Create(out)
@@ -601,7 +617,7 @@ func (bl *builder) copyFile(p gpt.Partition, src, what string) error {
 		return fmt.Errorf("image: %w", err)
 	}
 	if st.Size() > p.Size() {
-		return bl.tooLarge(p, what+" ("+src+")", st.Size())
+		return bl.tooLarge(p, what+" ("+src+")", st.Size(), st.Size())
 	}
 	w := p.SectionWriter(bl.disk)
 	buf := make([]byte, 1<<20)

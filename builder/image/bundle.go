@@ -20,7 +20,7 @@ import (
 // BuildBundle writes the update bundle (package format/bundle) of the
 // Spec's slot name to out: the same root file system, dm-verity tree,
 // manifest and signatures Build writes into that slot, sized for the
-// board's root-<name> partition, the bundle's header signed by the Spec's
+// root-<name> partition (as the Spec's partition_mb sizes it, SizedBoard), the bundle's header signed by the Spec's
 // SigningKeys. The Spec needs only that slot (others may be missing) and
 // its signing keys; Out and keel's own kernel are not used. With the same
 // Spec (Seed included) and inputs, the bundle has the same bytes.
@@ -45,7 +45,13 @@ func BuildBundle(ctx context.Context, s Spec, name string, out io.Writer) (*bund
 	case s.Seed == "":
 		return nil, errors.New("image: bundle: seed: give the spec a seed, so that the bundle's file system and verity salt are the same bytes every build (delta updates depend on it)")
 	}
-	rootSize, err := partitionSize(b.Layout, layout.RootPartition(name))
+	// The root is sized for root-<name> as the Spec sizes it, as Build
+	// sizes it (the archives get the board as it is, as Build's do).
+	sized, err := s.SizedBoard()
+	if err != nil {
+		return nil, fmt.Errorf("image: bundle: %w", err)
+	}
+	rootSize, err := partitionSize(sized.Layout, layout.RootPartition(name))
 	if err != nil {
 		return nil, err
 	}

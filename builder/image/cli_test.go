@@ -21,10 +21,12 @@ import (
 	"github.com/keelboot/keel/builder/bootimage/bootimagetest"
 	"github.com/keelboot/keel/builder/image"
 	"github.com/keelboot/keel/cli"
+	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/format/gpt"
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/internal/testkernel"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/update/source"
 )
 
 func put(t *testing.T, path string, size int) {
@@ -212,9 +214,14 @@ func readmeSpec(t *testing.T) []byte {
 // TestQuickStart follows the quick start of keel image build's usage text
 // (and README's, whose spec.json must be the same) with keel and keel-init
 // built as make build lays them out: keel keygen, keel secureboot keygen,
-// tar, the spec.json shown (only the fields a device maker writes: a
-// kernel folder, keys, a root tar, no prebuilt archive), keel image build,
-// and keel bundle build of the same slot (verified with the public key).
+// the spec.json shown (only the fields a device maker writes: a kernel
+// folder, keys, the partition and disk sizes, the root folder make
+// debian-root makes, no prebuilt archive), keel image build, and keel
+// bundle build of the same slot (verified with the public key). A small
+// root folder stands in for build/debian-root/root (make unit runs
+// without it; TestQuickStartDebian in vmtests boots the real one). The
+// disk and its partitions have the spec's sizes, and the bundle's root
+// is the one in root-a.
 // keel's initramfs in the UKI and slot a's initrd are the archives keel
 // initramfs build makes from the same inputs, slot a's manifest verifies
 // with the public key, and a second build gives the same partitions (all
@@ -299,15 +306,15 @@ func quickStart(t *testing.T, bin string, board boards.Board, spec []byte, kerne
 	if err := os.Symlink(kernelDir, kdir); err != nil {
 		t.Fatal(err)
 	}
-	put(t, filepath.Join(dir, "ROOTDIR/sbin/init"), 10<<10)
-	put(t, filepath.Join(dir, "ROOTDIR/etc/os-release"), 100)
+	// make debian-root's root, small.
+	put(t, filepath.Join(dir, "build/debian-root/root/sbin/init"), 10<<10)
+	put(t, filepath.Join(dir, "build/debian-root/root/etc/os-release"), 100)
 
 	run("mkdir", "-p", "keys")
 	run("keel", "keygen", "--out", "keys/release")
 	if board.Firmware == boards.FirmwareUEFI {
 		run("keel", "secureboot", "keygen", "--dir", "keys/secureboot")
 	}
-	run("tar", "-C", "ROOTDIR", "-cf", "rootfs.tar", ".")
 	if err := os.WriteFile(filepath.Join(dir, "spec.json"), spec, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -366,18 +373,59 @@ func quickStart(t *testing.T, bin string, board boards.Board, spec []byte, kerne
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := manifest.Verify(entry(slotimg.EntryManifest), entry(manifest.SigEntry), trusted); err != nil || m.Version != "1.0" || m.Compatible != board.Name {
-		t.Errorf("slot a: %+v, %v", m, err)
+	m, err := manifest.Verify(entry(slotimg.EntryManifest), entry(manifest.SigEntry), trusted)
+	if err != nil || m.Version != "1.0" || m.Compatible != board.Name {
+		t.Fatalf("slot a: %+v, %v", m, err)
 	}
+
+	// The disk and the partitions have the spec's sizes.
+	var sizes struct {
+		DiskMB      int            `json:"disk_mb"`
+		PartitionMB map[string]int `json:"partition_mb"`
+	}
+	if err := json.Unmarshal(spec, &sizes); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := disk.Stat(); err != nil || sizes.DiskMB == 0 || st.Size() != int64(sizes.DiskMB)<<20 {
+		t.Errorf("disk.img: %v, %v; want the spec's disk_mb %d MiB", st.Size(), err, sizes.DiskMB)
+	}
+	if len(sizes.PartitionMB) == 0 {
+		t.Error("the quick start's spec.json sizes no partition (partition_mb)")
+	}
+	for name, mb := range sizes.PartitionMB {
+		if p, err := tab.Find(name); err != nil || p.Size() != int64(mb)<<20 {
+			t.Errorf("partition %s: %v (%d bytes); want the spec's %d MiB", name, err, p.Size(), mb)
+		}
+	}
+	// The bundle's root is the one in root-a (its verity root hash; the
+	// kernel's Secure Boot signature differs between builds).
+	bf, err := os.Open(filepath.Join(dir, "v1.bundle"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bf.Close()
+	bst, _ := bf.Stat()
+	bb, err := bundle.Open(context.Background(), source.NewReaderAt(bf, bst.Size(), "v1.bundle"), trusted, board.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := bb.Manifest.Root, m.Root; !reflect.DeepEqual(got, want) {
+		t.Errorf("the bundle's root %+v is not root-a's %+v", got.Verity, want.Verity)
+	}
+
+	buf, againBuf := make([]byte, 1<<20), make([]byte, 1<<20)
 	for _, part := range tab.Partitions {
 		if part.Name == "esp" || part.Name == "slot-a" {
 			continue // signatures for Secure Boot hold their signing time: the UKI, slot a's kernel
 		}
-		a, b := make([]byte, part.Size()), make([]byte, part.Size())
-		part.Section(disk).ReadAt(a, 0)
-		part.Section(again).ReadAt(b, 0)
-		if !bytes.Equal(a, b) {
-			t.Errorf("partition %s: another build of the same spec gave other bytes", part.Name)
+		for off := int64(0); off < part.Size(); off += int64(len(buf)) {
+			n := min(int64(len(buf)), part.Size()-off)
+			_, err1 := part.Section(disk).ReadAt(buf[:n], off)
+			_, err2 := part.Section(again).ReadAt(againBuf[:n], off)
+			if err1 != nil || err2 != nil || !bytes.Equal(buf[:n], againBuf[:n]) {
+				t.Errorf("partition %s: another build of the same spec gave other bytes (at %d: %v, %v)", part.Name, off, err1, err2)
+				break
+			}
 		}
 	}
 }

@@ -14,7 +14,9 @@
 //     mcopy (mtools): no root, no loop mounts.
 //   - [Rootfs] makes an erofs image with mkfs.erofs (all files root-owned,
 //     time stamps 0, a fixed UUID) or an ext4 image with mkfs.ext4 -d.
-//   - [Build] writes a whole disk from a [Spec]: GPT (package disk/gpt),
+//   - [Build] writes a whole disk from a [Spec]: GPT (package disk/gpt; the
+//     board's layout with the Spec's partition_mb and disk_mb sizes,
+//     [Spec.SizedBoard]),
 //     ESP (the UKI Authenticode-signed with the db key of the Spec's
 //     secure_boot_keys, package secureboot, when given), for each slot a
 //     slot container (package image/slotimg: kernel, initrd, a manifest

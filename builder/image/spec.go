@@ -22,8 +22,9 @@ import (
 // ReadSpec) it is an object with the fields' json names; Board and Out come
 // from the command line instead.
 type Spec struct {
-	// Board is the target: its Layout gives the GPT, DiskMB the disk size,
-	// Slots the A/B slots, RootFSType the default root file system type.
+	// Board is the target: its Layout gives the GPT, DiskMB the disk size
+	// (both as PartitionMB and DiskMB size them: SizedBoard), Slots the A/B
+	// slots, RootFSType the default root file system type.
 	Board boards.Board `json:"-"`
 	// Out is the disk image to write. It is replaced only when the whole
 	// image is written (a temporary file next to it is renamed).
@@ -93,6 +94,21 @@ type Spec struct {
 	// file system UUIDs, the FAT volume ID) a function of it, so that the
 	// same Spec and inputs give the same image. "" picks a random seed.
 	Seed string `json:"seed,omitempty"`
+
+	// PartitionMB sizes partitions of the board's layout for this image,
+	// in MiB by name ({"root-a": 160}): an OS needs the room it needs,
+	// whatever the board's defaults. Only partitions with a size in the
+	// layout can be named (the last one, data, takes the rest of the disk:
+	// size it with DiskMB); an unknown name is an error that lists the
+	// valid ones. Give every slot's partitions the same size: an update
+	// installs a slot into the other slot's partitions (keel bundle build
+	// sizes a bundle's root for root-<slot> from the same spec), and the
+	// recovery seed's root goes into any root-<slot>.
+	PartitionMB map[string]int `json:"partition_mb,omitempty"`
+	// DiskMB is the disk image's size in MiB; 0 means the board's, grown
+	// (or shrunk) by what PartitionMB changed, so that the last partition
+	// keeps the board's size.
+	DiskMB int `json:"disk_mb,omitempty"`
 
 	// Slots holds one entry for every slot of the board, by slot name.
 	Slots map[string]Slot `json:"slots"`
@@ -238,8 +254,14 @@ func (s *Spec) Validate() error {
 		if b.Firmware != boards.FirmwareUEFI && b.Firmware != boards.FirmwareUBoot {
 			add("board %s boots with %q firmware: the image builder makes UEFI and U-Boot disks", b.Name, b.Firmware)
 		}
-		// Every problem of the board on a line of its own.
-		if err := b.Validate(); err != nil {
+		// The board as the spec sizes it; every problem of the board
+		// on a line of its own.
+		sized, serrs := s.sizedBoard()
+		errs = append(errs, serrs...)
+		if len(serrs) > 0 {
+			sized = *b // the sizes are reported; check the board itself
+		}
+		if err := sized.Validate(); err != nil {
 			if j, ok := errors.Unwrap(err).(interface{ Unwrap() []error }); ok {
 				for _, e := range j.Unwrap() {
 					add("board %s: %w", b.Name, e)

@@ -158,9 +158,10 @@ func (bl *builder) boot() error {
 	if err != nil {
 		return fmt.Errorf("image: keel_initrd: %w", err)
 	}
-	// A FAT file system needs room for its tables next to the files.
-	if total := kst.Size() + ist.Size() + p.Size()/16; total > p.Size() {
-		return bl.tooLarge(p, "keel's kernel and initramfs ("+bl.s.KeelKernel+" + "+bl.s.KeelInitrd+") with room for the FAT", total)
+	// A FAT file system needs room for its tables next to the files: a
+	// 16th of the partition.
+	if files, total := kst.Size()+ist.Size(), kst.Size()+ist.Size()+p.Size()/16; total > p.Size() {
+		return bl.tooLarge(p, "keel's kernel and initramfs ("+bl.s.KeelKernel+" + "+bl.s.KeelInitrd+") with room for the FAT", total, files*16/15+1)
 	}
 	fat := filepath.Join(bl.work, "boot.img")
 	os.Remove(fat)
