@@ -3,6 +3,7 @@ package vmtests
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,8 +30,17 @@ import (
 //     after /etc/keel-test/health;
 //   - keel-test-report.service, after keel-mark-good.service: prints
 //     KEEL-STATUS <keel status --json, one line> and the watchdog's state,
-//     then `keel try` the slot in /etc/keel-test/try (on a normal boot) and
-//     reboots, or powers off.
+//     then, once per device (remembered in the shared data area), `keel
+//     try` the slot in /etc/keel-test/try (on a normal boot) or `keel
+//     rollback` (/etc/keel-test/rollback) and reboots, or powers off;
+//   - keel-test-app.service (when the slot has an application version):
+//     a service whose state is in /var/lib/keel-test-app, the slot's data
+//     area bound there by fstab; see debianApp.
+//
+// Every Debian machine is as the board has it: a TPM (keel-init measures
+// the slot) and UEFI Secure Boot enforced from the first power-on (keys
+// enrolled into the variable store at the factory), so the slot kernel is
+// checked by keel-init and by the kernel's kexec.
 //
 // The proof is the console: systemd's own status lines, the test units'
 // markers, and keel mark-good's output (keel-mark-good.service logs to the
@@ -54,6 +64,7 @@ func debianRootDir(t *testing.T) string {
 type debianSlot struct {
 	health string // "ok" or "fail"
 	try    string // the slot to `keel try` after a normal boot (once), or ""
+	tries  int    // its tries (0: 1)
 	// rollback: `keel rollback` once, after the slot is committed.
 	rollback bool
 	// app is the version of the test application (keel-test-app.service)
@@ -126,7 +137,7 @@ once() {
 	return 0
 }
 if [ -s /etc/keel-test/try ] && [ "$mode" = normal ] && once tried; then
-	keel try "$(cat /etc/keel-test/try)" --tries 1 || echo "KEEL-TRY-FAILED rc=$?"
+	keel try $(cat /etc/keel-test/try) || echo "KEEL-TRY-FAILED rc=$?"
 	echo KEEL-TEST-REBOOT
 	systemctl --no-block reboot
 elif [ -e /etc/keel-test/rollback ] && once rolled-back; then
@@ -140,7 +151,11 @@ fi
 `,
 	}
 	if s.try != "" {
-		files["etc/keel-test/try"] = s.try + "\n"
+		tries := s.tries
+		if tries == 0 {
+			tries = 1
+		}
+		files["etc/keel-test/try"] = fmt.Sprintf("%s --tries %d\n", s.try, tries)
 	}
 	if s.rollback {
 		files["etc/keel-test/rollback"] = "yes\n"
@@ -191,10 +206,11 @@ fi
 
 // debianArtefacts are the suite's artefacts with root partitions large
 // enough for the Debian root (about 115 MiB of erofs).
-func debianArtefacts(t *testing.T) *vmkit.Artefacts {
+func debianArtefacts(t *testing.T, extraDataMiB int) *vmkit.Artefacts {
 	t.Helper()
 	const rootMiB = 160
 	art := *artefacts(t)
+	art.Board.DiskMB += extraDataMiB // the data partition takes the rest
 	art.Board.Layout = append(art.Board.Layout[:0:0], art.Board.Layout...)
 	for i, p := range art.Board.Layout {
 		for _, s := range art.Board.Slots {
@@ -208,10 +224,19 @@ func debianArtefacts(t *testing.T) *vmkit.Artefacts {
 }
 
 // newDebianMachine builds a disk whose slots hold the Debian root (the
-// names in deb) or nothing.
+// names in deb) or nothing, for a machine as the board has it: with a TPM,
+// and Secure Boot enforced from the first power-on (keel's keys enrolled
+// at the factory: enrolledAtTheFactory).
 func newDebianMachine(t *testing.T, deb map[string]debianSlot) *vmkit.Machine {
 	t.Helper()
-	art := debianArtefacts(t)
+	return newDebianMachineData(t, deb, 0)
+}
+
+// newDebianMachineData is newDebianMachine with a data partition
+// extraDataMiB larger than the board's.
+func newDebianMachineData(t *testing.T, deb map[string]debianSlot, extraDataMiB int) *vmkit.Machine {
+	t.Helper()
+	art := debianArtefacts(t, extraDataMiB)
 	slots := map[string]vmkit.SlotSpec{}
 	for _, name := range art.Board.Slots {
 		s, ok := deb[name]
@@ -228,6 +253,7 @@ func newDebianMachine(t *testing.T, deb map[string]debianSlot) *vmkit.Machine {
 		t.Fatal(err)
 	}
 	t.Logf("disk with the Debian slots built in %s", time.Since(start).Round(time.Millisecond))
+	enrolledAtTheFactory(t, m)
 	return m
 }
 
@@ -320,6 +346,7 @@ var (
 	reTestPowerOff  = regexp.MustCompile(`KEEL-TEST-POWEROFF`)
 	reTestReboot    = regexp.MustCompile(`KEEL-TEST-REBOOT`)
 	reNoCommit      = regexp.MustCompile(`Dependency failed for .*keel.mark-good`)
+	reSecureBootOn  = regexp.MustCompile(`Secure Boot: on; slot kernels must be signed by db`)
 	reDataAction    = regexp.MustCompile(`data: slot (\S+)'s area: (\S+) \(`)
 )
 
@@ -334,6 +361,7 @@ func (d *debianRun) booted(slot, mode string) {
 // checked).
 func (d *debianRun) bootedWithData(slot, mode, action string) {
 	d.t.Helper()
+	d.expect(reSecureBootOn)
 	m := d.expect(reDebStage2)
 	if m[1] != slot || m[2] != mode {
 		d.t.Fatalf("stage 2 booted slot %s in mode %s, want slot %s in mode %s", m[1], m[2], slot, mode)
@@ -567,9 +595,7 @@ func TestDebianDataFallback(t *testing.T) {
 		"a": {health: "ok", try: "b", app: "1"},
 		"b": {health: "fail", app: "2"},
 	})
-	enrolledAtTheFactory(t, m)
 	r := powerOnDebian(t, m, 6*bootTimeout)
-	r.expect(regexp.MustCompile(`Secure Boot: on; slot kernels must be signed by db`))
 	r.bootedWithData("a", "normal", "create")
 	if a := r.app("a", "read"); a.db != "" {
 		t.Errorf("a's area on a new device: %+v, want empty", a)
@@ -662,5 +688,65 @@ func TestDebianDataRollback(t *testing.T) {
 	dm := &machine{t: t, Machine: m}
 	if got := dm.dataRead("slots/b/data/db.txt"); got != migrated.db+"\n" {
 		t.Errorf("b's area after the rollback: db.txt = %q, want version 2's %q", got, migrated.db)
+	}
+}
+
+// TestDebianSnapshotPowerCut: the power is cut (QEMU killed) while stage
+// 2 copies a's area to b's at b's first trial boot. a's area holds 256 MiB
+// in 1 MiB files (the data partition is 640 MiB larger than the board's),
+// so the copy takes about 8 s here, and the cut comes 5.5 s into it, when
+// ext4 has committed part of it (its journal commits every 5 s):
+// slots/b.new is on the disk, half made. The next power-on is b's second
+// try: stage 2 removes the half-made copy, makes it again from the start,
+// and b boots (systemd, committed) with a complete copy; a's area, the
+// source, is intact after the cut and at the end.
+func TestDebianSnapshotPowerCut(t *testing.T) {
+	t.Parallel()
+	vm := newDebianMachineData(t, map[string]debianSlot{
+		"a": {health: "ok", try: "b", tries: 2},
+		"b": {health: "ok"},
+	}, 640)
+	m := &machine{t: t, Machine: vm}
+	files, sums := bigArea()
+	m.dataWrite(files)
+
+	r := powerOnDebian(t, vm, 4*bootTimeout)
+	r.bootedWithData("a", "normal", "use")
+	r.expect(reTestReboot)
+	r.expect(reSecureBootOn)
+	if m := r.expect(reDebStage2); m[1] != "b" || m[2] != "trial" {
+		t.Fatalf("stage 2 booted %s in mode %s, want b's trial", m[1], m[2])
+	}
+	r.expect(regexp.MustCompile(`data: slot b's area: snapshot \(`))
+	r.expect(regexp.MustCompile(`data: copying`))
+	time.Sleep(5500 * time.Millisecond)
+	r.r.Kill()
+	t.Log("power cut 5.5 s into the snapshot")
+	slots := m.slotsDir()
+	t.Logf("the data partition's slots/ after the cut:\n%s", strings.ReplaceAll(slots, "\x00", ""))
+	halfMade := strings.Contains(slots, "b.new")
+	if !halfMade {
+		t.Errorf("no slots/b.new after the cut: the power was cut before ext4 committed any of the copy, or after it was complete")
+	}
+	m.checkArea("after the cut", sums, "")
+
+	r = powerOnDebian(t, vm, 4*bootTimeout)
+	r.bootedWithData("b", "trial", "snapshot")
+	if halfMade {
+		r.since(regexp.MustCompile(`data: removing b.new, left by a power cut`), 0)
+	}
+	snap := r.since(regexp.MustCompile(`data: snapshot of slot a's area to slot b: .*s/GiB\)`), 0)
+	l, _ := r.log.find(regexp.MustCompile(`data: snapshot of slot a's area`), snap)
+	t.Logf("the snapshot after the cut: %s", l.line)
+	if s := r.status(); deref(s.Active) != "b" || s.Trial != nil {
+		t.Errorf("status after b's second try: %s", s.Raw)
+	}
+	r.expect(reTestPowerOff)
+	if err := r.r.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	m.checkArea("after b's second trial boot", sums, "slots/b/data/")
+	if slots := m.slotsDir(); strings.Contains(slots, ".new") || strings.Contains(slots, ".old") {
+		t.Errorf("slots/ after the snapshot:\n%s", slots)
 	}
 }
