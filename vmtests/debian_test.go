@@ -686,6 +686,9 @@ func TestDebianDataRollback(t *testing.T) {
 		t.Errorf("status after the rollback: %s", s.Raw)
 	}
 	dm := &machine{t: t, Machine: m}
+	if got := dm.dataRead("slots/b/install"); len(strings.TrimSpace(got)) != 64 {
+		t.Errorf("b's area belongs to %q, want b's root hash", got)
+	}
 	if got := dm.dataRead("slots/b/data/db.txt"); got != migrated.db+"\n" {
 		t.Errorf("b's area after the rollback: db.txt = %q, want version 2's %q", got, migrated.db)
 	}

@@ -10,46 +10,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/keelboot/keel/format/layout"
-	"github.com/keelboot/keel/vmtests/vmkit"
 )
 
 // Issue 13: data that rolls back with the slot (package
-// initramfs/dataarea). The slots' roots are the test roots with a /data
-// folder, so that stage 2 mounts the data partition there with the booted
-// slot's area on /data/slot. The test init's `data put/get` write the
-// partition's root, not a slot's area, so the host plays the OS's part
-// between power-ons: it reads and writes the areas on the disk image's
-// data partition with debugfs (e2fsprogs).
-
-// dataRootMu serializes dataRoot: Artefacts.RootDir makes a root once,
-// and a second caller must not copy it half made. The versions of this
-// file (dataV1, dataV2) are its own, so no other test makes their roots.
-var dataRootMu sync.Mutex
-
-const dataV1, dataV2 = "1.0-data", "2.0-data"
-
-// dataRoot is the test root of version and health with a /data folder.
-func dataRoot(t *testing.T, version string, h vmkit.Health) string {
-	t.Helper()
-	dataRootMu.Lock()
-	defer dataRootMu.Unlock()
-	src, err := artefacts(t).RootDir(version, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "root-"+version)
-	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(dir, "data"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+// initramfs/dataarea). The scenarios run on the Debian slots
+// (debian_test.go); the host plays its part between power-ons with these
+// helpers: it reads and writes the areas on the disk image's data
+// partition with debugfs (e2fsprogs).
 
 // dataPartition copies the machine's data partition to a file, checked
 // (e2fsck), and returns it with a function that writes it back into the
@@ -143,95 +113,6 @@ func (m *machine) dataRead(p string) string {
 		return "<none>"
 	}
 	return out.String()
-}
-
-// TestDataRollback: slot a's area holds version 1's data; b's trial
-// starts from a copy of it and is committed; version 2 changes its copy;
-// `keel rollback` returns to a, whose area is as it was, and b's keeps
-// version 2's change.
-func TestDataRollback(t *testing.T) {
-	t.Parallel()
-	m := newMachine(t, map[string]vmkit.SlotSpec{
-		"a": {Version: dataV1, SecurityVersion: 1, RootDir: dataRoot(t, dataV1, vmkit.Healthy)},
-		"b": {Version: dataV2, SecurityVersion: 1, RootDir: dataRoot(t, dataV2, vmkit.Healthy)},
-	})
-	m.dataWrite(map[string]string{"slots/a/data/app/db.txt": "v1", "shared/log.txt": "shared"})
-
-	r := m.powerOn(3 * bootTimeout)
-	r.expect("data: slot a's area: use")
-	r.booted("a", dataV1)
-	r.expect("KEEL-MARKED-GOOD")
-	r.keel("try b --tries 2", 0)
-	r.reboot()
-	r.expect("data: slot b's area: snapshot")
-	if mode := r.booted("b", dataV2); mode != "trial" {
-		t.Errorf("b booted in mode %s, want trial", mode)
-	}
-	r.expect("KEEL-MARKED-GOOD")
-	r.powerOff()
-	if got := m.dataRead("slots/b/data/app/db.txt"); got != "v1" {
-		t.Errorf("b's area after its trial: %q, want a copy of a's (v1)", got)
-	}
-	if got := m.dataRead("slots/b/install"); len(strings.TrimSpace(got)) != 64 {
-		t.Errorf("b's area belongs to %q, want b's root hash", got)
-	}
-
-	// Version 2 migrates its data.
-	m.dataWrite(map[string]string{"slots/b/data/app/db.txt": "v2"})
-	r = m.powerOn(3 * bootTimeout)
-	r.expect("data: slot b's area: use")
-	if mode := r.booted("b", dataV2); mode != "normal" {
-		t.Errorf("b booted in mode %s, want normal", mode)
-	}
-	r.expect("KEEL-MARKED-GOOD")
-	r.keel("rollback", 0)
-	r.reboot()
-	r.expect("data: slot a's area: use")
-	if mode := r.booted("a", dataV1); mode != "normal" {
-		t.Errorf("a booted in mode %s after the rollback, want normal", mode)
-	}
-	r.expect("KEEL-MARKED-GOOD")
-	r.powerOff()
-	for p, want := range map[string]string{
-		"slots/a/data/app/db.txt": "v1", "slots/b/data/app/db.txt": "v2", "shared/log.txt": "shared",
-	} {
-		if got := m.dataRead(p); got != want {
-			t.Errorf("%s after the rollback: %q, want %q", p, got, want)
-		}
-	}
-}
-
-// TestDataFallback: b's trial fails its health check; the fallback boots
-// a with its area as it was before the update.
-func TestDataFallback(t *testing.T) {
-	t.Parallel()
-	m := newMachine(t, map[string]vmkit.SlotSpec{
-		"a": {Version: dataV1, SecurityVersion: 1, RootDir: dataRoot(t, dataV1, vmkit.Healthy)},
-		"b": {Version: dataV2, SecurityVersion: 1, RootDir: dataRoot(t, dataV2, vmkit.HealthFail)},
-	})
-	m.dataWrite(map[string]string{"slots/a/data/app/db.txt": "v1", "slots/a/data/app/conf/x": "x1"})
-	r := m.powerOn(4 * bootTimeout)
-	r.booted("a", dataV1)
-	r.expect("KEEL-MARKED-GOOD")
-	r.keel("try b --tries 1", 0)
-	r.reboot()
-	r.expect("data: slot b's area: snapshot")
-	if mode := r.booted("b", dataV2); mode != "trial" {
-		t.Errorf("b booted in mode %s, want trial", mode)
-	}
-	r.expect("data: slot a's area: use")
-	if mode := r.booted("a", dataV1); mode != "fallback" {
-		t.Errorf("a came back in mode %s, want fallback", mode)
-	}
-	r.expect("KEEL-MARKED-GOOD")
-	r.powerOff()
-	for p, want := range map[string]string{
-		"slots/a/data/app/db.txt": "v1", "slots/a/data/app/conf/x": "x1", "slots/b/data/app/db.txt": "v1",
-	} {
-		if got := m.dataRead(p); got != want {
-			t.Errorf("%s after the fallback: %q, want %q", p, got, want)
-		}
-	}
 }
 
 // bigArea is what a's area holds for the power-cut test: 256 MiB in
