@@ -54,7 +54,7 @@ unit:
 test: deps kernel testsum debian-root
 	$(GO) vet ./...
 	set -o pipefail; $(GO) test -json -count=1 $(UNIT_PKGS) 2>&1 | $(TESTSUM)
-	set -o pipefail; $(GO) test -json -count=1 -parallel 2 -timeout 40m ./vmtests/ 2>&1 | $(TESTSUM)
+	set -o pipefail; $(GO) test -json -count=1 -parallel 2 -timeout 55m ./vmtests/ 2>&1 | $(TESTSUM)
 
 .PHONY: testsum
 testsum:
