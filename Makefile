@@ -63,7 +63,7 @@ testsum:
 
 # The VM suite alone: QEMU (TCG) + OVMF + swtpm boot the disk images.
 vmtest: deps kernel debian-root
-	$(GO) test -count=1 -parallel 2 -timeout 40m -v ./vmtests/
+	$(GO) test -count=1 -parallel 2 -timeout 55m -v ./vmtests/
 
 # Power cuts in every write path (issue 9): TestTorture kills QEMU at
 # random (seeded) moments in keel-init's boot commit, mark-good, mark-bad,
