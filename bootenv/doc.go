@@ -1,6 +1,7 @@
 // Package bootenv holds keel's boot state: one Record with every slot's
 // state, the active (last good) slot, the slot on trial, a monotonic
-// generation, the recovery request and the outcome of the last boot.
+// generation, the recovery request, the outcome of the last boot and the
+// last fallback (which slot failed and why, kept until the next one).
 //
 // The package has two halves that never meet in one function:
 //

@@ -2,7 +2,6 @@ package bootenv
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -30,6 +29,9 @@ type Var struct{ Name, Value string }
 //	keel_installing=<slot>            (while an update writes it)
 //	keel_last_recovery=<RFC 3339 time> <reason>
 //	keel_last_slot=b keel_last_mode=trial keel_last_reason=<text>
+//	keel_last_fallback_failed=b keel_last_fallback_slot=a
+//	keel_last_fallback_mode=fallback keel_last_fallback_generation=12
+//	keel_last_fallback_reason=<text>  (the last fallback; none: all absent)
 //	keel_slot_<name>_state=good|trial|bad|empty
 //	keel_slot_<name>_tries=<n>        (trial only)
 //	keel_slot_<name>_version=<text>
@@ -51,6 +53,11 @@ const (
 	varLastSlot   = VarPrefix + "last_slot"
 	varLastMode   = VarPrefix + "last_mode"
 	varLastReason = VarPrefix + "last_reason"
+	varFellFailed = VarPrefix + "last_fallback_failed"
+	varFellSlot   = VarPrefix + "last_fallback_slot"
+	varFellMode   = VarPrefix + "last_fallback_mode"
+	varFellGen    = VarPrefix + "last_fallback_generation"
+	varFellReason = VarPrefix + "last_fallback_reason"
 	slotVarPrefix = VarPrefix + "slot_"
 )
 
@@ -82,6 +89,13 @@ func Encode(r Record) []Var {
 	add(varLastSlot, r.Last.Slot)
 	add(varLastMode, string(r.Last.Mode))
 	add(varLastReason, r.Last.Reason)
+	if f := r.LastFallback; !f.IsZero() {
+		add(varFellFailed, f.Failed)
+		add(varFellSlot, f.Slot)
+		add(varFellMode, string(f.Mode))
+		add(varFellGen, strconv.FormatUint(f.Generation, 10))
+		add(varFellReason, f.Reason)
+	}
 	for _, s := range r.Slots {
 		p := slotVarPrefix + s.Name + "_"
 		add(p+"state", string(s.State))
@@ -132,11 +146,7 @@ func Decode(vars map[string]string) (Record, error) {
 	bad := func(format string, args ...any) (Record, error) {
 		return Record{}, fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 	}
-	used := map[string]bool{}
-	get := func(name string) string {
-		used[name] = true
-		return kv[name]
-	}
+	get := func(name string) string { return kv[name] }
 	switch f := get(varFormat); f {
 	case FormatVersion:
 	case "":
@@ -182,6 +192,16 @@ func Decode(vars map[string]string) (Record, error) {
 		r.Transient = n
 	}
 	r.Last = Outcome{Slot: get(varLastSlot), Mode: Mode(get(varLastMode)), Reason: get(varLastReason)}
+	// A record written before keel kept the last fallback has none of
+	// these: no fallback recorded.
+	r.LastFallback = Fallback{Failed: get(varFellFailed), Slot: get(varFellSlot), Mode: Mode(get(varFellMode)), Reason: get(varFellReason)}
+	if g, ok := kv[varFellGen]; ok {
+		n, err := strconv.ParseUint(get(varFellGen), 10, 64)
+		if err != nil {
+			return bad("%s=%q is not a number", varFellGen, g)
+		}
+		r.LastFallback.Generation = n
+	}
 	for i := range r.Slots {
 		s := &r.Slots[i]
 		p := slotVarPrefix + s.Name + "_"
@@ -213,17 +233,12 @@ func Decode(vars map[string]string) (Record, error) {
 			s.Unconfirmed = n
 		}
 	}
-	var extra []string
-	for k := range kv {
-		if !used[k] {
-			extra = append(extra, k)
-		}
-	}
-	if len(extra) > 0 {
-		sort.Strings(extra)
-		return bad("unknown variable(s) %s (not part of record format %s; remove them with `keel env set %s=`)",
-			strings.Join(extra, ", "), FormatVersion, extra[0])
-	}
+	// keel_* variables this keel does not know are ignored (and dropped
+	// when it writes the record): a newer keel adds optional ones within
+	// the same format (keel_last_fallback_* did), and an older keel in a
+	// slot it fell back to must still read the record and commit the
+	// slot. None of them can choose what boots: only the variables read
+	// above do. A change older keels must not ignore raises the format.
 	if err := r.Validate(); err != nil {
 		return Record{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}

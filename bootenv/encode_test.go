@@ -29,12 +29,31 @@ func sampleRecord(t testing.TB) Record {
 	return r
 }
 
+// fallbackRecord is a record after a failed trial: it holds a last
+// fallback.
+func fallbackRecord(t testing.TB) Record {
+	t.Helper()
+	r := must(t)(Init(nil, "a"))
+	r = must(t)(SetSlotInfo(r, "a", "1.0", 1))
+	r = must(t)(SetSlotInfo(r, "b", "2.0", 2))
+	r = must(t)(Try(r, "b", 1))
+	_, r = Select(r)
+	_, r = Select(r)
+	return r
+}
+
 func TestEncodeGolden(t *testing.T) {
+	for golden, r := range map[string]Record{"record.golden": sampleRecord(t), "record-fallback.golden": fallbackRecord(t)} {
+		t.Run(golden, func(t *testing.T) { checkGolden(t, golden, r) })
+	}
+}
+
+func checkGolden(t *testing.T, name string, r Record) {
 	var b strings.Builder
-	for _, v := range Encode(sampleRecord(t)) {
+	for _, v := range Encode(r) {
 		b.WriteString(v.Name + "=" + v.Value + "\n")
 	}
-	golden := filepath.Join("testdata", "record.golden")
+	golden := filepath.Join("testdata", name)
 	if *update {
 		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)
@@ -50,7 +69,7 @@ func TestEncodeGolden(t *testing.T) {
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
-	recs := []Record{mustInit(t), sampleRecord(t)}
+	recs := []Record{mustInit(t), sampleRecord(t), fallbackRecord(t)}
 	r := must(t)(MarkBad(sampleRecord(t), "b", "kernel digest mismatch: want 12ab, got 34cd"))
 	r = must(t)(RequestRecovery(r, "user"))
 	recs = append(recs, r)
@@ -104,13 +123,12 @@ func TestDecodeErrors(t *testing.T) {
 		{"garbage secver", with("keel_slot_b_secver", "1.5"), "keel_slot_b_secver"},
 		{"unknown state", with("keel_slot_a_state", "great"), `unknown state "great"`},
 		{"missing state", with("keel_slot_a_state", "\x00delete"), "keel_slot_a_state is missing"},
-		{"unknown var", with("keel_colour", "red"), "keel_colour"},
-		{"var of unknown slot", with("keel_slot_c_state", "good"), "keel_slot_c_state"},
 		{"active not good", with("keel_active", "b"), "active slot b is trial"},
 		{"active unknown", with("keel_active", "z"), `active slot "z" does not exist`},
 		{"two trials", with("keel_slot_a_state", "trial"), "trial"},
 		{"tries on good slot", with("keel_slot_a_tries", "2"), "only a trial slot has tries"},
 		{"unknown mode", with("keel_last_mode", "turbo"), "unknown boot mode"},
+		{"fallback without its slot", with("keel_last_fallback_reason", "x"), "last fallback"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Decode(tc.m)
@@ -124,11 +142,69 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
+// TestDecodeFallbackErrors: the last fallback's variables are read and
+// checked like the rest of the record.
+func TestDecodeFallbackErrors(t *testing.T) {
+	good := varsMap(Encode(fallbackRecord(t)))
+	for name, tc := range map[string]struct{ k, v, want string }{
+		"garbage generation": {"keel_last_fallback_generation", "12x", "keel_last_fallback_generation"},
+		"future generation":  {"keel_last_fallback_generation", "99", "generation 99"},
+		"unknown slot":       {"keel_last_fallback_failed", "z", `unknown failed slot "z"`},
+		"unknown mode":       {"keel_last_fallback_mode", "turbo", `mode "turbo"`},
+		"no generation":      {"keel_last_fallback_generation", "", "generation 0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := map[string]string{}
+			for k, v := range good {
+				m[k] = v
+			}
+			if tc.v == "" {
+				delete(m, tc.k)
+			} else {
+				m[tc.k] = tc.v
+			}
+			_, err := Decode(m)
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Decode = %v, want ErrCorrupt mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestDecodeRecordWithoutFallback: a record written before keel kept the
+// last fallback (testdata/record-before-fallback.env, written by that keel
+// after a failed trial) decodes with none and encodes back byte for byte.
+func TestDecodeRecordWithoutFallback(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "record-before-fallback.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vars []Var
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		vars = append(vars, Var{k, v})
+	}
+	r, err := DecodeVars(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.LastFallback.IsZero() || r.Last.Mode != ModeFallback || r.Generation != 6 {
+		t.Errorf("decoded %+v", r)
+	}
+	var again strings.Builder
+	for _, v := range Encode(r) {
+		again.WriteString(v.Name + "=" + v.Value + "\n")
+	}
+	if again.String() != string(b) {
+		t.Errorf("re-encoded:\n%s\nwant:\n%s", again.String(), b)
+	}
+}
+
 // FuzzDecode feeds Decode arbitrary variables (NUL-separated name=value
 // pairs, as in a U-Boot env): it must never panic, and whatever it accepts
 // must be valid and encode back to the same record.
 func FuzzDecode(f *testing.F) {
-	for _, r := range []Record{sampleRecord(f)} {
+	for _, r := range []Record{sampleRecord(f), fallbackRecord(f)} {
 		var b strings.Builder
 		for _, v := range Encode(r) {
 			b.WriteString(v.Name + "=" + v.Value + "\x00")
@@ -168,5 +244,30 @@ func TestDecodeVarsRefusesDuplicates(t *testing.T) {
 	_, err := DecodeVars(append(vars, Var{Name: "keel_active", Value: "b"}))
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "keel_active is set twice") {
 		t.Errorf("DecodeVars = %v, want ErrCorrupt", err)
+	}
+}
+
+// TestDecodeIgnoresUnknownVars: keel_* variables this keel does not know
+// (a newer keel's optional ones, a variable of a slot the record does not
+// list) are ignored, so an older keel still reads a newer keel's record
+// (and commits the slot it fell back to); they cannot change the record,
+// and writing it drops them.
+func TestDecodeIgnoresUnknownVars(t *testing.T) {
+	r := sampleRecord(t)
+	vars := varsMap(Encode(r))
+	vars["keel_colour"] = "red"
+	vars["keel_slot_c_state"] = "good"
+	vars["keel_slot_a_future"] = "x"
+	got, err := Decode(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(r) {
+		t.Errorf("Decode with unknown variables = %+v, want %+v", got, r)
+	}
+	for _, v := range Encode(got) {
+		if v.Name == "keel_colour" || v.Name == "keel_slot_c_state" || v.Name == "keel_slot_a_future" {
+			t.Errorf("Encode wrote %s back", v.Name)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package bootenv
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -81,9 +82,13 @@ func modelEvents(slots []string, maxTries int, reinstall bool) []event {
 	return evs
 }
 
-// stateKey identifies a record's state without its generation.
+// stateKey identifies a record's state without its generation and last
+// fallback: no decision reads the fallback (its generation alone would
+// make the walk endless), and checkFallback checks it on every
+// transition.
 func stateKey(r Record) string {
 	r.Generation = 0
+	r.LastFallback = Fallback{}
 	return fmt.Sprintf("%+v", r)
 }
 
@@ -98,6 +103,10 @@ func stateKey(r Record) string {
 //   - a normal or fallback boot takes the active slot, which is good;
 //   - a trial boot takes the trial slot and uses exactly one try;
 //   - recovery is chosen only if requested or no slot is bootable;
+//   - the last fallback changes only with a boot decision that falls back
+//     (or goes to recovery) because a slot failed: a trial out of tries,
+//     the active slot never confirmed; it then names that slot, the slot
+//     taken instead and the decision's generation;
 //   - from every state, booting repeatedly (no other events) settles on a
 //     normal boot or on recovery within MaxTries+2 boots: no loop.
 func TestModel(t *testing.T) {
@@ -142,6 +151,8 @@ func TestModel(t *testing.T) {
 				}
 				if isSelect {
 					checkSelect(t, where, r, d, n)
+				} else if n.LastFallback != r.LastFallback {
+					t.Fatalf("%s: changed the last fallback %+v -> %+v", where, r.LastFallback, n.LastFallback)
 				}
 				if k := stateKey(n); !seen[k] {
 					seen[k] = true
@@ -173,6 +184,7 @@ func checkSelect(t *testing.T, where string, old Record, d Decision, n Record) {
 	if n.Last != (Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}) {
 		t.Fatalf("%s: last outcome %+v does not match decision %+v", where, n.Last, d)
 	}
+	checkFallback(t, where, old, d, n)
 	if old.Installing != "" && d.Slot == old.Installing {
 		t.Fatalf("%s: slot %s is being written by an update, but the decision boots it: %+v", where, old.Installing, d)
 	}
@@ -218,4 +230,31 @@ func checkSettles(t *testing.T, r Record) {
 		r = n
 	}
 	t.Fatalf("booting %s never settles", stateKey(r))
+}
+
+// checkFallback: a decision records a fallback exactly when it passes over
+// a failed slot (the trial out of tries first, else the active slot never
+// confirmed), and keeps the previous one otherwise.
+func checkFallback(t *testing.T, where string, old Record, d Decision, n Record) {
+	t.Helper()
+	failed := ""
+	if old.Recovery == "" && old.Reinstalling == "" {
+		if s, ok := old.Slot(old.Trial); ok && s.TriesLeft == 0 {
+			failed = s.Name
+		} else if ok {
+			// The trial boots: nothing failed.
+		} else if a, ok := old.Slot(old.Active); ok && a.Unconfirmed >= DefaultMaxUnconfirmed {
+			failed = a.Name
+		}
+	}
+	if failed == "" {
+		if n.LastFallback != old.LastFallback {
+			t.Fatalf("%s: decision %+v without a failed slot changed the last fallback %+v -> %+v", where, d, old.LastFallback, n.LastFallback)
+		}
+		return
+	}
+	want := Fallback{Failed: failed, Slot: d.Slot, Mode: d.Mode, Generation: n.Generation, Reason: n.LastFallback.Reason}
+	if n.LastFallback != want || !strings.Contains(n.LastFallback.Reason, "slot "+failed) || (d.Mode != ModeFallback && d.Mode != ModeRecovery) {
+		t.Fatalf("%s: slot %s failed, decision %+v, last fallback %+v", where, failed, d, n.LastFallback)
+	}
 }

@@ -96,6 +96,29 @@ type Outcome struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// Fallback is the last boot decision that fell back: the slot that
+// should have booted failed (a trial's tries ran out, a good slot was
+// handed over too often without confirmation, or in keel-init a slot
+// failed verification, measurement, the anti-rollback check or kexec) and
+// another slot, or recovery, was taken instead. Unlike Last it stays until
+// the next fallback: later normal boots do not overwrite it.
+type Fallback struct {
+	// Failed is the slot that failed.
+	Failed string `json:"failed_slot"`
+	// Reason says why it failed.
+	Reason string `json:"reason"`
+	// Slot is the slot booted instead ("" for recovery).
+	Slot string `json:"booted_slot,omitempty"`
+	// Mode is the mode of the boot taken instead: fallback, or recovery
+	// when no other slot could boot.
+	Mode Mode `json:"mode"`
+	// Generation is the record's generation of that boot decision.
+	Generation uint64 `json:"generation"`
+}
+
+// IsZero reports whether no fallback is recorded.
+func (f Fallback) IsZero() bool { return f == Fallback{} }
+
 // Record is the whole boot state. Every change writes the whole record in
 // one Commit.
 type Record struct {
@@ -137,6 +160,9 @@ type Record struct {
 	StartedOver string
 	// Last is the outcome of the last boot decision.
 	Last Outcome
+	// LastFallback is the last boot decision that fell back, kept until
+	// the next one (for keel status).
+	LastFallback Fallback
 }
 
 // Clone returns a deep copy of r.
@@ -182,7 +208,8 @@ func (r Record) Equal(o Record) bool {
 func (r Record) SameState(o Record) bool {
 	return slices.Equal(r.Slots, o.Slots) && r.Active == o.Active && r.Trial == o.Trial &&
 		r.Recovery == o.Recovery && r.FactoryReset == o.FactoryReset && r.Last == o.Last && r.Reinstalling == o.Reinstalling && r.Installing == o.Installing &&
-		r.LastRecovery == o.LastRecovery && r.Transient == o.Transient && r.StartedOver == o.StartedOver
+		r.LastRecovery == o.LastRecovery && r.Transient == o.Transient && r.StartedOver == o.StartedOver &&
+		r.LastFallback == o.LastFallback
 }
 
 // ValidSlotName reports whether name can name a slot: 1 to 16 characters
@@ -206,7 +233,7 @@ func (r Record) unknownSlot(name string) error {
 
 // texts are the record's free-text values.
 func (r Record) texts() []string {
-	t := []string{r.Recovery, r.Last.Reason, r.LastRecovery, r.StartedOver}
+	t := []string{r.Recovery, r.Last.Reason, r.LastRecovery, r.StartedOver, r.LastFallback.Reason}
 	for _, s := range r.Slots {
 		t = append(t, s.Version, s.Reason)
 	}
@@ -307,8 +334,34 @@ func (r Record) Validate() error {
 			return fmt.Errorf("%w: slot %s is being written by an update but is %s", ErrInvalidRecord, r.Installing, s.State)
 		}
 	}
-	if strings.ContainsAny(r.Recovery+r.Last.Reason+r.LastRecovery, "\x00\n\\") {
+	if strings.ContainsAny(r.Recovery+r.Last.Reason+r.LastRecovery+r.LastFallback.Reason, "\x00\n\\") {
 		return fmt.Errorf("%w: reasons must be one line without backslashes", ErrInvalidRecord)
+	}
+	return r.validFallback()
+}
+
+// validFallback checks LastFallback: none, or a known failed slot, a
+// fallback to another known slot or recovery (no slot), at a generation
+// the record has reached.
+func (r Record) validFallback() error {
+	f := r.LastFallback
+	if f.IsZero() {
+		return nil
+	}
+	if r.index(f.Failed) < 0 {
+		return fmt.Errorf("%w: last fallback names unknown failed slot %q", ErrInvalidRecord, f.Failed)
+	}
+	switch {
+	case f.Mode == ModeFallback && f.Slot != "" && f.Slot != f.Failed:
+		if r.index(f.Slot) < 0 {
+			return fmt.Errorf("%w: last fallback names unknown slot %q", ErrInvalidRecord, f.Slot)
+		}
+	case f.Mode == ModeRecovery && f.Slot == "":
+	default:
+		return fmt.Errorf("%w: last fallback from slot %s: mode %q to slot %q (want fallback to another slot, or recovery)", ErrInvalidRecord, f.Failed, f.Mode, f.Slot)
+	}
+	if f.Generation == 0 || f.Generation > r.Generation {
+		return fmt.Errorf("%w: last fallback at generation %d, record at %d", ErrInvalidRecord, f.Generation, r.Generation)
 	}
 	return nil
 }

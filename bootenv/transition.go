@@ -164,19 +164,46 @@ func SelectAvoiding(r Record, avoid map[string]bool) (Decision, Record, bool) {
 // for this decision without any change to their state, tries or the active
 // slot. When only avoided slots could boot it returns ok false (the caller
 // reboots to retry) rather than deciding recovery over a transient error.
+// A decision that passes over a failed slot (a trial out of tries, the
+// active slot never confirmed) records it as the record's LastFallback.
 func Decide(r Record, p Policy, avoid map[string]bool) (Decision, Record, bool) {
 	n := r.Clone()
 	n.Generation++
-	d, ok := decide(&n, p, avoid)
+	var f failure
+	d, ok := decide(&n, p, avoid, &f)
 	if !ok {
 		return Decision{}, r, false
 	}
 	d.Reason = Text(d.Reason) // the slots' reasons together may be long
 	n.Last = Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
+	if f.slot != "" {
+		n = WithFallback(n, d, f.slot, f.why)
+	}
 	return d, n, true
 }
 
-func decide(n *Record, p Policy, avoid map[string]bool) (Decision, bool) {
+// failure is the slot a decision passed over because it failed, and why.
+type failure struct{ slot, why string }
+
+// WithFallback returns n, the new record of decision d, with d recorded as
+// its LastFallback: slot failed (why says how) and d was taken instead.
+// Decide records the fallbacks the record shows (a trial out of tries, a
+// good slot never confirmed); keel-init records those of a slot that
+// failed in the same boot (verification, measurement, kexec, an
+// environmental error). A decision that boots the failed slot itself, or
+// is not a fallback or recovery, is no fallback: n is returned unchanged.
+func WithFallback(n Record, d Decision, slot, why string) Record {
+	if d.Slot == slot || (d.Mode != ModeFallback && d.Mode != ModeRecovery) || (d.Mode == ModeFallback) == (d.Slot == "") {
+		return n
+	}
+	n = n.Clone()
+	n.LastFallback = Fallback{Failed: slot, Reason: Text(why), Slot: d.Slot, Mode: d.Mode, Generation: n.Generation}
+	return n
+}
+
+// decide is Decide's choice; it sets *f when it passes over a slot that
+// failed (a trial out of tries, a good slot never confirmed).
+func decide(n *Record, p Policy, avoid map[string]bool, f *failure) (Decision, bool) {
 	if n.Reinstalling != "" {
 		return Decision{Mode: ModeRecovery, Reason: "resuming the reinstall of slot " + n.Reinstalling}, true
 	}
@@ -195,12 +222,16 @@ func decide(n *Record, p Policy, avoid map[string]bool) (Decision, bool) {
 		s.State = StateBad
 		s.Reason = "trial failed: no tries left and never marked good"
 		failed = s.Name
+		*f = failure{s.Name, fmt.Sprintf("trial of slot %s failed: its tries ran out and it was never marked good", s.Name)}
 		n.Trial = ""
 	}
 	max := p.maxUnconfirmed()
 	usable := func(s Slot) bool { return s.State == StateGood && !avoid[s.Name] && s.Unconfirmed < max }
 	if n.Active != "" {
 		i := n.index(n.Active)
+		if s := &n.Slots[i]; s.State == StateGood && !avoid[s.Name] && s.Unconfirmed >= max && f.slot == "" {
+			*f = failure{s.Name, fmt.Sprintf("slot %s was handed over %d times in a row and never confirmed (keel boot-ok or keel mark-good)", s.Name, s.Unconfirmed)}
+		}
 		if s := &n.Slots[i]; usable(*s) {
 			s.Unconfirmed++
 			if failed != "" {
@@ -655,8 +686,9 @@ func (n *Record) dropSlot(slot string) {
 // does not have is dropped (with its active, trial or reinstall role), a
 // board slot the record lacks is added empty, in the board's order. The
 // record is unauthenticated: it may choose among the board's signed slots,
-// never add one. It returns the record and one line per change, for the
-// console; no change returns r and no lines.
+// never add one. The last outcome and last fallback are dropped when they
+// name a dropped slot. It returns the record and one line per change, for
+// the console; no change returns r and no lines.
 func Restrict(r Record, board []string) (Record, []string) {
 	var notes []string
 	want := map[string]bool{}
@@ -686,6 +718,14 @@ func Restrict(r Record, board []string) (Record, []string) {
 	}
 	if n.Trial != "" && !want[n.Trial] {
 		n.Trial = ""
+	}
+	// What the last decisions say of a dropped slot goes with it: a
+	// record may only name its own slots.
+	if n.Last.Slot != "" && !want[n.Last.Slot] {
+		n.Last = Outcome{}
+	}
+	if f := n.LastFallback; !f.IsZero() && (!want[f.Failed] || (f.Slot != "" && !want[f.Slot])) {
+		n.LastFallback = Fallback{}
 	}
 	if n.Active != "" && !want[n.Active] {
 		n.Active = ""

@@ -523,3 +523,163 @@ func varMap(vs []Var) map[string]string {
 	}
 	return m
 }
+
+// TestLastFallback: a trial out of tries records the fallback (failed
+// slot, why, the slot taken instead, mode, generation); later normal boots
+// and commands overwrite Last, never LastFallback; the next fallback
+// replaces it.
+func TestLastFallback(t *testing.T) {
+	r := mustInit(t)
+	r = must(t)(Try(r, "b", 1))
+	d, r := Select(r) // b's one trial boot
+	if d.Mode != ModeTrial || !r.LastFallback.IsZero() {
+		t.Fatalf("trial boot %+v recorded fallback %+v", d, r.LastFallback)
+	}
+	d, r = Select(r) // b never marked good: back to a
+	want := Fallback{Failed: "b", Slot: "a", Mode: ModeFallback, Generation: r.Generation,
+		Reason: "trial of slot b failed: its tries ran out and it was never marked good"}
+	if d.Mode != ModeFallback || r.LastFallback != want {
+		t.Fatalf("after the failed trial: decision %+v, fallback %+v, want %+v", d, r.LastFallback, want)
+	}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		r = must(t)(Confirm(r, "a"))
+		d, r = Select(r)
+	}
+	r = must(t)(SetSlotInfo(r, "b", "3.0", 3))
+	if d.Mode != ModeNormal || r.Last.Mode != ModeNormal || r.LastFallback != want {
+		t.Fatalf("normal boots changed the last fallback: %+v (last %+v)", r.LastFallback, r.Last)
+	}
+	// The next fallback replaces it: a never confirmed, b good.
+	r = must(t)(MarkGood(must(t)(Try(r, "b", 1)), "b"))
+	r = must(t)(Confirm(must(t)(SetActive(r, "a")), "a"))
+	for range DefaultMaxUnconfirmed {
+		d, r = Select(r)
+	}
+	if d.Slot != "a" || r.LastFallback != want {
+		t.Fatalf("unconfirmed boots of a: %+v, %+v", d, r.LastFallback)
+	}
+	d, r = Select(r)
+	if d.Slot != "b" || d.Mode != ModeFallback || r.LastFallback.Failed != "a" || r.LastFallback.Slot != "b" ||
+		r.LastFallback.Generation != r.Generation || !strings.Contains(r.LastFallback.Reason, "never confirmed") {
+		t.Fatalf("a never confirmed: decision %+v, fallback %+v", d, r.LastFallback)
+	}
+}
+
+// TestLastFallbackToRecovery: a trial out of tries with no good slot left
+// is a fallback to recovery (no slot); a requested recovery is none.
+func TestLastFallbackToRecovery(t *testing.T) {
+	r := must(t)(Init(nil, ""))
+	r = must(t)(Try(r, "b", 1))
+	_, r = Select(r)
+	d, r := Select(r)
+	if !d.Recovery() || r.LastFallback.Failed != "b" || r.LastFallback.Mode != ModeRecovery || r.LastFallback.Slot != "" {
+		t.Fatalf("decision %+v, fallback %+v", d, r.LastFallback)
+	}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n := must(t)(RequestRecovery(mustInit(t), "operator"))
+	if d, n := Select(n); !d.Recovery() || !n.LastFallback.IsZero() {
+		t.Errorf("requested recovery %+v recorded a fallback %+v", d, n.LastFallback)
+	}
+}
+
+// TestWithFallback: keel-init records a slot that failed in the boot; a
+// decision that is no fallback records nothing.
+func TestWithFallback(t *testing.T) {
+	r := mustInit(t)
+	r = must(t)(MarkGood(mustTry(t, r, "b"), "b"))
+	for _, tc := range []struct {
+		d    Decision
+		want bool
+	}{
+		{Decision{Slot: "a", Mode: ModeFallback}, true},
+		{Decision{Mode: ModeRecovery}, true},
+		{Decision{Slot: "a", Mode: ModeNormal}, false},
+		{Decision{Slot: "a", Mode: ModeTrial}, false},
+		{Decision{Slot: "b", Mode: ModeFallback}, false}, // the failed slot itself
+		{Decision{Slot: "a", Mode: ModeRecovery}, false}, // a reinstalled slot
+		{Decision{Mode: ModeFallback}, false},
+	} {
+		n := WithFallback(r, tc.d, "b", "kernel digest\nmismatch")
+		if got := !n.LastFallback.IsZero(); got != tc.want {
+			t.Errorf("%+v: recorded %v, want %v", tc.d, got, tc.want)
+			continue
+		}
+		if !tc.want {
+			continue
+		}
+		want := Fallback{Failed: "b", Reason: "kernel digest mismatch", Slot: tc.d.Slot, Mode: tc.d.Mode, Generation: r.Generation}
+		if n.LastFallback != want {
+			t.Errorf("%+v: %+v, want %+v", tc.d, n.LastFallback, want)
+		}
+		if err := n.Validate(); err != nil {
+			t.Errorf("%+v: %v", tc.d, err)
+		}
+	}
+	if !r.LastFallback.IsZero() {
+		t.Errorf("WithFallback changed its argument")
+	}
+}
+
+// TestValidateFallback: a last fallback names the record's slots, a mode
+// that fits (fallback to another slot, recovery to none), a generation
+// the record reached, and a one-line reason of at most MaxText bytes.
+func TestValidateFallback(t *testing.T) {
+	r := mustInit(t)
+	r.Generation = 9
+	ok := Fallback{Failed: "b", Reason: "x", Slot: "a", Mode: ModeFallback, Generation: 9}
+	r.LastFallback = ok
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]func(*Fallback){
+		"unknown failed slot": func(f *Fallback) { f.Failed = "z" },
+		"no failed slot":      func(f *Fallback) { f.Failed = "" },
+		"unknown slot":        func(f *Fallback) { f.Slot = "z" },
+		"same slot":           func(f *Fallback) { f.Slot = "b" },
+		"fallback to nothing": func(f *Fallback) { f.Slot = "" },
+		"recovery to a slot":  func(f *Fallback) { f.Mode = ModeRecovery },
+		"normal mode":         func(f *Fallback) { f.Mode = ModeNormal },
+		"future generation":   func(f *Fallback) { f.Generation = 10 },
+		"generation 0":        func(f *Fallback) { f.Generation = 0 },
+		"newline":             func(f *Fallback) { f.Reason = "a\nb" },
+		"backslash":           func(f *Fallback) { f.Reason = `a\b` },
+		"NUL":                 func(f *Fallback) { f.Reason = "a\x00b" },
+		"too long":            func(f *Fallback) { f.Reason = strings.Repeat("r", MaxText+1) },
+	} {
+		bad := r.Clone()
+		f(&bad.LastFallback)
+		if err := bad.Validate(); !errors.Is(err, ErrInvalidRecord) {
+			t.Errorf("%s: Validate = %v, want ErrInvalidRecord", name, err)
+		}
+	}
+}
+
+// TestRestrictDropsLastOfDroppedSlot: the last outcome and last fallback
+// naming a slot the board does not have are dropped with it (the record
+// would not be valid otherwise, and keel-init could not commit it).
+func TestRestrictDropsLastOfDroppedSlot(t *testing.T) {
+	r := must(t)(Init([]string{"a", "b", "zz"}, "zz"))
+	r = must(t)(Try(r, "b", 1))
+	_, r = Select(r)
+	_, r = Select(r) // b's trial failed: back to zz
+	if r.Last.Slot != "zz" || r.LastFallback.Slot != "zz" {
+		t.Fatalf("setup: last %+v, fallback %+v", r.Last, r.LastFallback)
+	}
+	n, _ := Restrict(r, []string{"a", "b"})
+	if err := n.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if n.Last != (Outcome{}) || !n.LastFallback.IsZero() {
+		t.Errorf("kept %+v, %+v", n.Last, n.LastFallback)
+	}
+	// Within the board's slots they stay.
+	n, _ = Restrict(r, []string{"a", "b", "zz", "c"})
+	if n.Last != r.Last || n.LastFallback != r.LastFallback {
+		t.Errorf("dropped %+v, %+v", n.Last, n.LastFallback)
+	}
+}

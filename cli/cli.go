@@ -128,7 +128,8 @@ else the efivarfs variable if present, else /etc/fw_env.config):
   --image DISK     a disk image: the redundant env in its GPT partition "bootstate"
 
 Commands:
-  status [--json]                      show the boot state
+  status [--json]                      show the boot state (and the booted slot and mode)
+  events [--json] [EVENTLOG]           this boot's measurement event log (/run/keel/eventlog.jsonl), one line per event
   init [--slots a,b] --active a [--force]
                                        write a new state (--force over existing or corrupt state)
   try SLOT [--tries 3] [--version V] [--security-version N]
@@ -210,7 +211,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 		"mark-good": c.markGood, "boot-ok": c.bootOK, "mark-bad": c.markBad, "set-active": c.setActive, "rollback": c.rollback,
 		"secret": c.secret, "recover": c.recover, "env": c.env, "image": c.image, "initramfs": c.initramfs, "pcr": c.pcr,
 		"keygen": c.keygen, "sign": c.sign, "verify": c.verify, "seed": c.seed,
-		"bundle": c.bundleCmd, "install": c.install, "secureboot": c.secureBoot,
+		"bundle": c.bundleCmd, "install": c.install, "secureboot": c.secureBoot, "events": c.events,
 		"help": func([]string) error { _, err := fmt.Fprint(stdout, usageText); return err },
 	}
 	if run, ok := commands[cmd]; ok {

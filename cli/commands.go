@@ -5,8 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
 
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/bootenv/ubootenv"
@@ -33,6 +35,126 @@ type statusJSON struct {
 	Order        []string                `json:"slot_order"`
 	Slots        map[string]bootenv.Slot `json:"slots"`
 	Store        bootenv.Info            `json:"store"`
+	// LastFallback is the last boot that fell back (null: none recorded).
+	LastFallback *bootenv.Fallback `json:"last_fallback"`
+	// Booted is what the running system was booted as; left out offline
+	// (a disk image, or a store given for another system).
+	Booted *bootedJSON `json:"booted,omitempty"`
+}
+
+// bootedJSON is the running system as keel-init booted it: keel.slot=,
+// keel.mode=, keel.secver= and keel.tpm= on the kernel command line
+// (keel-init measured it into PCR 8), and the slot's version from the
+// record. ByKeel false: the command line has no keel.slot=; Error set:
+// it has keel parameters that cannot be read.
+type bootedJSON struct {
+	ByKeel  bool   `json:"by_keel"`
+	Slot    string `json:"slot,omitempty"`
+	Mode    string `json:"mode,omitempty"`
+	Version string `json:"version,omitempty"`
+	// SecurityVersion is keel.secver= (nil: not given, an older keel-init).
+	SecurityVersion *uint64 `json:"security_version,omitempty"`
+	// Measured: keel-init measured the boot (no keel.tpm=unmeasured).
+	Measured *bool `json:"measured,omitempty"`
+	// Error says why the command line could not be read (a keel.*
+	// parameter given twice, a slot name that is none).
+	Error string `json:"error,omitempty"`
+}
+
+// booted reads how the running system was booted, for status: nil with
+// --image (a disk image is not the running system), and with -c or
+// --efivars unless the command line names a keel slot (the store given
+// may be another system's).
+func (c *command) booted(r bootenv.Record) *bootedJSON {
+	if c.g.image != "" {
+		return nil
+	}
+	line, err := c.deps.Cmdline()
+	if err != nil {
+		line = ""
+	}
+	var b bootedJSON
+	fail := func(err error) *bootedJSON {
+		b.ByKeel, b.Error = true, fmt.Sprintf("the kernel command line: %v", err)
+		return &b
+	}
+	slot, ok, err := kcmdline.Lookup(line, kcmdline.KeySlot)
+	switch {
+	case err != nil:
+		return fail(err)
+	case !ok && c.g != (globals{}):
+		return nil
+	case !ok:
+		return &b
+	}
+	b.ByKeel = true
+	if !bootenv.ValidSlotName(slot) {
+		return fail(fmt.Errorf("%s=%q is not a slot name", kcmdline.KeySlot, slot))
+	}
+	b.Slot = slot
+	if b.Mode, _, err = kcmdline.Lookup(line, kcmdline.KeyMode); err != nil {
+		return fail(err)
+	}
+	if v, ok, err := kcmdline.Lookup(line, kcmdline.KeySecurityVersion); err != nil {
+		return fail(err)
+	} else if ok {
+		sv, err := kcmdline.ParseSecurityVersion(v)
+		if err != nil {
+			return fail(err)
+		}
+		b.SecurityVersion = &sv
+	}
+	t, _, err := kcmdline.Lookup(line, kcmdline.KeyTPM)
+	if err != nil {
+		return fail(err)
+	}
+	measured := t != "unmeasured"
+	b.Measured = &measured
+	if s, ok := r.Slot(slot); ok {
+		b.Version = s.Version
+	}
+	return &b
+}
+
+// text is the booted line of the text status.
+func (b *bootedJSON) text() string {
+	switch {
+	case b.Error != "":
+		return "unknown: " + b.Error
+	case !b.ByKeel:
+		return "not a keel boot (no keel.slot= on the kernel command line)"
+	}
+	line := fmt.Sprintf("slot %s (%s)", b.Slot, orValue(printable(b.Mode), "mode not given"))
+	if b.Version != "" {
+		line += ", version " + b.Version
+	}
+	if b.SecurityVersion != nil {
+		line += fmt.Sprintf(", security version %d", *b.SecurityVersion)
+	}
+	if b.Measured != nil && !*b.Measured {
+		line += ", unmeasured (no TPM)"
+	}
+	return line
+}
+
+// printable quotes s if it holds anything but printable characters (the
+// kernel command line is not the record: nothing checked it).
+func printable(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// fallbackText is the last fallback line of the text status.
+func fallbackText(f bootenv.Fallback) string {
+	to := "recovery"
+	if f.Slot != "" {
+		to = "slot " + f.Slot
+	}
+	return fmt.Sprintf("slot %s failed, %s to %s (generation %d): %s", f.Failed, f.Mode, to, f.Generation, f.Reason)
 }
 
 func strOrNil(s string) *string {
@@ -58,6 +180,7 @@ func (c *command) status(args []string) error {
 		return err
 	}
 	next, _ := bootenv.Select(r)
+	booted := c.booted(r)
 	if asJSON {
 		out := statusJSON{
 			Active: strOrNil(r.Active), Trial: strOrNil(r.Trial), Generation: r.Generation,
@@ -65,6 +188,10 @@ func (c *command) status(args []string) error {
 			Reinstalling: strOrNil(r.Reinstalling), Installing: strOrNil(r.Installing), LastRecovery: strOrNil(r.LastRecovery),
 			StartedOver: strOrNil(r.StartedOver), Transient: r.Transient,
 			Order: r.SlotNames(), Slots: map[string]bootenv.Slot{}, Store: info,
+			Booted: booted,
+		}
+		if !r.LastFallback.IsZero() {
+			out.LastFallback = &r.LastFallback
 		}
 		for _, s := range r.Slots {
 			out.Slots[s.Name] = s
@@ -79,6 +206,9 @@ func (c *command) status(args []string) error {
 		safety = "NOT power-safe"
 	}
 	fmt.Fprintf(w, "store:\t%s %s (%s)\n", info.Backend, info.Location, safety)
+	if booted != nil {
+		fmt.Fprintf(w, "booted:\t%s\n", booted.text())
+	}
 	fmt.Fprintf(w, "generation:\t%d\n", r.Generation)
 	fmt.Fprintf(w, "active:\t%s\n", orNone(r.Active))
 	trial := "none"
@@ -107,6 +237,11 @@ func (c *command) status(args []string) error {
 		fmt.Fprintf(w, "last boot:\t%s (%s): %s\n", r.Last.Mode, orValue(r.Last.Slot, "no slot"), r.Last.Reason)
 	} else {
 		fmt.Fprintf(w, "last boot:\tnone yet\n")
+	}
+	if !r.LastFallback.IsZero() {
+		fmt.Fprintf(w, "last fallback:\t%s\n", fallbackText(r.LastFallback))
+	} else {
+		fmt.Fprintf(w, "last fallback:\tnone recorded\n")
 	}
 	fmt.Fprintf(w, "next boot:\t%s (%s): %s\n", next, next.Mode, next.Reason)
 	fmt.Fprintf(w, "slots:\n")

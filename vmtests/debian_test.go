@@ -127,6 +127,8 @@ mode=$(sed -n 's/.*keel\.mode=\([^ ]*\).*/\1/p' /proc/cmdline)
 echo "KEEL-WATCHDOG after-commit $(cat /sys/class/watchdog/watchdog0/state 2>&1)"
 echo "KEEL-STATUS $(keel status --json | tr -d '\n')"
 echo "KEEL-FAILED-UNITS [$(systemctl list-units --failed --no-legend --plain | cut -d' ' -f1 | tr '\n' ' ')]"
+keel events > /tmp/keel-events 2>&1
+echo "KEEL-EVENTS rc=$? lines=$(wc -l < /tmp/keel-events) $(head -n 1 /tmp/keel-events)"
 # What the test does once per device is remembered in the shared data
 # area, which never rolls back.
 done=/data/shared/keel-test
@@ -347,6 +349,7 @@ var (
 	reTestReboot    = regexp.MustCompile(`KEEL-TEST-REBOOT`)
 	reNoCommit      = regexp.MustCompile(`Dependency failed for .*keel.mark-good`)
 	reSecureBootOn  = regexp.MustCompile(`Secure Boot: on; slot kernels must be signed by db`)
+	reEvents        = regexp.MustCompile(`KEEL-EVENTS rc=(\d+) lines=(\d+) ([^\r\n]*)\r*\n`)
 	reDataAction    = regexp.MustCompile(`data: slot (\S+)'s area: (\S+) \(`)
 )
 
@@ -630,6 +633,17 @@ func TestDebianDataFallback(t *testing.T) {
 	}
 	if deref(s.Active) != "a" || s.Slots["b"].State != "bad" || s.LastBoot.Mode != "fallback" {
 		t.Errorf("status after the fallback: %s", s.Raw)
+	}
+	// What a systemd user reads: the booted slot and mode, why the last
+	// fallback happened, and keel-init's event log through /run.
+	if b := s.Booted; b == nil || !b.ByKeel || b.Slot != "a" || b.Mode != "fallback" {
+		t.Errorf("status after the fallback: booted %+v, want slot a in mode fallback: %s", b, s.Raw)
+	}
+	if f := s.LastFallback; f == nil || f.FailedSlot != "b" || f.BootedSlot != "a" || !strings.Contains(f.Reason, "tries ran out") {
+		t.Errorf("status after the fallback: last fallback %+v, want b's tries ran out, a booted: %s", f, s.Raw)
+	}
+	if m := r.expect(reEvents); m[1] != "0" || m[2] == "0" {
+		t.Errorf("keel events in the fallback boot: %q", m[0])
 	}
 	dm := &machine{t: t, Machine: m}
 	for p, want := range map[string]string{

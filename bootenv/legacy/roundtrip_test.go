@@ -14,8 +14,8 @@ import (
 // active, and one with no slot installed) through keel's transitions: boot
 // decisions, try (1, 2, 3 and 12 tries), mark-good, mark-bad, set-active,
 // confirm, recovery requests, installs and reinstalls. Records that differ
-// only in generation, last outcome or reasons (which no decision reads) are
-// walked once.
+// only in generation, last outcome, last fallback or reasons (which no
+// decision reads) are walked once.
 func reachable(t *testing.T) []bootenv.Record {
 	t.Helper()
 	slots := []string{"a", "b"}
@@ -46,6 +46,7 @@ func reachable(t *testing.T) []bootenv.Record {
 	key := func(r bootenv.Record) string {
 		r = r.Clone()
 		r.Generation, r.Last, r.LastRecovery, r.Recovery = 0, bootenv.Outcome{}, "", strconv.FormatBool(r.Recovery != "")
+		r.LastFallback = bootenv.Fallback{}
 		for i := range r.Slots {
 			r.Slots[i].Reason, r.Slots[i].Version, r.Slots[i].SecurityVersion = "", "", 0
 		}

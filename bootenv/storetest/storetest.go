@@ -97,12 +97,50 @@ func Run(t *testing.T, newBackend func(t *testing.T) Opener) {
 				t.Fatal(err)
 			}
 		}
+		// The longest last fallback keel writes.
+		r = bootenv.WithFallback(r, bootenv.Decision{Slot: "slot0", Mode: bootenv.ModeFallback}, names[len(names)-1], strings.Repeat("f", bootenv.MaxText))
+		if len(r.LastFallback.Reason) != bootenv.MaxText {
+			t.Fatalf("fallback reason of %d bytes", len(r.LastFallback.Reason))
+		}
 		if err := s.Commit(r); err != nil {
 			t.Fatal(err)
 		}
 		got, err := s.Load()
 		if err != nil || !got.Equal(r) {
 			t.Fatalf("large record: %+v, %v", got, err)
+		}
+	})
+	t.Run("LastFallbackKept", func(t *testing.T) {
+		// A failed trial's fallback survives a reopen and the normal boots
+		// after it; a record without one loads without one.
+		open := newBackend(t)
+		s := mustOpen(t, open)
+		r := mustInit(t)
+		if err := s.Commit(r); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := mustOpen(t, open).Load(); err != nil || !got.LastFallback.IsZero() {
+			t.Fatalf("a record without a fallback loads %+v, %v", got.LastFallback, err)
+		}
+		r, err := bootenv.Try(r, "b", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 4 { // b's trial boot, the fallback to a, two normal boots
+			_, r = bootenv.Select(r)
+			if err := s.Commit(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := mustOpen(t, open).Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := got.LastFallback; f.Failed != "b" || f.Slot != "a" || f.Mode != bootenv.ModeFallback || f.Generation != r.Generation-2 || f.Reason == "" {
+			t.Fatalf("last fallback after reopen: %+v (generation %d)", f, got.Generation)
+		}
+		if !got.Equal(r) {
+			t.Fatalf("loaded\n%+v\nwant\n%+v", got, r)
 		}
 	})
 	t.Run("Describe", func(t *testing.T) {

@@ -203,6 +203,9 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 	}
 	recovered := false
 	avoid := map[string]bool{} // slots that failed with an environmental error in this boot
+	// failed is the slot the previous attempt of this boot could not hand
+	// over, and why: the next decision, a fallback, records it.
+	var failed struct{ slot, why string }
 	for attempt := 0; attempt <= len(r.Slots)+2; attempt++ {
 		d, n, ok := bootenv.Decide(r, cfg.Policy, avoid)
 		if !ok {
@@ -218,6 +221,11 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 			d.Mode = bootenv.ModeFallback
 			d.Reason = bootenv.Text("fallback after a failed slot: " + d.Reason)
 			n.Last = bootenv.Outcome{Slot: d.Slot, Mode: d.Mode, Reason: d.Reason}
+		}
+		if failed.slot != "" {
+			// Kept in the record until the next fallback, for keel status.
+			n = bootenv.WithFallback(n, d, failed.slot, failed.why)
+			failed.slot = ""
 		}
 		// Count the boot before anything can fail: a crash from here on
 		// uses up the try.
@@ -296,8 +304,10 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 				return r, fmt.Errorf("%w: slot %s: environmental error %d of %d: %v", ErrRetry, d.Slot, r.Transient, bootenv.MaxTransient, err)
 			}
 			avoid[d.Slot] = true
+			failed.slot, failed.why = d.Slot, fmt.Sprintf("slot %s: environmental error (%d boots in a row, not marked bad): %s", d.Slot, r.Transient, oneLine(err.Error()))
 			continue
 		}
+		failed.slot, failed.why = d.Slot, fmt.Sprintf("slot %s failed: %s", d.Slot, oneLine(err.Error()))
 		n, merr := bootenv.MarkBad(r, d.Slot, oneLine(err.Error()))
 		if merr != nil {
 			return r, merr

@@ -153,12 +153,13 @@ func TestTrialCommittedBeforeKexec(t *testing.T) {
 
 func TestFailedSlotFallsBack(t *testing.T) {
 	for name, tc := range map[string]struct {
-		l *fakeLoader
-		k *fakeKexec
+		l   *fakeLoader
+		k   *fakeKexec
+		why string // in the last fallback's reason
 	}{
-		"verification": {&fakeLoader{bad: map[string]string{"b": "kernel digest mismatch"}}, &fakeKexec{}},
-		"panic":        {&fakeLoader{panic: map[string]bool{"b": true}}, &fakeKexec{}},
-		"kexec":        {&fakeLoader{}, &fakeKexec{fail: map[string]bool{"b": true}}},
+		"verification": {&fakeLoader{bad: map[string]string{"b": "kernel digest mismatch"}}, &fakeKexec{}, "slot b failed: kernel digest mismatch"},
+		"panic":        {&fakeLoader{panic: map[string]bool{"b": true}}, &fakeKexec{}, "slot b failed: bug: loading slot b panicked: boom"},
+		"kexec":        {&fakeLoader{}, &fakeKexec{fail: map[string]bool{"b": true}}, "slot b failed: kexec_file_load: invalid argument"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := memstore.New()
@@ -179,6 +180,18 @@ func TestFailedSlotFallsBack(t *testing.T) {
 			}
 			if a, _ := st.Slot("a"); a.State != bootenv.StateGood {
 				t.Errorf("a lost something: %+v", a)
+			}
+			// The fallback is in the record before the kexec, and stays.
+			f := tc.k.state.LastFallback
+			if f.Failed != "b" || f.Slot != "a" || f.Mode != bootenv.ModeFallback || !strings.HasPrefix(f.Reason, tc.why) ||
+				f.Generation == 0 || f.Generation > tc.k.state.Generation || f != st.LastFallback {
+				t.Errorf("last fallback at kexec %+v, stored %+v; want b -> a, %q", f, st.LastFallback, tc.why)
+			}
+			// The next boots are normal: the fallback is kept.
+			k := &fakeKexec{}
+			run(t, s, &fakeLoader{}, k)
+			if k.state.Last.Mode != bootenv.ModeNormal || k.state.LastFallback != f {
+				t.Errorf("a normal boot changed the last fallback: %+v, %+v", k.state.Last, k.state.LastFallback)
 			}
 		})
 	}
@@ -203,6 +216,10 @@ func TestNoBootableSlot(t *testing.T) {
 	st, _ := s.Load()
 	if !st.Equal(final) || st.Last.Mode != bootenv.ModeRecovery {
 		t.Errorf("stored %+v, returned %+v", st, final)
+	}
+	// b, then a failed in this boot: the decision for recovery says a.
+	if f := st.LastFallback; f.Failed != "a" || f.Mode != bootenv.ModeRecovery || f.Slot != "" || !strings.Contains(f.Reason, "no KEELSLOT magic") {
+		t.Errorf("last fallback %+v", f)
 	}
 }
 
@@ -828,6 +845,10 @@ func TestEnvironmentalErrorsNeverMarkBad(t *testing.T) {
 			st, _ := s.Load()
 			if a, _ := st.Slot("a"); a.State != bootenv.StateGood || st.Active != "a" {
 				t.Errorf("after b booted: %+v", st)
+			}
+			if f := st.LastFallback; f.Failed != "a" || f.Slot != "b" || f.Mode != bootenv.ModeFallback ||
+				!strings.HasPrefix(f.Reason, fmt.Sprintf("slot a: environmental error (%d boots in a row, not marked bad)", bootenv.MaxTransient)) {
+				t.Errorf("last fallback %+v", f)
 			}
 			// b's OS confirms its boot: the count ends.
 			st, _ = bootenv.MarkGood(st, "b")

@@ -30,17 +30,27 @@ import (
 type Logf = func(format string, args ...any)
 
 // MountBase mounts /proc, /sys, /dev and /run (already mounted is fine).
+// In stage 2 these are the slot OS's: stage 2 moves them into the new
+// root, and systemd mounts an API file system only where none is mounted
+// (mount-setup.c skips a mount point), so /run keeps these options for the
+// OS's lifetime: mode 0755 and nodev as systemd's own /run (a tmpfs
+// without mode= is world-writable, 1777).
 func MountBase(logf Logf) error {
-	for _, m := range []struct{ src, dst, fstype string }{
-		{"proc", "/proc", "proc"},
-		{"sysfs", "/sys", "sysfs"},
-		{"devtmpfs", "/dev", "devtmpfs"},
-		{"tmpfs", "/run", "tmpfs"},
+	const base = unix.MS_NOSUID | unix.MS_NOEXEC
+	for _, m := range []struct {
+		src, dst, fstype string
+		flags            uintptr
+		data             string
+	}{
+		{"proc", "/proc", "proc", base, ""},
+		{"sysfs", "/sys", "sysfs", base, ""},
+		{"devtmpfs", "/dev", "devtmpfs", base, ""},
+		{"tmpfs", "/run", "tmpfs", base | unix.MS_NODEV, "mode=0755"},
 	} {
 		if err := os.MkdirAll(m.dst, 0o755); err != nil {
 			return err
 		}
-		if err := unix.Mount(m.src, m.dst, m.fstype, unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+		if err := unix.Mount(m.src, m.dst, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
 			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err)
 		}
 	}

@@ -186,6 +186,19 @@ type Status struct {
 		Mode   string `json:"mode"`
 		Reason string `json:"reason"`
 	} `json:"last_boot"`
+	// Booted is what the running system was booted as (keel status on a
+	// live device), LastFallback the record's last fallback (nil: none).
+	Booted *struct {
+		ByKeel bool   `json:"by_keel"`
+		Slot   string `json:"slot"`
+		Mode   string `json:"mode"`
+	} `json:"booted"`
+	LastFallback *struct {
+		FailedSlot string `json:"failed_slot"`
+		BootedSlot string `json:"booted_slot"`
+		Mode       string `json:"mode"`
+		Reason     string `json:"reason"`
+	} `json:"last_fallback"`
 	// Raw is the JSON as the slot printed it.
 	Raw string `json:"-"`
 }
