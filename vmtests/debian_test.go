@@ -627,6 +627,7 @@ func TestDebianDataFallback(t *testing.T) {
 		t.Errorf("a's area after the fallback: %+v, want it as before the update: %+v", after, before)
 	}
 	s := r.status()
+	events := r.expect(reEvents)
 	r.expect(reTestPowerOff)
 	if err := r.r.Wait(); err != nil {
 		t.Fatal(err)
@@ -642,8 +643,8 @@ func TestDebianDataFallback(t *testing.T) {
 	if f := s.LastFallback; f == nil || f.FailedSlot != "b" || f.BootedSlot != "a" || !strings.Contains(f.Reason, "tries ran out") {
 		t.Errorf("status after the fallback: last fallback %+v, want b's tries ran out, a booted: %s", f, s.Raw)
 	}
-	if m := r.expect(reEvents); m[1] != "0" || m[2] == "0" {
-		t.Errorf("keel events in the fallback boot: %q", m[0])
+	if events[1] != "0" || events[2] == "0" {
+		t.Errorf("keel events in the fallback boot: %q", events[0])
 	}
 	dm := &machine{t: t, Machine: m}
 	for p, want := range map[string]string{
