@@ -15,7 +15,6 @@ import (
 
 	"github.com/hugelgupf/vmtest/qemu"
 
-	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/vmtests/vmkit"
 )
 
@@ -58,7 +57,7 @@ func BenchmarkDebianBoot(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	deb := benchDebianArtefacts(art)
+	deb := debianSized(art, 0)
 	start := time.Now()
 	km, err := vmkit.NewMachine(ctx, deb, keelDir, map[string]vmkit.SlotSpec{
 		"a": {Version: "deb-a", SecurityVersion: 1, RootDir: benchDebianRoot(b, deb, filepath.Join(dir, "root-a"))},
@@ -304,23 +303,6 @@ func (c *benchLines) dump() {
 	c.b.Logf("console:\n%s", s.String())
 }
 
-// benchDebianArtefacts are art with root partitions large enough for the
-// Debian root, as debianArtefacts makes them for the tests.
-func benchDebianArtefacts(art *vmkit.Artefacts) *vmkit.Artefacts {
-	const rootMiB = 160
-	a := *art
-	a.Board.Layout = append(a.Board.Layout[:0:0], a.Board.Layout...)
-	for i, p := range a.Board.Layout {
-		for _, s := range a.Board.Slots {
-			if p.Name == layout.RootPartition(s) {
-				a.Board.DiskMB += rootMiB - p.SizeMB
-				a.Board.Layout[i].SizeMB = rootMiB
-			}
-		}
-	}
-	return &a
-}
-
 // benchDebianRoot copies the Debian root of make debian-root into dir,
 // puts this suite's keel in it and adds keel-bench-poweroff.service, which
 // prints KEEL-BENCH-UP and powers off once multi-user.target is reached
@@ -328,14 +310,7 @@ func benchDebianArtefacts(art *vmkit.Artefacts) *vmkit.Artefacts {
 // keel did not start).
 func benchDebianRoot(b *testing.B, art *vmkit.Artefacts, dir string) string {
 	b.Helper()
-	root, err := vmkit.RepoRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	src := filepath.Join(root, "build", "debian-root", "root")
-	if _, err := os.Stat(filepath.Join(src, "usr", "lib", "systemd", "system", "keel-mark-good.service")); err != nil {
-		b.Fatalf("no Debian root: %v: build it first with make debian-root", err)
-	}
+	src := debianRootDir(b)
 	if out, err := exec.Command("cp", "-a", "--reflink=auto", src+"/.", dir).CombinedOutput(); err != nil {
 		b.Fatalf("copying the Debian root: %v\n%s", err, out)
 	}

@@ -47,7 +47,7 @@ import (
 // console).
 
 // debianRootDir is where make debian-root leaves the slot root.
-func debianRootDir(t *testing.T) string {
+func debianRootDir(t testing.TB) string {
 	t.Helper()
 	root, err := vmkit.RepoRoot()
 	if err != nil {
@@ -206,23 +206,30 @@ fi
 	return dir
 }
 
-// debianArtefacts are the suite's artefacts with root partitions large
-// enough for the Debian root (about 115 MiB of erofs).
+// debianArtefacts are the suite's artefacts sized for the Debian root
+// (debianSized).
 func debianArtefacts(t *testing.T, extraDataMiB int) *vmkit.Artefacts {
 	t.Helper()
+	return debianSized(artefacts(t), extraDataMiB)
+}
+
+// debianSized is art with root partitions large enough for the Debian
+// root (about 115 MiB of erofs) and a data partition extraDataMiB larger
+// (it takes the rest of the disk).
+func debianSized(art *vmkit.Artefacts, extraDataMiB int) *vmkit.Artefacts {
 	const rootMiB = 160
-	art := *artefacts(t)
-	art.Board.DiskMB += extraDataMiB // the data partition takes the rest
-	art.Board.Layout = append(art.Board.Layout[:0:0], art.Board.Layout...)
-	for i, p := range art.Board.Layout {
-		for _, s := range art.Board.Slots {
+	a := *art
+	a.Board.DiskMB += extraDataMiB
+	a.Board.Layout = append(a.Board.Layout[:0:0], a.Board.Layout...)
+	for i, p := range a.Board.Layout {
+		for _, s := range a.Board.Slots {
 			if p.Name == layout.RootPartition(s) {
-				art.Board.DiskMB += rootMiB - p.SizeMB
-				art.Board.Layout[i].SizeMB = rootMiB
+				a.Board.DiskMB += rootMiB - p.SizeMB
+				a.Board.Layout[i].SizeMB = rootMiB
 			}
 		}
 	}
-	return &art
+	return &a
 }
 
 // newDebianMachine builds a disk whose slots hold the Debian root (the

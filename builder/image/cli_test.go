@@ -90,29 +90,9 @@ func TestCLIImageBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	tab, err := gpt.ReadFile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Slot a's manifest verifies against the key's .pub, as keel-init
 	// checks it.
-	p, err := tab.Find("slot-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := p.Section(f)
-	h, err := slotimg.ReadHeader(r, p.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
-	entry := func(name string) []byte {
-		sr, err := h.Section(r, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(sr)
-		return b
-	}
+	entry := slotEntries(t, f, "slot-a")
 	trusted, err := manifest.ReadPublicKeys(filepath.Join(dir, "keys/release.pub"))
 	if err != nil {
 		t.Fatal(err)
@@ -344,27 +324,7 @@ func quickStart(t *testing.T, bin string, board boards.Board, spec []byte, kerne
 		t.Fatal(err)
 	}
 	defer again.Close()
-	tab, err := gpt.ReadFile(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := tab.Find("slot-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := p.Section(disk)
-	h, err := slotimg.ReadHeader(r, p.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
-	entry := func(name string) []byte {
-		sr, err := h.Section(r, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(sr)
-		return b
-	}
+	entry := slotEntries(t, disk, "slot-a")
 	stage2, _ := os.ReadFile(filepath.Join(dir, "stage2"))
 	if !bytes.Equal(entry(slotimg.EntryInitrd), stage2) {
 		t.Error("slot a's initrd is not keel initramfs build --stage 2's archive")
@@ -392,9 +352,15 @@ func quickStart(t *testing.T, bin string, board boards.Board, spec []byte, kerne
 	if len(sizes.PartitionMB) == 0 {
 		t.Error("the quick start's spec.json sizes no partition (partition_mb)")
 	}
+	tab, err := gpt.ReadFile(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, mb := range sizes.PartitionMB {
-		if p, err := tab.Find(name); err != nil || p.Size() != int64(mb)<<20 {
-			t.Errorf("partition %s: %v (%d bytes); want the spec's %d MiB", name, err, p.Size(), mb)
+		if p, err := tab.Find(name); err != nil {
+			t.Errorf("partition %s: %v; want the spec's %d MiB", name, err, mb)
+		} else if p.Size() != int64(mb)<<20 {
+			t.Errorf("partition %s: %d bytes; want the spec's %d MiB", name, p.Size(), mb)
 		}
 	}
 	// The bundle's root is the one in root-a (its verity root hash; the
@@ -427,5 +393,36 @@ func quickStart(t *testing.T, bin string, board boards.Board, spec []byte, kerne
 				break
 			}
 		}
+	}
+}
+
+// slotEntries opens the slot container in partition part of the disk
+// image f and returns a reader of its entries (slotimg.Entry*).
+func slotEntries(t *testing.T, f *os.File, part string) func(name string) []byte {
+	t.Helper()
+	tab, err := gpt.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tab.Find(part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := p.Section(f)
+	h, err := slotimg.ReadHeader(r, p.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(name string) []byte {
+		t.Helper()
+		sr, err := h.Section(r, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(sr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
 	}
 }
