@@ -351,6 +351,13 @@ func TestCounterWritePolicy(t *testing.T) {
 			if v := floor(t, tp); v != 5 {
 				t.Errorf("floor %d after the attempts, want 5", v)
 			}
+			// Nor can the OS define an index of keel's layout that reads
+			// as written (Part 3 §31.3).
+			pub := RecordPublic(RecordIndex+0x100, HierarchyOwner)
+			pub.Attributes.Written = true
+			if err := osDefine(tp, pub); !errors.Is(err, tpm2.TPMRCAttributes) {
+				t.Errorf("defining a written record: %v; want TPM_RC_ATTRIBUTES", err)
+			}
 			tp = reboot(t, sw, owner)
 			if st := keelInit(t, tp, 0); st.Floor != 5 || st.Tampered != "" || st.Created {
 				t.Errorf("next boot: %+v", st)
