@@ -446,11 +446,13 @@ func EnsureCounter(t transport.TPM, index uint32) (CounterState, error) {
 			}
 			rec = &record{floor: old}
 		case rec.count == 0:
-			// A migration cut short (or the old counter advanced while
-			// it could not be migrated): never below either.
-			rec.floor = max(rec.floor, old)
-			if err := putRecord(t, &r, *rec); err != nil {
-				return oldCounter(st, c, rec, fmt.Errorf("writing the floor record: %w", err))
+			// A migration cut short (or an old counter kept in use):
+			// never below either.
+			if old > rec.floor {
+				rec.floor = old
+				if err := putRecord(t, &r, *rec); err != nil {
+					return oldCounter(st, c, rec, fmt.Errorf("writing the floor record: %w", err))
+				}
 			}
 		default:
 			st.tamper("NV index %#08x holds %s (floor %d) although keel's counter was migrated: the OS deleted keel's counter and defined one it can write; keel-init keeps the recorded floor %d and replaces it",

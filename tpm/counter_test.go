@@ -1058,3 +1058,20 @@ func TestRecord(t *testing.T) {
 		t.Error("an 8-byte record parsed")
 	}
 }
+
+// FuzzParseRecord: the floor record parses exactly the 16-byte
+// encodings, and back.
+func FuzzParseRecord(f *testing.F) {
+	f.Add(record{floor: 5, count: 6}.bytes())
+	f.Add([]byte{})
+	f.Add(make([]byte, 17))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseRecord(b)
+		if (err == nil) != (len(b) == recordSize) {
+			t.Fatalf("%d bytes: %v", len(b), err)
+		}
+		if err == nil && string(r.bytes()) != string(b) {
+			t.Fatalf("%x -> %+v -> %x", b, r, r.bytes())
+		}
+	})
+}
