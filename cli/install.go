@@ -47,7 +47,10 @@ fetched; a cut install is completed by running it again.
   --json               print the result as JSON (progress as json events
                        on standard error unless --progress says otherwise)
   --ca FILE            more CA certificates for https (PEM)
-  --header 'K: V'      an HTTP header for every request (repeat)
+  --header 'K: V'      an HTTP header for every request (repeat); redirects
+                       to another host, port or scheme do not get it (nor
+                       Authorization or Cookie), and a redirect from https
+                       to http is refused
   --no-delta           fetch every block (do not look for them on the device)
   --board NAME         (offline) the board, when no slot names it
   --slot S             (offline, image without a boot record) the target slot

@@ -56,9 +56,25 @@
 //
 // HTTPS uses the system's root certificates plus HTTPOptions.CAFile.
 // HTTPOptions.Headers (an Authorization header, for instance) go with
-// every request. Redirects are followed the way net/http's client follows
-// them, for every request anew: on a redirect to another host the client
-// drops Authorization and Cookie headers, so a server that redirects to a
-// CDN with signed URLs works, and credentials do not leak to it (a CDN
-// that needs them too must be given the final URL). Stats reports the bytes and requests a download took.
+// every request.
+//
+// # Redirects
+//
+// Redirects are followed for every request anew (at most MaxRedirects in
+// a row), and the Range header goes along, so a server that redirects to
+// a CDN with signed URLs works; the answer at the end must still be a 206
+// for exactly the bytes asked. The caller's headers go along only while
+// every URL of the chain has the first URL's origin (scheme, host and
+// port, RFC 6454): a redirect to another host, another port, or from
+// http to https drops them, and Authorization and Cookie, for the rest of
+// the chain, even if it comes back (the source logs once that it did;
+// a CDN that needs credentials too must be given its URL directly). A
+// redirect from https to http is refused (the request and the bundle
+// would cross the network in clear), and so are schemes other than http
+// and https (file://) and a loop; none of these refusals (ErrRedirect) is
+// retried. net/http's own rule is looser: it keeps Authorization for a
+// subdomain, another port or https to http on the same host, and every
+// other header everywhere.
+//
+// Stats reports the bytes and requests a download took.
 package source

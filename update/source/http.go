@@ -21,8 +21,8 @@ type HTTPOptions struct {
 	// the system's roots: a private update server's CA.
 	CAFile string
 	// Headers go with every request: an Authorization header, for
-	// instance. Go's client drops Authorization and Cookie when it follows
-	// a redirect to another host.
+	// instance; but not past a redirect to another origin (scheme, host or
+	// port): see the package documentation.
 	Headers http.Header
 	// Parallel is how many requests are in flight at once (default 4).
 	// It also bounds memory: at most Parallel requests are buffered.
@@ -48,7 +48,9 @@ type HTTPOptions struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Client makes the requests (default: a client with the system's
 	// roots plus CAFile and without transparent decompression). It cannot
-	// be combined with CAFile: configure the client's TLS instead.
+	// be combined with CAFile: configure the client's TLS instead. The
+	// source uses a copy of it whose CheckRedirect applies the redirect
+	// policy first, then the client's own.
 	Client *http.Client
 	// Log, when set, gets a line for every retry. Requests run in
 	// parallel, so it may be called from several goroutines at once.
@@ -122,6 +124,9 @@ type HTTPSource struct {
 
 	fetched, requests, retries atomic.Int64
 	closed                     atomic.Bool
+	// droppedLogged: the log said once that a redirect dropped the
+	// caller's headers.
+	droppedLogged atomic.Bool
 }
 
 var _ Source = (*HTTPSource)(nil)
@@ -154,7 +159,11 @@ func (s *HTTPSource) makeClient() error {
 		if s.o.CAFile != "" {
 			return errors.New("HTTPOptions: CAFile and Client are both set: give the client the CA instead")
 		}
-		s.client = s.o.Client
+		// A copy, sharing the caller's transport, with the redirect
+		// policy in front of the client's own.
+		c := *s.o.Client
+		c.CheckRedirect = s.checkRedirect(s.o.Client.CheckRedirect)
+		s.client = &c
 		return nil
 	}
 	roots, err := rootsWith(s.o.CAFile)
@@ -168,7 +177,7 @@ func (s *HTTPSource) makeClient() error {
 	t.DisableCompression = true
 	t.MaxIdleConnsPerHost = s.o.Parallel
 	s.transport = t
-	s.client = &http.Client{Transport: t}
+	s.client = &http.Client{Transport: t, CheckRedirect: s.checkRedirect(nil)}
 	return nil
 }
 

@@ -37,8 +37,10 @@ func (s *HTTPSource) get(ctx context.Context, first, last int64) (*http.Response
 	s.requests.Add(1)
 	resp, err := s.client.Do(req)
 	if err != nil {
-		if isCertError(err) {
-			return nil, permanent(err) // the next try will not trust it more
+		if isCertError(err) || errors.Is(err, ErrRedirect) {
+			// The next try will not trust it more, nor be sent
+			// elsewhere.
+			return nil, permanent(err)
 		}
 		return nil, err
 	}
