@@ -653,8 +653,8 @@ func TestHTTPRedirects(t *testing.T) {
 
 	target.RequireAuthorization("Bearer x")
 	_, err := HTTP(context.Background(), redirect(target.URL).URL, auth)
-	if err == nil || !strings.Contains(err.Error(), "401 Unauthorized") {
-		t.Errorf("HTTP through a redirect to another port = %v, want a 401: Authorization is not forwarded", err)
+	if err == nil || !strings.Contains(err.Error(), "401 Unauthorized") || !strings.Contains(err.Error(), "redirected to "+target.URL+", another origin") {
+		t.Errorf("HTTP through a redirect to another port = %v, want a 401 that names the redirect: Authorization is not forwarded", err)
 	}
 	target.RequireAuthorization("")
 	src := openHTTP(t, redirect(target.URL).URL, auth)
