@@ -574,7 +574,7 @@ func (c *command) setActive(args []string) error {
 	if fs.NArg() != 1 {
 		return usagef("usage: keel set-active SLOT")
 	}
-	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) { return bootenv.SetActive(r, fs.Arg(0)) })
+	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) { return c.activate(r, fs.Arg(0)) })
 	if err != nil {
 		return err
 	}

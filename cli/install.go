@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	iofs "io/fs"
 	"net/http"
 	"os"
 	"strings"
@@ -19,7 +18,6 @@ import (
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/manifest"
-	"github.com/keelboot/keel/tpm"
 	"github.com/keelboot/keel/update"
 	"github.com/keelboot/keel/update/source"
 )
@@ -391,24 +389,9 @@ func (c *command) planDevice(f installFlags) (*installPlan, error) {
 		return fail(usagef("install: --board %s, but the running slot is for %s", f.board, running.Compatible))
 	}
 	p.board = boardByName(running.Compatible)
-	counter := int64(-1)
-	tp, err := c.deps.OpenTPM()
-	switch {
-	case errors.Is(err, iofs.ErrNotExist):
-		fmt.Fprintf(c.stderr, "keel: warning: no TPM (%v): the bundle's security version is not checked against the anti-rollback counter here (keel-init checks it at boot)\n", err)
-	case err != nil:
-		return fail(fmt.Errorf("install: opening the TPM to read the anti-rollback counter: %w", err))
-	default:
-		v, err := tpm.ReadCounter(tp, tpm.CounterIndex)
-		tp.Close()
-		switch {
-		case errors.Is(err, iofs.ErrNotExist):
-			counter = 0 // not defined yet: nothing was marked good
-		case err != nil:
-			return fail(fmt.Errorf("install: reading the anti-rollback counter: %w", err))
-		default:
-			counter = int64(v)
-		}
+	counter, err := c.antiRollbackFloor("the bundle's security version")
+	if err != nil {
+		return fail(fmt.Errorf("install: %w", err))
 	}
 	p.check = policy(running, f.allowDowngrade, counter)
 	return p, nil
