@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -167,7 +166,7 @@ func (c *command) install(args []string) error {
 		Fetched: res.Fetched, BundleSize: h.Size(), Blocks: res.Blocks, LocalContainer: res.LocalContainer,
 		Seconds: time.Since(start).Seconds(), Record: recorded}
 	if f.asJSON {
-		if err := writeJSON(c.stdout, out); err != nil {
+		if err := printJSON(c.stdout, out); err != nil {
 			return err
 		}
 	} else {
@@ -187,12 +186,6 @@ func (c *command) install(args []string) error {
 		return c.deps.Reboot()
 	}
 	return nil
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // installPlan is where an install goes and what it may install.
