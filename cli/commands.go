@@ -397,7 +397,7 @@ func (c *command) selectCmd(args []string) error {
 		d, _ = bootenv.Select(r)
 	}
 	if asJSON {
-		return printJSON(c.stdout, d)
+		return printJSONLine(c.stdout, d)
 	}
 	fmt.Fprintln(c.stdout, d)
 	fmt.Fprintf(c.stderr, "%s: %s\n", d.Mode, printable(d.Reason))

@@ -36,10 +36,20 @@ func printable(s string) string {
 	return s
 }
 
-// printJSON writes v as indented JSON, one value and a newline, with
-// escapeJSON applied.
+// printJSON writes v as indented JSON and a newline, with escapeJSON
+// applied.
 func printJSON(w io.Writer, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
+	return writeEscaped(w, b, err)
+}
+
+// printJSONLine is printJSON on one line.
+func printJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	return writeEscaped(w, b, err)
+}
+
+func writeEscaped(w io.Writer, b []byte, err error) error {
 	if err != nil {
 		return err
 	}
