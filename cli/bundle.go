@@ -366,13 +366,21 @@ func (c *command) bundleDelta(args []string) error {
 	if err != nil {
 		return err
 	}
+	// What the old version holds is read from the old bundle, checked
+	// block by block against its tree, which its signed manifest vouches
+	// for.
+	ost, _ := of.Stat()
+	oldTree, _, err := ob.ReadTree(c.ctx, source.NewReaderAt(of, ost.Size(), from))
+	if err != nil {
+		return fmt.Errorf("%s: %w", from, err)
+	}
 	oldRoot, err := ob.RootReader(of)
 	if err != nil {
 		return err
 	}
-	m, err := bundle.DeltaMap(tree, oldRoot, ob.Header.DataBlocks)
+	m, err := bundle.DeltaMap(tree, oldRoot, oldTree)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", from, err)
 	}
 	newRoot, err := nb.RootReader(nf)
 	if err != nil {
