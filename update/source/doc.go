@@ -13,7 +13,10 @@
 //   - Stream reads a pipe (standard input: `curl … | keel install -`). It
 //     has no size (Size is -1) and can only move forward: gaps between
 //     ranges are read and thrown away, and a range before the current
-//     position is an error.
+//     position is an error. A read blocked on the pipe is given up when
+//     the context ends (the stream is then broken). It is a Drainer: after
+//     an install, Drain reads the rest of the pipe, up to a bound, so that
+//     the writer does not die of SIGPIPE after a successful install.
 //   - HTTP fetches ranges with HTTP Range requests (see below).
 //   - Open picks one from what the user typed: "-", a URL, or a path.
 //
@@ -52,7 +55,13 @@
 //     HTTPOptions.StallTimeout) and 5xx, 408 and 429 answers with
 //     exponential back-off, asking only for the bytes not received yet,
 //     so no byte is fetched twice, delivered twice or skipped. 4xx answers
-//     and certificate errors are not retried.
+//     and certificate errors are not retried;
+//   - ends a Fetch whose requests receive less than HTTPOptions.MinRate
+//     bytes per second over the last HTTPOptions.MinRateWindow of time in
+//     which a request was running (ErrTooSlow, not retried; by default
+//     512 bytes/s over 10 minutes, below the slowest cellular links): the
+//     stall timeout alone lets a server that sends a byte just before
+//     each timeout hold an install for ever.
 //
 // HTTPS uses the system's root certificates plus HTTPOptions.CAFile.
 // HTTPOptions.Headers (an Authorization header, for instance) go with

@@ -43,6 +43,14 @@ type HTTPOptions struct {
 	// for that long (default 30 s; negative: never), so that a dead
 	// connection does not hang the install.
 	StallTimeout time.Duration
+	// MinRate ends a Fetch (ErrTooSlow, not retried) whose requests
+	// received fewer than MinRate bytes per second over the last
+	// MinRateWindow during which a request was running (default
+	// DefaultMinRate and DefaultMinRateWindow; a negative MinRate: no
+	// minimum). Time the callback spends with the bytes it was handed
+	// does not count, so a slow target does not fail a fast link.
+	MinRate       int64
+	MinRateWindow time.Duration
 	// Sleep waits before a retry (default: a timer that the context
 	// interrupts). Tests replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -92,6 +100,12 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 	}
 	if o.StallTimeout == 0 {
 		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.MinRate == 0 {
+		o.MinRate = DefaultMinRate
+	}
+	if o.MinRateWindow <= 0 {
+		o.MinRateWindow = DefaultMinRateWindow
 	}
 	if o.Sleep == nil {
 		o.Sleep = sleep
