@@ -204,3 +204,51 @@ func TestEventsEscapesLogText(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPrintEventsJSON: whatever an event log holds (the OS can write it),
+// keel events --json either refuses it or prints lines that put no
+// terminal control on the screen and decode to the log's values; and
+// printable makes any string safe.
+func FuzzPrintEventsJSON(f *testing.F) {
+	for _, s := range hostile {
+		b, _ := json.Marshal(map[string]any{"pcr": 8, "description": s})
+		f.Add(b)
+	}
+	f.Add([]byte("{\"a\":\"\x1b\"}\n{\"b\":\r1}\n\n"))
+	f.Add([]byte("[\"\xc2\x9b\", \"\xff\"]"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := terminalSafe(printable(string(b))); err != nil {
+			t.Fatalf("printable: %v", err)
+		}
+		var out strings.Builder
+		if err := printEventsJSON(&out, "log", b); err != nil {
+			return
+		}
+		if err := terminalSafe(out.String()); err != nil {
+			t.Fatal(err)
+		}
+		var in []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.TrimSpace(l) != "" {
+				in = append(in, l)
+			}
+		}
+		got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+		if len(in) == 0 {
+			return
+		}
+		if len(got) != len(in) {
+			t.Fatalf("%d lines printed for %d", len(got), len(in))
+		}
+		for i := range in {
+			var a, w any
+			if err := json.Unmarshal([]byte(got[i]), &a); err != nil {
+				t.Fatalf("line %d printed is not JSON: %v", i+1, err)
+			}
+			json.Unmarshal([]byte(in[i]), &w)
+			if !reflect.DeepEqual(a, w) {
+				t.Fatalf("line %d: %v, the log's %v", i+1, a, w)
+			}
+		}
+	})
+}
