@@ -106,6 +106,7 @@ fuzz:
 	$(GO) test ./tpm/tcglog/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tpm/tcglog/ -run '^$$' -fuzz '^FuzzParseVariableData$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./secureboot/ -run '^$$' -fuzz '^FuzzParseVarStore$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cli/ -run '^$$' -fuzz '^FuzzPrintEventsJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./builder/kmod/ -run '^$$' -fuzz '^FuzzParseModinfo$$' -fuzztime $(FUZZTIME)
 
 bench: deps

@@ -53,6 +53,6 @@
 //
 // Dependencies point down the boot: cmd/keel (the host tool) imports cli,
 // builder and format, never initramfs; initramfs imports format, bootenv,
-// manifest, tpm, recovery and hw. DESIGN.md (the steering repository's
-// shared/) has the architecture, the formats and the PCR map.
+// manifest, tpm, recovery and hw. docs/DESIGN.md has the architecture (what
+// is built and what is target), docs/formats.md the formats and the PCR map.
 package keel

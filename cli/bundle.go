@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -201,19 +200,18 @@ func (c *command) bundleInfo(args []string) error {
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(info)
+		return printJSON(c.stdout, info)
 	}
+	// Without --keys nothing vouches for the header's text.
 	h := info.Header
 	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "board:\t%s\n", h.Compatible)
-	fmt.Fprintf(w, "version:\t%s\n", h.Version)
+	fmt.Fprintf(w, "board:\t%s\n", printable(h.Compatible))
+	fmt.Fprintf(w, "version:\t%s\n", printable(h.Version))
 	fmt.Fprintf(w, "security version:\t%d\n", h.SecurityVersion)
 	fmt.Fprintf(w, "size:\t%s\n", sizeText(h.Size()))
 	fmt.Fprintf(w, "root:\t%d blocks of 4 KiB (%s)\n", h.DataBlocks, sizeText(int64(h.DataBlocks)*bundle.Align))
 	if d := h.Delta; d != nil {
-		fmt.Fprintf(w, "delta:\tfrom version %s (root hash %.16s…): %d of %d blocks carried\n", d.From, d.FromRootHash, d.Blocks, h.DataBlocks)
+		fmt.Fprintf(w, "delta:\tfrom version %s (root hash %.16s…): %d of %d blocks carried\n", printable(d.From), printable(d.FromRootHash), d.Blocks, h.DataBlocks)
 	} else {
 		fmt.Fprintf(w, "delta:\tno (a full bundle)\n")
 	}
@@ -226,7 +224,7 @@ func (c *command) bundleInfo(args []string) error {
 	fmt.Fprintln(c.stdout, "parts:")
 	w = tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	for _, p := range h.Parts {
-		fmt.Fprintf(w, "  %s\tat %d\t%d bytes\tsha256 %.16s…\n", p.Name, p.Offset, p.Size, p.SHA256)
+		fmt.Fprintf(w, "  %s\tat %d\t%d bytes\tsha256 %.16s…\n", printable(p.Name), p.Offset, p.Size, printable(p.SHA256))
 	}
 	return w.Flush()
 }
@@ -368,13 +366,21 @@ func (c *command) bundleDelta(args []string) error {
 	if err != nil {
 		return err
 	}
+	// What the old version holds is read from the old bundle, checked
+	// block by block against its tree, which its signed manifest vouches
+	// for.
+	ost, _ := of.Stat()
+	oldTree, _, err := ob.ReadTree(c.ctx, source.NewReaderAt(of, ost.Size(), from))
+	if err != nil {
+		return fmt.Errorf("%s: %w", from, err)
+	}
 	oldRoot, err := ob.RootReader(of)
 	if err != nil {
 		return err
 	}
-	m, err := bundle.DeltaMap(tree, oldRoot, ob.Header.DataBlocks)
+	m, err := bundle.DeltaMap(tree, oldRoot, oldTree)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", from, err)
 	}
 	newRoot, err := nb.RootReader(nf)
 	if err != nil {

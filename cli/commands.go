@@ -1,14 +1,11 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"strconv"
 	"strings"
 	"text/tabwriter"
-	"unicode"
 
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/bootenv/ubootenv"
@@ -21,6 +18,9 @@ type statusJSON struct {
 	Trial      *string `json:"trial"`
 	Generation uint64  `json:"generation"`
 	Recovery   *string `json:"recovery"`
+	// FactoryReset: the pending recovery (a request, or a reinstall
+	// under way) erases the data partition (keel_factory_reset=1).
+	FactoryReset bool `json:"factory_reset"`
 	// Reinstalling is the slot recovery is rewriting (a reinstall cut by
 	// a power loss resumes at the next boot).
 	Reinstalling *string `json:"reinstalling"`
@@ -126,7 +126,7 @@ func (b *bootedJSON) text() string {
 	}
 	line := fmt.Sprintf("slot %s (%s)", b.Slot, orValue(printable(b.Mode), "mode not given"))
 	if b.Version != "" {
-		line += ", version " + b.Version
+		line += ", version " + printable(b.Version)
 	}
 	if b.SecurityVersion != nil {
 		line += fmt.Sprintf(", security version %d", *b.SecurityVersion)
@@ -137,24 +137,22 @@ func (b *bootedJSON) text() string {
 	return line
 }
 
-// printable quotes s if it holds anything but printable characters (the
-// kernel command line is not the record: nothing checked it).
-func printable(s string) string {
-	for _, r := range s {
-		if !unicode.IsPrint(r) {
-			return strconv.Quote(s)
-		}
-	}
-	return s
-}
-
 // fallbackText is the last fallback line of the text status.
 func fallbackText(f bootenv.Fallback) string {
 	to := "recovery"
 	if f.Slot != "" {
 		to = "slot " + f.Slot
 	}
-	return fmt.Sprintf("slot %s failed, %s to %s (generation %d): %s", f.Failed, f.Mode, to, f.Generation, f.Reason)
+	return fmt.Sprintf("slot %s failed, %s to %s (generation %d): %s", f.Failed, printable(string(f.Mode)), to, f.Generation, printable(f.Reason))
+}
+
+// factoryResetText is the factory reset line of the text status: what
+// the next boot erases, and how to stop it while it is only a request.
+func factoryResetText(r bootenv.Record) string {
+	if r.Reinstalling != "" {
+		return fmt.Sprintf("PENDING: the next boot resumes reinstalling slot %s and ERASES the data partition", r.Reinstalling)
+	}
+	return "PENDING: the next boot's recovery ERASES the data partition (keel recover --cancel withdraws it)"
 }
 
 func strOrNil(s string) *string {
@@ -184,7 +182,7 @@ func (c *command) status(args []string) error {
 	if asJSON {
 		out := statusJSON{
 			Active: strOrNil(r.Active), Trial: strOrNil(r.Trial), Generation: r.Generation,
-			Recovery: strOrNil(r.Recovery), LastBoot: r.Last, NextBoot: next,
+			Recovery: strOrNil(r.Recovery), FactoryReset: r.FactoryReset, LastBoot: r.Last, NextBoot: next,
 			Reinstalling: strOrNil(r.Reinstalling), Installing: strOrNil(r.Installing), LastRecovery: strOrNil(r.LastRecovery),
 			StartedOver: strOrNil(r.StartedOver), Transient: r.Transient,
 			Order: r.SlotNames(), Slots: map[string]bootenv.Slot{}, Store: info,
@@ -196,9 +194,7 @@ func (c *command) status(args []string) error {
 		for _, s := range r.Slots {
 			out.Slots[s.Name] = s
 		}
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return printJSON(c.stdout, out)
 	}
 	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	safety := "power-safe"
@@ -217,7 +213,10 @@ func (c *command) status(args []string) error {
 		trial = fmt.Sprintf("%s (%d tries left)", r.Trial, s.TriesLeft)
 	}
 	fmt.Fprintf(w, "trial:\t%s\n", trial)
-	fmt.Fprintf(w, "recovery:\t%s\n", orValue(r.Recovery, "not requested"))
+	fmt.Fprintf(w, "recovery:\t%s\n", orValue(printable(r.Recovery), "not requested"))
+	if r.FactoryReset {
+		fmt.Fprintf(w, "factory reset:\t%s\n", factoryResetText(r))
+	}
 	if r.Reinstalling != "" {
 		fmt.Fprintf(w, "reinstalling:\tslot %s (resumes at the next boot)\n", r.Reinstalling)
 	}
@@ -225,16 +224,16 @@ func (c *command) status(args []string) error {
 		fmt.Fprintf(w, "installing:\tslot %s is being written by an update (run keel install again to complete it)\n", r.Installing)
 	}
 	if r.LastRecovery != "" {
-		fmt.Fprintf(w, "last recovery:\t%s\n", r.LastRecovery)
+		fmt.Fprintf(w, "last recovery:\t%s\n", printable(r.LastRecovery))
 	}
 	if r.StartedOver != "" {
-		fmt.Fprintf(w, "started over:\t%s\n", r.StartedOver)
+		fmt.Fprintf(w, "started over:\t%s\n", printable(r.StartedOver))
 	}
 	if r.Transient > 0 {
 		fmt.Fprintf(w, "environmental errors:\t%d boots in a row (retried; no slot marked bad)\n", r.Transient)
 	}
 	if r.Last.Mode != bootenv.ModeNone {
-		fmt.Fprintf(w, "last boot:\t%s (%s): %s\n", r.Last.Mode, orValue(r.Last.Slot, "no slot"), r.Last.Reason)
+		fmt.Fprintf(w, "last boot:\t%s (%s): %s\n", printable(string(r.Last.Mode)), orValue(r.Last.Slot, "no slot"), printable(r.Last.Reason))
 	} else {
 		fmt.Fprintf(w, "last boot:\tnone yet\n")
 	}
@@ -243,7 +242,7 @@ func (c *command) status(args []string) error {
 	} else {
 		fmt.Fprintf(w, "last fallback:\tnone recorded\n")
 	}
-	fmt.Fprintf(w, "next boot:\t%s (%s): %s\n", next, next.Mode, next.Reason)
+	fmt.Fprintf(w, "next boot:\t%s (%s): %s\n", next, next.Mode, printable(next.Reason))
 	fmt.Fprintf(w, "slots:\n")
 	for _, s := range r.Slots {
 		line := fmt.Sprintf("  %s\t%s", s.Name, s.State)
@@ -252,9 +251,9 @@ func (c *command) status(args []string) error {
 		} else {
 			line += "\t"
 		}
-		line += fmt.Sprintf("\tversion %s\tsecurity %d", orValue(s.Version, "-"), s.SecurityVersion)
+		line += fmt.Sprintf("\tversion %s\tsecurity %d", orValue(printable(s.Version), "-"), s.SecurityVersion)
 		if s.Reason != "" {
-			line += "\t" + s.Reason
+			line += "\t" + printable(s.Reason)
 		}
 		fmt.Fprintln(w, line)
 	}
@@ -262,7 +261,7 @@ func (c *command) status(args []string) error {
 		return err
 	}
 	if info.Note != "" {
-		fmt.Fprintf(c.stdout, "warning: %s\n", info.Note)
+		fmt.Fprintf(c.stdout, "warning: %s\n", printable(info.Note))
 	}
 	return nil
 }
@@ -398,10 +397,10 @@ func (c *command) selectCmd(args []string) error {
 		d, _ = bootenv.Select(r)
 	}
 	if asJSON {
-		return json.NewEncoder(c.stdout).Encode(d)
+		return printJSONLine(c.stdout, d)
 	}
 	fmt.Fprintln(c.stdout, d)
-	fmt.Fprintf(c.stderr, "%s: %s\n", d.Mode, d.Reason)
+	fmt.Fprintf(c.stderr, "%s: %s\n", d.Mode, printable(d.Reason))
 	return nil
 }
 
@@ -574,7 +573,7 @@ func (c *command) setActive(args []string) error {
 	if fs.NArg() != 1 {
 		return usagef("usage: keel set-active SLOT")
 	}
-	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) { return bootenv.SetActive(r, fs.Arg(0)) })
+	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) { return c.activate(r, fs.Arg(0)) })
 	if err != nil {
 		return err
 	}

@@ -5,4 +5,12 @@
 // Exit codes: 0 ok, 1 usage or a request the state refuses (unknown slot,
 // trying the active slot...), 2 storage or format error (missing device,
 // CRC failure, corrupt record). Errors name the file, the problem and the fix.
+//
+// Text keel did not write itself (the boot record, which the OS can write;
+// the event log in /run; an unverified bundle header) is printed through
+// printable, and JSON through printJSON (escape.go), so that it cannot put
+// terminal controls on an admin's screen. On a device keel booted with a
+// TPM, rollback and set-active refuse a slot below the anti-rollback floor
+// (rollback.go); install's bounds on time and rate and the drain of a pipe
+// are in limits.go.
 package cli

@@ -52,10 +52,30 @@ func (c *command) events(args []string) error {
 		return fmt.Errorf("event log: %w", err)
 	}
 	if asJSON {
-		_, err := c.stdout.Write(b)
-		return err
+		return printEventsJSON(c.stdout, file, b)
 	}
 	return printEvents(c.stdout, file, b)
+}
+
+// printEventsJSON prints an event log as JSON lines, what `keel pcr
+// replay` reads: each line compacted (whitespace between tokens, a
+// carriage return among it, goes) and escaped (escapeJSON), so that it
+// decodes to the same events and puts no terminal control on the screen.
+// A line that is not JSON fails the whole log before anything is
+// printed.
+func printEventsJSON(w io.Writer, file string, b []byte) error {
+	var out bytes.Buffer
+	for n, line := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		if err := json.Compact(&out, line); err != nil {
+			return fmt.Errorf("%s line %d: %w", file, n+1, err)
+		}
+		out.WriteByte('\n')
+	}
+	_, err := w.Write(escapeJSON(out.Bytes()))
+	return err
 }
 
 // whyNoEventLog says why the running system has no event log, from the

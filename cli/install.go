@@ -1,12 +1,10 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	iofs "io/fs"
 	"net/http"
 	"os"
 	"strings"
@@ -19,7 +17,6 @@ import (
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/manifest"
-	"github.com/keelboot/keel/tpm"
 	"github.com/keelboot/keel/update"
 	"github.com/keelboot/keel/update/source"
 )
@@ -33,7 +30,10 @@ boot starts it, and unless it marks itself good (keel mark-good) the device
 falls back. SOURCE is a file, a block device (a USB stick), - (standard
 input) or an http(s):// URL (streamed with Range requests: no copy of the
 bundle is kept). Only the blocks the device does not already have are
-fetched; a cut install is completed by running it again.
+fetched; a cut install is completed by running it again. From - (a pipe),
+standard input is read to its end after a successful install (at most
+1 MiB past the bundle's end, until no byte comes for 30 s), so that the
+writer (curl) does not die of SIGPIPE and fail a pipefail pipeline.
 
   --keys FILE          trusted public keys (default on a device: the keys
                        keel-init verified the running slot with,
@@ -47,8 +47,19 @@ fetched; a cut install is completed by running it again.
   --json               print the result as JSON (progress as json events
                        on standard error unless --progress says otherwise)
   --ca FILE            more CA certificates for https (PEM)
-  --header 'K: V'      an HTTP header for every request (repeat)
+  --header 'K: V'      an HTTP header for every request (repeat); redirects
+                       to another host, port or scheme do not get it (nor
+                       Authorization or Cookie), and a redirect from https
+                       to http is refused
   --no-delta           fetch every block (do not look for them on the device)
+  --timeout D          give up after D (2h, 30m; default 0: no limit): the
+                       download, the writing and the read-back together
+  --min-rate N         fail an http(s) download that receives fewer than N
+                       bytes/s over --min-rate-window (default 512: below
+                       the slowest cellular links, GPRS at ~1.1 kB/s; 0: no
+                       minimum); time spent writing does not count
+  --min-rate-window D  the window of --min-rate (default 10m: a link may
+                       drop out for minutes; shorter gaps are retried)
   --board NAME         (offline) the board, when no slot names it
   --slot S             (offline, image without a boot record) the target slot
 `
@@ -74,6 +85,7 @@ type installFlags struct {
 	allowDowngrade, noTry        bool
 	reboot, asJSON, noDelta      bool
 	tries                        int
+	limits                       installLimits
 }
 
 func (c *command) install(args []string) error {
@@ -91,6 +103,7 @@ func (c *command) install(args []string) error {
 		fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 		fs.BoolVar(&f.noDelta, "no-delta", false, "fetch every block")
 		fs.IntVar(&f.tries, "tries", 0, "boots the trial may take (default: the board's)")
+		f.limits.define(fs)
 		fs.Usage = func() { fmt.Fprint(c.stderr, installUsage) }
 	})
 	if err != nil {
@@ -106,6 +119,10 @@ func (c *command) install(args []string) error {
 	if c.g.config != "" || c.g.efivars != "" {
 		return usagef("install writes the slot's partitions: run it on the device, or offline with --image DISK.img (not -c or --efivars)")
 	}
+	if err := f.limits.check(); err != nil {
+		return err
+	}
+	defer c.limitInstall(f.limits)()
 	hdr := http.Header{}
 	for _, h := range f.headers {
 		k, v, ok := strings.Cut(h, ":")
@@ -134,16 +151,18 @@ func (c *command) install(args []string) error {
 		return err
 	}
 	defer p.close()
-	src, err := source.Open(c.ctx, fs.Arg(0), c.deps.Stdin, source.HTTPOptions{CAFile: f.ca, Headers: hdr,
-		Log: func(s string) { fmt.Fprintf(c.stderr, "keel: %s\n", s) }})
+	ho := source.HTTPOptions{CAFile: f.ca, Headers: hdr, Log: func(s string) { fmt.Fprintf(c.stderr, "keel: %s\n", s) }}
+	f.limits.http(&ho)
+	src, err := source.Open(c.ctx, fs.Arg(0), c.deps.Stdin, ho)
 	if err != nil {
-		return err
+		return f.limits.explain(c.ctx, err)
 	}
 	defer src.Close()
 	start := time.Now()
 	o := update.Options{Trusted: p.trusted, Board: p.board.Name, Target: p.target, Active: p.active, NoLocal: f.noDelta,
 		Check: p.check, Begin: p.begin, Progress: prog.event}
 	res, err := update.Install(c.ctx, src, o)
+	err = f.limits.explain(c.ctx, err)
 	if err != nil {
 		if p.begun {
 			return fmt.Errorf("%w\nslot %s is left unbootable (the running slot keeps booting); run the install again to complete it", err, p.slot)
@@ -166,7 +185,7 @@ func (c *command) install(args []string) error {
 		Fetched: res.Fetched, BundleSize: h.Size(), Blocks: res.Blocks, LocalContainer: res.LocalContainer,
 		Seconds: time.Since(start).Seconds(), Record: recorded}
 	if f.asJSON {
-		if err := writeJSON(c.stdout, out); err != nil {
+		if err := printJSON(c.stdout, out); err != nil {
 			return err
 		}
 	} else {
@@ -181,17 +200,12 @@ func (c *command) install(args []string) error {
 			fmt.Fprintf(c.stdout, "slot %s holds the update; start it with: keel try %s\n", p.slot, p.slot)
 		}
 	}
+	c.drainInput(src, h.Size())
 	if f.reboot && recorded && tries > 0 {
 		fmt.Fprintln(c.stderr, "keel: rebooting")
 		return c.deps.Reboot()
 	}
 	return nil
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // installPlan is where an install goes and what it may install.
@@ -388,24 +402,9 @@ func (c *command) planDevice(f installFlags) (*installPlan, error) {
 		return fail(usagef("install: --board %s, but the running slot is for %s", f.board, running.Compatible))
 	}
 	p.board = boardByName(running.Compatible)
-	counter := int64(-1)
-	tp, err := c.deps.OpenTPM()
-	switch {
-	case errors.Is(err, iofs.ErrNotExist):
-		fmt.Fprintf(c.stderr, "keel: warning: no TPM (%v): the bundle's security version is not checked against the anti-rollback counter here (keel-init checks it at boot)\n", err)
-	case err != nil:
-		return fail(fmt.Errorf("install: opening the TPM to read the anti-rollback counter: %w", err))
-	default:
-		v, err := tpm.ReadCounter(tp, tpm.CounterIndex)
-		tp.Close()
-		switch {
-		case errors.Is(err, iofs.ErrNotExist):
-			counter = 0 // not defined yet: nothing was marked good
-		case err != nil:
-			return fail(fmt.Errorf("install: reading the anti-rollback counter: %w", err))
-		default:
-			counter = int64(v)
-		}
+	counter, err := c.antiRollbackFloor("the bundle's security version")
+	if err != nil {
+		return fail(fmt.Errorf("install: %w", err))
 	}
 	p.check = policy(running, f.allowDowngrade, counter)
 	return p, nil

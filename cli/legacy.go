@@ -175,10 +175,10 @@ func (c *command) envImport(args []string) error {
 	fmt.Fprintf(c.stdout, "imported %s's boot state (%s) as generation %d:\n", lay.name, strings.Join(read, ", "), r.Generation)
 	printSlots(c.stdout, r)
 	d, _ := bootenv.Select(r)
-	fmt.Fprintf(c.stdout, "next boot: %s (%s): %s\n", d, d.Mode, d.Reason)
+	fmt.Fprintf(c.stdout, "next boot: %s (%s): %s\n", d, d.Mode, printable(d.Reason))
 	fmt.Fprintf(c.stdout, "the %s variables stay in the env, unread by keel: from now on keel decides what boots; the OS confirms boots with `keel mark-good` (a trial) or `keel boot-ok`\n", lay.name)
 	if t.info.Note != "" {
-		fmt.Fprintf(c.stdout, "warning: %s\n", t.info.Note)
+		fmt.Fprintf(c.stdout, "warning: %s\n", printable(t.info.Note))
 	}
 	return nil
 }
@@ -253,7 +253,7 @@ func (c *command) envExport(args []string) error {
 	}
 	d, _ := bootenv.Select(r)
 	fmt.Fprintf(c.stdout, "wrote %s's boot variables: %s\n", lay.name, strings.Join(wrote, ", "))
-	fmt.Fprintf(c.stdout, "%s's boot script takes slot %s next, as keel's next boot does (%s: %s)\n", lay.name, d.Slot, d.Mode, d.Reason)
+	fmt.Fprintf(c.stdout, "%s's boot script takes slot %s next, as keel's next boot does (%s: %s)\n", lay.name, d.Slot, d.Mode, printable(d.Reason))
 	return nil
 }
 

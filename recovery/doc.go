@@ -1,6 +1,6 @@
 // Package recovery is keel's network-free recovery: the seed on the
 // partition recovery, its verification, and the reinstall of a slot from
-// it (DESIGN.md section 5).
+// it (docs/DESIGN.md section 5).
 //
 // # The seed
 //

@@ -2,7 +2,7 @@
 // the inactive slot: from a file, a block device, a pipe or an HTTP(S)
 // URL (package update/source), fetching only the blocks the device does
 // not already have, and safe against a power or network cut at any moment
-// (DESIGN.md section 8).
+// (docs/DESIGN.md section 8).
 //
 // # Order of an install
 //
@@ -32,7 +32,7 @@
 //
 // # Where a block comes from
 //
-// For each block of the new root, in order (DESIGN.md section 8): already
+// For each block of the new root, in order (docs/DESIGN.md section 8): already
 // in place on the target (nothing to do: a re-run after a cut finds most
 // blocks there); the zero block; the same block written earlier in this
 // install; the target's old contents elsewhere (only a block after the one

@@ -133,7 +133,7 @@ func staticDelta(t *testing.T, f *fixture) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := bundle.DeltaMap(tr, bytes.NewReader(f.v1.Data), uint64(len(f.v1.Data)/4096))
+	m, err := bundle.DeltaMap(tr, bytes.NewReader(f.v1.Data), f.v1.Tree(t))
 	if err != nil {
 		t.Fatal(err)
 	}

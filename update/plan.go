@@ -12,7 +12,7 @@ import (
 // from is where a block of the new root comes from.
 type from uint8
 
-// The sources, in the order they are looked at (DESIGN.md section 8): a
+// The sources, in the order they are looked at (docs/DESIGN.md section 8): a
 // block the target already holds in place costs nothing; then the zero
 // block, a block already written in this install, the target's old
 // contents elsewhere, the active slot's root; the bundle last.

@@ -70,7 +70,7 @@ type debianSlot struct {
 	// app is the version of the test application (keel-test-app.service)
 	// the slot holds, or "": none. The application keeps its state in
 	// /var/lib/keel-test-app, the slot's data area bound there by fstab
-	// (README: "Data under systemd").
+	// (docs/data.md: "Data under systemd").
 	app string
 }
 
@@ -513,7 +513,7 @@ func TestDebianFailedHealth(t *testing.T) {
 
 // The test application: a service that keeps its state in
 // /var/lib/keel-test-app, where fstab binds the slot's data area (as
-// README's "Data under systemd" says to). Each version prints what it
+// docs/data.md's "Data under systemd" says to). Each version prints what it
 // found (KEEL-APP <slot> v<version> read [<db.txt>] area <sum>): the sum
 // covers every name, type, mode, size, mtime and file content of the
 // area. Version 1 creates its database; a later version migrates it (and

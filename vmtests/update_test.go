@@ -224,11 +224,15 @@ func tamperNewBlock(t *testing.T, old, full, out string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	oldTree, _, err := ob.ReadTree(ctx, source.NewReaderAt(bytes.NewReader(obytes), int64(len(obytes)), old))
+	if err != nil {
+		t.Fatal(err)
+	}
 	oldRoot, err := ob.RootReader(bytes.NewReader(obytes))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := bundle.DeltaMap(tree, oldRoot, ob.Header.DataBlocks)
+	m, err := bundle.DeltaMap(tree, oldRoot, oldTree)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,11 +70,15 @@ func TestBuildBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	oldTree, _, err := bb.ReadTree(context.Background(), source.NewReaderAt(bytes.NewReader(b), int64(len(b)), "bundle"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	oldRoot, err := bb.RootReader(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := bundle.DeltaMap(tree, oldRoot, bb.Header.DataBlocks)
+	m, err := bundle.DeltaMap(tree, oldRoot, oldTree)
 	if err != nil {
 		t.Fatal(err)
 	}

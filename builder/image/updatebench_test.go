@@ -689,7 +689,7 @@ func BenchmarkDeltaFetched(b *testing.B) {
 	// The static delta bundle of (i), as cli's bundle delta writes it.
 	var delta *bundle.Header
 	{
-		ob, _ := e.openBundle(b, oldBundle)
+		ob, osrc := e.openBundle(b, oldBundle)
 		nb, nsrc := e.openBundle(b, cases[0].bundle)
 		of, err := os.Open(oldBundle)
 		if err != nil {
@@ -705,11 +705,15 @@ func BenchmarkDeltaFetched(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		oldTree, _, err := ob.ReadTree(e.ctx, osrc)
+		if err != nil {
+			b.Fatal(err)
+		}
 		oldRootR, err := ob.RootReader(of)
 		if err != nil {
 			b.Fatal(err)
 		}
-		m, err := bundle.DeltaMap(tree, oldRootR, ob.Header.DataBlocks)
+		m, err := bundle.DeltaMap(tree, oldRootR, oldTree)
 		if err != nil {
 			b.Fatal(err)
 		}

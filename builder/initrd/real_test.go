@@ -16,7 +16,7 @@ import (
 	"github.com/keelboot/keel/vmtests/vmrun"
 )
 
-// boardModules is the module list DESIGN.md names for keel's QEMU boards,
+// boardModules is the module list docs/DESIGN.md section 7 names for keel's QEMU boards,
 // with the ones loaded up front first.
 var boardModules = []string{"crc32c", "nls_cp437", "nls_ascii", "virtio_pci", "virtio_blk", "ext4", "vfat", "efivarfs", "dm-verity", "squashfs", "erofs"}
 

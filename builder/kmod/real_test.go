@@ -10,8 +10,8 @@ import (
 	"github.com/keelboot/keel/internal/testkernel"
 )
 
-// BoardModules is the module list of keel's QEMU boards (DESIGN.md section
-// 7): what the tests against a real kernel resolve.
+// BoardModules is the module list of keel's QEMU boards (docs/DESIGN.md
+// section 7): what the tests against a real kernel resolve.
 var boardModules = []string{"crc32c", "nls_cp437", "nls_ascii", "virtio_pci", "virtio_blk", "ext4", "vfat", "efivarfs", "dm-verity", "squashfs", "erofs"}
 
 // realKernel returns the modules folder of the Debian kernel make kernel

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand"
 	"strings"
 	"testing"
@@ -154,7 +155,7 @@ func TestStaticDelta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := bundle.DeltaMap(tr, bytes.NewReader(v1.Data), 200)
+	m, err := bundle.DeltaMap(tr, bytes.NewReader(v1.Data), v1.Tree(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,6 +178,29 @@ func TestStaticDelta(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("delta %d bytes, full %d", out.Len(), len(full))
+}
+
+// TestDeltaMapChecksOld: a block of the old root that does not match the
+// old tree fails the map, naming the block (and nothing else does: the
+// zero block, a short root).
+func TestDeltaMapChecksOld(t *testing.T) {
+	key, _ := bundletest.Keys(t, "release")
+	rng := rand.New(rand.NewSource(5))
+	v1 := bundletest.NewSlot(t, rng, 64, "1.0", 1, key)
+	v2 := bundletest.Next(t, rng, v1, 3, false, "2.0", key)
+	bad := append([]byte(nil), v1.Data...)
+	bad[17*bundle.Align+9] ^= 1
+	_, err := bundle.DeltaMap(v2.Tree(t), bytes.NewReader(bad), v1.Tree(t))
+	if !errors.Is(err, bundle.ErrTampered) || !strings.Contains(err.Error(), "data block 17 does not match its dm-verity leaf (in the old root)") {
+		t.Errorf("DeltaMap from a damaged old root = %v, want ErrTampered naming block 17", err)
+	}
+	if _, err := bundle.DeltaMap(v2.Tree(t), bytes.NewReader(v1.Data[:40*bundle.Align]), v1.Tree(t)); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("DeltaMap from a short old root = %v", err)
+	}
+	m, err := bundle.DeltaMap(v2.Tree(t), bytes.NewReader(v1.Data), v1.Tree(t))
+	if err != nil || m.Count(64) == 0 || m.Count(64) > 3 {
+		t.Errorf("DeltaMap = %d blocks, %v; want 1..3", m.Count(64), err)
+	}
 }
 
 // FuzzOpen: whatever the bytes, Open and Verify return (never panic, never

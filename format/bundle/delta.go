@@ -9,18 +9,28 @@ import (
 )
 
 // DeltaMap decides which blocks of the root whose tree is t a static delta
-// bundle must carry for a device that holds old (oldBlocks blocks of an
-// older root): all but the zero block, the blocks old has (by content,
-// hashed with t's salt), and blocks that repeat an earlier block of the new
-// root (the installer copies those from where it wrote them).
-func DeltaMap(t *verity.Tree, old io.ReaderAt, oldBlocks uint64) (BlockMap, error) {
-	x := t.Hasher()
-	have := make(map[[32]byte]bool, oldBlocks+t.Blocks())
+// bundle must carry for a device that holds the older root old, whose tree
+// is oldTree (Bundle.ReadTree of the old bundle checks it against its
+// signed manifest): all but the zero block, the blocks old has (by
+// content, hashed with t's salt), and blocks that repeat an earlier block
+// of the new root (the installer copies those from where it wrote them).
+//
+// Every block of old is checked against its leaf in oldTree first, and a
+// block that does not match fails the map, naming it (ErrTampered): a
+// damaged or altered old bundle would otherwise make a delta that leaves
+// out blocks the devices do not have (they could not install it) or
+// carries blocks they have.
+func DeltaMap(t *verity.Tree, old io.ReaderAt, oldTree *verity.Tree) (BlockMap, error) {
+	x, ox := t.Hasher(), oldTree.Hasher()
+	have := make(map[[32]byte]bool, oldTree.Blocks()+t.Blocks())
 	var d [32]byte
 	copy(d[:], x.Sum(make([]byte, Align)))
 	have[d] = true
 	buf := make([]byte, 256*Align)
-	if err := eachBlock(old, oldBlocks, buf, func(_ uint64, b []byte) error {
+	if err := eachBlock(old, oldTree.Blocks(), buf, func(i uint64, b []byte) error {
+		if !oldTree.Check(ox, i, b) {
+			return fmt.Errorf("%w: data block %d does not match its dm-verity leaf (in the old root)", ErrTampered, i)
+		}
 		copy(d[:], x.Sum(b))
 		have[d] = true
 		return nil

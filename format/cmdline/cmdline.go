@@ -15,8 +15,10 @@
 //	keel.mode=MODE               normal, trial, fallback or recovery
 //	keel.rootfstype=TYPE         the root file system type (manifest)
 //	keel.secver=N                the security version of the manifest
-//	                             keel-init verified: `keel mark-good`
-//	                             advances the anti-rollback counter to it
+//	                             keel-init verified (keel status shows it;
+//	                             keel mark-good names it as the value
+//	                             keel-init raises the anti-rollback
+//	                             counter to at the slot's normal boots)
 //	keel.verity=H,S,N,O          dm-verity root hash, salt ("-" for none),
 //	                             data blocks, hash offset (manifest)
 //	keel.store=STORE             where the boot state lives (efivars, or

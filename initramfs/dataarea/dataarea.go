@@ -27,9 +27,9 @@
 // holes and device nodes; it leaves sockets out (the copier type says
 // why). The console gets a summary VM tests parse:
 //
-//	data: snapshot of slot a's area to slot b: 12 files, 200.0 MiB in 3.21 s (16.44 s/GiB) Later boots of the same trial keep what
+//	data: snapshot of slot a's area to slot b: 12 files, 200.0 MiB in 3.21 s (16.44 s/GiB)
 //
-// the trial wrote. A fallback, a normal boot and `keel rollback` boot a
+// Later boots of the same trial keep what the trial wrote. A fallback, a normal boot and `keel rollback` boot a
 // slot with its area as it was; the old slot's area stays until the next
 // install replaces it. What to do is decided by Decide, a pure function;
 // Prepare does the I/O.

@@ -13,7 +13,10 @@
 //   - Stream reads a pipe (standard input: `curl … | keel install -`). It
 //     has no size (Size is -1) and can only move forward: gaps between
 //     ranges are read and thrown away, and a range before the current
-//     position is an error.
+//     position is an error. A read blocked on the pipe is given up when
+//     the context ends (the stream is then broken). It is a Drainer: after
+//     an install, Drain reads the rest of the pipe, up to a bound, so that
+//     the writer does not die of SIGPIPE after a successful install.
 //   - HTTP fetches ranges with HTTP Range requests (see below).
 //   - Open picks one from what the user typed: "-", a URL, or a path.
 //
@@ -52,13 +55,35 @@
 //     HTTPOptions.StallTimeout) and 5xx, 408 and 429 answers with
 //     exponential back-off, asking only for the bytes not received yet,
 //     so no byte is fetched twice, delivered twice or skipped. 4xx answers
-//     and certificate errors are not retried.
+//     and certificate errors are not retried;
+//   - ends a Fetch whose requests receive less than HTTPOptions.MinRate
+//     bytes per second over the last HTTPOptions.MinRateWindow of time in
+//     which a request was running (ErrTooSlow, not retried; by default
+//     512 bytes/s over 10 minutes, below the slowest cellular links): the
+//     stall timeout alone lets a server that sends a byte just before
+//     each timeout hold an install for ever.
 //
 // HTTPS uses the system's root certificates plus HTTPOptions.CAFile.
 // HTTPOptions.Headers (an Authorization header, for instance) go with
-// every request. Redirects are followed the way net/http's client follows
-// them, for every request anew: on a redirect to another host the client
-// drops Authorization and Cookie headers, so a server that redirects to a
-// CDN with signed URLs works, and credentials do not leak to it (a CDN
-// that needs them too must be given the final URL). Stats reports the bytes and requests a download took.
+// every request.
+//
+// # Redirects
+//
+// Redirects are followed for every request anew (at most MaxRedirects in
+// a row), and the Range header goes along, so a server that redirects to
+// a CDN with signed URLs works; the answer at the end must still be a 206
+// for exactly the bytes asked. The caller's headers go along only while
+// every URL of the chain has the first URL's origin (scheme, host and
+// port, RFC 6454): a redirect to another host, another port, or from
+// http to https drops them, and Authorization and Cookie, for the rest of
+// the chain, even if it comes back (the source logs once that it did;
+// a CDN that needs credentials too must be given its URL directly). A
+// redirect from https to http is refused (the request and the bundle
+// would cross the network in clear), and so are schemes other than http
+// and https (file://) and a loop; none of these refusals (ErrRedirect) is
+// retried. net/http's own rule is looser: it keeps Authorization for a
+// subdomain, another port or https to http on the same host, and every
+// other header everywhere.
+//
+// Stats reports the bytes and requests a download took.
 package source

@@ -21,8 +21,8 @@ type HTTPOptions struct {
 	// the system's roots: a private update server's CA.
 	CAFile string
 	// Headers go with every request: an Authorization header, for
-	// instance. Go's client drops Authorization and Cookie when it follows
-	// a redirect to another host.
+	// instance; but not past a redirect to another origin (scheme, host or
+	// port): see the package documentation.
 	Headers http.Header
 	// Parallel is how many requests are in flight at once (default 4).
 	// It also bounds memory: at most Parallel requests are buffered.
@@ -43,12 +43,22 @@ type HTTPOptions struct {
 	// for that long (default 30 s; negative: never), so that a dead
 	// connection does not hang the install.
 	StallTimeout time.Duration
+	// MinRate ends a Fetch (ErrTooSlow, not retried) whose requests
+	// received fewer than MinRate bytes per second over the last
+	// MinRateWindow during which a request was running (default
+	// DefaultMinRate and DefaultMinRateWindow; a negative MinRate: no
+	// minimum). Time the callback spends with the bytes it was handed
+	// does not count, so a slow target does not fail a fast link.
+	MinRate       int64
+	MinRateWindow time.Duration
 	// Sleep waits before a retry (default: a timer that the context
 	// interrupts). Tests replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Client makes the requests (default: a client with the system's
 	// roots plus CAFile and without transparent decompression). It cannot
-	// be combined with CAFile: configure the client's TLS instead.
+	// be combined with CAFile: configure the client's TLS instead. The
+	// source uses a copy of it whose CheckRedirect applies the redirect
+	// policy first, then the client's own.
 	Client *http.Client
 	// Log, when set, gets a line for every retry. Requests run in
 	// parallel, so it may be called from several goroutines at once.
@@ -91,6 +101,12 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 	if o.StallTimeout == 0 {
 		o.StallTimeout = DefaultStallTimeout
 	}
+	if o.MinRate == 0 {
+		o.MinRate = DefaultMinRate
+	}
+	if o.MinRateWindow <= 0 {
+		o.MinRateWindow = DefaultMinRateWindow
+	}
 	if o.Sleep == nil {
 		o.Sleep = sleep
 	}
@@ -122,6 +138,9 @@ type HTTPSource struct {
 
 	fetched, requests, retries atomic.Int64
 	closed                     atomic.Bool
+	// droppedLogged: the log said once that a redirect dropped the
+	// caller's headers.
+	droppedLogged atomic.Bool
 }
 
 var _ Source = (*HTTPSource)(nil)
@@ -154,7 +173,11 @@ func (s *HTTPSource) makeClient() error {
 		if s.o.CAFile != "" {
 			return errors.New("HTTPOptions: CAFile and Client are both set: give the client the CA instead")
 		}
-		s.client = s.o.Client
+		// A copy, sharing the caller's transport, with the redirect
+		// policy in front of the client's own.
+		c := *s.o.Client
+		c.CheckRedirect = s.checkRedirect(s.o.Client.CheckRedirect)
+		s.client = &c
 		return nil
 	}
 	roots, err := rootsWith(s.o.CAFile)
@@ -168,7 +191,7 @@ func (s *HTTPSource) makeClient() error {
 	t.DisableCompression = true
 	t.MaxIdleConnsPerHost = s.o.Parallel
 	s.transport = t
-	s.client = &http.Client{Transport: t}
+	s.client = &http.Client{Transport: t, CheckRedirect: s.checkRedirect(nil)}
 	return nil
 }
 

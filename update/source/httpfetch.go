@@ -65,12 +65,16 @@ func (s *HTTPSource) Fetch(ctx context.Context, ranges []Range, fn func(off int6
 	}
 	reqs := plan(ranges, s.o.MaxRequest)
 
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	// On the way out, stop the requests still running and wait for them:
 	// Fetch leaves no goroutine behind and no write into a buffer.
 	defer wg.Wait()
-	defer cancel()
+	defer cancel(nil)
+	guard := s.rateGuard()
+	if guard != nil {
+		wg.Go(func() { guard.run(ctx, s.display, cancel) })
+	}
 
 	var free [][]byte // buffers of requests handed out, for reuse
 	started := 0
@@ -78,13 +82,18 @@ func (s *HTTPSource) Fetch(ctx context.Context, ranges []Range, fn func(off int6
 		for ; started < len(reqs) && started < i+s.o.Parallel; started++ {
 			next := reqs[started]
 			next.buf = takeBuffer(&free, next.len)
+			guard.enter()
 			wg.Go(func() {
+				defer guard.leave()
 				next.finish(s.retry(ctx, s.what(next.off, next.end()-1), func(ctx context.Context) (bool, error) {
 					return s.fill(ctx, next)
 				}))
 			})
 		}
 		if err := r.deliver(ctx, fn); err != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, ErrTooSlow) {
+				return cause // the guard's reason, not "context canceled"
+			}
 			return err
 		}
 		free = append(free, r.buf)

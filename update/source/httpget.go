@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -37,8 +38,10 @@ func (s *HTTPSource) get(ctx context.Context, first, last int64) (*http.Response
 	s.requests.Add(1)
 	resp, err := s.client.Do(req)
 	if err != nil {
-		if isCertError(err) {
-			return nil, permanent(err) // the next try will not trust it more
+		if isCertError(err) || errors.Is(err, ErrRedirect) {
+			// The next try will not trust it more, nor be sent
+			// elsewhere.
+			return nil, permanent(err)
 		}
 		return nil, err
 	}
@@ -59,7 +62,21 @@ func (s *HTTPSource) statusError(resp *http.Response) error {
 	case code >= 500, code == http.StatusRequestTimeout, code == http.StatusTooManyRequests:
 		return fmt.Errorf("the server answered %s", resp.Status)
 	}
-	return permanent(fmt.Errorf("the server answered %s%s", resp.Status, statusHint(code)))
+	return permanent(fmt.Errorf("the server answered %s%s%s", resp.Status, statusHint(code), s.redirectNote(resp)))
+}
+
+// redirectNote says that an answer came from another origin than the
+// URL's, which got none of the caller's headers: the likely cause of a 401
+// or 403 there.
+func (s *HTTPSource) redirectNote(resp *http.Response) string {
+	if resp.Request == nil || len(s.o.Headers) == 0 {
+		return ""
+	}
+	u, err := url.Parse(s.url)
+	if err != nil || origin(u) == origin(resp.Request.URL) {
+		return ""
+	}
+	return fmt.Sprintf("; it was redirected to %s, another origin, which gets none of the headers given (give that URL instead)", resp.Request.URL.Redacted())
 }
 
 func statusHint(code int) string {

@@ -96,6 +96,26 @@ func Seal(t testing.TB, s *Slot, key manifest.PrivateKey) *Slot {
 	return s
 }
 
+// Tree is the dm-verity tree of s's root, checked against its root hash
+// (what Bundle.ReadTree gives for s's bundle).
+func (s *Slot) Tree(t testing.TB) *verity.Tree {
+	t.Helper()
+	salt, err := hex.DecodeString(s.Verity.Salt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rh, err := hex.DecodeString(s.Verity.RootHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := verity.Params{Salt: salt, DataBlocks: s.Verity.DataBlocks, HashOffset: s.Verity.HashOffset}
+	tr, err := verity.ParseTree(s.Root[s.Verity.HashOffset:], p, rh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
 // Next makes a new version of s: changed blocks random blocks replaced,
 // the kernel changed if newKernel.
 func Next(t testing.TB, rng *rand.Rand, s *Slot, changed int, newKernel bool, version string, key manifest.PrivateKey) *Slot {

@@ -41,8 +41,10 @@ type Server struct {
 	drops       int
 	stallAfter  int64
 	stalls      int
-	slow        bool
-	delay       func(first int64) time.Duration
+	// trickle: every body goes out chunk bytes per every (0: at once).
+	chunk int
+	every time.Duration
+	delay func(first int64) time.Duration
 	// What it saw.
 	st       Stats
 	inflight int
@@ -129,9 +131,20 @@ func (s *Server) FailNext(statuses ...int) {
 // Slow makes the server trickle every body, 4 KiB per 5 ms (about
 // 800 kB/s per request), or stop trickling (false).
 func (s *Server) Slow(on bool) {
+	if on {
+		s.Trickle(4<<10, 5*time.Millisecond)
+	} else {
+		s.Trickle(0, 0)
+	}
+}
+
+// Trickle makes the server send every body chunk bytes at a time, one
+// chunk per every: a slow link, or a server that keeps a client busy
+// with a few bytes now and then. Trickle(0, 0) sends at once again.
+func (s *Server) Trickle(chunk int, every time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.slow = on
+	s.chunk, s.every = chunk, every
 }
 
 // Delay makes the server wait f(first) after the headers of an answer
@@ -201,7 +214,7 @@ func (s *Server) admit(r *http.Request, bodyLen int64) (status int, f fault, cut
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	first, last, isRange := ParseRange(r.Header.Get("Range"))
 	s.mu.Lock()
-	ignore, slow, delay := s.ignoreRange, s.slow, s.delay
+	ignore, chunk, every, delay := s.ignoreRange, s.chunk, s.every, s.delay
 	s.mu.Unlock()
 	size := int64(len(s.payload))
 	if ignore || !isRange {
@@ -243,24 +256,24 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	body := s.payload[first : last+1]
 	switch f {
 	case drop:
-		s.write(w, r, body[:cut], false)
+		s.write(w, r, body[:cut], 0, 0)
 		panic(http.ErrAbortHandler) // the server cuts the connection
 	case stall:
-		s.write(w, r, body[:cut], false)
+		s.write(w, r, body[:cut], 0, 0)
 		<-r.Context().Done()
 	default:
-		s.write(w, r, body[:len(body)-1], slow)
+		s.write(w, r, body[:len(body)-1], chunk, every)
 		leave()
-		s.write(w, r, body[len(body)-1:], false)
+		s.write(w, r, body[len(body)-1:], 0, 0)
 	}
 }
 
 // write sends b in chunks, counting what went out, until the client
-// leaves.
-func (s *Server) write(w http.ResponseWriter, r *http.Request, b []byte, slow bool) {
-	chunk := 32 << 10
-	if slow {
-		chunk = 4 << 10
+// leaves: chunk bytes per every, or 32 KiB chunks at once (chunk 0).
+func (s *Server) write(w http.ResponseWriter, r *http.Request, b []byte, chunk int, every time.Duration) {
+	slow := chunk > 0
+	if !slow {
+		chunk = 32 << 10
 	}
 	w.(http.Flusher).Flush() // the headers, even with no body bytes
 	for len(b) > 0 {
@@ -275,7 +288,7 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, b []byte, slow bo
 		w.(http.Flusher).Flush()
 		if slow {
 			select {
-			case <-time.After(5 * time.Millisecond):
+			case <-time.After(every):
 			case <-r.Context().Done():
 				return
 			}
