@@ -31,6 +31,7 @@
 //	├─ format/               on-disk formats and protocols both sides share
 //	│   ├─ gpt               GPT read/write
 //	│   ├─ slotimg           the slot container (kernel, initrd, manifest, manifest.sig)
+//	│   ├─ seedimg           the recovery seed's entries and its data entry's encoding
 //	│   ├─ verity            dm-verity hash trees (veritysetup-compatible)
 //	│   ├─ cpio              newc archives
 //	│   ├─ layout            partition names, paths inside keel's initramfs

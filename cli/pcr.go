@@ -14,9 +14,9 @@ import (
 
 	"github.com/keelboot/keel/builder/image"
 	kcmdline "github.com/keelboot/keel/format/cmdline"
+	"github.com/keelboot/keel/format/seedimg"
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/manifest"
-	"github.com/keelboot/keel/recovery"
 	"github.com/keelboot/keel/tpm"
 	"github.com/keelboot/keel/tpm/tcglog"
 )
@@ -159,7 +159,7 @@ func (c *command) pcrPredict(args []string) error {
 	}
 	if m.Role != manifest.RoleSlot {
 		return fmt.Errorf("%s: a %s's manifest, which keel-init never boots: predict from a slot's manifest (a reinstalled slot boots the seed's %s entry)",
-			fs.Arg(0), m.Role, recovery.EntrySlotManifest)
+			fs.Arg(0), m.Role, seedimg.EntrySlotManifest)
 	}
 	in := tpm.BootMeasurement{ManifestBytes: raw, Slot: slot, Mode: mode}
 	for _, d := range []struct {
