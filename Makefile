@@ -114,7 +114,7 @@ bench: deps
 
 # The optional debug cpio for development builds: a u-root busybox (gosh,
 # ls, cat, dmesg, mount, ps; u-root is pinned in go.mod as a tool) and the
-# development-build marker etc/keel/debug (sysinit.DebugPath). Append it to
+# development-build marker etc/keel/debug (layout.DebugPath). Append it to
 # keel's initramfs: keel-init then says DEVELOPMENT BUILD at start and opens
 # a shell when it cannot boot anything. Nothing on the kernel command line
 # enables the shell (keel.debug=1 does nothing); never ship this archive.
