@@ -102,12 +102,16 @@ func parseBanks(s string) ([]crypto.Hash, error) {
 }
 
 func (c *command) pcrPredict(args []string) error {
-	var slot, mode, store, cmdline, rootHash, banks, uki, sbDir string
+	var slot, mode, cmdline, rootHash, banks, uki, sbDir string
+	var store kcmdline.Store
 	var cmdlineSet bool
 	fs, err := c.flags("pcr predict", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&slot, "slot", "a", "slot id")
 		fs.StringVar(&mode, "mode", "normal", "boot mode: "+strings.Join(tpm.Modes, ", "))
-		fs.StringVar(&store, "store", "", "keel.store= value keel-init passes (if any)")
+		fs.Func("store", "keel.store= value keel-init passes (if any): efivars or uboot:PATH", func(s string) (err error) {
+			store, err = kcmdline.ParseStore(s)
+			return err
+		})
 		fs.Func("cmdline", "the whole kernel command line (default: from the manifest)", func(s string) error {
 			cmdline, cmdlineSet = s, true
 			return nil

@@ -70,8 +70,8 @@ func Run(ctx context.Context, line string, logf Logf) error {
 	if err != nil {
 		return err
 	}
-	if conf, ok := strings.CutPrefix(h.Store, "uboot:"); ok && b.Store == boards.StoreUBootEnv {
-		writeFWEnvConfig(disk, conf, logf)
+	if h.Store.Kind == cmdline.StoreUBoot && b.Store == boards.StoreUBootEnv {
+		writeFWEnvConfig(disk, h.Store.Path, logf)
 	}
 	switch {
 	case h.Verity != nil:
