@@ -12,6 +12,7 @@ import (
 	"github.com/keelboot/keel/bootenv/ubootenv"
 	kcmdline "github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/gpt"
+	"github.com/keelboot/keel/format/uefi"
 )
 
 // target is the opened state store, plus the raw env for `env` commands
@@ -58,7 +59,7 @@ func (c *command) open() (*target, error) {
 	case kcmdline.StoreUBoot:
 		return openConfig(st.Path)
 	}
-	if _, err := os.Stat(filepath.Join(c.deps.EFIVarsDir, efivars.VarName+"-"+efivars.VendorGUID)); err == nil {
+	if _, err := os.Stat(filepath.Join(c.deps.EFIVarsDir, uefi.VarFile(uefi.KeelState, uefi.KeelVendorGUID()))); err == nil {
 		return openEFIVars(c.deps.EFIVarsDir)
 	}
 	if _, err := os.Stat(c.deps.FWEnvConfig); err == nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/keelboot/keel/bootenv/memstore"
 	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/slotimg"
+	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/manifest"
 )
 
@@ -726,7 +727,7 @@ func TestStartsOverOnRecordItCannotWriteBack(t *testing.T) {
 			if err := s.Commit(r); err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join(dir, efivars.VarName+"-"+efivars.VendorGUID)
+			path := filepath.Join(dir, uefi.VarFile(uefi.KeelState, uefi.KeelVendorGUID()))
 			raw, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)

@@ -18,11 +18,12 @@ import (
 	"github.com/keelboot/keel/bootenv/ubootenv"
 	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/hw/blockdev"
 )
 
 const (
-	efivarsDir = "/sys/firmware/efi/efivars"
+	efivarsDir = uefi.EfivarfsDir
 	// fwEnvConfig is the fw_env.config keel-init writes for the OS's
 	// tools on U-Boot boards.
 	fwEnvConfig = "/run/keel-fw_env.config"
