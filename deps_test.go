@@ -6,6 +6,7 @@ package keel
 // offending import, or the chain of imports that links what a rule forbids.
 
 import (
+	"maps"
 	"os"
 	"os/exec"
 	"regexp"
@@ -182,7 +183,7 @@ func TestLinkRules(t *testing.T) {
 			return slices.ContainsFunc(r.not, func(n string) bool { return under(q, n) })
 		}
 		n := 0
-		for _, p := range sortedKeys(g) {
+		for _, p := range slices.Sorted(maps.Keys(g)) {
 			if !under(p, r.from) {
 				continue
 			}
@@ -202,7 +203,7 @@ func TestLinkRules(t *testing.T) {
 func TestLayers(t *testing.T) {
 	g := graph(t)
 	ls := readMap(t).layer
-	for _, p := range sortedKeys(g) {
+	for _, p := range slices.Sorted(maps.Keys(g)) {
 		if p == "" {
 			continue
 		}
@@ -246,7 +247,7 @@ func TestMapNamesEveryFolder(t *testing.T) {
 			want[n] = "folder"
 		}
 	}
-	for _, p := range sortedKeys(want) {
+	for _, p := range slices.Sorted(maps.Keys(want)) {
 		if !m.paths[p] {
 			t.Errorf("doc.go's map does not name the %s %s: place it on its layer", want[p], p)
 		}
@@ -256,13 +257,4 @@ func TestMapNamesEveryFolder(t *testing.T) {
 			t.Errorf("doc.go's map names %s, which is no folder here", p)
 		}
 	}
-}
-
-func sortedKeys[V any](g map[string]V) []string {
-	keys := make([]string, 0, len(g))
-	for k := range g {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -1,6 +1,7 @@
 package seedimg
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -28,8 +29,9 @@ func EncodeData(w io.Writer, img []byte) error {
 		return fmt.Errorf("seedimg: data image of %d bytes: want a non-zero multiple of %d", len(img), BlockSize)
 	}
 	var idx []uint64
+	zero := make([]byte, BlockSize)
 	for i := 0; i < len(img); i += BlockSize {
-		if !allZero(img[i : i+BlockSize]) {
+		if !bytes.Equal(img[i:i+BlockSize], zero) {
 			idx = append(idx, uint64(i/BlockSize))
 		}
 	}
@@ -93,13 +95,4 @@ func DecodeData(b []byte) (*Data, error) {
 		}
 	}
 	return d, nil
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
