@@ -94,6 +94,9 @@ fuzz:
 	$(GO) test ./bootenv/ubootenv/ -run '^$$' -fuzz '^FuzzConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/gpt/ -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/cmdline/ -run '^$$' -fuzz '^FuzzParseHandoff$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./format/cmdline/ -run '^$$' -fuzz '^FuzzParseStore$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./format/seedimg/ -run '^$$' -fuzz '^FuzzDecodeData$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./format/uefi/ -run '^$$' -fuzz '^FuzzParseGUID$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/bundle/ -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/slotimg/ -run '^$$' -fuzz '^FuzzParseHeader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/cpio/ -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
@@ -114,7 +117,7 @@ bench: deps
 
 # The optional debug cpio for development builds: a u-root busybox (gosh,
 # ls, cat, dmesg, mount, ps; u-root is pinned in go.mod as a tool) and the
-# development-build marker etc/keel/debug (sysinit.DebugPath). Append it to
+# development-build marker etc/keel/debug (layout.DebugPath). Append it to
 # keel's initramfs: keel-init then says DEVELOPMENT BUILD at start and opens
 # a shell when it cannot boot anything. Nothing on the kernel command line
 # enables the shell (keel.debug=1 does nothing); never ship this archive.

@@ -1,9 +1,44 @@
 // Package keel is a Go bootloader and early-boot recovery toolkit for
 // embedded Linux devices that receive over-the-air updates. This package
-// holds no code: it is the map of the parts, in the order a boot runs them.
+// holds no code: it is the map of the parts.
 //
-//	firmware (OVMF / U-Boot) loads keel's kernel + initramfs (builder/image made them)
+// A boot: the firmware (OVMF, U-Boot) loads keel's kernel and initramfs,
+// which the image builder made (builder/); keel-init (initramfs/) decides
+// from the boot record (bootenv/), verifies the slot's signed manifest
+// (manifest/), measures the boot (tpm/) and kexecs the slot kernel, whose
+// stage-2 initrd maps the verified root and switches to it; recovery from
+// the seed (recovery/) when no slot can boot. On the running system, the
+// keel command (cli/) reads and changes the boot record and installs
+// update bundles (update/).
+//
+// # Layers
+//
+// Every folder sits on a layer; a package imports packages of its own
+// folder and of lower layers only, so dependencies point down, from the
+// commands to the formats. The layers, top down, with what each folder
+// holds:
+//
+//	keel
 //	│
+//	│  8  the mains, and what ships or runs beside the Go code
+//	├─ cmd/                  tiny mains
+//	│   ├─ keel              the keel command, host and device (cli.Main)
+//	│   ├─ keel-init         keel's PID 1 (pid1.Main)
+//	│   └─ keel-demo         boots a board in QEMU and tells two A/B stories
+//	├─ dist/                 what the slots' OS installs: systemd units (keel-mark-good.service)
+//	├─ scripts/              dependency install, kernel fetch, the Debian slot root, host demo
+//	│   └─ testsum           go test -json to what a person reads; a skip fails the run
+//	├─ docs/                 the design (DESIGN.md), the commands, formats, boards, numbers
+//	│
+//	│  7  the keel command and the VM tests
+//	├─ cli/                  the keel command: flags, output, the install's planning and policy
+//	├─ vmtests/              the scenarios in QEMU (OVMF, swtpm, Debian kernels)
+//	│   ├─ vmkit             VM artefacts and machines booted from disk through firmware
+//	│   ├─ vmrun             direct kernel boots with a test program as init
+//	│   ├─ testinit          the slots' test init
+//	│   └─ bareinit          the benchmark's bare init
+//	│
+//	│  6  the two sides: what runs at boot, what builds images
 //	├─ initramfs/            what runs at boot, inside keel's initramfs
 //	│   ├─ pid1              keel-init's process: mounts, picks the stage, stops in a defined state
 //	│   ├─ sysinit           base mounts, module loading, the board file, watchdog, halt
@@ -13,46 +48,79 @@
 //	│   ├─ stage2            in the slot kernel: dm-verity root (dm), data areas, mount, switch_root
 //	│   ├─ dataarea          per-slot data that rolls back with the slot (copied at a trial's first boot)
 //	│   └─ dm                device-mapper ioctls
+//	├─ builder/              what runs on the host to build images
+//	│   ├─ image             disk image: GPT, ESP with the UKI, signed slots, verity roots, seed
+//	│   │   └─ imagetest     breaks built images on purpose (tests only)
+//	│   ├─ bootimage         keel's stage-1 initramfs and the slots' stage-2 initrd
+//	│   │   └─ bootimagetest the inputs of bootimage for tests
+//	│   ├─ initrd            initramfs archives (modules in load order, zstd)
+//	│   └─ kmod              module closure and order from .modinfo
+//	│       └─ kmodtest      fake kernel modules for tests
+//	│
+//	│  5  the procedures that write slots
+//	├─ recovery/             the seed: verify it, reinstall a slot from it, factory reset
+//	├─ update/               install a bundle into the inactive slot (delta, pipelined, power-cut safe)
+//	│   └─ source            where the bundle's bytes come from: file, pipe, HTTP(S) ranges
+//	│       └─ sourcetest    serves bundles over HTTP for tests
+//	│
+//	│  4  measurement
+//	├─ tpm/                  PCR 8/9 measurement, event log, prediction, NV anti-rollback, sealing
+//	│   ├─ tcglog            the firmware's TCG event log; PCR 7 prediction
+//	│   └─ swtpmtest         swtpm for tests
+//	│
+//	│  3  targets and Secure Boot
+//	├─ boards/               targets as Go data; Board.Validate holds their invariants
+//	├─ secureboot/           UEFI Secure Boot keys, Authenticode, enrolment, OVMF variable stores
+//	│
+//	│  2  the boot record and the hardware
+//	├─ bootenv/              the boot record, its pure transitions, the Store interface
+//	│   ├─ ubootenv          U-Boot env (file, block, MTD), byte-compatible with libubootenv
+//	│   ├─ efivars           one UEFI variable through efivarfs
+//	│   ├─ legacy            RAUC's and Mender's boot counters to the record and back
+//	│   ├─ memstore          in-memory store with injected power cuts (tests)
+//	│   └─ storetest         the conformance suite every store passes
 //	├─ hw/                   device access keel-init and the on-device CLI share
 //	│   ├─ blockdev          the boot disk and its partitions by GPT name
 //	│   └─ watchdog          arm / disarm the hardware watchdog
 //	│
-//	├─ bootenv/              the boot record, its pure transitions, the Store interface
-//	│   ├─ ubootenv          U-Boot env (file, block, MTD), byte-compatible with libubootenv
-//	│   ├─ efivars           one UEFI variable through efivarfs
-//	│   ├─ memstore          in-memory store with injected power cuts (tests)
-//	│   └─ storetest         the conformance suite every store passes
-//	├─ manifest/             signed slot manifests (ed25519, key rotation)
-//	├─ tpm/                  PCR 8/9 measurement, event log, prediction, NV anti-rollback, sealing
-//	│   └─ tcglog            the firmware's TCG event log; PCR 7 prediction
-//	├─ secureboot/           UEFI Secure Boot keys, Authenticode, enrolment, OVMF variable stores
-//	├─ recovery/             the seed: verify it, reinstall a slot from it, factory reset
-//	│
-//	├─ format/               on-disk formats and protocols both sides share
+//	│  1  on-disk formats and protocols both sides share
+//	├─ format/
 //	│   ├─ gpt               GPT read/write
 //	│   ├─ slotimg           the slot container (kernel, initrd, manifest, manifest.sig)
+//	│   ├─ seedimg           the recovery seed's entries and its data entry's encoding
+//	│   ├─ bundle            the update bundle, and the byte-source interface its readers take
+//	│   │   └─ bundletest    bundles for tests
 //	│   ├─ verity            dm-verity hash trees (veritysetup-compatible)
 //	│   ├─ cpio              newc archives
-//	│   ├─ layout            partition names, paths inside keel's initramfs
-//	│   └─ cmdline           the keel.* kernel command-line protocol
+//	│   ├─ layout            partition names, paths inside keel's initramfs, the stage file
+//	│   ├─ cmdline           the keel.* kernel command-line protocol (keel.store= included)
+//	│   └─ uefi              EFI_GUID, vendor GUIDs, variable names, efivarfs naming and flags
 //	│
-//	├─ builder/              what runs on the host to build images
-//	│   ├─ image             disk image: GPT, ESP with the UKI, signed slots, verity roots, seed
-//	│   │   └─ imagetest     breaks built images on purpose (tests only)
-//	│   ├─ bootimage         keel's stage-1 initramfs and the slots' stage-2 initrd from board, kernel, keys
-//	│   ├─ initrd            initramfs archives (modules in load order, zstd)
-//	│   └─ kmod              module closure and order from .modinfo
-//	├─ boards/               targets as Go data; Board.Validate holds their invariants
-//	├─ cli/, cmd/            the keel command (host and device), keel-init, the demo
-//	├─ dist/                 what the slots' OS installs: systemd units (keel-mark-good.service)
-//	│
-//	└─ vmtests/              the scenarios in QEMU (OVMF, swtpm, Debian kernels)
-//	    ├─ vmkit             VM artefacts and machines booted from disk through firmware
-//	    ├─ vmrun             direct kernel boots with a test program as init
-//	    └─ testinit, bareinit the slots' test init and the benchmark's bare init
+//	│  0  the ground
+//	├─ manifest/             signed slot manifests (ed25519, key rotation); imports nothing of keel's
+//	└─ internal/             test support
+//	    ├─ faultdev          storage that loses power in the middle of a write
+//	    └─ testkernel        the Debian kernel make kernel fetched
 //
-// Dependencies point down the boot: cmd/keel (the host tool) imports cli,
-// builder and format, never initramfs; initramfs imports format, bootenv,
-// manifest, tpm, recovery and hw. docs/DESIGN.md has the architecture (what
-// is built and what is target), docs/formats.md the formats and the PCR map.
+// # Rules
+//
+// Besides the layers, deps_test.go checks with go list what the binaries
+// and the lower layers link, and names the chain of imports that breaks a
+// rule:
+//   - the host tool (cmd/keel) links no initramfs/ package: it is the CLI,
+//     the builder and the formats; it also builds for macOS;
+//   - keel-init (cmd/keel-init) links no builder/, cli/ or update/ code:
+//     it carries what a boot runs;
+//   - builder/ links no recovery/ code: it writes the seed through its
+//     format (format/seedimg);
+//   - format/ imports nothing of keel's outside format/ but manifest/, and
+//     manifest/ nothing of keel's: the formats are the ground both sides
+//     stand on;
+//   - tpm/tcglog links no bootenv/: it reads UEFI names from format/uefi.
+//
+// Same-layer imports are refused too (initramfs/ never imports builder/,
+// cli/ never vmtests/), and this map must name every folder and package:
+// the test fails for a new one until it is placed here. docs/DESIGN.md
+// has the architecture (what is built and what is target), docs/formats.md
+// the formats and the PCR map.
 package keel

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	kcmdline "github.com/keelboot/keel/format/cmdline"
+	"github.com/keelboot/keel/format/uefi"
 
 	"github.com/google/go-tpm/tpm2/transport"
 
@@ -62,7 +63,7 @@ func (d Deps) withDefaults() Deps {
 		}
 	}
 	if d.EFIVarsDir == "" {
-		d.EFIVarsDir = "/sys/firmware/efi/efivars"
+		d.EFIVarsDir = uefi.EfivarfsDir
 	}
 	if d.FWEnvConfig == "" {
 		d.FWEnvConfig = "/etc/fw_env.config"

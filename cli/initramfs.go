@@ -8,6 +8,7 @@ import (
 
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/builder/bootimage"
+	"github.com/keelboot/keel/format/layout"
 )
 
 const initramfsUsage = `usage: keel initramfs build --board NAME --stage 1|2 (--kernel-dir DIR | --modules DIR)
@@ -91,7 +92,7 @@ func (c *command) initramfs(args []string) error {
 	if kernelDir != "" && modules != "" {
 		return usagef("initramfs build: give --kernel-dir or --modules, not both")
 	}
-	st, err := bootimage.ParseStage(stage)
+	st, err := layout.ParseStage(stage)
 	if err != nil {
 		return usagef("initramfs build: --%v", err)
 	}

@@ -24,7 +24,7 @@ func TestInitramfsBuild(t *testing.T) {
 	keelInit := bootimagetest.KeelInit(t, b.Arch)
 	dir := t.TempDir()
 	keys := []string{bootimagetest.PublicKey(t, dir, "release"), bootimagetest.PublicKey(t, dir, "next")}
-	for _, stage := range []bootimage.Stage{bootimage.Stage1, bootimage.Stage2} {
+	for _, stage := range []layout.Stage{layout.Stage1, layout.Stage2} {
 		out := filepath.Join(dir, "stage"+stage.String()+".cpio.zst")
 		r := keel(t, "initramfs", "build", "--board", b.Name, "--stage", stage.String(), "--kernel-dir", kdir,
 			"--keys", keys[0], "--keys", keys[1], "--keel-init", keelInit, "-o", out).ok(t)
@@ -62,8 +62,8 @@ func TestInitramfsBuild(t *testing.T) {
 				t.Errorf("stage %s: %s lacks %s", stage, layout.TrustedKeysPath, k)
 			}
 		}
-		if !bytes.Equal(files["/init"], initBytes) || string(files[bootimage.StagePath]) != stage.String()+"\n" || len(files[layout.BoardPath]) == 0 || len(files[layout.ModulesPath]) == 0 {
-			t.Errorf("stage %s: init %d bytes, stage %q, board %d bytes, modules.order %q", stage, len(files["/init"]), files[bootimage.StagePath], len(files[layout.BoardPath]), files[layout.ModulesPath])
+		if !bytes.Equal(files["/init"], initBytes) || string(files[layout.StagePath]) != stage.String()+"\n" || len(files[layout.BoardPath]) == 0 || len(files[layout.ModulesPath]) == 0 {
+			t.Errorf("stage %s: init %d bytes, stage %q, board %d bytes, modules.order %q", stage, len(files["/init"]), files[layout.StagePath], len(files[layout.BoardPath]), files[layout.ModulesPath])
 		}
 
 		// The modules folder instead of the kernel folder, --out instead

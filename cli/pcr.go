@@ -14,9 +14,9 @@ import (
 
 	"github.com/keelboot/keel/builder/image"
 	kcmdline "github.com/keelboot/keel/format/cmdline"
+	"github.com/keelboot/keel/format/seedimg"
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/manifest"
-	"github.com/keelboot/keel/recovery"
 	"github.com/keelboot/keel/tpm"
 	"github.com/keelboot/keel/tpm/tcglog"
 )
@@ -102,12 +102,16 @@ func parseBanks(s string) ([]crypto.Hash, error) {
 }
 
 func (c *command) pcrPredict(args []string) error {
-	var slot, mode, store, cmdline, rootHash, banks, uki, sbDir string
+	var slot, mode, cmdline, rootHash, banks, uki, sbDir string
+	var store kcmdline.Store
 	var cmdlineSet bool
 	fs, err := c.flags("pcr predict", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&slot, "slot", "a", "slot id")
 		fs.StringVar(&mode, "mode", "normal", "boot mode: "+strings.Join(tpm.Modes, ", "))
-		fs.StringVar(&store, "store", "", "keel.store= value keel-init passes (if any)")
+		fs.Func("store", "keel.store= value keel-init passes (if any): efivars or uboot:PATH", func(s string) (err error) {
+			store, err = kcmdline.ParseStore(s)
+			return err
+		})
 		fs.Func("cmdline", "the whole kernel command line (default: from the manifest)", func(s string) error {
 			cmdline, cmdlineSet = s, true
 			return nil
@@ -159,7 +163,7 @@ func (c *command) pcrPredict(args []string) error {
 	}
 	if m.Role != manifest.RoleSlot {
 		return fmt.Errorf("%s: a %s's manifest, which keel-init never boots: predict from a slot's manifest (a reinstalled slot boots the seed's %s entry)",
-			fs.Arg(0), m.Role, recovery.EntrySlotManifest)
+			fs.Arg(0), m.Role, seedimg.EntrySlotManifest)
 	}
 	in := tpm.BootMeasurement{ManifestBytes: raw, Slot: slot, Mode: mode}
 	for _, d := range []struct {

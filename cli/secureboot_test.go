@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/secureboot"
 )
 
@@ -206,7 +207,7 @@ func TestSecureBootOVMFVars(t *testing.T) {
 		t.Fatal(err)
 	}
 	pk, _ := os.ReadFile(filepath.Join(enrol, "PK.auth"))
-	if v, ok := s.Lookup("PK", secureboot.GlobalVariableGUID); !ok || !bytes.HasSuffix(pk, v.Data) {
+	if v, ok := s.Lookup("PK", uefi.GlobalVariableGUID()); !ok || !bytes.HasSuffix(pk, v.Data) {
 		t.Errorf("PK in the store: %v", ok)
 	}
 

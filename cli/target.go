@@ -6,12 +6,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/bootenv/efivars"
 	"github.com/keelboot/keel/bootenv/ubootenv"
+	kcmdline "github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/gpt"
+	"github.com/keelboot/keel/format/uefi"
 )
 
 // target is the opened state store, plus the raw env for `env` commands
@@ -49,14 +50,16 @@ func (c *command) open() (*target, error) {
 		return openImage(c.g.image)
 	}
 	// On a device: keel-init says where the state is on the kernel command
-	// line (keel.store=efivars or keel.store=uboot:/etc/fw_env.config).
-	switch v := c.cmdlineParam("keel.store"); {
-	case v == "efivars":
+	// line (keel.store=efivars or keel.store=uboot:/etc/fw_env.config); a
+	// value keel cannot parse is as none.
+	st, _ := kcmdline.ParseStore(c.cmdlineParam(kcmdline.KeyStore))
+	switch st.Kind {
+	case kcmdline.StoreEFIVars:
 		return openEFIVars(c.deps.EFIVarsDir)
-	case strings.HasPrefix(v, "uboot:"):
-		return openConfig(strings.TrimPrefix(v, "uboot:"))
+	case kcmdline.StoreUBoot:
+		return openConfig(st.Path)
 	}
-	if _, err := os.Stat(filepath.Join(c.deps.EFIVarsDir, efivars.VarName+"-"+efivars.VendorGUID)); err == nil {
+	if _, err := os.Stat(filepath.Join(c.deps.EFIVarsDir, uefi.VarFile(uefi.KeelState, uefi.KeelVendorGUID()))); err == nil {
 		return openEFIVars(c.deps.EFIVarsDir)
 	}
 	if _, err := os.Stat(c.deps.FWEnvConfig); err == nil {

@@ -10,30 +10,6 @@ import (
 	"github.com/keelboot/keel/internal/faultdev"
 )
 
-func TestEncodeData(t *testing.T) {
-	fx := makeSeed(t, small)
-	d, err := decodeData(fx.data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.size != int64(len(fx.dataImg)) || len(d.index) != 6 || len(fx.data) != 4096+6*4096 {
-		t.Errorf("decoded size %d, %d blocks, entry %d bytes", d.size, len(d.index), len(fx.data))
-	}
-	for name, b := range map[string][]byte{
-		"magic":     append([]byte("KEELDATX"), fx.data[8:]...),
-		"truncated": fx.data[:len(fx.data)-1],
-		"order":     func() []byte { b := bytes.Clone(fx.data); b[32+8] = 0; return b }(),
-		"range":     func() []byte { b := bytes.Clone(fx.data); b[32+8*5] = 64; return b }(),
-	} {
-		if _, err := decodeData(b); err == nil {
-			t.Errorf("%s: decodeData accepted it", name)
-		}
-	}
-	if err := EncodeData(&bytes.Buffer{}, make([]byte, 100)); err == nil {
-		t.Error("EncodeData of 100 bytes succeeded")
-	}
-}
-
 // TestWipeData: the data partition ends up as the seed's file system, zeros
 // everywhere else; under power cuts block 0 holds the new superblock only
 // when everything else is written.

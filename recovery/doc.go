@@ -6,32 +6,10 @@
 //
 // The seed is one slot container (package format/slotimg) filling the
 // recovery partition, written by the image builder (package builder/image, the
-// Spec's "recovery"), with the entries
-//
-//	kernel             the slot kernel
-//	initrd             keel's stage-2 initrd for it
-//	manifest           the seed's manifest (package manifest; role seed,
-//	                   compatible = the board), with the digests of kernel,
-//	                   initrd and data and the root's dm-verity parameters
-//	manifest.sig       its signature envelope, by the same keys as the slots
-//	slot-manifest      the manifest (role slot, same board) of the slot the
-//	                   seed installs: the same kernel, initrd, root, version,
-//	                   security version and cmdline, no data
-//	slot-manifest.sig  its signature envelope
-//	root               the root file system with its dm-verity tree appended
-//	                   at the manifest's hash offset: the very bytes a
-//	                   root-<slot> partition gets
-//	data               (optional) the empty file system a factory reset
-//	                   writes to the data partition, in the sparse encoding
-//	                   of EncodeData
-//
-// Why two manifests: a manifest is bound to its board and role (package
-// manifest), so the seed's own manifest cannot be copied into a slot and
-// booted, nor a slot's manifest (of any version) be passed off as a seed.
-// The reinstalled slot needs a slot-role manifest signed by the release
-// keys, and the device holds no signing key: the image builder signs both,
-// and Reinstall writes slot-manifest and slot-manifest.sig as the slot's
-// manifest and manifest.sig.
+// Spec's "recovery"). Its entries (kernel, initrd, the seed's manifest and
+// the slot manifest it installs with their signatures, root, and the
+// optional data file system) and the data entry's encoding are package
+// format/seedimg's.
 //
 // # Verification
 //

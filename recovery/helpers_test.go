@@ -8,6 +8,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/keelboot/keel/format/seedimg"
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/format/verity"
 	"github.com/keelboot/keel/manifest"
@@ -99,7 +100,7 @@ func makeSeed(t testing.TB, o seedOpts) *seedFix {
 		}
 		copy(fx.dataImg[9*4096+100:], "a little")
 		var b bytes.Buffer
-		if err := EncodeData(&b, fx.dataImg); err != nil {
+		if err := seedimg.EncodeData(&b, fx.dataImg); err != nil {
 			t.Fatal(err)
 		}
 		fx.data = b.Bytes()
@@ -134,12 +135,12 @@ func makeSeed(t testing.TB, o seedOpts) *seedFix {
 		parts = append(parts, slotimg.Part{Name: manifest.SigEntry, Data: fx.sig})
 	}
 	if !o.noSlotManifest {
-		parts = append(parts, slotimg.Part{Name: EntrySlotManifest, Data: fx.slotManifest})
+		parts = append(parts, slotimg.Part{Name: seedimg.EntrySlotManifest, Data: fx.slotManifest})
 		if !o.unsigned {
 			if fx.slotSig, err = manifest.Sign(fx.slotManifest, nil, signer); err != nil {
 				t.Fatal(err)
 			}
-			parts = append(parts, slotimg.Part{Name: EntrySlotSig, Data: fx.slotSig})
+			parts = append(parts, slotimg.Part{Name: seedimg.EntrySlotSig, Data: fx.slotSig})
 		}
 	}
 	parts = append(parts, slotimg.Part{Name: slotimg.EntryRoot, Data: fx.root})

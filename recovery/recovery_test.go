@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keelboot/keel/format/seedimg"
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/internal/faultdev"
 	"github.com/keelboot/keel/manifest"
@@ -110,8 +111,8 @@ func TestTamperedSeed(t *testing.T) {
 		"zero":           {func(f *seedFix) []byte { return make([]byte, len(f.img)) }, "not a keel slot image"},
 		"unknown-key":    {func(*seedFix) []byte { s := small; s.signer = &other; return makeSeed(t, s).img }, "not among the trusted keys"},
 		"unsigned":       {func(*seedFix) []byte { s := small; s.unsigned = true; return makeSeed(t, s).img }, "unsigned"},
-		"slot-manifest":  {flip(EntrySlotManifest, mid), "slot-manifest: manifest signature does not verify"},
-		"slot-signature": {flip(EntrySlotSig, func(e slotimg.Entry) int64 { return e.Size - 20 }), "slot-manifest: "},
+		"slot-manifest":  {flip(seedimg.EntrySlotManifest, mid), "slot-manifest: manifest signature does not verify"},
+		"slot-signature": {flip(seedimg.EntrySlotSig, func(e slotimg.Entry) int64 { return e.Size - 20 }), "slot-manifest: "},
 	} {
 		t.Run(name, func(t *testing.T) {
 			img := tc.img(fx)

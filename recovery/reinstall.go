@@ -129,11 +129,11 @@ func (s *Seed) slotEntries() []slotimg.Entry {
 
 // Reinstall rewrites the slot dst from the verified seed in src (the
 // recovery partition VerifySeed read): a fresh slot container with the
-// seed's kernel and initrd and its slot manifest (EntrySlotManifest and
-// EntrySlotSig, as the slot's manifest and manifest.sig) on dst.Slot, and the
-// seed's root entry (file system and dm-verity tree) on dst.Root,
-// streamed in ChunkSize chunks and read back and verified before the
-// container's header is written. The order of the writes (see the package
+// seed's kernel and initrd and its slot manifest (seedimg.EntrySlotManifest
+// and seedimg.EntrySlotSig, as the slot's manifest and manifest.sig) on
+// dst.Slot, and the seed's root entry (file system and dm-verity tree) on
+// dst.Root, streamed in ChunkSize chunks and read back and verified before
+// the container's header is written. The order of the writes (see the package
 // documentation) makes it safe against power cuts: after a cut the slot
 // has no valid header, or is the seed's content, verified; call Reinstall
 // again to finish. A target too small is refused before anything is

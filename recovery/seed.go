@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/keelboot/keel/format/seedimg"
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/format/verity"
 	"github.com/keelboot/keel/manifest"
@@ -21,15 +22,6 @@ func (e Error) Error() string { return string(e) }
 // reinstall whose read-back check fails because the seed changed under
 // it). keel-init halts on it: nothing was written.
 const ErrBadSeed Error = "recovery seed does not verify"
-
-// Entries of the seed besides slotimg's: the manifest (role slot) and its
-// signature envelope that Reinstall writes into the slot as the slot's
-// manifest and manifest.sig. The seed's own manifest (slotimg.EntryManifest,
-// role seed) can never boot a slot: keel-init accepts only a slot's.
-const (
-	EntrySlotManifest = "slot-manifest"
-	EntrySlotSig      = "slot-manifest.sig"
-)
 
 // Limits of the small entries, read into memory.
 const (
@@ -97,15 +89,15 @@ func VerifySeed(r io.ReaderAt, size int64, trusted []manifest.PublicKey, board s
 		return nil, badWrap(err, "the seed's manifest")
 	}
 	s.Manifest = m
-	if s.SlotManifestBytes, s.SlotSig, err = readSigned(r, h, EntrySlotManifest, EntrySlotSig); err != nil {
+	if s.SlotManifestBytes, s.SlotSig, err = readSigned(r, h, seedimg.EntrySlotManifest, seedimg.EntrySlotSig); err != nil {
 		return nil, err
 	}
 	sm, err := manifest.VerifyFor(s.SlotManifestBytes, s.SlotSig, trusted, manifest.Expect{Compatible: board, Role: manifest.RoleSlot})
 	if err != nil {
-		return nil, badWrap(err, EntrySlotManifest)
+		return nil, badWrap(err, seedimg.EntrySlotManifest)
 	}
 	if what := slotDiffers(m, sm); what != "" {
-		return nil, bad("the %s (role slot) and the seed's manifest differ in %s: both must describe the seed's kernel, initrd and root", EntrySlotManifest, what)
+		return nil, bad("the %s (role slot) and the seed's manifest differ in %s: both must describe the seed's kernel, initrd and root", seedimg.EntrySlotManifest, what)
 	}
 	s.SlotManifest = sm
 	for _, e := range []struct {

@@ -15,7 +15,7 @@ import (
 	"github.com/foxboron/go-uefi/efi/signature"
 	"github.com/foxboron/go-uefi/pkcs7"
 
-	"github.com/keelboot/keel/bootenv/efivars"
+	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/manifest"
 )
 
@@ -27,12 +27,12 @@ import (
 // them too).
 var enrolmentFiles = []struct {
 	name, file string
-	guid       GUID
+	guid       uefi.GUID
 	signers    []string // the variables whose certificate may sign it
 }{
-	{DB, "db.auth", ImageSecurityDatabaseGUID, []string{KEK, PK}},
-	{KEK, "KEK.auth", GlobalVariableGUID, []string{PK}},
-	{PK, "PK.auth", GlobalVariableGUID, []string{PK}},
+	{DB, "db.auth", uefi.ImageSecurityDatabaseGUID(), []string{KEK, PK}},
+	{KEK, "KEK.auth", uefi.GlobalVariableGUID(), []string{PK}},
+	{PK, "PK.auth", uefi.GlobalVariableGUID(), []string{PK}},
 }
 
 // AuthFile is the name of the enrolment file of variable name (db, KEK or
@@ -112,7 +112,7 @@ func ReadEnrolment(dir string) ([]Variable, error) {
 // parseAuth2 splits an authenticated write of variable name: the
 // descriptor's SignedData, the bytes it signs (name || guid || attributes
 // || timestamp || data) and the data.
-func parseAuth2(name string, guid GUID, b []byte) (sig, body, data []byte, err error) {
+func parseAuth2(name string, guid uefi.GUID, b []byte) (sig, body, data []byte, err error) {
 	const timeSize, hdrSize = 16, 24 // EFI_TIME; WIN_CERTIFICATE_UEFI_GUID up to CertData
 	if len(b) < timeSize+hdrSize {
 		return nil, nil, nil, fmt.Errorf("%d bytes: too short for an EFI_VARIABLE_AUTHENTICATION_2 descriptor (truncated?)", len(b))
@@ -125,7 +125,7 @@ func parseAuth2(name string, guid GUID, b []byte) (sig, body, data []byte, err e
 	if rev != signature.WIN_CERTIFICATE_REVISION || signature.WINCertType(typ) != signature.WIN_CERT_TYPE_EFI_GUID {
 		return nil, nil, nil, fmt.Errorf("WIN_CERTIFICATE revision %#x type %#x, want %#x %#x (WIN_CERT_TYPE_EFI_GUID): not an authenticated variable write", rev, typ, signature.WIN_CERTIFICATE_REVISION, signature.WIN_CERT_TYPE_EFI_GUID)
 	}
-	var pkcs7GUID GUID
+	var pkcs7GUID uefi.GUID
 	copy(pkcs7GUID[:], w[8:24])
 	if pkcs7GUID != fromEFIGUID(signature.EFI_CERT_TYPE_PKCS7_GUID) {
 		return nil, nil, nil, fmt.Errorf("certificate type %s, want EFI_CERT_TYPE_PKCS7_GUID", pkcs7GUID)
@@ -155,7 +155,7 @@ func listCertificates(b []byte, others bool) ([]*x509.Certificate, error) {
 		if len(b) < 28 {
 			return nil, fmt.Errorf("%d trailing bytes: too short for an EFI_SIGNATURE_LIST header", len(b))
 		}
-		var typ GUID
+		var typ uefi.GUID
 		copy(typ[:], b[:16])
 		listSize := binary.LittleEndian.Uint32(b[16:20])
 		headerSize := binary.LittleEndian.Uint32(b[20:24])
@@ -216,12 +216,6 @@ func checkSignedBy(sig, body []byte, signers []string, certs map[string][]*x509.
 	return "", fmt.Errorf("not signed by the certificate of %v in this directory: the files come from different key sets", signers)
 }
 
-// Firmware state variables (UEFI 2.10 section 3.3), EFI_GLOBAL_VARIABLE.
-const (
-	setupModeVar  = "SetupMode"
-	secureBootVar = "SecureBoot"
-)
-
 // ErrNotSetupMode says the firmware holds a platform key: it accepts new
 // keys only signed by the enrolled ones.
 var ErrNotSetupMode = errors.New("the firmware is not in setup mode")
@@ -240,8 +234,8 @@ func ReadState(dir string) (State, error) {
 	for _, v := range []struct {
 		name string
 		dst  *bool
-	}{{setupModeVar, &s.SetupMode}, {secureBootVar, &s.SecureBoot}} {
-		b, err := os.ReadFile(filepath.Join(dir, v.name+"-"+GlobalVariableGUID.String()))
+	}{{uefi.SetupMode, &s.SetupMode}, {uefi.SecureBoot, &s.SecureBoot}} {
+		b, err := os.ReadFile(filepath.Join(dir, uefi.VarFile(v.name, uefi.GlobalVariableGUID())))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -290,7 +284,7 @@ func Enroll(dir string, vars []Variable) (State, error) {
 // cleared first.
 func writeVar(dir string, v Variable) error {
 	p := filepath.Join(dir, v.EfivarfsName())
-	if err := efivars.ClearImmutable(p); err != nil {
+	if err := uefi.ClearImmutable(p); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o644)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keelboot/keel/format/uefi"
 )
 
 // fakeEfivars is a directory standing for efivarfs, with SetupMode and
@@ -17,14 +19,14 @@ import (
 func fakeEfivars(t *testing.T, setupMode bool) string {
 	t.Helper()
 	dir := t.TempDir()
-	for name, on := range map[string]bool{setupModeVar: setupMode, secureBootVar: false} {
+	for name, on := range map[string]bool{uefi.SetupMode: setupMode, uefi.SecureBoot: false} {
 		b := binary.LittleEndian.AppendUint32(nil, 6)
 		if on {
 			b = append(b, 1)
 		} else {
 			b = append(b, 0)
 		}
-		if err := os.WriteFile(filepath.Join(dir, name+"-"+GlobalVariableGUID.String()), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name+"-"+uefi.GlobalVariableGUID().String()), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -52,7 +54,7 @@ func TestEnroll(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []struct{ name, signer, guid string }{
-		{DB, KEK, ImageSecurityDatabaseGUID.String()}, {KEK, PK, GlobalVariableGUID.String()}, {PK, PK, GlobalVariableGUID.String()},
+		{DB, KEK, uefi.ImageSecurityDatabaseGUID().String()}, {KEK, PK, uefi.GlobalVariableGUID().String()}, {PK, PK, uefi.GlobalVariableGUID().String()},
 	}
 	if len(vars) != len(want) {
 		t.Fatalf("%d variables, want %d", len(vars), len(want))

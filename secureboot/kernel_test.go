@@ -122,7 +122,7 @@ func TestCertificates(t *testing.T) {
 	dir := keys(t)
 	db, _, _ := LoadKey(dir, DB)
 	h := signature.NewSignatureList(signature.CERT_SHA256_GUID)
-	h.AppendBytes(OwnerGUID.efi(), bytes.Repeat([]byte{7}, 32))
+	h.AppendBytes(toEFIGUID(OwnerGUID), bytes.Repeat([]byte{7}, 32))
 	data := append(h.Bytes(), SignatureList(db)...)
 	cs, err := Certificates(data)
 	if err != nil || len(cs) != 1 || !cs[0].Equal(db) {

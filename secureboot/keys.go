@@ -15,14 +15,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/manifest"
 )
 
-// The key names: GenerateKeys writes NAME.key and NAME.crt for each.
+// The key names, the names of the variables that hold them (package
+// format/uefi): GenerateKeys writes NAME.key and NAME.crt for each.
 const (
-	PK  = "PK"  // platform key
-	KEK = "KEK" // key exchange key
-	DB  = "db"  // image database key: signs keel's UKI
+	PK  = uefi.PK  // platform key
+	KEK = uefi.KEK // key exchange key
+	DB  = uefi.DB  // image database key: signs keel's UKI
 )
 
 // KeyNames lists the keys GenerateKeys makes, in the order of the chain.

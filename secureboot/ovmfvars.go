@@ -67,6 +67,8 @@ import (
 	"os"
 	"path/filepath"
 	"unicode/utf16"
+
+	"github.com/keelboot/keel/format/uefi"
 )
 
 // Firmware volume and variable store constants (PI 1.7 vol. 3 §3.2.1;
@@ -95,21 +97,21 @@ const (
 var (
 	// systemNvDataFvGUID is gEfiSystemNvDataFvGuid, the FileSystemGuid
 	// of a firmware volume holding a variable store.
-	systemNvDataFvGUID = mustGUID("fff12b8d-7696-4c8b-a985-2747075b4f50")
+	systemNvDataFvGUID = uefi.MustParseGUID("fff12b8d-7696-4c8b-a985-2747075b4f50")
 	// authenticatedVariableGUID is gEfiAuthenticatedVariableGuid: a
 	// store of AUTHENTICATED_VARIABLE_HEADERs.
-	authenticatedVariableGUID = mustGUID("aaf32c78-947b-439a-a180-2e144ec37792")
+	authenticatedVariableGUID = uefi.MustParseGUID("aaf32c78-947b-439a-a180-2e144ec37792")
 	// variableGUID is gEfiVariableGuid: a store of plain
 	// VARIABLE_HEADERs, which cannot hold PK, KEK or db.
-	variableGUID = mustGUID("ddcf3616-3275-4164-98b6-fe85707ffe7d")
+	variableGUID = uefi.MustParseGUID("ddcf3616-3275-4164-98b6-fe85707ffe7d")
 
 	// SecureBootEnableDisableGUID is gEfiSecureBootEnableDisableGuid,
 	// the vendor GUID of edk2's SecureBootEnable.
-	SecureBootEnableDisableGUID = mustGUID("f0a30bc7-af08-4556-99c4-001009c93a44")
+	SecureBootEnableDisableGUID = uefi.MustParseGUID("f0a30bc7-af08-4556-99c4-001009c93a44")
 	// CustomModeEnableGUID is gEfiCustomModeEnableGuid, of CustomMode.
-	CustomModeEnableGUID = mustGUID("c076ec0c-7028-4399-a072-71ee5c448b9f")
+	CustomModeEnableGUID = uefi.MustParseGUID("c076ec0c-7028-4399-a072-71ee5c448b9f")
 	// VendorKeysNvGUID is gEfiVendorKeysNvGuid, of VendorKeysNv.
-	VendorKeysNvGUID = mustGUID("9073e4e0-60ec-4b6e-9903-4c223c260f3c")
+	VendorKeysNvGUID = uefi.MustParseGUID("9073e4e0-60ec-4b6e-9903-4c223c260f3c")
 )
 
 // ErrPKEnrolled says a variable store already holds a platform key.
@@ -132,7 +134,7 @@ type StoredVariable struct {
 	PubKeyIndex uint32
 	// Name is the variable's name without its terminating zero.
 	Name string
-	GUID GUID
+	GUID uefi.GUID
 	Data []byte
 }
 
@@ -176,7 +178,7 @@ func parseVarStore(image []byte) (*VarStore, error) {
 	if le.Uint32(b[40:44]) != fvSignature {
 		return nil, fmt.Errorf("no firmware volume signature \"_FVH\" at offset 40: not an edk2 variable store (OVMF_VARS.fd; OVMF_CODE.fd and a combined OVMF.fd are not)")
 	}
-	var fsGUID GUID
+	var fsGUID uefi.GUID
 	copy(fsGUID[:], b[16:32])
 	fvLength := le.Uint64(b[32:40])
 	hdrLen := int(le.Uint16(b[48:50]))
@@ -206,7 +208,7 @@ func parseVarStore(image []byte) (*VarStore, error) {
 		return nil, fmt.Errorf("no room for a VARIABLE_STORE_HEADER in the firmware volume of %#x bytes", fvLength)
 	}
 	h := b[hdrLen : hdrLen+varStoreHeaderSize]
-	var sig GUID
+	var sig uefi.GUID
 	copy(sig[:], h[:16])
 	size := le.Uint32(h[16:20])
 	switch sig {
@@ -279,7 +281,7 @@ func alignUp(n, a int) int { return (n + a - 1) &^ (a - 1) }
 
 // Lookup returns the copy of a variable the firmware sees: the VAR_ADDED
 // copy, else one in deleted transition.
-func (s *VarStore) Lookup(name string, guid GUID) (StoredVariable, bool) {
+func (s *VarStore) Lookup(name string, guid uefi.GUID) (StoredVariable, bool) {
 	var found StoredVariable
 	ok := false
 	for _, v := range s.Variables {
@@ -304,7 +306,7 @@ func (s *VarStore) Bytes() []byte { return s.image }
 // newVariable is one variable EnrolVarStore writes.
 type newVariable struct {
 	name       string
-	guid       GUID
+	guid       uefi.GUID
 	attributes uint32
 	timestamp  [16]byte
 	data       []byte
@@ -323,12 +325,12 @@ func enrolledVariables(vars []Variable) ([]newVariable, error) {
 	var out []newVariable
 	seen := map[string]bool{}
 	for _, v := range vars {
-		var want GUID
+		var want uefi.GUID
 		switch v.Name {
 		case DB:
-			want = ImageSecurityDatabaseGUID
+			want = uefi.ImageSecurityDatabaseGUID()
 		case KEK, PK:
-			want = GlobalVariableGUID
+			want = uefi.GlobalVariableGUID()
 		default:
 			return nil, fmt.Errorf("variable %q: an enrolment holds db, KEK and PK only", v.Name)
 		}
@@ -393,7 +395,7 @@ func EnrolVarStore(image []byte, vars []Variable, replace bool) ([]byte, error) 
 	if err != nil {
 		return nil, fmt.Errorf("secureboot: %w", err)
 	}
-	if _, ok := s.Lookup(PK, GlobalVariableGUID); ok && !replace {
+	if _, ok := s.Lookup(PK, uefi.GlobalVariableGUID()); ok && !replace {
 		return nil, fmt.Errorf("secureboot: %w: a firmware booting from it already enforces its owner's keys; replace them (keel secureboot ovmf-vars --replace) or start from the firmware's empty template (/usr/share/OVMF/OVMF_VARS_4M.fd)", ErrPKEnrolled)
 	}
 	off := s.next

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/foxboron/go-uefi/efi/signature"
+
+	"github.com/keelboot/keel/format/uefi"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -76,7 +78,7 @@ func syntheticStore(storeSize, tail int) []byte {
 // EFI_VARIABLE_AUTHENTICATION_2 descriptor (time stamp ts, year 2024)
 // whose signature is not one: EnrolVarStore does not verify signatures
 // (ReadEnrolment does), so these make deterministic enrolments.
-func fakeAuth(name string, guid GUID, second byte, data []byte) Variable {
+func fakeAuth(name string, guid uefi.GUID, second byte, data []byte) Variable {
 	b := []byte{0xe8, 0x07, 3, 14, 15, 9, second, 0, 0, 0, 0, 0, 0, 0, 0, 0} // EFI_TIME 2024-03-14 15:09
 	sig := []byte("not a PKCS#7 SignedData")
 	b = binary.LittleEndian.AppendUint32(b, uint32(24+len(sig)))
@@ -89,9 +91,9 @@ func fakeAuth(name string, guid GUID, second byte, data []byte) Variable {
 
 func fakeEnrolment() []Variable {
 	return []Variable{
-		fakeAuth(DB, ImageSecurityDatabaseGUID, 1, []byte("the db signature list")),
-		fakeAuth(KEK, GlobalVariableGUID, 2, []byte("the KEK signature list")),
-		fakeAuth(PK, GlobalVariableGUID, 3, []byte("the PK signature list")),
+		fakeAuth(DB, uefi.ImageSecurityDatabaseGUID(), 1, []byte("the db signature list")),
+		fakeAuth(KEK, uefi.GlobalVariableGUID(), 2, []byte("the KEK signature list")),
+		fakeAuth(PK, uefi.GlobalVariableGUID(), 3, []byte("the PK signature list")),
 	}
 }
 
@@ -157,19 +159,19 @@ func TestParseDebianTemplates(t *testing.T) {
 	}
 	for _, w := range []struct {
 		name string
-		guid GUID
+		guid uefi.GUID
 		attr uint32
 		data string // hex, "" for any
 	}{
-		{PK, GlobalVariableGUID, 0x27, ""},
-		{KEK, GlobalVariableGUID, 0x27, ""},
-		{DB, ImageSecurityDatabaseGUID, 0x27, ""},
-		{"dbx", ImageSecurityDatabaseGUID, 0x27, ""},
+		{PK, uefi.GlobalVariableGUID(), 0x27, ""},
+		{KEK, uefi.GlobalVariableGUID(), 0x27, ""},
+		{DB, uefi.ImageSecurityDatabaseGUID(), 0x27, ""},
+		{"dbx", uefi.ImageSecurityDatabaseGUID(), 0x27, ""},
 		{"SecureBootEnable", SecureBootEnableDisableGUID, attrNVBS, "01"},
 		{"CustomMode", CustomModeEnableGUID, attrNVBS, "00"},
 		{"VendorKeysNv", VendorKeysNvGUID, attrNVBSAT, "00"},
-		{"Boot0002", GlobalVariableGUID, 0x07, ""},
-		{"MTC", mustGUID("eb704011-1402-11d3-8e77-00a0c969723b"), 0x07, "01000000"},
+		{"Boot0002", uefi.GlobalVariableGUID(), 0x07, ""},
+		{"MTC", uefi.MustParseGUID("eb704011-1402-11d3-8e77-00a0c969723b"), 0x07, "01000000"},
 	} {
 		v, ok := s.Lookup(w.name, w.guid)
 		if !ok || v.Attributes != w.attr || (w.data != "" && hex.EncodeToString(v.Data) != w.data) {
@@ -237,7 +239,7 @@ func TestEnrolVarStore(t *testing.T) {
 	ms := mustParse(t, readOVMF(t, ovmfVarsEnrolled))
 	for _, w := range []struct {
 		name string
-		guid GUID
+		guid uefi.GUID
 	}{{"SecureBootEnable", SecureBootEnableDisableGUID}, {"CustomMode", CustomModeEnableGUID}, {"VendorKeysNv", VendorKeysNvGUID}} {
 		got, ok := s.Lookup(w.name, w.guid)
 		want, _ := ms.Lookup(w.name, w.guid)
@@ -327,8 +329,8 @@ func TestEnrolVarStoreReplace(t *testing.T) {
 			t.Errorf("%s: the live copy at %#x, the old one's state %#x", v.Name, got.Offset, out[old.Offset+2])
 		}
 	}
-	dbx0, _ := s0.Lookup("dbx", ImageSecurityDatabaseGUID)
-	if dbx, ok := s.Lookup("dbx", ImageSecurityDatabaseGUID); !ok || dbx.Offset != dbx0.Offset {
+	dbx0, _ := s0.Lookup("dbx", uefi.ImageSecurityDatabaseGUID())
+	if dbx, ok := s.Lookup("dbx", uefi.ImageSecurityDatabaseGUID()); !ok || dbx.Offset != dbx0.Offset {
 		t.Errorf("dbx not kept: %+v", dbx)
 	}
 	if n := len(s.Variables) - len(s0.Variables); n != 6 {
@@ -387,9 +389,9 @@ func TestParseVarStoreRefuses(t *testing.T) {
 	}{
 		{"no PK", fakeEnrolment()[:2], "no PK"},
 		{"twice", append(fakeEnrolment(), fakeEnrolment()[0]), "db given twice"},
-		{"dbx", append(fakeEnrolment(), fakeAuth("dbx", ImageSecurityDatabaseGUID, 4, nil)), "db, KEK and PK only"},
-		{"guid", []Variable{fakeAuth(PK, ImageSecurityDatabaseGUID, 1, nil)}, "want 8be4df61"},
-		{"not auth", []Variable{{Name: DB, GUID: ImageSecurityDatabaseGUID, Attributes: VariableAttributes, Data: []byte("junk")}}, "too short"},
+		{"dbx", append(fakeEnrolment(), fakeAuth("dbx", uefi.ImageSecurityDatabaseGUID(), 4, nil)), "db, KEK and PK only"},
+		{"guid", []Variable{fakeAuth(PK, uefi.ImageSecurityDatabaseGUID(), 1, nil)}, "want 8be4df61"},
+		{"not auth", []Variable{{Name: DB, GUID: uefi.ImageSecurityDatabaseGUID(), Attributes: VariableAttributes, Data: []byte("junk")}}, "too short"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out, err := EnrolVarStore(base, c.vars, false)
@@ -423,7 +425,7 @@ func TestOVMFVars(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := mustParse(t, out).Lookup(PK, GlobalVariableGUID); !ok {
+	if _, ok := mustParse(t, out).Lookup(PK, uefi.GlobalVariableGUID()); !ok {
 		t.Error("no PK")
 	}
 	if _, err := OVMFVars(ovmfCode, dir, false); err == nil || !strings.Contains(err.Error(), ovmfCode) {
@@ -450,7 +452,7 @@ func FuzzParseVarStore(f *testing.F) {
 	f.Add(one)
 	f.Add(one[:0x180])
 	vars := fakeEnrolment()
-	_, _, pkData, err := parseAuth2(PK, GlobalVariableGUID, vars[2].Data)
+	_, _, pkData, err := parseAuth2(PK, uefi.GlobalVariableGUID(), vars[2].Data)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -475,7 +477,7 @@ func FuzzParseVarStore(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the enrolled store does not parse: %v", err)
 		}
-		if pk, ok := s2.Lookup(PK, GlobalVariableGUID); !ok || !bytes.Equal(pk.Data, pkData) {
+		if pk, ok := s2.Lookup(PK, uefi.GlobalVariableGUID()); !ok || !bytes.Equal(pk.Data, pkData) {
 			t.Fatalf("PK not live after enrolment:\n%s", listing(s2))
 		}
 		states := map[int]bool{}

@@ -6,10 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 	"unicode/utf16"
 
@@ -17,63 +15,29 @@ import (
 	"github.com/foxboron/go-uefi/efi/signature"
 	"github.com/foxboron/go-uefi/efi/util"
 	"github.com/foxboron/go-uefi/pkcs7"
+
+	"github.com/keelboot/keel/format/uefi"
 )
 
-// GUID is an EFI_GUID in its byte order in memory and in variable
-// payloads: the first three fields little-endian (UEFI 2.10 appendix A).
-type GUID [16]byte
-
-// String formats g as 8-4-4-4-12 lower-case hex digits.
-func (g GUID) String() string {
+// toEFIGUID and fromEFIGUID convert between uefi.GUID and go-uefi's
+// EFI_GUID struct, which its signature lists take.
+func toEFIGUID(g uefi.GUID) util.EFIGUID {
 	var e util.EFIGUID
 	binary.Read(bytes.NewReader(g[:]), binary.LittleEndian, &e) // cannot fail: 16 bytes
-	return e.Format()
-}
-
-// ParseGUID parses the 8-4-4-4-12 hex form.
-func ParseGUID(s string) (GUID, error) {
-	f := strings.Split(s, "-")
-	if len(f) != 5 || len(f[0]) != 8 || len(f[1]) != 4 || len(f[2]) != 4 || len(f[3]) != 4 || len(f[4]) != 12 {
-		return GUID{}, fmt.Errorf("secureboot: GUID %q: want 8-4-4-4-12 hex digits", s)
-	}
-	if _, err := hex.DecodeString(strings.Join(f, "")); err != nil {
-		return GUID{}, fmt.Errorf("secureboot: GUID %q: %w", s, err)
-	}
-	return fromEFIGUID(*util.StringToGUID(s)), nil
-}
-
-func mustGUID(s string) GUID {
-	g, err := ParseGUID(s)
-	if err != nil {
-		panic(err)
-	}
-	return g
-}
-
-func fromEFIGUID(e util.EFIGUID) GUID {
-	var b bytes.Buffer
-	binary.Write(&b, binary.LittleEndian, e) // cannot fail
-	return GUID(b.Bytes())
-}
-
-func (g GUID) efi() util.EFIGUID {
-	var e util.EFIGUID
-	binary.Read(bytes.NewReader(g[:]), binary.LittleEndian, &e)
 	return e
 }
 
-var (
-	// OwnerGUID owns keel's EFI_SIGNATURE_DATA entries (the
-	// SignatureOwner of UEFI 2.10 section 32.4.1): a random GUID made
-	// for keel, so that a listing of db shows keel's entries.
-	OwnerGUID = mustGUID("51743a4b-2c12-487e-bd4e-b0105fdb8961")
-	// GlobalVariableGUID is EFI_GLOBAL_VARIABLE, the vendor GUID of PK
-	// and KEK (UEFI 2.10 section 3.3).
-	GlobalVariableGUID = fromEFIGUID(attributes.EFI_GLOBAL_VARIABLE)
-	// ImageSecurityDatabaseGUID is EFI_IMAGE_SECURITY_DATABASE_GUID, the
-	// vendor GUID of db and dbx.
-	ImageSecurityDatabaseGUID = fromEFIGUID(attributes.EFI_IMAGE_SECURITY_DATABASE_GUID)
-)
+func fromEFIGUID(e util.EFIGUID) uefi.GUID {
+	var b bytes.Buffer
+	binary.Write(&b, binary.LittleEndian, e) // cannot fail
+	return uefi.GUID(b.Bytes())
+}
+
+// OwnerGUID owns keel's EFI_SIGNATURE_DATA entries (the SignatureOwner of
+// UEFI 2.10 section 32.4.1): a random GUID made for keel, so that a
+// listing of db shows keel's entries. The vendor GUIDs of the variables
+// are package format/uefi's.
+var OwnerGUID = uefi.MustParseGUID("51743a4b-2c12-487e-bd4e-b0105fdb8961")
 
 // VariableAttributes are the attributes of PK, KEK and db, part of the
 // signed data of AuthVariable: EFI_VARIABLE_NON_VOLATILE,
@@ -90,7 +54,7 @@ const VariableAttributes = uint32(attributes.EFI_VARIABLE_NON_VOLATILE |
 // Data of a PK, KEK or db variable.
 func SignatureList(cert *x509.Certificate) []byte {
 	l := signature.NewSignatureList(signature.CERT_X509_GUID)
-	if err := l.AppendBytes(OwnerGUID.efi(), cert.Raw); err != nil {
+	if err := l.AppendBytes(toEFIGUID(OwnerGUID), cert.Raw); err != nil {
 		panic(err) // only for a duplicate entry: the list is new
 	}
 	return l.Bytes()
@@ -114,7 +78,7 @@ func SignatureList(cert *x509.Certificate) []byte {
 // Which key must sign is the firmware's rule: PK for PK and KEK, KEK (or
 // PK) for db and dbx. A later update of a variable needs a later
 // timestamp than the last one written.
-func AuthVariable(name string, guid GUID, data []byte, cert *x509.Certificate, key crypto.Signer, timestamp time.Time) ([]byte, error) {
+func AuthVariable(name string, guid uefi.GUID, data []byte, cert *x509.Certificate, key crypto.Signer, timestamp time.Time) ([]byte, error) {
 	if name == "" {
 		return nil, errors.New("secureboot: auth variable: no name")
 	}
@@ -186,9 +150,9 @@ func unwrapContentInfo(ci []byte) ([]byte, error) {
 // Variable is one authenticated variable write of the enrolment.
 type Variable struct {
 	// Name and GUID name the variable: "db" in
-	// ImageSecurityDatabaseGUID, "KEK" and "PK" in GlobalVariableGUID.
+	// uefi.ImageSecurityDatabaseGUID(), "KEK" and "PK" in uefi.GlobalVariableGUID().
 	Name string
-	GUID GUID
+	GUID uefi.GUID
 	// Attributes are VariableAttributes.
 	Attributes uint32
 	// Data is AuthVariable's result: what SetVariable takes.
@@ -198,7 +162,7 @@ type Variable struct {
 }
 
 // EfivarfsName is the variable's file name under efivarfs: NAME-GUID.
-func (v Variable) EfivarfsName() string { return v.Name + "-" + v.GUID.String() }
+func (v Variable) EfivarfsName() string { return uefi.VarFile(v.Name, v.GUID) }
 
 // EfivarfsData is what a write to the variable's efivarfs file takes: the
 // attributes (UINT32 little-endian), then Data.
@@ -228,9 +192,9 @@ func Enrolment(dir string, timestamp time.Time) ([]Variable, error) {
 	var vars []Variable
 	for _, w := range []struct {
 		name   string
-		guid   GUID
+		guid   uefi.GUID
 		signer string
-	}{{DB, ImageSecurityDatabaseGUID, KEK}, {KEK, GlobalVariableGUID, PK}, {PK, GlobalVariableGUID, PK}} {
+	}{{DB, uefi.ImageSecurityDatabaseGUID(), KEK}, {KEK, uefi.GlobalVariableGUID(), PK}, {PK, uefi.GlobalVariableGUID(), PK}} {
 		s := keys[w.signer]
 		data, err := AuthVariable(w.name, w.guid, SignatureList(keys[w.name].cert), s.cert, s.key, timestamp)
 		if err != nil {

@@ -18,6 +18,8 @@ import (
 	"github.com/foxboron/go-uefi/efi/signature"
 	"github.com/foxboron/go-uefi/efi/util"
 	"github.com/foxboron/go-uefi/pkcs7"
+
+	"github.com/keelboot/keel/format/uefi"
 )
 
 // The GUIDs in their byte order in memory, written out by hand from UEFI
@@ -40,26 +42,14 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-func TestGUIDs(t *testing.T) {
-	for _, c := range []struct {
-		g        GUID
-		str, mem string
-	}{
-		{GlobalVariableGUID, "8be4df61-93ca-11d2-aa0d-00e098032b8c", globalHex},
-		{ImageSecurityDatabaseGUID, "d719b2cb-3d3a-4596-a3bc-dad00e67656f", imageDBHex},
-		{OwnerGUID, "51743a4b-2c12-487e-bd4e-b0105fdb8961", ownerHex},
-	} {
-		if c.g.String() != c.str || hex.EncodeToString(c.g[:]) != c.mem {
-			t.Errorf("GUID %s (% x), want %s (%s)", c.g, c.g[:], c.str, c.mem)
-		}
-		if p, err := ParseGUID(c.str); err != nil || p != c.g {
-			t.Errorf("ParseGUID(%s) = %v, %v", c.str, p, err)
-		}
+// TestOwnerGUID: keel's signature owner in its text form and in memory
+// (package format/uefi tests the vendor GUIDs).
+func TestOwnerGUID(t *testing.T) {
+	if OwnerGUID.String() != "51743a4b-2c12-487e-bd4e-b0105fdb8961" || hex.EncodeToString(OwnerGUID[:]) != ownerHex {
+		t.Errorf("OwnerGUID %s (%x), want 51743a4b-2c12-487e-bd4e-b0105fdb8961 (%s)", OwnerGUID, OwnerGUID[:], ownerHex)
 	}
-	for _, bad := range []string{"", "8be4df61-93ca-11d2-aa0d", "8be4df61-93ca-11d2-aa0d-00e098032b8g", "8be4df6193ca11d2aa0d00e098032b8c"} {
-		if _, err := ParseGUID(bad); err == nil {
-			t.Errorf("ParseGUID(%q) succeeds", bad)
-		}
+	if e := toEFIGUID(OwnerGUID); fromEFIGUID(e) != OwnerGUID {
+		t.Errorf("go-uefi's EFI_GUID round trip: %v", e)
 	}
 }
 
@@ -87,7 +77,7 @@ func TestSignatureList(t *testing.T) {
 		t.Fatal(err)
 	}
 	if l.SignatureType != signature.CERT_X509_GUID || len(l.Signatures) != 1 ||
-		l.Signatures[0].Owner != util.EFIGUID(OwnerGUID.efi()) || !bytes.Equal(l.Signatures[0].Data, cert.Raw) {
+		l.Signatures[0].Owner != util.EFIGUID(toEFIGUID(OwnerGUID)) || !bytes.Equal(l.Signatures[0].Data, cert.Raw) {
 		t.Errorf("go-uefi reads %+v", l)
 	}
 	if c, err := x509.ParseCertificate(l.Signatures[0].Data); err != nil || !c.Equal(cert) {
@@ -230,7 +220,7 @@ func TestEnrolment(t *testing.T) {
 	for i, w := range want {
 		v := vars[i]
 		if v.Name != w.name || v.Signer != w.signer || hex.EncodeToString(v.GUID[:]) != w.guid || v.Attributes != 0x27 || v.EfivarfsName() != w.efivarfs {
-			t.Errorf("variable %d: %s signed by %s, GUID %s, attributes %#x, efivarfs %s; want %+v", i, v.Name, v.Signer, v.GUID, v.Attributes, v.EfivarfsName(), w)
+			t.Errorf("variable %d: %s signed by %s, uefi.GUID %s, attributes %#x, efivarfs %s; want %+v", i, v.Name, v.Signer, v.GUID, v.Attributes, v.EfivarfsName(), w)
 		}
 		if ed := v.EfivarfsData(); !bytes.Equal(ed[:4], []byte{0x27, 0, 0, 0}) || !bytes.Equal(ed[4:], v.Data) {
 			t.Errorf("%s: efivarfs data starts % x", v.Name, ed[:8])
@@ -308,17 +298,17 @@ func TestAuthVariableErrors(t *testing.T) {
 	pk, pkKey, _ := LoadKey(dir, PK)
 	_, kekKey, _ := LoadKey(dir, KEK)
 	ts := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	if _, err := AuthVariable("PK", GlobalVariableGUID, nil, pk, kekKey, ts); err == nil || !strings.Contains(err.Error(), "does not belong") {
+	if _, err := AuthVariable("PK", uefi.GlobalVariableGUID(), nil, pk, kekKey, ts); err == nil || !strings.Contains(err.Error(), "does not belong") {
 		t.Errorf("KEK's key with PK's certificate: %v", err)
 	}
-	if _, err := AuthVariable("PK", GlobalVariableGUID, nil, pk, pkKey, time.Date(1899, 12, 31, 0, 0, 0, 0, time.UTC)); err == nil || !strings.Contains(err.Error(), "EFI_TIME") {
+	if _, err := AuthVariable("PK", uefi.GlobalVariableGUID(), nil, pk, pkKey, time.Date(1899, 12, 31, 0, 0, 0, 0, time.UTC)); err == nil || !strings.Contains(err.Error(), "EFI_TIME") {
 		t.Errorf("year 1899: %v", err)
 	}
-	if _, err := AuthVariable("", GlobalVariableGUID, nil, pk, pkKey, ts); err == nil {
+	if _, err := AuthVariable("", uefi.GlobalVariableGUID(), nil, pk, pkKey, ts); err == nil {
 		t.Error("no name: no error")
 	}
 	// An empty list (what deletes PK, signed by PK) is fine.
-	b, err := AuthVariable("PK", GlobalVariableGUID, nil, pk, pkKey, ts)
+	b, err := AuthVariable("PK", uefi.GlobalVariableGUID(), nil, pk, pkKey, ts)
 	if err != nil {
 		t.Fatal(err)
 	}

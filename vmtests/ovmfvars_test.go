@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/keelboot/keel/builder/image/imagetest"
+	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/secureboot"
 	"github.com/keelboot/keel/vmtests/vmkit"
 )
@@ -84,11 +85,11 @@ func checkEnrolledStore(t *testing.T, path string) {
 	}
 	for _, v := range []struct {
 		name string
-		guid secureboot.GUID
+		guid uefi.GUID
 	}{
-		{secureboot.PK, secureboot.GlobalVariableGUID},
-		{secureboot.KEK, secureboot.GlobalVariableGUID},
-		{secureboot.DB, secureboot.ImageSecurityDatabaseGUID},
+		{secureboot.PK, uefi.GlobalVariableGUID()},
+		{secureboot.KEK, uefi.GlobalVariableGUID()},
+		{secureboot.DB, uefi.ImageSecurityDatabaseGUID()},
 		{"SecureBootEnable", secureboot.SecureBootEnableDisableGUID},
 	} {
 		if _, ok := s.Lookup(v.name, v.guid); !ok {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/hugelgupf/vmtest/qemu"
 
-	"github.com/keelboot/keel/bootenv/efivars"
+	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/vmtests/vmkit"
 )
 
@@ -545,7 +545,7 @@ func (tt *torture) checkRecord() {
 	}
 	s, err := tt.run.Status()
 	tt.check(err, "status")
-	raw, err := tt.run.EFIVar(efivars.VarName + "-" + efivars.VendorGUID)
+	raw, err := tt.run.EFIVar(uefi.VarFile(uefi.KeelState, uefi.KeelVendorGUID()))
 	tt.check(err, "efivar")
 	vars, err := peerDecode(raw)
 	if err != nil {

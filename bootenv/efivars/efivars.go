@@ -18,14 +18,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/format/uefi"
 )
 
-// Variable name and vendor GUID of keel's state variable.
 const (
-	VarName    = "KeelState"
-	VendorGUID = "6b0af3e3-6409-4fc0-84fe-0076f65a1390"
+	// VarName is keel's state variable, of vendor uefi.KeelVendorGUID.
+	VarName = uefi.KeelState
 	// DefaultDir is where Linux mounts efivarfs.
-	DefaultDir = "/sys/firmware/efi/efivars"
+	DefaultDir = uefi.EfivarfsDir
 	// Attributes are NV|BS|RT.
 	Attributes = attributes.EFI_VARIABLE_NON_VOLATILE | attributes.EFI_VARIABLE_BOOTSERVICE_ACCESS |
 		attributes.EFI_VARIABLE_RUNTIME_ACCESS
@@ -34,7 +34,6 @@ const (
 	MaxPayload = 4096
 
 	efivarfsMagic = 0xde5e81e4 // EFIVARFS_MAGIC, include/uapi/linux/magic.h
-	fsImmutableFL = 0x10       // FS_IMMUTABLE_FL, include/uapi/linux/fs.h
 	magic         = "KEEL"
 	headerSize    = 12
 )
@@ -68,7 +67,7 @@ func Open(dir string) (*Store, error) {
 	real := unix.Statfs(dir, &st) == nil && uint32(st.Type) == efivarfsMagic
 	f := efivarfs.NewFS()
 	f.SetFS(newDirFS(dir, !real))
-	guid := util.StringToGUID(VendorGUID)
+	guid := util.StringToGUID(uefi.KeelVendorGUID().String())
 	return &Store{
 		dir:      dir,
 		efivarfs: real,
@@ -79,7 +78,7 @@ func Open(dir string) (*Store, error) {
 
 // Path is the file that holds the variable.
 func (s *Store) Path() string {
-	return filepath.Join(s.dir, VarName+"-"+VendorGUID)
+	return filepath.Join(s.dir, uefi.VarFile(VarName, uefi.KeelVendorGUID()))
 }
 
 // Describe implements bootenv.Describer.
@@ -197,7 +196,7 @@ func (s *Store) Commit(r bootenv.Record) error {
 	if s.efivarfs {
 		// efivarfs makes variables of unknown GUIDs immutable
 		// (fs/efivarfs/inode.c): clear the flag to rewrite it.
-		if err := ClearImmutable(s.Path()); err != nil {
+		if err := uefi.ClearImmutable(s.Path()); err != nil {
 			return fmt.Errorf("%s: %w", s.Path(), err)
 		}
 	}

@@ -66,7 +66,7 @@ func TestLayout(t *testing.T) {
 
 func TestCorruptVariable(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, VarName+"-"+VendorGUID)
+	path := filepath.Join(dir, "KeelState-6b0af3e3-6409-4fc0-84fe-0076f65a1390")
 	s, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func TestRecordThatCannotBeWrittenBack(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			path := filepath.Join(dir, VarName+"-"+VendorGUID)
+			path := filepath.Join(dir, "KeelState-6b0af3e3-6409-4fc0-84fe-0076f65a1390")
 			s, err := Open(dir)
 			if err != nil {
 				t.Fatal(err)

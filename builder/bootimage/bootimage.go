@@ -25,7 +25,7 @@ type Spec struct {
 	// keel-init reads (layout.BoardPath).
 	Board boards.Board
 	// Stage is Stage1 (keel's initramfs) or Stage2 (the slots' initrd).
-	Stage Stage
+	Stage layout.Stage
 	// KeelInit is the keel-init binary: a static Linux executable for the
 	// board's architecture (make build). "" takes DefaultKeelInit.
 	KeelInit string
@@ -62,9 +62,9 @@ func Plan(spec Spec) (*initrd.Image, error) {
 	}
 	var modules []string
 	switch spec.Stage {
-	case Stage1:
+	case layout.Stage1:
 		modules = b.InitModules
-	case Stage2:
+	case layout.Stage2:
 		modules = b.StageModules
 	default:
 		return nil, fmt.Errorf("bootimage: stage %d: want 1 (keel's initramfs) or 2 (the slots' initrd)", int(spec.Stage))
@@ -94,7 +94,7 @@ func Plan(spec Spec) (*initrd.Image, error) {
 		Files: []initrd.File{
 			{Path: layout.BoardPath, Data: boardJSON},
 			{Path: layout.TrustedKeysPath, Data: trusted},
-			{Path: StagePath, Data: spec.Stage.FileData()},
+			{Path: layout.StagePath, Data: spec.Stage.FileData()},
 		},
 		Compression: initrd.Zstd,
 	})
@@ -208,7 +208,7 @@ func WriteBoot(dir string, in Boot) (*BootFiles, error) {
 	spec := Spec{Board: in.Board, KeelInit: in.KeelInit, TrustedKeys: in.TrustedKeys}
 	out := &BootFiles{Stage1: filepath.Join(dir, "keel-initrd.cpio.zst"), Stage2: map[string]string{}}
 	s1 := spec
-	s1.Stage, s1.KernelDir, s1.ModulesDir = Stage1, in.Kernel.Dir, in.Kernel.ModulesDir
+	s1.Stage, s1.KernelDir, s1.ModulesDir = layout.Stage1, in.Kernel.Dir, in.Kernel.ModulesDir
 	if _, err := WriteFile(out.Stage1, s1); err != nil {
 		return nil, err
 	}
@@ -221,7 +221,7 @@ func WriteBoot(dir string, in Boot) (*BootFiles, error) {
 		}
 		p := filepath.Join(dir, fmt.Sprintf("stage2-%d.cpio.zst", len(built)+1))
 		s2 := spec
-		s2.Stage, s2.KernelDir, s2.ModulesDir = Stage2, k.Dir, k.ModulesDir
+		s2.Stage, s2.KernelDir, s2.ModulesDir = layout.Stage2, k.Dir, k.ModulesDir
 		if _, err := WriteFile(p, s2); err != nil {
 			return nil, fmt.Errorf("slot %s: %w", name, err)
 		}

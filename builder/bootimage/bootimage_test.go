@@ -46,7 +46,7 @@ func newInputs(t *testing.T) inputs {
 	}
 }
 
-func (in inputs) spec(stage Stage) Spec {
+func (in inputs) spec(stage layout.Stage) Spec {
 	return Spec{Board: in.board, Stage: stage, KeelInit: in.keelInit, KernelDir: in.kernelDir, TrustedKeys: in.keys}
 }
 
@@ -99,13 +99,13 @@ func listing(t *testing.T, data []byte) string {
 	for _, r := range recs {
 		fmt.Fprintf(&b, "%06o /%s\n", r.Mode, r.Name)
 		switch "/" + r.Name {
-		case StagePath:
+		case layout.StagePath:
 			stage = r.Data
 		case layout.ModulesPath:
 			order = r.Data
 		}
 	}
-	fmt.Fprintf(&b, "\n%s:\n%s\n%s:\n%s", StagePath, stage, layout.ModulesPath, order)
+	fmt.Fprintf(&b, "\n%s:\n%s\n%s:\n%s", layout.StagePath, stage, layout.ModulesPath, order)
 	return b.String()
 }
 
@@ -130,14 +130,14 @@ func TestBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, stage := range []Stage{Stage1, Stage2} {
+	for _, stage := range []layout.Stage{layout.Stage1, layout.Stage2} {
 		data := build(t, in.spec(stage))
 		recs := read(t, data)
 		for path, want := range map[string][]byte{
 			"/init":                keelInit,
 			layout.BoardPath:       boardJSON,
 			layout.TrustedKeysPath: keys,
-			StagePath:              stage.FileData(),
+			layout.StagePath:       stage.FileData(),
 		} {
 			r := recs[path]
 			if r == nil || !bytes.Equal(r.Data, want) {
@@ -182,7 +182,7 @@ func TestSameAsHandAssembled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for stage, modules := range map[Stage][]string{Stage1: in.board.InitModules, Stage2: in.board.StageModules} {
+	for stage, modules := range map[layout.Stage][]string{layout.Stage1: in.board.InitModules, layout.Stage2: in.board.StageModules} {
 		var want bytes.Buffer
 		err := initrd.Build(&want, initrd.Spec{
 			Init:       in.keelInit,
@@ -191,7 +191,7 @@ func TestSameAsHandAssembled(t *testing.T) {
 			Files: []initrd.File{
 				{Path: "/etc/keel/board.json", Data: boardJSON},
 				{Path: "/etc/keel/trusted-keys", Data: keys},
-				{Path: StagePath, Data: stage.FileData()},
+				{Path: layout.StagePath, Data: stage.FileData()},
 			},
 		})
 		if err != nil {
@@ -208,7 +208,7 @@ func TestSameAsHandAssembled(t *testing.T) {
 // the input files' times.
 func TestReproducible(t *testing.T) {
 	in := newInputs(t)
-	for _, stage := range []Stage{Stage1, Stage2} {
+	for _, stage := range []layout.Stage{layout.Stage1, layout.Stage2} {
 		first := build(t, in.spec(stage))
 		if again := build(t, in.spec(stage)); !bytes.Equal(first, again) {
 			t.Errorf("stage %s: a second build differs", stage)
@@ -224,7 +224,7 @@ func TestReproducible(t *testing.T) {
 			t.Errorf("stage %s: the build from the modules folder differs", stage)
 		}
 	}
-	if bytes.Equal(build(t, in.spec(Stage1)), build(t, in.spec(Stage2))) {
+	if bytes.Equal(build(t, in.spec(layout.Stage1)), build(t, in.spec(layout.Stage2))) {
 		t.Error("stage 1 and stage 2 are the same archive")
 	}
 }
@@ -261,7 +261,7 @@ func TestKeelInitRefused(t *testing.T) {
 		{"another Go program", bootimagetest.GoBuild(t, "./builder/initrd/testdata/bootcheck", in.board.Arch), "builder/initrd/testdata/bootcheck, not keel-init"},
 		{"missing", filepath.Join(dir, "nonexistent"), "nonexistent"},
 	} {
-		s := in.spec(Stage1)
+		s := in.spec(layout.Stage1)
 		s.KeelInit = tc.path
 		err := Build(new(bytes.Buffer), s)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -343,7 +343,7 @@ func TestErrors(t *testing.T) {
 		{"module arch", func(s *Spec) { s.KernelDir = wrongModule }, "module virtio (kernel/drivers/virtio/virtio.ko) is for EM_"},
 		{"board", func(s *Spec) { s.Board.Arch = "riscv64" }, "arch \"riscv64\""},
 	} {
-		s := in.spec(Stage2)
+		s := in.spec(layout.Stage2)
 		tc.change(&s)
 		err := Build(new(bytes.Buffer), s)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -442,7 +442,7 @@ func TestWriteBoot(t *testing.T) {
 	if fmt.Sprint(files) != fmt.Sprint(want) {
 		t.Errorf("WriteBoot = %v, want %v", files, want)
 	}
-	for path, s := range map[string]Spec{want.Stage1: in.spec(Stage1), want.Stage2["a"]: in.spec(Stage2)} {
+	for path, s := range map[string]Spec{want.Stage1: in.spec(layout.Stage1), want.Stage2["a"]: in.spec(layout.Stage2)} {
 		got, err := os.ReadFile(path)
 		if err != nil || !bytes.Equal(got, build(t, s)) {
 			t.Errorf("%s differs from Build's archive (%v)", path, err)
@@ -469,7 +469,7 @@ func TestRealKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := []string{bootimagetest.PublicKey(t, t.TempDir(), "release")}
-	for _, stage := range []Stage{Stage1, Stage2} {
+	for _, stage := range []layout.Stage{layout.Stage1, layout.Stage2} {
 		im, err := Plan(Spec{Board: b, Stage: stage, KeelInit: bootimagetest.KeelInit(t, "amd64"), KernelDir: kdir, TrustedKeys: keys})
 		if err != nil {
 			t.Fatal(err)

@@ -13,8 +13,8 @@
 // Both hold keel-init as /init, the modules with their dependencies and
 // their load order (package builder/initrd), the board as JSON
 // (layout.BoardPath), the trusted keys (layout.TrustedKeysPath) and the
-// stage file (StagePath, read by initramfs/sysinit). Build is byte-reproducible: the same
-// inputs give the same bytes.
+// stage file (layout.StagePath, read by initramfs/sysinit). Build is
+// byte-reproducible: the same inputs give the same bytes.
 //
 // Inputs that would make an unbootable archive are refused with the
 // reason: a keel-init that is not a static Linux ELF for the board's

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keelboot/keel/builder/bootimage"
 	"github.com/keelboot/keel/builder/initrd"
+	"github.com/keelboot/keel/format/layout"
 )
 
 // bootFiles turns the Spec's kernel folders into kernel files and builds
@@ -30,7 +31,7 @@ func (bl *builder) bootFiles() error {
 	}
 	if s.KeelInitrd == "" {
 		out := filepath.Join(bl.work, "keel-initrd.cpio.zst")
-		err := bl.archive(out, "keel's initramfs", bootimage.Kernel{Dir: s.KeelKernelDir, ModulesDir: s.KeelModules}, bootimage.Stage1)
+		err := bl.archive(out, "keel's initramfs", bootimage.Kernel{Dir: s.KeelKernelDir, ModulesDir: s.KeelModules}, layout.Stage1)
 		if err != nil {
 			return fmt.Errorf("image: building keel's initramfs (keel_kernel_dir or keel_modules, keel_init, trusted_keys): %w", err)
 		}
@@ -83,7 +84,7 @@ func (bl *builder) slotFiles(name string, sl *Slot, built map[bootimage.Kernel]s
 		return nil
 	}
 	out := filepath.Join(bl.work, "stage2-"+name+".cpio.zst")
-	if err := bl.archive(out, "stage-2 initrd for "+slotNames([]string{name}), k, bootimage.Stage2); err != nil {
+	if err := bl.archive(out, "stage-2 initrd for "+slotNames([]string{name}), k, layout.Stage2); err != nil {
 		return fmt.Errorf("image: building the stage-2 initrd of %s (%skernel_dir or %smodules, keel_init, trusted_keys): %w", slotNames([]string{name}), field, field, err)
 	}
 	built[k], sl.Initrd = out, out
@@ -91,7 +92,7 @@ func (bl *builder) slotFiles(name string, sl *Slot, built map[bootimage.Kernel]s
 }
 
 // archive builds one of keel's boot archives into out.
-func (bl *builder) archive(out, what string, k bootimage.Kernel, stage bootimage.Stage) error {
+func (bl *builder) archive(out, what string, k bootimage.Kernel, stage layout.Stage) error {
 	t := time.Now()
 	im, err := bootimage.WriteFile(out, bootimage.Spec{
 		Board: bl.s.Board, Stage: stage, KeelInit: bl.s.KeelInit,

@@ -71,8 +71,8 @@ func TestBuildBootArchives(t *testing.T) {
 	fx := newFixture(t)
 	kernelDir := archiveInputs(t, fx)
 	fx.spec.WorkDir = filepath.Join(fx.dir, "work")
-	want := map[bootimage.Stage][]byte{}
-	for _, st := range []bootimage.Stage{bootimage.Stage1, bootimage.Stage2} {
+	want := map[layout.Stage][]byte{}
+	for _, st := range []layout.Stage{layout.Stage1, layout.Stage2} {
 		var b bytes.Buffer
 		err := bootimage.Build(&b, bootimage.Spec{Board: fx.spec.Board, Stage: st, KeelInit: fx.spec.KeelInit,
 			ModulesDir: filepath.Join(kernelDir, "modules"), TrustedKeys: fx.spec.TrustedKeys})
@@ -84,11 +84,11 @@ func TestBuildBootArchives(t *testing.T) {
 	disk, tab := fx.build(t)
 	checkUKI(t, filepath.Join(fx.spec.WorkDir, "BOOTX64.EFI"), map[string][]byte{
 		".osrel": []byte(DefaultOSRelease), ".cmdline": []byte("console=ttyS0 keel.store=efivars"),
-		".initrd": want[bootimage.Stage1], ".linux": fx.keelKernel,
+		".initrd": want[layout.Stage1], ".linux": fx.keelKernel,
 	})
 	for _, name := range fx.spec.Board.Slots {
-		if got := slotEntry(t, disk, tab, name, slotimg.EntryInitrd); !bytes.Equal(got, want[bootimage.Stage2]) {
-			t.Errorf("slot %s: the initrd (%d bytes) is not bootimage's stage 2 archive (%d bytes)", name, len(got), len(want[bootimage.Stage2]))
+		if got := slotEntry(t, disk, tab, name, slotimg.EntryInitrd); !bytes.Equal(got, want[layout.Stage2]) {
+			t.Errorf("slot %s: the initrd (%d bytes) is not bootimage's stage 2 archive (%d bytes)", name, len(got), len(want[layout.Stage2]))
 		}
 	}
 	if _, err := os.Stat(filepath.Join(fx.spec.WorkDir, "stage2-b.cpio.zst")); err == nil {

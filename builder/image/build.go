@@ -16,10 +16,10 @@ import (
 
 	"github.com/keelboot/keel/format/gpt"
 	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/format/seedimg"
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/format/verity"
 	"github.com/keelboot/keel/manifest"
-	"github.com/keelboot/keel/recovery"
 )
 
 // Build writes the disk image for s.Board to s.Out. First it builds the
@@ -44,7 +44,7 @@ import (
 //     and manifest.sig its signatures by the SigningKeys (no manifest.sig
 //     when the Spec is Unsigned); root-<name>: the root file system. Both
 //     stay zero for an Empty slot;
-//   - recovery: the recovery seed (package recovery) when the Spec has a
+//   - recovery: the recovery seed (package format/seedimg) when the Spec has a
 //     Recovery: a slot container with kernel, initrd, manifest (role seed)
 //     and manifest.sig, slot-manifest (role slot: what the reinstalled slot
 //     gets as its manifest) and slot-manifest.sig, root (file system +
@@ -440,7 +440,7 @@ func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64
 		if err := add(sm, slotimg.EntryManifest, manifest.SigEntry); err != nil {
 			return nil, err
 		}
-		if err := add(m, recovery.EntrySlotManifest, recovery.EntrySlotSig); err != nil {
+		if err := add(m, seedimg.EntrySlotManifest, seedimg.EntrySlotSig); err != nil {
 			return nil, err
 		}
 	} else if err := add(m, slotimg.EntryManifest, manifest.SigEntry); err != nil {
@@ -456,12 +456,12 @@ func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64
 	return pl, nil
 }
 
-// recovery writes the recovery seed (package recovery) into the partition
+// recovery writes the recovery seed (package format/seedimg) into the partition
 // recovery: one slot container with the entries kernel, initrd, manifest
 // (role seed), manifest.sig, slot-manifest (role slot), slot-manifest.sig,
 // root (the root file system with its dm-verity tree, the bytes a
 // root-<slot> partition gets) and, when the board has a data partition,
-// data (its empty file system, in recovery's sparse encoding, whose digest
+// data (its empty file system, in the seed's sparse encoding, whose digest
 // the seed's manifest holds). The root is sized for the smallest
 // root-<slot> partition: the seed's root is reinstalled there.
 func (bl *builder) recovery(sl Slot, dataImg string) error {
@@ -488,7 +488,7 @@ func (bl *builder) recovery(sl Slot, dataImg string) error {
 			return fmt.Errorf("image: recovery seed: %w", err)
 		}
 		var b bytes.Buffer
-		if err := recovery.EncodeData(&b, img); err != nil {
+		if err := seedimg.EncodeData(&b, img); err != nil {
 			return fmt.Errorf("image: recovery seed data entry: %w", err)
 		}
 		data = b.Bytes()

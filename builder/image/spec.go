@@ -14,6 +14,7 @@ import (
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/builder/bootimage"
 	"github.com/keelboot/keel/builder/initrd"
+	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/secureboot"
 )
@@ -302,9 +303,9 @@ func (s *Spec) Validate() error {
 	// kernel checks a kernel and the boot archive that goes with it: p is
 	// the fields' prefix ("keel_", "slots.a."), kernel, dir, mods and
 	// archive the values of its kernel, kernel_dir, modules and initrd.
-	kernel := func(p string, stage bootimage.Stage, kernel, dir, mods, archive string) {
+	kernel := func(p string, stage layout.Stage, kernel, dir, mods, archive string) {
 		what, kernelWhat, modules := "keel's initramfs", "the kernel keel-init runs on", b.InitModules
-		if stage == bootimage.Stage2 {
+		if stage == layout.Stage2 {
 			what, kernelWhat, modules = "the slot's stage-2 initrd", "the slot's kernel", b.StageModules
 		}
 		switch {
@@ -344,7 +345,7 @@ func (s *Spec) Validate() error {
 				p, what, p, b.Name, stage, strings.Join(modules, ", "), p, p, p)
 		}
 	}
-	kernel("keel_", bootimage.Stage1, s.KeelKernel, s.KeelKernelDir, s.KeelModules, s.KeelInitrd)
+	kernel("keel_", layout.Stage1, s.KeelKernel, s.KeelKernelDir, s.KeelModules, s.KeelInitrd)
 	keelKernel := s.KeelKernel
 	if s.KeelKernelDir != "" && s.KeelKernel == "" {
 		keelKernel = filepath.Join(s.KeelKernelDir, "vmlinuz")
@@ -414,7 +415,7 @@ func (s *Spec) Validate() error {
 	// slot checks one slot (f: its JSON field prefix, "slots.a.").
 	slot := func(name, f string, sl Slot) {
 		needKey = append(needKey, name)
-		kernel(f, bootimage.Stage2, sl.Kernel, sl.KernelDir, sl.Modules, sl.Initrd)
+		kernel(f, layout.Stage2, sl.Kernel, sl.KernelDir, sl.Modules, sl.Initrd)
 		var roots []string
 		for _, r := range []struct{ field, v string }{{"root_dir", sl.RootDir}, {"root_tar", sl.RootTar}, {"root_image", sl.RootImage}} {
 			if r.v != "" {

@@ -1,6 +1,6 @@
 // Command keel-init is keel's PID 1: stage 1 in keel's initramfs, stage 2
 // in a slot kernel's initrd, as the initramfs was built (the stage file
-// sysinit.StagePath). See package initramfs/pid1.
+// layout.StagePath). See package initramfs/pid1.
 package main
 
 import (

@@ -43,4 +43,11 @@
 //
 // Every size and offset in the preamble is unauthenticated until the
 // signature verifies, and bounded before anything is allocated.
+//
+// # Reading
+//
+// Open, Verify, ReadParts, ReadTree and ReadBlockMap read through a Source
+// (source.go): sorted byte ranges in, their bytes handed over in order, so
+// that a pipe, a file and an HTTP server serve the same reader. The
+// interface belongs to the format; package update/source implements it.
 package bundle

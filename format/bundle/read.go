@@ -11,7 +11,6 @@ import (
 
 	"github.com/keelboot/keel/format/verity"
 	"github.com/keelboot/keel/manifest"
-	"github.com/keelboot/keel/update/source"
 )
 
 // Bundle is a bundle whose header and manifest verified: what Open read.
@@ -37,7 +36,7 @@ type Bundle struct {
 // header. It reads only those first parts; nothing it returns was
 // unauthenticated. Errors wrap ErrNotBundle, ErrCorrupt, ErrTampered,
 // ErrWrongBoard or package manifest's signature errors.
-func Open(ctx context.Context, src source.Source, trusted []manifest.PublicKey, board string) (*Bundle, error) {
+func Open(ctx context.Context, src Source, trusted []manifest.PublicKey, board string) (*Bundle, error) {
 	if board == "" {
 		return nil, errors.New("bundle: no board to check the bundle against")
 	}
@@ -99,9 +98,9 @@ func Open(ctx context.Context, src source.Source, trusted []manifest.PublicKey, 
 }
 
 // fetch reads n bytes at off.
-func fetch(ctx context.Context, src source.Source, off, n int64, what string) ([]byte, error) {
+func fetch(ctx context.Context, src Source, off, n int64, what string) ([]byte, error) {
 	b := make([]byte, 0, n)
-	err := src.Fetch(ctx, []source.Range{{Off: off, Len: n}}, func(_ int64, p []byte) error {
+	err := src.Fetch(ctx, []Range{{Off: off, Len: n}}, func(_ int64, p []byte) error {
 		b = append(b, p...)
 		return nil
 	})
@@ -123,9 +122,9 @@ func readError(what string, err error) error {
 // ReadParts reads the given parts (in file order) into memory and checks
 // each against its digest in the header, and its padding (up to the next
 // Align boundary) for zeros: no byte of a bundle is left unchecked.
-func ReadParts(ctx context.Context, src source.Source, parts ...Part) ([][]byte, error) {
+func ReadParts(ctx context.Context, src Source, parts ...Part) ([][]byte, error) {
 	out := make([][]byte, len(parts))
-	ranges := make([]source.Range, len(parts))
+	ranges := make([]Range, len(parts))
 	for i, p := range parts {
 		out[i] = make([]byte, 0, p.Size)
 		ranges[i] = padded(p)
@@ -149,8 +148,8 @@ func ReadParts(ctx context.Context, src source.Source, parts ...Part) ([][]byte,
 }
 
 // padded is the part with its padding.
-func padded(p Part) source.Range {
-	return source.Range{Off: p.Offset, Len: alignUp(p.End()) - p.Offset}
+func padded(p Part) Range {
+	return Range{Off: p.Offset, Len: alignUp(p.End()) - p.Offset}
 }
 
 // collect appends the piece b (at bundle offset off) of part p's padded
@@ -213,7 +212,7 @@ func (x *PartHash) Check() error { return checkSum(x.p, x.h.Sum(nil), x.n) }
 
 // ReadTree reads the tree part, checks its digest, and checks it against
 // the manifest's root hash.
-func (b *Bundle) ReadTree(ctx context.Context, src source.Source) (*verity.Tree, []byte, error) {
+func (b *Bundle) ReadTree(ctx context.Context, src Source) (*verity.Tree, []byte, error) {
 	tp, _ := b.Header.Part(PartTree)
 	parts, err := ReadParts(ctx, src, tp)
 	if err != nil {
@@ -228,7 +227,7 @@ func (b *Bundle) ReadTree(ctx context.Context, src source.Source) (*verity.Tree,
 
 // ReadBlockMap reads a static delta's block map (nil for a full bundle)
 // and checks that it marks exactly Delta.Blocks blocks.
-func (b *Bundle) ReadBlockMap(ctx context.Context, src source.Source) (BlockMap, error) {
+func (b *Bundle) ReadBlockMap(ctx context.Context, src Source) (BlockMap, error) {
 	bp, ok := b.Header.Part(PartBlockMap)
 	if !ok {
 		return nil, nil
@@ -264,7 +263,7 @@ func (b *Bundle) BlockOffset(i, rank uint64) int64 {
 // kernel and initrd against their digests, the tree against the root
 // hash, a delta's block map, every data block against its leaf, and the
 // data part against its digest. A bad data block is named by its number.
-func Verify(ctx context.Context, src source.Source, trusted []manifest.PublicKey, board string) (*Bundle, error) {
+func Verify(ctx context.Context, src Source, trusted []manifest.PublicKey, board string) (*Bundle, error) {
 	b, err := Open(ctx, src, trusted, board)
 	if err != nil {
 		return nil, err
@@ -274,7 +273,7 @@ func Verify(ctx context.Context, src source.Source, trusted []manifest.PublicKey
 	ip, _ := h.Part(PartInitrd)
 	for _, p := range []Part{kp, ip} {
 		x := NewPartHash(p)
-		if err := src.Fetch(ctx, []source.Range{padded(p)}, func(off int64, piece []byte) error {
+		if err := src.Fetch(ctx, []Range{padded(p)}, func(off int64, piece []byte) error {
 			var keep []byte
 			if err := collect(p, &keep, off, piece); err != nil {
 				return err
@@ -307,7 +306,7 @@ func Verify(ctx context.Context, src source.Source, trusted []manifest.PublicKey
 	}
 	advance()
 	var pending []byte
-	err = src.Fetch(ctx, []source.Range{{Off: dp.Offset, Len: dp.Size}}, func(_ int64, piece []byte) error {
+	err = src.Fetch(ctx, []Range{{Off: dp.Offset, Len: dp.Size}}, func(_ int64, piece []byte) error {
 		dx.Write(piece)
 		if len(pending) > 0 { // pieces are Align multiples; kept for safety
 			piece = append(pending, piece...)

@@ -22,7 +22,7 @@
 //	keel.verity=H,S,N,O          dm-verity root hash, salt ("-" for none),
 //	                             data blocks, hash offset (manifest)
 //	keel.store=STORE             where the boot state lives (efivars, or
-//	                             uboot:/path/to/fw_env.config)
+//	                             uboot:/path/to/fw_env.config; Store)
 //	keel.tpm=unmeasured          only when keel-init did not measure the boot
 //
 // keel-init measures this exact string into PCR 8 (package tpm), so its
@@ -127,8 +127,11 @@ type Handoff struct {
 	// without keel.secver= parses as 0.
 	SecurityVersion uint64
 	Verity          *Verity // nil: the root has no dm-verity tree
-	Store           string  // "" when not known
-	Unmeasured      bool
+	// Store is keel.store=, zero when not known. ParseHandoff leaves out
+	// a value it cannot parse: only the OS's tools need it, and a newer
+	// keel-init may name a store this keel does not know.
+	Store      Store
+	Unmeasured bool
 }
 
 // Params returns the keel.* parameters in their fixed order.
@@ -138,8 +141,8 @@ func (h Handoff) Params() []string {
 	if h.Verity != nil {
 		p = append(p, KeyVerity+"="+h.Verity.String())
 	}
-	if h.Store != "" {
-		p = append(p, KeyStore+"="+h.Store)
+	if !h.Store.IsZero() {
+		p = append(p, KeyStore+"="+h.Store.String())
 	}
 	if h.Unmeasured {
 		p = append(p, Unmeasured)
@@ -214,7 +217,7 @@ func ParseHandoff(line string) (Handoff, error) {
 		dst  *string
 		need bool
 	}{
-		{KeySlot, &h.Slot, true}, {KeyMode, &h.Mode, true}, {KeyRootFSType, &h.RootFSType, false}, {KeyStore, &h.Store, false},
+		{KeySlot, &h.Slot, true}, {KeyMode, &h.Mode, true}, {KeyRootFSType, &h.RootFSType, false},
 	} {
 		v, ok, err := get(f.key)
 		if err != nil {
@@ -224,6 +227,11 @@ func ParseHandoff(line string) (Handoff, error) {
 			return h, fmt.Errorf("%w: no %s=", ErrSyntax, f.key)
 		}
 		*f.dst = v
+	}
+	if v, _, err := get(KeyStore); err != nil {
+		return h, err
+	} else if st, err := ParseStore(v); err == nil {
+		h.Store = st
 	}
 	if v, ok, err := get(KeySecurityVersion); err != nil {
 		return h, err
@@ -250,9 +258,9 @@ func ParseHandoff(line string) (Handoff, error) {
 }
 
 // ForManifest returns the slot kernel's command line keel-init builds for
-// a verified manifest booted as slot in mode, with the store named (""
+// a verified manifest booted as slot in mode, with the store named (zero
 // for none): the manifest's command line, then the Handoff parameters.
-func ForManifest(m *manifest.Manifest, slot, mode, store string) string {
+func ForManifest(m *manifest.Manifest, slot, mode string, store Store) string {
 	h := Handoff{Slot: slot, Mode: mode, RootFSType: m.Root.FSType, SecurityVersion: m.SecurityVersion, Store: store}
 	if v := m.Root.Verity; v != nil {
 		// The root hash rides on the measured command line (PCR 8) into

@@ -14,13 +14,13 @@ const rootHash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd
 func TestSlotExactBytes(t *testing.T) {
 	// The exact string is measured into PCR 8: pin it.
 	h := Handoff{Slot: "b", Mode: "trial", RootFSType: "erofs", SecurityVersion: 7,
-		Verity: &Verity{RootHash: rootHash, DataBlocks: 10, HashOffset: 40960}, Store: "efivars"}
+		Verity: &Verity{RootHash: rootHash, DataBlocks: 10, HashOffset: 40960}, Store: Store{Kind: StoreEFIVars}}
 	got := Slot("  console=ttyS0 quiet ", h)
 	want := "console=ttyS0 quiet keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.secver=7 keel.verity=" + rootHash + ",-,10,40960 keel.store=efivars"
 	if got != want {
 		t.Errorf("Slot =\n %q\nwant\n %q", got, want)
 	}
-	h.Verity.Salt, h.Store, h.Unmeasured, h.SecurityVersion = "aa55", "", true, 0
+	h.Verity.Salt, h.Store, h.Unmeasured, h.SecurityVersion = "aa55", Store{}, true, 0
 	got = Slot("", h)
 	want = "keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.secver=0 keel.verity=" + rootHash + ",aa55,10,40960 keel.tpm=unmeasured"
 	if got != want {
@@ -32,7 +32,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, h := range []Handoff{
 		{Slot: "a", Mode: "normal", RootFSType: "erofs"},
 		{Slot: "a", Mode: "trial", RootFSType: "erofs", SecurityVersion: 1<<64 - 1},
-		{Slot: "b", Mode: "recovery", RootFSType: "ext4", SecurityVersion: 42, Store: "uboot:/run/keel-fw_env.config", Unmeasured: true,
+		{Slot: "b", Mode: "recovery", RootFSType: "ext4", SecurityVersion: 42, Store: Store{Kind: StoreUBoot, Path: "/run/keel-fw_env.config"}, Unmeasured: true,
 			Verity: &Verity{RootHash: rootHash, Salt: "00ff", DataBlocks: 1, HashOffset: 4096}},
 	} {
 		got, err := ParseHandoff(Slot("console=ttyS0", h))
@@ -65,6 +65,7 @@ func TestParseHandoffRefuses(t *testing.T) {
 		"hex secver":   strings.Replace(good, "keel.secver=0", "keel.secver=0x9", 1),
 		"minus secver": strings.Replace(good, "keel.secver=0", "keel.secver=-1", 1),
 		"huge secver":  strings.Replace(good, "keel.secver=0", "keel.secver=18446744073709551616", 1),
+		"two stores":   good + " keel.store=efivars keel.store=uboot:/x",
 	} {
 		if _, err := ParseHandoff(line); !errors.Is(err, ErrSyntax) {
 			t.Errorf("%s: %q: err = %v, want ErrSyntax", name, line, err)
@@ -97,7 +98,7 @@ func FuzzParseHandoff(f *testing.F) {
 // before it was added) parses as 0.
 func TestSecurityVersion(t *testing.T) {
 	m := &manifest.Manifest{Cmdline: "console=ttyS0", SecurityVersion: 9, Root: manifest.Root{FSType: "erofs"}}
-	line := ForManifest(m, "a", "normal", "efivars")
+	line := ForManifest(m, "a", "normal", Store{Kind: StoreEFIVars})
 	if !strings.Contains(line, " keel.secver=9 ") {
 		t.Errorf("ForManifest = %q: no keel.secver=9", line)
 	}

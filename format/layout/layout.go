@@ -1,8 +1,8 @@
 // Package layout holds the names both sides of keel agree on: the GPT
 // partition names the image builder writes and keel-init, recovery and the
 // CLI look up, and the paths inside keel's initramfs that the builder fills
-// and keel-init reads. It has no logic beyond naming; docs/DESIGN.md section 2
-// is the disk layout.
+// and keel-init reads, with the stage file's two values (stage.go). It has
+// no logic beyond naming; docs/DESIGN.md section 2 is the disk layout.
 package layout
 
 // GPT partition names (docs/DESIGN.md section 2). Partitions are found by name,

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/keelboot/keel/format/gpt"
+	"github.com/keelboot/keel/format/uefi"
 )
 
 // Options tune OpenDisk.
@@ -435,7 +436,7 @@ func partDevs(ps []part) string {
 // systemd-boot) set when a UKI starts. The error wraps fs.ErrNotExist when
 // the variable is not set.
 func LoaderDevicePartUUID(efivarsDir string) (string, error) {
-	const name = "LoaderDevicePartUUID-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+	name := uefi.VarFile(uefi.LoaderDevicePartUUID, uefi.LoaderGUID())
 	b, err := os.ReadFile(filepath.Join(efivarsDir, name))
 	if err != nil {
 		return "", err

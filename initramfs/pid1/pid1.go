@@ -12,13 +12,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/initramfs/stage1"
 	"github.com/keelboot/keel/initramfs/stage2"
 	"github.com/keelboot/keel/initramfs/sysinit"
 )
 
 // Main is keel-init: stage 1 or stage 2 as the initramfs was built
-// (sysinit.StagePath), never as the kernel command line says. It does not
+// (layout.StagePath), never as the kernel command line says. It does not
 // return while it is PID 1 (it powers off when it cannot boot anything);
 // otherwise it returns an exit code.
 func Main(ctx context.Context, out io.Writer) int {
@@ -63,10 +64,10 @@ func run(ctx context.Context, out io.Writer, sys system) int {
 	dev := sysinit.DevelopmentBuild(sys.root)
 	if dev {
 		logf("%s", banner)
-		logf("DEVELOPMENT BUILD: debug shell enabled (%s is in the initramfs); not for production", sysinit.DebugPath)
+		logf("DEVELOPMENT BUILD: debug shell enabled (%s is in the initramfs); not for production", layout.DebugPath)
 		logf("%s", banner)
 	}
-	var stage sysinit.Stage
+	var stage layout.Stage
 	err := func() (err error) {
 		defer func() {
 			if p := recover(); p != nil {
@@ -79,7 +80,7 @@ func run(ctx context.Context, out io.Writer, sys system) int {
 		if stage, err = sysinit.ReadStage(sys.root); err != nil {
 			return fmt.Errorf("NO STAGE: %w", err)
 		}
-		if stage == sysinit.Stage2 {
+		if stage == layout.Stage2 {
 			// The slot kernel's command line is keel-init's hand-off
 			// (measured into PCR 8 by stage 1): stage 2 reads it.
 			return sys.stage2(ctx, sys.cmdline(), logf)
@@ -93,7 +94,7 @@ func run(ctx context.Context, out io.Writer, sys system) int {
 	if dev {
 		sys.shell(logf)
 	}
-	if stage == sysinit.Stage2 {
+	if stage == layout.Stage2 {
 		// The slot failed after keel-init counted its boot: reboot, so
 		// that the next decision sees the used try (and falls back).
 		sys.halt(logf, "rebooting: the slot failed in stage 2", unix.LINUX_REBOOT_CMD_RESTART)
@@ -106,7 +107,7 @@ func run(ctx context.Context, out io.Writer, sys system) int {
 const banner = "****************************************************************"
 
 // debugShell runs the debug cpio's shell on the console (development
-// builds only: sysinit.DebugPath and a shell in the initramfs, both from
+// builds only: layout.DebugPath and a shell in the initramfs, both from
 // `make debug-cpio`), then returns to the normal stop. The watchdog stage 1
 // armed keeps running: the machine resets within the board's timeout.
 func debugShell(logf sysinit.Logf) {

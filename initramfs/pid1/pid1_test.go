@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/initramfs/sysinit"
 )
 
@@ -70,13 +71,13 @@ func TestStageFromTheInitramfsNotTheCommandLine(t *testing.T) {
 	// not make keel-init map a root: the archive says stage 1.
 	var f fake
 	var out bytes.Buffer
-	root := initramfs(t, map[string]string{sysinit.StagePath: "1\n", "/bin/sh": "#!"})
+	root := initramfs(t, map[string]string{layout.StagePath: "1\n", "/bin/sh": "#!"})
 	run(context.Background(), &out, f.system(root, hostileLine, true))
 	if f.stage1 != 1 || f.stage2 != 0 {
 		t.Errorf("stage 1 ran %d times, stage 2 %d times; want stage 1 once\n%s", f.stage1, f.stage2, out.String())
 	}
 	if f.shell != 0 {
-		t.Errorf("keel.debug=1 on the command line opened the debug shell in a build without %s\n%s", sysinit.DebugPath, out.String())
+		t.Errorf("keel.debug=1 on the command line opened the debug shell in a build without %s\n%s", layout.DebugPath, out.String())
 	}
 	if len(f.halts) != 1 || f.halts[0] != unix.LINUX_REBOOT_CMD_POWER_OFF {
 		t.Errorf("halts %#x, want one power off", f.halts)
@@ -89,7 +90,7 @@ func TestStageFromTheInitramfsNotTheCommandLine(t *testing.T) {
 func TestStage2(t *testing.T) {
 	var f fake
 	var out bytes.Buffer
-	root := initramfs(t, map[string]string{sysinit.StagePath: "2\n"})
+	root := initramfs(t, map[string]string{layout.StagePath: "2\n"})
 	run(context.Background(), &out, f.system(root, hostileLine, true))
 	if f.stage1 != 0 || f.stage2 != 1 || f.line != hostileLine {
 		t.Errorf("stage 1 ran %d times, stage 2 %d times with %q; want stage 2 once with the kernel's command line", f.stage1, f.stage2, f.line)
@@ -113,7 +114,7 @@ func TestNoStageFilePowersOff(t *testing.T) {
 	if len(f.halts) != 1 || f.halts[0] != unix.LINUX_REBOOT_CMD_POWER_OFF {
 		t.Errorf("halts %#x, want one power off", f.halts)
 	}
-	if !strings.Contains(out.String(), "NO STAGE") || !strings.Contains(out.String(), sysinit.StagePath) {
+	if !strings.Contains(out.String(), "NO STAGE") || !strings.Contains(out.String(), layout.StagePath) {
 		t.Errorf("the console does not say why:\n%s", out.String())
 	}
 }
@@ -121,7 +122,7 @@ func TestNoStageFilePowersOff(t *testing.T) {
 func TestDevelopmentBuildOpensTheShell(t *testing.T) {
 	var f fake
 	var out bytes.Buffer
-	root := initramfs(t, map[string]string{sysinit.StagePath: "1", sysinit.DebugPath: "", "/bin/sh": "#!"})
+	root := initramfs(t, map[string]string{layout.StagePath: "1", layout.DebugPath: "", "/bin/sh": "#!"})
 	run(context.Background(), &out, f.system(root, "console=ttyS0", true))
 	if f.stage1 != 1 || f.shell != 1 {
 		t.Errorf("stage 1 ran %d times, the shell %d times; want once each", f.stage1, f.shell)
@@ -139,7 +140,7 @@ func TestDevelopmentBuildOpensTheShell(t *testing.T) {
 
 func TestNotPID1(t *testing.T) {
 	var f fake
-	root := initramfs(t, map[string]string{sysinit.StagePath: "1", sysinit.DebugPath: ""})
+	root := initramfs(t, map[string]string{layout.StagePath: "1", layout.DebugPath: ""})
 	if code := run(context.Background(), new(bytes.Buffer), f.system(root, "", false)); code != 1 {
 		t.Errorf("exit code %d, want 1", code)
 	}

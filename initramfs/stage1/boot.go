@@ -100,7 +100,7 @@ type Config struct {
 	// of a good slot in a row before falling back).
 	Policy bootenv.Policy
 	// Store names the store for stage 2 and the OS (keel.store=).
-	Store string
+	Store cmdline.Store
 	// Measurer measures the boot and enforces anti-rollback; nil: no TPM.
 	Measurer Measurer
 	// TPMRequired makes a TPM failure (none, unreadable counter, failed
@@ -582,7 +582,7 @@ func withSlotInfo(r bootenv.Record, img *Image) (bootenv.Record, bool) {
 
 // Cmdline is the slot kernel's command line: the manifest's, then what
 // stage 2 and the OS need to know from keel (package format/cmdline).
-func Cmdline(img *Image, d bootenv.Decision, store string) string {
+func Cmdline(img *Image, d bootenv.Decision, store cmdline.Store) string {
 	return cmdline.ForManifest(img.Manifest, d.Slot, string(d.Mode), store)
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/keelboot/keel/bootenv/memstore"
 	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/slotimg"
+	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/manifest"
 )
 
@@ -102,7 +103,7 @@ func runCfg(t *testing.T, cfg Config, store bootenv.Store, l *fakeLoader, k *fak
 	t.Helper()
 	var log []string
 	k.store = store
-	cfg.Slots, cfg.Store = []string{"a", "b"}, "efivars"
+	cfg.Slots, cfg.Store = []string{"a", "b"}, cmdline.Store{Kind: cmdline.StoreEFIVars}
 	r, err := Boot(context.Background(), cfg, store, l, k,
 		func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) })
 	return r, err, log
@@ -297,7 +298,7 @@ func TestFirstBootEmptySlot(t *testing.T) {
 func TestCmdlineVerity(t *testing.T) {
 	img := &Image{Slot: "b", Manifest: &manifest.Manifest{Cmdline: "console=ttyS0", Root: manifest.Root{FSType: "erofs",
 		Verity: &manifest.Verity{RootHash: strings.Repeat("ab", 32), Salt: "0011", DataBlocks: 10, HashOffset: 40960}}}}
-	got := Cmdline(img, bootenv.Decision{Slot: "b", Mode: bootenv.ModeTrial}, "efivars")
+	got := Cmdline(img, bootenv.Decision{Slot: "b", Mode: bootenv.ModeTrial}, cmdline.Store{Kind: cmdline.StoreEFIVars})
 	want := "console=ttyS0 keel.stage=2 keel.slot=b keel.mode=trial keel.rootfstype=erofs keel.secver=0 keel.verity=" + strings.Repeat("ab", 32) + ",0011,10,40960 keel.store=efivars"
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
@@ -739,7 +740,7 @@ func TestStartsOverOnRecordItCannotWriteBack(t *testing.T) {
 			if err := s.Commit(r); err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join(dir, efivars.VarName+"-"+efivars.VendorGUID)
+			path := filepath.Join(dir, uefi.VarFile(uefi.KeelState, uefi.KeelVendorGUID()))
 			raw, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)

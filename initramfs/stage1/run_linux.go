@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/initramfs/sysinit"
 	"github.com/keelboot/keel/manifest"
@@ -61,7 +62,7 @@ func Run(ctx context.Context, logf Logf) error {
 		logf("trusted keys: %s", strings.Join(ids, ", "))
 	}
 	loader := deviceLoader{logf: logf, trusted: trusted, keysErr: err, board: b.Name, disks: disks}
-	if storeArg == "efivars" {
+	if storeArg.Kind == cmdline.StoreEFIVars {
 		loader.kexec = readKexecTrust(efivarsDir, logf)
 	}
 	cfg := Config{Slots: b.Slots, Store: storeArg, TPMRequired: b.TPMRequired, TrustedKeys: keys}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/secureboot"
 )
 
@@ -38,7 +39,7 @@ func readKexecTrust(dir string, logf Logf) *kexecTrust {
 		}
 		return nil
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "db-"+secureboot.ImageSecurityDatabaseGUID.String()))
+	b, err := os.ReadFile(filepath.Join(dir, uefi.VarFile(uefi.DB, uefi.ImageSecurityDatabaseGUID())))
 	var certs []*x509.Certificate
 	if err == nil && len(b) < 4 {
 		err = errors.New("shorter than its attributes")

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/secureboot"
 )
 
@@ -40,7 +41,7 @@ func TestKexecTrust(t *testing.T) {
 	}
 	efivars := func(secureBoot bool, withDB bool) string {
 		dir := t.TempDir()
-		g := secureboot.GlobalVariableGUID.String()
+		g := uefi.GlobalVariableGUID().String()
 		sb := byte(0)
 		if secureBoot {
 			sb = 1
@@ -49,7 +50,7 @@ func TestKexecTrust(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, "SetupMode-"+g), []byte{6, 0, 0, 0, 0}, 0o644)
 		if withDB {
 			b := binary.LittleEndian.AppendUint32(nil, 0x27)
-			os.WriteFile(filepath.Join(dir, "db-"+secureboot.ImageSecurityDatabaseGUID.String()), append(b, secureboot.SignatureList(db)...), 0o644)
+			os.WriteFile(filepath.Join(dir, "db-"+uefi.ImageSecurityDatabaseGUID().String()), append(b, secureboot.SignatureList(db)...), 0o644)
 		}
 		return dir
 	}

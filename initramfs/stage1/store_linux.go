@@ -16,12 +16,14 @@ import (
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/bootenv/efivars"
 	"github.com/keelboot/keel/bootenv/ubootenv"
+	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/hw/blockdev"
 )
 
 const (
-	efivarsDir = "/sys/firmware/efi/efivars"
+	efivarsDir = uefi.EfivarfsDir
 	// fwEnvConfig is the fw_env.config keel-init writes for the OS's
 	// tools on U-Boot boards.
 	fwEnvConfig = "/run/keel-fw_env.config"
@@ -29,40 +31,40 @@ const (
 
 // openStore opens the board's boot state store and returns it with the
 // keel.store= value that names it for stage 2 and the OS.
-func openStore(b boards.Board, disks *bootDisks) (bootenv.Store, string, error) {
+func openStore(b boards.Board, disks *bootDisks) (bootenv.Store, cmdline.Store, error) {
 	switch b.Store {
 	case boards.StoreEFIVars:
 		if err := mountEFIVars(); err != nil {
-			return nil, "", err
+			return nil, cmdline.Store{}, err
 		}
 		s, err := efivars.Open(efivarsDir)
-		return s, "efivars", err
+		return s, cmdline.Store{Kind: cmdline.StoreEFIVars}, err
 	case boards.StoreUBootEnv:
 		disk, err := disks.get(nil)
 		if err != nil {
-			return nil, "", err
+			return nil, cmdline.Store{}, err
 		}
 		dev, err := disk.Partition(layout.Bootstate)
 		if err != nil {
-			return nil, "", err
+			return nil, cmdline.Store{}, err
 		}
 		size, err := blockdev.Size(dev)
 		if err != nil {
-			return nil, "", err
+			return nil, cmdline.Store{}, err
 		}
 		cfg, err := ubootenv.BootstateConfig(dev, 0, size)
 		if err != nil {
-			return nil, "", err
+			return nil, cmdline.Store{}, err
 		}
 		st, err := ubootenv.Open(cfg)
 		if err != nil {
-			return nil, "", err
+			return nil, cmdline.Store{}, err
 		}
 		// Write the matching fw_env.config for the OS's tools.
 		_ = os.WriteFile(fwEnvConfig, ubootenv.BootstateFWEnvConfig(dev), 0o644)
-		return ubootenv.NewStore(st, dev), "uboot:" + fwEnvConfig, nil
+		return ubootenv.NewStore(st, dev), cmdline.Store{Kind: cmdline.StoreUBoot, Path: fwEnvConfig}, nil
 	}
-	return nil, "", fmt.Errorf("board %s: unknown store %q", b.Name, b.Store)
+	return nil, cmdline.Store{}, fmt.Errorf("board %s: unknown store %q", b.Name, b.Store)
 }
 
 // mountEFIVars mounts efivarfs on efivarsDir (already mounted is fine).

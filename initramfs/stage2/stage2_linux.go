@@ -21,6 +21,7 @@ import (
 	"github.com/keelboot/keel/bootenv/ubootenv"
 	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/format/verity"
 	"github.com/keelboot/keel/hw/blockdev"
 	"github.com/keelboot/keel/initramfs/dm"
@@ -70,8 +71,8 @@ func Run(ctx context.Context, line string, logf Logf) error {
 	if err != nil {
 		return err
 	}
-	if conf, ok := strings.CutPrefix(h.Store, "uboot:"); ok && b.Store == boards.StoreUBootEnv {
-		writeFWEnvConfig(disk, conf, logf)
+	if h.Store.Kind == cmdline.StoreUBoot && b.Store == boards.StoreUBootEnv {
+		writeFWEnvConfig(disk, h.Store.Path, logf)
 	}
 	switch {
 	case h.Verity != nil:
@@ -158,7 +159,7 @@ func bootDisk(b boards.Board, logf Logf) (*blockdev.Disk, error) {
 // again: the slot's OS mounts efivarfs itself. "" when the firmware does
 // not say.
 func firmwareBootPartition(logf Logf) string {
-	const dir = "/sys/firmware/efi/efivars"
+	const dir = uefi.EfivarfsDir
 	err := unix.Mount("efivarfs", dir, "efivarfs", unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV|unix.MS_RDONLY, "")
 	switch {
 	case err == nil:

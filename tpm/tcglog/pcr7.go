@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/secureboot"
 )
 
@@ -50,7 +51,7 @@ type SecureBootState struct {
 // Authority is the EFI_SIGNATURE_DATA (UEFI 2.10 §32.4.1) of a db entry:
 // its owner GUID followed by the DER certificate, what an
 // EV_EFI_VARIABLE_AUTHORITY event holds.
-func Authority(owner secureboot.GUID, cert *x509.Certificate) []byte {
+func Authority(owner uefi.GUID, cert *x509.Certificate) []byte {
 	return append(append([]byte(nil), owner[:]...), cert.Raw...)
 }
 
@@ -70,11 +71,11 @@ func (s SecureBootState) Events(banks []crypto.Hash) ([]Event, error) {
 		data []byte
 	}
 	evs := []ev{
-		{EvEFIVariableDriverConfig, VariableData{secureboot.GlobalVariableGUID, "SecureBoot", []byte{sb}}.Marshal()},
-		{EvEFIVariableDriverConfig, VariableData{secureboot.GlobalVariableGUID, secureboot.PK, s.PK}.Marshal()},
-		{EvEFIVariableDriverConfig, VariableData{secureboot.GlobalVariableGUID, secureboot.KEK, s.KEK}.Marshal()},
-		{EvEFIVariableDriverConfig, VariableData{secureboot.ImageSecurityDatabaseGUID, secureboot.DB, s.DB}.Marshal()},
-		{EvEFIVariableDriverConfig, VariableData{secureboot.ImageSecurityDatabaseGUID, "dbx", s.DBX}.Marshal()},
+		{EvEFIVariableDriverConfig, VariableData{uefi.GlobalVariableGUID(), uefi.SecureBoot, []byte{sb}}.Marshal()},
+		{EvEFIVariableDriverConfig, VariableData{uefi.GlobalVariableGUID(), uefi.PK, s.PK}.Marshal()},
+		{EvEFIVariableDriverConfig, VariableData{uefi.GlobalVariableGUID(), uefi.KEK, s.KEK}.Marshal()},
+		{EvEFIVariableDriverConfig, VariableData{uefi.ImageSecurityDatabaseGUID(), uefi.DB, s.DB}.Marshal()},
+		{EvEFIVariableDriverConfig, VariableData{uefi.ImageSecurityDatabaseGUID(), uefi.DBX, s.DBX}.Marshal()},
 		{EvSeparator, separatorData},
 	}
 	seen := map[string]bool{}
@@ -83,7 +84,7 @@ func (s SecureBootState) Events(banks []crypto.Hash) ([]Event, error) {
 			continue
 		}
 		seen[string(a)] = true
-		evs = append(evs, ev{EvEFIVariableAuthority, VariableData{secureboot.ImageSecurityDatabaseGUID, secureboot.DB, a}.Marshal()})
+		evs = append(evs, ev{EvEFIVariableAuthority, VariableData{uefi.ImageSecurityDatabaseGUID(), uefi.DB, a}.Marshal()})
 	}
 	var out []Event
 	for i, e := range evs {
@@ -181,7 +182,7 @@ func authData(b []byte) ([]byte, error) {
 // signature database: keel's db holds one certificate, the UKI's signer.
 func firstCertEntry(db []byte) ([]byte, error) {
 	for b := db; len(b) >= 28; {
-		var typ secureboot.GUID
+		var typ uefi.GUID
 		copy(typ[:], b[:16])
 		listSize := binary.LittleEndian.Uint32(b[16:20])
 		hdrSize := binary.LittleEndian.Uint32(b[20:24])

@@ -9,7 +9,7 @@ import (
 	"unicode"
 	"unicode/utf16"
 
-	"github.com/keelboot/keel/secureboot"
+	"github.com/keelboot/keel/format/uefi"
 )
 
 // VariableData is a UEFI_VARIABLE_DATA (PFP §10.4.4, the event of
@@ -22,7 +22,7 @@ import (
 //	UnicodeName        CHAR16[UnicodeNameLength]
 //	VariableData       UINT8[VariableDataLength]
 type VariableData struct {
-	GUID secureboot.GUID
+	GUID uefi.GUID
 	Name string
 	Data []byte
 }
@@ -63,18 +63,10 @@ func (v VariableData) Marshal() []byte {
 }
 
 // certX509GUID is EFI_CERT_X509_GUID (UEFI 2.10 §32.4.1).
-var certX509GUID = mustGUID("a5c059a1-94e4-4aa7-87b5-ab155c2bf072")
+var certX509GUID = uefi.MustParseGUID("a5c059a1-94e4-4aa7-87b5-ab155c2bf072")
 
 // sha256GUID is EFI_CERT_SHA256_GUID (UEFI 2.10 §32.4.1).
-var sha256GUID = mustGUID("c1c41626-504c-4092-aca9-41f936934328")
-
-func mustGUID(s string) secureboot.GUID {
-	g, err := secureboot.ParseGUID(s)
-	if err != nil {
-		panic(err)
-	}
-	return g
-}
+var sha256GUID = uefi.MustParseGUID("c1c41626-504c-4092-aca9-41f936934328")
 
 // describeSignatureLists summarises a signature database (EFI_SIGNATURE_LISTs,
 // UEFI 2.10 §32.4.1): its X.509 certificates by subject, other entries
@@ -85,7 +77,7 @@ func describeSignatureLists(b []byte) string {
 		if len(b) < 28 {
 			return strings.Join(append(parts, fmt.Sprintf("%d trailing bytes", len(b))), ", ")
 		}
-		var typ secureboot.GUID
+		var typ uefi.GUID
 		copy(typ[:], b[:16])
 		listSize := binary.LittleEndian.Uint32(b[16:20])
 		hdrSize := binary.LittleEndian.Uint32(b[20:24])
@@ -95,7 +87,7 @@ func describeSignatureLists(b []byte) string {
 		}
 		entries := b[28+hdrSize : listSize]
 		for ; len(entries) > 0; entries = entries[sigSize:] {
-			var owner secureboot.GUID
+			var owner uefi.GUID
 			copy(owner[:], entries[:16])
 			parts = append(parts, describeSignature(typ, owner, entries[16:sigSize]))
 		}
@@ -104,7 +96,7 @@ func describeSignatureLists(b []byte) string {
 	return strings.Join(parts, ", ")
 }
 
-func describeSignature(typ, owner secureboot.GUID, data []byte) string {
+func describeSignature(typ, owner uefi.GUID, data []byte) string {
 	switch typ {
 	case certX509GUID:
 		if c, err := x509.ParseCertificate(data); err == nil {
@@ -133,7 +125,7 @@ func Describe(e Event) string {
 		case e.Type == EvEFIVariableAuthority && len(v.Data) > 16:
 			// An EFI_SIGNATURE_DATA (PFP §10.4.4, §3.3.4.8): the owner
 			// GUID and the db certificate that verified an image.
-			var owner secureboot.GUID
+			var owner uefi.GUID
 			copy(owner[:], v.Data[:16])
 			if c, err := x509.ParseCertificate(v.Data[16:]); err == nil {
 				return fmt.Sprintf("%s: X.509 %q (owner %s)", head, c.Subject.String(), owner)

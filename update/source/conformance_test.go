@@ -46,7 +46,7 @@ func testConformance(t *testing.T, setup setupFunc) {
 		}
 	})
 	t.Run("WholeBundle", func(t *testing.T) {
-		if err := fetchAndCheck(ctx, open(t), payload, []Range{{0, size}}); err != nil {
+		if err := fetchAndCheck(ctx, open(t), payload, []Range{{Off: 0, Len: size}}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -60,7 +60,7 @@ func testConformance(t *testing.T, setup setupFunc) {
 		}
 	})
 	t.Run("PastEnd", func(t *testing.T) {
-		ranges := []Range{{0, 5000}, {size - 100, 200}}
+		ranges := []Range{{Off: 0, Len: 5000}, {Off: size - 100, Len: 200}}
 		c := newChecker(payload, ranges)
 		err := open(t).Fetch(ctx, ranges, c.fn)
 		if !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -74,7 +74,7 @@ func testConformance(t *testing.T, setup setupFunc) {
 	t.Run("FnError", func(t *testing.T) {
 		stop := errors.New("stop here")
 		calls := 0
-		err := open(t).Fetch(ctx, []Range{{0, size}}, func(int64, []byte) error {
+		err := open(t).Fetch(ctx, []Range{{Off: 0, Len: size}}, func(int64, []byte) error {
 			calls++
 			if calls == 2 {
 				return stop
@@ -87,10 +87,10 @@ func testConformance(t *testing.T, setup setupFunc) {
 	})
 	t.Run("BadRanges", func(t *testing.T) {
 		for _, ranges := range [][]Range{
-			{{100, 10}, {50, 10}},  // unsorted
-			{{100, 10}, {105, 10}}, // overlapping
-			{{100, 0}},             // empty
-			{{-1, 10}},             // negative
+			{{Off: 100, Len: 10}, {Off: 50, Len: 10}},  // unsorted
+			{{Off: 100, Len: 10}, {Off: 105, Len: 10}}, // overlapping
+			{{Off: 100, Len: 0}},                       // empty
+			{{Off: -1, Len: 10}},                       // negative
 		} {
 			err := open(t).Fetch(ctx, ranges, func(int64, []byte) error { return errors.New("fn called") })
 			if err == nil || err.Error() == "fn called" {
@@ -101,7 +101,7 @@ func testConformance(t *testing.T, setup setupFunc) {
 	t.Run("Cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(ctx)
 		cancel()
-		err := open(t).Fetch(ctx, []Range{{0, size}}, func(int64, []byte) error { return nil })
+		err := open(t).Fetch(ctx, []Range{{Off: 0, Len: size}}, func(int64, []byte) error { return nil })
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Fetch with a cancelled context = %v", err)
 		}
@@ -220,7 +220,7 @@ func randomRanges(rng *rand.Rand, size int64) []Range {
 			n = PieceSize + rng.Int64N(PieceSize*3/2)
 		}
 		n = min(n, size-pos)
-		rs = append(rs, Range{pos, n})
+		rs = append(rs, Range{Off: pos, Len: n})
 		pos += n
 		switch rng.IntN(3) {
 		case 1:

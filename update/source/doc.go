@@ -3,7 +3,9 @@
 // the bundle first; it asks a Source for the byte ranges it needs and
 // writes them to the target as they arrive, so a bundle larger than the
 // device's free space (or RAM) installs with no temporary copy, the way
-// RAUC's streaming mode does.
+// RAUC's streaming mode does. The interface is package format/bundle's
+// (bundle.Source, beside the reader that uses it); Source, Range and
+// PieceSize here are aliases of it.
 //
 // # Sources
 //

@@ -73,7 +73,7 @@ func TestFileRefuses(t *testing.T) {
 
 func TestFilePastEndNamesSizes(t *testing.T) {
 	src := NewReaderAt(bytes.NewReader(make([]byte, 10000)), 10000, "small.bundle")
-	err := src.Fetch(context.Background(), []Range{{0, 10}, {9000, 2000}}, func(int64, []byte) error {
+	err := src.Fetch(context.Background(), []Range{{Off: 0, Len: 10}, {Off: 9000, Len: 2000}}, func(int64, []byte) error {
 		t.Error("fn called: the size is known, so nothing should be read")
 		return nil
 	})
@@ -115,7 +115,7 @@ func TestFileReadErrorNamesOffset(t *testing.T) {
 			r := &failingReaderAt{data: make([]byte, 1<<20), failAt: 12288, err: tc.err}
 			src := NewReaderAt(r, 1<<20, "disk.img")
 			var got int64
-			err := src.Fetch(context.Background(), []Range{{4096, 4096}, {8192, 100000}}, func(_ int64, b []byte) error {
+			err := src.Fetch(context.Background(), []Range{{Off: 4096, Len: 4096}, {Off: 8192, Len: 100000}}, func(_ int64, b []byte) error {
 				got += int64(len(b))
 				return nil
 			})
@@ -141,7 +141,7 @@ func TestFileClose(t *testing.T) {
 	if err := src.Close(); err != nil {
 		t.Fatal(err)
 	}
-	err = src.Fetch(context.Background(), []Range{{0, 5}}, func(int64, []byte) error { return nil })
+	err = src.Fetch(context.Background(), []Range{{Off: 0, Len: 5}}, func(int64, []byte) error { return nil })
 	if !errors.Is(err, os.ErrClosed) {
 		t.Errorf("Fetch after Close = %v, want os.ErrClosed", err)
 	}

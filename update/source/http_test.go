@@ -80,7 +80,7 @@ func TestHTTPResumesAfterDrops(t *testing.T) {
 	// Cut the first 6 answers after an odd number of bytes, mid-piece.
 	const cut = 300001
 	s.DropAfter(cut, 6)
-	ranges := []Range{{0, 1500000}, {1500000, 2000000}, {3600000, 500000}}
+	ranges := []Range{{Off: 0, Len: 1500000}, {Off: 1500000, Len: 2000000}, {Off: 3600000, Len: 500000}}
 	if err := fetchAndCheck(context.Background(), src, payload, ranges); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestHTTPRetriesResetOnProgress(t *testing.T) {
 	s := sourcetest.NewServer(t, payload)
 	src := openHTTP(t, s.URL, HTTPOptions{Retries: 2, Sleep: noSleep})
 	s.DropAfter(100<<10, 1000)
-	if err := fetchAndCheck(context.Background(), src, payload, []Range{{0, 1 << 20}}); err != nil {
+	if err := fetchAndCheck(context.Background(), src, payload, []Range{{Off: 0, Len: 1 << 20}}); err != nil {
 		t.Fatal(err)
 	}
 	if st := src.Stats(); st.Retries != 10 || st.BytesFetched != 1<<20+1 {
@@ -142,7 +142,7 @@ func TestHTTPGivesUp(t *testing.T) {
 	})
 	// Headers, then the connection is cut: no progress, ever.
 	s.DropAfter(0, 1000)
-	err := src.Fetch(context.Background(), []Range{{5000, 20000}}, func(int64, []byte) error {
+	err := src.Fetch(context.Background(), []Range{{Off: 5000, Len: 20000}}, func(int64, []byte) error {
 		return errors.New("fn called")
 	})
 	want := fmt.Sprintf("GET %s bytes 5000-24999: gave up after 9 failed attempts in a row: at byte 5000: unexpected EOF", s.URL)
@@ -168,7 +168,7 @@ func TestHTTPCoalescesAdjacentRanges(t *testing.T) {
 
 	src := openHTTP(t, s.URL, HTTPOptions{})
 	s.Reset()
-	ranges := []Range{{0, 1000}, {1000, 5000}, {6000, 100}, {10000, 10}}
+	ranges := []Range{{Off: 0, Len: 1000}, {Off: 1000, Len: 5000}, {Off: 6000, Len: 100}, {Off: 10000, Len: 10}}
 	if err := fetchAndCheck(ctx, src, payload, ranges); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestHTTPCoalescesAdjacentRanges(t *testing.T) {
 	const maxReq = 64 << 10
 	src = openHTTP(t, s.URL, HTTPOptions{MaxRequest: maxReq})
 	s.Reset()
-	ranges = []Range{{0, 100000}, {100000, 100000}}
+	ranges = []Range{{Off: 0, Len: 100000}, {Off: 100000, Len: 100000}}
 	if err := fetchAndCheck(ctx, src, payload, ranges); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestHTTPCoalescesAdjacentRanges(t *testing.T) {
 func sparse(n int) []Range {
 	var rs []Range
 	for i := range n {
-		rs = append(rs, Range{int64(i) * 100000, 64 << 10})
+		rs = append(rs, Range{Off: int64(i) * 100000, Len: 64 << 10})
 	}
 	return rs
 }
@@ -340,7 +340,7 @@ func TestHTTPStatusErrors(t *testing.T) {
 		}
 		// And during a Fetch.
 		s.FailNext(500, 502, 429)
-		if err := fetchAndCheck(context.Background(), src, payload, []Range{{100, 9000}}); err != nil {
+		if err := fetchAndCheck(context.Background(), src, payload, []Range{{Off: 100, Len: 9000}}); err != nil {
 			t.Fatal(err)
 		}
 		if st := src.Stats(); st.Retries != 5 {
@@ -351,7 +351,7 @@ func TestHTTPStatusErrors(t *testing.T) {
 		s := sourcetest.NewServer(t, payload)
 		src := openHTTP(t, s.URL, HTTPOptions{Sleep: noSleep, Retries: 2})
 		s.FailNext(500, 500, 500, 500)
-		err := src.Fetch(context.Background(), []Range{{0, 10}}, func(int64, []byte) error { return nil })
+		err := src.Fetch(context.Background(), []Range{{Off: 0, Len: 10}}, func(int64, []byte) error { return nil })
 		want := fmt.Sprintf("GET %s bytes 0-9: gave up after 3 failed attempts in a row: the server answered 500 Internal Server Error", s.URL)
 		if err == nil || err.Error() != want {
 			t.Errorf("Fetch = %v\nwant %s", err, want)
@@ -414,7 +414,7 @@ func TestHTTPBadAnswers(t *testing.T) {
 			src, err := HTTP(context.Background(), srv.URL, HTTPOptions{Sleep: noSleep})
 			if err == nil {
 				defer src.Close()
-				err = src.Fetch(context.Background(), []Range{{5000, 100}}, func(int64, []byte) error { return nil })
+				err = src.Fetch(context.Background(), []Range{{Off: 5000, Len: 100}}, func(int64, []byte) error { return nil })
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want it to say %q", err, tc.want)
@@ -440,7 +440,7 @@ func TestHTTPHeaders(t *testing.T) {
 	}
 	s.Reset()
 	src := openHTTP(t, s.URL, HTTPOptions{Headers: http.Header{"Authorization": {"Bearer x"}}, MaxRequest: 256 << 10})
-	if err := fetchAndCheck(context.Background(), src, payload, []Range{{0, 3 << 20}}); err != nil {
+	if err := fetchAndCheck(context.Background(), src, payload, []Range{{Off: 0, Len: 3 << 20}}); err != nil {
 		t.Fatal(err)
 	}
 	if st := s.Stats(); st.Unauthorized != 0 || st.Requests != 13 {
@@ -462,7 +462,7 @@ func TestHTTPTLS(t *testing.T) {
 	ctx := context.Background()
 
 	src := openHTTP(t, srv.URL, HTTPOptions{CAFile: ca})
-	if err := fetchAndCheck(ctx, src, payload, []Range{{0, 100}, {5000, 600000}}); err != nil {
+	if err := fetchAndCheck(ctx, src, payload, []Range{{Off: 0, Len: 100}, {Off: 5000, Len: 600000}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -485,7 +485,7 @@ func TestHTTPTLS(t *testing.T) {
 	}
 	// A caller's client that trusts the server works too.
 	src = openHTTP(t, srv.URL, HTTPOptions{Client: srv.Client()})
-	if err := fetchAndCheck(ctx, src, payload, []Range{{1, 1000}}); err != nil {
+	if err := fetchAndCheck(ctx, src, payload, []Range{{Off: 1, Len: 1000}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -502,7 +502,7 @@ func TestHTTPCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
 	start := time.Now()
-	err = src.Fetch(ctx, []Range{{0, 4 << 20}}, func(int64, []byte) error { return nil })
+	err = src.Fetch(ctx, []Range{{Off: 0, Len: 4 << 20}}, func(int64, []byte) error { return nil })
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Fetch = %v, want context.Canceled", err)
 	}
@@ -535,7 +535,7 @@ func TestHTTPStall(t *testing.T) {
 	src := openHTTP(t, s.URL, HTTPOptions{StallTimeout: 300 * time.Millisecond, Sleep: noSleep, Log: func(l string) { logged = append(logged, l) }})
 	s.StallAfter(5000, 1)
 	start := time.Now()
-	if err := fetchAndCheck(context.Background(), src, payload, []Range{{0, 1 << 20}}); err != nil {
+	if err := fetchAndCheck(context.Background(), src, payload, []Range{{Off: 0, Len: 1 << 20}}); err != nil {
 		t.Fatal(err)
 	}
 	// More lines than one would be a loaded machine's pause, and fine.
@@ -554,7 +554,7 @@ func TestHTTPClosed(t *testing.T) {
 	s := sourcetest.NewServer(t, testPayload(10000))
 	src := openHTTP(t, s.URL, HTTPOptions{})
 	src.Close()
-	if err := src.Fetch(context.Background(), []Range{{0, 10}}, func(int64, []byte) error { return nil }); err == nil {
+	if err := src.Fetch(context.Background(), []Range{{Off: 0, Len: 10}}, func(int64, []byte) error { return nil }); err == nil {
 		t.Error("Fetch after Close works")
 	}
 }
@@ -603,10 +603,10 @@ func TestPlan(t *testing.T) {
 		maxReq int64
 		want   []req
 	}{
-		{"adjacent join", []Range{{0, 100}, {100, 100}, {300, 10}}, 8 << 20, []req{{0, 200, 2}, {300, 10, 1}}},
-		{"pieces of a long range", []Range{{10, 3<<20 + 5}}, 8 << 20, []req{{10, 3<<20 + 5, 4}}},
-		{"split at MaxRequest", []Range{{0, 10 << 20}}, 8 << 20, []req{{0, 8 << 20, 8}, {8 << 20, 2 << 20, 2}}},
-		{"small MaxRequest cuts pieces", []Range{{0, 10000}, {10000, 100}}, 4096, []req{{0, 4096, 1}, {4096, 4096, 1}, {8192, 1908, 2}}},
+		{"adjacent join", []Range{{Off: 0, Len: 100}, {Off: 100, Len: 100}, {Off: 300, Len: 10}}, 8 << 20, []req{{0, 200, 2}, {300, 10, 1}}},
+		{"pieces of a long range", []Range{{Off: 10, Len: 3<<20 + 5}}, 8 << 20, []req{{10, 3<<20 + 5, 4}}},
+		{"split at MaxRequest", []Range{{Off: 0, Len: 10 << 20}}, 8 << 20, []req{{0, 8 << 20, 8}, {8 << 20, 2 << 20, 2}}},
+		{"small MaxRequest cuts pieces", []Range{{Off: 0, Len: 10000}, {Off: 10000, Len: 100}}, 4096, []req{{0, 4096, 1}, {4096, 4096, 1}, {8192, 1908, 2}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []req
@@ -649,7 +649,7 @@ func TestHTTPRedirects(t *testing.T) {
 		return srv
 	}
 	auth := HTTPOptions{Headers: http.Header{"Authorization": {"Bearer x"}}}
-	ranges := []Range{{0, 10}, {1000, 150000}}
+	ranges := []Range{{Off: 0, Len: 10}, {Off: 1000, Len: 150000}}
 
 	target.RequireAuthorization("Bearer x")
 	_, err := HTTP(context.Background(), redirect(target.URL).URL, auth)

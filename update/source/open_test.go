@@ -16,7 +16,7 @@ import (
 func TestOpen(t *testing.T) {
 	ctx := context.Background()
 	payload := testPayload(100000)
-	ranges := []Range{{10, 5000}, {60000, 40000}}
+	ranges := []Range{{Off: 10, Len: 5000}, {Off: 60000, Len: 40000}}
 
 	t.Run("standard input", func(t *testing.T) {
 		src, err := Open(ctx, "-", bytes.NewReader(payload), HTTPOptions{})
@@ -29,7 +29,7 @@ func TestOpen(t *testing.T) {
 		if err := fetchAndCheck(ctx, src, payload, ranges); err != nil {
 			t.Fatal(err)
 		}
-		err = src.Fetch(ctx, []Range{{0, 1}}, func(int64, []byte) error { return nil })
+		err = src.Fetch(ctx, []Range{{Off: 0, Len: 1}}, func(int64, []byte) error { return nil })
 		if err == nil || !strings.HasPrefix(err.Error(), "standard input: a pipe can only be read forward") {
 			t.Errorf("Fetch backwards = %v", err)
 		}

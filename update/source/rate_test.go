@@ -60,7 +60,7 @@ func TestHTTPMinRate(t *testing.T) {
 	s.Trickle(100, 20*time.Millisecond)
 	s.Reset()
 	start := time.Now()
-	err := src.Fetch(context.Background(), []Range{{0, 1 << 20}}, func(int64, []byte) error { return nil })
+	err := src.Fetch(context.Background(), []Range{{Off: 0, Len: 1 << 20}}, func(int64, []byte) error { return nil })
 	took := time.Since(start)
 	if !errors.Is(err, ErrTooSlow) || !strings.Contains(err.Error(), "below the minimum of 20000 bytes/s") || !strings.Contains(err.Error(), "in the last 400ms of transfer") {
 		t.Fatalf("Fetch from a trickling server = %v, want ErrTooSlow naming the rate", err)
@@ -78,7 +78,7 @@ func TestHTTPMinRate(t *testing.T) {
 	// Above the minimum: 4 KiB per 5 ms is about 800 kB/s.
 	s.Trickle(4<<10, 5*time.Millisecond)
 	src = openHTTP(t, s.URL, HTTPOptions{MinRate: 20000, MinRateWindow: window})
-	if err := fetchAndCheck(context.Background(), src, payload, []Range{{0, 256 << 10}}); err != nil {
+	if err := fetchAndCheck(context.Background(), src, payload, []Range{{Off: 0, Len: 256 << 10}}); err != nil {
 		t.Fatal(err)
 	}
 	// No minimum: the trickle goes on until the caller's deadline.
@@ -86,7 +86,7 @@ func TestHTTPMinRate(t *testing.T) {
 	src = openHTTP(t, s.URL, HTTPOptions{MinRate: -1, MinRateWindow: 50 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), window)
 	defer cancel()
-	if err := src.Fetch(ctx, []Range{{0, 1 << 20}}, func(int64, []byte) error { return nil }); !errors.Is(err, context.DeadlineExceeded) {
+	if err := src.Fetch(ctx, []Range{{Off: 0, Len: 1 << 20}}, func(int64, []byte) error { return nil }); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Fetch without a minimum rate = %v, want the caller's deadline", err)
 	}
 }
@@ -99,8 +99,8 @@ func TestHTTPMinRateSlowTarget(t *testing.T) {
 	s := sourcetest.NewServer(t, payload)
 	s.Trickle(4<<10, 5*time.Millisecond) // about 800 kB/s
 	src := openHTTP(t, s.URL, HTTPOptions{MinRate: 100000, MinRateWindow: 200 * time.Millisecond, Parallel: 1, MaxRequest: 128 << 10})
-	c := newChecker(payload, []Range{{0, 256 << 10}})
-	err := src.Fetch(context.Background(), []Range{{0, 256 << 10}}, func(off int64, b []byte) error {
+	c := newChecker(payload, []Range{{Off: 0, Len: 256 << 10}})
+	err := src.Fetch(context.Background(), []Range{{Off: 0, Len: 256 << 10}}, func(off int64, b []byte) error {
 		time.Sleep(500 * time.Millisecond) // two and a half windows of writing
 		return c.fn(off, b)
 	})
@@ -128,11 +128,11 @@ func TestStreamGivesUpOnContext(t *testing.T) {
 	ctx, cancel := context.WithTimeoutCause(context.Background(), 300*time.Millisecond, why)
 	defer cancel()
 	start := time.Now()
-	err = src.Fetch(ctx, []Range{{0, 1 << 20}}, func(int64, []byte) error { return nil })
+	err = src.Fetch(ctx, []Range{{Off: 0, Len: 1 << 20}}, func(int64, []byte) error { return nil })
 	if !errors.Is(err, why) || time.Since(start) > 2*time.Second {
 		t.Errorf("Fetch = %v after %v, want the context's cause at once", err, time.Since(start))
 	}
-	if err := src.Fetch(context.Background(), []Range{{1 << 20, 10}}, func(int64, []byte) error { return nil }); err == nil || !strings.Contains(err.Error(), "cannot be read further") {
+	if err := src.Fetch(context.Background(), []Range{{Off: 1 << 20, Len: 10}}, func(int64, []byte) error { return nil }); err == nil || !strings.Contains(err.Error(), "cannot be read further") {
 		t.Errorf("Fetch after a given-up read = %v", err)
 	}
 }
@@ -159,7 +159,7 @@ func TestStreamDrain(t *testing.T) {
 		}
 		w.Close()
 		src := Stream(r, "standard input")
-		if err := fetchAndCheck(context.Background(), src, payload, []Range{{100, 1000}, {1 << 20, 4096}}); err != nil {
+		if err := fetchAndCheck(context.Background(), src, payload, []Range{{Off: 100, Len: 1000}, {Off: 1 << 20, Len: 4096}}); err != nil {
 			t.Fatal(err)
 		}
 		if drain {

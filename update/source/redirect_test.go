@@ -181,7 +181,7 @@ func TestHTTPRedirectCredentials(t *testing.T) {
 	noRange := newRedirectServer(t, payload, false, true)
 	const token = "Bearer s3cret"
 	hdr := http.Header{"Authorization": {token}, "X-Api-Key": {"key-1"}, "Cookie": {"session=c"}}
-	ranges := []Range{{0, 10}, {5000, 100000}, {200000, 100000}}
+	ranges := []Range{{Off: 0, Len: 10}, {Off: 5000, Len: 100000}, {Off: 200000, Len: 100000}}
 
 	for _, tc := range []struct {
 		name   string
@@ -272,7 +272,7 @@ func TestHTTPRedirectDefaultClient(t *testing.T) {
 	plain2 := newRedirectServer(t, payload, false, false)
 	hdr := http.Header{"Authorization": {"Bearer x"}, "X-Api-Key": {"k"}}
 	src := openHTTP(t, goTo(plain.URL, plain2.URL+"/bundle"), HTTPOptions{Headers: hdr})
-	if err := fetchAndCheck(context.Background(), src, payload, []Range{{0, 100000}}); err != nil {
+	if err := fetchAndCheck(context.Background(), src, payload, []Range{{Off: 0, Len: 100000}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range plain2.requests("/bundle") {
@@ -283,7 +283,7 @@ func TestHTTPRedirectDefaultClient(t *testing.T) {
 	calls := 0
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { calls++; return nil }}
 	src = openHTTP(t, goTo(plain.URL, plain.URL+"/bundle"), HTTPOptions{Headers: hdr, Client: c})
-	if err := fetchAndCheck(context.Background(), src, payload, []Range{{0, 100}}); err != nil {
+	if err := fetchAndCheck(context.Background(), src, payload, []Range{{Off: 0, Len: 100}}); err != nil {
 		t.Fatal(err)
 	}
 	if calls != 2 {

@@ -35,7 +35,7 @@ func TestStreamOverRealPipe(t *testing.T) {
 	if got := src.Size(); got != -1 {
 		t.Errorf("Size() = %d, want -1", got)
 	}
-	ranges := []Range{{10, 100}, {1 << 20, 1<<20 + 5}, {3000000, 200000}}
+	ranges := []Range{{Off: 10, Len: 100}, {Off: 1 << 20, Len: 1<<20 + 5}, {Off: 3000000, Len: 200000}}
 	if err := fetchAndCheck(context.Background(), src, payload, ranges); err != nil {
 		t.Fatal(err)
 	}
@@ -45,16 +45,16 @@ func TestStreamForwardOnly(t *testing.T) {
 	src := Stream(bytes.NewReader(make([]byte, 5000)), "standard input")
 	ctx := context.Background()
 	nop := func(int64, []byte) error { return nil }
-	if err := src.Fetch(ctx, []Range{{1000, 10}}, nop); err != nil {
+	if err := src.Fetch(ctx, []Range{{Off: 1000, Len: 10}}, nop); err != nil {
 		t.Fatal(err)
 	}
-	err := src.Fetch(ctx, []Range{{500, 10}}, nop)
+	err := src.Fetch(ctx, []Range{{Off: 500, Len: 10}}, nop)
 	const want = "standard input: a pipe can only be read forward: range at 500, already at 1010"
 	if err == nil || err.Error() != want {
 		t.Errorf("Fetch backwards = %v, want %q", err, want)
 	}
 	// Right where the last call ended is fine.
-	if err := src.Fetch(ctx, []Range{{1010, 10}, {4000, 1000}}, nop); err != nil {
+	if err := src.Fetch(ctx, []Range{{Off: 1010, Len: 10}, {Off: 4000, Len: 1000}}, nop); err != nil {
 		t.Errorf("Fetch from the current position: %v", err)
 	}
 }
@@ -65,8 +65,8 @@ func TestStreamEndsEarly(t *testing.T) {
 		ranges  []Range
 		wantMsg string
 	}{
-		{"inside a range", []Range{{9000, 2000}}, "pipe ended at offset 10000, before the end of the range 9000-11000: unexpected EOF"},
-		{"inside a gap", []Range{{20000, 1}}, "pipe ended at offset 10000, before the end of the range 20000-20001: unexpected EOF"},
+		{"inside a range", []Range{{Off: 9000, Len: 2000}}, "pipe ended at offset 10000, before the end of the range 9000-11000: unexpected EOF"},
+		{"inside a gap", []Range{{Off: 20000, Len: 1}}, "pipe ended at offset 10000, before the end of the range 20000-20001: unexpected EOF"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := Stream(bytes.NewReader(make([]byte, 10000)), "pipe")
@@ -81,7 +81,7 @@ func TestStreamEndsEarly(t *testing.T) {
 func TestStreamReadError(t *testing.T) {
 	broken := errors.New("connection reset")
 	r := io.MultiReader(bytes.NewReader(make([]byte, 6000)), iotest.ErrReader(broken))
-	err := Stream(r, "pipe").Fetch(context.Background(), []Range{{0, 4096}, {4096, 8192}}, func(int64, []byte) error { return nil })
+	err := Stream(r, "pipe").Fetch(context.Background(), []Range{{Off: 0, Len: 4096}, {Off: 4096, Len: 8192}}, func(int64, []byte) error { return nil })
 	if !errors.Is(err, broken) || err.Error() != "read pipe at offset 6000: connection reset" {
 		t.Errorf("Fetch = %v", err)
 	}

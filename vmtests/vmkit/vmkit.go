@@ -31,7 +31,6 @@ import (
 	"github.com/keelboot/keel/builder/initrd"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/slotimg"
-	"github.com/keelboot/keel/initramfs/sysinit"
 	"github.com/keelboot/keel/internal/testkernel"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/secureboot"
@@ -144,10 +143,10 @@ func Build(ctx context.Context, root, dir string, b boards.Board, log io.Writer)
 	// stage file in each archive says which), and the benchmark's bare one.
 	for _, ir := range []struct {
 		out   string
-		stage bootimage.Stage // 0: the bare archive
+		stage layout.Stage // 0: the bare archive
 	}{
-		{a.Stage1, bootimage.Stage1},
-		{a.Stage2, bootimage.Stage2},
+		{a.Stage1, layout.Stage1},
+		{a.Stage2, layout.Stage2},
 		{a.Bare, 0},
 	} {
 		start := time.Now()
@@ -642,13 +641,13 @@ func CheckTools(b boards.Board) error {
 // development images only). u-root is pinned in go.mod as a tool.
 var debugCommands = [...]string{"gosh", "ls", "cat", "dmesg", "mount", "ps"}
 
-// DebugMarker is what the debug cpio holds at sysinit.DebugPath, the
+// DebugMarker is what the debug cpio holds at layout.DebugPath, the
 // development-build marker that enables keel-init's debug shell.
 const DebugMarker = "development build: debug shell enabled\n"
 
 // BuildDebugCpio builds the debug cpio (a u-root busybox with a shell and a
 // few core commands, /bin/sh -> gosh, and the development-build marker at
-// sysinit.DebugPath) with `go tool u-root` into out. As `make debug-cpio`.
+// layout.DebugPath) with `go tool u-root` into out. As `make debug-cpio`.
 func BuildDebugCpio(ctx context.Context, root, out string) error {
 	marker := out + ".marker"
 	if err := os.WriteFile(marker, []byte(DebugMarker), 0o644); err != nil {
@@ -656,7 +655,7 @@ func BuildDebugCpio(ctx context.Context, root, out string) error {
 	}
 	defer os.Remove(marker)
 	args := []string{"tool", "u-root", "-format=cpio", "-o", out, "-base=/dev/null", "-initcmd=", "-defaultsh=gosh",
-		"-files", marker + ":" + strings.TrimPrefix(sysinit.DebugPath, "/")}
+		"-files", marker + ":" + strings.TrimPrefix(layout.DebugPath, "/")}
 	for _, c := range debugCommands {
 		args = append(args, "github.com/u-root/u-root/cmds/core/"+c)
 	}
@@ -671,7 +670,7 @@ func BuildDebugCpio(ctx context.Context, root, out string) error {
 
 // DebugDisk builds a development disk: keel's initramfs followed by the
 // debug cpio (the kernel unpacks concatenated archives), which carries the
-// development-build marker (sysinit.DebugPath) with the shell, so that
+// development-build marker (layout.DebugPath) with the shell, so that
 // keel-init opens a shell instead of stopping. keel's command line is the
 // production one: no parameter there enables the shell.
 func (a *Artefacts) DebugDisk(ctx context.Context, root, out string, slots map[string]SlotSpec) error {

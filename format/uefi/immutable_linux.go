@@ -1,6 +1,6 @@
 //go:build linux
 
-package efivars
+package uefi
 
 import (
 	"errors"
@@ -11,9 +11,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ClearImmutable clears the immutable inode flag efivarfs sets on
-// variables (FS_IOC_SETFLAGS) of the file path, if it exists and has it:
-// a variable must lose it before it can be written.
+// fsImmutableFL is FS_IMMUTABLE_FL, include/uapi/linux/fs.h.
+const fsImmutableFL = 0x10
+
+// ClearImmutable clears, with FS_IOC_SETFLAGS, the immutable inode flag
+// of the efivarfs file path if it exists and has it: efivarfs sets the
+// flag on every variable but the few it knows to be safe to remove
+// (Boot####, BootOrder and others; fs/efivarfs/inode.c), and a variable
+// must lose it before it can be written.
 func ClearImmutable(path string) error {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
