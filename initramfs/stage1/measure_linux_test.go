@@ -14,6 +14,7 @@ import (
 
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/bootenv/memstore"
+	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/tpm"
 	"github.com/keelboot/keel/tpm/swtpmtest"
 )
@@ -64,7 +65,7 @@ func TestTPMMeasurerCounter(t *testing.T) {
 		tm := swtpmMeasurer(t, sw, &log)
 		k := &fakeKexec{store: s}
 		l := &digestLoader{fakeLoader{secver: map[string]uint64{"a": secver, "b": 1}}}
-		if _, err := Boot(context.Background(), Config{Slots: []string{"a", "b"}, Store: "efivars", Measurer: tm, TPMRequired: true},
+		if _, err := Boot(context.Background(), Config{Slots: []string{"a", "b"}, Store: cmdline.Store{Kind: cmdline.StoreEFIVars}, Measurer: tm, TPMRequired: true},
 			s, l, k, func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) }); err != nil || k.booted != "a" {
 			t.Fatalf("boot: %v, booted %q\n%s", err, k.booted, strings.Join(log, "\n"))
 		}
