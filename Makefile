@@ -105,6 +105,7 @@ fuzz:
 	$(GO) test ./manifest/ -run '^$$' -fuzz '^FuzzParseEnvelope$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./manifest/ -run '^$$' -fuzz '^FuzzParsePublicKeys$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tpm/ -run '^$$' -fuzz '^FuzzReplayLog$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./tpm/ -run '^$$' -fuzz '^FuzzParseRecord$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tpm/tcglog/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tpm/tcglog/ -run '^$$' -fuzz '^FuzzParseVariableData$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./secureboot/ -run '^$$' -fuzz '^FuzzParseVarStore$$' -fuzztime $(FUZZTIME)

@@ -78,12 +78,14 @@ type Measurer interface {
 	MinSecurityVersion() (uint64, error)
 	// Advance raises the anti-rollback counter to at least v (never
 	// lowers it). Boot calls it only for a normal boot (the committed
-	// active slot), with the security version of its verified manifest.
+	// active slot), with the security version of its verified manifest,
+	// before Measure: the counter can be written only while PCR 8 is all
+	// zero (package tpm).
 	Advance(v uint64) error
 	// Lock write-locks the anti-rollback counter until the next TPM reset
 	// (and shuts the platform hierarchy), so that the OS can neither
-	// raise nor delete it. Boot calls it before every kexec, after any
-	// Advance.
+	// raise nor delete it. Boot calls it before every measurement and
+	// kexec, after any Advance.
 	Lock() error
 }
 
@@ -277,10 +279,12 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 				}
 			}
 			line := Cmdline(img, d, cfg.Store)
+			// The counter before the measurement: its write policy
+			// holds only while PCR 8 is all zero.
+			counterHandoff(cfg, img, d, logf)
 			var h Handoff
 			if line, h, err = measure(cfg, img, d, line, logf); err == nil {
 				h.TrustedKeys = cfg.TrustedKeys
-				counterHandoff(cfg, img, d, logf)
 				logf("kexec slot %s (version %s): %s", d.Slot, img.Manifest.Version, line)
 				err = safeKexec(ctx, kx, img, line, h)
 				if err == nil {
@@ -507,10 +511,13 @@ func checkRollback(cfg Config, img *Image, logf Logf) error {
 // commit is the OS's request, and the record, unauthenticated, can only
 // name a slot whose signed manifest keel-init has just verified. A trial,
 // fallback or recovery boot (a reinstall, a factory reset) never advances
-// it. Then, whatever the mode, it write-locks the counter before the kexec:
-// from here until the next TPM reset (a reboot, which runs keel-init
-// again) the OS cannot change it. A failure is logged and the boot goes
-// on: the counter keeps its value, and an unlocked one is reported.
+// it. Then, whatever the mode, it write-locks the counter. Boot calls it
+// before Measure: the counter's write policy needs PCR 8 all zero, which
+// keel-init's first measurement ends, so from then until the next TPM
+// reset (a reboot, which runs keel-init again) nobody can change it, and
+// the lock also holds should a failing TPM leave PCR 8 at zero. A failure
+// is logged and the boot goes on: the counter keeps its value, and an
+// unlocked one is reported.
 func counterHandoff(cfg Config, img *Image, d bootenv.Decision, logf Logf) {
 	m := cfg.Measurer
 	if m == nil {

@@ -316,15 +316,20 @@ type fakeMeasurer struct {
 	failCounter bool
 	cmdlines    []string
 	capped      int
+	// pcr8 is set once PCR 8 moved (Measure, Cap, Separator): as on a
+	// TPM, the counter cannot be written after that (its write policy).
+	pcr8, locked bool
 }
 
 func (f *fakeMeasurer) Cap() error {
+	f.pcr8 = true
 	*f.trace = append(*f.trace, "cap")
 	f.capped++
 	return nil
 }
 
 func (f *fakeMeasurer) Measure(img *Image, d bootenv.Decision, cmdline string) error {
+	f.pcr8 = true
 	*f.trace = append(*f.trace, fmt.Sprintf("measure %s %s %s", img.Slot, d.Mode, img.ManifestBytes))
 	f.cmdlines = append(f.cmdlines, cmdline)
 	if f.fail[img.Slot] {
@@ -334,6 +339,7 @@ func (f *fakeMeasurer) Measure(img *Image, d bootenv.Decision, cmdline string) e
 }
 
 func (f *fakeMeasurer) Separator() error {
+	f.pcr8 = true
 	*f.trace = append(*f.trace, "separator")
 	if f.failSep {
 		return errors.New("TPM2_PCR_Extend: TPM_RC_FAILURE")
@@ -356,6 +362,9 @@ func (f *fakeMeasurer) Advance(v uint64) error {
 	if f.failCounter {
 		return errors.New("TPM2_NV_Increment: TPM_RC_NV_LOCKED")
 	}
+	if f.pcr8 || f.locked {
+		return errors.New("TPM2_NV_Increment: PCR 8 moved or locked")
+	}
 	f.counter = max(f.counter, v)
 	return nil
 }
@@ -365,6 +374,10 @@ func (f *fakeMeasurer) Lock() error {
 	if f.failCounter {
 		return errors.New("TPM2_NV_WriteLock: TPM_RC_NV_AUTHORIZATION")
 	}
+	if f.pcr8 && !f.locked {
+		return errors.New("TPM2_NV_WriteLock: PCR 8 moved")
+	}
+	f.locked = true
 	return nil
 }
 
@@ -379,15 +392,15 @@ func trialB(t *testing.T) *memstore.Store {
 	return s
 }
 
-// TestMeasuredBoot: the counter is checked, then the image measured with
-// the exact command line kexec gets, then kexec, and the separator comes
-// last; the kexecer gets the event log.
+// TestMeasuredBoot: the counter is checked and locked, then the image
+// measured with the exact command line kexec gets, then kexec, and the
+// separator comes last; the kexecer gets the event log.
 func TestMeasuredBoot(t *testing.T) {
 	var trace []string
 	m := &fakeMeasurer{trace: &trace, counter: 1}
 	k := &fakeKexec{trace: &trace}
 	runCfg(t, Config{Measurer: m, TPMRequired: true}, trialB(t), &fakeLoader{}, k)
-	want := []string{"counter", `measure b trial {"version":"v-b"}`, "lock", "kexec b", "separator"}
+	want := []string{"counter", "lock", `measure b trial {"version":"v-b"}`, "kexec b", "separator"}
 	if strings.Join(trace, "|") != strings.Join(want, "|") {
 		t.Errorf("calls %q, want %q", trace, want)
 	}
@@ -973,7 +986,9 @@ func TestUnconfirmedGoodSlotFallsBack(t *testing.T) {
 // a normal boot (the committed active slot), to its verified security
 // version, and write-locks it before every kexec: before the first kexec
 // attempt, also when that attempt fails and the boot falls through to
-// another slot. Trial, fallback and recovery boots never advance it.
+// another slot. Trial, fallback and recovery boots never advance it. Both
+// come before the boot is measured: the counter's write policy holds only
+// while PCR 8 is all zero (the fake refuses them after, as the TPM does).
 func TestCounterHandoff(t *testing.T) {
 	normalA := func(t *testing.T) *memstore.Store {
 		s := memstore.New()
@@ -1001,18 +1016,18 @@ func TestCounterHandoff(t *testing.T) {
 		want   []string // the calls, but the counter reads
 	}{
 		{name: "normal", store: normalA, booted: "a", mode: "normal",
-			want: []string{`measure a normal {"version":"v-a"}`, "advance 4", "lock", "kexec a", "separator"}},
+			want: []string{"advance 4", "lock", `measure a normal {"version":"v-a"}`, "kexec a", "separator"}},
 		{name: "committed after a trial", store: committedB, booted: "b", mode: "normal",
-			want: []string{`measure b normal {"version":"v-b"}`, "advance 5", "lock", "kexec b", "separator"}},
+			want: []string{"advance 5", "lock", `measure b normal {"version":"v-b"}`, "kexec b", "separator"}},
 		{name: "trial", store: trialB, booted: "b", mode: "trial",
-			want: []string{`measure b trial {"version":"v-b"}`, "lock", "kexec b", "separator"}},
+			want: []string{"lock", `measure b trial {"version":"v-b"}`, "kexec b", "separator"}},
 		{name: "failed kexec falls back", store: trialB, kexec: &fakeKexec{fail: map[string]bool{"b": true}}, booted: "a", mode: "fallback",
-			want: []string{`measure b trial {"version":"v-b"}`, "lock", "kexec failed b",
-				`measure a fallback {"version":"v-a"}`, "lock", "kexec a", "separator"}},
+			want: []string{"lock", `measure b trial {"version":"v-b"}`, "kexec failed b",
+				"lock", `measure a fallback {"version":"v-a"}`, "kexec a", "separator"}},
 		{name: "recovery", store: func(t *testing.T) *memstore.Store { s, _ := brokenBoth(t); return s }, rec: true,
 			loader: func() *fakeLoader { _, l := brokenBoth(t); l.secver = map[string]uint64{"a": 4, "b": 5}; return l },
 			booted: "a", mode: "recovery",
-			want: []string{`measure a recovery {"version":"v-a"}`, "lock", "kexec a", "separator"}},
+			want: []string{"lock", `measure a recovery {"version":"v-a"}`, "kexec a", "separator"}},
 		{name: "factory reset", rec: true, booted: "b", mode: "recovery",
 			store: func(t *testing.T) *memstore.Store {
 				s := memstore.New()
@@ -1021,7 +1036,7 @@ func TestCounterHandoff(t *testing.T) {
 				s.Commit(r)
 				return s
 			},
-			want: []string{`measure b recovery {"version":"v-b"}`, "lock", "kexec b", "separator"}},
+			want: []string{"lock", `measure b recovery {"version":"v-b"}`, "kexec b", "separator"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var trace []string
