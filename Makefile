@@ -94,6 +94,7 @@ fuzz:
 	$(GO) test ./bootenv/ubootenv/ -run '^$$' -fuzz '^FuzzConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/gpt/ -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/cmdline/ -run '^$$' -fuzz '^FuzzParseHandoff$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./format/datareport/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/bundle/ -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/slotimg/ -run '^$$' -fuzz '^FuzzParseHeader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/cpio/ -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)

@@ -44,8 +44,11 @@ const (
 	MountDir    = "slot"    // the mount point of the booted slot's area
 	AreaData    = "data"    // slots/<slot>/data: what the OS sees
 	InstallFile = "install" // slots/<slot>/install: whose area it is
-	newSuffix   = ".new"
-	oldSuffix   = ".old"
+	// QuarantineDir holds what stage 2 could not remove (or found where
+	// keel keeps something else), set aside: keel never reads it again.
+	QuarantineDir = "quarantine"
+	newSuffix     = ".new"
+	oldSuffix     = ".old"
 )
 
 // ModeTrial is keel.mode= of a slot's trial boots (bootenv.ModeTrial; this
