@@ -637,3 +637,38 @@ func fill(t *testing.T, dir string) {
 	}
 	must(t, f.Sync())
 }
+
+// TestBind: Bind mounts the slot's area on slot/ through descriptors;
+// a link at slots/<slot>/data or slot/ is refused, nothing mounted.
+func TestBind(t *testing.T) {
+	fs := hostileExt4(t, 64<<20)
+	root := hostileDevice(t, filepath.Join(fs, "dev"))
+	if _, err := Prepare(root, bootNormalA.s, Options{Free: plenty}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Bind(root, "a"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(root, MountDir, "app/db"))
+	if uerr := unix.Unmount(filepath.Join(root, MountDir), 0); uerr != nil {
+		t.Errorf("unmounting the area: %v", uerr)
+	}
+	if err != nil || string(got) != "version 1 data" {
+		t.Errorf("slot/app/db through the bind mount: %q, %v", got, err)
+	}
+	out := newOutside(t)
+	for _, link := range []string{"slots/b/data", MountDir} {
+		p := filepath.Join(root, link)
+		must(t, os.Rename(p, p+".keep"))
+		must(t, os.Symlink(out.dir, p))
+		if err := Bind(root, "b"); err == nil {
+			unix.Unmount(filepath.Join(root, MountDir), unix.MNT_DETACH)
+			t.Errorf("Bind with %s a link: no error", link)
+		}
+		must(t, os.Remove(p))
+		must(t, os.Rename(p+".keep", p))
+	}
+	if err := Bind(root, "../a"); err == nil {
+		t.Error("Bind of slot ../a: no error")
+	}
+}

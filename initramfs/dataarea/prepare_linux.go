@@ -154,7 +154,6 @@ type prep struct {
 	// Folder descriptors: the partition's root, slots/, quarantine/ (-1:
 	// not open).
 	root, slots, quarantine int
-	dropped                 int // notes beyond datareport.MaxNotes
 }
 
 func (p *prep) close() {
