@@ -34,7 +34,8 @@
 //	│   ├─ verity            dm-verity hash trees (veritysetup-compatible)
 //	│   ├─ cpio              newc archives
 //	│   ├─ layout            partition names, paths inside keel's initramfs
-//	│   └─ cmdline           the keel.* kernel command-line protocol
+//	│   ├─ cmdline           the keel.* kernel command-line protocol
+//	│   └─ datareport        what stage 2 tells the OS about the data partition (keel status, keel events)
 //	│
 //	├─ builder/              what runs on the host to build images
 //	│   ├─ image             disk image: GPT, ESP with the UKI, signed slots, verity roots, seed
