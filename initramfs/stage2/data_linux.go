@@ -53,7 +53,10 @@ func mountData(disk *blockdev.Disk, slots []string, h cmdline.Handoff, wd *sysin
 		without("%v", err)
 		return nil
 	}
-	if err := unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+	// errors=remount-ro whatever the superblock says: the OS can set
+	// errors=panic there (tune2fs -e), and a corrupted file system would
+	// then panic every boot's stage 2, the good slot's too.
+	if err := unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV, "errors=remount-ro"); err != nil {
 		without("mount %s (%s) as ext4 on %s: %v (a factory reset, `keel recover --factory-reset`, re-creates it)", layout.Data, dev, DataMount, err)
 		return nil
 	}
