@@ -97,6 +97,7 @@ fuzz:
 	$(GO) test ./format/cmdline/ -run '^$$' -fuzz '^FuzzParseStore$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/seedimg/ -run '^$$' -fuzz '^FuzzDecodeData$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/uefi/ -run '^$$' -fuzz '^FuzzParseGUID$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./format/datareport/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/bundle/ -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/slotimg/ -run '^$$' -fuzz '^FuzzParseHeader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/cpio/ -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)

@@ -40,6 +40,9 @@ type statusJSON struct {
 	// Booted is what the running system was booted as; left out offline
 	// (a disk image, or a store given for another system).
 	Booted *bootedJSON `json:"booted,omitempty"`
+	// Data is what stage 2 told the running system about the data
+	// partition (cli/data.go); left out offline and without a report.
+	Data *dataJSON `json:"data,omitempty"`
 }
 
 // bootedJSON is the running system as keel-init booted it: keel.slot=,
@@ -179,6 +182,7 @@ func (c *command) status(args []string) error {
 	}
 	next, _ := bootenv.Select(r)
 	booted := c.booted(r)
+	data := c.dataStatus(booted)
 	if asJSON {
 		out := statusJSON{
 			Active: strOrNil(r.Active), Trial: strOrNil(r.Trial), Generation: r.Generation,
@@ -186,7 +190,7 @@ func (c *command) status(args []string) error {
 			Reinstalling: strOrNil(r.Reinstalling), Installing: strOrNil(r.Installing), LastRecovery: strOrNil(r.LastRecovery),
 			StartedOver: strOrNil(r.StartedOver), Transient: r.Transient,
 			Order: r.SlotNames(), Slots: map[string]bootenv.Slot{}, Store: info,
-			Booted: booted,
+			Booted: booted, Data: data,
 		}
 		if !r.LastFallback.IsZero() {
 			out.LastFallback = &r.LastFallback
@@ -205,6 +209,7 @@ func (c *command) status(args []string) error {
 	if booted != nil {
 		fmt.Fprintf(w, "booted:\t%s\n", booted.text())
 	}
+	dataText(w, data)
 	fmt.Fprintf(w, "generation:\t%d\n", r.Generation)
 	fmt.Fprintf(w, "active:\t%s\n", orNone(r.Active))
 	trial := "none"

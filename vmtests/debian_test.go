@@ -758,7 +758,7 @@ func TestDebianSnapshotPowerCut(t *testing.T) {
 	r = powerOnDebian(t, vm, 4*bootTimeout)
 	r.bootedWithData("b", "trial", "snapshot")
 	if halfMade {
-		r.since(regexp.MustCompile(`data: removing b.new, left by a power cut`), 0)
+		r.since(regexp.MustCompile(`data: removing "slots/b.new", left by a power cut`), 0)
 	}
 	snap := r.since(regexp.MustCompile(`data: snapshot of slot a's area to slot b: .*s/GiB\)`), 0)
 	l, _ := r.log.find(regexp.MustCompile(`data: snapshot of slot a's area`), snap)

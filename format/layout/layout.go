@@ -58,6 +58,10 @@ const (
 	// slot with (the bytes of its TrustedKeysPath, mode 0444); `keel
 	// install` trusts these, so a device has one set of keys.
 	TrustedKeysRunPath = RunDir + "/trusted-keys"
+	// DataReportPath is where stage 2 tells the OS about the data
+	// partition (package format/datareport, JSON): whether the OS has
+	// /data, why not, what stage 2 ignored there and set aside.
+	DataReportPath = RunDir + "/data.json"
 	// HandoffDir is where the slot kernel unpacks what stage 1 appended
 	// to the slot's initrd: keel/<name> for every RunDir/<name> above
 	// (keel/eventlog.jsonl when measured, keel/trusted-keys). Stage 2

@@ -1,7 +1,7 @@
 // Package dataarea keeps the data partition's per-slot areas: data that
 // rolls back with the slot. Stage 2 (package initramfs/stage2) mounts the
-// data partition at /data in the slot's root and calls Prepare before it
-// switches root; the OS then finds
+// data partition at /data in the slot's root and calls Prepare, then Bind,
+// before it switches root; the OS then finds
 //
 //	/data/slot    the booted slot's area: a bind mount of slots/<slot>/data
 //	/data/shared  the shared area, which never rolls back (logs, credentials)
@@ -13,26 +13,40 @@
 //	slots/<slot>/install  the install the area belongs to (the root hash of
 //	                      the slot's dm-verity root, from the measured
 //	                      command line), written with the area
-//	slots/<slot>.new/     a snapshot being made (removed and redone after a
-//	                      power cut)
-//	slots/<slot>.old/     the area a snapshot replaced (removed)
+//	slots/<slot>.new/     a snapshot being made, or, after the exchange,
+//	                      the area it replaced (removed; after a power cut,
+//	                      at the next boot)
+//	slots/<slot>.old/     the area a snapshot replaced (older keels; removed)
 //	slot/                 the empty mount point of /data/slot
+//	quarantine/           what stage 2 could not remove, or found where keel
+//	                      keeps a folder: set aside, reported, never read
 //
 // The first boot of a trial (keel.mode=trial, and the slot's area belongs
 // to another install or there is none) snapshots the other slot's area to
-// the trial's: a copy into slots/<trial>.new, syncfs, then renames, so
-// that a power cut leaves the trial's area either as it was or complete,
-// and never writes to the source. The copy keeps owners, modes, times,
-// extended attributes (file capabilities, ACLs, overlayfs's), hard links,
-// holes and device nodes; it leaves sockets out (the copier type says
-// why). The console gets a summary VM tests parse:
+// the trial's: a copy into slots/<trial>.new, syncfs, then one rename that
+// exchanges it with the slot's folder (RENAME_EXCHANGE), so that a power
+// cut leaves the trial's area either as it was or complete, and never
+// writes to the source. The copy keeps owners, modes, times, extended
+// attributes (file capabilities, ACLs, overlayfs's), hard links, holes and
+// device nodes; it leaves sockets and inode flags out (the copier type
+// says why). The console gets a summary VM tests parse:
 //
 //	data: snapshot of slot a's area to slot b: 12 files, 200.0 MiB in 3.21 s (16.44 s/GiB)
 //
-// Later boots of the same trial keep what the trial wrote. A fallback, a normal boot and `keel rollback` boot a
-// slot with its area as it was; the old slot's area stays until the next
-// install replaces it. What to do is decided by Decide, a pure function;
-// Prepare does the I/O.
+// Later boots of the same trial keep what the trial wrote. A fallback, a
+// normal boot and `keel rollback` boot a slot with its area as it was; the
+// old slot's area stays until the next install replaces it. What to do is
+// decided by Decide, a pure function; Prepare does the I/O.
+//
+// The OS owns the data partition: anything can be there (issue 19). Stage
+// 2 reaches it only through folder descriptors (openat2 beneath the
+// partition, no link followed, nothing opened that blocks, no file read
+// beyond what keel expects), bounds every walk (Limits), and escapes every
+// name it prints (format/datareport.Quote). Nothing there fails a boot
+// but a trial's whose area cannot be made: any other boot goes on, without
+// its area if it cannot have one, and what stage 2 ignored or set aside is
+// on the console and in the report it leaves the OS (format/datareport),
+// which `keel status` and `keel events` show.
 package dataarea
 
 import "fmt"
@@ -44,8 +58,11 @@ const (
 	MountDir    = "slot"    // the mount point of the booted slot's area
 	AreaData    = "data"    // slots/<slot>/data: what the OS sees
 	InstallFile = "install" // slots/<slot>/install: whose area it is
-	newSuffix   = ".new"
-	oldSuffix   = ".old"
+	// QuarantineDir holds what stage 2 could not remove (or found where
+	// keel keeps something else), set aside: keel never reads it again.
+	QuarantineDir = "quarantine"
+	newSuffix     = ".new"
+	oldSuffix     = ".old"
 )
 
 // ModeTrial is keel.mode= of a slot's trial boots (bootenv.ModeTrial; this

@@ -3,6 +3,7 @@
 package stage2
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keelboot/keel/format/cmdline"
+	"github.com/keelboot/keel/format/datareport"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/hw/blockdev"
 	"github.com/keelboot/keel/initramfs/dataarea"
@@ -25,51 +27,86 @@ const DataMount = "/data"
 // mountData mounts the data partition at DataMount in the new root and
 // the booted slot's area on DataMount/slot, snapshotting the other slot's
 // area on a trial's first boot (dataarea.Prepare). A root without
-// DataMount leaves the data partition to the OS. A data partition that
-// cannot be found or mounted is a warning (the OS boots without
-// DataMount); areas that cannot be prepared fail a trial's boot
-// (dataFatal) and are a warning otherwise. A snapshot pets the watchdog
-// wd (nil: none) as it goes.
-func mountData(disk *blockdev.Disk, slots []string, h cmdline.Handoff, wd *sysinit.Watchdog, logf Logf) error {
+// DataMount leaves the data partition to the OS. Nothing on the data
+// partition fails a boot but a trial's whose area cannot be made
+// (dataFatal): a data partition that cannot be found or mounted, or
+// areas that cannot be prepared, are a warning, and the OS boots without
+// DataMount. What stage 2 found, ignored and set aside there is on the
+// console and in the report it leaves the OS (layout.DataReportPath,
+// package format/datareport; report is where, "" none). A walk over the
+// partition pets the watchdog wd (nil: none) as it goes.
+func mountData(disk *blockdev.Disk, slots []string, h cmdline.Handoff, wd *sysinit.Watchdog, report string, logf Logf) error {
+	rep := datareport.Report{Format: datareport.Format, Slot: h.Slot, Mode: h.Mode}
+	defer func() { writeReport(report, rep, logf) }()
+	without := func(format string, args ...any) {
+		rep.Unavailable = datareport.Printable(fmt.Sprintf(format, args...))
+		logf("warning: data: %s: the OS boots without %s", rep.Unavailable, DataMount)
+	}
 	dir := filepath.Join(newRoot, DataMount)
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		logf("data: the slot's root has no folder %s: the data partition is left to the OS", DataMount)
+		rep.Unavailable = fmt.Sprintf("the slot's root has no folder %s: the data partition is left to the OS", DataMount)
+		logf("data: %s", rep.Unavailable)
 		return nil
 	}
 	dev, err := disk.Partition(layout.Data)
 	if err != nil {
-		logf("warning: data: %v: the OS boots without %s", err, DataMount)
+		without("%v", err)
 		return nil
 	}
-	if err := unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-		logf("warning: data: mount %s (%s) as ext4 on %s: %v: the OS boots without %s (a factory reset, `keel recover --factory-reset`, re-creates it)", layout.Data, dev, DataMount, err, DataMount)
+	// errors=remount-ro whatever the superblock says: the OS can set
+	// errors=panic there (tune2fs -e), and a corrupted file system would
+	// then panic every boot's stage 2, the good slot's too.
+	if err := unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV, "errors=remount-ro"); err != nil {
+		without("mount %s (%s) as ext4 on %s: %v (a factory reset, `keel recover --factory-reset`, re-creates it)", layout.Data, dev, DataMount, err)
 		return nil
 	}
 	s := dataarea.State{Slot: h.Slot, Mode: h.Mode, Install: installOf(h), Source: otherSlot(slots, h.Slot)}
-	p, area, err := dataarea.Prepare(dir, s, dataarea.Options{Logf: logf, Progress: func() {
+	res, err := dataarea.Prepare(dir, s, dataarea.Options{Logf: logf, Progress: func() {
 		if err := wd.Pet(); err != nil {
 			logf("warning: data: petting the watchdog: %v", err)
 		}
 	}})
-	if err == nil {
-		mnt := filepath.Join(dir, dataarea.MountDir)
-		if err = unix.Mount(area, mnt, "", unix.MS_BIND, ""); err != nil {
+	rep = res.Report
+	if err == nil && res.Area != "" {
+		if err = dataarea.Bind(dir, h.Slot); err != nil {
 			err = fmt.Errorf("data: bind-mounting slot %s's area on %s: %w", h.Slot, filepath.Join(DataMount, dataarea.MountDir), err)
 		}
 	}
-	if err != nil {
+	if err != nil || res.Area == "" {
 		if uerr := unix.Unmount(dir, unix.MNT_DETACH); uerr != nil {
 			logf("warning: data: unmounting %s: %v", dir, uerr)
 		}
-		if dataFatal(h.Mode) {
-			return fmt.Errorf("%w: the trial of slot %s cannot have its data area (%s); this boot fails, its try is used, and when its tries run out the fallback boots the good slot with its data as it was", err, h.Slot, p.Action)
+		if err != nil && dataFatal(h.Mode) {
+			return fmt.Errorf("%w: the trial of slot %s cannot have its data area (%s); this boot fails, its try is used, and when its tries run out the fallback boots the good slot with its data as it was", err, h.Slot, res.Plan.Action)
 		}
-		logf("warning: %v: the OS boots without %s", err, DataMount)
+		why := rep.Unavailable
+		if err != nil {
+			why = err.Error()
+		}
+		without("%s", why)
 		return nil
 	}
+	rep.Mounted = true
 	logf("data: %s on %s, slot %s's area on %s, the shared area on %s", layout.Data, DataMount, h.Slot,
 		filepath.Join(DataMount, dataarea.MountDir), filepath.Join(DataMount, dataarea.SharedDir))
 	return nil
+}
+
+// writeReport leaves rep for the OS at path (a failure is a warning: the
+// OS's keel status then says it has no report).
+func writeReport(path string, rep datareport.Report, logf Logf) {
+	if path == "" {
+		return
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err == nil {
+		if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+			err = os.WriteFile(path, append(b, '\n'), 0o644)
+		}
+	}
+	if err != nil {
+		logf("warning: data: the report for the OS (%s): %v", path, err)
+	}
 }
 
 // dataFatal says whether a failure to prepare the data areas fails the
