@@ -139,7 +139,7 @@ func TestFirstBootPicksAVerifyingSlot(t *testing.T) {
 func TestTrialCommittedBeforeKexec(t *testing.T) {
 	s := memstore.New()
 	r, _ := bootenv.Init(nil, "a")
-	r, _ = bootenv.Try(r, "b", 2)
+	r, _ = bootenv.Try(r, "b", 2, bootenv.NewID())
 	s.Commit(r)
 	k := &fakeKexec{}
 	run(t, s, &fakeLoader{}, k)
@@ -164,7 +164,7 @@ func TestFailedSlotFallsBack(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := memstore.New()
 			r, _ := bootenv.Init(nil, "a")
-			r, _ = bootenv.Try(r, "b", 3)
+			r, _ = bootenv.Try(r, "b", 3, bootenv.NewID())
 			s.Commit(r)
 			run(t, s, tc.l, tc.k)
 			if tc.k.booted != "a" {
@@ -200,7 +200,7 @@ func TestFailedSlotFallsBack(t *testing.T) {
 func TestNoBootableSlot(t *testing.T) {
 	s := memstore.New()
 	r, _ := bootenv.Init(nil, "a")
-	r, _ = bootenv.Try(r, "b", 1)
+	r, _ = bootenv.Try(r, "b", 1, bootenv.NewID())
 	s.Commit(r)
 	l := &fakeLoader{bad: map[string]string{"a": "slot-a: no KEELSLOT magic", "b": "slot-b: no KEELSLOT magic"}}
 	k := &fakeKexec{}
@@ -371,7 +371,7 @@ func trialB(t *testing.T) *memstore.Store {
 	t.Helper()
 	s := memstore.New()
 	r, _ := bootenv.Init(nil, "a")
-	r, _ = bootenv.Try(r, "b", 3)
+	r, _ = bootenv.Try(r, "b", 3, bootenv.NewID())
 	if err := s.Commit(r); err != nil {
 		t.Fatal(err)
 	}
@@ -651,7 +651,7 @@ func TestReinstallTarget(t *testing.T) {
 	slots := []string{"a", "b"}
 	good, _ := bootenv.Init(nil, "a")
 	good, _ = bootenv.SetSlotInfo(good, "a", "1", 1)
-	bothGood, _ := bootenv.Try(good, "b", 1)
+	bothGood, _ := bootenv.Try(good, "b", 1, bootenv.NewID())
 	bothGood, _ = bootenv.MarkGood(bothGood, "b")
 	aBad, _ := bootenv.MarkBad(bothGood, "a", "x")
 	for _, tc := range []struct {
@@ -683,7 +683,7 @@ func TestOnlyBoardSlots(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := memstore.New()
 			r, _ := bootenv.Init([]string{"a", "b", "zz"}, "zz")
-			r, _ = bootenv.Try(r, "a", 1)
+			r, _ = bootenv.Try(r, "a", 1, bootenv.NewID())
 			r, _ = bootenv.MarkGood(r, "a")
 			r = tc.edit(r)
 			if err := s.Commit(r); err != nil {
@@ -819,7 +819,7 @@ func TestEnvironmentalErrorsNeverMarkBad(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := memstore.New()
 			r, _ := bootenv.Init(nil, "a")
-			r, _ = bootenv.Try(r, "b", 1)
+			r, _ = bootenv.Try(r, "b", 1, bootenv.NewID())
 			r, _ = bootenv.MarkGood(r, "b")
 			r, _ = bootenv.SetActive(r, "a")
 			s.Commit(r)
@@ -881,7 +881,7 @@ func TestSelectAvoiding(t *testing.T) {
 		t.Error("with the only good slot avoided, SelectAvoiding must say retry, not decide recovery")
 	}
 	r, _ = bootenv.StartOver([]string{"a", "b"}, map[string]bootenv.Found{"a": {Verified: true}, "b": {Verified: true}}, "test", 0)
-	r, _ = bootenv.Try(r, "b", 2)
+	r, _ = bootenv.Try(r, "b", 2, bootenv.NewID())
 	d, n, ok := bootenv.SelectAvoiding(r, map[string]bool{"b": true})
 	if !ok || d.Slot != "a" || d.Mode != bootenv.ModeFallback {
 		t.Errorf("decision %+v", d)
@@ -944,7 +944,7 @@ func TestStartOverKeepsEveryVerifiedSlotGood(t *testing.T) {
 func TestUnconfirmedGoodSlotFallsBack(t *testing.T) {
 	s := memstore.New()
 	r, _ := bootenv.Init(nil, "a")
-	r, _ = bootenv.Try(r, "b", 1)
+	r, _ = bootenv.Try(r, "b", 1, bootenv.NewID())
 	r, _ = bootenv.MarkGood(r, "b")
 	r, _ = bootenv.SetActive(r, "a")
 	s.Commit(r)
