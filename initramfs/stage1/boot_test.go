@@ -66,6 +66,7 @@ type fakeKexec struct {
 	trace       *[]string
 	eventLog    []byte
 	trustedKeys []byte
+	trialID     string
 }
 
 func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string, h Handoff) error {
@@ -87,7 +88,7 @@ func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string, h Hando
 			return err
 		}
 	}
-	f.booted, f.cmdline, f.eventLog, f.trustedKeys = img.Slot, cmdline, h.EventLog, h.TrustedKeys
+	f.booted, f.cmdline, f.eventLog, f.trustedKeys, f.trialID = img.Slot, cmdline, h.EventLog, h.TrustedKeys, h.TrialID
 	f.state, _ = f.store.Load()
 	return nil
 }
@@ -419,6 +420,83 @@ func TestTrustedKeysHandedOver(t *testing.T) {
 			}
 			if measured := k.eventLog != nil; measured != (name == "measured") {
 				t.Errorf("event log %q", k.eventLog)
+			}
+		})
+	}
+}
+
+// TestTrialIDHandedOver: a trial's boots hand the slot the trial's id from
+// the record (never on the measured command line); other boots hand none.
+// A trial the record holds without an id (an older keel armed it) is named
+// by the decision that boots it, committed with it, and its later boots
+// hand the same id; when no id can be drawn it boots unnamed.
+func TestTrialIDHandedOver(t *testing.T) {
+	const id = "0123456789abcdef0123456789abcdef"
+	drawn := 0
+	newID := func() (string, error) { drawn++; return fmt.Sprintf("%032x", 0xfeed+drawn), nil }
+	withID := func(t *testing.T, id string) *memstore.Store {
+		s := memstore.New()
+		r, _ := bootenv.Init(nil, "a")
+		r, _ = bootenv.Try(r, "b", 3, "ffffffffffffffffffffffffffffffff")
+		r.TrialID = id // "": as an older keel wrote it
+		if err := s.Commit(r); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Run("from the record", func(t *testing.T) {
+		s := withID(t, id)
+		for boot := 0; boot < 2; boot++ {
+			k := &fakeKexec{}
+			if _, err, log := runCfg(t, Config{NewID: newID}, s, &fakeLoader{}, k); err != nil || k.booted != "b" {
+				t.Fatalf("boot %d: %v, booted %q\n%s", boot, err, k.booted, strings.Join(log, "\n"))
+			}
+			if k.trialID != id || strings.Contains(k.cmdline, id) {
+				t.Errorf("boot %d: trial id %q (want %q), command line %q", boot, k.trialID, id, k.cmdline)
+			}
+		}
+		if drawn != 0 {
+			t.Errorf("%d ids drawn for a trial that has one", drawn)
+		}
+		// The trial is committed: normal boots hand no id.
+		r, _ := s.Load()
+		r, _ = bootenv.MarkGood(r, "b")
+		s.Commit(r)
+		k := &fakeKexec{}
+		runCfg(t, Config{NewID: newID}, s, &fakeLoader{}, k)
+		if k.booted != "b" || k.trialID != "" {
+			t.Errorf("a normal boot of %s handed trial id %q", k.booted, k.trialID)
+		}
+	})
+	t.Run("armed by an older keel", func(t *testing.T) {
+		drawn = 0
+		s := withID(t, "")
+		var ids []string
+		for boot := 0; boot < 2; boot++ {
+			k := &fakeKexec{}
+			_, err, log := runCfg(t, Config{NewID: newID}, s, &fakeLoader{}, k)
+			if err != nil || k.booted != "b" || !bootenv.ValidID(k.trialID) {
+				t.Fatalf("boot %d: %v, booted %q with trial id %q\n%s", boot, err, k.booted, k.trialID, strings.Join(log, "\n"))
+			}
+			if k.state.TrialID != k.trialID {
+				t.Errorf("boot %d: the record at kexec names the trial %q, the slot got %q", boot, k.state.TrialID, k.trialID)
+			}
+			ids = append(ids, k.trialID)
+		}
+		if drawn != 1 || ids[0] != ids[1] {
+			t.Errorf("%d ids drawn, handed %v: want one, the same for both boots", drawn, ids)
+		}
+	})
+	for name, f := range map[string]func() (string, error){
+		"no id can be drawn": func() (string, error) { return "", errors.New("no entropy") },
+		"not an id":          func() (string, error) { return "../x", nil },
+		"no generator":       nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			k := &fakeKexec{}
+			_, err, log := runCfg(t, Config{NewID: f}, withID(t, ""), &fakeLoader{}, k)
+			if err != nil || k.booted != "b" || k.trialID != "" || k.state.TrialID != "" {
+				t.Errorf("%v, booted %q with trial id %q (record %q)\n%s", err, k.booted, k.trialID, k.state.TrialID, strings.Join(log, "\n"))
 			}
 		})
 	}
