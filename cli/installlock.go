@@ -163,8 +163,11 @@ func lockInstall(ctx context.Context, path string, status installStatus, wait bo
 func tryLock(path string) (*installLock, error) {
 	for {
 		fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o644)
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("install lock %s is a symbolic link, not a regular file: remove it", path)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("install lock %s: %w (it must be a regular file: remove what is there)", path, err)
+			return nil, fmt.Errorf("install lock: %w", &os.PathError{Op: "open", Path: path, Err: err})
 		}
 		f := os.NewFile(uintptr(fd), path)
 		var st unix.Stat_t
