@@ -106,6 +106,7 @@ fuzz:
 	$(GO) test ./tpm/tcglog/ -run '^$$' -fuzz '^FuzzParseVariableData$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./secureboot/ -run '^$$' -fuzz '^FuzzParseVarStore$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./builder/kmod/ -run '^$$' -fuzz '^FuzzParseModinfo$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cli/ -run '^$$' -fuzz '^FuzzLockStatus$$' -fuzztime $(FUZZTIME)
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./cli/ ./manifest/ ./format/verity/ ./recovery/

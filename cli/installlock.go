@@ -202,17 +202,27 @@ func readStatus(f *os.File, path string) string {
 		b, err := io.ReadAll(io.LimitReader(io.NewSectionReader(f, 0, maxLockStatus), maxLockStatus))
 		if err == nil {
 			var s installStatus
-			if err = json.Unmarshal(bytes.TrimSpace(b), &s); err == nil && s.PID > 0 {
+			if s, err = parseStatus(b); err == nil {
 				return s.describe(time.Now())
-			}
-			if err == nil {
-				err = errors.New("no pid in it")
 			}
 		}
 		last = err
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Sprintf("it holds %s; its status cannot be read: %v", path, last)
+}
+
+// parseStatus reads a lock file's status (written by anyone who can write
+// the lock's folder: describe quotes its text).
+func parseStatus(b []byte) (installStatus, error) {
+	var s installStatus
+	if err := json.Unmarshal(bytes.TrimSpace(b), &s); err != nil {
+		return s, err
+	}
+	if s.PID <= 0 {
+		return s, errors.New("no pid in it")
+	}
+	return s, nil
 }
 
 // write stores the status in the lock file.

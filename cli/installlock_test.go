@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -410,4 +411,25 @@ func TestInstallLockFile(t *testing.T) {
 	if _, err := lockInstall(ctx, path, st, false, time.Millisecond, nil); err == nil || !strings.Contains(err.Error(), "regular file") {
 		t.Errorf("lock on a FIFO: %v", err)
 	}
+}
+
+// FuzzLockStatus: whatever a lock file holds, reading it never panics and
+// the description a refusal prints has no control characters (no
+// terminal escapes from a planted file).
+func FuzzLockStatus(f *testing.F) {
+	b, _ := json.Marshal(installStatus{PID: 7, Source: "https://h/b.bundle", Target: "slot b", Phase: "write", Done: 1, Total: 2})
+	f.Add(b)
+	f.Add([]byte(`{"pid":1,"source":"\u001b[2J","target":"\n","phase":"write","total":-5}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := parseStatus(b)
+		if err != nil {
+			return
+		}
+		d := s.describe(time.Now())
+		for _, r := range d {
+			if r < 0x20 || r == 0x7f {
+				t.Fatalf("description %q has a control character", d)
+			}
+		}
+	})
 }
