@@ -112,6 +112,7 @@ fuzz:
 	$(GO) test ./secureboot/ -run '^$$' -fuzz '^FuzzParseVarStore$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cli/ -run '^$$' -fuzz '^FuzzPrintEventsJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./builder/kmod/ -run '^$$' -fuzz '^FuzzParseModinfo$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cli/ -run '^$$' -fuzz '^FuzzLockStatus$$' -fuzztime $(FUZZTIME)
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./cli/ ./manifest/ ./format/verity/ ./recovery/

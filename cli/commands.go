@@ -344,6 +344,9 @@ func (c *command) try(args []string) error {
 		return usagef("usage: keel try SLOT [--tries N]")
 	}
 	slot := fs.Arg(0)
+	// A new trial is named by a new id: its first boot starts from a copy
+	// of the running slot's data area (the same trial keeps its id).
+	id := bootenv.NewID()
 	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) {
 		if setInfo {
 			s, ok := r.Slot(slot)
@@ -363,7 +366,7 @@ func (c *command) try(args []string) error {
 				}
 			}
 		}
-		return bootenv.Try(r, slot, tries)
+		return bootenv.Try(r, slot, tries, id)
 	})
 	if err != nil {
 		return err

@@ -54,7 +54,11 @@ import (
 // The install path (issue 10) runs `keel install` from a USB stick (a
 // second virtio disk holding a bundle) into the slot that is not active
 // and cuts anywhere in it: reading, the commit that marks the target as
-// being written, writing, verifying, the commit that arms the trial.
+// being written, writing, verifying, the commit that arms the trial. Every
+// other cut (the first included, so make test's one cut has it) starts two
+// installs at once (issue 19): one must run, the other refuse at once
+// naming it, never say the slot is unbootable, and the slot on trial must
+// hold the whole bundle.
 func TestTorture(t *testing.T) {
 	t.Parallel()
 	cuts := 1
@@ -741,7 +745,10 @@ func (tt *torture) writeCut(args string) bool {
 	return acked
 }
 
-var reDoneLine = regexp.MustCompile(`KEEL-DONE rc=(\d+)`)
+var (
+	reDoneLine = regexp.MustCompile(`KEEL-DONE rc=(\d+)`)
+	reRaceDone = regexp.MustCompile(`KEEL-RACE-DONE rc=(\d+),(\d+)`)
+)
 
 // boot-commit: keel-init's commit of its decision. Half the time a trial
 // is armed first, so that the commit counts a try. Half the cuts fall
@@ -874,25 +881,41 @@ func (tt *torture) cutInstall() expectation {
 	}
 	_, err := tt.run.Expect("KEEL-READY")
 	tt.check(err, "prompt")
+	race := tt.cut%2 == 0
 	w := max(5*time.Second, tt.learned.install*3/2)
 	d := tt.uniform(0, w)
-	tt.logf("keel install into slot %s, then a cut %v after it (window %v)", target, d.Round(time.Millisecond), w.Round(time.Millisecond))
+	tt.logf("keel install into slot %s (two racing: %v), then a cut %v after it (window %v)", target, race, d.Round(time.Millisecond), w.Round(time.Millisecond))
 	start := time.Now()
-	tt.check(tt.run.Send("keel install --progress lines /dev/vdb"), "send")
+	cmd := "keel install --progress lines /dev/vdb"
+	if race {
+		cmd = "race install --progress lines /dev/vdb"
+	}
+	tt.check(tt.run.Send(cmd), "send")
 	lines, err := tt.lines.For(d)
 	tt.keep(lines)
 	if err != nil {
 		tt.logf("the machine stopped by itself before the cut: %v", err)
 	}
-	label, acked := "before-write", false
+	label, acked, refused := "before-write", false, false
 	for _, l := range lines {
 		switch {
-		case reDoneLine.MatchString(l.Text):
+		case reDoneLine.MatchString(l.Text) && !race:
 			if m := reDoneLine.FindStringSubmatch(l.Text); m[1] != "0" {
 				tt.fatalf("keel install: rc=%s before the cut", m[1])
 			}
 			acked = true
 			tt.learned.install = l.At.Sub(start)
+		case reRaceDone.MatchString(l.Text) && race:
+			// One installs (0), the other refused (1, ErrRefused).
+			if m := reRaceDone.FindStringSubmatch(l.Text); m[1]+m[2] != "01" && m[1]+m[2] != "10" {
+				tt.errorf("two installs racing ended with rc=%s,%s, want one 0 and one 1 (refused)", m[1], m[2])
+			}
+			acked = true
+			tt.learned.install = l.At.Sub(start)
+		case strings.Contains(l.Text, "another keel install is running (pid "):
+			refused = true
+		case strings.Contains(l.Text, "unbootable"):
+			tt.errorf("an install said, before any cut: %q", l.Text)
 		case strings.Contains(l.Text, "install: verifying"):
 			label = "verifying"
 		case strings.Contains(l.Text, "install: writing") && label == "before-write":
@@ -901,6 +924,12 @@ func (tt *torture) cutInstall() expectation {
 	}
 	if acked {
 		label = "after-ack"
+	}
+	if race {
+		if acked && !refused {
+			tt.errorf("two installs racing: neither refused, naming the other")
+		}
+		label = "race-" + label
 	}
 	tt.powerCut(label)
 	want := expectation{halfSlot: target, halfVersion: tortureUpdate, what: "install into " + target}

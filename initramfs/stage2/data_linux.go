@@ -4,12 +4,17 @@ package stage2
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/datareport"
 	"github.com/keelboot/keel/format/layout"
@@ -60,7 +65,11 @@ func mountData(disk *blockdev.Disk, slots []string, h cmdline.Handoff, wd *sysin
 		without("mount %s (%s) as ext4 on %s: %v (a factory reset, `keel recover --factory-reset`, re-creates it)", layout.Data, dev, DataMount, err)
 		return nil
 	}
-	s := dataarea.State{Slot: h.Slot, Mode: h.Mode, Install: installOf(h), Source: otherSlot(slots, h.Slot)}
+	trialID := ""
+	if h.Mode == dataarea.ModeTrial {
+		trialID = readTrialID(layout.HandoffDir, logf)
+	}
+	s := dataState(h, slots, trialID)
 	res, err := dataarea.Prepare(dir, s, dataarea.Options{Logf: logf, Progress: func() {
 		if err := wd.Pet(); err != nil {
 			logf("warning: data: petting the watchdog: %v", err)
@@ -120,14 +129,60 @@ func dataFatal(mode string) bool {
 	return mode == dataarea.ModeTrial
 }
 
-// installOf identifies what is installed in the booted slot: the root
-// hash of its dm-verity root (from the signed manifest, on the measured
-// command line); "" without one.
-func installOf(h cmdline.Handoff) string {
+// dataState is what stage 2 knows of the boot for the data areas: the
+// booted slot and mode, the trial's id (trialID, from keel-init's
+// hand-off: readTrialID) or else the slot's root hash (dataarea.InstallID
+// says which names the trial's area), and the slot a trial copies from.
+func dataState(h cmdline.Handoff, slots []string, trialID string) dataarea.State {
+	return dataarea.State{Slot: h.Slot, Mode: h.Mode, Install: dataarea.InstallID(h.Mode, trialID, rootHash(h)),
+		Source: otherSlot(slots, h.Slot)}
+}
+
+// rootHash is the root hash of the booted slot's dm-verity root (from the
+// signed manifest, on the measured command line); "" without one.
+func rootHash(h cmdline.Handoff) string {
 	if h.Verity == nil {
 		return ""
 	}
 	return h.Verity.RootHash
+}
+
+// maxTrialIDFile bounds what readTrialID reads: an id and a newline.
+const maxTrialIDFile = 128
+
+// readTrialID reads the trial's id keel-init handed over in the initrd
+// (dir/trial-id: layout.TrialIDPath's name under layout.HandoffDir): a
+// regular file, not through a symbolic link, of at most maxTrialIDFile
+// bytes, holding an id (bootenv.ValidID) and a newline. Anything else
+// is "" with a warning, and so is no file (a keel-init older than trial
+// ids): the trial's area is then named by its root hash. Like the record
+// it comes from, the id is unauthenticated: it decides only whether the
+// trial's area is copied.
+func readTrialID(dir string, logf Logf) string {
+	p := filepath.Join(dir, path.Base(layout.TrialIDPath))
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		logf("data: keel-init handed over no trial id (a keel-init older than trial ids): the trial's area is named by its root hash")
+		return ""
+	}
+	if err != nil {
+		logf("warning: data: the trial id keel-init handed over: open %s: %v: the trial's area is named by its root hash", p, err)
+		return ""
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		logf("warning: data: %s is not a regular file: the trial's area is named by its root hash", p)
+		return ""
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTrialIDFile+1))
+	id := strings.TrimSuffix(string(b), "\n")
+	if err != nil || len(b) > maxTrialIDFile || !bootenv.ValidID(id) {
+		logf("warning: data: %s does not hold a trial id (%d bytes, %v): the trial's area is named by its root hash", p, len(b), err)
+		return ""
+	}
+	return id
 }
 
 // otherSlot is the slot a trial's area is copied from: the board's other

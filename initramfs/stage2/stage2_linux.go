@@ -239,10 +239,11 @@ func switchRoot(dir string) error {
 
 // keepHandoff is stage 2's first step: it copies what stage 1 handed over
 // in the initrd (from, layout.HandoffDir: the event log when the boot was
-// measured, and the trusted keys the slot was verified with) to to
-// (layout.RunDir), which the slot's OS keeps: keel-init's event log at
-// layout.EventLogPath, its keys read-only (0444) at
-// layout.TrustedKeysRunPath. Nothing here fails the boot: a file that
+// measured, the trusted keys the slot was verified with, and on a trial's
+// boot the trial's id) to to (layout.RunDir), which the slot's OS keeps:
+// keel-init's event log at layout.EventLogPath, its keys read-only (0444)
+// at layout.TrustedKeysRunPath, the trial's id at layout.TrialIDPath (the
+// data area reads it from the hand-off itself: readTrialID). Nothing here fails the boot: a file that
 // cannot be copied is a warning, and so are missing keys (a keel-init
 // older than the keys' hand-over).
 func keepHandoff(from, to string, logf Logf) {

@@ -5,6 +5,7 @@
 // passes, and then takes commands from the serial console:
 //
 //	keel ARGS...   run the keel CLI; prints KEEL-DONE rc=N
+//	race ARGS...   run two keel ARGS at once (two installs racing); prints KEEL-RACE-DONE rc=N,M when both ended
 //	status         prints KEEL-STATUS <keel status --json, one line>
 //	pcrs BANKS     prints `keel pcr read --banks BANKS`, each line as KEEL-PCR <line>, then KEEL-PCR-END rc=N
 //	eventlog       prints /run/keel/eventlog.jsonl, each line as KEEL-EVENTLOG <line>, then KEEL-EVENTLOG-END lines=N
@@ -35,6 +36,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
@@ -140,6 +142,15 @@ func console() {
 		case len(f) == 0:
 		case f[0] == "keel":
 			fmt.Printf("KEEL-DONE rc=%d\n", keel(f[1:]...))
+		case f[0] == "race" && len(f) > 1:
+			rcs := make([]int, 2)
+			var wg sync.WaitGroup
+			for i := range rcs {
+				wg.Add(1)
+				go func() { defer wg.Done(); rcs[i] = keel(f[1:]...) }()
+			}
+			wg.Wait()
+			fmt.Printf("KEEL-RACE-DONE rc=%d,%d\n", rcs[0], rcs[1])
 		case f[0] == "status":
 			var out bytes.Buffer
 			cmd := exec.Command("/bin/keel", "status", "--json")
