@@ -81,7 +81,8 @@
 //	│   └─ storetest         the conformance suite every store passes
 //	├─ hw/                   device access keel-init and the on-device CLI share
 //	│   ├─ blockdev          the boot disk and its partitions by GPT name
-//	│   └─ watchdog          arm / disarm the hardware watchdog
+//	│   ├─ pstore            the last kernel's panic log (pstore): read, parse, clear
+//	│   └─ watchdog          arm / disarm the hardware watchdog; its boot status
 //	│
 //	│  1  on-disk formats and protocols both sides share
 //	├─ format/
