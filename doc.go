@@ -25,7 +25,8 @@
 //	│   ├─ keel              the keel command, host and device (cli.Main)
 //	│   ├─ keel-init         keel's PID 1 (pid1.Main)
 //	│   └─ keel-demo         boots a board in QEMU and tells two A/B stories
-//	├─ dist/                 what the slots' OS installs: systemd units (keel-mark-good.service)
+//	├─ dist/                 what the slots' OS installs: systemd units (keel-mark-good.service),
+//	│                        the systemd-shutdown hook (keel note-shutdown)
 //	├─ scripts/              dependency install, kernel fetch, the Debian slot root, host demo
 //	│   └─ testsum           go test -json to what a person reads; a skip fails the run
 //	├─ docs/                 the design (DESIGN.md), the commands, formats, boards, numbers
