@@ -250,13 +250,7 @@ func TestDecodeIDs(t *testing.T) {
 		{"token without an install", trial, "keel_install_token", testToken, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := maps.Clone(tc.base)
-			if tc.val == "\x00delete" {
-				delete(m, tc.key)
-			} else {
-				m[tc.key] = tc.val
-			}
-			r, err := Decode(m)
+			r, err := Decode(withVar(tc.base, tc.key, tc.val))
 			if err != nil {
 				t.Fatalf("Decode: %v", err)
 			}
@@ -275,6 +269,18 @@ func TestDecodeIDs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withVar is a copy of vars with key set to val, or deleted when val is
+// "\x00delete".
+func withVar(vars map[string]string, key, val string) map[string]string {
+	m := maps.Clone(vars)
+	if val == "\x00delete" {
+		delete(m, key)
+	} else {
+		m[key] = val
+	}
+	return m
 }
 
 // FuzzDecode feeds Decode arbitrary variables (NUL-separated name=value
@@ -385,13 +391,7 @@ func TestDecodeEnds(t *testing.T) {
 		{"uncounted of a good slot", "keel_slot_a_uncounted", "2", func(r Record) bool { return r.Slots[0].Uncounted == 0 && r.Slots[1].Uncounted == 2 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := maps.Clone(base)
-			if tc.val == "\x00delete" {
-				delete(m, tc.key)
-			} else {
-				m[tc.key] = tc.val
-			}
-			r, err := Decode(m)
+			r, err := Decode(withVar(base, tc.key, tc.val))
 			if err != nil {
 				t.Fatalf("Decode: %v", err)
 			}

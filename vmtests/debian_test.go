@@ -425,6 +425,18 @@ func (d *debianRun) bootedWithData(slot, mode, action string) {
 	d.expect(reSystemd)
 }
 
+// bootedAfterEnd is booted for a boot whose keel-init's KEEL-END was
+// read already (keel-init says Secure Boot is on before it).
+func (d *debianRun) bootedAfterEnd(slot, mode string) {
+	d.t.Helper()
+	m := d.expect(reDebStage2)
+	if m[1] != slot || m[2] != mode {
+		d.t.Fatalf("stage 2 booted slot %s in mode %s, want slot %s in mode %s", m[1], m[2], slot, mode)
+	}
+	d.expect(reDebSwitchRoot)
+	d.expect(reSystemd)
+}
+
 // status waits for the report unit's keel status --json.
 func (d *debianRun) status() vmkit.Status {
 	d.t.Helper()
@@ -538,7 +550,7 @@ func TestDebianFailedHealth(t *testing.T) {
 	if m := r.expect(reEnd); m[1] != "reboot" || m[2] != "b" || !strings.Contains(m[4], "the OS ran reboot without committing") || !strings.Contains(m[4], "the trial's try is used") {
 		t.Errorf("keel-init after b's reboot: %q, want a reboot that used the try", m[0])
 	}
-	r.booted("b", "trial")
+	r.bootedAfterEnd("b", "trial")
 	bStart := r.since(reDebSwitchRoot, r.since(regexp.MustCompile(`stage 2: slot b \(mode trial\)`), r.since(regexp.MustCompile(`KEEL-END reboot`), 0)))
 	if m := r.expect(reDebHealth); m[1] != "b" || m[2] != "fail" {
 		t.Fatalf("health check in b: %q", m[0])
@@ -548,7 +560,7 @@ func TestDebianFailedHealth(t *testing.T) {
 	if m := r.expect(reEnd); m[1] != "watchdog" || m[2] != "b" || m[3] != "trial" {
 		t.Errorf("keel-init after b's failed health check: %q, want the watchdog", m[0])
 	}
-	r.booted("a", "fallback")
+	r.bootedAfterEnd("a", "fallback")
 	reset := r.since(regexp.MustCompile(`stage 2: slot a \(mode fallback\)`), bStart)
 	s := r.status()
 	r.expect(reTestPowerOff)

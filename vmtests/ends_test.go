@@ -48,6 +48,17 @@ func newVariantMachine(t *testing.T, art *vmkit.Artefacts, change func(*boards.B
 	return &machine{t: t, Machine: vm}
 }
 
+// boundFiveMachine is a machine of art's board with its bound of
+// uncounted ends raised to 5 (proof 1 cuts five times): slot a (1.0)
+// marks itself good, slot b (2.0) waits for the test's commands.
+func boundFiveMachine(t *testing.T, art *vmkit.Artefacts) *machine {
+	t.Helper()
+	return newVariantMachine(t, art, func(b *boards.Board) { b.UncountedEnds = 5 }, map[string]vmkit.SlotSpec{
+		"a": {Version: "1.0", SecurityVersion: 1},
+		"b": {Version: "2.0", SecurityVersion: 1, Health: vmkit.HealthWait},
+	})
+}
+
 // lastEnd waits for keel-init's KEEL-END and checks how the last boot
 // ended (the boot of slot in mode) and that its detail has detail.
 func (r *run) lastEnd(how, slot, mode, detail string) {
@@ -139,12 +150,7 @@ func cutPastTheBound(m *machine, r *run, timeout time.Duration, slot, other, oth
 // boot ended in a power loss, the fifth in a row.
 func TestPowerCutsKeepTries(t *testing.T) {
 	t.Parallel()
-	m := newVariantMachine(t, artefacts(t), func(b *boards.Board) {
-		b.UncountedEnds = 5
-	}, map[string]vmkit.SlotSpec{
-		"a": {Version: "1.0", SecurityVersion: 1},
-		"b": {Version: "2.0", SecurityVersion: 1, Health: vmkit.HealthWait},
-	})
+	m := boundFiveMachine(t, artefacts(t))
 	r := powerCutsKeepTries(m, 4*bootTimeout, 2*bootTimeout)
 	r.keel("mark-good", 0)
 	s := r.status()
@@ -222,20 +228,7 @@ func TestBootEndsCounted(t *testing.T) {
 	if rc != 0 || !strings.Contains(out, "the last boot's kernel crashed") || !strings.Contains(out, "Kernel panic - not syncing: sysrq triggered crash") {
 		t.Errorf("keel events after the panic (rc %d):\n%s", rc, out)
 	}
-	// Proof 4: a reboot without a commit.
-	r.reboot()
-	r.lastEnd("reboot", "b", "trial", "the OS ran reboot without committing the boot (keel note-shutdown); the trial's try is used")
-	r.decision("b", "trial", "0 tries left after this boot")
-	r.booted("b", "2.0")
-	// Proof 2: nothing more: the watchdog resets the machine.
-	start := time.Now()
-	r.lastEnd("watchdog", "b", "trial", "WDIOF_CARDRESET")
-	t.Logf("the watchdog reset b's boot %s after its init came up", time.Since(start).Round(time.Second))
-	r.decision("a", "fallback", "slot b failed its trial")
-	if mode := r.booted("a", "1.0"); mode != "fallback" {
-		t.Errorf("a came back in mode %s, want fallback", mode)
-	}
-	r.expect("KEEL-MARKED-GOOD")
+	rebootThenHang(r)
 	s = r.status()
 	if e := s.LastEnd; e == nil || e.How != "watchdog" || e.Slot != "b" || e.Mode != "trial" {
 		t.Errorf("status after the fallback: last end %+v: %s", e, s.Raw)
@@ -249,6 +242,27 @@ func TestBootEndsCounted(t *testing.T) {
 	cutPastTheBound(m, r, 2*bootTimeout, "b", "a", "1.0", 3)
 }
 
+// rebootThenHang: proofs 4 and 2 with the last two tries of b's trial
+// (r at b's prompt, 1 try left after this boot): b reboots without
+// committing (a reboot: the try used), then hangs until the watchdog
+// resets it (watchdog: the last try used), and a comes back in fallback
+// and commits.
+func rebootThenHang(r *run) {
+	r.t.Helper()
+	r.reboot()
+	r.lastEnd("reboot", "b", "trial", "the OS ran reboot without committing the boot (keel note-shutdown); the trial's try is used")
+	r.decision("b", "trial", "0 tries left after this boot")
+	r.booted("b", "2.0")
+	start := time.Now()
+	r.lastEnd("watchdog", "b", "trial", "WDIOF_CARDRESET")
+	r.t.Logf("the watchdog reset b's boot %s after its init came up", time.Since(start).Round(time.Second))
+	r.decision("a", "fallback", "slot b failed its trial")
+	if mode := r.booted("a", "1.0"); mode != "fallback" {
+		r.t.Errorf("a came back in mode %s, want fallback", mode)
+	}
+	r.expect("KEEL-MARKED-GOOD")
+}
+
 // TestUBootBootEnds: proofs 1, 4, 2 and 5 on qemu-arm64-uboot, whose
 // i6300esb reports its resets as on x86 (the board's bound raised to 5).
 // b's trial (2 tries) is cut five times and keeps its tries; then it
@@ -259,23 +273,9 @@ func TestBootEndsCounted(t *testing.T) {
 // is not seen as one there, so proof 3 does not apply.
 func TestUBootBootEnds(t *testing.T) {
 	t.Parallel()
-	m := newVariantMachine(t, ubootArtefacts(t), func(b *boards.Board) {
-		b.UncountedEnds = 5
-	}, map[string]vmkit.SlotSpec{
-		"a": {Version: "1.0", SecurityVersion: 1},
-		"b": {Version: "2.0", SecurityVersion: 1, Health: vmkit.HealthWait},
-	})
+	m := boundFiveMachine(t, ubootArtefacts(t))
 	r := powerCutsKeepTries(m, 2*ubootTimeout, 2*ubootTimeout)
-	r.reboot()
-	r.lastEnd("reboot", "b", "trial", "the OS ran reboot without committing the boot (keel note-shutdown); the trial's try is used")
-	r.decision("b", "trial", "0 tries left after this boot")
-	r.booted("b", "2.0")
-	r.lastEnd("watchdog", "b", "trial", "WDIOF_CARDRESET")
-	r.decision("a", "fallback", "slot b failed its trial")
-	if mode := r.booted("a", "1.0"); mode != "fallback" {
-		t.Errorf("a came back in mode %s, want fallback", mode)
-	}
-	r.expect("KEEL-MARKED-GOOD")
+	rebootThenHang(r)
 	if s := r.status(); s.LastEnd == nil || s.LastEnd.How != "watchdog" || s.Slots["b"].State != "bad" {
 		t.Errorf("status after the fallback: %s", s.Raw)
 	}
