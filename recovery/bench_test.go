@@ -1,12 +1,19 @@
 package recovery
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
+
+// reinstall256 is Reinstall into the benchmark's files.
+func reinstall256(seed *Seed, src *os.File, slot *os.File, slotSize int64, root *os.File, rootSize int64) error {
+	return Reinstall(context.Background(), seed, src, Target{slot, slotSize, root, rootSize}, nil)
+}
 
 // BenchmarkReinstall measures Reinstall on files (a seed of an 8 MiB
 // kernel, a 4 MiB initrd and a 24 MiB root with its verity tree) against
@@ -74,4 +81,98 @@ func BenchmarkReinstall(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkRecover256 is a recovery as keel-init runs it (VerifySeed, then
+// Reinstall) of a seed with a 256 MiB root (65536 random 4 KiB blocks, its
+// dm-verity tree), an 8 MiB kernel and a 4 MiB initrd, from a seed file into
+// a slot and a root file, every file's page cache dropped before each
+// iteration (keel-init reads a cold seed). The target slot has no valid
+// header (a slot recovery rewrites is bad, or a cut reinstall left it so);
+// its root is
+//
+//	all-wrong     other random blocks (a slot of another version)
+//	mostly-right  the seed's root with every 64th block changed (a reinstall
+//	              cut near its end, a few damaged blocks)
+//
+// The metrics verify-s and reinstall-s split each iteration's time.
+func BenchmarkRecover256(b *testing.B) {
+	const (
+		rootBlocks         = 65536
+		slotSize, rootSize = 16 << 20, 264 << 20
+	)
+	dir := b.TempDir()
+	fx := makeSeed(b, seedOpts{kernel: 8 << 20, initrd: 4 << 20, rootBlocks: rootBlocks})
+	seedPath := filepath.Join(dir, "recovery.img")
+	if err := os.WriteFile(seedPath, fx.img, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	src, err := os.Open(seedPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	seedSize := int64(len(fx.img))
+	open := func(name string, size int64) *os.File {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Truncate(size); err != nil {
+			b.Fatal(err)
+		}
+		return f
+	}
+	slot, root := open("slot.img", slotSize), open("root.img", rootSize)
+	defer slot.Close()
+	defer root.Close()
+	wrong := random(b, rootSize)
+	mostly := append(bytes.Clone(fx.root), make([]byte, rootSize-len(fx.root))...)
+	for i := 0; i < rootBlocks; i += 64 {
+		mostly[i*4096+7] ^= 0xff
+	}
+	fx.img = nil
+	// prepare writes the target's state and drops every cache.
+	prepare := func(rootBytes []byte) {
+		b.Helper()
+		if _, err := slot.WriteAt(make([]byte, slotSize), 0); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := root.WriteAt(rootBytes, 0); err != nil {
+			b.Fatal(err)
+		}
+		for _, f := range []*os.File{slot, root, src} {
+			if err := f.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			dropFileCache(f)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		root []byte
+	}{{"all-wrong", wrong}, {"mostly-right", mostly}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var verify, reinstall time.Duration
+			b.SetBytes(int64(len(fx.root)))
+			for b.Loop() {
+				b.StopTimer()
+				prepare(tc.root)
+				b.StartTimer()
+				t0 := time.Now()
+				seed, err := VerifySeed(src, seedSize, fx.trusted, testBoard)
+				if err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				if err := reinstall256(seed, src, slot, slotSize, root, rootSize); err != nil {
+					b.Fatal(err)
+				}
+				verify += t1.Sub(t0)
+				reinstall += time.Since(t1)
+			}
+			b.ReportMetric(verify.Seconds()/float64(b.N), "verify-s")
+			b.ReportMetric(reinstall.Seconds()/float64(b.N), "reinstall-s")
+		})
+	}
 }
