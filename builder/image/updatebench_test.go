@@ -34,7 +34,7 @@ import (
 	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/manifest"
-	"github.com/keelboot/keel/update"
+	"github.com/keelboot/keel/slotwrite"
 	"github.com/keelboot/keel/update/source"
 )
 
@@ -290,7 +290,7 @@ func coldFile(tb testing.TB, path string) {
 		tb.Fatal(err)
 	}
 	defer f.Close()
-	update.DropFileCache(f, 0, 0)
+	slotwrite.DropFileCache(f, 0, 0)
 }
 
 // phaseTimes records when each phase of an install started.
@@ -299,7 +299,7 @@ type phaseTimes struct {
 	at    []time.Duration
 }
 
-func (p *phaseTimes) event(ev update.Event) {
+func (p *phaseTimes) event(ev slotwrite.Event) {
 	if n := len(p.names); n == 0 || p.names[n-1] != ev.Phase {
 		p.names = append(p.names, ev.Phase)
 		p.at = append(p.at, ev.Elapsed)
@@ -322,7 +322,7 @@ func (p *phaseTimes) String() string {
 
 // installRun is one measured install.
 type installRun struct {
-	res    *update.Result
+	res    *slotwrite.Result
 	took   time.Duration
 	phases *phaseTimes
 }
@@ -330,7 +330,7 @@ type installRun struct {
 // install installs the bundle open gives into fresh, empty slot and root
 // partition files in dir, active (may be nil) as the running slot; the
 // time includes opening the source. The partition files are removed.
-func (e *benchEnv) install(tb testing.TB, open func() (source.Source, error), dir string, active *update.Active, noLocal bool) installRun {
+func (e *benchEnv) install(tb testing.TB, open func() (source.Source, error), dir string, active *slotwrite.Active, noLocal bool) installRun {
 	tb.Helper()
 	slotPath, rootPath := filepath.Join(dir, "target-slot.img"), filepath.Join(dir, "target-root.img")
 	slot := emptyPartition(tb, slotPath, e.slotSize)
@@ -342,10 +342,10 @@ func (e *benchEnv) install(tb testing.TB, open func() (source.Source, error), di
 		os.Remove(rootPath)
 	}()
 	pt := &phaseTimes{}
-	o := update.Options{
+	o := slotwrite.Options{
 		Trusted:  e.trusted,
 		Board:    e.spec.Board.Name,
-		Target:   update.Target{Slot: slot, SlotSize: e.slotSize, Root: root, RootSize: e.rootSize},
+		Target:   slotwrite.Target{Slot: slot, SlotSize: e.slotSize, Root: root, RootSize: e.rootSize},
 		Active:   active,
 		NoLocal:  noLocal,
 		Progress: pt.event,
@@ -355,11 +355,11 @@ func (e *benchEnv) install(tb testing.TB, open func() (source.Source, error), di
 	if err != nil {
 		tb.Fatal(err)
 	}
-	res, err := update.Install(e.ctx, src, o)
+	res, err := slotwrite.Install(e.ctx, src, o)
 	took := time.Since(start)
 	src.Close()
 	if err != nil {
-		tb.Fatalf("update.Install: %v", err)
+		tb.Fatalf("slotwrite.Install: %v", err)
 	}
 	return installRun{res: res, took: took, phases: pt}
 }
@@ -387,7 +387,7 @@ func table(rows [][]string) string {
 	return sb.String()
 }
 
-// BenchmarkInstallVsDD: update.Install of a full bundle from a file into
+// BenchmarkInstallVsDD: slotwrite.Install of a full bundle from a file into
 // empty partition files, against dd of the root partition's bytes into
 // the same kind of file, in the same run. Both read their input from the
 // disk (its cached pages dropped first), write fresh files of the same
@@ -436,7 +436,7 @@ func BenchmarkInstallVsDD(b *testing.B) {
 			// target read from the medium (its cached pages dropped; dd's
 			// fsync left them clean).
 			if f, err := os.Open(target); err == nil {
-				update.DropFileCache(f, 0, 0)
+				slotwrite.DropFileCache(f, 0, 0)
 				f.Close()
 			}
 			out, err = exec.Command(dd, "if="+target, "of=/dev/null", "bs=1M").CombinedOutput()
@@ -498,8 +498,8 @@ func BenchmarkInstallVsDD(b *testing.B) {
 			{"", "time", "MB/s", "vs dd", "every round"},
 			row("dd bs=1M conv=fsync,notrunc", ddTimes, rootBytes),
 			row("  the same, then dd reads the target back", ddReadTimes, rootBytes),
-			row("update.Install (delta lookups on)", instTimes, written),
-			row("update.Install NoLocal", noLocalTimes, written),
+			row("slotwrite.Install (delta lookups on)", instTimes, written),
+			row("slotwrite.Install NoLocal", noLocalTimes, written),
 		}),
 		inst.res.Blocks, mb(inst.res.Fetched), inst.phases, noLocal.phases))
 }
@@ -559,7 +559,7 @@ func (w countingWriter) Write(p []byte) (int, error) {
 }
 
 // BenchmarkDeltaFetched: what an install over HTTP fetches when the
-// device runs the old version (installed with update.Install into empty
+// device runs the old version (installed with slotwrite.Install into empty
 // partition files, which then serve as the active slot), for three new
 // versions: one changed file of a few KiB, a new kernel only, a new root
 // (every file's content regenerated). For the one-file change it also
@@ -594,8 +594,8 @@ func BenchmarkDeltaFetched(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		_, err = update.Install(e.ctx, src, update.Options{Trusted: e.trusted, Board: e.spec.Board.Name,
-			Target: update.Target{Slot: slot, SlotSize: e.slotSize, Root: root, RootSize: e.rootSize}})
+		_, err = slotwrite.Install(e.ctx, src, slotwrite.Options{Trusted: e.trusted, Board: e.spec.Board.Name,
+			Target: slotwrite.Target{Slot: slot, SlotSize: e.slotSize, Root: root, RootSize: e.rootSize}})
 		src.Close()
 		slot.Close()
 		root.Close()
@@ -613,7 +613,7 @@ func BenchmarkDeltaFetched(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ar.Close()
-	active := &update.Active{Slot: as, SlotSize: e.slotSize, Root: ar, RootSize: e.rootSize}
+	active := &slotwrite.Active{Slot: as, SlotSize: e.slotSize, Root: ar, RootSize: e.rootSize}
 
 	// (i) one changed file: the first file of 4-12 KiB.
 	oneDir := filepath.Join(e.dir, "root-one-file")
@@ -648,7 +648,7 @@ func BenchmarkDeltaFetched(b *testing.B) {
 	type deltaCase struct {
 		name, what, bundle string
 		full               int64
-		res                *update.Result
+		res                *slotwrite.Result
 		took               time.Duration
 		served, requests   int64
 		stats              source.Stats
@@ -788,13 +788,13 @@ func BenchmarkDeltaFetched(b *testing.B) {
 	for _, c := range cases {
 		whats = append(whats, fmt.Sprintf("  %s: %s", c.name, c.what))
 	}
-	summary(b, fmt.Sprintf("BenchmarkDeltaFetched: old version %s (%d files, %.1f MB of content, root %d blocks, bundle %.1f MB), active slot installed with update.Install;\n"+
+	summary(b, fmt.Sprintf("BenchmarkDeltaFetched: old version %s (%d files, %.1f MB of content, root %d blocks, bundle %.1f MB), active slot installed with slotwrite.Install;\n"+
 		"new versions over HTTP (127.0.0.1, http.FileServer), each into fresh empty partitions:\n%s\n%s"+
 		"one-file, other ways (sizes as %% of its full bundle, %.1f MB):\n%s"+
 		"goal: one-file fetched <= 10%% (ns/op: the three installs)\n",
 		oldH.Version, len(files), mb(benchRootMiB<<20), oldH.DataBlocks, mb(oldH.Size()), strings.Join(whats, "\n"), table(rows), mb(cases[0].full),
 		table([][]string{
-			{"update.Install over HTTP (fetched)", fmt.Sprintf("%.2f MB", mb(cases[0].res.Fetched)), fmt.Sprintf("%.2f%%", pct(cases[0].res.Fetched, cases[0].full))},
+			{"slotwrite.Install over HTTP (fetched)", fmt.Sprintf("%.2f MB", mb(cases[0].res.Fetched)), fmt.Sprintf("%.2f%%", pct(cases[0].res.Fetched, cases[0].full))},
 			{"static delta bundle (bundle.DeltaMap + bundle.Write)", fmt.Sprintf("%.2f MB", mb(delta.Size())), fmt.Sprintf("%.2f%%", pct(delta.Size(), cases[0].full)),
 				fmt.Sprintf("%d of %d blocks carried", delta.Delta.Blocks, delta.DataBlocks)},
 			{"zstd --long=31 --patch-from (root partitions' bytes, with trees)", fmt.Sprintf("%.2f MB", mb(zstdSize)), fmt.Sprintf("%.2f%%", pct(zstdSize, cases[0].full)),

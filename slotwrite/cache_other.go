@@ -1,6 +1,6 @@
 //go:build !linux
 
-package update
+package slotwrite
 
 import "os"
 
