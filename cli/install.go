@@ -18,6 +18,7 @@ import (
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/slotwrite"
+	"github.com/keelboot/keel/update"
 	"github.com/keelboot/keel/update/source"
 )
 
@@ -159,9 +160,9 @@ func (c *command) install(args []string) error {
 	}
 	defer src.Close()
 	start := time.Now()
-	o := slotwrite.Options{Trusted: p.trusted, Board: p.board.Name, Target: p.target, Active: p.active, NoLocal: f.noDelta,
+	o := update.Options{Trusted: p.trusted, Board: p.board.Name, Target: p.target, Active: p.active, NoLocal: f.noDelta,
 		Check: p.check, Begin: p.begin, Progress: prog.event}
-	res, err := slotwrite.Install(c.ctx, src, o)
+	res, err := update.Install(c.ctx, src, o)
 	err = f.limits.explain(c.ctx, err)
 	if err != nil {
 		if p.begun {
@@ -553,7 +554,7 @@ func (c *command) planOffline(f installFlags) (*installPlan, error) {
 	return p, nil
 }
 
-// imagePart is a partition of a disk image: an slotwrite.Device.
+// imagePart is a partition of a disk image: a slotwrite.Device.
 type imagePart struct {
 	f         *os.File
 	off, size int64

@@ -14,7 +14,6 @@ import (
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/format/verity"
 	"github.com/keelboot/keel/manifest"
-	"github.com/keelboot/keel/update/source"
 )
 
 // Device is a partition the installer writes: a block device or a file
@@ -44,31 +43,31 @@ type Active struct {
 	RootSize int64
 }
 
-// Options configure Install.
+// Options configure Write.
 type Options struct {
-	// Trusted are the keys the bundle's header and manifest must be
-	// signed with (on a device, the keys keel-init verified the running
-	// slot with), and Board the board's name (compatible).
-	Trusted []manifest.PublicKey
-	Board   string
-	Target  Target
+	Target Target
 	// Active, if not nil, is a source of blocks.
 	Active *Active
-	// NoLocal fetches every block from the bundle (no delta lookups).
+	// NoLocal fetches every block from the source (no delta lookups).
 	NoLocal bool
-	// Check, if set, decides whether the verified bundle may be installed
-	// (board policy: downgrades, the anti-rollback counter); its error
-	// stops the install before anything is written.
-	Check func(*bundle.Bundle) error
 	// Begin, if set, is called once everything that can be checked before
 	// writing was checked, just before the first write: it records in the
 	// boot state that the target is being written (an error stops the
-	// install, nothing written).
+	// write, nothing written).
 	Begin func(*bundle.Bundle) error
-	// Progress, if set, gets events as the install advances (never
+	// Progress, if set, gets events as the write advances (never
 	// concurrently).
 	Progress func(Event)
 }
+
+// Open reads the description of the slot to write from src and verifies
+// it (Write's first step; its error stops the write, nothing written): the
+// slot's manifest and signature, its parts' places in src and their
+// digests, its dm-verity parameters and root hash. Package update opens an
+// update bundle (bundle.Open, then its policy); package recovery describes
+// the verified recovery seed's entries with the same type. A description
+// returned with an error (a policy refusal) is the Result's Bundle.
+type Open func(ctx context.Context, src bundle.Source) (*bundle.Bundle, error)
 
 // Event is a progress report.
 type Event struct {
@@ -117,40 +116,41 @@ type installer struct {
 	total int64
 }
 
-// Install installs the bundle in src into o.Target, in an order that is
-// safe against power cuts at any moment (see the package documentation),
-// and returns what it did. Everything that can be checked before writing
-// is: the header's and manifest's signatures and board, o.Check, the
-// sizes against the partitions, and (for a source with random access) the
-// tree and, for a static delta, that the device holds every block the
-// bundle lacks. Then o.Begin, then the writes. Every block is checked
-// against its dm-verity leaf before it is written, wherever it comes from;
-// at the end everything is read back and checked, and only then is the
-// container's header written.
-func Install(ctx context.Context, src source.Source, o Options) (*Result, error) {
+// Write writes the slot that open describes, reading its bytes from
+// src, into o.Target, in an order that is safe against power cuts at any
+// moment (see the package documentation), and returns what it did.
+// Everything that can be checked before writing is: open (signatures,
+// board, the caller's policy), the sizes against the partitions, and (for
+// a source with random access) the tree and, for a static delta, that the
+// device holds every block the source lacks. Then o.Begin, then the
+// writes. Every block is checked against its dm-verity leaf before it is
+// written, wherever it comes from; at the end everything is read back and
+// checked, and only then is the container's header written.
+func Write(ctx context.Context, src bundle.Source, open Open, o Options) (*Result, error) {
 	in := &installer{ctx: ctx, o: o, src: &countingSource{Source: src}, start: time.Now()}
-	res, err := in.run()
+	res, err := in.run(open)
 	if res != nil {
 		res.Fetched = in.src.n
 	}
 	return res, err
 }
 
-func (in *installer) run() (*Result, error) {
+func (in *installer) run(open Open) (*Result, error) {
 	o := in.o
 	if o.Target.Slot == nil || o.Target.Root == nil {
 		return nil, errors.New("update: no target partitions")
 	}
-	b, err := bundle.Open(in.ctx, in.src, o.Trusted, o.Board)
-	if err != nil {
+	b, err := open(in.ctx, in.src)
+	if b == nil {
+		if err == nil {
+			err = errors.New("update: nothing to write")
+		}
 		return nil, err
 	}
 	in.b = b
 	in.res.Bundle = b
-	if o.Check != nil {
-		if err := o.Check(b); err != nil {
-			return &in.res, err
-		}
+	if err != nil {
+		return &in.res, err
 	}
 	if err := in.fits(); err != nil {
 		return &in.res, err
@@ -171,6 +171,9 @@ func (in *installer) run() (*Result, error) {
 		if p, err = in.plan(idx); err != nil {
 			return &in.res, err
 		}
+	}
+	if err := in.ctx.Err(); err != nil {
+		return &in.res, err
 	}
 	if o.Begin != nil {
 		if err := o.Begin(b); err != nil {
@@ -424,10 +427,10 @@ func (in *installer) writeContainer() error {
 	if len(fetch) == 0 {
 		return nil
 	}
-	ranges := make([]source.Range, len(fetch))
+	ranges := make([]bundle.Range, len(fetch))
 	hashes := make([]*bundle.PartHash, len(fetch))
 	for i, p := range fetch {
-		ranges[i] = source.Range{Off: p.Offset, Len: p.Size}
+		ranges[i] = bundle.Range{Off: p.Offset, Len: p.Size}
 		hashes[i] = bundle.NewPartHash(p)
 	}
 	dst := func(p bundle.Part) int64 {

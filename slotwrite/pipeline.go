@@ -9,8 +9,8 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/format/verity"
-	"github.com/keelboot/keel/update/source"
 )
 
 // The root is written by a pipeline, so that fetching, hashing, writing
@@ -489,13 +489,13 @@ func (in *installer) fetchMissed(missed []uint64) error {
 	if in.src.Size() < 0 {
 		return fmt.Errorf("update: %d blocks copied from this device no longer match (first: block %d): the device's storage changed under the install; run it again from a file or URL", len(missed), missed[0])
 	}
-	ranges := make([]source.Range, 0, len(missed))
+	ranges := make([]bundle.Range, 0, len(missed))
 	for _, i := range missed {
 		off, ok := in.offsetOf(i)
 		if !ok {
 			return fmt.Errorf("%w: block %d is not in this delta bundle, and the device's copy of it no longer matches: install the full bundle", ErrDeltaSource, i)
 		}
-		ranges = append(ranges, source.Range{Off: off, Len: blockSize})
+		ranges = append(ranges, bundle.Range{Off: off, Len: blockSize})
 	}
 	x := in.t.Hasher()
 	dev := in.o.Target.Root

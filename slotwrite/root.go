@@ -7,17 +7,17 @@ import (
 	"io"
 	"sync"
 
+	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/manifest"
-	"github.com/keelboot/keel/update/source"
 )
 
 // countingSource counts the bytes a Source delivers.
 type countingSource struct {
-	source.Source
+	bundle.Source
 	n int64
 }
 
-func (c *countingSource) Fetch(ctx context.Context, ranges []source.Range, fn func(off int64, b []byte) error) error {
+func (c *countingSource) Fetch(ctx context.Context, ranges []bundle.Range, fn func(off int64, b []byte) error) error {
 	return c.Source.Fetch(ctx, ranges, func(off int64, b []byte) error {
 		c.n += int64(len(b))
 		return fn(off, b)
@@ -37,7 +37,7 @@ func (in *installer) offsetOf(i uint64) (int64, bool) {
 
 // fetchBlocks fetches the blocks (ascending) whose bundle bytes ranges
 // hold and hands each, whole, to fn.
-func (in *installer) fetchBlocks(blocks []uint64, ranges []source.Range, fn func(i uint64, b []byte) error) error {
+func (in *installer) fetchBlocks(blocks []uint64, ranges []bundle.Range, fn func(i uint64, b []byte) error) error {
 	if len(blocks) == 0 {
 		return nil
 	}

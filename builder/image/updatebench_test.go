@@ -35,6 +35,7 @@ import (
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/slotwrite"
+	"github.com/keelboot/keel/update"
 	"github.com/keelboot/keel/update/source"
 )
 
@@ -342,7 +343,7 @@ func (e *benchEnv) install(tb testing.TB, open func() (source.Source, error), di
 		os.Remove(rootPath)
 	}()
 	pt := &phaseTimes{}
-	o := slotwrite.Options{
+	o := update.Options{
 		Trusted:  e.trusted,
 		Board:    e.spec.Board.Name,
 		Target:   slotwrite.Target{Slot: slot, SlotSize: e.slotSize, Root: root, RootSize: e.rootSize},
@@ -355,11 +356,11 @@ func (e *benchEnv) install(tb testing.TB, open func() (source.Source, error), di
 	if err != nil {
 		tb.Fatal(err)
 	}
-	res, err := slotwrite.Install(e.ctx, src, o)
+	res, err := update.Install(e.ctx, src, o)
 	took := time.Since(start)
 	src.Close()
 	if err != nil {
-		tb.Fatalf("slotwrite.Install: %v", err)
+		tb.Fatalf("update.Install: %v", err)
 	}
 	return installRun{res: res, took: took, phases: pt}
 }
@@ -387,7 +388,7 @@ func table(rows [][]string) string {
 	return sb.String()
 }
 
-// BenchmarkInstallVsDD: slotwrite.Install of a full bundle from a file into
+// BenchmarkInstallVsDD: update.Install of a full bundle from a file into
 // empty partition files, against dd of the root partition's bytes into
 // the same kind of file, in the same run. Both read their input from the
 // disk (its cached pages dropped first), write fresh files of the same
@@ -498,8 +499,8 @@ func BenchmarkInstallVsDD(b *testing.B) {
 			{"", "time", "MB/s", "vs dd", "every round"},
 			row("dd bs=1M conv=fsync,notrunc", ddTimes, rootBytes),
 			row("  the same, then dd reads the target back", ddReadTimes, rootBytes),
-			row("slotwrite.Install (delta lookups on)", instTimes, written),
-			row("slotwrite.Install NoLocal", noLocalTimes, written),
+			row("update.Install (delta lookups on)", instTimes, written),
+			row("update.Install NoLocal", noLocalTimes, written),
 		}),
 		inst.res.Blocks, mb(inst.res.Fetched), inst.phases, noLocal.phases))
 }
@@ -559,7 +560,7 @@ func (w countingWriter) Write(p []byte) (int, error) {
 }
 
 // BenchmarkDeltaFetched: what an install over HTTP fetches when the
-// device runs the old version (installed with slotwrite.Install into empty
+// device runs the old version (installed with update.Install into empty
 // partition files, which then serve as the active slot), for three new
 // versions: one changed file of a few KiB, a new kernel only, a new root
 // (every file's content regenerated). For the one-file change it also
@@ -594,7 +595,7 @@ func BenchmarkDeltaFetched(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		_, err = slotwrite.Install(e.ctx, src, slotwrite.Options{Trusted: e.trusted, Board: e.spec.Board.Name,
+		_, err = update.Install(e.ctx, src, update.Options{Trusted: e.trusted, Board: e.spec.Board.Name,
 			Target: slotwrite.Target{Slot: slot, SlotSize: e.slotSize, Root: root, RootSize: e.rootSize}})
 		src.Close()
 		slot.Close()
@@ -788,13 +789,13 @@ func BenchmarkDeltaFetched(b *testing.B) {
 	for _, c := range cases {
 		whats = append(whats, fmt.Sprintf("  %s: %s", c.name, c.what))
 	}
-	summary(b, fmt.Sprintf("BenchmarkDeltaFetched: old version %s (%d files, %.1f MB of content, root %d blocks, bundle %.1f MB), active slot installed with slotwrite.Install;\n"+
+	summary(b, fmt.Sprintf("BenchmarkDeltaFetched: old version %s (%d files, %.1f MB of content, root %d blocks, bundle %.1f MB), active slot installed with update.Install;\n"+
 		"new versions over HTTP (127.0.0.1, http.FileServer), each into fresh empty partitions:\n%s\n%s"+
 		"one-file, other ways (sizes as %% of its full bundle, %.1f MB):\n%s"+
 		"goal: one-file fetched <= 10%% (ns/op: the three installs)\n",
 		oldH.Version, len(files), mb(benchRootMiB<<20), oldH.DataBlocks, mb(oldH.Size()), strings.Join(whats, "\n"), table(rows), mb(cases[0].full),
 		table([][]string{
-			{"slotwrite.Install over HTTP (fetched)", fmt.Sprintf("%.2f MB", mb(cases[0].res.Fetched)), fmt.Sprintf("%.2f%%", pct(cases[0].res.Fetched, cases[0].full))},
+			{"update.Install over HTTP (fetched)", fmt.Sprintf("%.2f MB", mb(cases[0].res.Fetched)), fmt.Sprintf("%.2f%%", pct(cases[0].res.Fetched, cases[0].full))},
 			{"static delta bundle (bundle.DeltaMap + bundle.Write)", fmt.Sprintf("%.2f MB", mb(delta.Size())), fmt.Sprintf("%.2f%%", pct(delta.Size(), cases[0].full)),
 				fmt.Sprintf("%d of %d blocks carried", delta.Delta.Blocks, delta.DataBlocks)},
 			{"zstd --long=31 --patch-from (root partitions' bytes, with trees)", fmt.Sprintf("%.2f MB", mb(zstdSize)), fmt.Sprintf("%.2f%%", pct(zstdSize, cases[0].full)),
