@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/keelboot/keel/slotwrite"
 )
 
 // reinstall256 is Reinstall into the benchmark's files.
 func reinstall256(seed *Seed, src *os.File, slot *os.File, slotSize int64, root *os.File, rootSize int64) error {
-	return Reinstall(context.Background(), seed, src, Target{slot, slotSize, root, rootSize}, nil)
+	return reinstall(context.Background(), seed, src, slotwrite.Target{Slot: slot, SlotSize: slotSize, Root: root, RootSize: rootSize})
 }
 
 // BenchmarkReinstall measures Reinstall on files (a seed of an 8 MiB
@@ -56,7 +58,7 @@ func BenchmarkReinstall(b *testing.B) {
 		defer root.Close()
 		b.SetBytes(written)
 		for b.Loop() {
-			if err := Reinstall(context.Background(), seed, src, Target{slot, slotSize, root, rootSize}, nil); err != nil {
+			if err := reinstall(context.Background(), seed, src, slotwrite.Target{Slot: slot, SlotSize: slotSize, Root: root, RootSize: rootSize}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -145,7 +147,7 @@ func BenchmarkRecover256(b *testing.B) {
 			if err := f.Sync(); err != nil {
 				b.Fatal(err)
 			}
-			dropFileCache(f)
+			slotwrite.DropFileCache(f, 0, 0)
 		}
 	}
 	for _, tc := range []struct {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/keelboot/keel/format/seedimg"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/slotwrite"
 )
 
 // WipeData is the factory reset of the data partition dst (size bytes):
@@ -21,7 +22,7 @@ import (
 // then block 0 is written last: a cut leaves a partition with no
 // superblock (run WipeData again), never a half-wiped file system that
 // mounts. progress may be nil.
-func WipeData(ctx context.Context, seed *Seed, src io.ReaderAt, dst Device, size int64, progress Progress) error {
+func WipeData(ctx context.Context, seed *Seed, src io.ReaderAt, dst slotwrite.Device, size int64, progress Progress) error {
 	if seed == nil || !seed.verified {
 		return errors.New("recovery: wipe from a seed that VerifySeed did not return")
 	}
@@ -83,7 +84,7 @@ func WipeData(ctx context.Context, seed *Seed, src io.ReaderAt, dst Device, size
 	if err := dst.Sync(); err != nil {
 		return fmt.Errorf("recovery: syncing the data partition: %w", err)
 	}
-	dropCache(dst)
+	slotwrite.DropCache(dst, 0, size)
 	got := make([]byte, seedimg.BlockSize)
 	for i, blk := range d.Index {
 		if blk == 0 {

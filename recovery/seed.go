@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -18,9 +19,9 @@ type Error string
 
 func (e Error) Error() string { return string(e) }
 
-// ErrBadSeed wraps every reason VerifySeed refuses a seed (and a
-// reinstall whose read-back check fails because the seed changed under
-// it). keel-init halts on it: nothing was written.
+// ErrBadSeed wraps every reason VerifySeed refuses a seed (keel-init
+// halts on it: nothing was written), and a reinstall that finds the seed
+// changed since it verified.
 const ErrBadSeed Error = "recovery seed does not verify"
 
 // Limits of the small entries, read into memory.
@@ -51,9 +52,11 @@ type Seed struct {
 	// RootHash is the root's dm-verity root hash (from the manifest).
 	RootHash []byte
 
-	params   verity.Params
-	treeSize int64
-	verified bool
+	params     verity.Params
+	treeSize   int64
+	treeSHA256 string // of the stored tree, which VerifySeed compared with the rebuilt one
+	size       int64  // of the seed partition
+	verified   bool
 }
 
 func bad(format string, args ...any) error {
@@ -80,7 +83,7 @@ func VerifySeed(r io.ReaderAt, size int64, trusted []manifest.PublicKey, board s
 	if err != nil {
 		return nil, bad("%v", err)
 	}
-	s := &Seed{}
+	s := &Seed{size: size}
 	if s.ManifestBytes, s.Sig, err = readSigned(r, h, slotimg.EntryManifest, manifest.SigEntry); err != nil {
 		return nil, err
 	}
@@ -119,7 +122,7 @@ func VerifySeed(r io.ReaderAt, size int64, trusted []manifest.PublicKey, board s
 	if err := s.setVerity(); err != nil {
 		return nil, err
 	}
-	if err := s.checkRoot(io.NewSectionReader(r, s.Root.Offset, s.Root.Size), "the seed's root entry", nil); err != nil {
+	if err := s.checkRoot(io.NewSectionReader(r, s.Root.Offset, s.Root.Size), "the seed's root entry"); err != nil {
 		return nil, err
 	}
 
@@ -222,14 +225,11 @@ func (s *Seed) setVerity() error {
 
 // checkRoot rebuilds the dm-verity tree of the root in r (what names it)
 // and compares the root hash with the manifest's and the tree with the
-// stored one.
-func (s *Seed) checkRoot(r io.ReaderAt, what string, read func(n int64) error) error {
-	var src io.ReaderAt = r
-	if read != nil {
-		src = &countingReader{r: r, read: read}
-	}
+// stored one, whose SHA-256 it keeps (the slot writer reads the tree
+// again and checks it against it).
+func (s *Seed) checkRoot(r io.ReaderAt, what string) error {
 	tree := &memWriter{off: int64(s.params.HashOffset), b: make([]byte, s.treeSize)}
-	got, _, err := verity.Build(src, int64(s.params.HashOffset), tree, s.params)
+	got, _, err := verity.Build(r, int64(s.params.HashOffset), tree, s.params)
 	if err != nil {
 		return fmt.Errorf("recovery: hashing %s: %w", what, err)
 	}
@@ -240,11 +240,6 @@ func (s *Seed) checkRoot(r io.ReaderAt, what string, read func(n int64) error) e
 	if _, err := r.ReadAt(stored, int64(s.params.HashOffset)); err != nil {
 		return fmt.Errorf("recovery: reading the verity tree of %s: %w", what, err)
 	}
-	if read != nil {
-		if err := read(s.treeSize); err != nil {
-			return err
-		}
-	}
 	if !bytes.Equal(stored, tree.b) {
 		i := 0
 		for stored[i] == tree.b[i] {
@@ -252,6 +247,8 @@ func (s *Seed) checkRoot(r io.ReaderAt, what string, read func(n int64) error) e
 		}
 		return bad("%s: the stored dm-verity tree differs from the one its data gives, first at byte %d of the tree: the hash tree was changed", what, i)
 	}
+	sum := sha256.Sum256(stored)
+	s.treeSHA256 = hex.EncodeToString(sum[:])
 	return nil
 }
 

@@ -231,7 +231,7 @@ func (p *pipeline) checker() {
 				continue
 			}
 			if c.kind[k] == fromBundle {
-				p.fail(fmt.Errorf("%w: data block %d of version %s does not match its dm-verity leaf (changed after signing, or damaged in transit); nothing was switched: the running slot stays",
+				p.fail(fmt.Errorf("%w: data block %d of version %s does not match its dm-verity leaf (changed after signing, or damaged on the way)",
 					ErrTampered, i, p.in.b.Header.Version))
 				break
 			}
@@ -339,7 +339,7 @@ func (p *pipeline) reader() {
 			if err != nil {
 				err = fmt.Errorf("update: writing back root blocks %d-%d: %w", r.a, r.b-1, err)
 			} else {
-				dropCache(p.dev, off, n)
+				DropCache(p.dev, off, n)
 				err = p.readBack(x, buf, r)
 			}
 			if err != nil {
@@ -513,7 +513,7 @@ func (in *installer) fetchMissed(missed []uint64) error {
 	}
 	b := make([]byte, blockSize)
 	for _, i := range missed {
-		dropCache(dev, int64(i)*blockSize, blockSize)
+		DropCache(dev, int64(i)*blockSize, blockSize)
 		if err := readFull(dev, b, int64(i)*blockSize); err != nil {
 			return fmt.Errorf("update: reading back root block %d: %w", i, err)
 		}

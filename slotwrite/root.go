@@ -83,8 +83,8 @@ func (in *installer) fetchBlocks(blocks []uint64, ranges []bundle.Range, fn func
 // manifest and its signature (the bytes written).
 func (in *installer) readBackRest() error {
 	o := in.o
-	dropCache(o.Target.Root, int64(in.b.Params.HashOffset), int64(len(in.tree)))
-	dropCache(o.Target.Slot, 0, o.Target.SlotSize)
+	DropCache(o.Target.Root, int64(in.b.Params.HashOffset), int64(len(in.tree)))
+	DropCache(o.Target.Slot, 0, o.Target.SlotSize)
 	in.setPhase("verify", int64(len(in.tree))+in.ents[0].Size+in.ents[1].Size)
 	stored := make([]byte, len(in.tree))
 	if err := readFull(o.Target.Root, stored, int64(in.b.Params.HashOffset)); err != nil {
