@@ -301,23 +301,7 @@ func slotManifest(r io.ReaderAt, size int64, trusted []manifest.PublicKey, board
 	if err != nil {
 		return nil, err
 	}
-	read := func(name string, limit int64) ([]byte, error) {
-		e, err := h.Find(name)
-		if err != nil {
-			return nil, err
-		}
-		if e.Size > limit {
-			return nil, fmt.Errorf("entry %s is %d bytes", name, e.Size)
-		}
-		b := make([]byte, e.Size)
-		_, err = r.ReadAt(b, e.Offset)
-		return b, err
-	}
-	mb, err := read(slotimg.EntryManifest, bundle.MaxManifest)
-	if err != nil {
-		return nil, err
-	}
-	sig, err := read(manifest.SigEntry, manifest.MaxSigSize)
+	mb, sig, err := h.ReadManifest(r, slotimg.EntryManifest)
 	if err != nil {
 		return nil, err
 	}

@@ -180,18 +180,7 @@ func checkSlot(slot io.ReaderAt, slotSize int64, root io.ReaderAt, trusted []man
 	if err != nil {
 		return nil, err
 	}
-	read := func(name string) ([]byte, error) {
-		s, err := h.Section(slot, name)
-		if err != nil {
-			return nil, err
-		}
-		return io.ReadAll(s)
-	}
-	mb, err := read(slotimg.EntryManifest)
-	if err != nil {
-		return nil, err
-	}
-	sig, err := read(manifest.SigEntry)
+	mb, sig, err := h.ReadManifest(slot, slotimg.EntryManifest)
 	if err != nil {
 		return nil, err
 	}

@@ -24,11 +24,8 @@ func (e Error) Error() string { return string(e) }
 // changed since it verified.
 const ErrBadSeed Error = "recovery seed does not verify"
 
-// Limits of the small entries, read into memory.
-const (
-	maxManifest = 1 << 20
-	maxData     = 256 << 20
-)
+// maxData bounds the data entry, read into memory.
+const maxData = 256 << 20
 
 // Seed is a verified recovery seed: what VerifySeed checked, and where
 // the entries lie in the seed partition.
@@ -84,7 +81,7 @@ func VerifySeed(r io.ReaderAt, size int64, trusted []manifest.PublicKey, board s
 		return nil, bad("%v", err)
 	}
 	s := &Seed{size: size}
-	if s.ManifestBytes, s.Sig, err = readSigned(r, h, slotimg.EntryManifest, manifest.SigEntry); err != nil {
+	if s.ManifestBytes, s.Sig, err = readSigned(r, h, slotimg.EntryManifest); err != nil {
 		return nil, err
 	}
 	m, err := manifest.VerifyFor(s.ManifestBytes, s.Sig, trusted, manifest.Expect{Compatible: board, Role: manifest.RoleSeed})
@@ -92,7 +89,7 @@ func VerifySeed(r io.ReaderAt, size int64, trusted []manifest.PublicKey, board s
 		return nil, badWrap(err, "the seed's manifest")
 	}
 	s.Manifest = m
-	if s.SlotManifestBytes, s.SlotSig, err = readSigned(r, h, seedimg.EntrySlotManifest, seedimg.EntrySlotSig); err != nil {
+	if s.SlotManifestBytes, s.SlotSig, err = readSigned(r, h, seedimg.EntrySlotManifest); err != nil {
 		return nil, err
 	}
 	sm, err := manifest.VerifyFor(s.SlotManifestBytes, s.SlotSig, trusted, manifest.Expect{Compatible: board, Role: manifest.RoleSlot})
@@ -172,34 +169,18 @@ func slotDiffers(m, sm *manifest.Manifest) string {
 	return ""
 }
 
-// readSigned reads the manifest entry name and, if the seed has it, its
-// signature entry sigName (nil when missing: verification then says the
+// readSigned reads the manifest entry name and its signature entry
+// (slotimg's ReadManifest: nil when missing, verification then says the
 // manifest is unsigned).
-func readSigned(r io.ReaderAt, h *slotimg.Header, name, sigName string) (mb, sig []byte, err error) {
-	if mb, err = readEntry(r, h, name, maxManifest); err != nil {
-		return nil, nil, err
+func readSigned(r io.ReaderAt, h *slotimg.Header, name string) (mb, sig []byte, err error) {
+	mb, sig, err = h.ReadManifest(r, name)
+	if errors.Is(err, slotimg.ErrNoEntry) || errors.Is(err, slotimg.ErrCorrupt) {
+		return nil, nil, bad("%v", err)
 	}
-	if _, err := h.Find(sigName); err == nil {
-		if sig, err = readEntry(r, h, sigName, manifest.MaxSigSize); err != nil {
-			return nil, nil, err
-		}
+	if err != nil {
+		return nil, nil, fmt.Errorf("recovery: reading the seed's %s: %w", name, err)
 	}
 	return mb, sig, nil
-}
-
-func readEntry(r io.ReaderAt, h *slotimg.Header, name string, limit int64) ([]byte, error) {
-	e, err := h.Find(name)
-	if err != nil {
-		return nil, bad("%v", err)
-	}
-	if e.Size > limit {
-		return nil, bad("entry %s is %d bytes, at most %d", name, e.Size, limit)
-	}
-	b := make([]byte, e.Size)
-	if _, err := r.ReadAt(b, e.Offset); err != nil && !(errors.Is(err, io.EOF) && e.Size == 0) {
-		return nil, fmt.Errorf("recovery: reading the seed's %s: %w", name, err)
-	}
-	return b, nil
 }
 
 // setVerity takes the root's dm-verity parameters from the manifest.

@@ -354,12 +354,8 @@ func slotManifest(r io.ReaderAt, size int64) (*slotimg.Header, *manifest.Manifes
 	if err != nil {
 		return nil, nil
 	}
-	e, err := h.Find(slotimg.EntryManifest)
-	if err != nil || e.Size > bundle.MaxManifest {
-		return h, nil
-	}
-	b := make([]byte, e.Size)
-	if readFull(r, b, e.Offset) != nil {
+	b, _, err := h.ReadManifest(r, slotimg.EntryManifest)
+	if err != nil {
 		return h, nil
 	}
 	m, err := manifest.Parse(b)

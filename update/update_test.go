@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"math/rand"
 	"strings"
 	"testing"
@@ -71,12 +70,9 @@ func TestInstall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := h.Section(slot, slotimg.EntryManifest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if mb, _ := io.ReadAll(m); !bytes.Equal(mb, s.Manifest) {
-				t.Error("the slot's manifest differs from the bundle's")
+			mb, sig, err := h.ReadManifest(slot, slotimg.EntryManifest)
+			if err != nil || !bytes.Equal(mb, s.Manifest) || !bytes.Equal(sig, s.Sig) {
+				t.Errorf("the slot's manifest and signature differ from the bundle's (%v)", err)
 			}
 			if !bytes.Equal(root.Bytes()[:len(s.Root)], s.Root) {
 				t.Error("the root differs from the bundle's")
