@@ -208,6 +208,7 @@ func (in *installer) run(open Open) (*Result, error) {
 	if _, err := o.Target.Root.WriteAt(in.tree, int64(in.b.Params.HashOffset)); err != nil {
 		return &in.res, fmt.Errorf("update: writing the dm-verity tree: %w", err)
 	}
+	in.add(int64(len(in.tree)))
 	if err := in.sync(o.Target.Root, "root"); err != nil {
 		return &in.res, err
 	}
@@ -216,6 +217,7 @@ func (in *installer) run(open Open) (*Result, error) {
 		if _, err := o.Target.Slot.WriteAt(c, in.ents[2+i].Offset); err != nil {
 			return &in.res, fmt.Errorf("update: writing the %s: %w", in.ents[2+i].Name, err)
 		}
+		in.add(int64(len(c)))
 	}
 	if err := in.sync(o.Target.Slot, "slot"); err != nil {
 		return &in.res, err

@@ -44,11 +44,16 @@ func TestInstallFull(t *testing.T) {
 			if last := events[len(events)-1]; last.Phase != "done" {
 				t.Errorf("last event %+v", last)
 			}
+			// Each phase counts up to its total: its last event says
+			// Done == Total (a progress line reaches 100%).
 			phases := map[string]bool{}
-			for _, e := range events {
+			for i, e := range events {
 				phases[e.Phase] = true
 				if e.Done > e.Total {
 					t.Fatalf("event %+v: done > total", e)
+				}
+				if i+1 < len(events) && events[i+1].Phase != e.Phase && e.Done != e.Total {
+					t.Errorf("the %s phase ended at %d of %d bytes", e.Phase, e.Done, e.Total)
 				}
 			}
 			for _, p := range []string{"index", "write", "verify", "done"} {
