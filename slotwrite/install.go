@@ -138,12 +138,12 @@ func Write(ctx context.Context, src bundle.Source, open Open, o Options) (*Resul
 func (in *installer) run(open Open) (*Result, error) {
 	o := in.o
 	if o.Target.Slot == nil || o.Target.Root == nil {
-		return nil, errors.New("update: no target partitions")
+		return nil, errors.New("slotwrite: no target partitions")
 	}
 	b, err := open(in.ctx, in.src)
 	if b == nil {
 		if err == nil {
-			err = errors.New("update: nothing to write")
+			err = errors.New("slotwrite: nothing to write")
 		}
 		return nil, err
 	}
@@ -182,7 +182,7 @@ func (in *installer) run(open Open) (*Result, error) {
 	}
 	// 1. No valid container header from here until the end.
 	if _, err := o.Target.Slot.WriteAt(make([]byte, slotimg.HeaderSize), 0); err != nil {
-		return &in.res, fmt.Errorf("update: clearing the target's slot container header: %w", err)
+		return &in.res, fmt.Errorf("slotwrite: clearing the target's slot container header: %w", err)
 	}
 	if err := in.sync(o.Target.Slot, "slot"); err != nil {
 		return &in.res, err
@@ -206,7 +206,7 @@ func (in *installer) run(open Open) (*Result, error) {
 		return &in.res, err
 	}
 	if _, err := o.Target.Root.WriteAt(in.tree, int64(in.b.Params.HashOffset)); err != nil {
-		return &in.res, fmt.Errorf("update: writing the dm-verity tree: %w", err)
+		return &in.res, fmt.Errorf("slotwrite: writing the dm-verity tree: %w", err)
 	}
 	in.add(int64(len(in.tree)))
 	if err := in.sync(o.Target.Root, "root"); err != nil {
@@ -215,7 +215,7 @@ func (in *installer) run(open Open) (*Result, error) {
 	// 4. The manifest and its signature; durable.
 	for i, c := range [][]byte{b.ManifestBytes, b.Sig} {
 		if _, err := o.Target.Slot.WriteAt(c, in.ents[2+i].Offset); err != nil {
-			return &in.res, fmt.Errorf("update: writing the %s: %w", in.ents[2+i].Name, err)
+			return &in.res, fmt.Errorf("slotwrite: writing the %s: %w", in.ents[2+i].Name, err)
 		}
 		in.add(int64(len(c)))
 	}
@@ -229,17 +229,17 @@ func (in *installer) run(open Open) (*Result, error) {
 	}
 	// 6. The header, last.
 	if _, err := o.Target.Slot.WriteAt(in.hdr, 0); err != nil {
-		return &in.res, fmt.Errorf("update: writing the slot container header: %w", err)
+		return &in.res, fmt.Errorf("slotwrite: writing the slot container header: %w", err)
 	}
 	if err := in.sync(o.Target.Slot, "slot"); err != nil {
 		return &in.res, err
 	}
 	got := make([]byte, slotimg.HeaderSize)
 	if err := readFull(o.Target.Slot, got, 0); err != nil {
-		return &in.res, fmt.Errorf("update: reading back the slot container header: %w", err)
+		return &in.res, fmt.Errorf("slotwrite: reading back the slot container header: %w", err)
 	}
 	if !bytes.Equal(got, in.hdr) {
-		return &in.res, errors.New("update: the slot container header read back differs from what was written: the slot partition does not keep its data")
+		return &in.res, errors.New("slotwrite: the slot container header read back differs from what was written: the slot partition does not keep its data")
 	}
 	in.setPhase("done", 0)
 	return &in.res, nil
@@ -247,7 +247,7 @@ func (in *installer) run(open Open) (*Result, error) {
 
 func (in *installer) sync(d Device, what string) error {
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("update: syncing the target's %s partition: %w", what, err)
+		return fmt.Errorf("slotwrite: syncing the target's %s partition: %w", what, err)
 	}
 	return nil
 }
@@ -266,15 +266,15 @@ func (in *installer) fits() error {
 		{Name: manifest.SigEntry, Size: int64(len(in.b.Sig))},
 	})
 	if err != nil {
-		return fmt.Errorf("update: %w", err)
+		return fmt.Errorf("slotwrite: %w", err)
 	}
 	last := in.ents[len(in.ents)-1]
 	if need := last.Offset + last.Size; need > in.o.Target.SlotSize {
-		return fmt.Errorf("update: version %s does not fit this device: its kernel, initrd and manifest need %d bytes, the slot partition has %d; a bundle for this board must be smaller", h.Version, need, in.o.Target.SlotSize)
+		return fmt.Errorf("slotwrite: version %s does not fit this device: its kernel, initrd and manifest need %d bytes, the slot partition has %d: the slot's software must be made for this board's partition sizes", h.Version, need, in.o.Target.SlotSize)
 	}
 	tp, _ := h.Part(bundle.PartTree)
 	if need := int64(in.b.Params.HashOffset) + tp.Size; need > in.o.Target.RootSize {
-		return fmt.Errorf("update: version %s does not fit this device: its root file system and dm-verity tree need %d bytes, the root partition has %d", h.Version, need, in.o.Target.RootSize)
+		return fmt.Errorf("slotwrite: version %s does not fit this device: its root file system and dm-verity tree need %d bytes, the root partition has %d", h.Version, need, in.o.Target.RootSize)
 	}
 	return nil
 }
@@ -306,7 +306,10 @@ func (in *installer) index() (*deviceIndex, error) {
 	// hashes the same way.
 	ht := in.t
 	if ht == nil {
-		ht = hasherTree(in.b.Params)
+		var err error
+		if ht, err = hasherTree(in.b.Params); err != nil {
+			return nil, err
+		}
 	}
 	copy(idx.zero[:], ht.Hasher().Sum(make([]byte, blockSize)))
 	if in.o.NoLocal {
@@ -321,11 +324,11 @@ func (in *installer) index() (*deviceIndex, error) {
 	in.setPhase("index", int64(oldN+actN)*blockSize)
 	var err error
 	if idx.old, err = hashDevice(in.o.Target.Root, oldN, ht, in.add); err != nil {
-		return nil, fmt.Errorf("update: reading the target's root partition: %w", err)
+		return nil, fmt.Errorf("slotwrite: reading the target's root partition: %w", err)
 	}
 	if actN > 0 {
 		if idx.active, err = hashDevice(in.o.Active.Root, actN, ht, in.add); err != nil {
-			return nil, fmt.Errorf("update: reading the active slot's root partition: %w", err)
+			return nil, fmt.Errorf("slotwrite: reading the active slot's root partition: %w", err)
 		}
 	}
 	return idx, nil
@@ -336,14 +339,16 @@ func (in *installer) plan(idx *deviceIndex) (*plan, error) {
 }
 
 // hasherTree is a one-block Tree with p's salt: only its Hasher is used.
-func hasherTree(p verity.Params) *verity.Tree {
+// It does not fail (the sizes are fixed), but keel-init links this code
+// and PID 1 does not panic.
+func hasherTree(p verity.Params) (*verity.Tree, error) {
 	q := verity.Params{Salt: p.Salt, DataBlocks: 1}
 	h := sha256.Sum256(append(append([]byte(nil), p.Salt...), make([]byte, blockSize)...))
 	t, err := verity.ParseTree(nil, q, h[:])
 	if err != nil {
-		panic("update: a one-block tree: " + err.Error()) // cannot happen: sizes are fixed
+		return nil, fmt.Errorf("slotwrite: a one-block tree of the root's salt: %w", err)
 	}
-	return t
+	return t, nil
 }
 
 // slotManifest reads the (unverified) manifest of the container in r: a
@@ -445,13 +450,13 @@ func (in *installer) writeContainer() error {
 		p := fetch[k]
 		hashes[k].Write(b)
 		if _, err := in.o.Target.Slot.WriteAt(b, dst(p)+off-p.Offset); err != nil {
-			return fmt.Errorf("update: writing the %s: %w", p.Name, err)
+			return fmt.Errorf("slotwrite: writing the %s: %w", p.Name, err)
 		}
 		in.add(int64(len(b)))
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("update: the %s: %w", fetch[k].Name, err)
+		return fmt.Errorf("slotwrite: the %s: %w", fetch[k].Name, err)
 	}
 	for _, x := range hashes {
 		if err := x.Check(); err != nil {

@@ -70,7 +70,7 @@ func (in *installer) fetchBlocks(blocks []uint64, ranges []bundle.Range, fn func
 	})
 	if err != nil {
 		if k < len(blocks) {
-			return fmt.Errorf("update: fetching root block %d: %w", blocks[k], err)
+			return fmt.Errorf("slotwrite: fetching root block %d: %w", blocks[k], err)
 		}
 		return err
 	}
@@ -88,10 +88,10 @@ func (in *installer) readBackRest() error {
 	in.setPhase("verify", int64(len(in.tree))+in.ents[0].Size+in.ents[1].Size)
 	stored := make([]byte, len(in.tree))
 	if err := readFull(o.Target.Root, stored, int64(in.b.Params.HashOffset)); err != nil {
-		return fmt.Errorf("update: reading back the dm-verity tree: %w", err)
+		return fmt.Errorf("slotwrite: reading back the dm-verity tree: %w", err)
 	}
 	if !bytes.Equal(stored, in.tree) {
-		return fmt.Errorf("update: the dm-verity tree read back differs from the one written: the root partition does not keep its data")
+		return fmt.Errorf("slotwrite: the dm-verity tree read back differs from the one written: the root partition does not keep its data")
 	}
 	in.add(int64(len(in.tree)))
 	m := in.b.Manifest
@@ -99,17 +99,17 @@ func (in *installer) readBackRest() error {
 		e := in.ents[i]
 		r := &countingReaderAt{r: io.NewSectionReader(o.Target.Slot, e.Offset, e.Size), add: in.add}
 		if err := manifest.Check("the "+e.Name+" read back", io.NewSectionReader(r, 0, e.Size), want); err != nil {
-			return fmt.Errorf("update: %w: the slot partition does not keep its data", err)
+			return fmt.Errorf("slotwrite: %w: the slot partition does not keep its data", err)
 		}
 	}
 	for i, want := range [][]byte{in.b.ManifestBytes, in.b.Sig} {
 		e := in.ents[2+i]
 		got := make([]byte, len(want))
 		if err := readFull(o.Target.Slot, got, e.Offset); err != nil {
-			return fmt.Errorf("update: reading back the %s: %w", e.Name, err)
+			return fmt.Errorf("slotwrite: reading back the %s: %w", e.Name, err)
 		}
 		if !bytes.Equal(got, want) {
-			return fmt.Errorf("update: the %s read back differs from what was written: the slot partition does not keep its data", e.Name)
+			return fmt.Errorf("slotwrite: the %s read back differs from what was written: the slot partition does not keep its data", e.Name)
 		}
 	}
 	return nil
