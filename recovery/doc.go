@@ -10,7 +10,8 @@
 // Spec's "recovery"). Its entries (kernel, initrd, the seed's manifest and
 // the slot manifest it installs with their signatures, root, and the
 // optional data file system) and the data entry's encoding are package
-// format/seedimg's.
+// format/seedimg's. It stays a slot container rather than an update bundle:
+// docs/DESIGN.md section 5 says why.
 //
 // # Verification
 //
