@@ -21,35 +21,17 @@ func BenchmarkReinstall(b *testing.B) {
 	dir := b.TempDir()
 	fx := makeSeed(b, seedOpts{kernel: 8 << 20, initrd: 4 << 20, rootBlocks: 6000})
 	seedPath := filepath.Join(dir, "recovery.img")
-	if err := os.WriteFile(seedPath, fx.img, 0o644); err != nil {
-		b.Fatal(err)
-	}
-	src, err := os.Open(seedPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer src.Close()
+	src := openFile(b, seedPath, fx.img)
 	seed, err := VerifySeed(src, int64(len(fx.img)), fx.trusted, testBoard)
 	if err != nil {
 		b.Fatal(err)
 	}
 	written := int64(len(fx.kernel)+len(fx.initrd)+len(fx.slotManifest)+len(fx.slotSig)) + int64(len(fx.root))
 	const slotSize, rootSize = 16 << 20, 32 << 20
-	open := func(name string, size int64) *os.File {
-		f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE, 0o644)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := f.Truncate(size); err != nil {
-			b.Fatal(err)
-		}
-		return f
-	}
 
 	b.Run("keel", func(b *testing.B) {
-		slot, root := open("slot.img", slotSize), open("root.img", rootSize)
-		defer slot.Close()
-		defer root.Close()
+		slot := openFile(b, filepath.Join(dir, "slot.img"), make([]byte, slotSize))
+		root := openFile(b, filepath.Join(dir, "root.img"), make([]byte, rootSize))
 		b.SetBytes(written)
 		for b.Loop() {
 			if err := reinstallDev(seed, src, slot, slotSize, root, rootSize); err != nil {
@@ -58,8 +40,7 @@ func BenchmarkReinstall(b *testing.B) {
 		}
 	})
 	b.Run("dd", func(b *testing.B) {
-		target := open("dd.img", int64(len(fx.img)))
-		target.Close()
+		openFile(b, filepath.Join(dir, "dd.img"), make([]byte, len(fx.img)))
 		b.SetBytes(int64(len(fx.img)))
 		for b.Loop() {
 			out, err := exec.Command("dd", "if="+seedPath, "of="+filepath.Join(dir, "dd.img"), "bs=1M",
@@ -108,29 +89,10 @@ func BenchmarkRecover256(b *testing.B) {
 	)
 	dir := b.TempDir()
 	fx := makeSeed(b, seedOpts{kernel: 8 << 20, initrd: 4 << 20, rootBlocks: rootBlocks})
-	seedPath := filepath.Join(dir, "recovery.img")
-	if err := os.WriteFile(seedPath, fx.img, 0o644); err != nil {
-		b.Fatal(err)
-	}
-	src, err := os.Open(seedPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer src.Close()
+	src := openFile(b, filepath.Join(dir, "recovery.img"), fx.img)
 	seedSize := int64(len(fx.img))
-	open := func(name string, size int64) *os.File {
-		f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE, 0o644)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := f.Truncate(size); err != nil {
-			b.Fatal(err)
-		}
-		return f
-	}
-	slot, root := open("slot.img", slotSize), open("root.img", rootSize)
-	defer slot.Close()
-	defer root.Close()
+	slot := openFile(b, filepath.Join(dir, "slot.img"), make([]byte, slotSize))
+	root := openFile(b, filepath.Join(dir, "root.img"), make([]byte, rootSize))
 	wrong := random(b, rootSize)
 	mostly := append(bytes.Clone(fx.root), make([]byte, rootSize-len(fx.root))...)
 	for i := 0; i < rootBlocks; i += 64 {
