@@ -98,7 +98,8 @@
 //	│   ├─ cpio              newc archives
 //	│   ├─ layout            partition names, paths inside keel's initramfs, the stage file
 //	│   ├─ cmdline           the keel.* kernel command-line protocol (keel.store= included)
-//	│   └─ uefi              EFI_GUID, vendor GUIDs, variable names, efivarfs naming and flags
+//	│   ├─ uefi              EFI_GUID, vendor GUIDs, variable names, efivarfs naming and flags
+//	│   └─ datareport        what stage 2 tells the OS about the data partition (keel status, keel events)
 //	│
 //	│  0  the ground
 //	├─ manifest/             signed slot manifests (ed25519, key rotation); imports nothing of keel's

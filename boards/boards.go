@@ -285,3 +285,19 @@ func (b Board) TrialTries() int {
 	}
 	return DefaultTrialTries
 }
+
+// DiskNames are the partitions that identify the boot disk (package
+// hw/blockdev): every partition of the layout but the data partition.
+// The data partition belongs to the OS, which may remove or re-create
+// it; a disk without one still boots its slots (without /data) and is
+// still the disk a factory reset re-creates it on, and a USB stick
+// carrying all of the others is refused as ambiguous either way.
+func (b Board) DiskNames() []string {
+	var names []string
+	for _, p := range b.Layout {
+		if p.Name != layout.Data {
+			names = append(names, p.Name)
+		}
+	}
+	return names
+}

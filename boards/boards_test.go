@@ -151,3 +151,24 @@ func withoutS(l []string, s string) []string {
 	}
 	return out
 }
+
+// TestDiskNames: the boot disk is found by every partition of the
+// layout but data (issue 19: a disk whose data partition is missing still
+// boots its slots, without /data).
+func TestDiskNames(t *testing.T) {
+	for _, b := range All() {
+		names := b.DiskNames()
+		if len(names) != len(b.Layout)-1 {
+			t.Errorf("%s: DiskNames %v for a layout of %d", b.Name, names, len(b.Layout))
+		}
+		for _, p := range b.Layout {
+			has := false
+			for _, n := range names {
+				has = has || n == p.Name
+			}
+			if has == (p.Name == "data") {
+				t.Errorf("%s: DiskNames %v, partition %s", b.Name, names, p.Name)
+			}
+		}
+	}
+}

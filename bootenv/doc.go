@@ -15,6 +15,12 @@
 //     efivarfs) and memstore (in memory, with injected power cuts). The
 //     storetest package is the conformance suite every backend passes.
 //
+// Ids the transitions take are drawn by their callers (NewID): a trial's
+// id (Try, FinishInstall), which names the trial's data area, and an
+// install run's token (BeginInstall, FinishInstall), which lets only the
+// run that last began writing a slot finish it. keel-init names a trial
+// armed without an id when it boots it (WithTrialID).
+//
 // A Record is stored as keel_* variables (see Encode and Decode), so a
 // U-Boot environment carries it next to the board's own variables, and the
 // UEFI backend stores the same variables in one variable's payload.

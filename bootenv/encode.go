@@ -23,10 +23,12 @@ type Var struct{ Name, Value string }
 //	keel_slots=a,b
 //	keel_active=a
 //	keel_trial=b
+//	keel_trial_id=<32 hex digits>     (the trial's id; see below)
 //	keel_generation=7
 //	keel_recovery=<reason>
 //	keel_reinstalling=<slot>          (while recovery rewrites it)
 //	keel_installing=<slot>            (while an update writes it)
+//	keel_install_token=<32 hex digits> (the run writing it)
 //	keel_last_recovery=<RFC 3339 time> <reason>
 //	keel_last_slot=b keel_last_mode=trial keel_last_reason=<text>
 //	keel_last_fallback_failed=b keel_last_fallback_slot=a
@@ -37,11 +39,21 @@ type Var struct{ Name, Value string }
 //	keel_slot_<name>_version=<text>
 //	keel_slot_<name>_secver=<n>
 //	keel_slot_<name>_reason=<text>
+//
+// keel_trial_id and keel_install_token are optional (an older keel
+// neither writes nor keeps them) and only ever compared: Decode drops one
+// that is not 16-64 lowercase hexadecimal digits, or that comes without a
+// trial (an install), rather than refusing the record. Neither may make
+// keel-init start over, which would change what boots: the trial id
+// decides only whether a trial's data area is copied, the token only
+// which install run may finish.
 const (
 	varFormat     = VarPrefix + "format"
 	varSlots      = VarPrefix + "slots"
 	varActive     = VarPrefix + "active"
 	varTrial      = VarPrefix + "trial"
+	varTrialID    = VarPrefix + "trial_id"
+	varInstToken  = VarPrefix + "install_token"
 	varGeneration = VarPrefix + "generation"
 	varRecovery   = VarPrefix + "recovery"
 	varReinstall  = VarPrefix + "reinstalling"
@@ -74,10 +86,12 @@ func Encode(r Record) []Var {
 	add(varSlots, strings.Join(r.SlotNames(), ","))
 	add(varActive, r.Active)
 	add(varTrial, r.Trial)
+	add(varTrialID, r.TrialID)
 	add(varGeneration, strconv.FormatUint(r.Generation, 10))
 	add(varRecovery, r.Recovery)
 	add(varReinstall, r.Reinstalling)
 	add(varInstalling, r.Installing)
+	add(varInstToken, r.InstallToken)
 	if r.FactoryReset {
 		add(varFactory, "1")
 	}
@@ -175,6 +189,12 @@ func Decode(vars map[string]string) (Record, error) {
 	r.Recovery = get(varRecovery)
 	r.Reinstalling = get(varReinstall)
 	r.Installing = get(varInstalling)
+	if v := get(varTrialID); r.Trial != "" && ValidID(v) {
+		r.TrialID = v
+	}
+	if v := get(varInstToken); r.Installing != "" && ValidID(v) {
+		r.InstallToken = v
+	}
 	switch v := get(varFactory); v {
 	case "":
 	case "1":

@@ -3,6 +3,7 @@ package bootenv
 import (
 	"errors"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,7 @@ func sampleRecord(t testing.TB) Record {
 	r := must(t)(Init(nil, "a"))
 	r = must(t)(SetSlotInfo(r, "a", "1.0", 1))
 	r = must(t)(SetSlotInfo(r, "b", "2.0 (build 7)", 2))
-	r = must(t)(Try(r, "b", 3))
+	r = must(t)(Try(r, "b", 3, testTrialID))
 	_, r = Select(r)
 	return r
 }
@@ -36,10 +37,16 @@ func fallbackRecord(t testing.TB) Record {
 	r := must(t)(Init(nil, "a"))
 	r = must(t)(SetSlotInfo(r, "a", "1.0", 1))
 	r = must(t)(SetSlotInfo(r, "b", "2.0", 2))
-	r = must(t)(Try(r, "b", 1))
+	r = must(t)(Try(r, "b", 1, testTrialID))
 	_, r = Select(r)
 	_, r = Select(r)
 	return r
+}
+
+// installRecord is a record while an install run writes slot b.
+func installRecord(t testing.TB) Record {
+	t.Helper()
+	return must(t)(BeginInstall(must(t)(Init(nil, "a")), "b", "2.0", testToken))
 }
 
 func TestEncodeGolden(t *testing.T) {
@@ -72,7 +79,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	recs := []Record{mustInit(t), sampleRecord(t), fallbackRecord(t)}
 	r := must(t)(MarkBad(sampleRecord(t), "b", "kernel digest mismatch: want 12ab, got 34cd"))
 	r = must(t)(RequestRecovery(r, "user"))
-	recs = append(recs, r)
+	recs = append(recs, r, installRecord(t))
 	for _, r := range recs {
 		vs := Encode(r)
 		m := varsMap(vs)
@@ -200,6 +207,64 @@ func TestDecodeRecordWithoutFallback(t *testing.T) {
 	}
 }
 
+// TestDecodeIDs: the trial id and the install token are read when they
+// are ids and belong to a trial (an install); anything else in them is
+// dropped, never a corrupt record: they are unauthenticated and must not
+// be able to make keel-init start over, which would change what boots.
+func TestDecodeIDs(t *testing.T) {
+	trial := varsMap(Encode(sampleRecord(t)))
+	install := varsMap(Encode(installRecord(t)))
+	if trial["keel_trial_id"] != testTrialID || install["keel_install_token"] != testToken {
+		t.Fatalf("encoded: %v %v", trial, install)
+	}
+	for _, tc := range []struct {
+		name     string
+		base     map[string]string
+		key, val string
+		want     string // the decoded value
+	}{
+		{"trial id", trial, "keel_trial_id", testTrialID, testTrialID},
+		{"trial id, upper case", trial, "keel_trial_id", "ABCDEF0123456789ABCDEF0123456789", ""},
+		{"trial id, a path", trial, "keel_trial_id", "../../../../etc/passwd", ""},
+		{"trial id, too long", trial, "keel_trial_id", strings.Repeat("a", 65), ""},
+		{"trial id, too short", trial, "keel_trial_id", strings.Repeat("a", 15), ""},
+		{"trial id, 64 digits", trial, "keel_trial_id", strings.Repeat("f", 64), strings.Repeat("f", 64)},
+		{"trial id, a newline", trial, "keel_trial_id", testTrialID + "\n", ""},
+		{"trial id, none (an older keel)", trial, "keel_trial_id", "\x00delete", ""},
+		{"trial id without a trial", install, "keel_trial_id", testTrialID, ""},
+		{"token", install, "keel_install_token", testToken, testToken},
+		{"token, not hex", install, "keel_install_token", "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", ""},
+		{"token, none (an older keel)", install, "keel_install_token", "\x00delete", ""},
+		{"token without an install", trial, "keel_install_token", testToken, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := maps.Clone(tc.base)
+			if tc.val == "\x00delete" {
+				delete(m, tc.key)
+			} else {
+				m[tc.key] = tc.val
+			}
+			r, err := Decode(m)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			got := r.TrialID
+			if tc.key == "keel_install_token" {
+				got = r.InstallToken
+			}
+			if got != tc.want {
+				t.Errorf("%s=%q decoded as %q, want %q", tc.key, tc.val, got, tc.want)
+			}
+			// The rest of the record is as encoded.
+			want, _ := Decode(tc.base)
+			r.TrialID, r.InstallToken = want.TrialID, want.InstallToken
+			if !r.Equal(want) {
+				t.Errorf("the record changed:\n%+v\nwant\n%+v", r, want)
+			}
+		})
+	}
+}
+
 // FuzzDecode feeds Decode arbitrary variables (NUL-separated name=value
 // pairs, as in a U-Boot env): it must never panic, and whatever it accepts
 // must be valid and encode back to the same record.
@@ -212,6 +277,8 @@ func FuzzDecode(f *testing.F) {
 		f.Add(b.String())
 	}
 	f.Add("keel_format=1\x00keel_slots=a\x00keel_generation=1\x00keel_slot_a_state=good\x00")
+	f.Add("keel_format=1\x00keel_slots=a,b\x00keel_active=a\x00keel_generation=2\x00keel_installing=b\x00keel_install_token=" + testToken +
+		"\x00keel_trial_id=" + testTrialID + "\x00keel_slot_a_state=good\x00keel_slot_b_state=empty\x00")
 	f.Fuzz(func(t *testing.T, data string) {
 		m := map[string]string{}
 		for _, kv := range strings.Split(data, "\x00") {

@@ -2,78 +2,108 @@ package bootenv
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 )
 
 // event is one thing that can happen to a record: a boot decision or a CLI
-// command.
+// command. id is a fresh id (a trial id or an install token) the event may
+// use, as its caller would draw one.
 type event struct {
 	name string
-	do   func(Record) (Record, Decision, bool, error) // bool: is a Select
+	do   func(r Record, id string) (Record, Decision, bool, error) // bool: is a Select
+	// refused: the event must always be refused.
+	refused bool
 }
 
 func modelEvents(slots []string, maxTries int, reinstall bool) []event {
 	var evs []event
-	evs = append(evs, event{"select", func(r Record) (Record, Decision, bool, error) {
+	evs = append(evs, event{name: "select", do: func(r Record, _ string) (Record, Decision, bool, error) {
 		d, n := Select(r)
 		return n, d, true, nil
+	}}, event{name: "keel-init boot", do: func(r Record, id string) (Record, Decision, bool, error) {
+		// keel-init names a trial armed without an id when it boots it.
+		d, n := Select(r)
+		if d.Mode == ModeTrial {
+			n = WithTrialID(n, id)
+		}
+		return n, d, true, nil
 	}})
-	evs = append(evs, event{"request-recovery", func(r Record) (Record, Decision, bool, error) {
+	evs = append(evs, event{name: "request-recovery", do: func(r Record, _ string) (Record, Decision, bool, error) {
 		n, err := RequestRecovery(r, "model")
 		return n, Decision{}, false, err
 	}})
-	evs = append(evs, event{"cancel-recovery", func(r Record) (Record, Decision, bool, error) {
+	evs = append(evs, event{name: "cancel-recovery", do: func(r Record, _ string) (Record, Decision, bool, error) {
 		n, err := CancelRecovery(r)
 		return n, Decision{}, false, err
 	}})
 	for _, s := range slots {
 		for tries := 1; tries <= maxTries; tries++ {
-			evs = append(evs, event{fmt.Sprintf("try %s %d", s, tries), func(r Record) (Record, Decision, bool, error) {
-				n, err := Try(r, s, tries)
+			evs = append(evs, event{name: fmt.Sprintf("try %s %d", s, tries), do: func(r Record, id string) (Record, Decision, bool, error) {
+				n, err := Try(r, s, tries, id)
 				return n, Decision{}, false, err
 			}})
 		}
+		// An older keel's keel try: a trial without an id (an older keel
+		// drops the id of a trial it writes).
+		evs = append(evs, event{name: "old-keel-try " + s, do: func(r Record, id string) (Record, Decision, bool, error) {
+			n, err := Try(r, s, 1, id)
+			n.TrialID = ""
+			return n, Decision{}, false, err
+		}})
 		if reinstall {
 			evs = append(evs,
-				event{"begin-reinstall " + s, func(r Record) (Record, Decision, bool, error) {
+				event{name: "begin-reinstall " + s, do: func(r Record, _ string) (Record, Decision, bool, error) {
 					n, err := BeginReinstall(r, s, "model")
 					return n, Decision{}, false, err
 				}},
-				event{"finish-reinstall " + s, func(r Record) (Record, Decision, bool, error) {
+				event{name: "finish-reinstall " + s, do: func(r Record, _ string) (Record, Decision, bool, error) {
 					n, err := FinishReinstall(r, s, "seed", 1, "2026-01-01T00:00:00Z", "model")
 					return n, Decision{}, false, err
 				}})
 		}
 		if reinstall {
 			evs = append(evs,
-				event{"begin-install " + s, func(r Record) (Record, Decision, bool, error) {
-					n, err := BeginInstall(r, s, "2.0")
+				event{name: "begin-install " + s, do: func(r Record, id string) (Record, Decision, bool, error) {
+					n, err := BeginInstall(r, s, "2.0", id)
 					return n, Decision{}, false, err
 				}},
-				event{"finish-install " + s, func(r Record) (Record, Decision, bool, error) {
-					n, err := FinishInstall(r, s, "2.0", 2, 0)
+				// An older keel's begin: no token.
+				event{name: "old-keel-begin-install " + s, do: func(r Record, id string) (Record, Decision, bool, error) {
+					n, err := BeginInstall(r, s, "2.0", id)
+					n.InstallToken = ""
 					return n, Decision{}, false, err
 				}},
-				event{"finish-install-try " + s, func(r Record) (Record, Decision, bool, error) {
-					n, err := FinishInstall(r, s, "2.0", 2, 2)
+				// The run that began last finishes.
+				event{name: "finish-install " + s, do: func(r Record, _ string) (Record, Decision, bool, error) {
+					n, err := FinishInstall(r, s, Finish{Token: r.InstallToken, Version: "2.0", SecurityVersion: 2})
+					return n, Decision{}, false, err
+				}},
+				event{name: "finish-install-try " + s, do: func(r Record, id string) (Record, Decision, bool, error) {
+					n, err := FinishInstall(r, s, Finish{Token: r.InstallToken, Version: "2.0", SecurityVersion: 2, Tries: 2, TrialID: id})
+					return n, Decision{}, false, err
+				}},
+				// A run another began after: never finishes.
+				event{name: "finish-install-stale " + s, refused: true, do: func(r Record, id string) (Record, Decision, bool, error) {
+					n, err := FinishInstall(r, s, Finish{Token: id, Version: "2.0", SecurityVersion: 2, Tries: 2, TrialID: id})
 					return n, Decision{}, false, err
 				}})
 		}
 		evs = append(evs,
-			event{"mark-good " + s, func(r Record) (Record, Decision, bool, error) {
+			event{name: "mark-good " + s, do: func(r Record, _ string) (Record, Decision, bool, error) {
 				n, err := MarkGood(r, s)
 				return n, Decision{}, false, err
 			}},
-			event{"mark-bad " + s, func(r Record) (Record, Decision, bool, error) {
+			event{name: "mark-bad " + s, do: func(r Record, _ string) (Record, Decision, bool, error) {
 				n, err := MarkBad(r, s, "model")
 				return n, Decision{}, false, err
 			}},
-			event{"set-active " + s, func(r Record) (Record, Decision, bool, error) {
+			event{name: "set-active " + s, do: func(r Record, _ string) (Record, Decision, bool, error) {
 				n, err := SetActive(r, s)
 				return n, Decision{}, false, err
 			}},
-			event{"confirm " + s, func(r Record) (Record, Decision, bool, error) {
+			event{name: "confirm " + s, do: func(r Record, _ string) (Record, Decision, bool, error) {
 				n, err := Confirm(r, s)
 				return n, Decision{}, false, err
 			}},
@@ -85,10 +115,14 @@ func modelEvents(slots []string, maxTries int, reinstall bool) []event {
 // stateKey identifies a record's state without its generation and last
 // fallback: no decision reads the fallback (its generation alone would
 // make the walk endless), and checkFallback checks it on every
-// transition.
+// transition. Of the trial id and the install token it keeps whether
+// there is one (every event draws a fresh id); checkIDs checks their
+// values on every transition.
 func stateKey(r Record) string {
 	r.Generation = 0
 	r.LastFallback = Fallback{}
+	r.TrialID = strconv.FormatBool(r.TrialID != "")
+	r.InstallToken = strconv.FormatBool(r.InstallToken != "")
 	return fmt.Sprintf("%+v", r)
 }
 
@@ -108,7 +142,12 @@ func stateKey(r Record) string {
 //     the active slot never confirmed; it then names that slot, the slot
 //     taken instead and the decision's generation;
 //   - from every state, booting repeatedly (no other events) settles on a
-//     normal boot or on recovery within MaxTries+2 boots: no loop.
+//     normal boot or on recovery within MaxTries+2 boots: no loop;
+//   - a trial id and an install token come and go with their trial and
+//     install (checkIDs): a new trial gets the id its caller drew, the
+//     same trial keeps its id through every boot and command, keel-init
+//     names a trial without one, and a finish by any run but the one that
+//     began last is refused.
 func TestModel(t *testing.T) {
 	models := [][]string{{"a", "b"}, {"a", "b", "c"}}
 	if testing.Short() {
@@ -128,13 +167,16 @@ func TestModel(t *testing.T) {
 		// Recovery's reinstall events multiply the states by ten: the
 		// two-slot model walks them, the three-slot one does not.
 		events := modelEvents(slots, maxTries, len(slots) == 2)
-		steps := 0
+		steps, ids := 0, 0
 		for len(queue) > 0 {
 			r := queue[0]
 			queue = queue[1:]
 			checkSettles(t, r)
+			rKey := stateKey(r)
 			for _, ev := range events {
-				n, d, isSelect, err := ev.do(r)
+				ids++
+				id := fmt.Sprintf("%032x", ids) // fresh: never drawn before
+				n, d, isSelect, err := ev.do(r, id)
 				if err != nil {
 					if err := r.Validate(); err != nil {
 						t.Fatalf("%s: refused on an invalid record: %v", ev.name, err)
@@ -142,7 +184,11 @@ func TestModel(t *testing.T) {
 					continue
 				}
 				steps++
-				where := fmt.Sprintf("%s on %s", ev.name, stateKey(r))
+				where := ev.name + " on " + rKey
+				if ev.refused {
+					t.Fatalf("%s: not refused: %+v", where, n)
+				}
+				checkIDs(t, where, ev.name, id, r, d, n)
 				if err := n.Validate(); err != nil {
 					t.Fatalf("%s: invalid result: %v", where, err)
 				}
@@ -164,6 +210,45 @@ func TestModel(t *testing.T) {
 		if len(slots) == 2 && len(seen) < 50 {
 			t.Errorf("only %d states reached: the model is not exploring", len(seen))
 		}
+	}
+}
+
+// checkIDs checks the trial id and install token of n, the record event
+// (given the fresh id) made of r (d: its decision, if a boot).
+func checkIDs(t *testing.T, where, event, id string, r Record, d Decision, n Record) {
+	t.Helper()
+	newTrial := n.Trial != "" && (n.Trial != r.Trial || r.TrialID == "" && n.TrialID != "")
+	older := strings.HasPrefix(event, "old-keel-")
+	switch {
+	case n.Trial == "" && n.TrialID != "":
+		t.Fatalf("%s: a trial id without a trial: %+v", where, n)
+	case older:
+		if n.TrialID != "" {
+			t.Fatalf("%s: an older keel's trial has id %q", where, n.TrialID)
+		}
+	case n.Trial != "" && n.Trial == r.Trial && r.TrialID != "" && n.TrialID != r.TrialID:
+		t.Fatalf("%s: the trial of slot %s changed its id %q -> %q", where, n.Trial, r.TrialID, n.TrialID)
+	case newTrial && n.TrialID != id:
+		t.Fatalf("%s: a new trial of slot %s has id %q, want the fresh %q", where, n.Trial, n.TrialID, id)
+	case newTrial && !strings.HasPrefix(event, "try ") && !strings.HasPrefix(event, "finish-install-try") && event != "keel-init boot":
+		t.Fatalf("%s: a new trial id %q", where, n.TrialID)
+	}
+	if event == "keel-init boot" && d.Mode == ModeTrial && n.TrialID == "" {
+		t.Fatalf("%s: keel-init boots the trial of slot %s without naming it", where, d.Slot)
+	}
+	switch {
+	case n.Installing == "" && n.InstallToken != "":
+		t.Fatalf("%s: an install token without an install: %+v", where, n)
+	case strings.HasPrefix(event, "begin-install"):
+		if n.InstallToken != id {
+			t.Fatalf("%s: the run's token %q, want %q", where, n.InstallToken, id)
+		}
+	case strings.HasPrefix(event, "old-keel-begin-install"):
+	case n.Installing != "" && n.InstallToken != r.InstallToken:
+		t.Fatalf("%s: the install token changed %q -> %q", where, r.InstallToken, n.InstallToken)
+	}
+	if strings.HasPrefix(event, "finish-install") && r.InstallToken == "" {
+		t.Fatalf("%s: an install begun without a token was finished", where)
 	}
 }
 

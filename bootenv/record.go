@@ -128,6 +128,15 @@ type Record struct {
 	Active string
 	// Trial is the slot on trial, if any.
 	Trial string
+	// TrialID names the trial of Trial: a random id (NewID) drawn by
+	// whoever armed it (keel install, keel try), or by keel-init for a
+	// trial armed by an older keel. keel-init hands it to the slot's stage
+	// 2, whose data area keeps it: a trial's first boot finds its area
+	// stamped with another id and starts from a copy of the running
+	// slot's area; its later boots find their own (package
+	// initramfs/dataarea). It decides that and nothing else. Only a
+	// record with a trial has one.
+	TrialID string
 	// Generation increases with every change of the record.
 	Generation uint64
 	// Recovery is a pending recovery request (its reason), if any.
@@ -147,6 +156,13 @@ type Record struct {
 	// device keeps booting its active slot, and running the install again
 	// completes it.
 	Installing string
+	// InstallToken is the random id (NewID) of the install run that last
+	// began writing Installing: only that run may finish the install and
+	// arm the trial (FinishInstall), so a run overtaken by another (two
+	// hosts writing one image, a run that lost its lock) fails instead of
+	// arming a slot the other is still writing. Only a record with
+	// Installing has one.
+	InstallToken string
 	// LastRecovery says when and why recovery last reinstalled a slot
 	// ("<RFC 3339 time> <reason>"), for keel status.
 	LastRecovery string
@@ -206,8 +222,8 @@ func (r Record) Equal(o Record) bool {
 // SameState reports whether r and o hold the same state, ignoring the
 // generation: a transition that changes nothing else need not be committed.
 func (r Record) SameState(o Record) bool {
-	return slices.Equal(r.Slots, o.Slots) && r.Active == o.Active && r.Trial == o.Trial &&
-		r.Recovery == o.Recovery && r.FactoryReset == o.FactoryReset && r.Last == o.Last && r.Reinstalling == o.Reinstalling && r.Installing == o.Installing &&
+	return slices.Equal(r.Slots, o.Slots) && r.Active == o.Active && r.Trial == o.Trial && r.TrialID == o.TrialID &&
+		r.InstallToken == o.InstallToken && r.Recovery == o.Recovery && r.FactoryReset == o.FactoryReset && r.Last == o.Last && r.Reinstalling == o.Reinstalling && r.Installing == o.Installing &&
 		r.LastRecovery == o.LastRecovery && r.Transient == o.Transient && r.StartedOver == o.StartedOver &&
 		r.LastFallback == o.LastFallback
 }
@@ -333,6 +349,12 @@ func (r Record) Validate() error {
 		if s.State != StateEmpty || r.Active == r.Installing || r.Trial == r.Installing || r.Reinstalling == r.Installing {
 			return fmt.Errorf("%w: slot %s is being written by an update but is %s", ErrInvalidRecord, r.Installing, s.State)
 		}
+	}
+	if r.TrialID != "" && (r.Trial == "" || !ValidID(r.TrialID)) {
+		return fmt.Errorf("%w: trial id %.70q without a trial, or not 16-64 hexadecimal digits", ErrInvalidRecord, r.TrialID)
+	}
+	if r.InstallToken != "" && (r.Installing == "" || !ValidID(r.InstallToken)) {
+		return fmt.Errorf("%w: install token %.70q without an install, or not 16-64 hexadecimal digits", ErrInvalidRecord, r.InstallToken)
 	}
 	if strings.ContainsAny(r.Recovery+r.Last.Reason+r.LastRecovery+r.LastFallback.Reason, "\x00\n\\") {
 		return fmt.Errorf("%w: reasons must be one line without backslashes", ErrInvalidRecord)

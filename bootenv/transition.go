@@ -223,7 +223,7 @@ func decide(n *Record, p Policy, avoid map[string]bool, f *failure) (Decision, b
 		s.Reason = "trial failed: no tries left and never marked good"
 		failed = s.Name
 		*f = failure{s.Name, fmt.Sprintf("trial of slot %s failed: its tries ran out and it was never marked good", s.Name)}
-		n.Trial = ""
+		n.Trial, n.TrialID = "", ""
 	}
 	max := p.maxUnconfirmed()
 	usable := func(s Slot) bool { return s.State == StateGood && !avoid[s.Name] && s.Unconfirmed < max }
@@ -336,14 +336,21 @@ func NoteTransient(r Record, slot string, mode Mode, why string) (Record, error)
 // Try puts slot on trial for exactly tries boots: the next tries decisions
 // boot it (each using one try) and the one after marks it bad and falls back
 // to the active slot, unless the slot is marked good before. A slot already
-// on trial is given the new count; another slot on trial is superseded and
-// marked bad. The active slot cannot be tried: it is already good.
-func Try(r Record, slot string, tries int) (Record, error) {
+// on trial is given the new count and keeps its trial id (it is the same
+// trial: its data area is kept); another slot on trial is superseded and
+// marked bad. A new trial is named id (NewID: the caller draws it), so that
+// its first boot starts from a copy of the running slot's data area
+// whatever ran in the slot before. The active slot cannot be tried: it is
+// already good.
+func Try(r Record, slot string, tries int, id string) (Record, error) {
 	if err := r.busy(slot); err != nil {
 		return Record{}, err
 	}
 	if tries < 1 || tries > MaxTries {
 		return Record{}, fmt.Errorf("%w: tries %d: give 1..%d", ErrRefused, tries, MaxTries)
+	}
+	if !ValidID(id) {
+		return Record{}, fmt.Errorf("%w: trial id %.70q: want 16-64 hexadecimal digits (bootenv.NewID)", ErrRefused, id)
 	}
 	i := r.index(slot)
 	if i < 0 {
@@ -359,12 +366,32 @@ func Try(r Record, slot string, tries int) (Record, error) {
 		n.Slots[j] = Slot{Name: n.Trial, State: StateBad, Version: n.Slots[j].Version,
 			SecurityVersion: n.Slots[j].SecurityVersion, Reason: "trial superseded by a trial of slot " + slot}
 	}
+	if n.Trial != slot || n.TrialID == "" {
+		n.TrialID = id
+	}
 	n.Slots[i].State = StateTrial
 	n.Slots[i].TriesLeft = tries
 	n.Slots[i].Reason = ""
 	n.Slots[i].Unconfirmed = 0
 	n.Trial = slot
 	return n, nil
+}
+
+// WithTrialID returns n, a record about to be committed, with its trial
+// named id when it has a trial without an id (one armed by a keel older
+// than trial ids, or imported from another boot loader's env): keel-init
+// calls it with the decision that boots the trial, so that the trial's
+// later boots carry the same id and keep their data area. n is returned
+// unchanged otherwise (no trial, an id already, or id invalid). Like
+// WithFallback it does not count a generation: it is part of the commit
+// it is applied to.
+func WithTrialID(n Record, id string) Record {
+	if n.Trial == "" || n.TrialID != "" || !ValidID(id) {
+		return n
+	}
+	n = n.Clone()
+	n.TrialID = id
+	return n
 }
 
 // MarkGood marks slot good and makes it the active slot; a trial of it ends.
@@ -388,7 +415,7 @@ func MarkGood(r Record, slot string) (Record, error) {
 	n.Slots[i].Unconfirmed = 0 // the OS confirmed this boot
 	n.Active = slot
 	if n.Trial == slot {
-		n.Trial = ""
+		n.Trial, n.TrialID = "", ""
 	}
 	n.Transient = 0 // a confirmed boot ends a run of environmental errors
 	return n, nil
@@ -523,7 +550,7 @@ func BeginReinstall(r Record, slot, reason string) (Record, error) {
 	n.dropSlot(slot)
 	n.Reinstalling = slot
 	if n.Installing == slot {
-		n.Installing = "" // recovery takes the half-written slot over
+		n.Installing, n.InstallToken = "", "" // recovery takes the half-written slot over
 	}
 	return n, nil
 }
@@ -531,11 +558,15 @@ func BeginReinstall(r Record, slot, reason string) (Record, error) {
 // BeginInstall records that an update (keel install) is about to write
 // slot with version: the slot becomes empty and is marked as being
 // written (Installing), so it is never chosen while it is half-written;
-// the active slot keeps booting. Commit it before writing the first byte.
-// It is refused while a trial runs (its outcome is not known yet), while
-// recovery is pending or rewriting a slot, for the active slot, and while
-// another slot is being written by an update.
-func BeginInstall(r Record, slot, version string) (Record, error) {
+// the active slot keeps booting. token (NewID, drawn by the caller once
+// per run) names the run: only FinishInstall with the same token finishes
+// it. A run that begins on a slot another run was writing (an install cut
+// by a power loss, run again) takes it over: the earlier run can no
+// longer finish. Commit it before writing the first byte. It is refused
+// while a trial runs (its outcome is not known yet), while recovery is
+// pending or rewriting a slot, for the active slot, and while another
+// slot is being written by an update.
+func BeginInstall(r Record, slot, version, token string) (Record, error) {
 	i := r.index(slot)
 	if i < 0 {
 		return Record{}, r.unknownSlot(slot)
@@ -555,18 +586,39 @@ func BeginInstall(r Record, slot, version string) (Record, error) {
 	if err := checkVersion(version); err != nil {
 		return Record{}, err
 	}
+	if !ValidID(token) {
+		return Record{}, fmt.Errorf("%w: install token %.70q: want 16-64 hexadecimal digits (bootenv.NewID)", ErrRefused, token)
+	}
 	n := r.Clone()
 	n.Generation++
 	n.Slots[i] = Slot{Name: slot, State: StateEmpty, Reason: oneLine("being written: update to version " + version)}
 	n.Installing = slot
+	n.InstallToken = token
 	return n, nil
 }
 
-// FinishInstall records that the update was written into slot and
-// verified: the slot keeps version and securityVersion and, with tries >
-// 0, goes on trial for that many boots (the next boot takes it); with
-// tries 0 it stays empty, holding the update until `keel try`.
-func FinishInstall(r Record, slot, version string, securityVersion uint64, tries int) (Record, error) {
+// Finish is what FinishInstall records of a finished install run.
+type Finish struct {
+	// Token is the run's token, as given to BeginInstall.
+	Token string
+	// Version and SecurityVersion are the installed slot's.
+	Version         string
+	SecurityVersion uint64
+	// Tries > 0 puts the slot on trial for that many boots, named
+	// TrialID (NewID); 0 leaves it holding the update until `keel try`.
+	Tries   int
+	TrialID string
+}
+
+// FinishInstall records that the install run named f.Token wrote the
+// update into slot and verified it: the slot keeps f's version and
+// security version and, with f.Tries > 0, goes on trial for that many
+// boots (the next boot takes it) named f.TrialID; with f.Tries 0 it stays
+// empty, holding the update until `keel try`. Only the run that last began
+// writing the slot (BeginInstall with the same token) may finish: for any
+// other the slot may still be written by the run that overtook it, and it
+// is refused.
+func FinishInstall(r Record, slot string, f Finish) (Record, error) {
 	i := r.index(slot)
 	if i < 0 {
 		return Record{}, r.unknownSlot(slot)
@@ -574,21 +626,24 @@ func FinishInstall(r Record, slot, version string, securityVersion uint64, tries
 	if r.Installing != slot {
 		return Record{}, fmt.Errorf("%w: slot %s is not being written by an update (installing %q): the boot state changed during the install; run it again", ErrRefused, slot, r.Installing)
 	}
-	if err := checkVersion(version); err != nil {
+	if f.Token == "" || r.InstallToken != f.Token {
+		return Record{}, fmt.Errorf("%w: another install run began writing slot %s after this one: only that run may finish it", ErrRefused, slot)
+	}
+	if err := checkVersion(f.Version); err != nil {
 		return Record{}, err
 	}
 	n := r.Clone()
 	n.Generation++
-	n.Slots[i] = Slot{Name: slot, State: StateEmpty, Version: version, SecurityVersion: securityVersion,
-		Reason: oneLine("installed version " + version + ", not tried yet: `keel try " + slot + "`")}
-	n.Installing = ""
-	if tries == 0 {
+	n.Slots[i] = Slot{Name: slot, State: StateEmpty, Version: f.Version, SecurityVersion: f.SecurityVersion,
+		Reason: oneLine("installed version " + f.Version + ", not tried yet: `keel try " + slot + "`")}
+	n.Installing, n.InstallToken = "", ""
+	if f.Tries == 0 {
 		return n, nil
 	}
 	if n.Trial != "" {
 		return Record{}, fmt.Errorf("%w: slot %s went on trial during the install; the update in slot %s is kept: `keel try %s` once that trial ends", ErrRefused, n.Trial, slot, slot)
 	}
-	t, err := Try(n, slot, tries)
+	t, err := Try(n, slot, f.Tries, f.TrialID)
 	if err != nil {
 		return Record{}, err
 	}
@@ -669,7 +724,7 @@ func (r Record) busy(slot string) error {
 // slot (in slot order) active, or none.
 func (n *Record) dropSlot(slot string) {
 	if n.Trial == slot {
-		n.Trial = ""
+		n.Trial, n.TrialID = "", ""
 	}
 	if n.Active == slot {
 		n.Active = ""
@@ -714,10 +769,10 @@ func Restrict(r Record, board []string) (Record, []string) {
 		n.Reinstalling = ""
 	}
 	if n.Installing != "" && !want[n.Installing] {
-		n.Installing = ""
+		n.Installing, n.InstallToken = "", ""
 	}
 	if n.Trial != "" && !want[n.Trial] {
-		n.Trial = ""
+		n.Trial, n.TrialID = "", ""
 	}
 	// What the last decisions say of a dropped slot goes with it: a
 	// record may only name its own slots.

@@ -7,6 +7,14 @@ import (
 	"testing"
 )
 
+// Ids of trials and install runs in tests (NewID draws them on devices).
+const (
+	testTrialID  = "11111111111111111111111111111111"
+	testTrialID2 = "22222222222222222222222222222222"
+	testToken    = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	testToken2   = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+)
+
 func mustInit(t *testing.T) Record {
 	t.Helper()
 	r, err := Init(nil, "a")
@@ -68,7 +76,7 @@ func TestInit(t *testing.T) {
 // exactly N boots of b; the (N+1)th decision marks b bad and boots a.
 func TestTryExactlyN(t *testing.T) {
 	for n := 1; n <= 5; n++ {
-		r := must(t)(Try(mustInit(t), "b", n))
+		r := must(t)(Try(mustInit(t), "b", n, testTrialID))
 		for i := 1; i <= n; i++ {
 			var d Decision
 			d, r = Select(r)
@@ -125,7 +133,7 @@ func TestGoodSlotNeverLosesTries(t *testing.T) {
 // recovery (issue 9 item 2).
 func TestUnconfirmedBootsFallBack(t *testing.T) {
 	r := mustInit(t)
-	r, _ = Try(r, "b", 1)
+	r, _ = Try(r, "b", 1, testTrialID)
 	r, _ = MarkGood(r, "b")
 	r, _ = SetActive(r, "a")
 	var d Decision
@@ -161,7 +169,7 @@ func TestUnconfirmedBootsFallBack(t *testing.T) {
 }
 
 func TestUpdateCommit(t *testing.T) {
-	r := must(t)(Try(mustInit(t), "b", 3))
+	r := must(t)(Try(mustInit(t), "b", 3, testTrialID))
 	d, r := Select(r)
 	if d.Slot != "b" {
 		t.Fatalf("got %+v", d)
@@ -181,7 +189,7 @@ func TestUpdateCommit(t *testing.T) {
 
 func TestTransitionsTable(t *testing.T) {
 	base := mustInit(t)
-	trialB := must(t)(Try(base, "b", 2))
+	trialB := must(t)(Try(base, "b", 2, testTrialID))
 	goodAB := must(t)(MarkGood(trialB, "b"))
 	onlyBad := must(t)(MarkBad(base, "a", "broken"))
 	tests := []struct {
@@ -191,18 +199,18 @@ func TestTransitionsTable(t *testing.T) {
 		wantErr error
 		check   func(t *testing.T, r Record)
 	}{
-		{"try unknown slot", base, func(r Record) (Record, error) { return Try(r, "c", 1) }, ErrUnknownSlot, nil},
-		{"try active slot", base, func(r Record) (Record, error) { return Try(r, "a", 1) }, ErrRefused, nil},
-		{"try zero tries", base, func(r Record) (Record, error) { return Try(r, "b", 0) }, ErrRefused, nil},
-		{"try too many tries", base, func(r Record) (Record, error) { return Try(r, "b", MaxTries+1) }, ErrRefused, nil},
-		{"try again resets tries", trialB, func(r Record) (Record, error) { return Try(r, "b", 5) }, nil,
+		{"try unknown slot", base, func(r Record) (Record, error) { return Try(r, "c", 1, testTrialID) }, ErrUnknownSlot, nil},
+		{"try active slot", base, func(r Record) (Record, error) { return Try(r, "a", 1, testTrialID) }, ErrRefused, nil},
+		{"try zero tries", base, func(r Record) (Record, error) { return Try(r, "b", 0, testTrialID) }, ErrRefused, nil},
+		{"try too many tries", base, func(r Record) (Record, error) { return Try(r, "b", MaxTries+1, testTrialID) }, ErrRefused, nil},
+		{"try again resets tries", trialB, func(r Record) (Record, error) { return Try(r, "b", 5, testTrialID) }, nil,
 			func(t *testing.T, r Record) {
 				if s, _ := r.Slot("b"); s.TriesLeft != 5 {
 					t.Errorf("tries = %d", s.TriesLeft)
 				}
 			}},
-		{"try other supersedes", must(t)(Try(must(t)(Init([]string{"a", "b", "c"}, "a")), "b", 2)),
-			func(r Record) (Record, error) { return Try(r, "c", 1) }, nil,
+		{"try other supersedes", must(t)(Try(must(t)(Init([]string{"a", "b", "c"}, "a")), "b", 2, testTrialID)),
+			func(r Record) (Record, error) { return Try(r, "c", 1, testTrialID) }, nil,
 			func(t *testing.T, r Record) {
 				if b, _ := r.Slot("b"); b.State != StateBad || !strings.Contains(b.Reason, "superseded") {
 					t.Errorf("b = %+v", b)
@@ -291,7 +299,7 @@ func TestTransitionsTable(t *testing.T) {
 
 func TestSelectFallbackWithoutActive(t *testing.T) {
 	r := mustInit(t)
-	r = must(t)(Try(r, "b", 1))
+	r = must(t)(Try(r, "b", 1, testTrialID))
 	_, r = Select(r)
 	r = must(t)(MarkGood(r, "b"))
 	r = must(t)(MarkBad(r, "b", "verity error"))
@@ -344,7 +352,7 @@ func TestReinstall(t *testing.T) {
 		t.Fatalf("decision %+v", d)
 	}
 	for _, op := range []func(Record) (Record, error){
-		func(r Record) (Record, error) { return Try(r, "a", 1) },
+		func(r Record) (Record, error) { return Try(r, "a", 1, testTrialID) },
 		func(r Record) (Record, error) { return MarkGood(r, "a") },
 		func(r Record) (Record, error) { return MarkBad(r, "a", "x") },
 		func(r Record) (Record, error) { return BeginReinstall(r, "b", "x") },
@@ -408,7 +416,7 @@ func TestRestrict(t *testing.T) {
 
 func mustTry(t *testing.T, r Record, slot string) Record {
 	t.Helper()
-	n, err := Try(r, slot, 1)
+	n, err := Try(r, slot, 1, testTrialID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,12 +451,12 @@ func TestInstall(t *testing.T) {
 		{"zz", "2.0", "unknown"},
 		{"b", "2\\0", "backslash"},
 	} {
-		if _, err := BeginInstall(r, c.slot, c.version); !errors.Is(err, ErrRefused) && !errors.Is(err, ErrUnknownSlot) || err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := BeginInstall(r, c.slot, c.version, testToken); !errors.Is(err, ErrRefused) && !errors.Is(err, ErrUnknownSlot) || err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("BeginInstall(%s, %q) = %v, want a refusal about %q", c.slot, c.version, err, c.want)
 		}
 	}
-	n := ok(BeginInstall(r, "b", "2.0"))
-	if n.Installing != "b" || n.Generation != r.Generation+1 {
+	n := ok(BeginInstall(r, "b", "2.0", testToken))
+	if n.Installing != "b" || n.InstallToken != testToken || n.Generation != r.Generation+1 {
 		t.Fatalf("begin: %+v", n)
 	}
 	if s, _ := n.Slot("b"); s.State != StateEmpty || !strings.Contains(s.Reason, "being written") {
@@ -460,7 +468,7 @@ func TestInstall(t *testing.T) {
 		t.Errorf("a boot while b is written: %+v", d)
 	}
 	for name, f := range map[string]func() (Record, error){
-		"try":       func() (Record, error) { return Try(n, "b", 3) },
+		"try":       func() (Record, error) { return Try(n, "b", 3, testTrialID) },
 		"mark-good": func() (Record, error) { return MarkGood(n, "b") },
 		"mark-bad":  func() (Record, error) { return MarkBad(n, "b", "x") },
 	} {
@@ -471,11 +479,16 @@ func TestInstall(t *testing.T) {
 	if d, err := Decode(varMap(Encode(n))); err != nil || !d.Equal(n) {
 		t.Errorf("round trip: %v\n%+v\n%+v", err, d, n)
 	}
-	// Running it again is allowed (it resumes); another slot is not.
-	ok(BeginInstall(n, "b", "2.1"))
-	// Finish with a trial: one commit, b on trial, the next boot takes it.
-	f := ok(FinishInstall(n, "b", "2.0", 7, 3))
-	if f.Installing != "" || f.Trial != "b" || f.Generation != n.Generation+1 {
+	// Running it again is allowed (it resumes, and the earlier run can
+	// no longer finish); another slot is not.
+	again := ok(BeginInstall(n, "b", "2.1", testToken2))
+	if again.InstallToken != testToken2 {
+		t.Errorf("a second run's begin: %+v", again)
+	}
+	// Finish with a trial: one commit, b on trial (a new trial id), the
+	// next boot takes it.
+	f := ok(FinishInstall(n, "b", Finish{Token: testToken, Version: "2.0", SecurityVersion: 7, Tries: 3, TrialID: testTrialID}))
+	if f.Installing != "" || f.InstallToken != "" || f.Trial != "b" || f.TrialID != testTrialID || f.Generation != n.Generation+1 {
 		t.Fatalf("finish: %+v", f)
 	}
 	if s, _ := f.Slot("b"); s.State != StateTrial || s.TriesLeft != 3 || s.Version != "2.0" || s.SecurityVersion != 7 {
@@ -485,27 +498,56 @@ func TestInstall(t *testing.T) {
 		t.Errorf("the boot after the install: %+v", d)
 	}
 	// With a trial running, another install is refused.
-	if _, err := BeginInstall(f, "b", "3.0"); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "on trial") {
+	if _, err := BeginInstall(f, "b", "3.0", testToken2); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "on trial") {
 		t.Errorf("install during a trial: %v", err)
 	}
 	// Finish without a trial: b holds the update, still not bootable.
-	nt := ok(FinishInstall(n, "b", "2.0", 7, 0))
-	if s, _ := nt.Slot("b"); s.State != StateEmpty || s.Version != "2.0" || nt.Trial != "" {
+	nt := ok(FinishInstall(n, "b", Finish{Token: testToken, Version: "2.0", SecurityVersion: 7}))
+	if s, _ := nt.Slot("b"); s.State != StateEmpty || s.Version != "2.0" || nt.Trial != "" || nt.TrialID != "" || nt.InstallToken != "" {
 		t.Fatalf("--no-try: %+v", nt)
 	}
-	ok(Try(nt, "b", 2))
+	if tr := ok(Try(nt, "b", 2, testTrialID2)); tr.TrialID != testTrialID2 {
+		t.Errorf("keel try after --no-try: %+v", tr)
+	}
 	// Finishing what is not being written is refused.
-	if _, err := FinishInstall(r, "b", "2.0", 7, 3); !errors.Is(err, ErrRefused) {
+	if _, err := FinishInstall(r, "b", Finish{Token: testToken, Version: "2.0", SecurityVersion: 7, Tries: 3, TrialID: testTrialID}); !errors.Is(err, ErrRefused) {
 		t.Errorf("finish without begin: %v", err)
+	}
+	// A run that was overtaken (another began after it) cannot finish,
+	// with or without a trial; the one that overtook it can.
+	for _, tries := range []int{0, 3} {
+		fin := Finish{Token: testToken, Version: "2.0", SecurityVersion: 7, Tries: tries, TrialID: testTrialID}
+		if _, err := FinishInstall(again, "b", fin); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "another install run began") {
+			t.Errorf("a stale run's finish (tries %d): %v", tries, err)
+		}
+		fin.Token = ""
+		if _, err := FinishInstall(again, "b", fin); !errors.Is(err, ErrRefused) {
+			t.Errorf("a finish without a token (tries %d): %v", tries, err)
+		}
+	}
+	ok(FinishInstall(again, "b", Finish{Token: testToken2, Version: "2.1", SecurityVersion: 7, Tries: 3, TrialID: testTrialID}))
+	// A record written by an older keel has no token: no run can finish
+	// (a run of this keel began it with one); a new run takes it over.
+	old := n.Clone()
+	old.InstallToken = ""
+	if _, err := FinishInstall(old, "b", Finish{Token: testToken, Version: "2.0"}); !errors.Is(err, ErrRefused) {
+		t.Errorf("finish of an install begun without a token: %v", err)
+	}
+	// Tokens and trial ids are ids.
+	if _, err := BeginInstall(r, "b", "2.0", "not hex"); !errors.Is(err, ErrRefused) {
+		t.Errorf("begin with a bad token: %v", err)
+	}
+	if _, err := FinishInstall(n, "b", Finish{Token: testToken, Version: "2.0", Tries: 3, TrialID: ""}); !errors.Is(err, ErrRefused) {
+		t.Errorf("finish with a trial and no trial id: %v", err)
 	}
 	// Recovery pending or reinstalling: refused.
 	rr := ok(RequestRecovery(r, "x"))
-	if _, err := BeginInstall(rr, "b", "2.0"); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "recover --cancel") {
+	if _, err := BeginInstall(rr, "b", "2.0", testToken); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "recover --cancel") {
 		t.Errorf("install with recovery pending: %v", err)
 	}
 	// Recovery takes a half-written slot over.
 	ri := ok(BeginReinstall(n, "b", "both bad"))
-	if ri.Installing != "" || ri.Reinstalling != "b" {
+	if ri.Installing != "" || ri.InstallToken != "" || ri.Reinstalling != "b" {
 		t.Errorf("reinstall of the slot being written: %+v", ri)
 	}
 	// A record naming a slot being written that is not empty is invalid.
@@ -513,6 +555,82 @@ func TestInstall(t *testing.T) {
 	bad.Slots[1].State = StateGood
 	if err := bad.Validate(); err == nil {
 		t.Error("a good slot that is being written validates")
+	}
+}
+
+// TestTrialID: every new trial is named by the id its caller drew; the
+// same trial keeps its id; the id goes with the trial.
+func TestTrialID(t *testing.T) {
+	ok := must(t)
+	r := mustInit(t)
+	tr := ok(Try(r, "b", 2, testTrialID))
+	if tr.TrialID != testTrialID {
+		t.Fatalf("try: %+v", tr)
+	}
+	// The slot already on trial: the same trial, its id stays.
+	if again := ok(Try(tr, "b", 5, testTrialID2)); again.TrialID != testTrialID {
+		t.Errorf("try of the slot on trial: id %q, want %q", again.TrialID, testTrialID)
+	}
+	// A trial without an id (an older keel armed it) gets the new one.
+	old := tr.Clone()
+	old.TrialID = ""
+	if again := ok(Try(old, "b", 5, testTrialID2)); again.TrialID != testTrialID2 {
+		t.Errorf("try of a slot on trial without an id: %q", again.TrialID)
+	}
+	// A trial of another slot supersedes it, with its own id.
+	three := ok(Try(ok(Try(ok(SetSlotInfo(ok(Init([]string{"a", "b", "c"}, "a")), "c", "3", 1)), "b", 2, testTrialID)), "c", 2, testTrialID2))
+	if three.Trial != "c" || three.TrialID != testTrialID2 {
+		t.Errorf("a superseding trial: %+v", three)
+	}
+	// The trial's boots keep the id; its end drops it.
+	_, booted := Select(tr)
+	if booted.TrialID != testTrialID {
+		t.Errorf("a trial boot changed the id: %+v", booted)
+	}
+	for name, n := range map[string]Record{
+		"mark-good": ok(MarkGood(booted, "b")),
+		"mark-bad":  ok(MarkBad(booted, "b", "x")),
+		"reinstall": ok(BeginReinstall(booted, "b", "x")),
+		"out of tries": func() Record {
+			_, n := Select(booted)
+			_, n = Select(n)
+			return n
+		}(),
+		"restrict": func() Record { n, _ := Restrict(booted, []string{"a"}); return n }(),
+	} {
+		if n.Trial != "" || n.TrialID != "" {
+			t.Errorf("%s: the trial ended, its id stays: %+v", name, n)
+		}
+	}
+	// Try refuses what is not an id.
+	for _, id := range []string{"", "xyz", strings.Repeat("a", 15), strings.Repeat("a", 65), strings.Repeat("A", 32)} {
+		if _, err := Try(r, "b", 2, id); !errors.Is(err, ErrRefused) {
+			t.Errorf("Try with id %q: %v", id, err)
+		}
+	}
+	// WithTrialID names a trial without an id, and nothing else.
+	if n := WithTrialID(old, testTrialID2); n.TrialID != testTrialID2 || old.TrialID != "" {
+		t.Errorf("WithTrialID on a trial without an id: %+v (input %+v)", n, old)
+	}
+	for name, c := range map[string]struct {
+		r  Record
+		id string
+	}{"an id already": {tr, testTrialID2}, "no trial": {r, testTrialID2}, "a bad id": {old, "nope"}} {
+		if n := WithTrialID(c.r, c.id); !n.Equal(c.r) {
+			t.Errorf("WithTrialID, %s: %+v", name, n)
+		}
+	}
+	// Validate: an id only with a trial, and only an id.
+	for name, f := range map[string]func(*Record){
+		"id without trial":      func(n *Record) { n.Trial, n.Slots[1].State, n.Slots[1].TriesLeft = "", StateEmpty, 0 },
+		"bad id":                func(n *Record) { n.TrialID = "../../etc" },
+		"token without install": func(n *Record) { n.InstallToken = testToken },
+	} {
+		n := tr.Clone()
+		f(&n)
+		if err := n.Validate(); !errors.Is(err, ErrInvalidRecord) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
 
@@ -530,7 +648,7 @@ func varMap(vs []Var) map[string]string {
 // replaces it.
 func TestLastFallback(t *testing.T) {
 	r := mustInit(t)
-	r = must(t)(Try(r, "b", 1))
+	r = must(t)(Try(r, "b", 1, testTrialID))
 	d, r := Select(r) // b's one trial boot
 	if d.Mode != ModeTrial || !r.LastFallback.IsZero() {
 		t.Fatalf("trial boot %+v recorded fallback %+v", d, r.LastFallback)
@@ -553,7 +671,7 @@ func TestLastFallback(t *testing.T) {
 		t.Fatalf("normal boots changed the last fallback: %+v (last %+v)", r.LastFallback, r.Last)
 	}
 	// The next fallback replaces it: a never confirmed, b good.
-	r = must(t)(MarkGood(must(t)(Try(r, "b", 1)), "b"))
+	r = must(t)(MarkGood(must(t)(Try(r, "b", 1, testTrialID)), "b"))
 	r = must(t)(Confirm(must(t)(SetActive(r, "a")), "a"))
 	for range DefaultMaxUnconfirmed {
 		d, r = Select(r)
@@ -572,7 +690,7 @@ func TestLastFallback(t *testing.T) {
 // is a fallback to recovery (no slot); a requested recovery is none.
 func TestLastFallbackToRecovery(t *testing.T) {
 	r := must(t)(Init(nil, ""))
-	r = must(t)(Try(r, "b", 1))
+	r = must(t)(Try(r, "b", 1, testTrialID))
 	_, r = Select(r)
 	d, r := Select(r)
 	if !d.Recovery() || r.LastFallback.Failed != "b" || r.LastFallback.Mode != ModeRecovery || r.LastFallback.Slot != "" {
@@ -664,7 +782,7 @@ func TestValidateFallback(t *testing.T) {
 // would not be valid otherwise, and keel-init could not commit it).
 func TestRestrictDropsLastOfDroppedSlot(t *testing.T) {
 	r := must(t)(Init([]string{"a", "b", "zz"}, "zz"))
-	r = must(t)(Try(r, "b", 1))
+	r = must(t)(Try(r, "b", 1, testTrialID))
 	_, r = Select(r)
 	_, r = Select(r) // b's trial failed: back to zz
 	if r.Last.Slot != "zz" || r.LastFallback.Slot != "zz" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -40,6 +41,9 @@ type statusJSON struct {
 	// Booted is what the running system was booted as; left out offline
 	// (a disk image, or a store given for another system).
 	Booted *bootedJSON `json:"booted,omitempty"`
+	// Data is what stage 2 told the running system about the data
+	// partition (cli/data.go); left out offline and without a report.
+	Data *dataJSON `json:"data,omitempty"`
 }
 
 // bootedJSON is the running system as keel-init booted it: keel.slot=,
@@ -179,6 +183,7 @@ func (c *command) status(args []string) error {
 	}
 	next, _ := bootenv.Select(r)
 	booted := c.booted(r)
+	data := c.dataStatus(booted)
 	if asJSON {
 		out := statusJSON{
 			Active: strOrNil(r.Active), Trial: strOrNil(r.Trial), Generation: r.Generation,
@@ -186,7 +191,7 @@ func (c *command) status(args []string) error {
 			Reinstalling: strOrNil(r.Reinstalling), Installing: strOrNil(r.Installing), LastRecovery: strOrNil(r.LastRecovery),
 			StartedOver: strOrNil(r.StartedOver), Transient: r.Transient,
 			Order: r.SlotNames(), Slots: map[string]bootenv.Slot{}, Store: info,
-			Booted: booted,
+			Booted: booted, Data: data,
 		}
 		if !r.LastFallback.IsZero() {
 			out.LastFallback = &r.LastFallback
@@ -205,6 +210,7 @@ func (c *command) status(args []string) error {
 	if booted != nil {
 		fmt.Fprintf(w, "booted:\t%s\n", booted.text())
 	}
+	dataText(w, data)
 	fmt.Fprintf(w, "generation:\t%d\n", r.Generation)
 	fmt.Fprintf(w, "active:\t%s\n", orNone(r.Active))
 	trial := "none"
@@ -339,6 +345,9 @@ func (c *command) try(args []string) error {
 		return usagef("usage: keel try SLOT [--tries N]")
 	}
 	slot := fs.Arg(0)
+	// A new trial is named by a new id: its first boot starts from a copy
+	// of the running slot's data area (the same trial keeps its id).
+	id := bootenv.NewID()
 	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) {
 		if setInfo {
 			s, ok := r.Slot(slot)
@@ -358,7 +367,7 @@ func (c *command) try(args []string) error {
 				}
 			}
 		}
-		return bootenv.Try(r, slot, tries)
+		return bootenv.Try(r, slot, tries, id)
 	})
 	if err != nil {
 		return err
@@ -619,11 +628,31 @@ func (c *command) recover(args []string) error {
 	return nil
 }
 
+const envUsage = `usage: keel env print [-n] [NAME...]
+       keel env set NAME=VALUE...
+       keel env import --from rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--force]
+       keel env export --to rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--bootlimit 1]
+
+The U-Boot environment that holds the boot record (-c FW_ENV_CONFIG, or
+--image DISK.img for its bootstate partition):
+  print    print the variables (or the NAMEs) like fw_printenv; -n prints
+           one value alone; values are printed as they are, like fw_printenv
+  set      set variables in one commit; NAME= deletes; a change to keel_*
+           variables must leave a valid boot record
+  import   turn a RAUC or Mender boot-count env into keel's record in one
+           commit (--force replaces an existing or corrupt record)
+  export   write keel's next decision back in that layout (--bootlimit: the
+           boots Mender's bootlimit allows)
+`
+
 func (c *command) env(args []string) error {
 	if len(args) == 0 {
-		return usagef("usage: keel env print [NAME...] | keel env set NAME=VALUE...\n" +
-			"       keel env import --from rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--force]\n" +
-			"       keel env export --to rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--bootlimit 1]")
+		fmt.Fprint(c.stderr, envUsage)
+		return usagef("env: no subcommand given (want print, set, import or export)")
+	}
+	if args[0] == "help" || slices.ContainsFunc(args, isHelpArg) {
+		fmt.Fprint(c.stderr, envUsage)
+		return flag.ErrHelp
 	}
 	sub, rest := args[0], args[1:]
 	switch sub {

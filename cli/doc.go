@@ -2,6 +2,10 @@
 // or offline on an env file, a variable directory or a disk image. cmd/keel
 // is a tiny main over Run.
 //
+// keel install runs one at a time per device or disk image (installlock.go:
+// an flock held from planning to the last commit, with the running
+// install's status in the lock file).
+//
 // Exit codes: 0 ok, 1 usage or a request the state refuses (unknown slot,
 // trying the active slot...), 2 storage or format error (missing device,
 // CRC failure, corrupt record). Errors name the file, the problem and the fix.

@@ -46,6 +46,7 @@ func (c *command) events(args []string) error {
 	}
 	b, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) && set.NArg() == 0 {
+		c.dataEvents(c.stdout)
 		return fmt.Errorf("no event log at %s: %s (%w)", file, c.whyNoEventLog(), fs.ErrNotExist)
 	}
 	if err != nil {
@@ -54,7 +55,11 @@ func (c *command) events(args []string) error {
 	if asJSON {
 		return printEventsJSON(c.stdout, file, b)
 	}
-	return printEvents(c.stdout, file, b)
+	if err := printEvents(c.stdout, file, b); err != nil {
+		return err
+	}
+	c.dataEvents(c.stdout)
+	return nil
 }
 
 // printEventsJSON prints an event log as JSON lines, what `keel pcr

@@ -31,10 +31,12 @@ boot starts it, and unless it marks itself good (keel mark-good) the device
 falls back. SOURCE is a file, a block device (a USB stick), - (standard
 input) or an http(s):// URL (streamed with Range requests: no copy of the
 bundle is kept). Only the blocks the device does not already have are
-fetched; a cut install is completed by running it again. From - (a pipe),
-standard input is read to its end after a successful install (at most
-1 MiB past the bundle's end, until no byte comes for 30 s), so that the
-writer (curl) does not die of SIGPIPE and fail a pipefail pipeline.
+fetched; a cut install is completed by running it again. One install runs
+at a time: a second one says which runs (pid, source, progress) and stops,
+or waits with --wait. From - (a pipe), standard input is read to its end
+after a successful install (at most 1 MiB past the bundle's end, until no
+byte comes for 30 s), so that the writer (curl) does not die of SIGPIPE
+and fail a pipefail pipeline.
 
   --keys FILE          trusted public keys (default on a device: the keys
                        keel-init verified the running slot with,
@@ -43,6 +45,9 @@ writer (curl) does not die of SIGPIPE and fail a pipefail pipeline.
   --no-try             install only; start it later with keel try SLOT
   --tries N            boots the trial may take (default: the board's)
   --reboot             reboot when the install is done
+  --wait               when another install runs (on this device, or into
+                       this image), wait for it to finish instead of
+                       refusing at once
   --progress STYLE     auto (bar on a terminal, lines otherwise), bar,
                        lines, json (one event per line), none
   --json               print the result as JSON (progress as json events
@@ -85,6 +90,7 @@ type installFlags struct {
 	headers                      listFlag
 	allowDowngrade, noTry        bool
 	reboot, asJSON, noDelta      bool
+	wait                         bool
 	tries                        int
 	limits                       installLimits
 }
@@ -101,6 +107,7 @@ func (c *command) install(args []string) error {
 		fs.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "install an older version")
 		fs.BoolVar(&f.noTry, "no-try", false, "do not put the slot on trial")
 		fs.BoolVar(&f.reboot, "reboot", false, "reboot when done")
+		fs.BoolVar(&f.wait, "wait", false, "wait for a running install instead of refusing")
 		fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 		fs.BoolVar(&f.noDelta, "no-delta", false, "fetch every block")
 		fs.IntVar(&f.tries, "tries", 0, "boots the trial may take (default: the board's)")
@@ -140,6 +147,12 @@ func (c *command) install(args []string) error {
 	if err != nil {
 		return err
 	}
+	// One install at a time, from the plan to the last commit.
+	lock, err := c.lockFor(f, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer lock.release()
 	// The plan (target, keys, board, policy, boot record) before the
 	// source is opened: a refusal costs no download.
 	var p *installPlan
@@ -152,6 +165,7 @@ func (c *command) install(args []string) error {
 		return err
 	}
 	defer p.close()
+	lock.setTarget(lock.status.Target + ", slot " + p.slot)
 	ho := source.HTTPOptions{CAFile: f.ca, Headers: hdr, Log: func(s string) { fmt.Fprintf(c.stderr, "keel: %s\n", s) }}
 	f.limits.http(&ho)
 	src, err := source.Open(c.ctx, fs.Arg(0), c.deps.Stdin, ho)
@@ -161,12 +175,12 @@ func (c *command) install(args []string) error {
 	defer src.Close()
 	start := time.Now()
 	o := update.Options{Trusted: p.trusted, Board: p.board.Name, Target: p.target, Active: p.active, NoLocal: f.noDelta,
-		Check: p.check, Begin: p.begin, Progress: prog.event}
+		Check: p.check, Begin: p.begin, Progress: func(e slotwrite.Event) { prog.event(e); lock.progress(e) }}
 	res, err := update.Install(c.ctx, src, o)
 	err = f.limits.explain(c.ctx, err)
 	if err != nil {
 		if p.begun {
-			return fmt.Errorf("%w\nslot %s is left unbootable (the running slot keeps booting); run the install again to complete it", err, p.slot)
+			return fmt.Errorf("%w\n%s", err, p.slotState(""))
 		}
 		return err
 	}
@@ -180,7 +194,7 @@ func (c *command) install(args []string) error {
 	}
 	recorded, err := p.finish(h, tries)
 	if err != nil {
-		return fmt.Errorf("slot %s holds version %s, verified, but the boot record was not updated: %w", p.slot, h.Version, err)
+		return fmt.Errorf("the boot record was not updated: %w\n%s", err, p.slotState(h.Version))
 	}
 	out := installResult{Slot: p.slot, Version: h.Version, SecurityVersion: h.SecurityVersion, Board: p.board.Name, Trial: tries,
 		Fetched: res.Fetched, BundleSize: h.Size(), Blocks: res.Blocks, LocalContainer: res.LocalContainer,
@@ -220,8 +234,9 @@ type installPlan struct {
 	// check refuses a bundle (downgrade, anti-rollback counter).
 	check func(*bundle.Bundle) error
 	// begin and finish update the boot record (nil store: an image
-	// without one).
+	// without one), as the run named token (bootenv.BeginInstall).
 	store  *target
+	token  string
 	begun  bool
 	note   string // printed when there is no record to update
 	closer []func() error
@@ -241,7 +256,7 @@ func (p *installPlan) begin(b *bundle.Bundle) error {
 		return nil
 	}
 	if err := p.commit(func(r bootenv.Record) (bootenv.Record, error) {
-		return bootenv.BeginInstall(r, p.slot, b.Header.Version)
+		return bootenv.BeginInstall(r, p.slot, b.Header.Version, p.token)
 	}); err != nil {
 		return err
 	}
@@ -253,9 +268,35 @@ func (p *installPlan) finish(h *bundle.Header, tries int) (bool, error) {
 	if p.store == nil {
 		return false, nil
 	}
+	trial := bootenv.NewID()
 	return true, p.commit(func(r bootenv.Record) (bootenv.Record, error) {
-		return bootenv.FinishInstall(r, p.slot, h.Version, h.SecurityVersion, tries)
+		return bootenv.FinishInstall(r, p.slot, bootenv.Finish{Token: p.token, Version: h.Version, SecurityVersion: h.SecurityVersion,
+			Tries: tries, TrialID: trial})
 	})
+}
+
+// slotState says, after the install failed once it had begun writing
+// (written: the version it wrote and verified, "" if it did not), what
+// the target slot is now, from the boot record read again: another run
+// may have taken the slot over or finished it meanwhile, and "left
+// unbootable" is said only when it is.
+func (p *installPlan) slotState(written string) string {
+	r, err := p.store.load()
+	if err != nil {
+		return fmt.Sprintf("the boot record cannot be read to say what slot %s holds (%v); `keel status` says it", p.slot, err)
+	}
+	s, _ := r.Slot(p.slot)
+	switch {
+	case r.Installing == p.slot && r.InstallToken == p.token && written != "":
+		return fmt.Sprintf("slot %s holds version %s, verified, but stays unbootable until the record says so (the running slot keeps booting); run the install again to complete it", p.slot, written)
+	case r.Installing == p.slot && r.InstallToken == p.token:
+		return fmt.Sprintf("slot %s is left unbootable (the running slot keeps booting); run the install again to complete it", p.slot)
+	case r.Installing == p.slot:
+		return fmt.Sprintf("slot %s is being written by another install, which began after this one (the running slot keeps booting): it completes the install, this one stopped; see `keel status`", p.slot)
+	case r.Trial == p.slot:
+		return fmt.Sprintf("slot %s is on trial with version %q, armed by another install; this one stopped", p.slot, s.Version)
+	}
+	return fmt.Sprintf("the boot record changed during the install: slot %s is %s (version %q), installing %q; see `keel status`", p.slot, s.State, s.Version, r.Installing)
 }
 
 func (p *installPlan) commit(f func(bootenv.Record) (bootenv.Record, error)) error {
@@ -338,7 +379,7 @@ func (c *command) planDevice(f installFlags) (*installPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &installPlan{trusted: trusted, store: t}
+	p := &installPlan{trusted: trusted, store: t, token: bootenv.NewID()}
 	fail := func(err error) (*installPlan, error) { p.close(); return nil, err }
 	r, err := t.load()
 	if err != nil {
@@ -348,7 +389,7 @@ func (c *command) planDevice(f installFlags) (*installPlan, error) {
 		return fail(err)
 	}
 	// Refused now rather than after the download.
-	if _, err := bootenv.BeginInstall(r, p.slot, "check"); err != nil {
+	if _, err := bootenv.BeginInstall(r, p.slot, "check", p.token); err != nil {
 		return fail(err)
 	}
 	p.activeName = boot.slot
@@ -421,7 +462,7 @@ func (c *command) planOffline(f installFlags) (*installPlan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("disk image: %w", err)
 	}
-	p := &installPlan{trusted: trusted, closer: []func() error{img.Close}}
+	p := &installPlan{trusted: trusted, token: bootenv.NewID(), closer: []func() error{img.Close}}
 	fail := func(err error) (*installPlan, error) { p.close(); return nil, err }
 	tab, err := gpt.ReadFile(img)
 	if err != nil {
@@ -477,7 +518,7 @@ func (c *command) planOffline(f installFlags) (*installPlan, error) {
 		if p.slot, err = pickTarget(r, ""); err != nil {
 			return fail(err)
 		}
-		if _, err := bootenv.BeginInstall(r, p.slot, "check"); err != nil {
+		if _, err := bootenv.BeginInstall(r, p.slot, "check", p.token); err != nil {
 			return fail(err)
 		}
 	} else {

@@ -1,6 +1,8 @@
 package vmtests
 
 import (
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -24,30 +26,34 @@ func (r *run) tpmAttack(name, wantRC string, want ...string) string {
 	return text
 }
 
-// Scenario (issue 11): root in the booted OS attacks the anti-rollback
-// counter, which keel-init keeps in the owner hierarchy here (OVMF
-// randomises the platform authorization). a (security version 2) boots
-// normally, so keel-init creates the counter and advances it to floor 2;
-// b (security version 1) is prepared, the recovery seed has security
-// version 3.
+// Scenario (issues 11 and 19): root in the booted OS attacks the
+// anti-rollback counter and its floor record, which keel-init keeps in the
+// owner hierarchy here (OVMF randomises the platform authorization). a
+// (security version 2) boots normally, so keel-init creates them and
+// advances the floor to 2; b (security version 1) is prepared, the
+// recovery seed has security version 3.
 //
-//  1. The counter is write-locked for the OS: TPM2_NV_Increment with
-//     owner or index authorization and TPM2_NV_Write fail, the floor
+//  1. Nothing writes them after the handoff: TPM2_NV_Increment with owner
+//     authorization (the write lock), with the index's empty authValue
+//     (no AUTHWRITE), under keel's write policy (PCR 8 is not zero) or a
+//     policy of PCR 8 as it is, TPM2_NV_Write of the record: the floor
 //     stays 2.
-//  2. `keel try b`; the owner deletes the counter (the documented
-//     residual of an owner counter) and puts keel's old owner-written
-//     layout at its handle, reading floor 0. At the reboot keel-init
-//     reports KEEL-TAMPER and re-creates the counter, which the TPM starts
-//     above the deleted one: floor 3, not 0. b is refused as a rollback,
-//     and so is a (security version 2: the +1 the documented denial of
-//     service costs); recovery installs the seed (security version 3),
-//     which boots.
-//  3. The OS inflates the TPM's highest deleted count (a counter of its
-//     own, five increments, deleted), deletes keel's counter again and
-//     squats its handle with an ordinary index holding 1: keel-init
-//     replaces the squatter (KEEL-TAMPER), the re-created floor (8) is
-//     above everything on the disk and keel-init stops with NO BOOTABLE
-//     SLOT (the documented residual: loud, never a rollback).
+//  2. The attack of issue 19: the owner deletes the counter, defines the
+//     identical public area (a fresh index, not write-locked) and tries to
+//     increment it: refused the same way. At the reboot keel-init finds it
+//     unwritten, re-creates it (KEEL-TAMPER: the counter reads 4, its
+//     record 3) and keeps the recorded floor 2: a boots normally (before
+//     issue 19 the OS raised the floor at will; before the record the
+//     re-creation alone cost one version, refusing a).
+//  3. The max-count inflation: a counter of the OS's own driven up and
+//     deleted, keel's counter deleted and replaced by the layout of issue
+//     11 (which the OS can write), raised 50 times. keel-init reports it,
+//     replaces it and keeps the floor 2: a boots normally.
+//  4. The residual of an owner counter: the OS deletes both the record and
+//     the counter. keel-init has only the TPM's lower bound, the new
+//     counter's first value (above the 50 of step 3): KEEL-TAMPER, and
+//     with every slot and the seed below it, a loud NO BOOTABLE SLOT, never
+//     a rollback.
 func TestTPMCounterAttacks(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
@@ -65,48 +71,63 @@ func TestTPMCounterAttacks(t *testing.T) {
 	}
 	r.expect("KEEL-MARKED-GOOD")
 
-	// 1. Locked: TPM_RC_NV_LOCKED is checked before the authorization.
+	// 1. TPM_RC_NV_LOCKED is checked before the owner's write attribute;
+	// the index's authValue is refused at the authorization
+	// (TPM_RC_AUTH_UNAVAILABLE, 0x12f); keel's policy at TPM2_PolicyPCR
+	// (TPM_RC_VALUE, parameter 1: 0x1c4).
 	const floor2 = "counter now: floor 2"
 	r.tpmAttack("increment-owner", "0x148", "TPM_RC_NV_LOCKED", floor2)
-	r.tpmAttack("increment-index", "0x148", "TPM_RC_NV_LOCKED", floor2)
-	r.tpmAttack("write-index", "0x148", "TPM_RC_NV_LOCKED", floor2)
+	r.tpmAttack("increment-index", "0x12f", "TPM_RC_AUTH_UNAVAILABLE", floor2)
+	r.tpmAttack("increment-policy", "0x1c4", "TPM_RC_VALUE", "TPM_RC_POLICY_FAIL", floor2)
+	r.tpmAttack("write-record", "0x12f", "TPM_RC_AUTH_UNAVAILABLE", floor2)
 
-	// 2. Deleted and replaced by a low-looking index.
-	r.keel("try b", 0)
-	r.tpmAttack("undefine-owner", "0", "(before: floor 2)", "counter now: unreadable", "not defined")
-	r.tpmAttack("redefine-low", "0", "counter now: floor 0")
+	// 2. Deleted, identically re-defined, not writable.
+	r.tpmAttack("undefine-owner", "0", "(before: floor 2)", floor2)
+	r.tpmAttack("redefine-identical", "0", floor2)
+	r.tpmAttack("increment-index", "0x12f", "TPM_RC_AUTH_UNAVAILABLE", floor2)
+	r.tpmAttack("increment-policy", "0x1c4", "TPM_RC_POLICY_FAIL", floor2)
 	r.reboot()
 	tamper := r.expectRe(reLine("KEEL-TAMPER"))
-	mustContain(t, "KEEL-TAMPER line", tamper[0], "the anti-rollback floor is 3 (never lowered)")
-	r.expect("anti-rollback counter: 3 (owner hierarchy)")
-	r.expect("rollback refused: security version 1 is below the anti-rollback counter 3")
-	r.expect("rollback refused: security version 2 is below the anti-rollback counter 3")
-	r.expect("recovery seed verified")
-	r.expect("KEEL-RECOVERED slot")
-	slot, version, mode, err := r.r.Booted()
-	r.check(err)
-	if version != "3.0-seed" || mode != "recovery" {
-		t.Errorf("after the tampering: slot %s version %s mode %s, want the seed (3.0-seed) in mode recovery", slot, version, mode)
+	for _, w := range []string{"reads 4, but keel's floor record says 3", "the counter was deleted and re-created", "the floor stays 2", "the anti-rollback floor is 2"} {
+		mustContain(t, "KEEL-TAMPER line", tamper[0], w)
+	}
+	r.expect("anti-rollback counter: 2 (owner hierarchy)")
+	if mode := r.booted("a", "2.0"); mode != "normal" {
+		t.Errorf("after the re-definition: a booted in mode %s, want normal", mode)
+	}
+	r.expect("KEEL-MARKED-GOOD")
+
+	// 3. The TPM's highest count inflated, the counter replaced by one
+	// the OS can write and raised.
+	r.tpmAttack("inflate", "0", "incremented 5 times")
+	r.tpmAttack("undefine-owner", "0", "(before: floor 2)")
+	r.tpmAttack("redefine-v11", "0", "incremented it 50 times", floor2)
+	r.reboot()
+	tamper = r.expectRe(reLine("KEEL-TAMPER"))
+	for _, w := range []string{"holds keel's counter of issue 11", "keel-init keeps the recorded floor 2", "the anti-rollback floor is 2"} {
+		mustContain(t, "KEEL-TAMPER line", tamper[0], w)
+	}
+	if mode := r.booted("a", "2.0"); mode != "normal" {
+		t.Errorf("after the replacement: a booted in mode %s, want normal", mode)
 	}
 	r.expect("KEEL-MARKED-GOOD")
 	s := r.status()
-	mustContain(t, "b's reason", s.Slots["b"].Reason, "security version 1 is below the anti-rollback counter 3")
-	if s.Slots["b"].State != "bad" {
-		t.Errorf("b = %+v, want bad", s.Slots["b"])
+	if s.Slots["a"].State != "good" {
+		t.Errorf("slots after the attacks: %+v", s.Slots)
 	}
-	r.tpmAttack("increment-owner", "0x148", "TPM_RC_NV_LOCKED", "counter now: floor 3")
 
-	// 3. maxCount inflated, the counter deleted again.
-	r.tpmAttack("inflate", "0", "incremented 5 times to 8")
-	r.tpmAttack("undefine-owner", "0", "(before: floor 3)")
-	r.tpmAttack("redefine-ordinary", "0", "holding 1", "counter now: unreadable", "not keel's anti-rollback counter")
+	// 4. Both deleted.
+	r.tpmAttack("undefine-record", "0")
+	r.tpmAttack("undefine-owner", "0")
 	r.reboot()
-	tamper = r.expectRe(reLine("KEEL-TAMPER"))
-	for _, w := range []string{"was not keel's anti-rollback counter", "the anti-rollback floor is 8 (never lowered)"} {
-		mustContain(t, "KEEL-TAMPER line", tamper[0], w)
+	tamper = r.expectRe(regexp.MustCompile(`KEEL-TAMPER [^\r\n]*is missing too[^\r\n]*the anti-rollback floor is (\d+)\r*\n`))
+	mustContain(t, "KEEL-TAMPER line", tamper[0], "keel-init keeps it")
+	f, err := strconv.Atoi(tamper[1])
+	if err != nil || f <= 50 {
+		t.Errorf("floor %q after both were deleted, want above the 50 the OS counted to", tamper[1])
 	}
 	halt := r.expectRe(reLine("NO BOOTABLE SLOT"))
-	for _, w := range []string{"below the anti-rollback counter 8", "RECOVERY FAILED"} {
+	for _, w := range []string{"below the anti-rollback counter " + tamper[1], "RECOVERY FAILED"} {
 		mustContain(t, "halt message", halt[0], w)
 	}
 	r.expect("powering off")

@@ -32,7 +32,9 @@ import (
 //     KEEL-STATUS <keel status --json, one line> and the watchdog's state,
 //     then, once per device (remembered in the shared data area), `keel
 //     try` the slot in /etc/keel-test/try (on a normal boot) or `keel
-//     rollback` (/etc/keel-test/rollback) and reboots, or powers off;
+//     rollback` (/etc/keel-test/rollback) and reboots, or (with
+//     /etc/keel-test/install, on a normal boot) `keel install` the USB
+//     stick's bundle once per bundle and reboots, or powers off;
 //   - keel-test-app.service (when the slot has an application version):
 //     a service whose state is in /var/lib/keel-test-app, the slot's data
 //     area bound there by fstab; see debianApp.
@@ -67,6 +69,9 @@ type debianSlot struct {
 	tries  int    // its tries (0: 1)
 	// rollback: `keel rollback` once, after the slot is committed.
 	rollback bool
+	// install: on a normal boot, `keel install` the bundle on the USB
+	// stick (/dev/vdb), once per bundle.
+	install bool
 	// app is the version of the test application (keel-test-app.service)
 	// the slot holds, or "": none. The application keeps its state in
 	// /var/lib/keel-test-app, the slot's data area bound there by fstab
@@ -146,6 +151,12 @@ elif [ -e /etc/keel-test/rollback ] && once rolled-back; then
 	keel rollback || echo "KEEL-ROLLBACK-FAILED rc=$?"
 	echo KEEL-TEST-REBOOT
 	systemctl --no-block reboot
+elif [ -e /etc/keel-test/install ] && [ "$mode" = normal ] && [ -b /dev/vdb ] &&
+	once "installed-$(head -c 65536 /dev/vdb | sha256sum | cut -c1-16)"; then
+	keel install --progress none /dev/vdb
+	echo "KEEL-INSTALL rc=$?"
+	echo KEEL-TEST-REBOOT
+	systemctl --no-block reboot
 else
 	echo KEEL-TEST-POWEROFF
 	systemctl --no-block poweroff
@@ -161,6 +172,9 @@ fi
 	}
 	if s.rollback {
 		files["etc/keel-test/rollback"] = "yes\n"
+	}
+	if s.install {
+		files["etc/keel-test/install"] = "yes\n"
 	}
 	links := map[string]string{
 		"boot-complete.target.requires/keel-test-health.service": "keel-test-health.service",
@@ -297,6 +311,19 @@ func (c *consoleLines) find(re *regexp.Regexp, from time.Duration) (timedLine, b
 		}
 	}
 	return timedLine{}, false
+}
+
+// matches returns the submatches of every line matching re.
+func (c *consoleLines) matches(re *regexp.Regexp) [][]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out [][]string
+	for _, l := range c.lines {
+		if m := re.FindStringSubmatch(l.line); m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // debianRun is one power-on of a Debian machine.
@@ -708,11 +735,107 @@ func TestDebianDataRollback(t *testing.T) {
 		t.Errorf("status after the rollback: %s", s.Raw)
 	}
 	dm := &machine{t: t, Machine: m}
-	if got := dm.dataRead("slots/b/install"); len(strings.TrimSpace(got)) != 64 {
-		t.Errorf("b's area belongs to %q, want b's root hash", got)
+	if got := strings.TrimSpace(dm.dataRead("slots/b/install")); !reTrialID.MatchString(got) {
+		t.Errorf("b's area belongs to %q, want the id of b's trial (keel try drew it)", got)
 	}
 	if got := dm.dataRead("slots/b/data/db.txt"); got != migrated.db+"\n" {
 		t.Errorf("b's area after the rollback: db.txt = %q, want version 2's %q", got, migrated.db)
+	}
+}
+
+// reTrialID matches a trial id as keel draws them (bootenv.NewID).
+var reTrialID = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// TestDebianKernelOnlyUpdates: two updates in a row that change the
+// kernel side only (the version in the signed manifest) and keep the root
+// byte for byte: three versions, one root hash. Version 1 in a installs
+// version 2 from a USB stick into b (keel install, on trial); b's trial
+// starts from a copy of a's area and commits. Then the host writes a file
+// into b's area (the data of the version now running), swaps the stick,
+// and b installs version 3 into a. a's trial must start from b's area as
+// it is now — with the file — not from the area a left behind at version
+// 1, which was made for the same root (when the area was named by the root
+// hash, a's trial reused it, and the commit lost the newer data).
+func TestDebianKernelOnlyUpdates(t *testing.T) {
+	t.Parallel()
+	art := debianArtefacts(t, 0)
+	root := debianRoot(t, art, filepath.Join(t.TempDir(), "root"), debianSlot{health: "ok", install: true})
+	vm, err := vmkit.NewMachine(context.Background(), art, t.TempDir(), map[string]vmkit.SlotSpec{
+		"a": {Version: "kernel-1", SecurityVersion: 1, RootDir: root},
+		"b": {Empty: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enrolledAtTheFactory(t, vm)
+	m := &machine{t: t, Machine: vm}
+	// Both bundles from the root slot a holds, verity salt included (the
+	// salt is drawn from the slot's name: built as a's, installed anywhere).
+	b2 := filepath.Join(vm.Dir, "kernel-2.bundle")
+	b3 := filepath.Join(vm.Dir, "kernel-3.bundle")
+	var parts []map[string]string
+	for v, out := range map[string]string{"kernel-2": b2, "kernel-3": b3} {
+		h, err := vm.Art.Bundle(context.Background(), out, "a", vmkit.SlotSpec{Version: v, SecurityVersion: 1, RootDir: root})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := map[string]string{}
+		for _, part := range h.Parts {
+			p[part.Name] = part.SHA256
+		}
+		parts = append(parts, p)
+	}
+	for _, name := range []string{"tree", "data"} {
+		if parts[0][name] == "" || parts[0][name] != parts[1][name] {
+			t.Fatalf("the two bundles' %s parts differ (%.16s, %.16s): not the same root", name, parts[0][name], parts[1][name])
+		}
+	}
+	reVerity := regexp.MustCompile(`dm-verity: \S+ maps root-(\S+), root hash (\S+)`)
+	roots := map[string]bool{}
+	// update is one power-on with the bundle stick on the USB stick: slot
+	// from boots (its data area: fromData), installs the bundle into slot
+	// to, whose trial's first boot must copy from's area and commit.
+	update := func(stick, from, fromData, to, version string) {
+		t.Helper()
+		vm.Stick = stick
+		r := powerOnDebian(t, vm, 6*bootTimeout)
+		r.bootedWithData(from, "normal", fromData)
+		if rc := r.expect(regexp.MustCompile(`KEEL-INSTALL rc=(\d+)`)); rc[1] != "0" {
+			t.Fatalf("keel install of %s: %s", version, rc[0])
+		}
+		r.expect(reTestReboot)
+		r.bootedWithData(to, "trial", "snapshot")
+		if s := r.status(); deref(s.Active) != to || s.Slots[to].Version != version {
+			t.Errorf("status after the trial of %s: %s", version, s.Raw)
+		}
+		r.expect(reTestPowerOff)
+		if err := r.r.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		m := r.log.matches(reVerity)
+		if len(m) != 2 {
+			t.Errorf("%d dm-verity lines in the power-on, want 2", len(m))
+		}
+		for _, l := range m {
+			roots[l[2]] = true
+		}
+	}
+
+	update(b2, "a", "create", "b", "kernel-2")
+	trial2 := strings.TrimSpace(m.dataRead("slots/b/install"))
+	// What version 2 wrote while it ran: it must reach version 3.
+	const between = "written while version 2 ran\n"
+	m.dataWrite(map[string]string{"slots/b/data/between.txt": between})
+	update(b3, "b", "use", "a", "kernel-3")
+	if len(roots) != 1 {
+		t.Errorf("the four boots mapped %d root hashes, want one: %v", len(roots), roots)
+	}
+	if got := m.dataRead("slots/a/data/between.txt"); got != between {
+		t.Errorf("version 3's area has between.txt = %q, want %q: it did not start from version 2's data", got, between)
+	}
+	trial3 := strings.TrimSpace(m.dataRead("slots/a/install"))
+	if !reTrialID.MatchString(trial2) || !reTrialID.MatchString(trial3) || trial2 == trial3 {
+		t.Errorf("the trials' areas are named %q and %q, want two trial ids", trial2, trial3)
 	}
 }
 
@@ -758,7 +881,7 @@ func TestDebianSnapshotPowerCut(t *testing.T) {
 	r = powerOnDebian(t, vm, 4*bootTimeout)
 	r.bootedWithData("b", "trial", "snapshot")
 	if halfMade {
-		r.since(regexp.MustCompile(`data: removing b.new, left by a power cut`), 0)
+		r.since(regexp.MustCompile(`data: removing "slots/b.new", left by a power cut`), 0)
 	}
 	snap := r.since(regexp.MustCompile(`data: snapshot of slot a's area to slot b: .*s/GiB\)`), 0)
 	l, _ := r.log.find(regexp.MustCompile(`data: snapshot of slot a's area`), snap)

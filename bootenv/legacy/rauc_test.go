@@ -171,7 +171,7 @@ func mustRecord(t *testing.T, steps ...func(bootenv.Record) (bootenv.Record, err
 }
 
 func try(slot string, tries int) func(bootenv.Record) (bootenv.Record, error) {
-	return func(r bootenv.Record) (bootenv.Record, error) { return bootenv.Try(r, slot, tries) }
+	return func(r bootenv.Record) (bootenv.Record, error) { return bootenv.Try(r, slot, tries, bootenv.NewID()) }
 }
 
 func markGood(slot string) func(bootenv.Record) (bootenv.Record, error) {

@@ -10,6 +10,10 @@ import (
 	"github.com/keelboot/keel/bootenv"
 )
 
+// walkID names every trial and install run of the walk: the legacy
+// formats carry neither.
+const walkID = "00112233445566778899aabbccddeeff"
+
 // reachable walks every two-slot record reachable from a new device (a
 // active, and one with no slot installed) through keel's transitions: boot
 // decisions, try (1, 2, 3 and 12 tries), mark-good, mark-bad, set-active,
@@ -28,15 +32,17 @@ func reachable(t *testing.T) []bootenv.Record {
 	)
 	for _, s := range slots {
 		for _, n := range []int{1, 2, 3, 12} {
-			steps = append(steps, func(r bootenv.Record) (bootenv.Record, error) { return bootenv.Try(r, s, n) })
+			steps = append(steps, func(r bootenv.Record) (bootenv.Record, error) { return bootenv.Try(r, s, n, walkID) })
 		}
 		steps = append(steps,
 			func(r bootenv.Record) (bootenv.Record, error) { return bootenv.MarkGood(r, s) },
 			func(r bootenv.Record) (bootenv.Record, error) { return bootenv.MarkBad(r, s, "walk") },
 			func(r bootenv.Record) (bootenv.Record, error) { return bootenv.SetActive(r, s) },
 			func(r bootenv.Record) (bootenv.Record, error) { return bootenv.Confirm(r, s) },
-			func(r bootenv.Record) (bootenv.Record, error) { return bootenv.BeginInstall(r, s, "2") },
-			func(r bootenv.Record) (bootenv.Record, error) { return bootenv.FinishInstall(r, s, "2", 2, 2) },
+			func(r bootenv.Record) (bootenv.Record, error) { return bootenv.BeginInstall(r, s, "2", walkID) },
+			func(r bootenv.Record) (bootenv.Record, error) {
+				return bootenv.FinishInstall(r, s, bootenv.Finish{Token: walkID, Version: "2", SecurityVersion: 2, Tries: 2, TrialID: walkID})
+			},
 			func(r bootenv.Record) (bootenv.Record, error) { return bootenv.BeginReinstall(r, s, "walk") },
 			func(r bootenv.Record) (bootenv.Record, error) {
 				return bootenv.FinishReinstall(r, s, "1", 1, "2026-01-01T00:00:00Z", "walk")

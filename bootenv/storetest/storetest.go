@@ -122,7 +122,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Opener) {
 		if got, err := mustOpen(t, open).Load(); err != nil || !got.LastFallback.IsZero() {
 			t.Fatalf("a record without a fallback loads %+v, %v", got.LastFallback, err)
 		}
-		r, err := bootenv.Try(r, "b", 1)
+		r, err := bootenv.Try(r, "b", 1, bootenv.NewID())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +178,8 @@ func mustInit(t *testing.T) bootenv.Record {
 }
 
 // history is a sequence of records a device goes through: first boot, an
-// update tried and committed, a failed trial, a recovery request.
+// update tried and committed, a failed trial, an update being written
+// (install token) and tried (trial id), a recovery request.
 func history(t *testing.T) []bootenv.Record {
 	t.Helper()
 	r := mustInit(t)
@@ -194,13 +195,21 @@ func history(t *testing.T) []bootenv.Record {
 	sel := func() { _, n := bootenv.Select(r); step(n, nil) }
 	sel()
 	step(bootenv.SetSlotInfo(r, "b", "2.0", 2))
-	step(bootenv.Try(r, "b", 2))
+	step(bootenv.Try(r, "b", 2, bootenv.NewID()))
 	sel()
 	step(bootenv.MarkGood(r, "b"))
 	sel()
-	step(bootenv.Try(r, "a", 1))
+	step(bootenv.Try(r, "a", 1, bootenv.NewID()))
 	sel()
 	sel() // a's trial runs out: a bad, fallback to b
+	// An update into a: the run's token while it writes, then a trial
+	// with its id.
+	token := bootenv.NewID()
+	step(bootenv.BeginInstall(r, "a", "3.0", token))
+	sel()
+	step(bootenv.FinishInstall(r, "a", bootenv.Finish{Token: token, Version: "3.0", SecurityVersion: 3, Tries: 2, TrialID: bootenv.NewID()}))
+	sel()
+	step(bootenv.MarkBad(r, "a", "health check failed"))
 	step(bootenv.RequestRecovery(r, "operator asked for recovery"))
 	sel()
 	return out

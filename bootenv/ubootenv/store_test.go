@@ -145,7 +145,7 @@ func TestStorePreservesOtherVars(t *testing.T) {
 	if err := s.Commit(r); err != nil {
 		t.Fatal(err)
 	}
-	r, _ = bootenv.Try(r, "b", 2)
+	r, _ = bootenv.Try(r, "b", 2, bootenv.NewID())
 	if err := s.Commit(r); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestStorePowerCut(t *testing.T) {
 				var next bootenv.Record
 				switch commit % 3 {
 				case 0:
-					next, _ = bootenv.Try(r, "b", 1+commit%3)
+					next, _ = bootenv.Try(r, "b", 1+commit%3, bootenv.NewID())
 				case 1:
 					_, next = bootenv.Select(r)
 				default:
@@ -345,7 +345,7 @@ func TestDuplicateRecordVariable(t *testing.T) {
 			defer st.Close()
 			s := NewStore(st, path)
 			r, _ := bootenv.Init(nil, "a")
-			r, _ = bootenv.Try(r, "b", 1)
+			r, _ = bootenv.Try(r, "b", 1, bootenv.NewID())
 			r, _ = bootenv.MarkGood(r, "b")
 			r, _ = bootenv.SetActive(r, "a")
 			e := &Env{}

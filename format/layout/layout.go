@@ -58,9 +58,20 @@ const (
 	// slot with (the bytes of its TrustedKeysPath, mode 0444); `keel
 	// install` trusts these, so a device has one set of keys.
 	TrustedKeysRunPath = RunDir + "/trusted-keys"
+	// DataReportPath is where stage 2 tells the OS about the data
+	// partition (package format/datareport, JSON): whether the OS has
+	// /data, why not, what stage 2 ignored there and set aside.
+	DataReportPath = RunDir + "/data.json"
+	// TrialIDPath holds, on a trial's boot, the trial's id
+	// (bootenv.Record.TrialID, one line of hex digits): stage 2 names the
+	// trial's data area by it (package initramfs/dataarea). It is handed
+	// over in the initrd, not on the kernel command line, which is
+	// measured into PCR 8: a random value there would make trial boots'
+	// PCR 8 unpredictable.
+	TrialIDPath = RunDir + "/trial-id"
 	// HandoffDir is where the slot kernel unpacks what stage 1 appended
 	// to the slot's initrd: keel/<name> for every RunDir/<name> above
-	// (keel/eventlog.jsonl when measured, keel/trusted-keys). Stage 2
-	// copies them to RunDir.
+	// (keel/eventlog.jsonl when measured, keel/trusted-keys, keel/trial-id
+	// on a trial's boot). Stage 2 copies them to RunDir.
 	HandoffDir = "/keel"
 )

@@ -11,9 +11,11 @@
 //
 //   - on UEFI, when the firmware says which partition it loaded keel from
 //     (the LoaderDevicePartUUID variable systemd's stub sets), the boot
-//     disk is the disk that holds that partition;
+//     disk is the disk that holds that partition (and the names);
 //   - otherwise the boot disk is the one disk that holds every partition
-//     the board's layout names;
+//     named: keel names every partition of the board's layout but data
+//     (boards.Board.DiskNames), which belongs to the OS and must not stop a
+//     boot when it is gone; a lookup of it (Disk.Partition) then says so;
 //
 // other disks carrying any of those names are reported (Options.Warnf) and
 // never used; two disks that both qualify are an error, not a guess.

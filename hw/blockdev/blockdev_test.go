@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/format/gpt"
 )
 
@@ -358,5 +359,33 @@ func TestFirmwareHintOutsideNames(t *testing.T) {
 	}
 	if el := time.Since(start); el > 2*time.Second {
 		t.Errorf("found after %v: it waited for the timeout", el)
+	}
+}
+
+// TestBootDiskWithoutData: keel finds the boot disk by every partition of
+// the board's layout but data (boards.Board.DiskNames), so a disk whose
+// data partition is gone still boots its slots (issue 19: before, keel-
+// init tried both slots and stopped); the data partition's lookup then
+// says it is missing.
+func TestBootDiskWithoutData(t *testing.T) {
+	b, err := boards.Get("qemu-x86_64-uefi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := b.DiskNames()
+	for _, hint := range []string{"", "BBBBBBBB-0000-4000-8000-000000000001"} {
+		s := newFakeSys(t)
+		s.addDisk("virtio1", "vda", "", withUUIDs("bbbbbbbb", named(names...))...)
+		d, err := openDisk(s.sysfs, s.dev, names, 100*time.Millisecond, Options{BootPartUUID: hint})
+		if err != nil || d.Name() != "vda" {
+			t.Fatalf("hint %q: OpenDisk = %v, %v", hint, d, err)
+		}
+		if _, err := d.Partition("data"); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), `no GPT partition named "data"`) {
+			t.Errorf("hint %q: Partition(data) = %v", hint, err)
+		}
+		// The whole layout, as before: no boot disk.
+		if _, err := openDisk(s.sysfs, s.dev, board, 100*time.Millisecond, Options{BootPartUUID: hint}); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("hint %q: with data required: %v", hint, err)
+		}
 	}
 }

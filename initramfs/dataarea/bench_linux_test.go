@@ -172,14 +172,12 @@ func BenchmarkSnapshot(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			if err := syncFS(root); err != nil {
-				b.Fatal(err)
-			}
+			unix.Sync()
 			before()
 			var log logs
 			s := State{Slot: "b", Mode: ModeTrial, Install: fmt.Sprint("b", i), Source: "a"}
 			b.StartTimer()
-			p, _, err := Prepare(root, s, Options{Logf: log.logf})
+			p, _, err := prepare(root, s, Options{Logf: log.logf})
 			b.StopTimer()
 			if err != nil || p.Action != Snapshot {
 				b.Fatalf("Prepare: %v, %v", p.Action, err)

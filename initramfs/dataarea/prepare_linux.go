@@ -5,32 +5,35 @@ package dataarea
 import (
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keelboot/keel/format/datareport"
 )
 
 // Options are Prepare's inputs beyond the state.
 type Options struct {
-	// Free returns the bytes available on the file system of dir; nil:
-	// statfs.
+	// Free returns the bytes available on the file system of dir (the
+	// partition's slots/); nil: fstatfs.
 	Free func(dir string) (uint64, error)
 	// Cut, when set, is called before every change Prepare makes to the
 	// partition; an error stops Prepare there (the power-cut tests).
 	Cut func() error
-	// Logf prints one line to the console.
+	// Logf prints one line to the console (Prepare makes every line
+	// printable: datareport.Printable).
 	Logf func(format string, args ...any)
-	// Progress, when set, is called after every entry and every
-	// copyChunk bytes a snapshot copies: stage 2 pets the watchdog, so
-	// that a long copy is not reset while a hung one still is.
+	// Progress, when set, is called for every entry a walk over the
+	// partition visits and every copyChunk bytes a snapshot copies:
+	// stage 2 pets the watchdog, so that a long copy is not reset while
+	// a hung one still is.
 	Progress func()
+	// Limits bound every walk (zero fields: the defaults).
+	Limits Limits
+	// Now names what is set aside in quarantine/ (nil: time.Now).
+	Now func() time.Time
 }
 
 // copyChunk is how much of a file is copied between two Progress calls.
@@ -43,142 +46,448 @@ var ErrNoSpace = errors.New("not enough free space on the data partition for the
 // to write.
 const Reserve = 16 << 20
 
-// Prepare makes the booted slot's area under root (the data partition's
-// mount) ready: it removes what a power cut left (.new, .old), decides
-// (Decide) and carries the plan out, and makes shared/ and the mount
-// point slot/. It returns the plan and the area's path
-// (root/slots/<slot>/data) to bind-mount at root/slot.
-func Prepare(root string, s State, o Options) (Plan, string, error) {
-	if o.Free == nil {
-		o.Free = statfsFree
-	}
-	if o.Cut == nil {
+// MaxInstallSize bounds slots/<slot>/install: an install's id on a line.
+// A larger file, or anything but a regular file, is an unknown install.
+const MaxInstallSize = 256
+
+// maxLeftovers is the most leftovers of power cuts one boot removes (the
+// rest at the next boots).
+const maxLeftovers = 64
+
+// Result is what Prepare did.
+type Result struct {
+	// Plan is the decision (Decide).
+	Plan Plan
+	// Area is the slot's area, root/slots/<slot>/data, for Bind; ""
+	// when the OS gets none (Report.Unavailable says why).
+	Area string
+	// Report is what stage 2 tells the OS (package format/datareport);
+	// Mounted is the caller's to set once the area is mounted.
+	Report datareport.Report
+}
+
+// cutError marks the error of Options.Cut: Prepare returns it as it is,
+// whatever the mode.
+type cutError struct{ err error }
+
+func (c cutError) Error() string { return c.err.Error() }
+func (c cutError) Unwrap() error { return c.err }
+
+func (o Options) withDefaults() Options {
+	if cut := o.Cut; cut == nil {
 		o.Cut = func() error { return nil }
+	} else {
+		o.Cut = func() error {
+			if err := cut(); err != nil {
+				return cutError{err}
+			}
+			return nil
+		}
 	}
-	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
 	}
+	o.Logf = func(format string, args ...any) { logf("%s", datareport.Printable(fmt.Sprintf(format, args...))) }
 	if o.Progress == nil {
 		o.Progress = func() {}
 	}
-	slots := filepath.Join(root, SlotsDir)
-	for _, d := range []string{root + "/" + SharedDir, root + "/" + MountDir, slots} {
-		if err := mkdir(o, d); err != nil {
-			return Plan{}, "", err
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	o.Limits = o.Limits.orDefaults()
+	return o
+}
+
+// Prepare makes the booted slot's area under root (the data partition's
+// mount) ready: it makes the folders keel keeps (shared/, slot/, slots/),
+// removes what a power cut left (slots/*.new, *.old), decides (Decide)
+// and carries the plan out. It never follows a link, never blocks on what
+// it opens, reads no file larger than it expects, and bounds every walk
+// (Options.Limits); anything on the partition that is not what keel keeps
+// there is reported and set aside or ignored:
+//
+//   - an object where keel keeps a folder (shared/, slot/, slots/) is
+//     set aside in quarantine/ and the folder made again;
+//   - a slot's folder or area that is not a folder is "no area"; an
+//     install file that is not a regular file of at most MaxInstallSize
+//     bytes holding an id is "unknown install";
+//   - what keel cannot remove (immutable or append-only files in a
+//     leftover or in the area a snapshot replaces, or more entries than
+//     the bounds) is moved into quarantine/, which keel never reads again,
+//     and reported: the OS keeps its data on every boot.
+//
+// Only a trial fails (an error) when its area cannot be made: a snapshot
+// that does not fit, or cannot be copied, must not be committed. For any
+// other mode Prepare returns no error: the slot boots, without its area
+// if it cannot have one (Result.Area "", Report.Unavailable says why).
+// The error of Options.Cut is returned in every mode.
+func Prepare(root string, s State, o Options) (Result, error) {
+	p := &prep{
+		o: o.withDefaults(), s: s, rootPath: root, root: -1, slots: -1, quarantine: -1,
+		res: Result{Report: datareport.Report{Format: datareport.Format, Slot: s.Slot, Mode: s.Mode}},
+	}
+	defer p.close()
+	err := p.run()
+	p.listQuarantine()
+	var cut cutError
+	switch {
+	case err == nil:
+		return p.res, nil
+	case errors.As(err, &cut):
+		return p.res, err
+	}
+	p.res.Area = ""
+	p.res.Report.Unavailable = err.Error()
+	if s.Mode == ModeTrial {
+		return p.res, err
+	}
+	return p.res, nil
+}
+
+// prep is one Prepare.
+type prep struct {
+	o        Options
+	s        State
+	res      Result
+	rootPath string
+	// Folder descriptors: the partition's root, slots/, quarantine/ (-1:
+	// not open).
+	root, slots, quarantine int
+}
+
+func (p *prep) close() {
+	for _, fd := range []int{p.root, p.slots, p.quarantine} {
+		if fd >= 0 {
+			unix.Close(fd)
 		}
 	}
-	if err := cleanup(slots, o); err != nil {
-		return Plan{}, "", err
+}
+
+// ignore notes something found on the partition and not used: on the
+// console and in the report.
+func (p *prep) ignore(format string, args ...any) {
+	msg := datareport.Printable(fmt.Sprintf(format, args...))
+	p.o.Logf("data: %s", msg)
+	r := &p.res.Report
+	switch {
+	case len(r.Ignored) < datareport.MaxNotes-1:
+		r.Ignored = append(r.Ignored, msg)
+	case len(r.Ignored) == datareport.MaxNotes-1:
+		r.Ignored = append(r.Ignored, "more on the console")
 	}
-	var err error
-	if s.HasArea, s.AreaInstall, err = readArea(slots, s.Slot); err != nil {
-		return Plan{}, "", err
+}
+
+// validSlotName: a slot's name is one name on the partition.
+func validSlotName(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00") && datareport.Printable(s) == s
+}
+
+func (p *prep) run() error {
+	s := p.s
+	if !validSlotName(s.Slot) || s.Source != "" && !validSlotName(s.Source) {
+		return fmt.Errorf("data: slot %s (source %s): not a slot's name", datareport.Quote(s.Slot), datareport.Quote(s.Source))
 	}
-	if s.Source != "" && s.Source != s.Slot {
-		if s.HasSource, _, err = readArea(slots, s.Source); err != nil {
-			return Plan{}, "", err
+	fd, err := unix.Open(p.rootPath, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("data: open the data partition at %s: %w", p.rootPath, err)
+	}
+	p.root = fd
+	if p.slots, err = p.folder(SlotsDir); err != nil {
+		return fmt.Errorf("data: %w", err)
+	}
+	if fd, err := p.folder(SharedDir); err != nil {
+		if isCut(err) {
+			return err
 		}
+		p.ignore("the shared area: %v: the OS has no /data/shared", err)
+	} else {
+		unix.Close(fd)
 	}
-	p := Decide(s)
-	o.Logf("data: slot %s's area: %s (%s)", s.Slot, p.Action, p.Why)
-	area := filepath.Join(slots, s.Slot, AreaData)
-	switch p.Action {
+	mnt, err := p.folder(MountDir)
+	if err != nil {
+		return fmt.Errorf("data: the mount point of the slot's area: %w", err)
+	}
+	unix.Close(mnt)
+	if err := p.cleanup(); err != nil {
+		return err
+	}
+	trial := s.Mode == ModeTrial
+	s.HasArea, s.AreaInstall = p.area(s.Slot, trial)
+	if trial && s.Source != "" && s.Source != s.Slot {
+		s.HasSource, _ = p.area(s.Source, false)
+	}
+	plan := Decide(s)
+	p.res.Plan = plan
+	p.res.Report.Action, p.res.Report.Why = plan.Action.String(), plan.Why
+	p.o.Logf("data: slot %s's area: %s (%s)", s.Slot, plan.Action, plan.Why)
+	switch plan.Action {
 	case Create:
-		_, err = replace(slots, s.Slot, "", s.Install, o)
+		_, err = p.replace(s.Slot, "", s.Install)
 	case Snapshot:
 		start := time.Now()
 		var st copyStats
-		st, err = replace(slots, s.Slot, filepath.Join(slots, p.Source, AreaData), s.Install, o)
+		st, err = p.replace(s.Slot, plan.Source, s.Install)
 		if err == nil {
-			o.Logf("%s", st.line(p.Source, s.Slot, time.Since(start)))
+			p.o.Logf("%s", st.line(plan.Source, s.Slot, time.Since(start)))
 		}
 	}
 	if err != nil {
-		return p, "", fmt.Errorf("data: %s of slot %s's area: %w", p.Action, s.Slot, err)
+		return fmt.Errorf("data: %s of slot %s's area: %w", plan.Action, s.Slot, err)
 	}
-	return p, area, nil
+	p.res.Area = filepath.Join(p.rootPath, SlotsDir, s.Slot, AreaData)
+	return nil
 }
 
-// copyStats counts what a snapshot copied.
-type copyStats struct {
-	// files: the entries created in the copy (files, folders, symbolic
-	// links, device nodes, FIFOs and every further hard link; not the
-	// area's top folder, not what was skipped).
-	files int
-	// bytes: the regular files' data copied (a hard-linked file once,
-	// holes not counted, a reflinked file's size).
-	bytes int64
+func isCut(err error) bool {
+	var cut cutError
+	return errors.As(err, &cut)
 }
 
-// line is the console's summary of a snapshot of slot src's area to slot
-// dst that took d, in a fixed form the VM tests parse:
-//
-//	data: snapshot of slot a's area to slot b: 12 files, 200.0 MiB in 3.21 s (16.44 s/GiB)
-//
-// The rate is 0.00 s/GiB when no data was copied.
-func (c copyStats) line(src, dst string, d time.Duration) string {
-	secs := d.Seconds()
-	perGiB := 0.0
-	if c.bytes > 0 {
-		perGiB = secs / (float64(c.bytes) / (1 << 30))
+// notFolder says whether an openat2 of a folder failed because something
+// else is there (a link: ELOOP; anything else: ENOTDIR).
+func notFolder(err error) bool {
+	return errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP)
+}
+
+// folder opens the folder name of the partition's root, making it; an
+// object of another kind there is set aside first.
+func (p *prep) folder(name string) (int, error) {
+	fd, err := openAt(p.root, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	switch {
+	case err == nil:
+		return fd, nil
+	case notFolder(err):
+		why := fmt.Sprintf("%s is %s, not a folder", datareport.Quote(name), what(p.root, name))
+		if err := p.setAside(p.root, name, name, why+" (keel keeps a folder there)"); err != nil {
+			return -1, fmt.Errorf("%s, and cannot be set aside: %w", why, err)
+		}
+	case !errors.Is(err, unix.ENOENT):
+		return -1, pathError("open", name, err)
 	}
-	return fmt.Sprintf("data: snapshot of slot %s's area to slot %s: %d files, %.1f MiB in %.2f s (%.2f s/GiB)",
-		src, dst, c.files, float64(c.bytes)/(1<<20), secs, perGiB)
-}
-
-// cleanup removes what a power cut left in slots: a snapshot being made
-// (redone from the start), an area being replaced (the new one is in
-// place, or the old one still is).
-func cleanup(slots string, o Options) error {
-	entries, err := os.ReadDir(slots)
+	if err := p.o.Cut(); err != nil {
+		return -1, err
+	}
+	if err := unix.Mkdirat(p.root, name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+		return -1, pathError("mkdir", name, err)
+	}
+	fd, err = openAt(p.root, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
-		return err
+		return -1, pathError("open", name, err)
 	}
-	for _, e := range entries {
-		n := e.Name()
-		if strings.HasSuffix(n, newSuffix) || strings.HasSuffix(n, oldSuffix) {
-			if err := o.Cut(); err != nil {
-				return err
-			}
-			o.Logf("data: removing %s, left by a power cut", n)
-			if err := os.RemoveAll(filepath.Join(slots, n)); err != nil {
-				return fmt.Errorf("removing %s: %w", n, err)
-			}
+	return fd, nil
+}
+
+// isLeftover says whether a name in slots/ is what a power cut left: a
+// snapshot being made, an area being replaced.
+func isLeftover(name string) bool {
+	return strings.HasSuffix(name, newSuffix) || strings.HasSuffix(name, oldSuffix)
+}
+
+// cleanup removes what a power cut left in slots/ (a snapshot being
+// made: it is made again from the start; an area being replaced: the new
+// one is in place, or the old one still is), setting aside what it cannot
+// remove. Only Options.Cut's error is returned.
+func (p *prep) cleanup() error {
+	w := newWalk(p.o, SlotsDir)
+	d := newDirNames(p.slots)
+	var left []string
+	for {
+		n, ok, err := d.next()
+		if err != nil {
+			p.ignore("reading %s: %v: its leftovers of power cuts stay until the next boot", datareport.Quote(SlotsDir), err)
+			break
+		}
+		if !ok {
+			break
+		}
+		if err := w.visit(n); err != nil {
+			p.ignore("%s holds more than %d entries: the rest were not looked at", datareport.Quote(SlotsDir), p.o.Limits.Entries)
+			break
+		}
+		if isLeftover(n) && len(left) < maxLeftovers {
+			left = append(left, n)
+		}
+	}
+	for _, n := range left {
+		if err := p.o.Cut(); err != nil {
+			return err
+		}
+		p.o.Logf("data: removing %s, left by a power cut", datareport.Quote(join(SlotsDir, n)))
+		if err := p.discard(n); isCut(err) {
+			return err
 		}
 	}
 	return nil
 }
 
-// readArea says whether slots/<slot> holds an area and whose install it is.
-func readArea(slots, slot string) (bool, string, error) {
-	for _, d := range []string{filepath.Join(slots, slot), filepath.Join(slots, slot, AreaData)} {
-		ok, err := realDir(d)
-		if err != nil || !ok {
-			return false, "", err
+// discard removes slots/<name>, or sets it aside when it cannot: an error
+// when it stays.
+func (p *prep) discard(name string) error {
+	rel := join(SlotsDir, name)
+	err := removeTree(p.slots, name, name, newWalk(p.o, SlotsDir), 0)
+	if err == nil {
+		return nil
+	}
+	why := fmt.Sprintf("keel could not remove it: %v", err)
+	if serr := p.setAside(p.slots, name, rel, why); serr != nil {
+		if isCut(serr) {
+			return serr
 		}
+		p.ignore("%s stays: %s, nor set it aside: %v (remove it: chattr -i, rm -r)", datareport.Quote(rel), why, serr)
+		return fmt.Errorf("%s stays: %s, nor set it aside: %w", datareport.Quote(rel), why, serr)
 	}
-	b, err := os.ReadFile(filepath.Join(slots, slot, InstallFile))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return false, "", err
-	}
-	return true, strings.TrimSpace(string(b)), nil
+	return nil
 }
 
-// replace makes slots/<slot> a new area for install: a copy of src (an
-// empty one when src is ""). It builds slots/<slot>.new, syncs the file
-// system, moves the old area aside, renames .new into place, syncs the
-// folder and removes the old one. src is only read. It returns what it
-// copied.
-func replace(slots, slot, src, install string, o Options) (copyStats, error) {
-	var st copyStats
-	dst := filepath.Join(slots, slot)
-	tmp := dst + newSuffix
-	if src != "" {
-		need, err := size(src)
-		if err != nil {
-			return st, fmt.Errorf("measuring slot area %s: %w", src, err)
+// clear makes room for slots/<name>: what is there is discarded.
+func (p *prep) clear(name string) error {
+	var st unix.Stat_t
+	if err := lstatAt(p.slots, name, &st); errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err := p.o.Cut(); err != nil {
+		return err
+	}
+	p.o.Logf("data: removing %s, left over", datareport.Quote(join(SlotsDir, name)))
+	return p.discard(name)
+}
+
+// area says whether slots/<slot> holds an area, and, with readInstall,
+// whose install it is ("" when unknown).
+func (p *prep) area(slot string, readInstall bool) (bool, string) {
+	rel := join(SlotsDir, slot)
+	sfd, err := openAt(p.slots, slot, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		if !errors.Is(err, unix.ENOENT) {
+			p.ignore("%s is %s, not a slot's folder: slot %s has no area", datareport.Quote(rel), what(p.slots, slot), slot)
 		}
-		free, err := o.Free(slots)
+		return false, ""
+	}
+	defer unix.Close(sfd)
+	dfd, err := openAt(sfd, AreaData, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		if !errors.Is(err, unix.ENOENT) {
+			p.ignore("%s is %s, not a folder: slot %s has no area", datareport.Quote(join(rel, AreaData)), what(sfd, AreaData), slot)
+		}
+		return false, ""
+	}
+	unix.Close(dfd)
+	if !readInstall {
+		return true, ""
+	}
+	return true, p.install(sfd, join(rel, InstallFile))
+}
+
+// install reads the install id in slots/<slot>/install (slot: the
+// slot's folder; rel: the file's path, for messages): "" when there is
+// none or it is not a regular file of at most MaxInstallSize bytes holding
+// one line of printable characters.
+func (p *prep) install(slot int, rel string) string {
+	unknown := func(format string, args ...any) string {
+		p.ignore("%s %s: the area's install is unknown", datareport.Quote(rel), fmt.Sprintf(format, args...))
+		return ""
+	}
+	var st unix.Stat_t
+	if err := lstatAt(slot, InstallFile, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return ""
+		}
+		return unknown("cannot be read (%v)", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return unknown("is %s, not a file", typeName(st.Mode))
+	}
+	if st.Size > MaxInstallSize {
+		return unknown("is %d bytes, more than an install's id (%d)", st.Size, MaxInstallSize)
+	}
+	fd, err := openAt(slot, InstallFile, unix.O_RDONLY, 0)
+	if err != nil {
+		return unknown("cannot be opened (%v)", err)
+	}
+	defer unix.Close(fd)
+	var fst unix.Stat_t
+	if err := unix.Fstat(fd, &fst); err != nil || fst.Mode&unix.S_IFMT != unix.S_IFREG || fst.Ino != st.Ino {
+		return unknown("changed while it was read")
+	}
+	buf := make([]byte, MaxInstallSize+1)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			return unknown("cannot be read (%v)", err)
+		}
+		if m <= 0 {
+			break
+		}
+		n += m
+	}
+	if n > MaxInstallSize {
+		return unknown("grew while it was read")
+	}
+	v := strings.TrimSpace(string(buf[:n]))
+	if !validInstall(v) {
+		return unknown("holds no install's id")
+	}
+	return v
+}
+
+// validInstall: an install's id is printable ASCII without spaces.
+func validInstall(v string) bool {
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] <= ' ' || v[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// replace makes slots/<slot> a new area for install: a copy of slot
+// src's area (an empty one when src is ""). It builds slots/<slot>.new,
+// syncs the file system, exchanges it with the slot's folder in one
+// rename (RENAME_EXCHANGE: the slot has its old area or the new one,
+// never none), syncs slots/ and removes the old area, now at
+// slots/<slot>.new (a power cut before: the next boot's cleanup removes
+// it). An old area that cannot be removed (an application's immutable
+// file) is set aside: it never fails the snapshot. src's area is only
+// read. It returns what it copied.
+func (p *prep) replace(slot, src, install string) (copyStats, error) {
+	var st copyStats
+	tmp := slot + newSuffix
+	if err := p.clear(tmp); err != nil {
+		return st, err
+	}
+	srcSlot, srcData := -1, -1
+	defer func() {
+		for _, fd := range []int{srcSlot, srcData} {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+	}()
+	srcRel := join(join(SlotsDir, src), AreaData)
+	if src != "" {
+		var err error
+		if srcSlot, err = openAt(p.slots, src, unix.O_RDONLY|unix.O_DIRECTORY, 0); err != nil {
+			return st, pathError("open", join(SlotsDir, src), err)
+		}
+		if srcData, err = openNoatimeAt(srcSlot, AreaData, unix.O_RDONLY|unix.O_DIRECTORY); err != nil {
+			return st, pathError("open", srcRel, err)
+		}
+		need, err := size(srcData, "", newWalk(p.o, srcRel), newLinkTable(), 0)
+		if err != nil {
+			return st, fmt.Errorf("measuring slot %s's area: %w", src, err)
+		}
+		if _, err := unix.Seek(srcData, 0, 0); err != nil { // the copy reads it again
+			return st, pathError("read", srcRel, err)
+		}
+		free, err := p.free()
 		if err != nil {
 			return st, fmt.Errorf("free space on the data partition: %w", err)
 		}
@@ -186,475 +495,310 @@ func replace(slots, slot, src, install string, o Options) (copyStats, error) {
 			return st, fmt.Errorf("%w: %d MiB to copy and %d MiB to keep free, %d MiB free: free space in %s or the other slot's area, then install again",
 				ErrNoSpace, need>>20, Reserve>>20, free>>20, SharedDir)
 		}
-		o.Logf("data: copying %.1f MiB into %s", float64(need)/(1<<20), tmp)
+		p.o.Logf("data: copying %.1f MiB into %s", float64(need)/(1<<20), join(SlotsDir, tmp))
 	}
-	if err := mkdir(o, tmp); err != nil {
+	if err := p.o.Cut(); err != nil {
 		return st, err
+	}
+	if err := unix.Mkdirat(p.slots, tmp, 0o755); err != nil {
+		return st, pathError("mkdir", join(SlotsDir, tmp), err)
+	}
+	tfd, err := openAt(p.slots, tmp, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return st, pathError("open", join(SlotsDir, tmp), err)
+	}
+	defer unix.Close(tfd)
+	if err := p.o.Cut(); err != nil {
+		return st, err
+	}
+	dataMode := uint32(0o755)
+	if src != "" {
+		dataMode = 0o700 // its attributes are the source's, set after the copy
+	}
+	if err := unix.Mkdirat(tfd, AreaData, dataMode); err != nil {
+		return st, pathError("mkdir", join(join(SlotsDir, tmp), AreaData), err)
 	}
 	if src != "" {
-		c := copier{src: src, dst: filepath.Join(tmp, AreaData), o: o, links: map[devIno]string{}}
-		if err := c.copy("."); err != nil {
-			return st, err
-		}
-		st = c.stats
-		st.files-- // the area's top folder
-	} else if err := mkdir(o, filepath.Join(tmp, AreaData)); err != nil {
-		return st, err
-	}
-	if err := o.Cut(); err != nil {
-		return st, err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, InstallFile), []byte(install+"\n"), 0o644); err != nil {
-		return st, err
-	}
-	if err := syncFS(tmp); err != nil {
-		return st, err
-	}
-	old := dst + oldSuffix
-	if _, err := os.Lstat(dst); err == nil {
-		if err := o.Cut(); err != nil {
-			return st, err
-		}
-		if err := os.Rename(dst, old); err != nil {
+		if st, err = p.copyArea(srcSlot, srcData, tfd, srcRel); err != nil {
 			return st, err
 		}
 	}
-	if err := o.Cut(); err != nil {
+	if err := p.o.Cut(); err != nil {
 		return st, err
 	}
-	if err := os.Rename(tmp, dst); err != nil {
+	if err := writeInstall(tfd, install); err != nil {
+		return st, pathError("write", join(join(SlotsDir, tmp), InstallFile), err)
+	}
+	if err := unix.Syncfs(tfd); err != nil {
+		return st, fmt.Errorf("syncfs: %w", err)
+	}
+	var old unix.Stat_t
+	exists := lstatAt(p.slots, slot, &old) == nil
+	if err := p.o.Cut(); err != nil {
 		return st, err
 	}
-	if err := syncDir(slots); err != nil {
-		return st, err
-	}
-	if err := o.Cut(); err != nil {
-		return st, err
-	}
-	return st, os.RemoveAll(old)
-}
-
-func mkdir(o Options, dir string) error {
-	if ok, err := realDir(dir); ok || err != nil {
-		return err
-	}
-	if err := o.Cut(); err != nil {
-		return err
-	}
-	return os.Mkdir(dir, 0o755)
-}
-
-// realDir reports whether dir exists as a folder. A symbolic link (or
-// anything else) there is an error: the OS owns the data partition, and
-// stage 2, which runs as root before the switch, must never follow a link
-// it planted out of the partition (copying, or bind-mounting, /proc say).
-func realDir(dir string) (bool, error) {
-	st, err := os.Lstat(dir)
+	discard := ""
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	case err != nil:
-		return false, err
-	case !st.IsDir():
-		return false, fmt.Errorf("%s is not a folder (%s): remove it (keel makes it again)", dir, st.Mode().Type())
-	}
-	return true, nil
-}
-
-// devIno identifies a file: the key of hard links.
-type devIno struct{ dev, ino uint64 }
-
-// size is the space a copy of the tree at dir takes: its regular files'
-// allocated data (their sizes rounded up to 4 KiB blocks, or the blocks
-// they have when that is less: a sparse file's holes stay holes), a file
-// with several hard links in the tree once, and a block for every entry
-// (folders, inodes' extended attributes beyond what fits in the inode).
-func size(dir string) (uint64, error) {
-	var n uint64
-	seen := map[devIno]bool{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		n += 4096
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		data := (uint64(fi.Size()) + 4095) &^ 4095
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			if st.Nlink > 1 {
-				k := devIno{uint64(st.Dev), st.Ino}
-				if seen[k] {
-					return nil
-				}
-				seen[k] = true
-			}
-			data = min(data, uint64(st.Blocks)*512)
-		}
-		n += data
-		return nil
-	})
-	return n, err
-}
-
-// copier copies the tree at src to dst (which must not exist), keeping
-// what an OS's data needs:
-//
-//   - folders, regular files (a reflink where the file system has them,
-//     else the bytes with the holes of sparse files kept), symbolic links,
-//     FIFOs, and character and block device nodes (an OS keeps some in its
-//     data: overlayfs marks a deleted file with a 0:0 character device in
-//     container storage; the data partition is mounted nodev, so they open
-//     no device there);
-//   - owners, modes (set-user-ID, set-group-ID, sticky), access and
-//     modification times, folders' too (set after their content);
-//   - every extended attribute root may read and write: user.*,
-//     trusted.* (overlayfs), security.* (file capabilities, SELinux
-//     labels, IMA), and POSIX ACLs (system.posix_acl_access, _default);
-//     an entry of the copy has exactly the source's (no ACL inherited from
-//     a default ACL of the copy's folders), and one the file system cannot
-//     store fails the copy, naming it, rather than being lost;
-//   - hard links: a file with several links in the tree is copied once
-//     and linked again, so the copy has the same link structure and takes
-//     the same space.
-//
-// Sockets are not copied (logged): a socket file is the address of a
-// process that listened before the reboot, dead now; its program makes it
-// again, and a stale one would only be in its way. A hard link to a
-// socket is left out with it.
-//
-// Before creating an entry, and before setting a folder's attributes
-// after its content, it calls o.Cut; after every entry, and every
-// copyChunk bytes, o.Progress. The source is only read: files and folders
-// are opened with O_NOATIME where the kernel allows it.
-type copier struct {
-	src, dst string
-	o        Options
-	// links maps a file with several links (the source's device and
-	// inode) to its copy's path; "" when it was not copied.
-	links map[devIno]string
-	stats copyStats
-}
-
-// copy copies the entry at rel under c.src (a folder with its content) to
-// rel under c.dst.
-func (c *copier) copy(rel string) error {
-	p, to := filepath.Join(c.src, rel), filepath.Join(c.dst, rel)
-	var st unix.Stat_t
-	if err := unix.Lstat(p, &st); err != nil {
-		return &fs.PathError{Op: "lstat", Path: p, Err: err}
-	}
-	c.o.Progress()
-	if err := c.o.Cut(); err != nil {
-		return err
-	}
-	typ := st.Mode & unix.S_IFMT
-	var key devIno
-	if typ != unix.S_IFDIR && st.Nlink > 1 {
-		key = devIno{st.Dev, st.Ino}
-		if first, ok := c.links[key]; ok {
-			if first == "" {
-				return nil // a socket, left out
-			}
-			if err := os.Link(first, to); err != nil {
-				return err
-			}
-			c.stats.files++
-			return nil
-		}
-		c.links[key] = ""
-	}
-	perm := st.Mode & 0o7777
-	switch typ {
-	case unix.S_IFDIR:
-		if err := os.Mkdir(to, 0o700); err != nil {
-			return err
-		}
-		names, err := readNames(p)
-		if err != nil {
-			return err
-		}
-		for _, n := range names {
-			if err := c.copy(filepath.Join(rel, n)); err != nil {
-				return err
-			}
-		}
-		// The folder's attributes after its content: its modification
-		// time stays, and its default ACL is not inherited by its copy's
-		// entries (each gets its own source's).
-		if err := c.o.Cut(); err != nil {
-			return err
-		}
-	case unix.S_IFREG:
-		n, err := copyFile(p, to, st.Size, c.o.Progress)
-		if err != nil {
-			return err
-		}
-		c.stats.bytes += n
-	case unix.S_IFLNK:
-		target, err := os.Readlink(p)
-		if err != nil {
-			return err
-		}
-		if err := os.Symlink(target, to); err != nil {
-			return err
-		}
-	case unix.S_IFIFO:
-		if err := unix.Mkfifo(to, perm); err != nil {
-			return &fs.PathError{Op: "mkfifo", Path: to, Err: err}
-		}
-	case unix.S_IFCHR, unix.S_IFBLK:
-		if err := unix.Mknod(to, typ|perm, int(st.Rdev)); err != nil {
-			return &fs.PathError{Op: "mknod", Path: to, Err: err}
-		}
-	case unix.S_IFSOCK:
-		c.o.Logf("data: not copying %s: a socket, made again by its program", rel)
-		return nil
+	case !exists:
+		err = renameNoReplace(p.slots, tmp, p.slots, slot)
 	default:
-		c.o.Logf("data: not copying %s: of unknown type %#o", rel, typ)
-		return nil
-	}
-	if err := attrs(p, to, &st); err != nil {
-		return err
-	}
-	if st.Nlink > 1 && typ != unix.S_IFDIR {
-		c.links[key] = to
-	}
-	c.stats.files++
-	return nil
-}
-
-// readNames lists the folder dir, sorted.
-func readNames(dir string) ([]string, error) {
-	f, err := openNoatime(dir, unix.O_DIRECTORY)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, err
-	}
-	slices.Sort(names)
-	return names, nil
-}
-
-// openNoatime opens path to read without changing its access time
-// (O_NOATIME: root may on every file; without it, plainly).
-func openNoatime(path string, flag int) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|flag|unix.O_NOATIME, 0)
-	if errors.Is(err, unix.EPERM) {
-		f, err = os.OpenFile(path, os.O_RDONLY|flag, 0)
-	}
-	return f, err
-}
-
-// attrs gives to, the copy of from, the owner, extended attributes, mode
-// and times of st, in that order: a change of owner drops
-// security.capability and the set-ID bits, and setting an ACL sets the
-// group bits of the mode.
-func attrs(from, to string, st *unix.Stat_t) error {
-	// EPERM: not root (tests); stage 2 is.
-	if err := os.Lchown(to, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, unix.EPERM) {
-		return err
-	}
-	if err := copyXattrs(from, to); err != nil {
-		return err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-		if err := unix.Chmod(to, st.Mode&0o7777); err != nil {
-			return &fs.PathError{Op: "chmod", Path: to, Err: err}
-		}
-	}
-	ts := []unix.Timespec{st.Atim, st.Mtim}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, to, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &fs.PathError{Op: "utimensat", Path: to, Err: err}
-	}
-	return nil
-}
-
-// copyXattrs makes the extended attributes of to those of from: it
-// removes what to has and from has not (an ACL inherited from a folder's
-// default ACL, say), then sets from's. A file system that cannot store one
-// is an error naming it: the copy would lose it.
-func copyXattrs(from, to string) error {
-	names, err := listXattrs(from)
-	if err != nil {
-		return err
-	}
-	have, err := listXattrs(to)
-	if err != nil {
-		return err
-	}
-	for _, n := range have {
-		if !slices.Contains(names, n) {
-			if err := unix.Lremovexattr(to, n); err != nil && !errors.Is(err, unix.ENODATA) {
-				return fmt.Errorf("removing extended attribute %s of %s (not on %s): %w", n, to, from, err)
+		discard = tmp
+		err = unix.Renameat2(p.slots, tmp, p.slots, slot, unix.RENAME_EXCHANGE)
+		if errors.Is(err, unix.EINVAL) {
+			// No RENAME_EXCHANGE in this file system: the old area aside
+			// first, then the new one in.
+			discard = slot + oldSuffix
+			if err = p.clear(discard); err == nil {
+				if err = unix.Renameat(p.slots, slot, p.slots, discard); err == nil {
+					if err = p.o.Cut(); err == nil {
+						err = unix.Renameat(p.slots, tmp, p.slots, slot)
+					}
+				}
 			}
 		}
 	}
-	var buf []byte
-	for _, n := range names {
-		if buf, err = getXattr(from, n, buf); errors.Is(err, unix.ENODATA) {
-			continue // removed since listed
-		} else if err != nil {
+	if err != nil {
+		return st, fmt.Errorf("renaming %s into place: %w", datareport.Quote(join(SlotsDir, tmp)), err)
+	}
+	if err := unix.Fsync(p.slots); err != nil {
+		return st, fmt.Errorf("fsync %s: %w", SlotsDir, err)
+	}
+	if discard != "" {
+		if err := p.o.Cut(); err != nil {
+			return st, err
+		}
+		if err := p.discard(discard); isCut(err) {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// copyArea copies the area srcData (in the slot's folder srcSlot; srcRel
+// is its path) into the new, empty folder data of tmp.
+func (p *prep) copyArea(srcSlot, srcData, tmp int, srcRel string) (copyStats, error) {
+	dfd, err := openAt(tmp, AreaData, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return copyStats{}, err
+	}
+	defer unix.Close(dfd)
+	c := copier{o: p.o, w: newWalk(p.o, srcRel), links: newLinkTable(), top: dfd}
+	if err := c.tree(srcData, dfd, "", 0); err != nil {
+		return c.stats, err
+	}
+	var sst unix.Stat_t
+	if err := lstatAt(srcSlot, AreaData, &sst); err != nil {
+		return c.stats, pathError("lstat", srcRel, err)
+	}
+	if err := p.o.Cut(); err != nil {
+		return c.stats, err
+	}
+	if err := attrsAt(srcSlot, tmp, AreaData, &sst); err != nil {
+		return c.stats, fmt.Errorf("%s: %w", datareport.Quote(srcRel), err)
+	}
+	return c.stats, nil
+}
+
+// renameNoReplace renames, refusing to replace what is at the target
+// (RENAME_NOREPLACE; where the file system has it not, a check first:
+// nothing else runs in stage 2).
+func renameNoReplace(from int, fromName string, to int, toName string) error {
+	err := unix.Renameat2(from, fromName, to, toName, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) {
+		var st unix.Stat_t
+		if lstatAt(to, toName, &st) == nil {
+			return unix.EEXIST
+		}
+		err = unix.Renameat(from, fromName, to, toName)
+	}
+	return err
+}
+
+// writeInstall writes the install file of a new area in its folder dir.
+func writeInstall(dir int, install string) error {
+	fd, err := openAt(dir, InstallFile, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	b := []byte(install + "\n")
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			unix.Close(fd)
 			return err
 		}
-		if err := unix.Lsetxattr(to, n, buf, 0); err != nil {
-			if errors.Is(err, unix.ENOTSUP) {
-				return fmt.Errorf("copying extended attribute %s of %s to %s: the file system does not support it (%w): the copy would lose it (mount the data partition with extended attributes and ACLs)", n, from, to, err)
-			}
-			return fmt.Errorf("copying extended attribute %s of %s to %s: %w", n, from, to, err)
-		}
+		b = b[n:]
 	}
-	return nil
+	return unix.Close(fd)
 }
 
-// listXattrs lists the names of path's extended attributes (not following
-// a symbolic link); none where the file system has none.
-func listXattrs(path string) ([]string, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Llistxattr(path, buf)
-		if errors.Is(err, unix.ERANGE) {
-			if n, err = unix.Llistxattr(path, nil); err != nil {
-				return nil, &fs.PathError{Op: "llistxattr", Path: path, Err: err}
-			}
-			buf = make([]byte, n+256)
-			continue
-		}
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "llistxattr", Path: path, Err: err}
-		}
-		var names []string
-		for _, s := range strings.Split(string(buf[:n]), "\x00") {
-			if s != "" {
-				names = append(names, s)
-			}
-		}
-		return names, nil
+// free is the space available on the partition.
+func (p *prep) free() (uint64, error) {
+	if p.o.Free != nil {
+		return p.o.Free(filepath.Join(p.rootPath, SlotsDir))
 	}
-}
-
-// getXattr reads path's extended attribute name into buf (grown as
-// needed).
-func getXattr(path, name string, buf []byte) ([]byte, error) {
-	if cap(buf) < 256 {
-		buf = make([]byte, 256)
-	}
-	buf = buf[:cap(buf)]
-	for {
-		n, err := unix.Lgetxattr(path, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			if n, err = unix.Lgetxattr(path, name, nil); err != nil {
-				return nil, fmt.Errorf("reading extended attribute %s of %s: %w", name, path, err)
-			}
-			buf = make([]byte, n+256)
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading extended attribute %s of %s: %w", name, path, err)
-		}
-		return buf[:n], nil
-	}
-}
-
-// copyFile copies the regular file src of size bytes to dst: a reflink
-// (FICLONE) when the file system can, else the bytes, keeping holes,
-// calling progress every copyChunk bytes. It returns the bytes copied (a
-// reflink's: size).
-func copyFile(src, dst string, size int64, progress func()) (int64, error) {
-	in, err := openNoatime(src, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return 0, err
-	}
-	if unix.IoctlFileClone(int(out.Fd()), int(in.Fd())) == nil {
-		return size, out.Close()
-	}
-	n, err := copyData(out, in, size, progress)
-	if err != nil {
-		out.Close()
-		return n, fmt.Errorf("copying %s to %s: %w", src, dst, err)
-	}
-	return n, out.Close()
-}
-
-// copyData copies the size bytes of in to the empty out: only in's data
-// (SEEK_DATA, SEEK_HOLE), so that a hole stays one, in copyChunk pieces
-// (copy_file_range, within the kernel), calling progress after each.
-func copyData(out, in *os.File, size int64, progress func()) (int64, error) {
-	var copied int64
-	for off := int64(0); off < size; {
-		data, err := in.Seek(off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			break // a hole to the end
-		}
-		hole := size
-		if err != nil {
-			data = off // no SEEK_DATA: all data
-		} else if hole, err = in.Seek(data, unix.SEEK_HOLE); err != nil {
-			return copied, err
-		}
-		hole = min(hole, size)
-		if _, err := in.Seek(data, io.SeekStart); err != nil {
-			return copied, err
-		}
-		if _, err := out.Seek(data, io.SeekStart); err != nil {
-			return copied, err
-		}
-		for data < hole {
-			n, err := io.CopyN(out, in, min(copyChunk, hole-data))
-			copied += n
-			data += n
-			if err != nil {
-				return copied, err
-			}
-			progress()
-		}
-		off = hole
-	}
-	return copied, out.Truncate(size)
-}
-
-// syncFS flushes the whole file system holding dir (syncfs).
-func syncFS(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return &fs.PathError{Op: "syncfs", Path: dir, Err: err}
-	}
-	return nil
-}
-
-// syncDir makes the renames in dir durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
-func statfsFree(dir string) (uint64, error) {
 	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return 0, &fs.PathError{Op: "statfs", Path: dir, Err: err}
+	if err := unix.Fstatfs(p.slots, &st); err != nil {
+		return 0, fmt.Errorf("fstatfs: %w", err)
 	}
 	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// quarantineDir opens quarantine/, making it. Anything else there is
+// removed (a name keel keeps; a link is removed, not followed).
+func (p *prep) quarantineDir() (int, error) {
+	if p.quarantine >= 0 {
+		return p.quarantine, nil
+	}
+	fd, err := openAt(p.root, QuarantineDir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if notFolder(err) {
+		kind := what(p.root, QuarantineDir)
+		if err := unix.Unlinkat(p.root, QuarantineDir, 0); err != nil {
+			return -1, fmt.Errorf("%s is %s, not a folder, and cannot be removed: %w", datareport.Quote(QuarantineDir), kind, err)
+		}
+		p.ignore("%s was %s, not a folder: removed", datareport.Quote(QuarantineDir), kind)
+		err = unix.ENOENT
+	}
+	if errors.Is(err, unix.ENOENT) {
+		if err := p.o.Cut(); err != nil {
+			return -1, err
+		}
+		if err := unix.Mkdirat(p.root, QuarantineDir, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return -1, pathError("mkdir", QuarantineDir, err)
+		}
+		fd, err = openAt(p.root, QuarantineDir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	}
+	if err != nil {
+		return -1, pathError("open", QuarantineDir, err)
+	}
+	p.quarantine = fd
+	return fd, nil
+}
+
+// setAside moves name of the folder dir (rel: its path on the
+// partition) into quarantine/, under a name made of the time and rel, and
+// reports it (why: why it could not stay or be removed).
+func (p *prep) setAside(dir int, name, rel, why string) error {
+	q, err := p.quarantineDir()
+	if err != nil {
+		return err
+	}
+	if err := p.o.Cut(); err != nil {
+		return err
+	}
+	base := p.o.Now().UTC().Format("20060102T150405Z") + "-" + safeName(rel)
+	target := base
+	for k := 1; ; k++ {
+		err = renameNoReplace(dir, name, q, target)
+		if !errors.Is(err, unix.EEXIST) || k == 100 {
+			break
+		}
+		target = fmt.Sprintf("%s.%d", base, k)
+	}
+	if err != nil {
+		return fmt.Errorf("moving it into %s: %w", QuarantineDir, err)
+	}
+	// Durable: the name is gone from dir, and in quarantine/.
+	_ = unix.Fsync(dir)
+	_ = unix.Fsync(q)
+	sa := datareport.SetAside{From: datareport.Quote(rel), To: datareport.Quote(join(QuarantineDir, target)), Why: datareport.Printable(why)}
+	if r := &p.res.Report; len(r.SetAside) < datareport.MaxNotes {
+		r.SetAside = append(r.SetAside, sa)
+	}
+	p.o.Logf("data: set %s aside as %s: %s; keel never reads it again: look at it, then remove it", sa.From, sa.To, sa.Why)
+	return nil
+}
+
+// safeName makes rel a name for quarantine/: letters, digits, '.', '-'
+// and '_' (anything else becomes '_'), at most 64 bytes.
+func safeName(rel string) string {
+	b := []byte(rel)
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// listQuarantine puts what quarantine/ holds in the report (its first
+// names, how many: never what they hold) and on the console.
+func (p *prep) listQuarantine() {
+	if p.root < 0 {
+		return
+	}
+	fd, err := openAt(p.root, QuarantineDir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	r := &p.res.Report
+	w := newWalk(p.o, QuarantineDir)
+	d := newDirNames(fd)
+	more := ""
+	for {
+		n, ok, err := d.next()
+		if err != nil || !ok {
+			break
+		}
+		if err := w.visit(n); err != nil {
+			more = "more than "
+			break
+		}
+		r.QuarantineCount++
+		if len(r.Quarantine) < datareport.MaxNames {
+			r.Quarantine = append(r.Quarantine, datareport.Quote(n))
+		}
+	}
+	if r.QuarantineCount > 0 {
+		p.o.Logf("data: %s holds %s%d %s keel set aside (%s): look at them, then remove them",
+			QuarantineDir, more, r.QuarantineCount, plural(r.QuarantineCount, "entry", "entries"), strings.Join(r.Quarantine, ", "))
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// Bind mounts slot's area on the mount point slot/ of the data partition
+// mounted at root, through descriptors (open_tree, move_mount): neither
+// path is looked up through a link.
+func Bind(root, slot string) error {
+	if !validSlotName(slot) {
+		return fmt.Errorf("data: %s is not a slot's name", datareport.Quote(slot))
+	}
+	rfd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("data: open %s: %w", root, err)
+	}
+	defer unix.Close(rfd)
+	rel := SlotsDir + "/" + slot + "/" + AreaData
+	afd, err := openAt(rfd, rel, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return pathError("open", rel, err)
+	}
+	defer unix.Close(afd)
+	tree, err := unix.OpenTree(afd, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return pathError("open_tree", rel, err)
+	}
+	defer unix.Close(tree)
+	mnt, err := openAt(rfd, MountDir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return pathError("open", MountDir, err)
+	}
+	defer unix.Close(mnt)
+	if err := unix.MoveMount(tree, "", mnt, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return fmt.Errorf("data: mounting %s on %s: %w", rel, MountDir, err)
+	}
+	return nil
 }

@@ -52,6 +52,13 @@ type Handoff struct {
 	// the slot in the initrd (keel/trusted-keys), for the OS's
 	// layout.TrustedKeysRunPath.
 	TrustedKeys []byte
+	// TrialID names the trial on a trial's boot (bootenv.Record.TrialID;
+	// "" otherwise, or when the record has none). A real Kexecer hands
+	// it to the slot in the initrd (keel/trial-id): stage 2's data area
+	// keeps what this trial wrote and copies the running slot's area at
+	// the first boot of a new trial. Not on the command line: PCR 8 would
+	// measure it.
+	TrialID string
 	// Separator, if set, runs right before the jump (after everything that
 	// can fail): it extends the handoff separator. An error aborts the
 	// kexec (the slot fails).
@@ -78,12 +85,14 @@ type Measurer interface {
 	MinSecurityVersion() (uint64, error)
 	// Advance raises the anti-rollback counter to at least v (never
 	// lowers it). Boot calls it only for a normal boot (the committed
-	// active slot), with the security version of its verified manifest.
+	// active slot), with the security version of its verified manifest,
+	// before Measure: the counter can be written only while PCR 8 is all
+	// zero (package tpm).
 	Advance(v uint64) error
 	// Lock write-locks the anti-rollback counter until the next TPM reset
 	// (and shuts the platform hierarchy), so that the OS can neither
-	// raise nor delete it. Boot calls it before every kexec, after any
-	// Advance.
+	// raise nor delete it. Boot calls it before every measurement and
+	// kexec, after any Advance.
 	Lock() error
 }
 
@@ -113,6 +122,12 @@ type Config struct {
 	// TrustedKeys is the trusted-keys file exactly as read (the keys the
 	// SlotLoader verifies with): every kexec hands it to the slot's OS.
 	TrustedKeys []byte
+	// NewID draws an id (bootenv.ValidID) for a trial the record holds
+	// without one (armed by an older keel, or imported from another boot
+	// loader's env): the decision that boots it names it, so that its
+	// later boots keep their data area. nil, or an error: the trial
+	// boots unnamed and its stage 2 falls back to the root hash.
+	NewID func() (string, error)
 }
 
 // SeedInfo is what a verified recovery seed installs.
@@ -227,6 +242,9 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 			n = bootenv.WithFallback(n, d, failed.slot, failed.why)
 			failed.slot = ""
 		}
+		if d.Mode == bootenv.ModeTrial && n.TrialID == "" {
+			n = nameTrial(cfg, n, logf)
+		}
 		// Count the boot before anything can fail: a crash from here on
 		// uses up the try.
 		if err := store.Commit(n); err != nil {
@@ -277,10 +295,15 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 				}
 			}
 			line := Cmdline(img, d, cfg.Store)
+			// The counter before the measurement: its write policy
+			// holds only while PCR 8 is all zero.
+			counterHandoff(cfg, img, d, logf)
 			var h Handoff
 			if line, h, err = measure(cfg, img, d, line, logf); err == nil {
 				h.TrustedKeys = cfg.TrustedKeys
-				counterHandoff(cfg, img, d, logf)
+				if d.Mode == bootenv.ModeTrial {
+					h.TrialID = r.TrialID
+				}
 				logf("kexec slot %s (version %s): %s", d.Slot, img.Manifest.Version, line)
 				err = safeKexec(ctx, kx, img, line, h)
 				if err == nil {
@@ -318,6 +341,27 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 		r = n
 	}
 	return r, fmt.Errorf("%w: gave up after %d attempts", errNoBootableSlot, len(r.Slots)+2)
+}
+
+// nameTrial names the trial n boots when it has no id (armed by a keel
+// older than trial ids, or imported): with cfg.NewID's id, committed with
+// the decision, so that every later boot of the trial hands the same id to
+// stage 2. Without one the trial boots unnamed (stage 2 falls back to the
+// slot's root hash, as older keels did).
+func nameTrial(cfg Config, n bootenv.Record, logf Logf) bootenv.Record {
+	if cfg.NewID == nil {
+		return n
+	}
+	id, err := cfg.NewID()
+	if err == nil && !bootenv.ValidID(id) {
+		err = fmt.Errorf("%.70q is not an id", id)
+	}
+	if err != nil {
+		logf("warning: the trial of slot %s has no id and none could be drawn (%v): its data area is named by its root hash", n.Trial, err)
+		return n
+	}
+	logf("the trial of slot %s was armed without an id (by an older keel): named %s", n.Trial, id)
+	return bootenv.WithTrialID(n, id)
 }
 
 // recoverSlot reinstalls a slot from the seed: it verifies the seed
@@ -507,10 +551,13 @@ func checkRollback(cfg Config, img *Image, logf Logf) error {
 // commit is the OS's request, and the record, unauthenticated, can only
 // name a slot whose signed manifest keel-init has just verified. A trial,
 // fallback or recovery boot (a reinstall, a factory reset) never advances
-// it. Then, whatever the mode, it write-locks the counter before the kexec:
-// from here until the next TPM reset (a reboot, which runs keel-init
-// again) the OS cannot change it. A failure is logged and the boot goes
-// on: the counter keeps its value, and an unlocked one is reported.
+// it. Then, whatever the mode, it write-locks the counter. Boot calls it
+// before Measure: the counter's write policy needs PCR 8 all zero, which
+// keel-init's first measurement ends, so from then until the next TPM
+// reset (a reboot, which runs keel-init again) nobody can change it, and
+// the lock also holds should a failing TPM leave PCR 8 at zero. A failure
+// is logged and the boot goes on: the counter keeps its value, and an
+// unlocked one is reported.
 func counterHandoff(cfg Config, img *Image, d bootenv.Decision, logf Logf) {
 	m := cfg.Measurer
 	if m == nil {

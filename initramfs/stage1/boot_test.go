@@ -67,6 +67,7 @@ type fakeKexec struct {
 	trace       *[]string
 	eventLog    []byte
 	trustedKeys []byte
+	trialID     string
 }
 
 func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string, h Handoff) error {
@@ -88,7 +89,7 @@ func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string, h Hando
 			return err
 		}
 	}
-	f.booted, f.cmdline, f.eventLog, f.trustedKeys = img.Slot, cmdline, h.EventLog, h.TrustedKeys
+	f.booted, f.cmdline, f.eventLog, f.trustedKeys, f.trialID = img.Slot, cmdline, h.EventLog, h.TrustedKeys, h.TrialID
 	f.state, _ = f.store.Load()
 	return nil
 }
@@ -140,7 +141,7 @@ func TestFirstBootPicksAVerifyingSlot(t *testing.T) {
 func TestTrialCommittedBeforeKexec(t *testing.T) {
 	s := memstore.New()
 	r, _ := bootenv.Init(nil, "a")
-	r, _ = bootenv.Try(r, "b", 2)
+	r, _ = bootenv.Try(r, "b", 2, bootenv.NewID())
 	s.Commit(r)
 	k := &fakeKexec{}
 	run(t, s, &fakeLoader{}, k)
@@ -165,7 +166,7 @@ func TestFailedSlotFallsBack(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := memstore.New()
 			r, _ := bootenv.Init(nil, "a")
-			r, _ = bootenv.Try(r, "b", 3)
+			r, _ = bootenv.Try(r, "b", 3, bootenv.NewID())
 			s.Commit(r)
 			run(t, s, tc.l, tc.k)
 			if tc.k.booted != "a" {
@@ -201,7 +202,7 @@ func TestFailedSlotFallsBack(t *testing.T) {
 func TestNoBootableSlot(t *testing.T) {
 	s := memstore.New()
 	r, _ := bootenv.Init(nil, "a")
-	r, _ = bootenv.Try(r, "b", 1)
+	r, _ = bootenv.Try(r, "b", 1, bootenv.NewID())
 	s.Commit(r)
 	l := &fakeLoader{bad: map[string]string{"a": "slot-a: no KEELSLOT magic", "b": "slot-b: no KEELSLOT magic"}}
 	k := &fakeKexec{}
@@ -316,15 +317,20 @@ type fakeMeasurer struct {
 	failCounter bool
 	cmdlines    []string
 	capped      int
+	// pcr8 is set once PCR 8 moved (Measure, Cap, Separator): as on a
+	// TPM, the counter cannot be written after that (its write policy).
+	pcr8, locked bool
 }
 
 func (f *fakeMeasurer) Cap() error {
+	f.pcr8 = true
 	*f.trace = append(*f.trace, "cap")
 	f.capped++
 	return nil
 }
 
 func (f *fakeMeasurer) Measure(img *Image, d bootenv.Decision, cmdline string) error {
+	f.pcr8 = true
 	*f.trace = append(*f.trace, fmt.Sprintf("measure %s %s %s", img.Slot, d.Mode, img.ManifestBytes))
 	f.cmdlines = append(f.cmdlines, cmdline)
 	if f.fail[img.Slot] {
@@ -334,6 +340,7 @@ func (f *fakeMeasurer) Measure(img *Image, d bootenv.Decision, cmdline string) e
 }
 
 func (f *fakeMeasurer) Separator() error {
+	f.pcr8 = true
 	*f.trace = append(*f.trace, "separator")
 	if f.failSep {
 		return errors.New("TPM2_PCR_Extend: TPM_RC_FAILURE")
@@ -356,6 +363,9 @@ func (f *fakeMeasurer) Advance(v uint64) error {
 	if f.failCounter {
 		return errors.New("TPM2_NV_Increment: TPM_RC_NV_LOCKED")
 	}
+	if f.pcr8 || f.locked {
+		return errors.New("TPM2_NV_Increment: PCR 8 moved or locked")
+	}
 	f.counter = max(f.counter, v)
 	return nil
 }
@@ -365,6 +375,10 @@ func (f *fakeMeasurer) Lock() error {
 	if f.failCounter {
 		return errors.New("TPM2_NV_WriteLock: TPM_RC_NV_AUTHORIZATION")
 	}
+	if f.pcr8 && !f.locked {
+		return errors.New("TPM2_NV_WriteLock: PCR 8 moved")
+	}
+	f.locked = true
 	return nil
 }
 
@@ -372,22 +386,22 @@ func trialB(t *testing.T) *memstore.Store {
 	t.Helper()
 	s := memstore.New()
 	r, _ := bootenv.Init(nil, "a")
-	r, _ = bootenv.Try(r, "b", 3)
+	r, _ = bootenv.Try(r, "b", 3, bootenv.NewID())
 	if err := s.Commit(r); err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-// TestMeasuredBoot: the counter is checked, then the image measured with
-// the exact command line kexec gets, then kexec, and the separator comes
-// last; the kexecer gets the event log.
+// TestMeasuredBoot: the counter is checked and locked, then the image
+// measured with the exact command line kexec gets, then kexec, and the
+// separator comes last; the kexecer gets the event log.
 func TestMeasuredBoot(t *testing.T) {
 	var trace []string
 	m := &fakeMeasurer{trace: &trace, counter: 1}
 	k := &fakeKexec{trace: &trace}
 	runCfg(t, Config{Measurer: m, TPMRequired: true}, trialB(t), &fakeLoader{}, k)
-	want := []string{"counter", `measure b trial {"version":"v-b"}`, "lock", "kexec b", "separator"}
+	want := []string{"counter", "lock", `measure b trial {"version":"v-b"}`, "kexec b", "separator"}
 	if strings.Join(trace, "|") != strings.Join(want, "|") {
 		t.Errorf("calls %q, want %q", trace, want)
 	}
@@ -420,6 +434,83 @@ func TestTrustedKeysHandedOver(t *testing.T) {
 			}
 			if measured := k.eventLog != nil; measured != (name == "measured") {
 				t.Errorf("event log %q", k.eventLog)
+			}
+		})
+	}
+}
+
+// TestTrialIDHandedOver: a trial's boots hand the slot the trial's id from
+// the record (never on the measured command line); other boots hand none.
+// A trial the record holds without an id (an older keel armed it) is named
+// by the decision that boots it, committed with it, and its later boots
+// hand the same id; when no id can be drawn it boots unnamed.
+func TestTrialIDHandedOver(t *testing.T) {
+	const id = "0123456789abcdef0123456789abcdef"
+	drawn := 0
+	newID := func() (string, error) { drawn++; return fmt.Sprintf("%032x", 0xfeed+drawn), nil }
+	withID := func(t *testing.T, id string) *memstore.Store {
+		s := memstore.New()
+		r, _ := bootenv.Init(nil, "a")
+		r, _ = bootenv.Try(r, "b", 3, "ffffffffffffffffffffffffffffffff")
+		r.TrialID = id // "": as an older keel wrote it
+		if err := s.Commit(r); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Run("from the record", func(t *testing.T) {
+		s := withID(t, id)
+		for boot := 0; boot < 2; boot++ {
+			k := &fakeKexec{}
+			if _, err, log := runCfg(t, Config{NewID: newID}, s, &fakeLoader{}, k); err != nil || k.booted != "b" {
+				t.Fatalf("boot %d: %v, booted %q\n%s", boot, err, k.booted, strings.Join(log, "\n"))
+			}
+			if k.trialID != id || strings.Contains(k.cmdline, id) {
+				t.Errorf("boot %d: trial id %q (want %q), command line %q", boot, k.trialID, id, k.cmdline)
+			}
+		}
+		if drawn != 0 {
+			t.Errorf("%d ids drawn for a trial that has one", drawn)
+		}
+		// The trial is committed: normal boots hand no id.
+		r, _ := s.Load()
+		r, _ = bootenv.MarkGood(r, "b")
+		s.Commit(r)
+		k := &fakeKexec{}
+		runCfg(t, Config{NewID: newID}, s, &fakeLoader{}, k)
+		if k.booted != "b" || k.trialID != "" {
+			t.Errorf("a normal boot of %s handed trial id %q", k.booted, k.trialID)
+		}
+	})
+	t.Run("armed by an older keel", func(t *testing.T) {
+		drawn = 0
+		s := withID(t, "")
+		var ids []string
+		for boot := 0; boot < 2; boot++ {
+			k := &fakeKexec{}
+			_, err, log := runCfg(t, Config{NewID: newID}, s, &fakeLoader{}, k)
+			if err != nil || k.booted != "b" || !bootenv.ValidID(k.trialID) {
+				t.Fatalf("boot %d: %v, booted %q with trial id %q\n%s", boot, err, k.booted, k.trialID, strings.Join(log, "\n"))
+			}
+			if k.state.TrialID != k.trialID {
+				t.Errorf("boot %d: the record at kexec names the trial %q, the slot got %q", boot, k.state.TrialID, k.trialID)
+			}
+			ids = append(ids, k.trialID)
+		}
+		if drawn != 1 || ids[0] != ids[1] {
+			t.Errorf("%d ids drawn, handed %v: want one, the same for both boots", drawn, ids)
+		}
+	})
+	for name, f := range map[string]func() (string, error){
+		"no id can be drawn": func() (string, error) { return "", errors.New("no entropy") },
+		"not an id":          func() (string, error) { return "../x", nil },
+		"no generator":       nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			k := &fakeKexec{}
+			_, err, log := runCfg(t, Config{NewID: f}, withID(t, ""), &fakeLoader{}, k)
+			if err != nil || k.booted != "b" || k.trialID != "" || k.state.TrialID != "" {
+				t.Errorf("%v, booted %q with trial id %q (record %q)\n%s", err, k.booted, k.trialID, k.state.TrialID, strings.Join(log, "\n"))
 			}
 		})
 	}
@@ -652,7 +743,7 @@ func TestReinstallTarget(t *testing.T) {
 	slots := []string{"a", "b"}
 	good, _ := bootenv.Init(nil, "a")
 	good, _ = bootenv.SetSlotInfo(good, "a", "1", 1)
-	bothGood, _ := bootenv.Try(good, "b", 1)
+	bothGood, _ := bootenv.Try(good, "b", 1, bootenv.NewID())
 	bothGood, _ = bootenv.MarkGood(bothGood, "b")
 	aBad, _ := bootenv.MarkBad(bothGood, "a", "x")
 	for _, tc := range []struct {
@@ -684,7 +775,7 @@ func TestOnlyBoardSlots(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := memstore.New()
 			r, _ := bootenv.Init([]string{"a", "b", "zz"}, "zz")
-			r, _ = bootenv.Try(r, "a", 1)
+			r, _ = bootenv.Try(r, "a", 1, bootenv.NewID())
 			r, _ = bootenv.MarkGood(r, "a")
 			r = tc.edit(r)
 			if err := s.Commit(r); err != nil {
@@ -820,7 +911,7 @@ func TestEnvironmentalErrorsNeverMarkBad(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := memstore.New()
 			r, _ := bootenv.Init(nil, "a")
-			r, _ = bootenv.Try(r, "b", 1)
+			r, _ = bootenv.Try(r, "b", 1, bootenv.NewID())
 			r, _ = bootenv.MarkGood(r, "b")
 			r, _ = bootenv.SetActive(r, "a")
 			s.Commit(r)
@@ -882,7 +973,7 @@ func TestSelectAvoiding(t *testing.T) {
 		t.Error("with the only good slot avoided, SelectAvoiding must say retry, not decide recovery")
 	}
 	r, _ = bootenv.StartOver([]string{"a", "b"}, map[string]bootenv.Found{"a": {Verified: true}, "b": {Verified: true}}, "test", 0)
-	r, _ = bootenv.Try(r, "b", 2)
+	r, _ = bootenv.Try(r, "b", 2, bootenv.NewID())
 	d, n, ok := bootenv.SelectAvoiding(r, map[string]bool{"b": true})
 	if !ok || d.Slot != "a" || d.Mode != bootenv.ModeFallback {
 		t.Errorf("decision %+v", d)
@@ -945,7 +1036,7 @@ func TestStartOverKeepsEveryVerifiedSlotGood(t *testing.T) {
 func TestUnconfirmedGoodSlotFallsBack(t *testing.T) {
 	s := memstore.New()
 	r, _ := bootenv.Init(nil, "a")
-	r, _ = bootenv.Try(r, "b", 1)
+	r, _ = bootenv.Try(r, "b", 1, bootenv.NewID())
 	r, _ = bootenv.MarkGood(r, "b")
 	r, _ = bootenv.SetActive(r, "a")
 	s.Commit(r)
@@ -973,7 +1064,9 @@ func TestUnconfirmedGoodSlotFallsBack(t *testing.T) {
 // a normal boot (the committed active slot), to its verified security
 // version, and write-locks it before every kexec: before the first kexec
 // attempt, also when that attempt fails and the boot falls through to
-// another slot. Trial, fallback and recovery boots never advance it.
+// another slot. Trial, fallback and recovery boots never advance it. Both
+// come before the boot is measured: the counter's write policy holds only
+// while PCR 8 is all zero (the fake refuses them after, as the TPM does).
 func TestCounterHandoff(t *testing.T) {
 	normalA := func(t *testing.T) *memstore.Store {
 		s := memstore.New()
@@ -1001,18 +1094,18 @@ func TestCounterHandoff(t *testing.T) {
 		want   []string // the calls, but the counter reads
 	}{
 		{name: "normal", store: normalA, booted: "a", mode: "normal",
-			want: []string{`measure a normal {"version":"v-a"}`, "advance 4", "lock", "kexec a", "separator"}},
+			want: []string{"advance 4", "lock", `measure a normal {"version":"v-a"}`, "kexec a", "separator"}},
 		{name: "committed after a trial", store: committedB, booted: "b", mode: "normal",
-			want: []string{`measure b normal {"version":"v-b"}`, "advance 5", "lock", "kexec b", "separator"}},
+			want: []string{"advance 5", "lock", `measure b normal {"version":"v-b"}`, "kexec b", "separator"}},
 		{name: "trial", store: trialB, booted: "b", mode: "trial",
-			want: []string{`measure b trial {"version":"v-b"}`, "lock", "kexec b", "separator"}},
+			want: []string{"lock", `measure b trial {"version":"v-b"}`, "kexec b", "separator"}},
 		{name: "failed kexec falls back", store: trialB, kexec: &fakeKexec{fail: map[string]bool{"b": true}}, booted: "a", mode: "fallback",
-			want: []string{`measure b trial {"version":"v-b"}`, "lock", "kexec failed b",
-				`measure a fallback {"version":"v-a"}`, "lock", "kexec a", "separator"}},
+			want: []string{"lock", `measure b trial {"version":"v-b"}`, "kexec failed b",
+				"lock", `measure a fallback {"version":"v-a"}`, "kexec a", "separator"}},
 		{name: "recovery", store: func(t *testing.T) *memstore.Store { s, _ := brokenBoth(t); return s }, rec: true,
 			loader: func() *fakeLoader { _, l := brokenBoth(t); l.secver = map[string]uint64{"a": 4, "b": 5}; return l },
 			booted: "a", mode: "recovery",
-			want: []string{`measure a recovery {"version":"v-a"}`, "lock", "kexec a", "separator"}},
+			want: []string{"lock", `measure a recovery {"version":"v-a"}`, "kexec a", "separator"}},
 		{name: "factory reset", rec: true, booted: "b", mode: "recovery",
 			store: func(t *testing.T) *memstore.Store {
 				s := memstore.New()
@@ -1021,7 +1114,7 @@ func TestCounterHandoff(t *testing.T) {
 				s.Commit(r)
 				return s
 			},
-			want: []string{`measure b recovery {"version":"v-b"}`, "lock", "kexec b", "separator"}},
+			want: []string{"lock", `measure b recovery {"version":"v-b"}`, "kexec b", "separator"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var trace []string

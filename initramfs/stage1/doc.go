@@ -2,8 +2,10 @@
 // firmware: it opens the boot state store, takes the boot decision
 // (bootenv.Select), commits it before anything else can fail, loads the
 // chosen slot's kernel and initrd from its slot container, checks them
-// against the slot's signed manifest, measures them into the TPM, and
-// kexecs the kernel. Any failure marks the slot bad and moves to the next;
+// against the slot's signed manifest and the anti-rollback floor, settles
+// the floor in the TPM (advanced on a normal boot, write-locked: before
+// anything is measured, the only time its write policy holds), measures
+// them into the TPM, and kexecs the kernel. Any failure marks the slot bad and moves to the next;
 // with no bootable slot it recovers from the seed, or stops with why.
 //
 // Boot (the decision loop, boot.go) works on interfaces (SlotLoader,

@@ -102,9 +102,9 @@ func (d deviceLoader) LoadSlot(ctx context.Context, slot string) (*Image, error)
 	return img, nil
 }
 
-// kexecer boots a verified image: it hands the event log and the trusted
-// keys over in the initrd, loads the kernel, arms the watchdog, extends
-// the separator and jumps.
+// kexecer boots a verified image: it hands the event log, the trusted
+// keys and a trial's id over in the initrd, loads the kernel, arms the
+// watchdog, extends the separator and jumps.
 type kexecer struct {
 	logf  Logf
 	board boards.Board
@@ -125,6 +125,9 @@ func handoffFiles(h Handoff) []kexec.File {
 	}
 	add(layout.EventLogPath, 0o644, h.EventLog)
 	add(layout.TrustedKeysRunPath, 0o444, h.TrustedKeys)
+	if h.TrialID != "" {
+		add(layout.TrialIDPath, 0o444, []byte(h.TrialID+"\n"))
+	}
 	return files
 }
 
@@ -138,7 +141,7 @@ func (k kexecer) Kexec(ctx context.Context, img *Image, line string, h Handoff) 
 		// The slot gets them as keel/* in its initramfs; stage 2 copies
 		// them to /run/keel.
 		if err := kexec.AppendFiles(inf, files...); err != nil {
-			return fmt.Errorf("handing the event log and trusted keys to the slot: %w", err)
+			return fmt.Errorf("handing the event log, trusted keys and trial id to the slot: %w", err)
 		}
 	}
 	if err := kexec.Load(kf, inf, line); err != nil {

@@ -6,13 +6,16 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/initramfs/kexec"
 )
 
 // TestHandoffFiles: what stage 1 appends to the slot's initrd is
-// keel/eventlog.jsonl (0644) when measured and keel/trusted-keys (0444),
-// byte for byte: the names stage 2 copies to /run/keel/eventlog.jsonl and
-// /run/keel/trusted-keys. An unmeasured boot still hands the keys over.
+// keel/eventlog.jsonl (0644) when measured, keel/trusted-keys (0444) and
+// on a trial's boot keel/trial-id (0444, the id and a newline), byte for
+// byte: the names stage 2 copies to /run/keel/eventlog.jsonl,
+// /run/keel/trusted-keys and /run/keel/trial-id. An unmeasured boot still
+// hands the keys over.
 func TestHandoffFiles(t *testing.T) {
 	log := []byte(`{"pcr":8,"type":"keel.separator"}` + "\n")
 	keys := []byte("keel-ed25519 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= ci\n")
@@ -30,7 +33,24 @@ func TestHandoffFiles(t *testing.T) {
 	check(handoffFiles(Handoff{EventLog: log, TrustedKeys: keys}),
 		kexec.File{Name: "keel/eventlog.jsonl", Perm: 0o644, Data: log},
 		kexec.File{Name: "keel/trusted-keys", Perm: 0o444, Data: keys})
+	const id = "0123456789abcdef0123456789abcdef"
+	check(handoffFiles(Handoff{EventLog: log, TrustedKeys: keys, TrialID: id}),
+		kexec.File{Name: "keel/eventlog.jsonl", Perm: 0o644, Data: log},
+		kexec.File{Name: "keel/trusted-keys", Perm: 0o444, Data: keys},
+		kexec.File{Name: "keel/trial-id", Perm: 0o444, Data: []byte(id + "\n")})
 	check(handoffFiles(Handoff{TrustedKeys: keys}),
 		kexec.File{Name: "keel/trusted-keys", Perm: 0o444, Data: keys})
 	check(handoffFiles(Handoff{}))
+}
+
+// TestRandomID: keel-init's ids are ids, and differ.
+func TestRandomID(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 100; i++ {
+		id, err := randomID()
+		if err != nil || !bootenv.ValidID(id) || len(id) != 2*bootenv.IDBytes || seen[id] {
+			t.Fatalf("randomID() = %q, %v (drawn before: %v)", id, err, seen[id])
+		}
+		seen[id] = true
+	}
 }

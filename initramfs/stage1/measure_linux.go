@@ -134,10 +134,13 @@ func (tm *tpmMeasurer) EventLog() []byte {
 	return append(out, '\n')
 }
 
-// MinSecurityVersion is the anti-rollback counter's floor
-// (tpm.EnsureCounter: defined on first use, and re-created if the OS
-// deleted or replaced it, without ever lowering the floor). Tampering is
-// reported with a KEEL-TAMPER line on the console.
+// MinSecurityVersion is the anti-rollback floor (tpm.EnsureCounter:
+// the counter and its floor record settled on first use, before anything
+// is measured: created, migrated from an older keel's layout, or
+// re-created if the OS deleted or replaced them, never below the floor
+// keel-init set). Tampering is reported with a KEEL-TAMPER line on the
+// console that says what was found and which floor keel-init chose;
+// repairs that failed with a WARNING line.
 func (tm *tpmMeasurer) MinSecurityVersion() (uint64, error) {
 	tm.mu.Lock()
 	defer tm.mu.Unlock()
@@ -150,11 +153,14 @@ func (tm *tpmMeasurer) MinSecurityVersion() (uint64, error) {
 	}
 	switch {
 	case st.Tampered != "":
-		tm.logf("KEEL-TAMPER %s; the anti-rollback floor is %d (never lowered)", st.Tampered, st.Floor)
+		tm.logf("KEEL-TAMPER %s; the anti-rollback floor is %d", st.Tampered, st.Floor)
 	case st.Migrated:
-		tm.logf("anti-rollback counter migrated to the %s hierarchy (only keel-init writes it now)", st.Hierarchy)
+		tm.logf("anti-rollback counter migrated to keel's write policy in the %s hierarchy (only keel-init, before its first measurement, can raise it now)", st.Hierarchy)
 	case st.Created:
 		tm.logf("anti-rollback counter created in the %s hierarchy", st.Hierarchy)
+	}
+	for _, w := range st.Warnings {
+		tm.logf("WARNING: anti-rollback counter: %s", w)
 	}
 	tm.counter = &st.Floor
 	tm.logf("anti-rollback counter: %d (%s hierarchy)", st.Floor, st.Hierarchy)

@@ -4,8 +4,10 @@ package stage1
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 
@@ -161,6 +163,9 @@ func (d *deviceRecoverer) WipeData(ctx context.Context) error {
 		return fmt.Errorf("the seed was not verified")
 	}
 	f, size, err := d.openRW(layout.Data)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: a factory reset re-creates the data file system in the board's %q partition, and the boot disk has none (write the board's disk image to it again)", err, layout.Data)
+	}
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ func Run(ctx context.Context, logf Logf) error {
 	if storeArg.Kind == cmdline.StoreEFIVars {
 		loader.kexec = readKexecTrust(efivarsDir, logf)
 	}
-	cfg := Config{Slots: b.Slots, Store: storeArg, TPMRequired: b.TPMRequired, TrustedKeys: keys}
+	cfg := Config{Slots: b.Slots, Store: storeArg, TPMRequired: b.TPMRequired, TrustedKeys: keys, NewID: randomID}
 	if m, err := openMeasurer(b, logf); err != nil && b.TPMRequired {
 		logf("no TPM, and board %s requires one: no slot can boot: %v", b.Name, err)
 	} else if err != nil {
@@ -99,4 +99,25 @@ func Run(ctx context.Context, logf Logf) error {
 		return fmt.Errorf("NO BOOTABLE SLOT: %s; the state is kept for service (keel status)", strings.TrimPrefix(err.Error(), "no bootable slot: "))
 	}
 	return err
+}
+
+// randomID draws a trial id in keel-init (Config.NewID) with getrandom(2)
+// without blocking: PID 1 never hangs on an entropy pool that is not ready
+// (crypto/rand would wait for it, and stop the program on an error). The
+// pool's bytes when it is ready, else GRND_INSECURE's (Linux 5.6+): a
+// trial id needs only to differ from every earlier one, it protects
+// nothing.
+func randomID() (string, error) {
+	b := make([]byte, bootenv.IDBytes)
+	n, err := unix.Getrandom(b, unix.GRND_NONBLOCK)
+	if errors.Is(err, unix.EAGAIN) {
+		n, err = unix.Getrandom(b, unix.GRND_INSECURE)
+	}
+	if err != nil {
+		return "", fmt.Errorf("getrandom: %w", err)
+	}
+	if n != len(b) {
+		return "", fmt.Errorf("getrandom: %d of %d bytes", n, len(b))
+	}
+	return bootenv.HexID(b), nil
 }

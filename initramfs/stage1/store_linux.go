@@ -91,8 +91,9 @@ type bootDisks struct {
 // get returns the boot disk (package hw/blockdev): the disk holding the
 // partition the firmware loaded keel from, when a UEFI firmware says
 // (LoaderDevicePartUUID, set by systemd's stub in keel's UKI), else the
-// disk with every partition of the board's layout. Other disks with any of
-// those names are named on the console. It waits up to 10 s for the disk
+// disk with every partition of the board's layout but data
+// (boards.Board.DiskNames: a missing data partition must not stop the
+// boot). Other disks with any of those names are named on the console. It waits up to 10 s for the disk
 // on the first call. logf may be nil: the lines wait for the next caller.
 func (bd *bootDisks) get(logf Logf) (*blockdev.Disk, error) {
 	bd.mu.Lock()
@@ -111,10 +112,7 @@ func (bd *bootDisks) get(logf Logf) (*blockdev.Disk, error) {
 	if bd.disk != nil {
 		return bd.disk, nil
 	}
-	names := make([]string, len(bd.board.Layout))
-	for i, p := range bd.board.Layout {
-		names[i] = p.Name
-	}
+	names := bd.board.DiskNames()
 	opts := blockdev.Options{Warnf: func(format string, args ...any) { say("warning: "+format, args...) }}
 	if bd.board.Firmware == boards.FirmwareUEFI {
 		opts.BootPartUUID = firmwareBootPartition(say)
@@ -138,7 +136,7 @@ func firmwareBootPartition(say Logf) string {
 	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		say("the firmware does not say which partition it loaded keel from (no LoaderDevicePartUUID): the boot disk is the one with all of the board's partitions")
+		say("the firmware does not say which partition it loaded keel from (no LoaderDevicePartUUID): the boot disk is the one with all of the board's partitions (data aside)")
 	case err != nil:
 		say("warning: which partition the firmware loaded keel from: %v", err)
 	default:

@@ -91,7 +91,7 @@ func Run(ctx context.Context, line string, logf Logf) error {
 		return fmt.Errorf("mount %s (%s) as %s on %s: %w", part, dev, fstype, newRoot, err)
 	}
 	logf("mounted %s (%s, %s) read-only", part, dev, fstype)
-	if err := mountData(disk, b.Slots, h, wd, logf); err != nil {
+	if err := mountData(disk, b.Slots, h, wd, layout.DataReportPath, logf); err != nil {
 		return err
 	}
 	for _, m := range []string{"/dev", "/proc", "/sys", "/run"} {
@@ -135,13 +135,10 @@ func existsIn(root, name string) error {
 // bootDisk finds the disk keel booted from as stage 1 did (package
 // hw/blockdev): the disk holding the partition the firmware loaded keel
 // from, when a UEFI firmware says, else the disk with every partition of
-// the board's layout. The slot's root is looked up on it only; other disks
+// the board's layout but data (boards.Board.DiskNames). The slot's root is looked up on it only; other disks
 // carrying the same names are named on the console.
 func bootDisk(b boards.Board, logf Logf) (*blockdev.Disk, error) {
-	names := make([]string, len(b.Layout))
-	for i, p := range b.Layout {
-		names[i] = p.Name
-	}
+	names := b.DiskNames()
 	opts := blockdev.Options{Warnf: func(format string, args ...any) { logf("warning: "+format, args...) }}
 	if b.Firmware == boards.FirmwareUEFI {
 		opts.BootPartUUID = firmwareBootPartition(logf)
@@ -176,7 +173,7 @@ func firmwareBootPartition(logf Logf) string {
 	g, err := blockdev.LoaderDevicePartUUID(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		logf("the firmware does not say which partition it loaded keel from (no LoaderDevicePartUUID): the boot disk is the one with all of the board's partitions")
+		logf("the firmware does not say which partition it loaded keel from (no LoaderDevicePartUUID): the boot disk is the one with all of the board's partitions (data aside)")
 	case err != nil:
 		logf("warning: which partition the firmware loaded keel from: %v", err)
 	default:
@@ -242,10 +239,11 @@ func switchRoot(dir string) error {
 
 // keepHandoff is stage 2's first step: it copies what stage 1 handed over
 // in the initrd (from, layout.HandoffDir: the event log when the boot was
-// measured, and the trusted keys the slot was verified with) to to
-// (layout.RunDir), which the slot's OS keeps: keel-init's event log at
-// layout.EventLogPath, its keys read-only (0444) at
-// layout.TrustedKeysRunPath. Nothing here fails the boot: a file that
+// measured, the trusted keys the slot was verified with, and on a trial's
+// boot the trial's id) to to (layout.RunDir), which the slot's OS keeps:
+// keel-init's event log at layout.EventLogPath, its keys read-only (0444)
+// at layout.TrustedKeysRunPath, the trial's id at layout.TrialIDPath (the
+// data area reads it from the hand-off itself: readTrialID). Nothing here fails the boot: a file that
 // cannot be copied is a warning, and so are missing keys (a keel-init
 // older than the keys' hand-over).
 func keepHandoff(from, to string, logf Logf) {

@@ -42,7 +42,7 @@ func Start(t testing.TB, stateDir string) *SWTPM {
 		t.Fatalf("swtpm not found (apt-get install swtpm): %v", err)
 	}
 	if stateDir == "" {
-		stateDir = t.TempDir()
+		stateDir = tempDir(t)
 	}
 	// unix socket paths are limited to 108 bytes: keep them short.
 	sockDir, err := os.MkdirTemp("", "swtpm")
@@ -67,7 +67,7 @@ func StartTCP(t testing.TB, stateDir string) *SWTPM {
 		t.Fatalf("swtpm not found (apt-get install swtpm): %v", err)
 	}
 	if stateDir == "" {
-		stateDir = t.TempDir()
+		stateDir = tempDir(t)
 	}
 	s := &SWTPM{t: t, StateDir: stateDir, Port: freePortPair(t)}
 	s.start()
@@ -77,6 +77,19 @@ func StartTCP(t testing.TB, stateDir string) *SWTPM {
 
 // TCTI is the tpm2-tools -T argument for a StartTCP swtpm.
 func (s *SWTPM) TCTI() string { return fmt.Sprintf("swtpm:host=127.0.0.1,port=%d", s.Port) }
+
+// tempDir is a fresh state directory, removed when the test ends. Not
+// t.TempDir: its path holds the test's name, and swtpm's --tpmstate
+// splits its argument at commas.
+func tempDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "swtpm-state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
 
 // freePortPair finds a port p with p and p+1 free on 127.0.0.1.
 func freePortPair(t testing.TB) int {

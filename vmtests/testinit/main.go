@@ -5,13 +5,15 @@
 // passes, and then takes commands from the serial console:
 //
 //	keel ARGS...   run the keel CLI; prints KEEL-DONE rc=N
+//	race ARGS...   run two keel ARGS at once (two installs racing); prints KEEL-RACE-DONE rc=N,M when both ended
 //	status         prints KEEL-STATUS <keel status --json, one line>
 //	pcrs BANKS     prints `keel pcr read --banks BANKS`, each line as KEEL-PCR <line>, then KEEL-PCR-END rc=N
 //	eventlog       prints /run/keel/eventlog.jsonl, each line as KEEL-EVENTLOG <line>, then KEEL-EVENTLOG-END lines=N
 //	trustedkeys    prints /run/keel/trusted-keys as KEEL-TRUSTEDKEYS <octal mode> <hex>, or KEEL-TRUSTEDKEYS-ERROR
 //	efivar NAME    prints the efivarfs file NAME (Name-GUID: attributes and data) as KEEL-EFIVAR <hex>, or KEEL-EFIVAR-ERROR
 //	tpmattack NAME runs one attack on keel's anti-rollback counter through /dev/tpmrm0 (runTPMAttack: increment-owner,
-//	               increment-index, write-index, undefine-owner, redefine-low, redefine-ordinary, inflate); prints
+//	               increment-index, increment-policy, write-record, undefine-owner, undefine-record, redefine-identical,
+//	               redefine-v11, inflate); prints
 //	               KEEL-TPMATTACK NAME rc=<TPM response code, 0x hex; 0: done; -1: not the TPM's answer> <text>
 //	reboot         reboot (the firmware boots keel-init again)
 //	poweroff       power off (QEMU exits)
@@ -24,6 +26,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -33,6 +36,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
@@ -138,6 +142,15 @@ func console() {
 		case len(f) == 0:
 		case f[0] == "keel":
 			fmt.Printf("KEEL-DONE rc=%d\n", keel(f[1:]...))
+		case f[0] == "race" && len(f) > 1:
+			rcs := make([]int, 2)
+			var wg sync.WaitGroup
+			for i := range rcs {
+				wg.Add(1)
+				go func() { defer wg.Done(); rcs[i] = keel(f[1:]...) }()
+			}
+			wg.Wait()
+			fmt.Printf("KEEL-RACE-DONE rc=%d,%d\n", rcs[0], rcs[1])
 		case f[0] == "status":
 			var out bytes.Buffer
 			cmd := exec.Command("/bin/keel", "status", "--json")
@@ -273,9 +286,10 @@ func data(args []string) {
 var errUnknownAttack = errors.New("unknown attack")
 
 // runTPMAttack runs the attack name: what root in the OS tries against
-// keel's anti-rollback counter (tpm.CounterIndex) after keel-init's
-// handoff, with the empty owner authorization of a typical device. It
-// returns what it did; an error from the TPM is the TPM's answer.
+// keel's anti-rollback counter (tpm.CounterIndex) and floor record
+// (tpm.RecordIndex) after keel-init's handoff, with the empty owner
+// authorization of a typical device. It returns what it did; an error from
+// the TPM is the TPM's answer.
 func runTPMAttack(t transport.TPM, name string) (string, error) {
 	switch name {
 	// TPM2_NV_Increment authorized by the owner.
@@ -284,21 +298,26 @@ func runTPMAttack(t transport.TPM, name string) (string, error) {
 	// TPM2_NV_Increment authorized by the index's own empty authValue.
 	case "increment-index":
 		return "TPM2_NV_Increment with the index's authorization succeeded", nvIncrement(t, tpm2.TPMHandle(tpm.CounterIndex), tpm.CounterIndex)
-	// TPM2_NV_Write of a low value (1) with the index's authorization.
-	case "write-index":
-		name, err := nvName(t, tpm.CounterIndex)
+	// TPM2_NV_Increment under keel's write policy: TPM2_PolicyPCR with
+	// PCR 8 all zero (the TPM refuses: PCR 8 holds keel-init's
+	// measurements), then under a policy of PCR 8 as it is.
+	case "increment-policy":
+		return "TPM2_NV_Increment under a policy session succeeded", policyIncrement(t, tpm.CounterIndex)
+	// TPM2_NV_Write of a low floor record (0) with the record's authValue.
+	case "write-record":
+		name, err := nvName(t, tpm.RecordIndex)
 		if err != nil {
 			return "", err
 		}
 		_, err = tpm2.NVWrite{
-			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(tpm.CounterIndex), Name: name, Auth: tpm2.PasswordAuth(nil)},
-			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(tpm.CounterIndex), Name: name},
-			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: binary.BigEndian.AppendUint64(nil, 1)},
+			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(tpm.RecordIndex), Name: name, Auth: tpm2.PasswordAuth(nil)},
+			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(tpm.RecordIndex), Name: name},
+			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: make([]byte, 16)},
 		}.Execute(t)
 		if err != nil {
-			return "", fmt.Errorf("TPM2_NV_Write(%#08x): %w", tpm.CounterIndex, err)
+			return "", fmt.Errorf("TPM2_NV_Write(%#08x): %w", tpm.RecordIndex, err)
 		}
-		return "TPM2_NV_Write of 8 bytes with the index's authorization succeeded", nil
+		return "TPM2_NV_Write of the floor record with its authorization succeeded", nil
 	// TPM2_NV_UndefineSpace with owner authorization.
 	case "undefine-owner":
 		before := floor(t)
@@ -306,35 +325,32 @@ func runTPMAttack(t transport.TPM, name string) (string, error) {
 			return "", err
 		}
 		return fmt.Sprintf("TPM2_NV_UndefineSpace(%#08x) with owner authorization succeeded (before: %s)", tpm.CounterIndex, before), nil
-	// After undefine-owner: keel's counter layout of before issue 11
-	// (owner-written counter, its value the floor) at the counter's
-	// handle, left unwritten: it reads as floor 0.
-	case "redefine-low":
-		a := tpm2.TPMANV{NT: tpm2.TPMNTCounter, OwnerWrite: true, OwnerRead: true, AuthRead: true, NoDA: true}
+	case "undefine-record":
+		if err := nvUndefine(t, tpm.RecordIndex); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("TPM2_NV_UndefineSpace(%#08x) with owner authorization succeeded", tpm.RecordIndex), nil
+	// After undefine-owner: keel's counter again, the exact public area
+	// (tpm.CounterPublic), as a fresh index: not write-locked.
+	case "redefine-identical":
+		if err := nvDefinePublic(t, tpm.CounterPublic(tpm.CounterIndex, tpm.HierarchyOwner)); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("defined keel's counter's public area again at %#08x", tpm.CounterIndex), nil
+	// After undefine-owner: keel's counter layout of issue 11 (written
+	// with its empty authValue), raised redefineCount times.
+	case "redefine-v11":
+		const redefineCount = 50
+		a := tpm2.TPMANV{NT: tpm2.TPMNTCounter, AuthWrite: true, WriteSTClear: true, AuthRead: true, OwnerRead: true, PPRead: true, NoDA: true}
 		if err := nvDefine(t, tpm.CounterIndex, a); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("defined the owner-written counter of before issue 11 at %#08x, unwritten", tpm.CounterIndex), nil
-	// After undefine-owner: an ordinary 8-byte index at the counter's
-	// handle holding 1, the value of a fresh counter of keel's.
-	case "redefine-ordinary":
-		a := tpm2.TPMANV{NT: tpm2.TPMNTOrdinary, AuthWrite: true, OwnerWrite: true, AuthRead: true, OwnerRead: true, NoDA: true}
-		if err := nvDefine(t, tpm.CounterIndex, a); err != nil {
-			return "", err
+		for range redefineCount {
+			if err := nvIncrement(t, tpm2.TPMHandle(tpm.CounterIndex), tpm.CounterIndex); err != nil {
+				return "", err
+			}
 		}
-		name, err := nvName(t, tpm.CounterIndex)
-		if err != nil {
-			return "", err
-		}
-		_, err = tpm2.NVWrite{
-			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
-			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(tpm.CounterIndex), Name: name},
-			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: binary.BigEndian.AppendUint64(nil, 1)},
-		}.Execute(t)
-		if err != nil {
-			return "", fmt.Errorf("TPM2_NV_Write(%#08x): %w", tpm.CounterIndex, err)
-		}
-		return fmt.Sprintf("defined an ordinary 8-byte index at %#08x holding 1", tpm.CounterIndex), nil
+		return fmt.Sprintf("defined keel's counter layout of issue 11 at %#08x and incremented it %d times", tpm.CounterIndex, redefineCount), nil
 	// A counter of the OS's own, incremented inflateCount times and
 	// undefined: the TPM's highest deleted count (libtpms' maxCount)
 	// rises to its value.
@@ -372,6 +388,44 @@ func runTPMAttack(t transport.TPM, name string) (string, error) {
 	default:
 		return "", errUnknownAttack
 	}
+}
+
+// policyIncrement tries TPM2_NV_Increment of index under a policy
+// session: first with TPM2_PolicyPCR(SHA-256 PCR 8 = 32 zero bytes),
+// keel's write policy, then with TPM2_PolicyPCR of PCR 8 as it is. The
+// error of the first is returned first.
+func policyIncrement(t transport.TPM, index uint32) error {
+	try := func(digest []byte) error {
+		sess, done, err := tpm2.PolicySession(t, tpm2.TPMAlgSHA256, 16)
+		if err != nil {
+			return fmt.Errorf("TPM2_StartAuthSession: %w", err)
+		}
+		defer done()
+		_, err = tpm2.PolicyPCR{PolicySession: sess.Handle(), PcrDigest: tpm2.TPM2BDigest{Buffer: digest},
+			Pcrs: tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{Hash: tpm2.TPMAlgSHA256, PCRSelect: []byte{0, 1, 0}}}}}.Execute(t)
+		if err != nil {
+			return fmt.Errorf("TPM2_PolicyPCR: %w", err)
+		}
+		name, err := nvName(t, index)
+		if err != nil {
+			return err
+		}
+		_, err = tpm2.NVIncrement{AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(index), Name: name, Auth: sess},
+			NVIndex: tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: name}}.Execute(t)
+		if err != nil {
+			return fmt.Errorf("TPM2_NV_Increment(%#08x): %w", index, err)
+		}
+		return nil
+	}
+	zero := sha256.Sum256(make([]byte, sha256.Size))
+	first := try(zero[:])
+	if first == nil {
+		return nil
+	}
+	if err := try(nil); err != nil {
+		return fmt.Errorf("keel's policy: %w; the current PCR 8: %w", first, err)
+	}
+	return nil
 }
 
 // tpmAttack runs runTPMAttack(name) and prints
@@ -446,6 +500,19 @@ func nvDefine(t transport.TPM, index uint32, a tpm2.TPMANV) error {
 	}.Execute(t)
 	if err != nil {
 		return fmt.Errorf("TPM2_NV_DefineSpace(%#08x): %w", index, err)
+	}
+	return nil
+}
+
+// nvDefinePublic is TPM2_NV_DefineSpace of pub with the empty owner
+// authorization.
+func nvDefinePublic(t transport.TPM, pub tpm2.TPMSNVPublic) error {
+	_, err := tpm2.NVDefineSpace{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		PublicInfo: tpm2.New2B(pub),
+	}.Execute(t)
+	if err != nil {
+		return fmt.Errorf("TPM2_NV_DefineSpace(%#08x): %w", uint32(pub.NVIndex), err)
 	}
 	return nil
 }

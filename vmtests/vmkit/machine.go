@@ -11,6 +11,8 @@ import (
 
 	expect "github.com/Netflix/go-expect"
 	"github.com/hugelgupf/vmtest/qemu"
+
+	"github.com/keelboot/keel/format/datareport"
 )
 
 // Machine is one device: a disk and a UEFI variable store that persist
@@ -199,6 +201,12 @@ type Status struct {
 		Mode       string `json:"mode"`
 		Reason     string `json:"reason"`
 	} `json:"last_fallback"`
+	// Data is what stage 2 told the OS about the data partition (nil:
+	// no report: the root has no /data, or an older stage 2).
+	Data *struct {
+		datareport.Report
+		Error string `json:"error"`
+	} `json:"data"`
 	// Raw is the JSON as the slot printed it.
 	Raw string `json:"-"`
 }

@@ -6,9 +6,10 @@ import (
 )
 
 // TPMAttack runs the test init's `tpmattack NAME` in the booted slot: one
-// attack of root in the OS on keel's anti-rollback counter (increment-owner,
-// increment-index, write-index, undefine-owner, redefine-low,
-// redefine-ordinary, inflate; see vmtests/testinit). It returns the TPM's
+// attack of root in the OS on keel's anti-rollback counter and floor record
+// (increment-owner, increment-index, increment-policy, write-record,
+// undefine-owner, undefine-record, redefine-identical, redefine-v11,
+// inflate; see vmtests/testinit). It returns the TPM's
 // response code as the slot printed it ("0" when the attack went through,
 // else 0x and hex, e.g. "0x148" for TPM_RC_NV_LOCKED) and the slot's text,
 // which ends with the floor keel's reader sees afterwards ("counter now:

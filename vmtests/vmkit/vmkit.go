@@ -236,11 +236,17 @@ const (
 
 // RootDir makes (once) a test root filesystem tree for a version and health.
 func (a *Artefacts) RootDir(version string, h Health) (string, error) {
-	return a.rootDir(version, h, 0)
+	return a.rootDir(version, h, 0, false)
 }
 
-func (a *Artefacts) rootDir(version string, h Health, padMiB int) (string, error) {
-	final := filepath.Join(a.Dir, "roots", fmt.Sprintf("%s-%s-%d", version, h, padMiB))
+// rootDir makes a test root; with data, it has the folder /data (stage 2
+// mounts the data partition there).
+func (a *Artefacts) rootDir(version string, h Health, padMiB int, data bool) (string, error) {
+	name := fmt.Sprintf("%s-%s-%d", version, h, padMiB)
+	if data {
+		name += "-data"
+	}
+	final := filepath.Join(a.Dir, "roots", name)
 	if _, err := os.Stat(final); err == nil {
 		return final, nil
 	}
@@ -258,7 +264,11 @@ func (a *Artefacts) rootDir(version string, h Health, padMiB int) (string, error
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return "", err
 	}
-	for _, d := range []string{"sbin", "bin", "etc/keel-test", "proc", "sys", "dev", "run", "tmp", EnrolmentDir[1:]} {
+	dirs := []string{"sbin", "bin", "etc/keel-test", "proc", "sys", "dev", "run", "tmp", EnrolmentDir[1:]}
+	if data {
+		dirs = append(dirs, "data")
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return "", err
 		}
@@ -330,6 +340,10 @@ type SlotSpec struct {
 	// VendorKernel puts the kernel in the slot as Debian signed it, not
 	// signed with the db key: under Secure Boot keel-init refuses it.
 	VendorKernel bool
+	// Data gives the test root the folder /data: stage 2 mounts the data
+	// partition there, with the slot's area on /data/slot (package
+	// initramfs/dataarea).
+	Data bool
 	// RootDir, if set, is a prebuilt root file system tree for the slot
 	// (a Debian root from make debian-root, say) instead of a test root
 	// with the test init: Health and PadMiB do not apply.
@@ -455,7 +469,7 @@ func (a *Artefacts) imageSlot(s SlotSpec) (image.Slot, error) {
 	root := s.RootDir
 	if root == "" {
 		var err error
-		if root, err = a.rootDir(s.Version, h, s.PadMiB); err != nil {
+		if root, err = a.rootDir(s.Version, h, s.PadMiB, s.Data); err != nil {
 			return image.Slot{}, err
 		}
 	}
