@@ -16,7 +16,7 @@ import (
 	"github.com/keelboot/keel/manifest"
 )
 
-// Device is a partition the installer writes: a block device or a file
+// Device is a partition the writer writes: a block device or a file
 // (*os.File is one), or a region of a disk image.
 type Device interface {
 	io.ReaderAt
@@ -25,7 +25,7 @@ type Device interface {
 	Sync() error
 }
 
-// Target is the slot an install writes: its container partition
+// Target is the slot a write rewrites: its container partition
 // (slot-<name>) and its root partition (root-<name>), with their sizes.
 type Target struct {
 	Slot     Device
@@ -77,24 +77,24 @@ type Event struct {
 	// Done and Total are bytes of the phase.
 	Done  int64 `json:"done"`
 	Total int64 `json:"total"`
-	// Fetched is the bundle bytes read from the source so far.
+	// Fetched is the bytes read from the source so far.
 	Fetched int64 `json:"fetched"`
-	// Elapsed since the install started.
+	// Elapsed since the write started.
 	Elapsed time.Duration `json:"elapsed_ns"`
 }
 
-// Result says what an install did.
+// Result says what a write did.
 type Result struct {
 	Bundle *bundle.Bundle
 	Blocks BlockCounts
-	// Fetched is the bytes read from the bundle source (header and
+	// Fetched is the bytes read from the source (a bundle's header and
 	// manifest included); LocalContainer the kernel and initrd bytes
 	// taken from the active slot instead.
 	Fetched        int64
 	LocalContainer int64
 }
 
-// ErrTampered is wrapped by errors about bundle content that does not
+// ErrTampered is wrapped by errors about source content that does not
 // verify (bundle.ErrTampered).
 const ErrTampered = bundle.ErrTampered
 
