@@ -6,11 +6,63 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"time"
 
 	"github.com/keelboot/keel/format/seedimg"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/slotwrite"
 )
+
+// Progress is called as a factory reset (WipeData) advances: done of
+// total bytes (each byte counts once written and once read back for the
+// check), at mbps megabytes (10^6 bytes) per second since the start. It is
+// never called concurrently; the last call has done == total. A reinstall
+// reports the slot writer's events instead (slotwrite.Event).
+type Progress func(done, total int64, mbps float64)
+
+// ChunkSize is how much WipeData writes at a time.
+const ChunkSize = 1 << 20
+
+// progress counts bytes for a Progress.
+type progress struct {
+	mu          sync.Mutex
+	ctx         context.Context
+	fn          Progress
+	done, total int64
+	start       time.Time
+}
+
+func newProgress(ctx context.Context, fn Progress, total int64) *progress {
+	return &progress{ctx: ctx, fn: fn, total: total, start: time.Now()}
+}
+
+// add counts n bytes and reports; it returns the context's error.
+func (p *progress) add(n int64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done += n
+	if p.fn != nil {
+		s := time.Since(p.start).Seconds()
+		mbps := 0.0
+		if s > 0 {
+			mbps = float64(p.done) / 1e6 / s
+		}
+		p.fn(min(p.done, p.total), p.total, mbps)
+	}
+	if err := p.ctx.Err(); err != nil {
+		return fmt.Errorf("recovery: %w", err)
+	}
+	return nil
+}
+
+// finish reports done == total.
+func (p *progress) finish() {
+	p.mu.Lock()
+	p.done = p.total
+	p.mu.Unlock()
+	_ = p.add(0)
+}
 
 // WipeData is the factory reset of the data partition dst (size bytes):
 // it writes the seed's empty data file system (its data entry, read again
