@@ -68,7 +68,8 @@ vmtest: deps kernel debian-root
 # Power cuts in every write path (issue 9): TestTorture kills QEMU at
 # random (seeded) moments in keel-init's boot commit, mark-good, mark-bad,
 # try, the recovery reinstall, the factory reset and an update install
-# (keel install from a USB stick), TORTURE_CUTS times per
+# (keel install from a USB stick; every other cut two racing, and the
+# data partition made hostile before every power-on), TORTURE_CUTS times per
 # path, and powers on again each time; bricks, data losses, unreadable
 # records and lost acknowledged writes must all be 0. make test runs one cut
 # per path. Reproduce a failure with the seed it printed:

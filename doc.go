@@ -9,7 +9,8 @@
 // stage-2 initrd maps the verified root and switches to it; recovery from
 // the seed (recovery/) when no slot can boot. On the running system, the
 // keel command (cli/) reads and changes the boot record and installs
-// update bundles (update/).
+// update bundles (update/). Both rewrite a slot through one writer
+// (slotwrite/).
 //
 // # Layers
 //
@@ -20,7 +21,7 @@
 //
 //	keel
 //	│
-//	│  8  the mains, and what ships or runs beside the Go code
+//	│  9  the mains, and what ships or runs beside the Go code
 //	├─ cmd/                  tiny mains
 //	│   ├─ keel              the keel command, host and device (cli.Main)
 //	│   ├─ keel-init         keel's PID 1 (pid1.Main)
@@ -31,7 +32,7 @@
 //	│   └─ testsum           go test -json to what a person reads; a skip fails the run
 //	├─ docs/                 the design (DESIGN.md), the commands, formats, boards, numbers
 //	│
-//	│  7  the keel command and the VM tests
+//	│  8  the keel command and the VM tests
 //	├─ cli/                  the keel command: flags, output, the install's planning and policy
 //	├─ vmtests/              the scenarios in QEMU (OVMF, swtpm, Debian kernels)
 //	│   ├─ vmkit             VM artefacts and machines booted from disk through firmware
@@ -39,7 +40,7 @@
 //	│   ├─ testinit          the slots' test init
 //	│   └─ bareinit          the benchmark's bare init
 //	│
-//	│  6  the two sides: what runs at boot, what builds images
+//	│  7  the two sides: what runs at boot, what builds images
 //	├─ initramfs/            what runs at boot, inside keel's initramfs
 //	│   ├─ pid1              keel-init's process: mounts, picks the stage, stops in a defined state
 //	│   ├─ sysinit           base mounts, module loading, the board file, watchdog, halt
@@ -58,11 +59,14 @@
 //	│   └─ kmod              module closure and order from .modinfo
 //	│       └─ kmodtest      fake kernel modules for tests
 //	│
-//	│  5  the procedures that write slots
-//	├─ recovery/             the seed: verify it, reinstall a slot from it, factory reset
-//	├─ update/               install a bundle into the inactive slot (delta, pipelined, power-cut safe)
+//	│  6  the two sources a slot is written from
+//	├─ recovery/             the seed: verify it, reinstall a slot from it (slotwrite), factory reset
+//	├─ update/               install a bundle into the inactive slot (slotwrite): open, check, policy
 //	│   └─ source            where the bundle's bytes come from: file, pipe, HTTP(S) ranges
 //	│       └─ sourcetest    serves bundles over HTTP for tests
+//	│
+//	│  5  the verified slot writer
+//	├─ slotwrite/            writes a slot in crash order: delta, pipelined, read back; the page cache
 //	│
 //	│  4  measurement
 //	├─ tpm/                  PCR 8/9 measurement, event log, prediction, NV anti-rollback, sealing
@@ -113,7 +117,8 @@
 //   - the host tool (cmd/keel) links no initramfs/ package: it is the CLI,
 //     the builder and the formats; it also builds for macOS;
 //   - keel-init (cmd/keel-init) links no builder/, cli/ or update/ code:
-//     it carries what a boot runs;
+//     it carries what a boot runs (its reinstall writes through
+//     slotwrite/, the writer update/ uses too);
 //   - builder/ links no recovery/ code: it writes the seed through its
 //     format (format/seedimg);
 //   - format/ imports nothing of keel's outside format/ but manifest/, and

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	kcmdline "github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/uefi"
@@ -104,7 +105,9 @@ func ExitCode(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.As(err, &u), errors.Is(err, flag.ErrHelp),
+	case errors.Is(err, flag.ErrHelp):
+		return ExitOK // help was asked for, and printed
+	case errors.As(err, &u),
 		errors.Is(err, bootenv.ErrRefused), errors.Is(err, bootenv.ErrUnknownSlot):
 		return ExitUsage
 	}
@@ -167,6 +170,8 @@ Commands:
                                        install an update bundle (file, block device, - or URL)
                                        into the inactive slot and put it on trial (keel install -h)
   bundle build|info|verify|delta       make and inspect update bundles (keel bundle help)
+  seed verify --keys TRUSTED [--board B] IMAGE
+                                       check a recovery seed as keel-init does (keel seed help)
   verify --keys TRUSTED MANIFEST [MANIFEST.sig]
                                        check a manifest's signature against trusted public keys
   secureboot keygen|sign|enrolment|enroll|ovmf-vars|status
@@ -177,9 +182,42 @@ type globals struct {
 	config, efivars, image string
 }
 
+// groups are the commands with subcommands: `keel GROUP help` asks for
+// the group's usage.
+var groups = map[string]bool{"env": true, "secret": true, "image": true, "initramfs": true, "pcr": true,
+	"bundle": true, "seed": true, "secureboot": true}
+
+// isHelpArg reports whether a is a request for help.
+func isHelpArg(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
+
+// helpRequested reports whether args ask for help rather than for work:
+// -h, -help or --help before a "--", `keel help`, or `keel GROUP help`.
+// Help is printed on standard output and exits 0 (a usage error prints
+// the usage on standard error and exits 1).
+func helpRequested(args []string) bool {
+	var words []string
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if isHelpArg(a) {
+			return true
+		}
+		if !strings.HasPrefix(a, "-") {
+			words = append(words, a)
+		}
+	}
+	return len(words) > 0 && words[0] == "help" || len(words) > 1 && groups[words[0]] && words[1] == "help"
+}
+
 // Run executes one keel command.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps) error {
 	deps = deps.withDefaults()
+	if helpRequested(args) {
+		// Every usage text is written to the command's stderr: asked
+		// for, it goes to standard output.
+		stderr = stdout
+	}
 	fs := flag.NewFlagSet("keel", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usageText) }
@@ -209,19 +247,37 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	c := &command{ctx: ctx, g: g, deps: deps, stdout: stdout, stderr: stderr}
-	commands := map[string]func([]string) error{
+	if run, ok := c.commands()[cmd]; ok {
+		return run(rest)
+	}
+	fmt.Fprint(stderr, usageText)
+	return usagef("unknown command %q", cmd)
+}
+
+// commands is the dispatch table: every command `keel help` lists.
+func (c *command) commands() map[string]func([]string) error {
+	return map[string]func([]string) error{
 		"status": c.status, "init": c.init, "try": c.try, "select": c.selectCmd,
 		"mark-good": c.markGood, "boot-ok": c.bootOK, "note-shutdown": c.noteShutdown, "mark-bad": c.markBad, "set-active": c.setActive, "rollback": c.rollback,
 		"secret": c.secret, "recover": c.recover, "env": c.env, "image": c.image, "initramfs": c.initramfs, "pcr": c.pcr,
 		"keygen": c.keygen, "sign": c.sign, "verify": c.verify, "seed": c.seed,
 		"bundle": c.bundleCmd, "install": c.install, "secureboot": c.secureBoot, "events": c.events,
-		"help": func([]string) error { _, err := fmt.Fprint(stdout, usageText); return err },
+		"help": c.help,
 	}
-	if run, ok := commands[cmd]; ok {
-		return run(rest)
+}
+
+// help is `keel help [COMMAND]`: the usage of keel, or of one command (as
+// `keel COMMAND --help` prints it).
+func (c *command) help(args []string) error {
+	if len(args) > 0 && args[0] != "help" {
+		if run, ok := c.commands()[args[0]]; ok {
+			return run([]string{"--help"})
+		}
+		fmt.Fprint(c.stderr, usageText)
+		return usagef("help: unknown command %q", args[0])
 	}
-	fmt.Fprint(stderr, usageText)
-	return usagef("unknown command %q", cmd)
+	_, err := fmt.Fprint(c.stdout, usageText)
+	return err
 }
 
 type command struct {
@@ -236,6 +292,7 @@ type command struct {
 func (c *command) flags(name string, args []string, define func(*flag.FlagSet)) (*flag.FlagSet, error) {
 	fs := flag.NewFlagSet("keel "+name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
+	fs.Usage = func() { commandUsage(c.stderr, fs, name) }
 	define(fs)
 	if err := fs.Parse(permute(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -290,4 +347,38 @@ func (c *command) cmdlineParam(key string) string {
 		return ""
 	}
 	return kcmdline.Value(line, key)
+}
+
+// commandUsage prints the usage of a command that has no text of its own:
+// its lines in keel's usage (usageText) and its flags.
+func commandUsage(w io.Writer, fs *flag.FlagSet, name string) {
+	fmt.Fprintf(w, "usage: keel %s\n", strings.TrimPrefix(synopsis(name), "  "))
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprint(w, "\nFlags:\n")
+		fs.PrintDefaults()
+	}
+}
+
+// synopsis is name's entry in usageText's command list (with its
+// continuation lines), or name alone when it has none.
+func synopsis(name string) string {
+	var out []string
+	in := false
+	for _, l := range strings.Split(usageText, "\n") {
+		switch {
+		case strings.HasPrefix(l, "  "+name+" ") || l == "  "+name:
+			in = true
+			out = append(out, l)
+		case in && strings.HasPrefix(l, strings.Repeat(" ", 39)):
+			out = append(out, l)
+		default:
+			in = false
+		}
+	}
+	if len(out) == 0 {
+		return name
+	}
+	return strings.Join(out, "\n")
 }

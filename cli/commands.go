@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -629,11 +630,31 @@ func (c *command) recover(args []string) error {
 	return nil
 }
 
+const envUsage = `usage: keel env print [-n] [NAME...]
+       keel env set NAME=VALUE...
+       keel env import --from rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--force]
+       keel env export --to rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--bootlimit 1]
+
+The U-Boot environment that holds the boot record (-c FW_ENV_CONFIG, or
+--image DISK.img for its bootstate partition):
+  print    print the variables (or the NAMEs) like fw_printenv; -n prints
+           one value alone; values are printed as they are, like fw_printenv
+  set      set variables in one commit; NAME= deletes; a change to keel_*
+           variables must leave a valid boot record
+  import   turn a RAUC or Mender boot-count env into keel's record in one
+           commit (--force replaces an existing or corrupt record)
+  export   write keel's next decision back in that layout (--bootlimit: the
+           boots Mender's bootlimit allows)
+`
+
 func (c *command) env(args []string) error {
 	if len(args) == 0 {
-		return usagef("usage: keel env print [NAME...] | keel env set NAME=VALUE...\n" +
-			"       keel env import --from rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--force]\n" +
-			"       keel env export --to rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--bootlimit 1]")
+		fmt.Fprint(c.stderr, envUsage)
+		return usagef("env: no subcommand given (want print, set, import or export)")
+	}
+	if args[0] == "help" || slices.ContainsFunc(args, isHelpArg) {
+		fmt.Fprint(c.stderr, envUsage)
+		return flag.ErrHelp
 	}
 	sub, rest := args[0], args[1:]
 	switch sub {

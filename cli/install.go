@@ -17,6 +17,7 @@ import (
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/slotwrite"
 	"github.com/keelboot/keel/update"
 	"github.com/keelboot/keel/update/source"
 )
@@ -71,17 +72,17 @@ and fail a pipefail pipeline.
 
 // installResult is `keel install --json`.
 type installResult struct {
-	Slot            string             `json:"slot"`
-	Version         string             `json:"version"`
-	SecurityVersion uint64             `json:"security_version"`
-	Board           string             `json:"board"`
-	Trial           int                `json:"trial_tries"`
-	Fetched         int64              `json:"fetched_bytes"`
-	BundleSize      int64              `json:"bundle_bytes"`
-	Blocks          update.BlockCounts `json:"blocks"`
-	LocalContainer  int64              `json:"kernel_initrd_local_bytes"`
-	Seconds         float64            `json:"seconds"`
-	Record          bool               `json:"boot_record_updated"`
+	Slot            string                `json:"slot"`
+	Version         string                `json:"version"`
+	SecurityVersion uint64                `json:"security_version"`
+	Board           string                `json:"board"`
+	Trial           int                   `json:"trial_tries"`
+	Fetched         int64                 `json:"fetched_bytes"`
+	BundleSize      int64                 `json:"bundle_bytes"`
+	Blocks          slotwrite.BlockCounts `json:"blocks"`
+	LocalContainer  int64                 `json:"kernel_initrd_local_bytes"`
+	Seconds         float64               `json:"seconds"`
+	Record          bool                  `json:"boot_record_updated"`
 }
 
 type installFlags struct {
@@ -174,7 +175,7 @@ func (c *command) install(args []string) error {
 	defer src.Close()
 	start := time.Now()
 	o := update.Options{Trusted: p.trusted, Board: p.board.Name, Target: p.target, Active: p.active, NoLocal: f.noDelta,
-		Check: p.check, Begin: p.begin, Progress: func(e update.Event) { prog.event(e); lock.progress(e) }}
+		Check: p.check, Begin: p.begin, Progress: func(e slotwrite.Event) { prog.event(e); lock.progress(e) }}
 	res, err := update.Install(c.ctx, src, o)
 	err = f.limits.explain(c.ctx, err)
 	if err != nil {
@@ -228,8 +229,8 @@ type installPlan struct {
 	board      boards.Board
 	slot       string // the target slot
 	activeName string
-	target     update.Target
-	active     *update.Active
+	target     slotwrite.Target
+	active     *slotwrite.Active
 	// check refuses a bundle (downgrade, anti-rollback counter).
 	check func(*bundle.Bundle) error
 	// begin and finish update the boot record (nil store: an image
@@ -341,23 +342,7 @@ func slotManifest(r io.ReaderAt, size int64, trusted []manifest.PublicKey, board
 	if err != nil {
 		return nil, err
 	}
-	read := func(name string, limit int64) ([]byte, error) {
-		e, err := h.Find(name)
-		if err != nil {
-			return nil, err
-		}
-		if e.Size > limit {
-			return nil, fmt.Errorf("entry %s is %d bytes", name, e.Size)
-		}
-		b := make([]byte, e.Size)
-		_, err = r.ReadAt(b, e.Offset)
-		return b, err
-	}
-	mb, err := read(slotimg.EntryManifest, bundle.MaxManifest)
-	if err != nil {
-		return nil, err
-	}
-	sig, err := read(manifest.SigEntry, manifest.MaxSigSize)
+	mb, sig, err := h.ReadManifest(r, slotimg.EntryManifest)
 	if err != nil {
 		return nil, err
 	}
@@ -433,8 +418,8 @@ func (c *command) planDevice(f installFlags) (*installPlan, error) {
 	if err != nil {
 		return fail(err)
 	}
-	p.target = update.Target{Slot: ts, SlotSize: tsz, Root: tr, RootSize: trz}
-	p.active = &update.Active{Slot: as, SlotSize: asz, Root: ar, RootSize: arz}
+	p.target = slotwrite.Target{Slot: ts, SlotSize: tsz, Root: tr, RootSize: trz}
+	p.active = &slotwrite.Active{Slot: as, SlotSize: asz, Root: ar, RootSize: arz}
 	running, err := slotManifest(as, asz, trusted, manifest.AnyBoard)
 	if err != nil {
 		return fail(fmt.Errorf("install: the running slot %s does not verify with the trusted keys: %w", boot.slot, err))
@@ -560,7 +545,7 @@ func (c *command) planOffline(f installFlags) (*installPlan, error) {
 	if err != nil {
 		return fail(err)
 	}
-	p.target = update.Target{Slot: ts, SlotSize: ts.size, Root: tr, RootSize: tr.size}
+	p.target = slotwrite.Target{Slot: ts, SlotSize: ts.size, Root: tr, RootSize: tr.size}
 	var running *manifest.Manifest
 	if r.Active != "" && r.Active != p.slot {
 		as, err := part(layout.SlotPartition(r.Active))
@@ -571,7 +556,7 @@ func (c *command) planOffline(f installFlags) (*installPlan, error) {
 		if err != nil {
 			return fail(err)
 		}
-		p.active = &update.Active{Slot: as, SlotSize: as.size, Root: ar, RootSize: ar.size}
+		p.active = &slotwrite.Active{Slot: as, SlotSize: as.size, Root: ar, RootSize: ar.size}
 		running = mans[r.Active]
 	}
 	board := f.board
@@ -594,13 +579,13 @@ func (c *command) planOffline(f installFlags) (*installPlan, error) {
 	return p, nil
 }
 
-// imagePart is a partition of a disk image: an update.Device.
+// imagePart is a partition of a disk image: a slotwrite.Device.
 type imagePart struct {
 	f         *os.File
 	off, size int64
 }
 
-var _ update.Device = (*imagePart)(nil)
+var _ slotwrite.Device = (*imagePart)(nil)
 
 func (p *imagePart) ReadAt(b []byte, off int64) (int, error) {
 	if off < 0 || off >= p.size {
@@ -626,13 +611,13 @@ func (p *imagePart) WriteAt(b []byte, off int64) (int, error) {
 func (p *imagePart) Sync() error { return p.f.Sync() }
 
 var (
-	_ update.CacheDropper = (*imagePart)(nil)
-	_ update.RangeSyncer  = (*imagePart)(nil)
+	_ slotwrite.CacheDropper = (*imagePart)(nil)
+	_ slotwrite.RangeSyncer  = (*imagePart)(nil)
 )
 
 // SyncRange writes back a range of the partition.
 func (p *imagePart) SyncRange(off, n int64) error {
-	return update.SyncFileRange(p.f, p.off+off, n)
+	return slotwrite.SyncFileRange(p.f, p.off+off, n)
 }
 
 // DropCache drops the cached pages of a range of the partition (update's
@@ -641,5 +626,5 @@ func (p *imagePart) DropCache(off, n int64) {
 	if off < 0 || off >= p.size {
 		return
 	}
-	update.DropFileCache(p.f, p.off+off, min(n, p.size-off))
+	slotwrite.DropFileCache(p.f, p.off+off, min(n, p.size-off))
 }

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keelboot/keel/bootenv"
-	"github.com/keelboot/keel/update"
+	"github.com/keelboot/keel/slotwrite"
 )
 
 // One install at a time. Two runs writing the same slot would each take
@@ -74,7 +74,7 @@ type installStatus struct {
 	// Target is where it installs: "slot b", or the disk image.
 	Target  string    `json:"target"`
 	Started time.Time `json:"started"`
-	// Phase is update.Event's ("" before the first), with its bytes.
+	// Phase is slotwrite.Event's ("" before the first), with its bytes.
 	Phase string `json:"phase,omitempty"`
 	Done  int64  `json:"done,omitempty"`
 	Total int64  `json:"total,omitempty"`
@@ -247,7 +247,7 @@ func (l *installLock) write() error {
 
 // progress records an install's progress in the status: at each new phase
 // and every second (a failed write only loses the status).
-func (l *installLock) progress(e update.Event) {
+func (l *installLock) progress(e slotwrite.Event) {
 	if l == nil {
 		return
 	}

@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keelboot/keel/bootenv"
-	"github.com/keelboot/keel/update"
+	"github.com/keelboot/keel/slotwrite"
 )
 
 // imageRecord reads the boot record of a disk image.
@@ -337,7 +337,7 @@ func TestInstallLockFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.progress(update.Event{Phase: "write", Done: 50 << 20, Total: 100 << 20})
+	l.progress(slotwrite.Event{Phase: "write", Done: 50 << 20, Total: 100 << 20})
 	_, err = lockInstall(ctx, path, st, false, time.Millisecond, nil)
 	for _, want := range []string{"another keel install is running", "pid 4242", "started 1m0s ago", `"https://updates.example/v2.bundle"`, `"slot b"`, "writing 50% of 100.0 MiB"} {
 		if err == nil || !strings.Contains(err.Error(), want) {

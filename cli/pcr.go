@@ -212,11 +212,11 @@ func readManifest(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	sec, err := h.Section(r, slotimg.EntryManifest)
+	mb, _, err := h.ReadManifest(r, slotimg.EntryManifest)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return io.ReadAll(sec)
+	return mb, nil
 }
 
 // ukiPrior is what the EFI stub of the UKI at path measured into PCR 9

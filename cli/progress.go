@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keelboot/keel/update"
+	"github.com/keelboot/keel/slotwrite"
 )
 
 // Progress styles of keel install.
@@ -20,7 +20,7 @@ const (
 	progressNone  = "none"
 )
 
-// progress renders update.Events.
+// progress renders slotwrite.Events.
 type progress struct {
 	w     io.Writer
 	style string
@@ -64,12 +64,12 @@ var phaseNames = map[string]string{
 
 // event is the JSON form of a progress event.
 type progressEvent struct {
-	update.Event
+	slotwrite.Event
 	Rate float64 `json:"bytes_per_second"`
 	ETA  float64 `json:"eta_seconds"`
 }
 
-func (p *progress) event(e update.Event) {
+func (p *progress) event(e slotwrite.Event) {
 	now := p.now()
 	changed := e.Phase != p.phase
 	if changed {
@@ -132,7 +132,7 @@ func (p *progress) clear() {
 }
 
 // amounts is "45% 120.3/267.0 MiB 35.2 MB/s ETA 4s".
-func amounts(e update.Event, rate, eta float64) string {
+func amounts(e slotwrite.Event, rate, eta float64) string {
 	pct := 100.0
 	if e.Total > 0 {
 		pct = 100 * float64(e.Done) / float64(e.Total)

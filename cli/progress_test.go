@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keelboot/keel/update"
+	"github.com/keelboot/keel/slotwrite"
 )
 
 // TestProgress: the bar redraws one line with bytes, rate and ETA; lines
@@ -25,7 +25,7 @@ func TestProgress(t *testing.T) {
 			{"done", 0, 0, 0},
 		} {
 			*clock = clock.Add(e.after)
-			p.event(update.Event{Phase: e.phase, Done: e.done, Total: e.total, Fetched: e.done / 2})
+			p.event(slotwrite.Event{Phase: e.phase, Done: e.done, Total: e.total, Fetched: e.done / 2})
 		}
 	}
 	for _, style := range []string{progressBar, progressLines, progressJSON, progressNone} {

@@ -104,7 +104,9 @@ func floorDevice(t *testing.T, floor int) (*fakeDevice, Deps, *int) {
 	}
 	part.Close()
 	deps := d.deps(t, nil)
-	deps.Cmdline = func() (string, error) { return "console=ttyS0 keel.slot=b keel.mode=normal keel.secver=3 keel.store=efivars", nil }
+	deps.Cmdline = func() (string, error) {
+		return "console=ttyS0 keel.slot=b keel.mode=normal keel.secver=3 keel.store=efivars", nil
+	}
 	opened := new(int)
 	if floor >= 0 {
 		sw := swtpmtest.Start(t, "")

@@ -60,6 +60,10 @@ func (c *command) secret(args []string) error {
 		fmt.Fprint(c.stderr, secretUsage)
 		return usagef("secret: no subcommand (keygen, sign-policy, seal, unseal)")
 	}
+	if args[0] == "help" || isHelpArg(args[0]) {
+		fmt.Fprint(c.stderr, secretUsage)
+		return flag.ErrHelp
+	}
 	var out, key, auth, in, sealed, policy, dev string
 	var noSecureBoot bool
 	pcrs := pcrFlag{}

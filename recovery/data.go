@@ -6,10 +6,63 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"time"
 
 	"github.com/keelboot/keel/format/seedimg"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/slotwrite"
 )
+
+// Progress is called as a factory reset (WipeData) advances: done of
+// total bytes (each byte counts once written and once read back for the
+// check), at mbps megabytes (10^6 bytes) per second since the start. It is
+// never called concurrently; the last call has done == total. A reinstall
+// reports the slot writer's events instead (slotwrite.Event).
+type Progress func(done, total int64, mbps float64)
+
+// ChunkSize is how much WipeData writes at a time.
+const ChunkSize = 1 << 20
+
+// progress counts bytes for a Progress.
+type progress struct {
+	mu          sync.Mutex
+	ctx         context.Context
+	fn          Progress
+	done, total int64
+	start       time.Time
+}
+
+func newProgress(ctx context.Context, fn Progress, total int64) *progress {
+	return &progress{ctx: ctx, fn: fn, total: total, start: time.Now()}
+}
+
+// add counts n bytes and reports; it returns the context's error.
+func (p *progress) add(n int64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done += n
+	if p.fn != nil {
+		s := time.Since(p.start).Seconds()
+		mbps := 0.0
+		if s > 0 {
+			mbps = float64(p.done) / 1e6 / s
+		}
+		p.fn(min(p.done, p.total), p.total, mbps)
+	}
+	if err := p.ctx.Err(); err != nil {
+		return fmt.Errorf("recovery: %w", err)
+	}
+	return nil
+}
+
+// finish reports done == total.
+func (p *progress) finish() {
+	p.mu.Lock()
+	p.done = p.total
+	p.mu.Unlock()
+	_ = p.add(0)
+}
 
 // WipeData is the factory reset of the data partition dst (size bytes):
 // it writes the seed's empty data file system (its data entry, read again
@@ -21,7 +74,7 @@ import (
 // then block 0 is written last: a cut leaves a partition with no
 // superblock (run WipeData again), never a half-wiped file system that
 // mounts. progress may be nil.
-func WipeData(ctx context.Context, seed *Seed, src io.ReaderAt, dst Device, size int64, progress Progress) error {
+func WipeData(ctx context.Context, seed *Seed, src io.ReaderAt, dst slotwrite.Device, size int64, progress Progress) error {
 	if seed == nil || !seed.verified {
 		return errors.New("recovery: wipe from a seed that VerifySeed did not return")
 	}
@@ -83,7 +136,7 @@ func WipeData(ctx context.Context, seed *Seed, src io.ReaderAt, dst Device, size
 	if err := dst.Sync(); err != nil {
 		return fmt.Errorf("recovery: syncing the data partition: %w", err)
 	}
-	dropCache(dst)
+	slotwrite.DropCache(dst, 0, size)
 	got := make([]byte, seedimg.BlockSize)
 	for i, blk := range d.Index {
 		if blk == 0 {

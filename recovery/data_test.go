@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/keelboot/keel/internal/faultdev"
+	"github.com/keelboot/keel/slotwrite"
 )
 
 // TestWipeData: the data partition ends up as the seed's file system, zeros
@@ -92,5 +94,55 @@ func TestWipeData(t *testing.T) {
 		if !bytes.Equal(m.Bytes(), old) {
 			t.Errorf("%s: a refused wipe wrote", name)
 		}
+	}
+}
+
+// imagePart is a partition inside a disk image as a device: it drops its
+// own range of the image's page cache (slotwrite.CacheDropper); this one
+// records the ranges it was asked to drop.
+type imagePart struct {
+	*faultdev.Mem
+	dropped [][2]int64
+}
+
+func (p *imagePart) DropCache(off, n int64) { p.dropped = append(p.dropped, [2]int64{off, n}) }
+
+// covers reports whether the dropped ranges cover every 4 KiB block of
+// [off, off+n).
+func (p *imagePart) covers(off, n int64) bool {
+	for b := off; b < off+n; b += 4096 {
+		if !slices.ContainsFunc(p.dropped, func(d [2]int64) bool { return d[0] <= b && b+4096 <= d[0]+d[1] }) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestReadBackDropsPartitionCache: before it reads back what it wrote, the
+// factory reset and the reinstall drop the page cache of a partition that
+// lives inside a disk image file (through its CacheDropper), as the OTA
+// install always did: the read-back reads the medium. The old recovery
+// helper dropped the cache of an *os.File only, the whole file.
+func TestReadBackDropsPartitionCache(t *testing.T) {
+	fx := makeSeed(t, small)
+	seed, err := VerifySeed(bytes.NewReader(fx.img), int64(len(fx.img)), fx.trusted, testBoard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 96 * 4096
+	data := &imagePart{Mem: faultdev.NewMem(faultdev.File, random(t, size), 0)}
+	if err := WipeData(context.Background(), seed, bytes.NewReader(fx.img), data, size, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !data.covers(0, size) {
+		t.Errorf("the factory reset dropped %v of the data partition's cache, want all %d bytes", data.dropped, size)
+	}
+	slot := &imagePart{Mem: faultdev.NewMem(faultdev.File, random(t, 64<<10), 0)}
+	root := &imagePart{Mem: faultdev.NewMem(faultdev.File, random(t, 256<<10), 0)}
+	if err := reinstall(context.Background(), seed, bytes.NewReader(fx.img), slotwrite.Target{Slot: slot, SlotSize: 64 << 10, Root: root, RootSize: 256 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	if !slot.covers(0, 64<<10) || !root.covers(0, int64(len(fx.root))) {
+		t.Errorf("the reinstall dropped %v of the slot's and %v of the root's cache, want the slot and the %d bytes of the root", slot.dropped, root.dropped, len(fx.root))
 	}
 }

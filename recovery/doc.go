@@ -1,6 +1,7 @@
 // Package recovery is keel's network-free recovery: the seed on the
-// partition recovery, its verification, and the reinstall of a slot from
-// it (docs/DESIGN.md section 5).
+// partition recovery, its verification, the reinstall of a slot from it
+// (through the slot writer, package slotwrite) and the factory reset
+// (docs/DESIGN.md section 5).
 //
 // # The seed
 //
@@ -9,7 +10,8 @@
 // Spec's "recovery"). Its entries (kernel, initrd, the seed's manifest and
 // the slot manifest it installs with their signatures, root, and the
 // optional data file system) and the data entry's encoding are package
-// format/seedimg's.
+// format/seedimg's. It stays a slot container rather than an update bundle:
+// docs/DESIGN.md section 5 says why.
 //
 // # Verification
 //
@@ -24,32 +26,31 @@
 //
 // # Reinstall and power cuts
 //
-// Reinstall writes a slot from a verified seed, in this order:
-//
-//  1. zero the slot container's header block (4 KiB at offset 0 of
-//     slot-<name>) and sync: from now on the slot has no valid header;
-//  2. stream the root entry to root-<name> in 1 MiB chunks;
-//  3. stream kernel and initrd and write the slot manifest and its
-//     signatures (as manifest and manifest.sig) at the offsets the new
-//     header will give them; sync both partitions;
-//  4. read everything back from the targets and verify it (digests of
-//     kernel and initrd, manifest bytes, dm-verity root hash and tree of
-//     the root);
-//  5. write the new header block and sync; read it back.
-//
-// Power-cut argument: a slot is bootable only with a header whose magic
-// and CRC-32 check (slotimg.ParseHeader). Before step 1 completes the old
-// slot is untouched (old header, old body, old root: consistent). After
-// step 1 the header is zero until step 5, so a cut in steps 2-4 leaves a
-// slot that keel-init rejects as "not a keel slot image", never the old
-// manifest over a half-new root. A cut inside step 5 leaves a header that
-// is a prefix of the new one followed by zeros: its CRC (at the end of the
-// used header bytes) does not match until every header byte is written,
-// and by then the body and root were written, synced and verified. So after
+// Reinstall writes a slot from a verified seed through the verified slot
+// writer (package slotwrite), the one the over-the-air install uses: the
+// seed is the writer's second source, read through bundle.NewReaderAt and
+// described to the writer as the parts VerifySeed checked (the slot
+// manifest and its signature, which become the slot's manifest and
+// manifest.sig; the kernel, initrd, root data blocks and dm-verity tree
+// where they lie in the seed). So a reinstall has the install's crash
+// order, checks and delta: the slot's header is zeroed and synced first
+// (from then on the slot cannot boot), every root block is checked against
+// its dm-verity leaf before it is written, and a block the slot's root
+// already holds is not written again (a reinstall resumed after a power
+// cut, a slot that is mostly right); everything is synced and read back
+// from the medium, and the header is written last and read back. After
 // any cut the slot either verifies as the seed's content or has no valid
-// header; running Reinstall again (keel-init does, as the state says which
-// slot is being reinstalled) completes it. The faultdev tests cut the
-// power at thousands of points to check this.
+// header; running Reinstall again (keel-init does, as the boot record
+// says which slot is being reinstalled) completes it. The power-cut
+// argument is package slotwrite's; the faultdev tests here cut the power
+// at hundreds of points of a reinstall.
+//
+// A seed that changes between VerifySeed and Reinstall (a failing disk)
+// is caught as the writer checks what it reads (ErrBadSeed; the slot is
+// left without a valid header). VerifySeed reads the whole seed before the
+// first write, so that a bad seed writes nothing: the slot recovery
+// rewrites may be a good one (recovery asked for while every slot is
+// good), and a seed that fails half-way would leave it unbootable.
 //
 // WipeData (factory reset) writes the seed's empty data file system over
 // the whole data partition: block 0 (the ext4 superblock) is zeroed first

@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/format/verity"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/slotwrite"
 )
 
 // seedOpts shapes a synthetic seed.
@@ -178,18 +180,7 @@ func checkSlot(slot io.ReaderAt, slotSize int64, root io.ReaderAt, trusted []man
 	if err != nil {
 		return nil, err
 	}
-	read := func(name string) ([]byte, error) {
-		s, err := h.Section(slot, name)
-		if err != nil {
-			return nil, err
-		}
-		return io.ReadAll(s)
-	}
-	mb, err := read(slotimg.EntryManifest)
-	if err != nil {
-		return nil, err
-	}
-	sig, err := read(manifest.SigEntry)
+	mb, sig, err := h.ReadManifest(slot, slotimg.EntryManifest)
 	if err != nil {
 		return nil, err
 	}
@@ -215,8 +206,14 @@ func checkSlot(slot io.ReaderAt, slotSize int64, root io.ReaderAt, trusted []man
 			return nil, err
 		}
 	}
-	if err := s.checkRoot(root, "the slot's root", nil); err != nil {
+	if err := s.checkRoot(root, "the slot's root"); err != nil {
 		return nil, fmt.Errorf("root: %w", err)
 	}
 	return mb, nil
+}
+
+// reinstall is Reinstall without progress.
+func reinstall(ctx context.Context, seed *Seed, src io.ReaderAt, dst slotwrite.Target) error {
+	_, err := Reinstall(ctx, seed, src, dst, nil)
+	return err
 }

@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -18,16 +19,13 @@ type Error string
 
 func (e Error) Error() string { return string(e) }
 
-// ErrBadSeed wraps every reason VerifySeed refuses a seed (and a
-// reinstall whose read-back check fails because the seed changed under
-// it). keel-init halts on it: nothing was written.
+// ErrBadSeed wraps every reason VerifySeed refuses a seed (keel-init
+// halts on it: nothing was written), and a reinstall that finds the seed
+// changed since it verified.
 const ErrBadSeed Error = "recovery seed does not verify"
 
-// Limits of the small entries, read into memory.
-const (
-	maxManifest = 1 << 20
-	maxData     = 256 << 20
-)
+// maxData bounds the data entry, read into memory.
+const maxData = 256 << 20
 
 // Seed is a verified recovery seed: what VerifySeed checked, and where
 // the entries lie in the seed partition.
@@ -51,9 +49,11 @@ type Seed struct {
 	// RootHash is the root's dm-verity root hash (from the manifest).
 	RootHash []byte
 
-	params   verity.Params
-	treeSize int64
-	verified bool
+	params     verity.Params
+	treeSize   int64
+	treeSHA256 string // of the stored tree, which VerifySeed compared with the rebuilt one
+	size       int64  // of the seed partition
+	verified   bool
 }
 
 func bad(format string, args ...any) error {
@@ -80,8 +80,8 @@ func VerifySeed(r io.ReaderAt, size int64, trusted []manifest.PublicKey, board s
 	if err != nil {
 		return nil, bad("%v", err)
 	}
-	s := &Seed{}
-	if s.ManifestBytes, s.Sig, err = readSigned(r, h, slotimg.EntryManifest, manifest.SigEntry); err != nil {
+	s := &Seed{size: size}
+	if s.ManifestBytes, s.Sig, err = readSigned(r, h, slotimg.EntryManifest); err != nil {
 		return nil, err
 	}
 	m, err := manifest.VerifyFor(s.ManifestBytes, s.Sig, trusted, manifest.Expect{Compatible: board, Role: manifest.RoleSeed})
@@ -89,7 +89,7 @@ func VerifySeed(r io.ReaderAt, size int64, trusted []manifest.PublicKey, board s
 		return nil, badWrap(err, "the seed's manifest")
 	}
 	s.Manifest = m
-	if s.SlotManifestBytes, s.SlotSig, err = readSigned(r, h, seedimg.EntrySlotManifest, seedimg.EntrySlotSig); err != nil {
+	if s.SlotManifestBytes, s.SlotSig, err = readSigned(r, h, seedimg.EntrySlotManifest); err != nil {
 		return nil, err
 	}
 	sm, err := manifest.VerifyFor(s.SlotManifestBytes, s.SlotSig, trusted, manifest.Expect{Compatible: board, Role: manifest.RoleSlot})
@@ -119,7 +119,7 @@ func VerifySeed(r io.ReaderAt, size int64, trusted []manifest.PublicKey, board s
 	if err := s.setVerity(); err != nil {
 		return nil, err
 	}
-	if err := s.checkRoot(io.NewSectionReader(r, s.Root.Offset, s.Root.Size), "the seed's root entry", nil); err != nil {
+	if err := s.checkRoot(io.NewSectionReader(r, s.Root.Offset, s.Root.Size), "the seed's root entry"); err != nil {
 		return nil, err
 	}
 
@@ -169,34 +169,18 @@ func slotDiffers(m, sm *manifest.Manifest) string {
 	return ""
 }
 
-// readSigned reads the manifest entry name and, if the seed has it, its
-// signature entry sigName (nil when missing: verification then says the
+// readSigned reads the manifest entry name and its signature entry
+// (slotimg's ReadManifest: nil when missing, verification then says the
 // manifest is unsigned).
-func readSigned(r io.ReaderAt, h *slotimg.Header, name, sigName string) (mb, sig []byte, err error) {
-	if mb, err = readEntry(r, h, name, maxManifest); err != nil {
-		return nil, nil, err
+func readSigned(r io.ReaderAt, h *slotimg.Header, name string) (mb, sig []byte, err error) {
+	mb, sig, err = h.ReadManifest(r, name)
+	if errors.Is(err, slotimg.ErrNoEntry) || errors.Is(err, slotimg.ErrCorrupt) {
+		return nil, nil, bad("%v", err)
 	}
-	if _, err := h.Find(sigName); err == nil {
-		if sig, err = readEntry(r, h, sigName, manifest.MaxSigSize); err != nil {
-			return nil, nil, err
-		}
+	if err != nil {
+		return nil, nil, fmt.Errorf("recovery: reading the seed's %s: %w", name, err)
 	}
 	return mb, sig, nil
-}
-
-func readEntry(r io.ReaderAt, h *slotimg.Header, name string, limit int64) ([]byte, error) {
-	e, err := h.Find(name)
-	if err != nil {
-		return nil, bad("%v", err)
-	}
-	if e.Size > limit {
-		return nil, bad("entry %s is %d bytes, at most %d", name, e.Size, limit)
-	}
-	b := make([]byte, e.Size)
-	if _, err := r.ReadAt(b, e.Offset); err != nil && !(errors.Is(err, io.EOF) && e.Size == 0) {
-		return nil, fmt.Errorf("recovery: reading the seed's %s: %w", name, err)
-	}
-	return b, nil
 }
 
 // setVerity takes the root's dm-verity parameters from the manifest.
@@ -222,14 +206,11 @@ func (s *Seed) setVerity() error {
 
 // checkRoot rebuilds the dm-verity tree of the root in r (what names it)
 // and compares the root hash with the manifest's and the tree with the
-// stored one.
-func (s *Seed) checkRoot(r io.ReaderAt, what string, read func(n int64) error) error {
-	var src io.ReaderAt = r
-	if read != nil {
-		src = &countingReader{r: r, read: read}
-	}
+// stored one, whose SHA-256 it keeps (the slot writer reads the tree
+// again and checks it against it).
+func (s *Seed) checkRoot(r io.ReaderAt, what string) error {
 	tree := &memWriter{off: int64(s.params.HashOffset), b: make([]byte, s.treeSize)}
-	got, _, err := verity.Build(src, int64(s.params.HashOffset), tree, s.params)
+	got, _, err := verity.Build(r, int64(s.params.HashOffset), tree, s.params)
 	if err != nil {
 		return fmt.Errorf("recovery: hashing %s: %w", what, err)
 	}
@@ -240,11 +221,6 @@ func (s *Seed) checkRoot(r io.ReaderAt, what string, read func(n int64) error) e
 	if _, err := r.ReadAt(stored, int64(s.params.HashOffset)); err != nil {
 		return fmt.Errorf("recovery: reading the verity tree of %s: %w", what, err)
 	}
-	if read != nil {
-		if err := read(s.treeSize); err != nil {
-			return err
-		}
-	}
 	if !bytes.Equal(stored, tree.b) {
 		i := 0
 		for stored[i] == tree.b[i] {
@@ -252,6 +228,8 @@ func (s *Seed) checkRoot(r io.ReaderAt, what string, read func(n int64) error) e
 		}
 		return bad("%s: the stored dm-verity tree differs from the one its data gives, first at byte %d of the tree: the hash tree was changed", what, i)
 	}
+	sum := sha256.Sum256(stored)
+	s.treeSHA256 = hex.EncodeToString(sum[:])
 	return nil
 }
 

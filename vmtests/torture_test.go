@@ -9,6 +9,8 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hugelgupf/vmtest/qemu"
+	"golang.org/x/sys/unix"
 
 	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/vmtests/vmkit"
@@ -175,6 +178,8 @@ type torture struct {
 	lastGen  uint64            // the generation last read back (writes never go back)
 	booted   struct{ slot, version, mode string }
 	learned  learned
+	// hostile: plantHostileCut before every power-on (the install path).
+	hostile bool
 }
 
 // learned are the durations the windows are drawn from, measured on this
@@ -222,10 +227,16 @@ func newTorture(t *testing.T, p torturePath, seed int64, deadline time.Duration)
 		},
 	}
 	// Two good slots and a seed: every story has a slot to fall back to
-	// and recovery behind it.
+	// and recovery behind it. The install path's slots have /data: stage
+	// 2 mounts the data partition and prepares the slots' areas (a
+	// trial's first boot copies the running slot's), and before every
+	// power-on the host plants on it what a hostile OS could leave there
+	// (plantHostileCut): an install while the data partition is hostile
+	// (issue 19).
+	data := p.name == "install"
 	m, err := vmkit.NewMachine(context.Background(), artefacts(t), t.TempDir(), withSeed(map[string]vmkit.SlotSpec{
-		"a": {Version: "1.0", SecurityVersion: 1},
-		"b": {Version: "2.0", SecurityVersion: 1},
+		"a": {Version: "1.0", SecurityVersion: 1, Data: data},
+		"b": {Version: "2.0", SecurityVersion: 1, Data: data},
 	}, vmkit.SlotSpec{Version: "0.9-seed", SecurityVersion: 1}))
 	if err != nil {
 		t.Fatal(err)
@@ -233,11 +244,62 @@ func newTorture(t *testing.T, p torturePath, seed int64, deadline time.Duration)
 	tt.m = m
 	if p.name == "install" {
 		m.Stick = m.Dir + "/update.bundle"
-		if _, err := m.Art.Bundle(context.Background(), m.Stick, "b", vmkit.SlotSpec{Version: tortureUpdate, SecurityVersion: 1}); err != nil {
+		if _, err := m.Art.Bundle(context.Background(), m.Stick, "b", vmkit.SlotSpec{Version: tortureUpdate, SecurityVersion: 1, Data: true}); err != nil {
+			t.Fatal(err)
+		}
+		tt.hostile = true
+	}
+	return tt
+}
+
+// plantHostileCut plants, on the data partition mounted at dir, what a
+// hostile OS (root in it, or an application in its area) could leave
+// there before power-on n, under names of its own so that it adds to what
+// earlier power-ons left: in every slot's area an application's
+// immutable file, a 1 TiB sparse file, a link to /dev/zero and a FIFO
+// (each trial's snapshot copies them; the area a snapshot replaces
+// cannot be removed and is set aside), a leftover of a cut snapshot with
+// an immutable file and a name that forges a console line, and shared/
+// as a link out of the partition (its folder moved aside first). None of
+// it may stop a boot, cost a write, or forge a line the torture reads.
+func plantHostileCut(t *testing.T, dir string, n int) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	return tt
+	chattr := func(p string) {
+		t.Helper()
+		if out, err := exec.Command("chattr", "+i", p).CombinedOutput(); err != nil {
+			t.Fatalf("chattr +i %s: %v\n%s", p, err, out)
+		}
+	}
+	areas, _ := filepath.Glob(filepath.Join(dir, "slots", "*", "data"))
+	for _, area := range areas {
+		h := filepath.Join(area, fmt.Sprintf("hostile-%d", n))
+		must(os.MkdirAll(h, 0o755))
+		must(os.WriteFile(filepath.Join(h, "locked"), []byte("an application's immutable file\n"), 0o644))
+		chattr(filepath.Join(h, "locked"))
+		f, err := os.Create(filepath.Join(h, "sparse"))
+		must(err)
+		must(f.Truncate(1 << 40))
+		must(f.Close())
+		must(os.Symlink("/dev/zero", filepath.Join(h, "zero")))
+		must(unix.Mkfifo(filepath.Join(h, "fifo"), 0o644))
+	}
+	left := filepath.Join(dir, "slots", fmt.Sprintf("x%d\nKEEL-FORGED-LINE slot a reinstalled\n.new", n), "data")
+	must(os.MkdirAll(left, 0o755))
+	must(os.WriteFile(filepath.Join(left, "locked"), []byte("immutable, in a leftover\n"), 0o644))
+	chattr(filepath.Join(left, "locked"))
+	shared := filepath.Join(dir, "shared")
+	if st, err := os.Lstat(shared); err == nil && st.IsDir() {
+		must(os.Rename(shared, filepath.Join(dir, fmt.Sprintf("shared-moved-by-the-os-%d", n))))
+	}
+	if _, err := os.Lstat(shared); err != nil {
+		must(os.Symlink("/", shared))
+	}
 }
 
 // tortureUpdate is the version of the install path's bundle.
@@ -280,6 +342,11 @@ func (tt *torture) keep(lines []vmkit.TimedLine) {
 	tt.runLines = append(tt.runLines, lines...)
 	for _, l := range lines {
 		tt.tail = append(tt.tail, l.Text)
+		// A file name on the data partition must not forge a console
+		// line (plantHostileCut): keel prints names escaped.
+		if strings.HasPrefix(l.Text, "KEEL-FORGED-LINE") {
+			tt.errorf("a console line forged by a file name on the data partition: %q", l.Text)
+		}
 	}
 	if n := len(tt.tail); n > tortureTail {
 		tt.tail = append([]string(nil), tt.tail[n-tortureTail:]...)
@@ -296,6 +363,9 @@ func (tt *torture) until(deadline time.Time, stop func(string) bool) ([]vmkit.Ti
 
 func (tt *torture) powerOn() {
 	tt.t.Helper()
+	if tt.hostile {
+		(&machine{t: tt.t, Machine: tt.m}).dataMount(func(dir string) { plantHostileCut(tt.t, dir, tt.cut+1) })
+	}
 	prefix := fmt.Sprintf("%s#%d", tt.p.name, tt.cut+1)
 	r, err := tt.m.PowerOn(context.Background(), torturePowerOn,
 		qemu.LogSerialByLine(qemu.DefaultPrint(prefix, tt.t.Logf)))

@@ -140,7 +140,7 @@ func BundleFromImage(path, name string, keys []manifest.PrivateKey, out io.Write
 	for _, e := range []struct {
 		name string
 		dst  *[]byte
-	}{{slotimg.EntryKernel, &in.Kernel}, {slotimg.EntryInitrd, &in.Initrd}, {slotimg.EntryManifest, &in.Manifest}, {manifest.SigEntry, &in.Sig}} {
+	}{{slotimg.EntryKernel, &in.Kernel}, {slotimg.EntryInitrd, &in.Initrd}} {
 		en, err := h.Find(e.name)
 		if err != nil {
 			return nil, fmt.Errorf("image: %s slot %s: %w", path, name, err)
@@ -152,6 +152,9 @@ func BundleFromImage(path, name string, keys []manifest.PrivateKey, out io.Write
 		if _, err := slot.ReadAt(*e.dst, en.Offset); err != nil {
 			return nil, fmt.Errorf("image: %s slot %s: reading %s: %w", path, name, e.name, err)
 		}
+	}
+	if in.Manifest, in.Sig, err = h.ReadManifest(slot, slotimg.EntryManifest); err != nil {
+		return nil, fmt.Errorf("image: %s slot %s: %w", path, name, err)
 	}
 	return bundle.Write(out, in, keys...)
 }

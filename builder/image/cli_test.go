@@ -226,8 +226,10 @@ func TestQuickStart(t *testing.T) {
 	}
 	var help bytes.Buffer
 	cmd := exec.Command(filepath.Join(bin, "keel"), "image", "build", "--help")
-	cmd.Stderr = &help
-	cmd.Run()
+	cmd.Stdout = &help // help asked for is printed on standard output
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("keel image build --help: %v", err)
+	}
 	spec := quickStartSpec(t, help.String())
 	var fromUsage, fromReadme any
 	if err := json.Unmarshal(spec, &fromUsage); err != nil {

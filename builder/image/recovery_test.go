@@ -15,6 +15,7 @@ import (
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/recovery"
+	"github.com/keelboot/keel/slotwrite"
 )
 
 // TestBuildRecovery writes a recovery seed and checks it: it parses and
@@ -82,7 +83,7 @@ func TestBuildRecovery(t *testing.T) {
 	}
 	slotF, slotSize := part(layout.SlotPartition("b"))
 	rootF, rootSize := part(layout.RootPartition("b"))
-	if err := recovery.Reinstall(context.Background(), seed, src, recovery.Target{Slot: slotF, SlotSize: slotSize, Root: rootF, RootSize: rootSize}, nil); err != nil {
+	if _, err := recovery.Reinstall(context.Background(), seed, src, slotwrite.Target{Slot: slotF, SlotSize: slotSize, Root: rootF, RootSize: rootSize}, nil); err != nil {
 		t.Fatalf("Reinstall: %v", err)
 	}
 	sh, err := slotimg.ReadHeader(slotF, slotSize)

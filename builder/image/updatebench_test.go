@@ -34,6 +34,7 @@ import (
 	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/slotwrite"
 	"github.com/keelboot/keel/update"
 	"github.com/keelboot/keel/update/source"
 )
@@ -290,7 +291,7 @@ func coldFile(tb testing.TB, path string) {
 		tb.Fatal(err)
 	}
 	defer f.Close()
-	update.DropFileCache(f, 0, 0)
+	slotwrite.DropFileCache(f, 0, 0)
 }
 
 // phaseTimes records when each phase of an install started.
@@ -299,7 +300,7 @@ type phaseTimes struct {
 	at    []time.Duration
 }
 
-func (p *phaseTimes) event(ev update.Event) {
+func (p *phaseTimes) event(ev slotwrite.Event) {
 	if n := len(p.names); n == 0 || p.names[n-1] != ev.Phase {
 		p.names = append(p.names, ev.Phase)
 		p.at = append(p.at, ev.Elapsed)
@@ -322,7 +323,7 @@ func (p *phaseTimes) String() string {
 
 // installRun is one measured install.
 type installRun struct {
-	res    *update.Result
+	res    *slotwrite.Result
 	took   time.Duration
 	phases *phaseTimes
 }
@@ -330,7 +331,7 @@ type installRun struct {
 // install installs the bundle open gives into fresh, empty slot and root
 // partition files in dir, active (may be nil) as the running slot; the
 // time includes opening the source. The partition files are removed.
-func (e *benchEnv) install(tb testing.TB, open func() (source.Source, error), dir string, active *update.Active, noLocal bool) installRun {
+func (e *benchEnv) install(tb testing.TB, open func() (source.Source, error), dir string, active *slotwrite.Active, noLocal bool) installRun {
 	tb.Helper()
 	slotPath, rootPath := filepath.Join(dir, "target-slot.img"), filepath.Join(dir, "target-root.img")
 	slot := emptyPartition(tb, slotPath, e.slotSize)
@@ -345,7 +346,7 @@ func (e *benchEnv) install(tb testing.TB, open func() (source.Source, error), di
 	o := update.Options{
 		Trusted:  e.trusted,
 		Board:    e.spec.Board.Name,
-		Target:   update.Target{Slot: slot, SlotSize: e.slotSize, Root: root, RootSize: e.rootSize},
+		Target:   slotwrite.Target{Slot: slot, SlotSize: e.slotSize, Root: root, RootSize: e.rootSize},
 		Active:   active,
 		NoLocal:  noLocal,
 		Progress: pt.event,
@@ -436,7 +437,7 @@ func BenchmarkInstallVsDD(b *testing.B) {
 			// target read from the medium (its cached pages dropped; dd's
 			// fsync left them clean).
 			if f, err := os.Open(target); err == nil {
-				update.DropFileCache(f, 0, 0)
+				slotwrite.DropFileCache(f, 0, 0)
 				f.Close()
 			}
 			out, err = exec.Command(dd, "if="+target, "of=/dev/null", "bs=1M").CombinedOutput()
@@ -595,7 +596,7 @@ func BenchmarkDeltaFetched(b *testing.B) {
 			b.Fatal(err)
 		}
 		_, err = update.Install(e.ctx, src, update.Options{Trusted: e.trusted, Board: e.spec.Board.Name,
-			Target: update.Target{Slot: slot, SlotSize: e.slotSize, Root: root, RootSize: e.rootSize}})
+			Target: slotwrite.Target{Slot: slot, SlotSize: e.slotSize, Root: root, RootSize: e.rootSize}})
 		src.Close()
 		slot.Close()
 		root.Close()
@@ -613,7 +614,7 @@ func BenchmarkDeltaFetched(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ar.Close()
-	active := &update.Active{Slot: as, SlotSize: e.slotSize, Root: ar, RootSize: e.rootSize}
+	active := &slotwrite.Active{Slot: as, SlotSize: e.slotSize, Root: ar, RootSize: e.rootSize}
 
 	// (i) one changed file: the first file of 4-12 KiB.
 	oneDir := filepath.Join(e.dir, "root-one-file")
@@ -648,7 +649,7 @@ func BenchmarkDeltaFetched(b *testing.B) {
 	type deltaCase struct {
 		name, what, bundle string
 		full               int64
-		res                *update.Result
+		res                *slotwrite.Result
 		took               time.Duration
 		served, requests   int64
 		stats              source.Stats

@@ -9,8 +9,9 @@ import (
 )
 
 // Entries of the seed besides slotimg's: the manifest (role slot) and its
-// signature envelope that a reinstall writes into the slot as the slot's
-// manifest and manifest.sig. The seed's own manifest (slotimg.EntryManifest,
+// signature envelope (named with slotimg.SigSuffix, as
+// slotimg.Header.ReadManifest reads them) that a reinstall writes into the
+// slot as the slot's manifest and manifest.sig. The seed's own manifest (slotimg.EntryManifest,
 // role seed) can never boot a slot: keel-init accepts only a slot's.
 const (
 	EntrySlotManifest = "slot-manifest"

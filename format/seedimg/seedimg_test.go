@@ -3,6 +3,8 @@ package seedimg
 import (
 	"bytes"
 	"testing"
+
+	"github.com/keelboot/keel/format/slotimg"
 )
 
 // fs is a 64-block file system image with non-zero blocks 0, 1, 7, 20, 40
@@ -13,6 +15,14 @@ func fs() []byte {
 		img[blk*BlockSize+i*100] = byte(i + 1)
 	}
 	return img
+}
+
+// TestEntryNames: the slot manifest's signature entry is named as
+// slotimg.ReadManifest looks for it.
+func TestEntryNames(t *testing.T) {
+	if EntrySlotSig != EntrySlotManifest+slotimg.SigSuffix {
+		t.Errorf("%q is not %q + %q", EntrySlotSig, EntrySlotManifest, slotimg.SigSuffix)
+	}
 }
 
 func TestEncodeData(t *testing.T) {

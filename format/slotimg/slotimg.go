@@ -3,11 +3,14 @@ package slotimg
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"io/fs"
 	"sort"
+
+	"github.com/keelboot/keel/manifest"
 )
 
 // Format constants.
@@ -233,6 +236,57 @@ func (h *Header) Find(name string) (Entry, error) {
 		}
 	}
 	return Entry{}, fmt.Errorf("%w: %q", ErrNoEntry, name)
+}
+
+// MaxManifest bounds a manifest entry ReadManifest reads (and
+// manifest.MaxSigSize its signature envelope).
+const MaxManifest = 1 << 20
+
+// SigSuffix names a manifest entry's signature envelope: the entry name
+// with it appended (manifest.SigEntry for EntryManifest; the recovery
+// seed's slot-manifest.sig for its slot-manifest).
+const SigSuffix = ".sig"
+
+// ReadManifest is the one reader of a container's signed manifest: it
+// reads the manifest entry name (EntryManifest; the recovery seed's second
+// one is seedimg.EntrySlotManifest) of the image in r whose header is h,
+// and its signature envelope, the entry name+SigSuffix (nil when the image
+// has none: manifest.VerifyFor then says the manifest is unsigned). Both
+// sizes are bounded (MaxManifest, manifest.MaxSigSize) before anything is
+// read. It verifies nothing: the caller passes the bytes to
+// manifest.VerifyFor before it uses anything of them (keel-init, the CLI,
+// the recovery seed), or takes them for an unverified hint (the slot
+// writer's size hint, PCR prediction).
+func (h *Header) ReadManifest(r io.ReaderAt, name string) (mb, sig []byte, err error) {
+	if mb, err = h.read(r, name, MaxManifest); err != nil {
+		return nil, nil, err
+	}
+	if _, err := h.Find(name + SigSuffix); err != nil {
+		return mb, nil, nil
+	}
+	if sig, err = h.read(r, name+SigSuffix, manifest.MaxSigSize); err != nil {
+		return nil, nil, err
+	}
+	return mb, sig, nil
+}
+
+// read reads the named entry of at most limit bytes.
+func (h *Header) read(r io.ReaderAt, name string, limit int64) ([]byte, error) {
+	e, err := h.Find(name)
+	if err != nil {
+		return nil, err
+	}
+	if e.Size > limit {
+		return nil, fmt.Errorf("%w: entry %s is %d bytes, at most %d", ErrCorrupt, name, e.Size, limit)
+	}
+	b := make([]byte, e.Size)
+	if n, err := r.ReadAt(b, e.Offset); n != len(b) {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("slotimg: reading entry %s: %w", name, err)
+	}
+	return b, nil
 }
 
 // Section returns a reader of the named entry of the image in r.

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+
+	"github.com/keelboot/keel/manifest"
 )
 
 func sample(t testing.TB) []byte {
@@ -115,5 +117,63 @@ func TestLayout(t *testing.T) {
 	}
 	if _, _, err := Layout([]Entry{{Name: "x", Size: -1}}); err == nil {
 		t.Error("Layout accepted a negative size")
+	}
+}
+
+// TestReadManifest: the one reader of a container's signed manifest reads
+// the manifest and its signature envelope (name + SigSuffix, nil when
+// missing), bounds both before reading, and says which entry is wrong.
+func TestReadManifest(t *testing.T) {
+	img := func(parts ...Part) (*Header, []byte) {
+		t.Helper()
+		var b bytes.Buffer
+		if _, err := Write(&b, parts); err != nil {
+			t.Fatal(err)
+		}
+		h, err := ReadHeader(bytes.NewReader(b.Bytes()), int64(b.Len()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, b.Bytes()
+	}
+	if EntryManifest+SigSuffix != manifest.SigEntry {
+		t.Errorf("the manifest's signature entry is %q, manifest.SigEntry %q", EntryManifest+SigSuffix, manifest.SigEntry)
+	}
+	h, b := img(Part{"kernel", []byte("k")}, Part{"manifest", []byte(`{"m":1}`)}, Part{"manifest.sig", []byte("sig")},
+		Part{"slot-manifest", []byte(`{"m":2}`)}, Part{"slot-manifest.sig", []byte("sig2")})
+	for name, want := range map[string][2]string{"manifest": {`{"m":1}`, "sig"}, "slot-manifest": {`{"m":2}`, "sig2"}} {
+		mb, sig, err := h.ReadManifest(bytes.NewReader(b), name)
+		if err != nil || string(mb) != want[0] || string(sig) != want[1] {
+			t.Errorf("%s: %q, %q, %v; want %q, %q", name, mb, sig, err, want[0], want[1])
+		}
+	}
+	h, b = img(Part{"manifest", []byte("{}")})
+	if mb, sig, err := h.ReadManifest(bytes.NewReader(b), EntryManifest); err != nil || string(mb) != "{}" || sig != nil {
+		t.Errorf("unsigned: %q, %q, %v; want the manifest and no signature", mb, sig, err)
+	}
+	if _, _, err := h.ReadManifest(bytes.NewReader(b), "slot-manifest"); !errors.Is(err, ErrNoEntry) {
+		t.Errorf("no such manifest: %v, want ErrNoEntry", err)
+	}
+	if _, _, err := h.ReadManifest(bytes.NewReader(b[:HeaderSize+1]), EntryManifest); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("a truncated image: %v, want io.ErrUnexpectedEOF", err)
+	}
+	// Sizes come from the unauthenticated header: bounded before reading.
+	for name, size := range map[string]int64{"manifest": MaxManifest + 1, "manifest.sig": manifest.MaxSigSize + 1} {
+		hdr, _, err := Layout([]Entry{{Name: "manifest", Size: 2}, {Name: "manifest.sig", Size: 3}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := ParseHeader(hdr, 1<<40)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range h.Entries {
+			if h.Entries[i].Name == name {
+				h.Entries[i].Size = size
+			}
+		}
+		if _, _, err := h.ReadManifest(bytes.NewReader(make([]byte, 4*HeaderSize)), EntryManifest); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "entry "+name+" is") {
+			t.Errorf("%s of %d bytes: %v, want ErrCorrupt naming it", name, size, err)
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 
@@ -18,9 +17,6 @@ import (
 	"github.com/keelboot/keel/initramfs/sysinit"
 	"github.com/keelboot/keel/manifest"
 )
-
-// maxManifest bounds the manifest entry keel reads.
-const maxManifest = 1 << 20
 
 // deviceLoader reads slots from their slot-<name> partitions and checks
 // them against the trusted keys.
@@ -62,26 +58,8 @@ func (d deviceLoader) LoadSlot(ctx context.Context, slot string) (*Image, error)
 	if err != nil {
 		return nil, fmt.Errorf("%s (%s): %w", part, dev, err)
 	}
-	ms, err := h.Section(f, slotimg.EntryManifest)
+	mb, sig, err := h.ReadManifest(f, slotimg.EntryManifest)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", part, err)
-	}
-	if ms.Size() > maxManifest {
-		return nil, fmt.Errorf("%s: manifest of %d bytes is larger than %d", part, ms.Size(), maxManifest)
-	}
-	mb, err := io.ReadAll(ms)
-	if err != nil {
-		return nil, fmt.Errorf("%s: reading the manifest: %w", part, err)
-	}
-	var sig []byte
-	if ss, err := h.Section(f, manifest.SigEntry); err == nil {
-		if ss.Size() > manifest.MaxSigSize {
-			return nil, fmt.Errorf("%s: %s of %d bytes is larger than %d", part, manifest.SigEntry, ss.Size(), manifest.MaxSigSize)
-		}
-		if sig, err = io.ReadAll(ss); err != nil {
-			return nil, fmt.Errorf("%s: reading %s: %w", part, manifest.SigEntry, err)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", part, err)
 	}
 	if d.keysErr != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/keelboot/keel/initramfs/sysinit"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/recovery"
+	"github.com/keelboot/keel/slotwrite"
 )
 
 // deviceRecoverer is the seed on the recovery partition and the slot and
@@ -118,8 +119,43 @@ func (d *deviceRecoverer) Reinstall(ctx context.Context, slot string) error {
 		return err
 	}
 	defer rf.Close()
-	return recovery.Reinstall(ctx, d.seed, d.src, recovery.Target{Slot: sf, SlotSize: ss, Root: rf, RootSize: rs},
-		d.progress("reinstall slot "+slot))
+	res, err := recovery.Reinstall(ctx, d.seed, d.src, slotwrite.Target{Slot: sf, SlotSize: ss, Root: rf, RootSize: rs},
+		d.events(slot))
+	if err != nil {
+		return err
+	}
+	d.logf("slot %s: root blocks %v", slot, res.Blocks)
+	return nil
+}
+
+// events prints the reinstall's progress, the slot writer's phases each
+// from 0 to 100%: reading the slot's blocks (to write only those that
+// differ from the seed's), writing it ("reinstall slot"), verifying what
+// it wrote.
+func (d *deviceRecoverer) events(slot string) func(slotwrite.Event) {
+	what := map[string]string{"index": "reading slot " + slot, "write": "reinstall slot " + slot, "verify": "verifying slot " + slot}
+	var (
+		phase string
+		show  recovery.Progress
+		start time.Duration // the phase's, since the writer's start
+	)
+	return func(e slotwrite.Event) {
+		if e.Phase != phase {
+			phase, show, start = e.Phase, nil, e.Elapsed
+			if w, ok := what[e.Phase]; ok {
+				show = d.progress(w)
+			}
+		}
+		if show == nil {
+			d.pet()
+			return
+		}
+		mbps := 0.0
+		if s := (e.Elapsed - start).Seconds(); s > 0 {
+			mbps = float64(e.Done) / 1e6 / s
+		}
+		show(e.Done, e.Total, mbps)
+	}
 }
 
 func (d *deviceRecoverer) WipeData(ctx context.Context) error {

@@ -11,7 +11,8 @@
 //
 //   - File and NewReaderAt give random access (pread) to a regular file or
 //     a block device; the size is found by seeking to the end, which works
-//     for both.
+//     for both. The reader is package format/bundle's (bundle.NewReaderAt),
+//     which keel-init reads the recovery seed with.
 //   - Stream reads a pipe (standard input: `curl … | keel install -`). It
 //     has no size (Size is -1) and can only move forward: gaps between
 //     ranges are read and thrown away, and a range before the current

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/keelboot/keel/format/bundle"
 )
 
 // readChunk is the most bytes read from a body before the progress is
@@ -57,10 +59,7 @@ func (s *HTTPSource) Fetch(ctx context.Context, ranges []Range, fn func(off int6
 	if s.closed.Load() {
 		return fmt.Errorf("%s: the source is closed", s.display)
 	}
-	if err := checkRanges(ranges); err != nil {
-		return fmt.Errorf("%s: %w", s.display, err)
-	}
-	if err := checkEnd(s.display, ranges, s.size); err != nil {
+	if err := bundle.CheckRanges(s.display, ranges, s.size); err != nil {
 		return err
 	}
 	reqs := plan(ranges, s.o.MaxRequest)

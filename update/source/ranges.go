@@ -1,42 +1,5 @@
 package source
 
-import (
-	"fmt"
-	"io"
-	"math"
-)
-
-// checkRanges reports ranges that break Fetch's contract: negative
-// offsets, empty ranges, ranges out of order or overlapping. The caller is
-// a program, not a user, but a clear error beats writing the wrong bytes.
-func checkRanges(ranges []Range) error {
-	for i, r := range ranges {
-		if r.Off < 0 || r.Len <= 0 || r.Len > math.MaxInt64-r.Off {
-			return fmt.Errorf("range %d (offset %d, length %d): the offset must be >= 0 and the length > 0", i, r.Off, r.Len)
-		}
-		if i > 0 && r.Off < ranges[i-1].End() {
-			return fmt.Errorf("range %d (offset %d) starts before range %d ends (%d): ranges must be sorted and must not overlap",
-				i, r.Off, i-1, ranges[i-1].End())
-		}
-	}
-	return nil
-}
-
-// checkEnd fails ranges that end past a bundle of a known size before any
-// byte is read, so the installer learns of a truncated bundle before it
-// writes anything. Only the last range can end furthest, as they are
-// sorted.
-func checkEnd(name string, ranges []Range, size int64) error {
-	if len(ranges) == 0 {
-		return nil
-	}
-	if last := ranges[len(ranges)-1]; last.End() > size {
-		return fmt.Errorf("%s: the range at %d needs %d bytes, but the bundle has %d: %w",
-			name, last.Off, last.End(), size, io.ErrUnexpectedEOF)
-	}
-	return nil
-}
-
 // piece is one callback's worth of bytes: what Fetch hands to fn at once.
 type piece struct {
 	off, len int64

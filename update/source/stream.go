@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/keelboot/keel/format/bundle"
 )
 
 // stream is a sequential Source: it can only read forward.
@@ -42,8 +44,8 @@ func (s *stream) Fetch(ctx context.Context, ranges []Range, fn func(off int64, b
 	if s.broken != nil {
 		return s.broken
 	}
-	if err := checkRanges(ranges); err != nil {
-		return fmt.Errorf("%s: %w", s.name, err)
+	if err := bundle.CheckRanges(s.name, ranges, -1); err != nil {
+		return err
 	}
 	if len(ranges) > 0 && ranges[0].Off < s.pos {
 		return fmt.Errorf("%s: a pipe can only be read forward: range at %d, already at %d", s.name, ranges[0].Off, s.pos)

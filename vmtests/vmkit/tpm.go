@@ -2,7 +2,6 @@ package vmkit
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -38,11 +37,8 @@ func (m *Machine) SlotManifest(slot string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	ms, err := h.Section(sec, slotimg.EntryManifest)
-	if err != nil {
-		return nil, err
-	}
-	return io.ReadAll(ms)
+	mb, _, err := h.ReadManifest(sec, slotimg.EntryManifest)
+	return mb, err
 }
 
 // UKI copies keel's unified kernel image (\EFI\BOOT\BOOTX64.EFI on the

@@ -121,13 +121,9 @@ func Resign(img, partition string, keys ...manifest.PrivateKey) (err error) {
 		}
 		return b, nil
 	}
-	me, err := h.Find(slotimg.EntryManifest)
+	mb, _, err := h.ReadManifest(r, slotimg.EntryManifest)
 	if err != nil {
 		return fmt.Errorf("imagetest: %s partition %s: %w", img, partition, err)
-	}
-	mb, err := read(me)
-	if err != nil {
-		return err
 	}
 	sig, err := manifest.Sign(mb, nil, keys...)
 	if err != nil {

@@ -1,4 +1,4 @@
-package update
+package slotwrite
 
 import (
 	"bytes"
@@ -26,7 +26,7 @@ func fastRetries(maxRequest int64) source.HTTPOptions {
 
 // installURL opens the bundle at url and installs it, as keel install
 // does with a URL.
-func installURL(t *testing.T, url string, ho source.HTTPOptions, o Options) (*Result, error) {
+func installURL(t *testing.T, url string, ho source.HTTPOptions, o opts) (*Result, error) {
 	t.Helper()
 	src, err := source.HTTP(context.Background(), url, ho)
 	if err != nil {

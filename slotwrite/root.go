@@ -1,4 +1,4 @@
-package update
+package slotwrite
 
 import (
 	"bytes"
@@ -7,17 +7,17 @@ import (
 	"io"
 	"sync"
 
+	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/manifest"
-	"github.com/keelboot/keel/update/source"
 )
 
 // countingSource counts the bytes a Source delivers.
 type countingSource struct {
-	source.Source
+	bundle.Source
 	n int64
 }
 
-func (c *countingSource) Fetch(ctx context.Context, ranges []source.Range, fn func(off int64, b []byte) error) error {
+func (c *countingSource) Fetch(ctx context.Context, ranges []bundle.Range, fn func(off int64, b []byte) error) error {
 	return c.Source.Fetch(ctx, ranges, func(off int64, b []byte) error {
 		c.n += int64(len(b))
 		return fn(off, b)
@@ -37,7 +37,7 @@ func (in *installer) offsetOf(i uint64) (int64, bool) {
 
 // fetchBlocks fetches the blocks (ascending) whose bundle bytes ranges
 // hold and hands each, whole, to fn.
-func (in *installer) fetchBlocks(blocks []uint64, ranges []source.Range, fn func(i uint64, b []byte) error) error {
+func (in *installer) fetchBlocks(blocks []uint64, ranges []bundle.Range, fn func(i uint64, b []byte) error) error {
 	if len(blocks) == 0 {
 		return nil
 	}
@@ -70,7 +70,7 @@ func (in *installer) fetchBlocks(blocks []uint64, ranges []source.Range, fn func
 	})
 	if err != nil {
 		if k < len(blocks) {
-			return fmt.Errorf("update: fetching root block %d: %w", blocks[k], err)
+			return fmt.Errorf("slotwrite: fetching root block %d: %w", blocks[k], err)
 		}
 		return err
 	}
@@ -83,15 +83,15 @@ func (in *installer) fetchBlocks(blocks []uint64, ranges []source.Range, fn func
 // manifest and its signature (the bytes written).
 func (in *installer) readBackRest() error {
 	o := in.o
-	dropCache(o.Target.Root, int64(in.b.Params.HashOffset), int64(len(in.tree)))
-	dropCache(o.Target.Slot, 0, o.Target.SlotSize)
+	DropCache(o.Target.Root, int64(in.b.Params.HashOffset), int64(len(in.tree)))
+	DropCache(o.Target.Slot, 0, o.Target.SlotSize)
 	in.setPhase("verify", int64(len(in.tree))+in.ents[0].Size+in.ents[1].Size)
 	stored := make([]byte, len(in.tree))
 	if err := readFull(o.Target.Root, stored, int64(in.b.Params.HashOffset)); err != nil {
-		return fmt.Errorf("update: reading back the dm-verity tree: %w", err)
+		return fmt.Errorf("slotwrite: reading back the dm-verity tree: %w", err)
 	}
 	if !bytes.Equal(stored, in.tree) {
-		return fmt.Errorf("update: the dm-verity tree read back differs from the one written: the root partition does not keep its data")
+		return fmt.Errorf("slotwrite: the dm-verity tree read back differs from the one written: the root partition does not keep its data")
 	}
 	in.add(int64(len(in.tree)))
 	m := in.b.Manifest
@@ -99,17 +99,17 @@ func (in *installer) readBackRest() error {
 		e := in.ents[i]
 		r := &countingReaderAt{r: io.NewSectionReader(o.Target.Slot, e.Offset, e.Size), add: in.add}
 		if err := manifest.Check("the "+e.Name+" read back", io.NewSectionReader(r, 0, e.Size), want); err != nil {
-			return fmt.Errorf("update: %w: the slot partition does not keep its data", err)
+			return fmt.Errorf("slotwrite: %w: the slot partition does not keep its data", err)
 		}
 	}
 	for i, want := range [][]byte{in.b.ManifestBytes, in.b.Sig} {
 		e := in.ents[2+i]
 		got := make([]byte, len(want))
 		if err := readFull(o.Target.Slot, got, e.Offset); err != nil {
-			return fmt.Errorf("update: reading back the %s: %w", e.Name, err)
+			return fmt.Errorf("slotwrite: reading back the %s: %w", e.Name, err)
 		}
 		if !bytes.Equal(got, want) {
-			return fmt.Errorf("update: the %s read back differs from what was written: the slot partition does not keep its data", e.Name)
+			return fmt.Errorf("slotwrite: the %s read back differs from what was written: the slot partition does not keep its data", e.Name)
 		}
 	}
 	return nil

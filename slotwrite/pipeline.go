@@ -1,4 +1,4 @@
-package update
+package slotwrite
 
 import (
 	"bytes"
@@ -9,8 +9,8 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/format/verity"
-	"github.com/keelboot/keel/update/source"
 )
 
 // The root is written by a pipeline, so that fetching, hashing, writing
@@ -231,7 +231,7 @@ func (p *pipeline) checker() {
 				continue
 			}
 			if c.kind[k] == fromBundle {
-				p.fail(fmt.Errorf("%w: data block %d of version %s does not match its dm-verity leaf (changed after signing, or damaged in transit); nothing was switched: the running slot stays",
+				p.fail(fmt.Errorf("%w: data block %d of version %s does not match its dm-verity leaf (changed after signing, or damaged on the way)",
 					ErrTampered, i, p.in.b.Header.Version))
 				break
 			}
@@ -295,7 +295,7 @@ func (p *pipeline) writeChunk(c *chunk) error {
 		}
 		if k > run {
 			if _, err := p.dev.WriteAt(c.buf[run*blockSize:k*blockSize], int64(c.start+run)*blockSize); err != nil {
-				return fmt.Errorf("update: writing root blocks %d-%d: %w", c.start+run, c.start+k-1, err)
+				return fmt.Errorf("slotwrite: writing root blocks %d-%d: %w", c.start+run, c.start+k-1, err)
 			}
 		}
 		if bad {
@@ -337,9 +337,9 @@ func (p *pipeline) reader() {
 			off, n := int64(r.a)*blockSize, int64(r.b-r.a)*blockSize
 			err := syncRange(p.dev, off, n)
 			if err != nil {
-				err = fmt.Errorf("update: writing back root blocks %d-%d: %w", r.a, r.b-1, err)
+				err = fmt.Errorf("slotwrite: writing back root blocks %d-%d: %w", r.a, r.b-1, err)
 			} else {
-				dropCache(p.dev, off, n)
+				DropCache(p.dev, off, n)
 				err = p.readBack(x, buf, r)
 			}
 			if err != nil {
@@ -358,7 +358,7 @@ func (p *pipeline) readBack(x *verity.Hasher, buf []byte, r region) error {
 		n := min(chunkBlocks, r.b-first)
 		blk := buf[:n*blockSize]
 		if err := readFull(p.dev, blk, int64(first)*blockSize); err != nil {
-			return fmt.Errorf("update: reading back root blocks %d-%d: %w", first, first+n-1, err)
+			return fmt.Errorf("slotwrite: reading back root blocks %d-%d: %w", first, first+n-1, err)
 		}
 		for k := uint64(0); k < n; k++ {
 			i := first + k
@@ -382,7 +382,7 @@ func (p *pipeline) readBack(x *verity.Hasher, buf []byte, r region) error {
 			} else if p.t.Check(x, i, got) {
 				continue // the target already held it
 			}
-			return fmt.Errorf("update: root block %d read back differs from what was written (or does not match its dm-verity leaf): the root partition does not keep its data", i)
+			return fmt.Errorf("slotwrite: root block %d read back differs from what was written (or does not match its dm-verity leaf): the root partition does not keep its data", i)
 		}
 	}
 	return nil
@@ -426,21 +426,21 @@ func (in *installer) writeRoot(p *plan) error {
 					}
 				}
 				if err := readFull(in.o.Target.Root, block, int64(j)*blockSize); err != nil {
-					return fmt.Errorf("update: reading back root block %d: %w", j, err)
+					return fmt.Errorf("slotwrite: reading back root block %d: %w", j, err)
 				}
 				b = block
 			case fromTarget:
 				if err := readFull(in.o.Target.Root, block, int64(p.src[i])*blockSize); err != nil {
-					return fmt.Errorf("update: reading the target's old block %d: %w", p.src[i], err)
+					return fmt.Errorf("slotwrite: reading the target's old block %d: %w", p.src[i], err)
 				}
 				b = block
 			case fromActive:
 				if err := readFull(in.o.Active.Root, block, int64(p.src[i])*blockSize); err != nil {
-					return fmt.Errorf("update: reading the active root's block %d: %w", p.src[i], err)
+					return fmt.Errorf("slotwrite: reading the active root's block %d: %w", p.src[i], err)
 				}
 				b = block
 			case fromBundle:
-				return fmt.Errorf("update: block %d was not fetched (a bug)", i)
+				return fmt.Errorf("slotwrite: block %d was not fetched (a bug)", i)
 			}
 			if err := pl.put(i, b, k); err != nil {
 				return err
@@ -487,15 +487,15 @@ func (in *installer) fetchMissed(missed []uint64) error {
 		return nil
 	}
 	if in.src.Size() < 0 {
-		return fmt.Errorf("update: %d blocks copied from this device no longer match (first: block %d): the device's storage changed under the install; run it again from a file or URL", len(missed), missed[0])
+		return fmt.Errorf("slotwrite: %d blocks copied from this device no longer match (first: block %d): the device's storage changed under the install; run it again from a file or URL", len(missed), missed[0])
 	}
-	ranges := make([]source.Range, 0, len(missed))
+	ranges := make([]bundle.Range, 0, len(missed))
 	for _, i := range missed {
 		off, ok := in.offsetOf(i)
 		if !ok {
 			return fmt.Errorf("%w: block %d is not in this delta bundle, and the device's copy of it no longer matches: install the full bundle", ErrDeltaSource, i)
 		}
-		ranges = append(ranges, source.Range{Off: off, Len: blockSize})
+		ranges = append(ranges, bundle.Range{Off: off, Len: blockSize})
 	}
 	x := in.t.Hasher()
 	dev := in.o.Target.Root
@@ -509,16 +509,16 @@ func (in *installer) fetchMissed(missed []uint64) error {
 		return err
 	}
 	if err := dev.Sync(); err != nil {
-		return fmt.Errorf("update: syncing the target's root partition: %w", err)
+		return fmt.Errorf("slotwrite: syncing the target's root partition: %w", err)
 	}
 	b := make([]byte, blockSize)
 	for _, i := range missed {
-		dropCache(dev, int64(i)*blockSize, blockSize)
+		DropCache(dev, int64(i)*blockSize, blockSize)
 		if err := readFull(dev, b, int64(i)*blockSize); err != nil {
-			return fmt.Errorf("update: reading back root block %d: %w", i, err)
+			return fmt.Errorf("slotwrite: reading back root block %d: %w", i, err)
 		}
 		if !in.t.Check(x, i, b) {
-			return fmt.Errorf("update: root block %d read back does not match its dm-verity leaf: the root partition does not keep its data", i)
+			return fmt.Errorf("slotwrite: root block %d read back does not match its dm-verity leaf: the root partition does not keep its data", i)
 		}
 	}
 	return nil

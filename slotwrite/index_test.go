@@ -1,4 +1,4 @@
-package update
+package slotwrite
 
 import (
 	"bytes"
@@ -16,7 +16,10 @@ import (
 // without being read, and the data in between is hashed as read.
 func TestHashDeviceSparse(t *testing.T) {
 	f := newFixture(t, 7, 50, 0, false)
-	tr := hasherTree(mustOpen(t, f).Params)
+	tr, err := hasherTree(mustOpen(t, f).Params)
+	if err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(t.TempDir(), "root")
 	file, err := os.Create(path)
 	if err != nil {

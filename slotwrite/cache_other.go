@@ -1,6 +1,6 @@
 //go:build !linux
 
-package update
+package slotwrite
 
 import "os"
 
@@ -9,7 +9,9 @@ type CacheDropper interface {
 	DropCache(off, n int64)
 }
 
-func dropCache(d any, off, n int64) {
+// DropCache asks d to drop its cached pages of n bytes from off, if it
+// is a CacheDropper (package doc: the page cache).
+func DropCache(d any, off, n int64) {
 	if c, ok := d.(CacheDropper); ok {
 		c.DropCache(off, n)
 	}

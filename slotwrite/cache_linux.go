@@ -1,4 +1,4 @@
-package update
+package slotwrite
 
 import (
 	"os"
@@ -12,11 +12,13 @@ type CacheDropper interface {
 	DropCache(off, n int64)
 }
 
-// dropCache makes the read-back check read the medium, not the page cache
+// DropCache makes a read-back check read the medium, not the page cache
 // the writes went through: after a Sync, it drops the clean cached pages
-// of n bytes from off (POSIX_FADV_DONTNEED) of an *os.File, or asks a
-// CacheDropper. Best effort.
-func dropCache(d any, off, n int64) {
+// of n bytes of d from off: of an *os.File (a block device, a file) with
+// POSIX_FADV_DONTNEED, or through d's own CacheDropper (a partition inside
+// a disk image drops its range of the image). Other devices are read as
+// they are. Best effort.
+func DropCache(d any, off, n int64) {
 	if c, ok := d.(CacheDropper); ok {
 		c.DropCache(off, n)
 		return
@@ -41,7 +43,7 @@ type RangeSyncer interface {
 
 // syncRange writes back n bytes of d from off and waits for it: for an
 // *os.File, sync_file_range(2), which leaves the range clean (so that
-// dropCache can drop it) without the device cache flush of fsync (the
+// DropCache can drop it) without the device cache flush of fsync (the
 // install ends with a Sync); a RangeSyncer does its own; other Devices
 // Sync.
 func syncRange(d Device, off, n int64) error {

@@ -1,4 +1,4 @@
-package update
+package slotwrite
 
 import (
 	"bytes"
@@ -14,10 +14,9 @@ import (
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/format/verity"
 	"github.com/keelboot/keel/manifest"
-	"github.com/keelboot/keel/update/source"
 )
 
-// Device is a partition the installer writes: a block device or a file
+// Device is a partition the writer writes: a block device or a file
 // (*os.File is one), or a region of a disk image.
 type Device interface {
 	io.ReaderAt
@@ -26,7 +25,7 @@ type Device interface {
 	Sync() error
 }
 
-// Target is the slot an install writes: its container partition
+// Target is the slot a write rewrites: its container partition
 // (slot-<name>) and its root partition (root-<name>), with their sizes.
 type Target struct {
 	Slot     Device
@@ -44,31 +43,31 @@ type Active struct {
 	RootSize int64
 }
 
-// Options configure Install.
+// Options configure Write.
 type Options struct {
-	// Trusted are the keys the bundle's header and manifest must be
-	// signed with (on a device, the keys keel-init verified the running
-	// slot with), and Board the board's name (compatible).
-	Trusted []manifest.PublicKey
-	Board   string
-	Target  Target
+	Target Target
 	// Active, if not nil, is a source of blocks.
 	Active *Active
-	// NoLocal fetches every block from the bundle (no delta lookups).
+	// NoLocal fetches every block from the source (no delta lookups).
 	NoLocal bool
-	// Check, if set, decides whether the verified bundle may be installed
-	// (board policy: downgrades, the anti-rollback counter); its error
-	// stops the install before anything is written.
-	Check func(*bundle.Bundle) error
 	// Begin, if set, is called once everything that can be checked before
 	// writing was checked, just before the first write: it records in the
 	// boot state that the target is being written (an error stops the
-	// install, nothing written).
+	// write, nothing written).
 	Begin func(*bundle.Bundle) error
-	// Progress, if set, gets events as the install advances (never
+	// Progress, if set, gets events as the write advances (never
 	// concurrently).
 	Progress func(Event)
 }
+
+// Open reads the description of the slot to write from src and verifies
+// it (Write's first step; its error stops the write, nothing written): the
+// slot's manifest and signature, its parts' places in src and their
+// digests, its dm-verity parameters and root hash. Package update opens an
+// update bundle (bundle.Open, then its policy); package recovery describes
+// the verified recovery seed's entries with the same type. A description
+// returned with an error (a policy refusal) is the Result's Bundle.
+type Open func(ctx context.Context, src bundle.Source) (*bundle.Bundle, error)
 
 // Event is a progress report.
 type Event struct {
@@ -78,24 +77,24 @@ type Event struct {
 	// Done and Total are bytes of the phase.
 	Done  int64 `json:"done"`
 	Total int64 `json:"total"`
-	// Fetched is the bundle bytes read from the source so far.
+	// Fetched is the bytes read from the source so far.
 	Fetched int64 `json:"fetched"`
-	// Elapsed since the install started.
+	// Elapsed since the write started.
 	Elapsed time.Duration `json:"elapsed_ns"`
 }
 
-// Result says what an install did.
+// Result says what a write did.
 type Result struct {
 	Bundle *bundle.Bundle
 	Blocks BlockCounts
-	// Fetched is the bytes read from the bundle source (header and
+	// Fetched is the bytes read from the source (a bundle's header and
 	// manifest included); LocalContainer the kernel and initrd bytes
 	// taken from the active slot instead.
 	Fetched        int64
 	LocalContainer int64
 }
 
-// ErrTampered is wrapped by errors about bundle content that does not
+// ErrTampered is wrapped by errors about source content that does not
 // verify (bundle.ErrTampered).
 const ErrTampered = bundle.ErrTampered
 
@@ -117,40 +116,41 @@ type installer struct {
 	total int64
 }
 
-// Install installs the bundle in src into o.Target, in an order that is
-// safe against power cuts at any moment (see the package documentation),
-// and returns what it did. Everything that can be checked before writing
-// is: the header's and manifest's signatures and board, o.Check, the
-// sizes against the partitions, and (for a source with random access) the
-// tree and, for a static delta, that the device holds every block the
-// bundle lacks. Then o.Begin, then the writes. Every block is checked
-// against its dm-verity leaf before it is written, wherever it comes from;
-// at the end everything is read back and checked, and only then is the
-// container's header written.
-func Install(ctx context.Context, src source.Source, o Options) (*Result, error) {
+// Write writes the slot that open describes, reading its bytes from
+// src, into o.Target, in an order that is safe against power cuts at any
+// moment (see the package documentation), and returns what it did.
+// Everything that can be checked before writing is: open (signatures,
+// board, the caller's policy), the sizes against the partitions, and (for
+// a source with random access) the tree and, for a static delta, that the
+// device holds every block the source lacks. Then o.Begin, then the
+// writes. Every block is checked against its dm-verity leaf before it is
+// written, wherever it comes from; at the end everything is read back and
+// checked, and only then is the container's header written.
+func Write(ctx context.Context, src bundle.Source, open Open, o Options) (*Result, error) {
 	in := &installer{ctx: ctx, o: o, src: &countingSource{Source: src}, start: time.Now()}
-	res, err := in.run()
+	res, err := in.run(open)
 	if res != nil {
 		res.Fetched = in.src.n
 	}
 	return res, err
 }
 
-func (in *installer) run() (*Result, error) {
+func (in *installer) run(open Open) (*Result, error) {
 	o := in.o
 	if o.Target.Slot == nil || o.Target.Root == nil {
-		return nil, errors.New("update: no target partitions")
+		return nil, errors.New("slotwrite: no target partitions")
 	}
-	b, err := bundle.Open(in.ctx, in.src, o.Trusted, o.Board)
-	if err != nil {
+	b, err := open(in.ctx, in.src)
+	if b == nil {
+		if err == nil {
+			err = errors.New("slotwrite: nothing to write")
+		}
 		return nil, err
 	}
 	in.b = b
 	in.res.Bundle = b
-	if o.Check != nil {
-		if err := o.Check(b); err != nil {
-			return &in.res, err
-		}
+	if err != nil {
+		return &in.res, err
 	}
 	if err := in.fits(); err != nil {
 		return &in.res, err
@@ -172,6 +172,9 @@ func (in *installer) run() (*Result, error) {
 			return &in.res, err
 		}
 	}
+	if err := in.ctx.Err(); err != nil {
+		return &in.res, err
+	}
 	if o.Begin != nil {
 		if err := o.Begin(b); err != nil {
 			return &in.res, err
@@ -179,7 +182,7 @@ func (in *installer) run() (*Result, error) {
 	}
 	// 1. No valid container header from here until the end.
 	if _, err := o.Target.Slot.WriteAt(make([]byte, slotimg.HeaderSize), 0); err != nil {
-		return &in.res, fmt.Errorf("update: clearing the target's slot container header: %w", err)
+		return &in.res, fmt.Errorf("slotwrite: clearing the target's slot container header: %w", err)
 	}
 	if err := in.sync(o.Target.Slot, "slot"); err != nil {
 		return &in.res, err
@@ -203,16 +206,18 @@ func (in *installer) run() (*Result, error) {
 		return &in.res, err
 	}
 	if _, err := o.Target.Root.WriteAt(in.tree, int64(in.b.Params.HashOffset)); err != nil {
-		return &in.res, fmt.Errorf("update: writing the dm-verity tree: %w", err)
+		return &in.res, fmt.Errorf("slotwrite: writing the dm-verity tree: %w", err)
 	}
+	in.add(int64(len(in.tree)))
 	if err := in.sync(o.Target.Root, "root"); err != nil {
 		return &in.res, err
 	}
 	// 4. The manifest and its signature; durable.
 	for i, c := range [][]byte{b.ManifestBytes, b.Sig} {
 		if _, err := o.Target.Slot.WriteAt(c, in.ents[2+i].Offset); err != nil {
-			return &in.res, fmt.Errorf("update: writing the %s: %w", in.ents[2+i].Name, err)
+			return &in.res, fmt.Errorf("slotwrite: writing the %s: %w", in.ents[2+i].Name, err)
 		}
+		in.add(int64(len(c)))
 	}
 	if err := in.sync(o.Target.Slot, "slot"); err != nil {
 		return &in.res, err
@@ -224,17 +229,17 @@ func (in *installer) run() (*Result, error) {
 	}
 	// 6. The header, last.
 	if _, err := o.Target.Slot.WriteAt(in.hdr, 0); err != nil {
-		return &in.res, fmt.Errorf("update: writing the slot container header: %w", err)
+		return &in.res, fmt.Errorf("slotwrite: writing the slot container header: %w", err)
 	}
 	if err := in.sync(o.Target.Slot, "slot"); err != nil {
 		return &in.res, err
 	}
 	got := make([]byte, slotimg.HeaderSize)
 	if err := readFull(o.Target.Slot, got, 0); err != nil {
-		return &in.res, fmt.Errorf("update: reading back the slot container header: %w", err)
+		return &in.res, fmt.Errorf("slotwrite: reading back the slot container header: %w", err)
 	}
 	if !bytes.Equal(got, in.hdr) {
-		return &in.res, errors.New("update: the slot container header read back differs from what was written: the slot partition does not keep its data")
+		return &in.res, errors.New("slotwrite: the slot container header read back differs from what was written: the slot partition does not keep its data")
 	}
 	in.setPhase("done", 0)
 	return &in.res, nil
@@ -242,7 +247,7 @@ func (in *installer) run() (*Result, error) {
 
 func (in *installer) sync(d Device, what string) error {
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("update: syncing the target's %s partition: %w", what, err)
+		return fmt.Errorf("slotwrite: syncing the target's %s partition: %w", what, err)
 	}
 	return nil
 }
@@ -261,15 +266,15 @@ func (in *installer) fits() error {
 		{Name: manifest.SigEntry, Size: int64(len(in.b.Sig))},
 	})
 	if err != nil {
-		return fmt.Errorf("update: %w", err)
+		return fmt.Errorf("slotwrite: %w", err)
 	}
 	last := in.ents[len(in.ents)-1]
 	if need := last.Offset + last.Size; need > in.o.Target.SlotSize {
-		return fmt.Errorf("update: version %s does not fit this device: its kernel, initrd and manifest need %d bytes, the slot partition has %d; a bundle for this board must be smaller", h.Version, need, in.o.Target.SlotSize)
+		return fmt.Errorf("slotwrite: version %s does not fit this device: its kernel, initrd and manifest need %d bytes, the slot partition has %d: the slot's software must be made for this board's partition sizes", h.Version, need, in.o.Target.SlotSize)
 	}
 	tp, _ := h.Part(bundle.PartTree)
 	if need := int64(in.b.Params.HashOffset) + tp.Size; need > in.o.Target.RootSize {
-		return fmt.Errorf("update: version %s does not fit this device: its root file system and dm-verity tree need %d bytes, the root partition has %d", h.Version, need, in.o.Target.RootSize)
+		return fmt.Errorf("slotwrite: version %s does not fit this device: its root file system and dm-verity tree need %d bytes, the root partition has %d", h.Version, need, in.o.Target.RootSize)
 	}
 	return nil
 }
@@ -301,7 +306,10 @@ func (in *installer) index() (*deviceIndex, error) {
 	// hashes the same way.
 	ht := in.t
 	if ht == nil {
-		ht = hasherTree(in.b.Params)
+		var err error
+		if ht, err = hasherTree(in.b.Params); err != nil {
+			return nil, err
+		}
 	}
 	copy(idx.zero[:], ht.Hasher().Sum(make([]byte, blockSize)))
 	if in.o.NoLocal {
@@ -316,11 +324,11 @@ func (in *installer) index() (*deviceIndex, error) {
 	in.setPhase("index", int64(oldN+actN)*blockSize)
 	var err error
 	if idx.old, err = hashDevice(in.o.Target.Root, oldN, ht, in.add); err != nil {
-		return nil, fmt.Errorf("update: reading the target's root partition: %w", err)
+		return nil, fmt.Errorf("slotwrite: reading the target's root partition: %w", err)
 	}
 	if actN > 0 {
 		if idx.active, err = hashDevice(in.o.Active.Root, actN, ht, in.add); err != nil {
-			return nil, fmt.Errorf("update: reading the active slot's root partition: %w", err)
+			return nil, fmt.Errorf("slotwrite: reading the active slot's root partition: %w", err)
 		}
 	}
 	return idx, nil
@@ -331,14 +339,16 @@ func (in *installer) plan(idx *deviceIndex) (*plan, error) {
 }
 
 // hasherTree is a one-block Tree with p's salt: only its Hasher is used.
-func hasherTree(p verity.Params) *verity.Tree {
+// It does not fail (the sizes are fixed), but keel-init links this code
+// and PID 1 does not panic.
+func hasherTree(p verity.Params) (*verity.Tree, error) {
 	q := verity.Params{Salt: p.Salt, DataBlocks: 1}
 	h := sha256.Sum256(append(append([]byte(nil), p.Salt...), make([]byte, blockSize)...))
 	t, err := verity.ParseTree(nil, q, h[:])
 	if err != nil {
-		panic("update: a one-block tree: " + err.Error()) // cannot happen: sizes are fixed
+		return nil, fmt.Errorf("slotwrite: a one-block tree of the root's salt: %w", err)
 	}
-	return t
+	return t, nil
 }
 
 // slotManifest reads the (unverified) manifest of the container in r: a
@@ -351,12 +361,8 @@ func slotManifest(r io.ReaderAt, size int64) (*slotimg.Header, *manifest.Manifes
 	if err != nil {
 		return nil, nil
 	}
-	e, err := h.Find(slotimg.EntryManifest)
-	if err != nil || e.Size > bundle.MaxManifest {
-		return h, nil
-	}
-	b := make([]byte, e.Size)
-	if readFull(r, b, e.Offset) != nil {
+	b, _, err := h.ReadManifest(r, slotimg.EntryManifest)
+	if err != nil {
 		return h, nil
 	}
 	m, err := manifest.Parse(b)
@@ -424,10 +430,10 @@ func (in *installer) writeContainer() error {
 	if len(fetch) == 0 {
 		return nil
 	}
-	ranges := make([]source.Range, len(fetch))
+	ranges := make([]bundle.Range, len(fetch))
 	hashes := make([]*bundle.PartHash, len(fetch))
 	for i, p := range fetch {
-		ranges[i] = source.Range{Off: p.Offset, Len: p.Size}
+		ranges[i] = bundle.Range{Off: p.Offset, Len: p.Size}
 		hashes[i] = bundle.NewPartHash(p)
 	}
 	dst := func(p bundle.Part) int64 {
@@ -444,13 +450,13 @@ func (in *installer) writeContainer() error {
 		p := fetch[k]
 		hashes[k].Write(b)
 		if _, err := in.o.Target.Slot.WriteAt(b, dst(p)+off-p.Offset); err != nil {
-			return fmt.Errorf("update: writing the %s: %w", p.Name, err)
+			return fmt.Errorf("slotwrite: writing the %s: %w", p.Name, err)
 		}
 		in.add(int64(len(b)))
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("update: the %s: %w", fetch[k].Name, err)
+		return fmt.Errorf("slotwrite: the %s: %w", fetch[k].Name, err)
 	}
 	for _, x := range hashes {
 		if err := x.Check(); err != nil {

@@ -1,4 +1,4 @@
-package update
+package slotwrite
 
 import (
 	"fmt"
@@ -6,7 +6,6 @@ import (
 
 	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/format/verity"
-	"github.com/keelboot/keel/update/source"
 )
 
 // from is where a block of the new root comes from.
@@ -60,7 +59,7 @@ type plan struct {
 	// fetch lists the blocks taken from the bundle, ascending, and ranges
 	// their bytes in the bundle (adjacent blocks coalesced).
 	fetch  []uint64
-	ranges []source.Range
+	ranges []bundle.Range
 	counts BlockCounts
 }
 
@@ -113,10 +112,10 @@ func makePlan(t *verity.Tree, b *bundle.Bundle, bm bundle.BlockMap, old, active 
 				if bm != nil {
 					off = dp.Offset + int64(rank)*blockSize
 				}
-				if l := len(p.ranges); l > 0 && p.ranges[l-1].End() == off && p.ranges[l-1].Len < source.PieceSize*8 {
+				if l := len(p.ranges); l > 0 && p.ranges[l-1].End() == off && p.ranges[l-1].Len < bundle.PieceSize*8 {
 					p.ranges[l-1].Len += blockSize
 				} else {
-					p.ranges = append(p.ranges, source.Range{Off: off, Len: blockSize})
+					p.ranges = append(p.ranges, bundle.Range{Off: off, Len: blockSize})
 				}
 			}
 		}

@@ -1,4 +1,4 @@
-package update
+package slotwrite
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"testing"
 
+	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/format/bundle/bundletest"
 	"github.com/keelboot/keel/format/slotimg"
 	"github.com/keelboot/keel/internal/faultdev"
@@ -52,16 +53,26 @@ func newDevice(t *testing.T, active *bundletest.Slot) *device {
 	return d
 }
 
+// opts are a test install's: the writer's options, and what opens the
+// bundle (bundle.Open with trusted for board, then check, if set: the
+// caller's policy).
+type opts struct {
+	Options
+	trusted []manifest.PublicKey
+	board   string
+	check   func(*bundle.Bundle) error
+}
+
 // options are install options for d, writing through power p (nil: no
 // cuts).
-func (d *device) options(trusted []manifest.PublicKey, p *faultdev.Power) Options {
+func (d *device) options(trusted []manifest.PublicKey, p *faultdev.Power) opts {
 	var slot, root Device = d.slot, d.root
 	if p != nil {
 		slot = p.Wrap(d.slot, faultdev.Options{WriteUnit: 4096})
 		root = p.Wrap(d.root, faultdev.Options{WriteUnit: 4096})
 	}
-	o := Options{Trusted: trusted, Board: bundletest.Board,
-		Target: Target{Slot: slot, SlotSize: slotSize, Root: root, RootSize: rootSize}}
+	o := opts{trusted: trusted, board: bundletest.Board,
+		Options: Options{Target: Target{Slot: slot, SlotSize: slotSize, Root: root, RootSize: rootSize}}}
 	if d.active != nil {
 		o.Active = &Active{Slot: bytes.NewReader(d.activeSlot), SlotSize: slotSize, Root: bytes.NewReader(d.activeRootPart), RootSize: rootSize}
 	}
@@ -134,7 +145,14 @@ func mem(b []byte) source.Source {
 	return source.NewReaderAt(bytes.NewReader(b), int64(len(b)), "test bundle")
 }
 
-func install(t *testing.T, src source.Source, o Options) (*Result, error) {
+// install writes the bundle in src as o says.
+func install(t *testing.T, src source.Source, o opts) (*Result, error) {
 	t.Helper()
-	return Install(context.Background(), src, o)
+	return Write(context.Background(), src, func(ctx context.Context, src bundle.Source) (*bundle.Bundle, error) {
+		b, err := bundle.Open(ctx, src, o.trusted, o.board)
+		if err == nil && o.check != nil {
+			err = o.check(b)
+		}
+		return b, err
+	}, o.Options)
 }

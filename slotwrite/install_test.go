@@ -1,4 +1,4 @@
-package update
+package slotwrite
 
 import (
 	"bytes"
@@ -44,11 +44,16 @@ func TestInstallFull(t *testing.T) {
 			if last := events[len(events)-1]; last.Phase != "done" {
 				t.Errorf("last event %+v", last)
 			}
+			// Each phase counts up to its total: its last event says
+			// Done == Total (a progress line reaches 100%).
 			phases := map[string]bool{}
-			for _, e := range events {
+			for i, e := range events {
 				phases[e.Phase] = true
 				if e.Done > e.Total {
 					t.Fatalf("event %+v: done > total", e)
+				}
+				if i+1 < len(events) && events[i+1].Phase != e.Phase && e.Done != e.Total {
+					t.Errorf("the %s phase ended at %d of %d bytes", e.Phase, e.Done, e.Total)
 				}
 			}
 			for _, p := range []string{"index", "write", "verify", "done"} {
@@ -205,7 +210,7 @@ func TestInstallRefused(t *testing.T) {
 	cases := []struct {
 		name    string
 		bundle  []byte
-		opt     func(*Options)
+		opt     func(*opts)
 		want    string
 		written bool // the failure comes after Begin
 	}{
@@ -220,12 +225,12 @@ func TestInstallRefused(t *testing.T) {
 		{"tree", flip(part(bundle.PartTree).Offset + 100), nil, "tree part has sha256", false},
 		{"data block 17", flip(dp.Offset + 17*4096 + 1000), nil, "data block 17", true},
 		{"truncated", f.full1[:len(f.full1)-4096], nil, "truncated", false},
-		{"wrong board", f.full1, func(o *Options) { o.Board = "other-board" }, "for another board", false},
-		{"policy", f.full1, func(o *Options) {
-			o.Check = func(*bundle.Bundle) error { return errors.New("security version below the counter") }
+		{"wrong board", f.full1, func(o *opts) { o.board = "other-board" }, "for another board", false},
+		{"policy", f.full1, func(o *opts) {
+			o.check = func(*bundle.Bundle) error { return errors.New("security version below the counter") }
 		}, "below the counter", false},
-		{"slot too small", f.full1, func(o *Options) { o.Target.SlotSize = 8192 }, "slot partition has 8192", false},
-		{"root too small", f.full1, func(o *Options) { o.Target.RootSize = 100 * 4096 }, "root partition has", false},
+		{"slot too small", f.full1, func(o *opts) { o.Target.SlotSize = 8192 }, "slot partition has 8192", false},
+		{"root too small", f.full1, func(o *opts) { o.Target.RootSize = 100 * 4096 }, "root partition has", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

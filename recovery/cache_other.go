@@ -1,5 +1,0 @@
-//go:build !linux
-
-package recovery
-
-func dropCache(Device) {}
