@@ -69,10 +69,11 @@ vmtest: deps kernel debian-root
 # random (seeded) moments in keel-init's boot commit, mark-good, mark-bad,
 # try, the recovery reinstall, the factory reset and an update install
 # (keel install from a USB stick; every other cut two racing, and the
-# data partition made hostile before every power-on), TORTURE_CUTS times per
+# data partition made hostile before every power-on) and in a trial's boot
+# (issue 22: a cut must never use the trial's try), TORTURE_CUTS times per
 # path, and powers on again each time; bricks, data losses, unreadable
-# records and lost acknowledged writes must all be 0. make test runs one cut
-# per path. Reproduce a failure with the seed it printed:
+# records, lost acknowledged writes and spent tries must all be 0. make test
+# runs one cut per path. Reproduce a failure with the seed it printed:
 # make torture TORTURE_SEED=<seed>. The whole log (consoles included) is
 # kept in $(BUILD)/torture.log; grep it for "torture path=" for the counts.
 TORTURE_CUTS    ?= 30
@@ -114,6 +115,8 @@ fuzz:
 	$(GO) test ./cli/ -run '^$$' -fuzz '^FuzzPrintEventsJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./builder/kmod/ -run '^$$' -fuzz '^FuzzParseModinfo$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cli/ -run '^$$' -fuzz '^FuzzLockStatus$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./hw/pstore/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./hw/watchdog/ -run '^$$' -fuzz '^FuzzParseBootStatus$$' -fuzztime $(FUZZTIME)
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./cli/ ./manifest/ ./format/verity/ ./recovery/

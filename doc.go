@@ -26,7 +26,8 @@
 //	│   ├─ keel              the keel command, host and device (cli.Main)
 //	│   ├─ keel-init         keel's PID 1 (pid1.Main)
 //	│   └─ keel-demo         boots a board in QEMU and tells two A/B stories
-//	├─ dist/                 what the slots' OS installs: systemd units (keel-mark-good.service)
+//	├─ dist/                 what the slots' OS installs: systemd units (keel-mark-good.service),
+//	│                        the systemd-shutdown hook (keel note-shutdown)
 //	├─ scripts/              dependency install, kernel fetch, the Debian slot root, host demo
 //	│   └─ testsum           go test -json to what a person reads; a skip fails the run
 //	├─ docs/                 the design (DESIGN.md), the commands, formats, boards, numbers
@@ -85,7 +86,8 @@
 //	│   └─ storetest         the conformance suite every store passes
 //	├─ hw/                   device access keel-init and the on-device CLI share
 //	│   ├─ blockdev          the boot disk and its partitions by GPT name
-//	│   └─ watchdog          arm / disarm the hardware watchdog
+//	│   ├─ pstore            the last kernel's panic log (pstore): read, parse, clear
+//	│   └─ watchdog          arm / disarm the hardware watchdog; its boot status
 //	│
 //	│  1  on-disk formats and protocols both sides share
 //	├─ format/

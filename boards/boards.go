@@ -84,6 +84,44 @@ type Watchdog struct {
 	// `keel mark-good` (or to its own watchdog daemon), and how long
 	// stage 1 may run between two pets (verifying the seed included).
 	TimeoutSec int
+	// BootStatus: the driver reports a reset the watchdog caused
+	// (WDIOF_CARDRESET in its boot status, WDIOC_GETBOOTSTATUS and sysfs
+	// bootstatus) and clears it, so that keel-init can tell a watchdog
+	// reset from a power loss (docs/DESIGN.md section 3.1). Set it only
+	// for a driver that does both (i6300esb reads and clears the chip's
+	// timeout flag at probe; QEMU emulates it). Without it an end that no
+	// other source explains is "unknown" and uses a trial's try.
+	BootStatus bool
+}
+
+// Pstore is where a board's kernels keep a panic's log across a reset
+// (Linux's pstore): keel-init reads it at the next boot (package
+// hw/pstore), so a panic is counted as one and its first lines shown.
+type Pstore string
+
+// Pstore backends.
+const (
+	// PstoreNone: the board keeps no panic log; a panic is seen as the
+	// watchdog reset that follows it (panic=0), or not at all (a panic=N
+	// reboot looks like a power loss).
+	PstoreNone Pstore = ""
+	// PstoreEFI: UEFI variables (efi_pstore: the firmware keeps them in
+	// its variable store).
+	PstoreEFI Pstore = "efi"
+	// PstoreRAM: a RAM region that survives a reset (ramoops, configured
+	// by the board's device tree or module parameters).
+	PstoreRAM Pstore = "ramoops"
+)
+
+// Module is the kernel module of the backend ("" for none).
+func (p Pstore) Module() string {
+	switch p {
+	case PstoreEFI:
+		return "efi_pstore"
+	case PstoreRAM:
+		return "ramoops"
+	}
+	return ""
 }
 
 // Board is one target.
@@ -112,6 +150,16 @@ type Board struct {
 	// Tries is how many boots a newly installed slot's trial may take
 	// (keel install); 0 means DefaultTrialTries.
 	Tries int
+	// Pstore is where the board's kernels keep a panic's log (keel-init
+	// reads and clears it: a trial's panic uses its try, keel events
+	// shows the first lines); its module must be in InitModules and
+	// StageModules, so that the slot kernel writes it.
+	Pstore Pstore
+	// UncountedEnds is how many boots in a row of one trial may end
+	// without using their try (power losses, kexecs: docs/DESIGN.md
+	// section 3.1) before such an end uses it as well; 0 means
+	// bootenv.DefaultMaxUncounted.
+	UncountedEnds int
 	// RootFSType is the slot root filesystem type.
 	RootFSType string
 	// RootVerity: slot roots carry a dm-verity tree (the image builder
@@ -167,14 +215,19 @@ func qemuX8664UEFI() Board {
 		Slots:    []string{"a", "b"},
 		InitModules: []string{
 			"crc32c_generic", "nls_cp437", "nls_ascii",
-			"virtio_pci", "virtio_blk", "efivarfs", "i6300esb",
+			"virtio_pci", "virtio_blk", "efivarfs", "i6300esb", "efi_pstore",
 		},
 		StageModules: []string{
 			"crc32c_generic", "virtio_pci", "virtio_blk", "erofs", "efivarfs", "i6300esb", "dm-verity",
-			"ext4", // the data partition, for the OS
+			"ext4",       // the data partition, for the OS
+			"efi_pstore", // the slot kernel's panics, for the next keel-init
 		},
-		// QEMU's Intel 6300ESB watchdog; its expiry resets the machine.
-		Watchdog:    Watchdog{Module: "i6300esb", TimeoutSec: 60},
+		// QEMU's Intel 6300ESB watchdog; its expiry resets the machine,
+		// and QEMU keeps the chip's timeout flag across the reset, which
+		// the driver reports as WDIOF_CARDRESET.
+		Watchdog: Watchdog{Module: "i6300esb", TimeoutSec: 60, BootStatus: true},
+		// OVMF keeps efi_pstore's variables in its variable store.
+		Pstore:      PstoreEFI,
 		TPMRequired: true,
 		RootFSType:  "erofs",
 		RootVerity:  true,
@@ -242,7 +295,13 @@ func qemuARM64UBoot() Board {
 			"crc32c_generic", "virtio_pci", "virtio_blk", "erofs", "i6300esb", "dm-verity",
 			"ext4", // the data partition, for the OS
 		},
-		Watchdog:    Watchdog{Module: "i6300esb", TimeoutSec: 60},
+		// The same i6300esb as on x86, with its boot status. No pstore:
+		// without UEFI there is no efi_pstore, and ramoops would need a
+		// RAM region U-Boot and both kernels leave alone (a reserved-
+		// memory node in the device tree): not built. A panic there is
+		// seen as the watchdog reset that follows it with panic=0, as a
+		// power loss with panic=N.
+		Watchdog:    Watchdog{Module: "i6300esb", TimeoutSec: 60, BootStatus: true},
 		TPMRequired: false,
 		RootFSType:  "erofs",
 		RootVerity:  true,

@@ -66,6 +66,12 @@ func TestValidateCatches(t *testing.T) {
 		{"qemu of another arch", func(b *Board) { b.QEMU.Binary = "qemu-system-aarch64" }, "does not emulate amd64"},
 		{"uefi without vars", func(b *Board) { b.QEMU.Vars = "" }, "variable store template"},
 		{"uefi with a boot script", func(b *Board) { b.UBoot.Device = "virtio 0" }, "UBoot must be empty"},
+		{"pstore module in keel-init", func(b *Board) { b.InitModules = withoutS(b.InitModules, "efi_pstore") }, "pstore efi: its module efi_pstore"},
+		{"pstore module in stage 2", func(b *Board) { b.StageModules = withoutS(b.StageModules, "efi_pstore") }, "the slot kernel writes them"},
+		{"pstore unknown", func(b *Board) { b.Pstore = "nvme" }, `pstore "nvme"`},
+		{"boot status without a watchdog", func(b *Board) { b.Watchdog.Module = "" }, "BootStatus without a watchdog"},
+		{"uncounted ends negative", func(b *Board) { b.UncountedEnds = -1 }, "UncountedEnds -1"},
+		{"uncounted ends too many", func(b *Board) { b.UncountedEnds = 101 }, "UncountedEnds 101"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkBroken(t, "qemu-x86_64-uefi", tc.break_, tc.want)
@@ -92,6 +98,12 @@ func TestValidateCatches(t *testing.T) {
 		{"a tpm", func(b *Board) { b.QEMU.TPM = "tpm-tis-device" }, "set TPMRequired"},
 		{"watchdog module", func(b *Board) { b.InitModules = withoutS(b.InitModules, b.Watchdog.Module) }, "watchdog driver"},
 		{"no virtio", func(b *Board) { b.StageModules = withoutS(b.StageModules, "virtio_blk") }, "virtio_blk"},
+		{"efi pstore without UEFI", func(b *Board) {
+			b.Pstore = PstoreEFI
+			b.InitModules = append(b.InitModules, "efi_pstore")
+			b.StageModules = append(b.StageModules, "efi_pstore")
+		}, "pstore efi needs UEFI firmware"},
+		{"ramoops without its module", func(b *Board) { b.Pstore = PstoreRAM }, "its module ramoops"},
 	} {
 		t.Run("uboot/"+tc.name, func(t *testing.T) {
 			checkBroken(t, "qemu-arm64-uboot", tc.break_, tc.want)

@@ -139,6 +139,23 @@ func (b *Board) Validate() error {
 		if w.TimeoutSec < 10 {
 			add("watchdog timeout %ds leaves a slot no time to mark itself good", w.TimeoutSec)
 		}
+	} else if w.BootStatus {
+		add("Watchdog.BootStatus without a watchdog driver (Watchdog.Module)")
+	}
+	switch b.Pstore {
+	case PstoreNone:
+	case PstoreEFI, PstoreRAM:
+		if m := b.Pstore.Module(); !slices.Contains(b.InitModules, m) || !slices.Contains(b.StageModules, m) {
+			add("pstore %s: its module %s must be loaded by keel-init (it reads the records) and stage 2 (the slot kernel writes them)", b.Pstore, m)
+		}
+		if b.Pstore == PstoreEFI && b.Firmware != FirmwareUEFI {
+			add("pstore %s needs UEFI firmware, not %q", b.Pstore, b.Firmware)
+		}
+	default:
+		add("pstore %q: want %q, %q or none", b.Pstore, PstoreEFI, PstoreRAM)
+	}
+	if b.UncountedEnds < 0 || b.UncountedEnds > bootenv.MaxTries {
+		add("UncountedEnds %d: want 0 (the default, %d) to %d", b.UncountedEnds, bootenv.DefaultMaxUncounted, bootenv.MaxTries)
 	}
 	if b.RootVerity && !slices.Contains(b.StageModules, "dm-verity") {
 		add("verity roots need the dm-verity module in stage 2 (StageModules)")

@@ -15,6 +15,17 @@
 //     efivarfs) and memstore (in memory, with injected power cuts). The
 //     storetest package is the conformance suite every backend passes.
 //
+// How the last boot ended is settled by keel-init at the start of the
+// next one, before its decision: Classify reads the record (was the boot
+// committed, did its OS leave a shutdown note: NoteShutdown) and the
+// Evidence keel-init gathered (the watchdog's boot status, a pstore
+// panic record, a kexec), and WithEnd applies the policy: a trial's boot
+// that ended in a power loss or a kexec gets its try back, up to the
+// board's Policy.MaxUncounted in a row; a watchdog reset, a panic, a
+// reboot without a commit use it, as does an end no source explains on a
+// board whose watchdog cannot say it reset the machine. The result is
+// kept as LastEnd for keel status.
+//
 // Ids the transitions take are drawn by their callers (NewID): a trial's
 // id (Try, FinishInstall), which names the trial's data area, and an
 // install run's token (BeginInstall, FinishInstall), which lets only the

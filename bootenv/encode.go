@@ -39,6 +39,10 @@ type Var struct{ Name, Value string }
 //	keel_slot_<name>_version=<text>
 //	keel_slot_<name>_secver=<n>
 //	keel_slot_<name>_reason=<text>
+//	keel_slot_<name>_uncounted=<n>    (trial only: boots in a row that ended without using their try)
+//	keel_last_end=<how> keel_last_end_slot=b keel_last_end_mode=trial
+//	keel_last_end_detail=<text>       (how the last boot ended; none: all absent)
+//	keel_shutdown=reboot|poweroff|halt|kexec|keel-init (the running boot's end, noted)
 //
 // keel_trial_id and keel_install_token are optional (an older keel
 // neither writes nor keeps them) and only ever compared: Decode drops one
@@ -46,7 +50,12 @@ type Var struct{ Name, Value string }
 // trial (an install), rather than refusing the record. Neither may make
 // keel-init start over, which would change what boots: the trial id
 // decides only whether a trial's data area is copied, the token only
-// which install run may finish.
+// which install run may finish. The same holds for how the last boot
+// ended (keel_last_end*, dropped whole when any part is not one this
+// keel knows), the shutdown note (keel_shutdown) and a trial's uncounted
+// ends (keel_slot_<name>_uncounted, dropped unless a positive count of
+// the trial slot): they decide only whether a trial's try was used, and
+// an older keel, which drops them, counts every try as before.
 const (
 	varFormat     = VarPrefix + "format"
 	varSlots      = VarPrefix + "slots"
@@ -70,6 +79,11 @@ const (
 	varFellMode   = VarPrefix + "last_fallback_mode"
 	varFellGen    = VarPrefix + "last_fallback_generation"
 	varFellReason = VarPrefix + "last_fallback_reason"
+	varEnd        = VarPrefix + "last_end"
+	varEndSlot    = VarPrefix + "last_end_slot"
+	varEndMode    = VarPrefix + "last_end_mode"
+	varEndDetail  = VarPrefix + "last_end_detail"
+	varShutdown   = VarPrefix + "shutdown"
 	slotVarPrefix = VarPrefix + "slot_"
 )
 
@@ -110,6 +124,13 @@ func Encode(r Record) []Var {
 		add(varFellGen, strconv.FormatUint(f.Generation, 10))
 		add(varFellReason, f.Reason)
 	}
+	if e := r.LastEnd; !e.IsZero() {
+		add(varEnd, string(e.How))
+		add(varEndSlot, e.Slot)
+		add(varEndMode, string(e.Mode))
+		add(varEndDetail, e.Detail)
+	}
+	add(varShutdown, r.Shutdown)
 	for _, s := range r.Slots {
 		p := slotVarPrefix + s.Name + "_"
 		add(p+"state", string(s.State))
@@ -121,6 +142,9 @@ func Encode(r Record) []Var {
 		add(p+"reason", s.Reason)
 		if s.Unconfirmed > 0 {
 			add(p+"unconfirmed", strconv.Itoa(s.Unconfirmed))
+		}
+		if s.Uncounted > 0 {
+			add(p+"uncounted", strconv.Itoa(s.Uncounted))
 		}
 	}
 	return vs
@@ -252,6 +276,13 @@ func Decode(vars map[string]string) (Record, error) {
 			}
 			s.Unconfirmed = n
 		}
+		if n, err := strconv.Atoi(get(p + "uncounted")); err == nil && n > 0 && n <= MaxTransientCount && s.State == StateTrial {
+			s.Uncounted = n
+		}
+	}
+	r.LastEnd = decodeEnd(r, kv)
+	if v := get(varShutdown); ValidShutdownNote(v) {
+		r.Shutdown = v
 	}
 	// keel_* variables this keel does not know are ignored (and dropped
 	// when it writes the record): a newer keel adds optional ones within
@@ -263,4 +294,21 @@ func Decode(vars map[string]string) (Record, error) {
 		return Record{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return r, nil
+}
+
+// decodeEnd reads keel_last_end*: the zero End when they are absent, or
+// when any of them is not what this keel writes (a newer keel's way to
+// end, a slot the record does not have, a detail that is not one line):
+// how the last boot ended is for keel status only, and never makes the
+// record unreadable.
+func decodeEnd(r Record, kv map[string]string) End {
+	e := End{How: How(kv[varEnd]), Slot: kv[varEndSlot], Mode: Mode(kv[varEndMode]), Detail: kv[varEndDetail]}
+	if e.IsZero() {
+		return e
+	}
+	r.LastEnd = e
+	if r.validEnd() != nil || len(e.Detail) > MaxText || strings.ContainsAny(e.Detail, "\x00\n\\") {
+		return End{}
+	}
+	return e
 }

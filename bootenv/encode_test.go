@@ -43,6 +43,18 @@ func fallbackRecord(t testing.TB) Record {
 	return r
 }
 
+// endRecord is a record of a trial of b whose last two boots were cut
+// (two uncounted ends, the last end a power loss), and whose running
+// boot's OS noted a reboot.
+func endRecord(t testing.TB) Record {
+	t.Helper()
+	r := sampleRecord(t)
+	for range 2 {
+		_, r, _ = Decide(WithEnd(r, Classify(r, Evidence{WatchdogRead: true}), Policy{}), Policy{}, nil)
+	}
+	return must(t)(NoteShutdown(r, "b", NoteReboot))
+}
+
 // installRecord is a record while an install run writes slot b.
 func installRecord(t testing.TB) Record {
 	t.Helper()
@@ -50,7 +62,7 @@ func installRecord(t testing.TB) Record {
 }
 
 func TestEncodeGolden(t *testing.T) {
-	for golden, r := range map[string]Record{"record.golden": sampleRecord(t), "record-fallback.golden": fallbackRecord(t)} {
+	for golden, r := range map[string]Record{"record.golden": sampleRecord(t), "record-fallback.golden": fallbackRecord(t), "record-end.golden": endRecord(t)} {
 		t.Run(golden, func(t *testing.T) { checkGolden(t, golden, r) })
 	}
 }
@@ -79,7 +91,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	recs := []Record{mustInit(t), sampleRecord(t), fallbackRecord(t)}
 	r := must(t)(MarkBad(sampleRecord(t), "b", "kernel digest mismatch: want 12ab, got 34cd"))
 	r = must(t)(RequestRecovery(r, "user"))
-	recs = append(recs, r, installRecord(t))
+	recs = append(recs, r, installRecord(t), endRecord(t))
 	for _, r := range recs {
 		vs := Encode(r)
 		m := varsMap(vs)
@@ -238,13 +250,7 @@ func TestDecodeIDs(t *testing.T) {
 		{"token without an install", trial, "keel_install_token", testToken, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := maps.Clone(tc.base)
-			if tc.val == "\x00delete" {
-				delete(m, tc.key)
-			} else {
-				m[tc.key] = tc.val
-			}
-			r, err := Decode(m)
+			r, err := Decode(withVar(tc.base, tc.key, tc.val))
 			if err != nil {
 				t.Fatalf("Decode: %v", err)
 			}
@@ -265,11 +271,23 @@ func TestDecodeIDs(t *testing.T) {
 	}
 }
 
+// withVar is a copy of vars with key set to val, or deleted when val is
+// "\x00delete".
+func withVar(vars map[string]string, key, val string) map[string]string {
+	m := maps.Clone(vars)
+	if val == "\x00delete" {
+		delete(m, key)
+	} else {
+		m[key] = val
+	}
+	return m
+}
+
 // FuzzDecode feeds Decode arbitrary variables (NUL-separated name=value
 // pairs, as in a U-Boot env): it must never panic, and whatever it accepts
 // must be valid and encode back to the same record.
 func FuzzDecode(f *testing.F) {
-	for _, r := range []Record{sampleRecord(f), fallbackRecord(f)} {
+	for _, r := range []Record{sampleRecord(f), fallbackRecord(f), endRecord(f)} {
 		var b strings.Builder
 		for _, v := range Encode(r) {
 			b.WriteString(v.Name + "=" + v.Value + "\x00")
@@ -336,5 +354,65 @@ func TestDecodeIgnoresUnknownVars(t *testing.T) {
 		if v.Name == "keel_colour" || v.Name == "keel_slot_c_state" || v.Name == "keel_slot_a_future" {
 			t.Errorf("Encode wrote %s back", v.Name)
 		}
+	}
+}
+
+// TestDecodeEnds: how the last boot ended, the shutdown note and a
+// trial's uncounted ends are read when they are what this keel writes;
+// anything else in them is dropped (keel_last_end* as a whole), never a
+// corrupt record: they are unauthenticated, decide only whether a trial's
+// try was used, and must not make keel-init start over. Without them (a
+// record an older keel wrote back, which drops them) the record is the
+// same but for them.
+func TestDecodeEnds(t *testing.T) {
+	base := varsMap(Encode(endRecord(t)))
+	if base["keel_last_end"] != "power-loss" || base["keel_last_end_slot"] != "b" || base["keel_shutdown"] != "reboot" || base["keel_slot_b_uncounted"] != "2" {
+		t.Fatalf("encoded: %v", base)
+	}
+	want := endRecord(t)
+	for _, tc := range []struct {
+		name     string
+		key, val string
+		check    func(Record) bool
+	}{
+		{"as written", "keel_shutdown", "reboot", func(r Record) bool { return r.Equal(want) }},
+		{"a newer keel's end", "keel_last_end", "brown-out", func(r Record) bool { return r.LastEnd.IsZero() }},
+		{"an end of no slot", "keel_last_end_slot", "z", func(r Record) bool { return r.LastEnd.IsZero() }},
+		{"an end without a slot", "keel_last_end_slot", "\x00delete", func(r Record) bool { return r.LastEnd.IsZero() }},
+		{"an end of no mode", "keel_last_end_mode", "sideways", func(r Record) bool { return r.LastEnd.IsZero() }},
+		{"a detail of two lines", "keel_last_end_detail", "a\nb", func(r Record) bool { return r.LastEnd.IsZero() }},
+		{"a detail too long", "keel_last_end_detail", strings.Repeat("x", MaxText+1), func(r Record) bool { return r.LastEnd.IsZero() }},
+		{"a detail with a backslash", "keel_last_end_detail", "a\\b", func(r Record) bool { return r.LastEnd.IsZero() }},
+		{"an unknown note", "keel_shutdown", "reset", func(r Record) bool { return r.Shutdown == "" }},
+		{"keel-init's note", "keel_shutdown", "keel-init", func(r Record) bool { return r.Shutdown == NoteKeelInit }},
+		{"uncounted, not a number", "keel_slot_b_uncounted", "two", func(r Record) bool { return r.Slots[1].Uncounted == 0 }},
+		{"uncounted, negative", "keel_slot_b_uncounted", "-1", func(r Record) bool { return r.Slots[1].Uncounted == 0 }},
+		{"uncounted, too many", "keel_slot_b_uncounted", "1001", func(r Record) bool { return r.Slots[1].Uncounted == 0 }},
+		{"uncounted of a good slot", "keel_slot_a_uncounted", "2", func(r Record) bool { return r.Slots[0].Uncounted == 0 && r.Slots[1].Uncounted == 2 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Decode(withVar(base, tc.key, tc.val))
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if !tc.check(r) {
+				t.Errorf("%s=%q decoded as %+v", tc.key, tc.val, r)
+			}
+		})
+	}
+	// An older keel drops the variables it does not know when it writes
+	// the record back: the rest reads as before.
+	old := maps.Clone(base)
+	for _, k := range []string{"keel_last_end", "keel_last_end_slot", "keel_last_end_mode", "keel_last_end_detail", "keel_shutdown", "keel_slot_b_uncounted"} {
+		delete(old, k)
+	}
+	r, err := Decode(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := want.Clone()
+	w.LastEnd, w.Shutdown, w.Slots[1].Uncounted = End{}, "", 0
+	if !r.Equal(w) {
+		t.Errorf("without the new variables:\n%+v\nwant\n%+v", r, w)
 	}
 }

@@ -343,3 +343,210 @@ func checkFallback(t *testing.T, where string, old Record, d Decision, n Record)
 		t.Fatalf("%s: slot %s failed, decision %+v, last fallback %+v", where, failed, d, n.LastFallback)
 	}
 }
+
+// endEvidence are the ways a boot can end that keel-init can read, by
+// name, for TestModelEnds' boots.
+var endEvidence = []struct {
+	name string
+	ev   Evidence
+}{
+	{"power-loss", evPowerLoss},
+	{"watchdog", evWatchdog},
+	{"panic", evPanic},
+	{"kexec", evKexec},
+	{"unknown", evNothing},
+}
+
+// modelPolicy is TestModelEnds' board: two ends in a row may not use a
+// trial's try.
+var modelPolicy = Policy{MaxUncounted: 2}
+
+// endKey is stateKey for TestModelEnds: the last end is left out too (no
+// decision reads it; checkEnd checks it on every boot), the shutdown note
+// and the uncounted ends are kept (Classify and WithEnd read them).
+func endKey(r Record) string {
+	r.LastEnd = End{}
+	return stateKey(r)
+}
+
+// TestModelEnds walks every state reachable from Init with a trial's
+// life (try, mark-good, mark-bad, set-active, confirm), the OS's
+// shutdown notes (keel note-shutdown) and keel-init's boots after every
+// way a boot can end (Classify, WithEnd, Decide with K=2), and checks
+// after each step:
+//   - every record is valid, and every commit counts one generation;
+//   - keel-init's boot clears the note, and records how the boot before
+//     it ended (none when no decision had booted a slot);
+//   - a committed boot ends marked-good, and a boot of a pending trial
+//     never does;
+//   - the end of a trial's boot keeps its try used when it counts
+//     (watchdog, panic, reboot, unknown) and starts the run again; gives
+//     it back when it does not (power-loss, kexec), up to K in a row,
+//     then counts; an end that is no trial's changes no slot;
+//   - the decision after it obeys checkSelect (a trial uses exactly one
+//     try of what the end left it; a good slot loses nothing);
+//   - from every state, booting with power cuts (or kexecs) forever
+//     settles on a normal boot or recovery: a trial cannot live forever
+//     on ends that do not count.
+func TestModelEnds(t *testing.T) {
+	slots := []string{"a", "b"}
+	start, err := Init(slots, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []event
+	for _, s := range slots {
+		for tries := 1; tries <= 2; tries++ {
+			events = append(events, event{name: fmt.Sprintf("try %s %d", s, tries), do: func(r Record, id string) (Record, Decision, bool, error) {
+				n, err := Try(r, s, tries, id)
+				return n, Decision{}, false, err
+			}})
+		}
+		for _, c := range []struct {
+			name string
+			f    func(Record, string) (Record, error)
+		}{
+			{"mark-good", MarkGood},
+			{"mark-bad", func(r Record, s string) (Record, error) { return MarkBad(r, s, "model") }},
+			{"set-active", SetActive},
+			{"confirm", Confirm},
+		} {
+			events = append(events, event{name: c.name + " " + s, do: func(r Record, _ string) (Record, Decision, bool, error) {
+				n, err := c.f(r, s)
+				return n, Decision{}, false, err
+			}})
+		}
+	}
+	for _, note := range []string{NoteReboot, NoteKexec, NoteKeelInit} {
+		events = append(events, event{name: "note-shutdown " + note, do: func(r Record, _ string) (Record, Decision, bool, error) {
+			n, err := NoteShutdown(r, r.Last.Slot, note)
+			return n, Decision{}, false, err
+		}})
+	}
+	seen := map[string]bool{endKey(start): true}
+	queue := []Record{start}
+	steps := 0
+	for len(queue) > 0 {
+		r := queue[0]
+		queue = queue[1:]
+		checkSettlesEnds(t, r)
+		rKey := endKey(r)
+		var next []Record
+		for i, ev := range events {
+			n, _, _, err := ev.do(r, fmt.Sprintf("%032x", i+1))
+			if err != nil {
+				continue
+			}
+			where := ev.name + " on " + rKey
+			if err := n.Validate(); err != nil {
+				t.Fatalf("%s: invalid result: %v", where, err)
+			}
+			if n.Generation != r.Generation+1 {
+				t.Fatalf("%s: generation %d -> %d", where, r.Generation, n.Generation)
+			}
+			next = append(next, n)
+		}
+		for _, b := range endEvidence {
+			where := "boot after " + b.name + " on " + rKey
+			e := Classify(r, b.ev)
+			settled := WithEnd(r, e, modelPolicy)
+			d, n, ok := Decide(settled, modelPolicy, nil)
+			if !ok {
+				t.Fatalf("%s: no decision", where)
+			}
+			if err := n.Validate(); err != nil {
+				t.Fatalf("%s: invalid result: %v", where, err)
+			}
+			if n.Generation != r.Generation+1 {
+				t.Fatalf("%s: generation %d -> %d", where, r.Generation, n.Generation)
+			}
+			checkEnd(t, where, r, e, settled, n)
+			checkSelect(t, where, settled, d, n)
+			next = append(next, n)
+		}
+		for _, n := range next {
+			steps++
+			if k := endKey(n); !seen[k] {
+				seen[k] = true
+				queue = append(queue, n)
+			}
+		}
+	}
+	t.Logf("%d reachable states, %d transitions checked", len(seen), steps)
+	if len(seen) < 200 {
+		t.Errorf("only %d states reached: the model is not exploring", len(seen))
+	}
+}
+
+// checkEnd checks keel-init's settling of how the boot before r's next
+// decision ended: e is Classify's, settled is WithEnd's, n the record
+// committed with the decision.
+func checkEnd(t *testing.T, where string, r Record, e End, settled, n Record) {
+	t.Helper()
+	if n.Shutdown != "" || settled.Shutdown != "" {
+		t.Fatalf("%s: the note %q outlived the boot's decision", where, n.Shutdown)
+	}
+	switch {
+	case r.Last.Slot == "" && !e.IsZero():
+		t.Fatalf("%s: no boot to explain, yet %+v", where, e)
+	case r.Last.Slot != "" && (e.Slot != r.Last.Slot || e.Mode != r.Last.Mode || !e.How.valid()):
+		t.Fatalf("%s: the end %+v is not of the last boot %+v", where, e, r.Last)
+	case !e.IsZero() && n.LastEnd != settled.LastEnd:
+		t.Fatalf("%s: the decision changed the last end %+v -> %+v", where, settled.LastEnd, n.LastEnd)
+	}
+	if r.pendingTrial() && e.How == EndMarkedGood {
+		t.Fatalf("%s: a pending trial's boot ended marked-good", where)
+	}
+	if s, ok := r.Slot(r.Last.Slot); ok && !r.pendingTrial() && s.State == StateGood && s.Unconfirmed == 0 && e.How != EndMarkedGood {
+		t.Fatalf("%s: the committed boot of slot %s ended %s", where, s.Name, e.How)
+	}
+	if !r.pendingTrial() {
+		if !slicesEqual(settled.Slots, r.Slots) {
+			t.Fatalf("%s: an end that is no trial's changed the slots %+v -> %+v", where, r.Slots, settled.Slots)
+		}
+		return
+	}
+	old, _ := r.Slot(r.Trial)
+	s, _ := settled.Slot(r.Trial)
+	k := modelPolicy.maxUncounted()
+	// The policy, written out (not How.Counts): which ends use a try.
+	counts := map[How]bool{EndWatchdog: true, EndPanic: true, EndReboot: true, EndUnknown: true, EndPowerLoss: false, EndKexec: false}
+	c, known := counts[e.How]
+	if !known {
+		t.Fatalf("%s: a pending trial's boot ended %q", where, e.How)
+	}
+	switch {
+	case c:
+		if s.TriesLeft != old.TriesLeft || s.Uncounted != 0 {
+			t.Fatalf("%s: a %s end: %+v -> %+v, want the try used and the run ended", where, e.How, old, s)
+		}
+	case old.Uncounted < k:
+		if s.TriesLeft != old.TriesLeft+1 || s.Uncounted != old.Uncounted+1 {
+			t.Fatalf("%s: a %s end (%d in a row before): %+v -> %+v, want the try back", where, e.How, old.Uncounted, old, s)
+		}
+	default:
+		if s.TriesLeft != old.TriesLeft || s.Uncounted != old.Uncounted+1 {
+			t.Fatalf("%s: a %s end past the bound: %+v -> %+v, want the try used", where, e.How, old, s)
+		}
+	}
+}
+
+// checkSettlesEnds: booting r again and again, each boot ending in a
+// power cut (or each in a kexec), reaches a normal boot or recovery.
+func checkSettlesEnds(t *testing.T, r Record) {
+	t.Helper()
+	for _, ev := range []Evidence{evPowerLoss, evKexec} {
+		n := r
+		bound := (MaxTries + 2) * (modelPolicy.maxUncounted() + 2)
+		for i := 0; ; i++ {
+			if i > bound {
+				t.Fatalf("booting %s with %+v never settles", endKey(r), ev)
+			}
+			_, d, next := bootAfter(n, ev, modelPolicy)
+			if d.Mode == ModeNormal || d.Mode == ModeRecovery {
+				break
+			}
+			n = next
+		}
+	}
+}

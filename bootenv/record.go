@@ -87,6 +87,11 @@ type Slot struct {
 	// after Policy.MaxUnconfirmed of them the decision falls back to
 	// another good slot, then recovery. Only a good slot has them.
 	Unconfirmed int `json:"unconfirmed_boots,omitempty"`
+	// Uncounted counts the boots in a row of this trial that ended
+	// without using their try (a power loss, a kexec: WithEnd); after
+	// Policy.MaxUncounted of them such an end uses it too. Only the slot
+	// on trial has them.
+	Uncounted int `json:"uncounted_ends,omitempty"`
 }
 
 // Outcome is the last boot decision.
@@ -179,6 +184,16 @@ type Record struct {
 	// LastFallback is the last boot decision that fell back, kept until
 	// the next one (for keel status).
 	LastFallback Fallback
+	// LastEnd is how the boot the last decision handed over ended, as
+	// keel-init found out at the next boot (Classify, WithEnd): kept
+	// until the next boot settles its own.
+	LastEnd End
+	// Shutdown is the note the running boot's OS left as it shut down
+	// (keel note-shutdown: reboot, poweroff, halt, kexec), or keel-init's
+	// own (keel-init) when it restarted the machine: the next keel-init
+	// reads it (Classify) and clears it (WithEnd). It only ever decides
+	// whether a trial's try was used.
+	Shutdown string
 }
 
 // Clone returns a deep copy of r.
@@ -225,7 +240,7 @@ func (r Record) SameState(o Record) bool {
 	return slices.Equal(r.Slots, o.Slots) && r.Active == o.Active && r.Trial == o.Trial && r.TrialID == o.TrialID &&
 		r.InstallToken == o.InstallToken && r.Recovery == o.Recovery && r.FactoryReset == o.FactoryReset && r.Last == o.Last && r.Reinstalling == o.Reinstalling && r.Installing == o.Installing &&
 		r.LastRecovery == o.LastRecovery && r.Transient == o.Transient && r.StartedOver == o.StartedOver &&
-		r.LastFallback == o.LastFallback
+		r.LastFallback == o.LastFallback && r.LastEnd == o.LastEnd && r.Shutdown == o.Shutdown
 }
 
 // ValidSlotName reports whether name can name a slot: 1 to 16 characters
@@ -249,7 +264,7 @@ func (r Record) unknownSlot(name string) error {
 
 // texts are the record's free-text values.
 func (r Record) texts() []string {
-	t := []string{r.Recovery, r.Last.Reason, r.LastRecovery, r.StartedOver, r.LastFallback.Reason}
+	t := []string{r.Recovery, r.Last.Reason, r.LastRecovery, r.StartedOver, r.LastFallback.Reason, r.LastEnd.Detail}
 	for _, s := range r.Slots {
 		t = append(t, s.Version, s.Reason)
 	}
@@ -294,6 +309,9 @@ func (r Record) Validate() error {
 		}
 		if s.Unconfirmed < 0 || s.Unconfirmed > MaxTransientCount || (s.State != StateGood && s.Unconfirmed != 0) {
 			return fmt.Errorf("%w: slot %s is %s with %d unconfirmed boots (only a good slot counts them, at most %d)", ErrInvalidRecord, s.Name, s.State, s.Unconfirmed, MaxTransientCount)
+		}
+		if s.Uncounted < 0 || s.Uncounted > MaxTransientCount || (s.State != StateTrial && s.Uncounted != 0) {
+			return fmt.Errorf("%w: slot %s is %s with %d uncounted ends (only a trial slot counts them, at most %d)", ErrInvalidRecord, s.Name, s.State, s.Uncounted, MaxTransientCount)
 		}
 		if s.State != StateTrial && s.TriesLeft != 0 {
 			return fmt.Errorf("%w: slot %s is %s but has %d tries left (only a trial slot has tries)", ErrInvalidRecord, s.Name, s.State, s.TriesLeft)
@@ -356,8 +374,14 @@ func (r Record) Validate() error {
 	if r.InstallToken != "" && (r.Installing == "" || !ValidID(r.InstallToken)) {
 		return fmt.Errorf("%w: install token %.70q without an install, or not 16-64 hexadecimal digits", ErrInvalidRecord, r.InstallToken)
 	}
-	if strings.ContainsAny(r.Recovery+r.Last.Reason+r.LastRecovery+r.LastFallback.Reason, "\x00\n\\") {
+	if strings.ContainsAny(r.Recovery+r.Last.Reason+r.LastRecovery+r.LastFallback.Reason+r.LastEnd.Detail, "\x00\n\\") {
 		return fmt.Errorf("%w: reasons must be one line without backslashes", ErrInvalidRecord)
+	}
+	if r.Shutdown != "" && !ValidShutdownNote(r.Shutdown) {
+		return fmt.Errorf("%w: shutdown note %.40q (want %s, %s, %s, %s or %s)", ErrInvalidRecord, r.Shutdown, NoteReboot, NotePowerOff, NoteHalt, NoteKexec, NoteKeelInit)
+	}
+	if err := r.validEnd(); err != nil {
+		return err
 	}
 	return r.validFallback()
 }
@@ -384,6 +408,19 @@ func (r Record) validFallback() error {
 	}
 	if f.Generation == 0 || f.Generation > r.Generation {
 		return fmt.Errorf("%w: last fallback at generation %d, record at %d", ErrInvalidRecord, f.Generation, r.Generation)
+	}
+	return nil
+}
+
+// validEnd checks LastEnd: none, or a known way to end of a boot of a
+// known slot in a known mode.
+func (r Record) validEnd() error {
+	e := r.LastEnd
+	if e.IsZero() {
+		return nil
+	}
+	if !e.How.valid() || !e.Mode.valid() || e.Mode == ModeNone || r.index(e.Slot) < 0 {
+		return fmt.Errorf("%w: last end %q of a %q boot of slot %q (want a known end of a boot of one of the record's slots)", ErrInvalidRecord, e.How, e.Mode, e.Slot)
 	}
 	return nil
 }

@@ -119,6 +119,10 @@ type Policy struct {
 	// before the decision falls back to another good slot, then recovery;
 	// 0 means DefaultMaxUnconfirmed.
 	MaxUnconfirmed int
+	// MaxUncounted is how many boots in a row of one trial may end
+	// without using their try (a power loss, a kexec: WithEnd) before
+	// such an end uses it as well; 0 means DefaultMaxUncounted.
+	MaxUncounted int
 }
 
 // DefaultMaxUnconfirmed is Policy.MaxUnconfirmed's default.
@@ -166,9 +170,12 @@ func SelectAvoiding(r Record, avoid map[string]bool) (Decision, Record, bool) {
 // reboots to retry) rather than deciding recovery over a transient error.
 // A decision that passes over a failed slot (a trial out of tries, the
 // active slot never confirmed) records it as the record's LastFallback.
+// It clears the shutdown note (Record.Shutdown): a note is about the boot
+// before; keel-init settles it first (Classify, WithEnd).
 func Decide(r Record, p Policy, avoid map[string]bool) (Decision, Record, bool) {
 	n := r.Clone()
 	n.Generation++
+	n.Shutdown = "" // a note is about the boot before this decision
 	var f failure
 	d, ok := decide(&n, p, avoid, &f)
 	if !ok {
@@ -221,8 +228,16 @@ func decide(n *Record, p Policy, avoid map[string]bool, f *failure) (Decision, b
 		}
 		s.State = StateBad
 		s.Reason = "trial failed: no tries left and never marked good"
+		why := fmt.Sprintf("trial of slot %s failed: its tries ran out and it was never marked good", s.Name)
+		if s.Uncounted > p.maxUncounted() {
+			// The last try went to a power loss past the bound: say so.
+			more := fmt.Sprintf(" (its last %d boots ended without a known cause, more than the board's %d that do not use a try)", s.Uncounted, p.maxUncounted())
+			s.Reason += more
+			why += more
+		}
+		s.Uncounted = 0
 		failed = s.Name
-		*f = failure{s.Name, fmt.Sprintf("trial of slot %s failed: its tries ran out and it was never marked good", s.Name)}
+		*f = failure{s.Name, why}
 		n.Trial, n.TrialID = "", ""
 	}
 	max := p.maxUnconfirmed()
@@ -330,6 +345,9 @@ func NoteTransient(r Record, slot string, mode Mode, why string) (Record, error)
 		n.Slots[i].Unconfirmed--
 	}
 	n.Last = Outcome{Slot: slot, Mode: mode, Reason: oneLine(fmt.Sprintf("environmental error (%d in a row, not marked bad): %s", n.Transient, why))}
+	// keel-init restarts the machine to retry: the boot ends by its own
+	// hand, and its try stays used, as before (Classify).
+	n.Shutdown = NoteKeelInit
 	return n, nil
 }
 
@@ -373,6 +391,7 @@ func Try(r Record, slot string, tries int, id string) (Record, error) {
 	n.Slots[i].TriesLeft = tries
 	n.Slots[i].Reason = ""
 	n.Slots[i].Unconfirmed = 0
+	n.Slots[i].Uncounted = 0 // a new count of tries
 	n.Trial = slot
 	return n, nil
 }
@@ -413,6 +432,7 @@ func MarkGood(r Record, slot string) (Record, error) {
 	n.Slots[i].TriesLeft = 0
 	n.Slots[i].Reason = ""
 	n.Slots[i].Unconfirmed = 0 // the OS confirmed this boot
+	n.Slots[i].Uncounted = 0
 	n.Active = slot
 	if n.Trial == slot {
 		n.Trial, n.TrialID = "", ""
@@ -441,6 +461,7 @@ func MarkBad(r Record, slot, reason string) (Record, error) {
 	n.Slots[i].TriesLeft = 0
 	n.Slots[i].Reason = oneLine(reason)
 	n.Slots[i].Unconfirmed = 0
+	n.Slots[i].Uncounted = 0
 	n.dropSlot(slot)
 	return n, nil
 }
@@ -781,6 +802,9 @@ func Restrict(r Record, board []string) (Record, []string) {
 	}
 	if f := n.LastFallback; !f.IsZero() && (!want[f.Failed] || (f.Slot != "" && !want[f.Slot])) {
 		n.LastFallback = Fallback{}
+	}
+	if n.LastEnd.Slot != "" && !want[n.LastEnd.Slot] {
+		n.LastEnd = End{}
 	}
 	if n.Active != "" && !want[n.Active] {
 		n.Active = ""

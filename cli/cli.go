@@ -141,6 +141,8 @@ Commands:
   select [--commit] [--json]           print the slot the next boot takes, or "recovery"
   mark-good [--slot S]                 mark the booted (or given) slot good and active
   boot-ok [--slot S]                   confirm the booted good slot came up (ends its unconfirmed-boot count)
+  note-shutdown reboot|poweroff|halt|kexec
+                                       note how the OS ends this boot (keel's systemd-shutdown hook runs it)
   mark-bad SLOT [--reason TEXT]        mark SLOT bad
   set-active SLOT                      make a good SLOT the one normal boots take
   rollback                             make the other good slot active again (its data area as it was)
@@ -256,7 +258,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 func (c *command) commands() map[string]func([]string) error {
 	return map[string]func([]string) error{
 		"status": c.status, "init": c.init, "try": c.try, "select": c.selectCmd,
-		"mark-good": c.markGood, "boot-ok": c.bootOK, "mark-bad": c.markBad, "set-active": c.setActive, "rollback": c.rollback,
+		"mark-good": c.markGood, "boot-ok": c.bootOK, "note-shutdown": c.noteShutdown, "mark-bad": c.markBad, "set-active": c.setActive, "rollback": c.rollback,
 		"secret": c.secret, "recover": c.recover, "env": c.env, "image": c.image, "initramfs": c.initramfs, "pcr": c.pcr,
 		"keygen": c.keygen, "sign": c.sign, "verify": c.verify, "seed": c.seed,
 		"bundle": c.bundleCmd, "install": c.install, "secureboot": c.secureBoot, "events": c.events,

@@ -38,6 +38,9 @@ type statusJSON struct {
 	Store        bootenv.Info            `json:"store"`
 	// LastFallback is the last boot that fell back (null: none recorded).
 	LastFallback *bootenv.Fallback `json:"last_fallback"`
+	// LastEnd is how the last boot keel-init handed over ended (null:
+	// not known): docs/DESIGN.md section 3.1.
+	LastEnd *bootenv.End `json:"last_end"`
 	// Booted is what the running system was booted as; left out offline
 	// (a disk image, or a store given for another system).
 	Booted *bootedJSON `json:"booted,omitempty"`
@@ -196,6 +199,9 @@ func (c *command) status(args []string) error {
 		if !r.LastFallback.IsZero() {
 			out.LastFallback = &r.LastFallback
 		}
+		if !r.LastEnd.IsZero() {
+			out.LastEnd = &r.LastEnd
+		}
 		for _, s := range r.Slots {
 			out.Slots[s.Name] = s
 		}
@@ -213,12 +219,7 @@ func (c *command) status(args []string) error {
 	dataText(w, data)
 	fmt.Fprintf(w, "generation:\t%d\n", r.Generation)
 	fmt.Fprintf(w, "active:\t%s\n", orNone(r.Active))
-	trial := "none"
-	if r.Trial != "" {
-		s, _ := r.Slot(r.Trial)
-		trial = fmt.Sprintf("%s (%d tries left)", r.Trial, s.TriesLeft)
-	}
-	fmt.Fprintf(w, "trial:\t%s\n", trial)
+	fmt.Fprintf(w, "trial:\t%s\n", trialText(r))
 	fmt.Fprintf(w, "recovery:\t%s\n", orValue(printable(r.Recovery), "not requested"))
 	if r.FactoryReset {
 		fmt.Fprintf(w, "factory reset:\t%s\n", factoryResetText(r))
@@ -243,6 +244,7 @@ func (c *command) status(args []string) error {
 	} else {
 		fmt.Fprintf(w, "last boot:\tnone yet\n")
 	}
+	fmt.Fprintf(w, "last end:\t%s\n", endText(r.LastEnd))
 	if !r.LastFallback.IsZero() {
 		fmt.Fprintf(w, "last fallback:\t%s\n", fallbackText(r.LastFallback))
 	} else {

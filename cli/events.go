@@ -47,6 +47,7 @@ func (c *command) events(args []string) error {
 	b, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) && set.NArg() == 0 {
 		c.dataEvents(c.stdout)
+		c.crashEvents(c.stdout)
 		return fmt.Errorf("no event log at %s: %s (%w)", file, c.whyNoEventLog(), fs.ErrNotExist)
 	}
 	if err != nil {
@@ -59,6 +60,7 @@ func (c *command) events(args []string) error {
 		return err
 	}
 	c.dataEvents(c.stdout)
+	c.crashEvents(c.stdout)
 	return nil
 }
 

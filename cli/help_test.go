@@ -28,6 +28,7 @@ var helpCommands = []struct {
 	{"select", nil},
 	{"mark-good", nil},
 	{"boot-ok", nil},
+	{"note-shutdown", nil},
 	{"mark-bad", nil},
 	{"set-active", nil},
 	{"rollback", nil},

@@ -181,3 +181,42 @@ RequiredBy=boot-complete.target
 		t.Errorf("systemd-analyze verify did not report a bad Type=: %q", out)
 	}
 }
+
+// TestShutdownHook: keel's systemd-shutdown hook is an executable shell
+// script that hands systemd-shutdown's one argument (halt, poweroff,
+// reboot, kexec) to keel note-shutdown, where scripts/debian-root.sh
+// installs keel. It runs: with a keel stand-in it passes the verb on.
+func TestShutdownHook(t *testing.T) {
+	p := filepath.Join("systemd", "system-shutdown", "keel")
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm()&0o111 == 0 {
+		t.Errorf("%s is not executable (%v): systemd-shutdown runs only executables", p, st.Mode())
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), "#!/bin/sh\n") || !strings.Contains(string(b), "\nexec /usr/bin/keel note-shutdown \"$1\"\n") {
+		t.Errorf("%s does not run /usr/bin/keel note-shutdown \"$1\":\n%s", p, b)
+	}
+	if out, err := exec.Command("sh", "-n", p).CombinedOutput(); err != nil {
+		t.Errorf("sh -n %s: %v\n%s", p, err, out)
+	}
+	// Run it with /usr/bin/keel replaced by a stand-in that prints its
+	// arguments.
+	dir := t.TempDir()
+	stand := filepath.Join(dir, "keel")
+	if err := os.WriteFile(stand, []byte("#!/bin/sh\necho \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := strings.Replace(string(b), "/usr/bin/keel", stand, 1)
+	for _, verb := range []string{"halt", "poweroff", "reboot", "kexec"} {
+		out, err := exec.Command("sh", "-c", script, "keel", verb).CombinedOutput()
+		if err != nil || string(out) != "note-shutdown "+verb+"\n" {
+			t.Errorf("the hook with %s: %q, %v", verb, out, err)
+		}
+	}
+}

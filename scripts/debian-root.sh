@@ -9,7 +9,8 @@
 #                  when the mmdebstrap command line below changes.
 #   OUT/root/      the slot root: base.tar unpacked, plus KEEL as
 #                  /usr/bin/keel, keel-mark-good.service (enabled), the
-#                  watchdog drop-in, and what a read-only (erofs +
+#                  watchdog drop-in, the systemd-shutdown hook (keel
+#                  note-shutdown), and what a read-only (erofs +
 #                  dm-verity) root needs: an empty /etc/machine-id,
 #                  tmpfs on /var and /tmp, and /data (keel's data
 #                  partition). Rebuilt (seconds) when the base,
@@ -80,6 +81,7 @@ fi
 units=(
   "$repo/dist/systemd/keel-mark-good.service"
   "$repo/dist/systemd/system.conf.d/keel-watchdog.conf"
+  "$repo/dist/systemd/system-shutdown/keel"
 )
 root_key=$( { printf '%s\n' "$base_key"; cat "$keel" "$0" "${units[@]}"; } | sha)
 root=$out/root
@@ -99,6 +101,8 @@ tar -C "$root.tmp" "${tar_owner[@]}" -xpf "$out/base.tar" --exclude='./dev/*'
 install -m 0755 "$keel" "$root.tmp/usr/bin/keel"
 install -m 0644 "$repo/dist/systemd/keel-mark-good.service" "$root.tmp/usr/lib/systemd/system/keel-mark-good.service"
 install -D -m 0644 "$repo/dist/systemd/system.conf.d/keel-watchdog.conf" "$root.tmp/usr/lib/systemd/system.conf.d/keel-watchdog.conf"
+# How this boot ends, for the next keel-init (a reboot, not a power loss).
+install -D -m 0755 "$repo/dist/systemd/system-shutdown/keel" "$root.tmp/usr/lib/systemd/system-shutdown/keel"
 systemctl --root="$root.tmp" enable keel-mark-good.service
 # Partitions are keel's business: systemd-gpt-auto-generator would mount
 # keel's data partition (type "home") on /home, automount the ESP on

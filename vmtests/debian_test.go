@@ -72,6 +72,9 @@ type debianSlot struct {
 	// install: on a normal boot, `keel install` the bundle on the USB
 	// stick (/dev/vdb), once per bundle.
 	install bool
+	// rebootOnce: the first boot of the slot on the device reboots
+	// (systemctl reboot) from its health check, before it can commit.
+	rebootOnce bool
 	// app is the version of the test application (keel-test-app.service)
 	// the slot holds, or "": none. The application keeps its state in
 	// /var/lib/keel-test-app, the slot's data area bound there by fstab
@@ -110,6 +113,13 @@ RequiredBy=boot-complete.target
 slot=$(sed -n 's/.*keel\.slot=\([^ ]*\).*/\1/p' /proc/cmdline)
 health=$(cat /etc/keel-test/health)
 echo "KEEL-WATCHDOG before-commit $(cat /sys/class/watchdog/watchdog0/state 2>&1) $(systemctl show -p RuntimeWatchdogUSec)"
+# Once per device (remembered in the shared data area): reboot instead.
+if [ -e /etc/keel-test/reboot-once ] && [ -d /data/shared ] && [ ! -e /data/shared/keel-test/rebooted-$slot ]; then
+	mkdir -p /data/shared/keel-test && touch /data/shared/keel-test/rebooted-$slot && sync
+	echo "KEEL-HEALTH $slot reboot"
+	systemctl --no-block reboot
+	exit 1
+fi
 echo "KEEL-HEALTH $slot $health"
 [ "$health" = ok ]
 `,
@@ -175,6 +185,9 @@ fi
 	}
 	if s.install {
 		files["etc/keel-test/install"] = "yes\n"
+	}
+	if s.rebootOnce {
+		files["etc/keel-test/reboot-once"] = "yes\n"
 	}
 	links := map[string]string{
 		"boot-complete.target.requires/keel-test-health.service": "keel-test-health.service",
@@ -412,6 +425,18 @@ func (d *debianRun) bootedWithData(slot, mode, action string) {
 	d.expect(reSystemd)
 }
 
+// bootedAfterEnd is booted for a boot whose keel-init's KEEL-END was
+// read already (keel-init says Secure Boot is on before it).
+func (d *debianRun) bootedAfterEnd(slot, mode string) {
+	d.t.Helper()
+	m := d.expect(reDebStage2)
+	if m[1] != slot || m[2] != mode {
+		d.t.Fatalf("stage 2 booted slot %s in mode %s, want slot %s in mode %s", m[1], m[2], slot, mode)
+	}
+	d.expect(reDebSwitchRoot)
+	d.expect(reSystemd)
+}
+
 // status waits for the report unit's keel status --json.
 func (d *debianRun) status() vmkit.Status {
 	d.t.Helper()
@@ -492,16 +517,21 @@ func TestDebianFirstBoot(t *testing.T) {
 }
 
 // TestDebianFailedHealth: an update whose health check fails. a (healthy)
-// commits itself and puts b on trial for one boot; b boots, systemd runs
-// b's failing health unit, boot-complete.target fails and
-// keel-mark-good.service never runs ("Dependency failed"), so the watchdog
-// keel-init armed resets the machine; b's try is spent and keel-init falls
-// back to a, which commits itself again and finds b bad.
+// commits itself and puts b on trial for two boots. b's first boot
+// reboots (systemctl reboot) before it commits: keel's systemd-shutdown
+// hook notes it (keel note-shutdown reboot), and the next keel-init says
+// the boot ended in a reboot and uses its try (issue 22, proof 4 through
+// systemd). b boots again, systemd runs b's failing health unit,
+// boot-complete.target fails and keel-mark-good.service never runs
+// ("Dependency failed"), so the watchdog keel-init armed resets the
+// machine: the next keel-init says watchdog, b's last try is spent and
+// keel-init falls back to a, which commits itself again, finds b bad and
+// says b's last boot ended by the watchdog (proof 2).
 func TestDebianFailedHealth(t *testing.T) {
 	t.Parallel()
 	m := newDebianMachine(t, map[string]debianSlot{
-		"a": {health: "ok", try: "b"},
-		"b": {health: "fail"},
+		"a": {health: "ok", try: "b", tries: 2},
+		"b": {health: "fail", rebootOnce: true},
 	})
 	r := powerOnDebian(t, m, 5*bootTimeout)
 	r.booted("a", "normal")
@@ -512,13 +542,25 @@ func TestDebianFailedHealth(t *testing.T) {
 	r.committed("a", 0)
 
 	r.booted("b", "trial")
-	bStart := r.since(reDebSwitchRoot, r.since(regexp.MustCompile(`stage 2: slot b`), 0))
+	if m := r.expect(reDebHealth); m[1] != "b" || m[2] != "reboot" {
+		t.Fatalf("b's first boot: %q, want its reboot", m[0])
+	}
+	// keel-init's next KEEL-END says the OS ran reboot: only keel
+	// note-shutdown, from keel's systemd-shutdown hook, writes that.
+	if m := r.expect(reEnd); m[1] != "reboot" || m[2] != "b" || !strings.Contains(m[4], "the OS ran reboot without committing") || !strings.Contains(m[4], "the trial's try is used") {
+		t.Errorf("keel-init after b's reboot: %q, want a reboot that used the try", m[0])
+	}
+	r.bootedAfterEnd("b", "trial")
+	bStart := r.since(reDebSwitchRoot, r.since(regexp.MustCompile(`stage 2: slot b \(mode trial\)`), r.since(regexp.MustCompile(`KEEL-END reboot`), 0)))
 	if m := r.expect(reDebHealth); m[1] != "b" || m[2] != "fail" {
 		t.Fatalf("health check in b: %q", m[0])
 	}
 	r.expect(reNoCommit)
 
-	r.booted("a", "fallback")
+	if m := r.expect(reEnd); m[1] != "watchdog" || m[2] != "b" || m[3] != "trial" {
+		t.Errorf("keel-init after b's failed health check: %q, want the watchdog", m[0])
+	}
+	r.bootedAfterEnd("a", "fallback")
 	reset := r.since(regexp.MustCompile(`stage 2: slot a \(mode fallback\)`), bStart)
 	s := r.status()
 	r.expect(reTestPowerOff)
@@ -533,6 +575,9 @@ func TestDebianFailedHealth(t *testing.T) {
 	}
 	if s.LastBoot.Mode != "fallback" {
 		t.Errorf("last boot mode %q, want fallback: %s", s.LastBoot.Mode, s.Raw)
+	}
+	if e := s.LastEnd; e == nil || e.How != "watchdog" || e.Slot != "b" || e.Mode != "trial" {
+		t.Errorf("status after the fallback: last end %+v, want b's trial boot ended by the watchdog: %s", e, s.Raw)
 	}
 	t.Logf("slot b: switch_root at %.1fs, the watchdog reset it and a came back in fallback at %.1fs (%.1fs later); b: %+v",
 		bStart.Seconds(), reset.Seconds(), (reset - bStart).Seconds(), s.Slots["b"])

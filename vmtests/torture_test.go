@@ -62,6 +62,12 @@ import (
 // installs at once (issue 19): one must run, the other refuse at once
 // naming it, never say the slot is unbootable, and the slot on trial must
 // hold the whole bundle.
+//
+// The trial-boot path (issue 22) arms a trial and cuts anywhere in its
+// boot, firmware to the slot's mark-good: the cut must never use the
+// trial's try (the next boot is its first try again, or the committed
+// slot when the mark-good landed); tries_spent counts the boots that
+// show a try used.
 func TestTorture(t *testing.T) {
 	t.Parallel()
 	cuts := 1
@@ -117,6 +123,7 @@ var torturePaths = []torturePath{
 	{name: "recovery", cut: (*torture).cutRecovery},
 	{name: "factory-reset", wipes: true, cut: (*torture).cutFactoryReset},
 	{name: "install", cut: (*torture).cutInstall},
+	{name: "trial-boot", cut: (*torture).cutTrialBoot},
 }
 
 // expectation is what the boot after a cut must show because keel
@@ -137,11 +144,18 @@ type expectation struct {
 	// it did (where the cut fell, for the counts; either is fine).
 	gen0    uint64
 	haveGen bool
+	// trialSlot, when set, must boot on trial with trialLeft tries left
+	// after the boot (its decision's reason says so): a power cut used no
+	// try. mayCommit: or boot normal, committed (the cut came while its
+	// mark-good may have landed).
+	trialSlot string
+	trialLeft int
+	mayCommit bool
 }
 
 // counts are a path's outcomes.
 type counts struct {
-	cuts, boots, bricks, dataLost, unreadable, lostWrites, markGoodFailed, recoveries int
+	cuts, boots, bricks, dataLost, unreadable, lostWrites, markGoodFailed, recoveries, triesSpent int
 	// where the cuts landed (labels chosen by each path).
 	hits map[string]int
 }
@@ -187,6 +201,8 @@ type learned struct {
 	verify, begin, finish time.Duration
 	// install: `keel install` sent to done.
 	install time.Duration
+	// boot: power-on to KEEL-MARKED-GOOD (the window of a trial's boot).
+	boot time.Duration
 }
 
 const (
@@ -205,7 +221,7 @@ func newTorture(t *testing.T, p torturePath, seed int64, deadline time.Duration)
 		learned: learned{
 			markGood: time.Second, write: time.Second,
 			verify: 2 * time.Second, begin: 150 * time.Millisecond, finish: 100 * time.Millisecond,
-			install: 20 * time.Second,
+			install: 20 * time.Second, boot: 40 * time.Second,
 			// as measured here (TCG, two VMs at once); learned again below
 			preDecision: "PCRs at start", commitGap: 0.08, kexec: 2.5,
 		},
@@ -396,12 +412,12 @@ func (tt *torture) summary() {
 	}
 	sort.Strings(hits)
 	c := tt.c
-	tt.t.Logf("torture path=%s cuts=%d boots=%d bricks=%d data_lost=%d unreadable=%d lost_writes=%d mark_good_failed=%d recoveries=%d where=[%s] seed=%d",
-		tt.p.name, c.cuts, c.boots, c.bricks, c.dataLost, c.unreadable, c.lostWrites, c.markGoodFailed, c.recoveries,
+	tt.t.Logf("torture path=%s cuts=%d boots=%d bricks=%d data_lost=%d unreadable=%d lost_writes=%d mark_good_failed=%d tries_spent=%d recoveries=%d where=[%s] seed=%d",
+		tt.p.name, c.cuts, c.boots, c.bricks, c.dataLost, c.unreadable, c.lostWrites, c.markGoodFailed, c.triesSpent, c.recoveries,
 		strings.Join(hits, " "), tt.seed)
-	if c.bricks+c.dataLost+c.unreadable+c.lostWrites+c.markGoodFailed > 0 {
-		tt.t.Errorf("torture path=%s seed=%d: bricks=%d data_lost=%d unreadable=%d lost_writes=%d mark_good_failed=%d, want all 0 (reproduce: KEEL_TORTURE_SEED=%d KEEL_TORTURE_CUTS=%d go test -count=1 -run 'TestTorture/^%s$' -v ./vmtests/)",
-			tt.p.name, tt.seed, c.bricks, c.dataLost, c.unreadable, c.lostWrites, c.markGoodFailed, tt.seed, tt.cuts, tt.p.name)
+	if c.bricks+c.dataLost+c.unreadable+c.lostWrites+c.markGoodFailed+c.triesSpent > 0 {
+		tt.t.Errorf("torture path=%s seed=%d: bricks=%d data_lost=%d unreadable=%d lost_writes=%d mark_good_failed=%d tries_spent=%d, want all 0 (reproduce: KEEL_TORTURE_SEED=%d KEEL_TORTURE_CUTS=%d go test -count=1 -run 'TestTorture/^%s$' -v ./vmtests/)",
+			tt.p.name, tt.seed, c.bricks, c.dataLost, c.unreadable, c.lostWrites, c.markGoodFailed, c.triesSpent, tt.seed, tt.cuts, tt.p.name)
 	}
 }
 
@@ -555,6 +571,12 @@ func (tt *torture) verifyBoot(want expectation) bool {
 	default:
 		tt.c.markGoodFailed++
 		tt.errorf("slot %s (mode %s) could not mark itself good: %s", tt.booted.slot, tt.booted.mode, last.Text)
+	}
+	if want.trialSlot != "" {
+		tt.checkTrialTries(want, lines)
+	}
+	if strings.Contains(mg[len(mg)-1].Text, "KEEL-MARKED-GOOD") {
+		tt.learned.boot = mg[len(mg)-1].At.Sub(start)
 	}
 	if want.stateOf != "" {
 		s, err := tt.run.Status()
@@ -877,9 +899,7 @@ func (tt *torture) cutBootCommit() expectation {
 // the trial slot's KEEL-SLOT, while its init checks health and runs keel
 // mark-good.
 func (tt *torture) cutMarkGood() expectation {
-	s := tt.status()
-	target := other(*s.Active)
-	tt.keel("try " + target + " --tries 3")
+	target := tt.armTrial(3)
 	w := tt.learned.markGood * 3 / 2
 	d := tt.uniform(0, w)
 	tt.reboot()
@@ -907,6 +927,83 @@ func (tt *torture) cutMarkGood() expectation {
 		want.what, want.slot, want.mode = "mark-good of "+target, target, "normal"
 	}
 	return want
+}
+
+var reTrialDecision = regexp.MustCompile(`^decision: (\S+) \(mode (\S+)\): trial of slot \S+, ([0-9]+) tries left after this boot`)
+
+// checkTrialTries: the boot after a cut in a trial's boot must be the
+// trial's again with want.trialLeft tries left after it (no try used by
+// the cut), or, when the mark-good may have landed, the slot committed.
+func (tt *torture) checkTrialTries(want expectation, lines []vmkit.TimedLine) {
+	tt.t.Helper()
+	if want.mayCommit && tt.booted.slot == want.trialSlot && tt.booted.mode == "normal" {
+		tt.c.hits["mark-good-landed"]++
+		return
+	}
+	for _, l := range lines {
+		_, msg, ok := guestTime(l.Text)
+		if !ok || !strings.HasPrefix(msg, "decision:") {
+			continue
+		}
+		m := reTrialDecision.FindStringSubmatch(msg)
+		if m == nil || m[1] != want.trialSlot || m[3] != strconv.Itoa(want.trialLeft) {
+			tt.c.triesSpent++
+			tt.errorf("TRY SPENT: a power cut in slot %s's trial boot, and the next decision is %q, want its trial with %d tries left after it", want.trialSlot, msg, want.trialLeft)
+		}
+		return
+	}
+	tt.errorf("no decision line in the boot after the cut")
+}
+
+// trial-boot (issue 22): a trial of the slot that is not active is armed
+// (2 tries) and booted; the cut falls 0..1.2x(this machine's last boot,
+// power-on to KEEL-MARKED-GOOD) after the reboot is sent: in the
+// firmware, in keel-init before or after its decision's commit, in the
+// slot kernel, stage 2, its init or after its mark-good. The boot after
+// the cut must be the trial's with 1 try left after it (the cut used
+// none: KEEL-END power-loss gave it back, or keel-init had not committed
+// the decision), or the slot committed when its mark-good was
+// acknowledged (or may have landed). Each boot after a cut commits, so
+// the board's bound of uncounted ends is never reached here.
+func (tt *torture) cutTrialBoot() expectation {
+	target := tt.armTrial(2)
+	w := tt.learned.boot * 6 / 5
+	d := tt.uniform(0, w)
+	tt.logf("a trial of slot %s: cut %v after the reboot (window %v)", target, d.Round(time.Millisecond), w.Round(time.Millisecond))
+	tt.reboot()
+	label := ""
+	tt.cutAfter(d, func(l []vmkit.TimedLine) string {
+		switch {
+		case seen(l, "KEEL-MARKED-GOOD"):
+			label = "after-ack"
+		case seen(l, "KEEL-SLOT"):
+			label = "in-init"
+		case seen(l, "stage 2: slot"):
+			label = "in-stage2"
+		case seen(l, "KEEL-KEXEC"):
+			label = "in-slot-kernel"
+		case seen(l, "] decision:"):
+			label = "after-decision"
+		case seen(l, "] stage 1"):
+			label = "before-decision"
+		default:
+			label = "in-firmware"
+		}
+		return label
+	})
+	if label == "after-ack" {
+		return expectation{what: "mark-good of " + target, slot: target, mode: "normal"}
+	}
+	return expectation{trialSlot: target, trialLeft: 1, mayCommit: label == "in-init"}
+}
+
+// armTrial puts the slot that is not active on trial for tries boots and
+// returns it.
+func (tt *torture) armTrial(tries int) string {
+	s := tt.status()
+	target := other(*s.Active)
+	tt.keel(fmt.Sprintf("try %s --tries %d", target, tries))
+	return target
 }
 
 // mark-bad: the slot that is not active is marked bad (when it already is,

@@ -102,6 +102,9 @@ func Run(t *testing.T, newBackend func(t *testing.T) Opener) {
 		if len(r.LastFallback.Reason) != bootenv.MaxText {
 			t.Fatalf("fallback reason of %d bytes", len(r.LastFallback.Reason))
 		}
+		// And the longest end keel writes, with a note.
+		r.LastEnd = bootenv.End{How: bootenv.EndPowerLoss, Slot: names[len(names)-1], Mode: bootenv.ModeTrial, Detail: strings.Repeat("e", bootenv.MaxText)}
+		r.Shutdown = bootenv.NoteKeelInit
 		if err := s.Commit(r); err != nil {
 			t.Fatal(err)
 		}
@@ -141,6 +144,45 @@ func Run(t *testing.T, newBackend func(t *testing.T) Opener) {
 		}
 		if !got.Equal(r) {
 			t.Fatalf("loaded\n%+v\nwant\n%+v", got, r)
+		}
+	})
+	t.Run("EndsKept", func(t *testing.T) {
+		// A trial's boots cut by the power (their uncounted ends, how
+		// the last one ended) and the running boot's shutdown note
+		// survive a reopen, and the next boot settles them.
+		open := newBackend(t)
+		s := mustOpen(t, open)
+		r, err := bootenv.Try(mustInit(t), "b", 1, bootenv.NewID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, r = bootenv.Select(r)
+		if err := s.Commit(r); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // two boots cut, then a noted reboot
+			got, err := mustOpen(t, open).Load()
+			if err != nil || !got.Equal(r) {
+				t.Fatalf("after reopen: %+v, %v; want %+v", got, err, r)
+			}
+			_, r, _ = bootenv.Decide(bootenv.WithEnd(got, bootenv.Classify(got, bootenv.Evidence{WatchdogRead: true}), bootenv.Policy{}), bootenv.Policy{}, nil)
+			if err := s.Commit(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r, err = bootenv.NoteShutdown(r, "b", bootenv.NoteReboot); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Commit(r); err != nil {
+			t.Fatal(err)
+		}
+		got, err := mustOpen(t, open).Load()
+		if err != nil || !got.Equal(r) {
+			t.Fatalf("after reopen: %+v, %v; want %+v", got, err, r)
+		}
+		b, _ := got.Slot("b")
+		if b.Uncounted != 2 || b.TriesLeft != 0 || got.LastEnd.How != bootenv.EndPowerLoss || got.Shutdown != bootenv.NoteReboot {
+			t.Fatalf("loaded b %+v, last end %+v, note %q", b, got.LastEnd, got.Shutdown)
 		}
 	})
 	t.Run("Describe", func(t *testing.T) {
@@ -209,6 +251,12 @@ func history(t *testing.T) []bootenv.Record {
 	sel()
 	step(bootenv.FinishInstall(r, "a", bootenv.Finish{Token: token, Version: "3.0", SecurityVersion: 3, Tries: 2, TrialID: bootenv.NewID()}))
 	sel()
+	// Its boot was cut, and the next one noted a reboot.
+	_, n, _ := bootenv.Decide(bootenv.WithEnd(r, bootenv.Classify(r, bootenv.Evidence{WatchdogRead: true}), bootenv.Policy{}), bootenv.Policy{}, nil)
+	step(n, nil)
+	step(bootenv.NoteShutdown(r, "a", bootenv.NoteReboot))
+	_, n, _ = bootenv.Decide(bootenv.WithEnd(r, bootenv.Classify(r, bootenv.Evidence{WatchdogRead: true}), bootenv.Policy{}), bootenv.Policy{}, nil)
+	step(n, nil)
 	step(bootenv.MarkBad(r, "a", "health check failed"))
 	step(bootenv.RequestRecovery(r, "operator asked for recovery"))
 	sel()

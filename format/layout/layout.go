@@ -69,9 +69,15 @@ const (
 	// measured into PCR 8: a random value there would make trial boots'
 	// PCR 8 unpredictable.
 	TrialIDPath = RunDir + "/trial-id"
+	// CrashLogPath holds, after a boot whose kernel crashed, the first
+	// lines of the crash report pstore kept (keel-init read and cleared
+	// the records at the start of this boot; docs/DESIGN.md section 3.1),
+	// for keel events.
+	CrashLogPath = RunDir + "/last-crash.txt"
 	// HandoffDir is where the slot kernel unpacks what stage 1 appended
 	// to the slot's initrd: keel/<name> for every RunDir/<name> above
 	// (keel/eventlog.jsonl when measured, keel/trusted-keys, keel/trial-id
-	// on a trial's boot). Stage 2 copies them to RunDir.
+	// on a trial's boot, keel/last-crash.txt after a crash). Stage 2
+	// copies them to RunDir.
 	HandoffDir = "/keel"
 )

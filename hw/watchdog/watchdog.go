@@ -6,7 +6,10 @@
 // shell) is reset, pets it through long work (a recovery reinstall), and
 // arms it again before it hands a slot over, so a slot that hangs before it
 // is marked good is reset and its trial counts down; `keel mark-good`
-// disarms it (or the OS's watchdog daemon takes it over).
+// disarms it (or the OS's watchdog daemon takes it over). At the next
+// boot keel-init reads the watchdog's boot status (BootStatus, CardReset):
+// whether the watchdog, not a power loss, reset the machine
+// (docs/DESIGN.md section 3.1).
 package watchdog
 
 import (
@@ -82,4 +85,28 @@ func Disarm(dev string) error {
 		return fmt.Errorf("watchdog %s: magic close: %w", dev, err)
 	}
 	return f.Close()
+}
+
+// BootStatus returns the boot status of the watchdog at dev
+// (WDIOF_* flags; CardReset: it reset the machine) from its sysfs
+// attribute under sysfs (SysfsDir), without opening the device, which
+// would start it. The driver reads the hardware's flag when it probes and
+// clears it there (i6300esb), so a later kernel (the slot's, after kexec)
+// sees 0: read it in keel-init's stage 1.
+func BootStatus(sysfs, dev string) (uint32, error) {
+	f, err := os.Open(statusFile(sysfs, dev))
+	if err != nil {
+		return 0, fmt.Errorf("watchdog %s: boot status: %w", dev, err)
+	}
+	defer f.Close()
+	b := make([]byte, maxStatus)
+	n, err := f.Read(b)
+	if err != nil {
+		return 0, fmt.Errorf("watchdog %s: boot status: %w", dev, err)
+	}
+	v, err := ParseBootStatus(b[:n])
+	if err != nil {
+		return 0, fmt.Errorf("watchdog %s: %w", dev, err)
+	}
+	return v, nil
 }

@@ -23,3 +23,8 @@ func Pet(dev string) error {
 
 // Disarm is Linux-only; elsewhere there is nothing to disarm.
 func Disarm(dev string) error { return nil }
+
+// BootStatus is Linux-only.
+func BootStatus(sysfs, dev string) (uint32, error) {
+	return 0, fmt.Errorf("watchdog %s: boot status: %w (Linux only)", dev, errors.ErrUnsupported)
+}

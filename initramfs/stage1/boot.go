@@ -59,6 +59,11 @@ type Handoff struct {
 	// the first boot of a new trial. Not on the command line: PCR 8 would
 	// measure it.
 	TrialID string
+	// Crash holds the first lines of the previous boot's kernel crash
+	// report, as pstore kept it (EndSources; nil when there was none). A
+	// real Kexecer hands it to the slot in the initrd (keel/last-crash.txt),
+	// for keel events: keel-init cleared the pstore records.
+	Crash []byte
 	// Separator, if set, runs right before the jump (after everything that
 	// can fail): it extends the handoff separator. An error aborts the
 	// kexec (the slot fails).
@@ -99,13 +104,32 @@ type Measurer interface {
 // Logf prints one line to the console.
 type Logf = func(format string, args ...any)
 
+// EndSources reads, at a boot's start, what the hardware and the last
+// kernel left about how the boot before ended: the watchdog's boot
+// status, a pstore crash record, whether a kexec started keel-init's
+// kernel (docs/DESIGN.md section 3.1). What it reads is unauthenticated:
+// it only decides whether a trial's try was used.
+type EndSources interface {
+	// Read returns the evidence and, when pstore kept a crash, the first
+	// lines of its report. It clears what it read (the pstore records),
+	// so that nothing is counted twice: a crash record it could not clear
+	// is left out of the evidence (it would be counted again at every
+	// boot), its lines still returned.
+	Read(logf Logf) (ev bootenv.Evidence, crash []string)
+}
+
 // Config is what Boot needs to know about the board.
 type Config struct {
 	// Slots are the board's slot names, in order.
 	Slots []string
 	// Policy is the board's decision policy (how many unconfirmed boots
-	// of a good slot in a row before falling back).
+	// of a good slot in a row before falling back, how many boots of a
+	// trial in a row may end without using their try).
 	Policy bootenv.Policy
+	// Ends reads how the previous boot ended (docs/DESIGN.md section
+	// 3.1); nil: no source, so an end the record does not explain is
+	// unknown and uses a trial's try.
+	Ends EndSources
 	// Store names the store for stage 2 and the OS (keel.store=).
 	Store cmdline.Store
 	// Measurer measures the boot and enforces anti-rollback; nil: no TPM.
@@ -216,6 +240,10 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 		}
 		r = n
 	}
+	// How the boot before this one ended: settled into the record the
+	// first decision commits (a trial's try back for a power cut).
+	var crash []byte
+	r, crash = settleEnd(cfg, r, logf)
 	recovered := false
 	avoid := map[string]bool{} // slots that failed with an environmental error in this boot
 	// failed is the slot the previous attempt of this boot could not hand
@@ -304,6 +332,7 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 				if d.Mode == bootenv.ModeTrial {
 					h.TrialID = r.TrialID
 				}
+				h.Crash = crash
 				logf("kexec slot %s (version %s): %s", d.Slot, img.Manifest.Version, line)
 				err = safeKexec(ctx, kx, img, line, h)
 				if err == nil {
@@ -341,6 +370,41 @@ func Boot(ctx context.Context, cfg Config, store bootenv.Store, loader SlotLoade
 		r = n
 	}
 	return r, fmt.Errorf("%w: gave up after %d attempts", errNoBootableSlot, len(r.Slots)+2)
+}
+
+// settleEnd reads how the boot before ended (cfg.Ends) and settles it
+// into r (bootenv.Classify, bootenv.WithEnd), uncommitted: the first
+// decision's commit carries it, so that a power cut before it changes
+// nothing. It prints KEEL-END (the VM tests read it) and returns the
+// crash report's lines for the slot's OS.
+func settleEnd(cfg Config, r bootenv.Record, logf Logf) (bootenv.Record, []byte) {
+	var ev bootenv.Evidence
+	var lines []string
+	if cfg.Ends != nil {
+		ev, lines = safeRead(cfg.Ends, logf)
+	}
+	e := bootenv.Classify(r, ev)
+	n := bootenv.WithEnd(r, e, cfg.Policy)
+	if !e.IsZero() {
+		logf("KEEL-END %s: the last boot (slot %s, mode %s): %s", n.LastEnd.How, n.LastEnd.Slot, n.LastEnd.Mode, n.LastEnd.Detail)
+	}
+	var crash []byte
+	if len(lines) > 0 {
+		crash = []byte(strings.Join(lines, "\n") + "\n")
+	}
+	return n, crash
+}
+
+// safeRead is cfg.Ends.Read: a panic in it is reported and reads as no
+// evidence (PID 1 never panics).
+func safeRead(s EndSources, logf Logf) (ev bootenv.Evidence, lines []string) {
+	defer func() {
+		if p := recover(); p != nil {
+			logf("bug: reading how the last boot ended panicked: %v", p)
+			ev, lines = bootenv.Evidence{}, nil
+		}
+	}()
+	return s.Read(logf)
 }
 
 // nameTrial names the trial n boots when it has no id (armed by a keel

@@ -68,6 +68,7 @@ type fakeKexec struct {
 	eventLog    []byte
 	trustedKeys []byte
 	trialID     string
+	crash       []byte
 }
 
 func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string, h Handoff) error {
@@ -89,7 +90,7 @@ func (f *fakeKexec) Kexec(_ context.Context, img *Image, cmdline string, h Hando
 			return err
 		}
 	}
-	f.booted, f.cmdline, f.eventLog, f.trustedKeys, f.trialID = img.Slot, cmdline, h.EventLog, h.TrustedKeys, h.TrialID
+	f.booted, f.cmdline, f.eventLog, f.trustedKeys, f.trialID, f.crash = img.Slot, cmdline, h.EventLog, h.TrustedKeys, h.TrialID, h.Crash
 	f.state, _ = f.store.Load()
 	return nil
 }

@@ -128,6 +128,7 @@ func handoffFiles(h Handoff) []kexec.File {
 	if h.TrialID != "" {
 		add(layout.TrialIDPath, 0o444, []byte(h.TrialID+"\n"))
 	}
+	add(layout.CrashLogPath, 0o444, h.Crash)
 	return files
 }
 

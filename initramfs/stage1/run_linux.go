@@ -65,7 +65,8 @@ func Run(ctx context.Context, logf Logf) error {
 	if storeArg.Kind == cmdline.StoreEFIVars {
 		loader.kexec = readKexecTrust(efivarsDir, logf)
 	}
-	cfg := Config{Slots: b.Slots, Store: storeArg, TPMRequired: b.TPMRequired, TrustedKeys: keys, NewID: randomID}
+	cfg := Config{Slots: b.Slots, Store: storeArg, TPMRequired: b.TPMRequired, TrustedKeys: keys, NewID: randomID,
+		Policy: bootenv.Policy{MaxUncounted: b.UncountedEnds}, Ends: newDeviceEnds(b)}
 	if m, err := openMeasurer(b, logf); err != nil && b.TPMRequired {
 		logf("no TPM, and board %s requires one: no slot can boot: %v", b.Name, err)
 	} else if err != nil {

@@ -10,16 +10,14 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/bootenv"
-	"github.com/keelboot/keel/bootenv/efivars"
 	"github.com/keelboot/keel/bootenv/ubootenv"
 	"github.com/keelboot/keel/format/cmdline"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/hw/blockdev"
+	"github.com/keelboot/keel/initramfs/sysinit"
 )
 
 const (
@@ -34,10 +32,7 @@ const (
 func openStore(b boards.Board, disks *bootDisks) (bootenv.Store, cmdline.Store, error) {
 	switch b.Store {
 	case boards.StoreEFIVars:
-		if err := mountEFIVars(); err != nil {
-			return nil, cmdline.Store{}, err
-		}
-		s, err := efivars.Open(efivarsDir)
+		s, err := sysinit.OpenEFIVarsStore()
 		return s, cmdline.Store{Kind: cmdline.StoreEFIVars}, err
 	case boards.StoreUBootEnv:
 		disk, err := disks.get(nil)
@@ -48,31 +43,15 @@ func openStore(b boards.Board, disks *bootDisks) (bootenv.Store, cmdline.Store, 
 		if err != nil {
 			return nil, cmdline.Store{}, err
 		}
-		size, err := blockdev.Size(dev)
-		if err != nil {
-			return nil, cmdline.Store{}, err
-		}
-		cfg, err := ubootenv.BootstateConfig(dev, 0, size)
-		if err != nil {
-			return nil, cmdline.Store{}, err
-		}
-		st, err := ubootenv.Open(cfg)
+		st, err := sysinit.OpenBootstateStore(dev)
 		if err != nil {
 			return nil, cmdline.Store{}, err
 		}
 		// Write the matching fw_env.config for the OS's tools.
 		_ = os.WriteFile(fwEnvConfig, ubootenv.BootstateFWEnvConfig(dev), 0o644)
-		return ubootenv.NewStore(st, dev), cmdline.Store{Kind: cmdline.StoreUBoot, Path: fwEnvConfig}, nil
+		return st, cmdline.Store{Kind: cmdline.StoreUBoot, Path: fwEnvConfig}, nil
 	}
 	return nil, cmdline.Store{}, fmt.Errorf("board %s: unknown store %q", b.Name, b.Store)
-}
-
-// mountEFIVars mounts efivarfs on efivarsDir (already mounted is fine).
-func mountEFIVars() error {
-	if err := unix.Mount("efivarfs", efivarsDir, "efivarfs", unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-		return fmt.Errorf("mount efivarfs on %s (UEFI firmware? efivarfs module loaded?): %w", efivarsDir, err)
-	}
-	return nil
 }
 
 // bootDisks finds the disk keel booted from, once: stage 1 looks up every
@@ -129,7 +108,7 @@ func (bd *bootDisks) get(logf Logf) (*blockdev.Disk, error) {
 // firmwareBootPartition is the unique GUID of the partition the firmware
 // loaded keel from, "" when it does not say.
 func firmwareBootPartition(say Logf) string {
-	err := mountEFIVars()
+	err := sysinit.MountEFIVars()
 	var g string
 	if err == nil {
 		g, err = blockdev.LoaderDevicePartUUID(efivarsDir)

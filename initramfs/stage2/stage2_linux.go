@@ -40,8 +40,15 @@ type Logf = func(format string, args ...any)
 // command line, mounts it read-only, mounts the data partition and the
 // slot's data area in it when the root has /data (mountData), and
 // switches root to its /sbin/init.
-// It returns only on failure.
+// It returns only on failure, after noting in the record that keel-init
+// ends this boot (noteFailure).
 func Run(ctx context.Context, line string, logf Logf) error {
+	err := run(ctx, line, logf)
+	noteFailure(line, logf)
+	return err
+}
+
+func run(ctx context.Context, line string, logf Logf) error {
 	keepHandoff(layout.HandoffDir, layout.RunDir, logf)
 	h, err := cmdline.ParseHandoff(line)
 	if err != nil {
@@ -76,7 +83,7 @@ func Run(ctx context.Context, line string, logf Logf) error {
 	}
 	switch {
 	case h.Verity != nil:
-		if dev, err = setupVerity(slot, dev, *h.Verity); err != nil {
+		if dev, err = setupVerity(slot, dev, *h.Verity, verityMode(b)); err != nil {
 			return fmt.Errorf("dm-verity over %s: %w", part, err)
 		}
 		logf("dm-verity: %s maps %s, root hash %.16s…", dev, part, h.Verity.RootHash)
@@ -182,13 +189,30 @@ func firmwareBootPartition(logf Logf) string {
 	return g
 }
 
+// verityMode is what a block that fails verification does:
+// on a board whose kernels keep a panic's log (pstore) and whose watchdog
+// resets a hung machine, it panics (panic_on_corruption), so that the next
+// keel-init sees why the boot ended (a panic, "dm-verity device
+// corrupted") and counts the trial's try; elsewhere it restarts the
+// machine (restart_on_corruption), a reset no source explains, which the
+// next keel-init counts as a power loss on a board whose watchdog reports
+// its resets (a try given back, up to the board's bound in a row:
+// docs/DESIGN.md section 3.1). A panic with the slot's panic=0 hangs
+// until the watchdog resets it; without a watchdog it would hang for good.
+func verityMode(b boards.Board) verity.Option {
+	if b.Pstore != boards.PstoreNone && b.Watchdog.Module != "" {
+		return verity.PanicOnCorruption
+	}
+	return verity.RestartOnCorruption
+}
+
 // setupVerity maps the root partition through a dm-verity target built
 // from keel.verity= (which keel-init took from the signed manifest and
 // measured with the command line). A block that fails verification
-// restarts the machine (restart_on_corruption): the slot's try is used and
-// the decision falls back once its tries run out. Nothing is read at
-// set-up: the cost does not grow with the root's size.
-func setupVerity(slot, dev string, v cmdline.Verity) (string, error) {
+// panics or restarts the machine (mode: verityMode): the slot's try is
+// used and the decision falls back once its tries run out. Nothing is
+// read at set-up: the cost does not grow with the root's size.
+func setupVerity(slot, dev string, v cmdline.Verity, mode verity.Option) (string, error) {
 	rootHash, err := v.RootHashBytes()
 	if err != nil {
 		return "", err
@@ -198,7 +222,7 @@ func setupVerity(slot, dev string, v cmdline.Verity) (string, error) {
 		return "", err
 	}
 	p := verity.Params{Salt: salt, DataBlocks: v.DataBlocks, HashOffset: v.HashOffset}
-	sectors, params := verity.TargetParams(dev, dev, p, rootHash, verity.RestartOnCorruption)
+	sectors, params := verity.TargetParams(dev, dev, p, rootHash, mode)
 	return dm.Create("keel-root", "KEEL-VERITY-"+slot, true, []dm.Target{{Start: 0, Length: sectors, Type: "verity", Params: params}})
 }
 

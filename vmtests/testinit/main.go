@@ -17,10 +17,18 @@
 //	               KEEL-TPMATTACK NAME rc=<TPM response code, 0x hex; 0: done; -1: not the TPM's answer> <text>
 //	reboot         reboot (the firmware boots keel-init again)
 //	poweroff       power off (QEMU exits)
+//	crash          crash the kernel (sysrq c): a panic, which pstore keeps; panic=1 reboots
+//
+// Like an OS with keel's systemd-shutdown hook, it runs `keel
+// note-shutdown reboot|poweroff` before it reboots or powers off, so that
+// the next keel-init tells the reboot from a power loss.
 //
 // A failed health check reboots, so a trial counts down by itself; "hang"
 // waits forever (the watchdog keel-init armed resets the machine); "panic"
-// exits PID 1, which panics the kernel (panic=1 reboots it).
+// exits PID 1, which panics the kernel (panic=1 reboots it); "wait" takes
+// commands without marking good (the test chooses how the boot ends: a
+// crash, a reboot, a hang until the watchdog, a power cut, or keel
+// mark-good).
 package main
 
 import (
@@ -68,6 +76,8 @@ func main() {
 	case "panic":
 		fmt.Println("KEEL-PANIC: init exits, the kernel panics")
 		os.Exit(1)
+	case "wait":
+		fmt.Println("KEEL-WAIT: not marking good; the test decides how this boot ends")
 	default:
 		// The health check reads the whole canary file: on a verity root
 		// a corrupted block restarts the machine here.
@@ -225,13 +235,25 @@ func console() {
 			restart(unix.LINUX_REBOOT_CMD_RESTART)
 		case f[0] == "poweroff":
 			restart(unix.LINUX_REBOOT_CMD_POWER_OFF)
+		case f[0] == "crash":
+			fmt.Println("KEEL-CRASH-NOW: sysrq c")
+			_ = os.WriteFile("/proc/sys/kernel/sysrq", []byte("1"), 0)
+			_ = os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0)
+			fmt.Println("testinit: the kernel did not crash")
 		default:
 			fmt.Printf("KEEL-UNKNOWN %q\n", line)
 		}
 	}
 }
 
+// restart reboots or powers off (cmd), after noting it in keel's record
+// as keel's systemd-shutdown hook does.
 func restart(cmd int) {
+	verb := "reboot"
+	if cmd == unix.LINUX_REBOOT_CMD_POWER_OFF {
+		verb = "poweroff"
+	}
+	keel("note-shutdown", verb)
 	unix.Sync()
 	if err := unix.Reboot(cmd); err != nil {
 		fmt.Printf("testinit: reboot: %v\n", err)

@@ -174,6 +174,9 @@ type SlotStatus struct {
 	TriesLeft int    `json:"tries_left"`
 	Version   string `json:"version"`
 	Reason    string `json:"reason"`
+	// UncountedEnds: boots of the trial in a row that ended without
+	// using their try.
+	UncountedEnds int `json:"uncounted_ends"`
 }
 
 // Status is the JSON form of `keel status --json`.
@@ -201,6 +204,14 @@ type Status struct {
 		Mode       string `json:"mode"`
 		Reason     string `json:"reason"`
 	} `json:"last_fallback"`
+	// LastEnd is how the last boot keel-init handed over ended (nil:
+	// not known).
+	LastEnd *struct {
+		How    string `json:"how"`
+		Slot   string `json:"slot"`
+		Mode   string `json:"mode"`
+		Detail string `json:"detail"`
+	} `json:"last_end"`
 	// Data is what stage 2 told the OS about the data partition (nil:
 	// no report: the root has no /data, or an older stage 2).
 	Data *struct {

@@ -232,6 +232,7 @@ const (
 	HealthFail Health = "fail"  // reboots without mark-good
 	HealthPanc Health = "panic" // init exits: the kernel panics
 	HealthHang Health = "hang"  // init hangs: the watchdog resets
+	HealthWait Health = "wait"  // init takes commands without marking good
 )
 
 // RootDir makes (once) a test root filesystem tree for a version and health.
