@@ -156,7 +156,7 @@ func TestHostileDataPartition(t *testing.T) {
 	from := d.since(reDebStage2, d.since(regexp.MustCompile(`KEEL-SLOT a`), 0))
 	for _, re := range []string{
 		`data: "slots/b/install" is a FIFO, not a file: the area's install is unknown`,
-		`data: slot b's area: snapshot \(the first boot of this trial: a copy of slot a's area\)`,
+		`data: slot b's area: snapshot \(the first boot of this trial: a copy of slot a's area as it is now\)`,
 		`data: snapshot of slot a's area to slot b: \d+ files`,
 		`data: set "slots/b.new" aside as "quarantine/[^"]*-slots_b.new": keel could not remove it: unlink "slots/b.new/data/app/locked": operation not permitted`,
 	} {
