@@ -349,17 +349,6 @@ func slotManifest(r io.ReaderAt, size int64, trusted []manifest.PublicKey, board
 	return manifest.VerifyFor(mb, sig, trusted, manifest.Expect{Compatible: board, Role: manifest.RoleSlot})
 }
 
-// pickTarget is the slot an update goes to: the first of the record's
-// slots that is neither active, on trial, nor running.
-func pickTarget(r bootenv.Record, running string) (string, error) {
-	for _, s := range r.Slots {
-		if s.Name != r.Active && s.Name != r.Trial && s.Name != running {
-			return s.Name, nil
-		}
-	}
-	return "", fmt.Errorf("%w: every slot is active, on trial or running (%s): no slot to install into", bootenv.ErrRefused, strings.Join(r.SlotNames(), ", "))
-}
-
 // planDevice plans an install on the running device: keys from keel-init,
 // partitions on the boot disk, the boot record from the store keel-init
 // named, the anti-rollback counter from the TPM.
@@ -385,7 +374,7 @@ func (c *command) planDevice(f installFlags) (*installPlan, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if p.slot, err = pickTarget(r, boot.slot); err != nil {
+	if p.slot, err = bootenv.InstallTarget(r, boot.slot); err != nil {
 		return fail(err)
 	}
 	// Refused now rather than after the download.
@@ -515,7 +504,7 @@ func (c *command) planOffline(f installFlags) (*installPlan, error) {
 		if f.slot != "" {
 			return fail(usagef("install --image: --slot applies to images without a boot record; this one has one (the target is the slot neither active nor on trial)"))
 		}
-		if p.slot, err = pickTarget(r, ""); err != nil {
+		if p.slot, err = bootenv.InstallTarget(r, ""); err != nil {
 			return fail(err)
 		}
 		if _, err := bootenv.BeginInstall(r, p.slot, "check", p.token); err != nil {
@@ -528,7 +517,7 @@ func (c *command) planOffline(f installFlags) (*installPlan, error) {
 		}
 		p.slot = f.slot
 		if p.slot == "" {
-			if p.slot, err = pickTarget(r, ""); err != nil {
+			if p.slot, err = bootenv.InstallTarget(r, ""); err != nil {
 				return fail(err)
 			}
 		}
