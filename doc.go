@@ -81,6 +81,8 @@
 //	├─ bootenv/              the boot record, its pure transitions, the Store interface
 //	│   ├─ ubootenv          U-Boot env (file, block, MTD), byte-compatible with libubootenv
 //	│   ├─ efivars           one UEFI variable through efivarfs
+//	│   ├─ bootstore         opens the store where it is (UEFI variable, fw_env.config, bootstate
+//	│   │                    partition, disk image): stage 1, stage 2 and the CLI open it so
 //	│   ├─ legacy            RAUC's and Mender's boot counters to the record and back
 //	│   ├─ memstore          in-memory store with injected power cuts (tests)
 //	│   └─ storetest         the conformance suite every store passes

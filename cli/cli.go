@@ -322,8 +322,8 @@ func (c *command) update(f func(bootenv.Record) (bootenv.Record, error)) (booten
 	if n.SameState(r) {
 		return r, nil
 	}
-	if err := t.store.Commit(n); err != nil {
-		return bootenv.Record{}, fmt.Errorf("%s: %w", t.info.Location, err)
+	if err := t.Commit(n); err != nil {
+		return bootenv.Record{}, fmt.Errorf("%s: %w", t.Info.Location, err)
 	}
 	return n, nil
 }
@@ -336,7 +336,7 @@ func (c *command) view() (bootenv.Record, bootenv.Info, error) {
 	}
 	defer t.Close()
 	r, err := t.load()
-	return r, t.info, err
+	return r, t.Info, err
 }
 
 // cmdlineParam returns the value of key= on the kernel command line ("" when

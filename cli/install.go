@@ -12,6 +12,7 @@ import (
 
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/bootenv/bootstore"
 	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/format/gpt"
 	"github.com/keelboot/keel/format/layout"
@@ -308,8 +309,8 @@ func (p *installPlan) commit(f func(bootenv.Record) (bootenv.Record, error)) err
 	if err != nil {
 		return err
 	}
-	if err := p.store.store.Commit(n); err != nil {
-		return fmt.Errorf("%s: %w", p.store.info.Location, err)
+	if err := p.store.Commit(n); err != nil {
+		return fmt.Errorf("%s: %w", p.store.Info.Location, err)
 	}
 	return nil
 }
@@ -493,7 +494,7 @@ func (c *command) planOffline(f installFlags) (*installPlan, error) {
 	}
 	var r bootenv.Record
 	if _, err := tab.Find(layout.Bootstate); err == nil {
-		t, err := openImage(c.g.image)
+		t, err := openTarget(bootstore.Location{Image: c.g.image})
 		if err != nil {
 			return fail(err)
 		}

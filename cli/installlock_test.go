@@ -18,13 +18,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/bootenv/bootstore"
 	"github.com/keelboot/keel/slotwrite"
 )
 
 // imageRecord reads the boot record of a disk image.
 func imageRecord(t *testing.T, img string) bootenv.Record {
 	t.Helper()
-	tg, err := openImage(img)
+	tg, err := openTarget(bootstore.Location{Image: img})
 	if err != nil {
 		t.Fatal(err)
 	}
