@@ -18,6 +18,7 @@ import (
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/hw/watchdog"
 	"github.com/keelboot/keel/tpm"
+	"github.com/keelboot/keel/update"
 )
 
 // Exit codes.
@@ -108,7 +109,7 @@ func ExitCode(err error) int {
 	case errors.Is(err, flag.ErrHelp):
 		return ExitOK // help was asked for, and printed
 	case errors.As(err, &u),
-		errors.Is(err, bootenv.ErrRefused), errors.Is(err, bootenv.ErrUnknownSlot):
+		errors.Is(err, bootenv.ErrRefused), errors.Is(err, bootenv.ErrUnknownSlot), errors.Is(err, update.ErrRequest):
 		return ExitUsage
 	}
 	return ExitStorage
@@ -311,7 +312,7 @@ func (c *command) update(f func(bootenv.Record) (bootenv.Record, error)) (booten
 		return bootenv.Record{}, err
 	}
 	defer t.Close()
-	r, err := t.load()
+	r, err := t.LoadRecord()
 	if err != nil {
 		return bootenv.Record{}, err
 	}
@@ -335,7 +336,7 @@ func (c *command) view() (bootenv.Record, bootenv.Info, error) {
 		return bootenv.Record{}, bootenv.Info{}, err
 	}
 	defer t.Close()
-	r, err := t.load()
+	r, err := t.LoadRecord()
 	return r, t.Info, err
 }
 

@@ -30,7 +30,7 @@ func imageRecord(t *testing.T, img string) bootenv.Record {
 		t.Fatal(err)
 	}
 	defer tg.Close()
-	r, err := tg.load()
+	r, err := tg.LoadRecord()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/tpm"
+	"github.com/keelboot/keel/update"
 )
 
 // rollback is `keel rollback`: a person or an agent returns to the
@@ -86,7 +87,7 @@ func (c *command) checkFloor(slot string) error {
 		return fmt.Errorf("checking slot %s against the anti-rollback counter: partition %s: %w", slot, name, err)
 	}
 	defer fh.Close()
-	m, err := slotManifest(fh, size, trusted, manifest.AnyBoard)
+	m, err := update.SlotManifest(fh, size, trusted, manifest.AnyBoard)
 	if err != nil {
 		return fmt.Errorf("%w: slot %s does not verify with the trusted keys, so keel-init would not boot it: %w", bootenv.ErrRefused, slot, err)
 	}

@@ -1,12 +1,9 @@
 package cli
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/bootenv/bootstore"
 	"github.com/keelboot/keel/bootenv/efivars"
 	kcmdline "github.com/keelboot/keel/format/cmdline"
@@ -15,15 +12,7 @@ import (
 
 // target is the opened state store (package bootenv/bootstore), with the
 // raw env for `env` commands when the store is a U-Boot environment.
-type target struct{ *bootstore.Store }
-
-func (t *target) load() (bootenv.Record, error) {
-	r, err := t.Load()
-	if errors.Is(err, bootenv.ErrNoState) {
-		return r, fmt.Errorf("%w: run `keel init --active a` (add --slots if the device has other slots than a,b)", err)
-	}
-	return r, err
-}
+type target = bootstore.Store
 
 // open opens the store the global flags name, or finds the device's own.
 func (c *command) open() (*target, error) {
@@ -39,7 +28,7 @@ func openTarget(l bootstore.Location) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &target{s}, nil
+	return s, nil
 }
 
 // storeLocation is where the store is: what the global flags name, or on

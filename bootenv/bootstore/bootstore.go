@@ -79,6 +79,16 @@ var (
 // Describe is Info.
 func (s *Store) Describe() bootenv.Info { return s.Info }
 
+// LoadRecord is Load, its error saying what to do when the store holds
+// no record yet (bootenv.ErrNoState).
+func (s *Store) LoadRecord() (bootenv.Record, error) {
+	r, err := s.Load()
+	if errors.Is(err, bootenv.ErrNoState) {
+		return r, fmt.Errorf("%w: run `keel init --active a` (add --slots if the device has other slots than a,b)", err)
+	}
+	return r, err
+}
+
 // Close closes the devices Open opened.
 func (s *Store) Close() error {
 	if s == nil || s.close == nil {
