@@ -143,7 +143,7 @@ func (c *command) install(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer lock.release()
+	defer lock.Release()
 	// The plan (target, keys, board, policy, boot record) before the
 	// source is opened: a refusal costs no download.
 	var p *update.Plan
@@ -159,7 +159,7 @@ func (c *command) install(args []string) error {
 	for _, n := range p.Notes {
 		fmt.Fprintf(c.stderr, "keel: note: %s\n", n)
 	}
-	lock.setTarget(lock.status.Target + ", slot " + p.Slot)
+	lock.SetTarget(lock.Status().Target + ", slot " + p.Slot)
 	ho := source.HTTPOptions{CAFile: f.ca, Headers: hdr, Log: func(s string) { fmt.Fprintf(c.stderr, "keel: %s\n", s) }}
 	f.limits.http(&ho)
 	src, err := source.Open(c.ctx, fs.Arg(0), c.deps.Stdin, ho)
@@ -168,7 +168,7 @@ func (c *command) install(args []string) error {
 	}
 	defer src.Close()
 	start := time.Now()
-	res, err := p.Install(c.ctx, src, f.noDelta, func(e slotwrite.Event) { prog.event(e); lock.progress(e) })
+	res, err := p.Install(c.ctx, src, f.noDelta, func(e slotwrite.Event) { prog.event(e); lock.Progress(e) })
 	err = f.limits.explain(c.ctx, err)
 	if err != nil {
 		if p.Begun() {

@@ -19,7 +19,10 @@
 // allowed, nothing below the counter), the boot record's part of the run
 // (Plan.Install marks the slot being written just before the first write,
 // Plan.Finish puts it on trial; only the run that began last finishes).
-// keel install is a thin caller; an update agent calls the same.
+// One install runs at a time per device or disk image: TakeLock holds an
+// flock from the planning to the last commit, with the running install's
+// status in the lock file for the run it refuses (or that waits). keel
+// install is a thin caller of all this; an update agent calls the same.
 //
 // keel-init links package slotwrite but nothing of update/: the HTTP
 // client, the pipe reader and the install's policy are the running
