@@ -6,15 +6,18 @@ import (
 	"testing"
 )
 
+// rec is a record with the active slot, the slot on trial and slots a, b,
+// ... in the given states.
+func rec(active, trial string, states ...State) Record {
+	r := Record{Active: active, Trial: trial}
+	for i, st := range states {
+		r.Slots = append(r.Slots, Slot{Name: string(rune('a' + i)), State: st})
+	}
+	return r
+}
+
 func TestInstallTarget(t *testing.T) {
 	good, empty, bad := StateGood, StateEmpty, StateBad
-	rec := func(active, trial string, states ...State) Record {
-		r := Record{Active: active, Trial: trial}
-		for i, st := range states {
-			r.Slots = append(r.Slots, Slot{Name: string(rune('a' + i)), State: st})
-		}
-		return r
-	}
 	for _, c := range []struct {
 		name    string
 		r       Record
@@ -46,13 +49,6 @@ func TestInstallTarget(t *testing.T) {
 
 func TestRollbackTarget(t *testing.T) {
 	good, bad, empty := StateGood, StateBad, StateEmpty
-	rec := func(active, trial string, states ...State) Record {
-		r := Record{Active: active, Trial: trial}
-		for i, st := range states {
-			r.Slots = append(r.Slots, Slot{Name: string(rune('a' + i)), State: st})
-		}
-		return r
-	}
 	for _, c := range []struct {
 		name string
 		r    Record
