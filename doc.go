@@ -33,7 +33,7 @@
 //	├─ docs/                 the design (DESIGN.md), the commands, formats, boards, numbers
 //	│
 //	│  8  the keel command and the VM tests
-//	├─ cli/                  the keel command: flags, output, the install's planning and policy
+//	├─ cli/                  the keel command: flags and output
 //	├─ vmtests/              the scenarios in QEMU (OVMF, swtpm, Debian kernels)
 //	│   ├─ vmkit             VM artefacts and machines booted from disk through firmware
 //	│   ├─ vmrun             direct kernel boots with a test program as init
@@ -61,7 +61,8 @@
 //	│
 //	│  6  the two sources a slot is written from
 //	├─ recovery/             the seed: verify it, reinstall a slot from it (slotwrite), factory reset
-//	├─ update/               install a bundle into the inactive slot (slotwrite): open, check, policy
+//	├─ update/               install a bundle into the inactive slot (slotwrite): plan (target, board,
+//	│                        policy), open, check, write, put on trial
 //	│   └─ source            where the bundle's bytes come from: file, pipe, HTTP(S) ranges
 //	│       └─ sourcetest    serves bundles over HTTP for tests
 //	│
@@ -81,6 +82,8 @@
 //	├─ bootenv/              the boot record, its pure transitions, the Store interface
 //	│   ├─ ubootenv          U-Boot env (file, block, MTD), byte-compatible with libubootenv
 //	│   ├─ efivars           one UEFI variable through efivarfs
+//	│   ├─ bootstore         opens the store where it is (UEFI variable, fw_env.config, bootstate
+//	│   │                    partition, disk image): stage 1, stage 2 and the CLI open it so
 //	│   ├─ legacy            RAUC's and Mender's boot counters to the record and back
 //	│   ├─ memstore          in-memory store with injected power cuts (tests)
 //	│   └─ storetest         the conformance suite every store passes

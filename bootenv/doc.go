@@ -6,9 +6,11 @@
 // The package has two halves that never meet in one function:
 //
 //   - Pure transitions (Init, Try, Select, MarkGood, MarkBad, SetActive,
-//     RequestRecovery) take a Record and return a new one. They do no I/O,
-//     so the boot decision is table-tested and model-checked over every
-//     reachable state (see model_test.go).
+//     RequestRecovery) take a Record and return a new one; the slot
+//     choices (InstallTarget: where an update goes, RollbackTarget: where
+//     a rollback goes) read one. They do no I/O, so the boot decision and
+//     the choices are table-tested and model-checked over every reachable
+//     state (see model_test.go).
 //   - A Store (Load/Commit of the whole Record) persists it. Backends live
 //     in sub-packages: ubootenv (a U-Boot environment, single or redundant,
 //     on a file, block device or MTD), efivars (one UEFI variable through

@@ -1,6 +1,7 @@
 package bootenv
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -147,7 +148,11 @@ func stateKey(r Record) string {
 //     install (checkIDs): a new trial gets the id its caller drew, the
 //     same trial keeps its id through every boot and command, keel-init
 //     names a trial without one, and a finish by any run but the one that
-//     began last is refused.
+//     began last is refused;
+//   - the slot choices (checkTargets): an install goes to a slot of the
+//     record that is neither active, on trial nor running, and is refused
+//     only when there is none; a rollback goes to the one other good slot,
+//     which SetActive accepts, and is refused otherwise.
 func TestModel(t *testing.T) {
 	models := [][]string{{"a", "b"}, {"a", "b", "c"}}
 	if testing.Short() {
@@ -172,6 +177,7 @@ func TestModel(t *testing.T) {
 			r := queue[0]
 			queue = queue[1:]
 			checkSettles(t, r)
+			checkTargets(t, r)
 			rKey := stateKey(r)
 			for _, ev := range events {
 				ids++
@@ -249,6 +255,50 @@ func checkIDs(t *testing.T, where, event, id string, r Record, d Decision, n Rec
 	}
 	if strings.HasPrefix(event, "finish-install") && r.InstallToken == "" {
 		t.Fatalf("%s: an install begun without a token was finished", where)
+	}
+}
+
+// checkTargets checks InstallTarget (offline and with each slot running)
+// and RollbackTarget on r.
+func checkTargets(t *testing.T, r Record) {
+	t.Helper()
+	for _, running := range append([]string{""}, r.SlotNames()...) {
+		free := 0
+		for _, s := range r.Slots {
+			if s.Name != r.Active && s.Name != r.Trial && s.Name != running {
+				free++
+			}
+		}
+		got, err := InstallTarget(r, running)
+		switch {
+		case free == 0 && !errors.Is(err, ErrRefused):
+			t.Fatalf("install target on %s (running %q): %q, %v; want a refusal", stateKey(r), running, got, err)
+		case free > 0 && err != nil:
+			t.Fatalf("install target on %s (running %q): refused with a free slot: %v", stateKey(r), running, err)
+		case err == nil:
+			if _, ok := r.Slot(got); !ok || got == r.Active || got == r.Trial || got == running {
+				t.Fatalf("install target on %s (running %q): slot %q", stateKey(r), running, got)
+			}
+		}
+	}
+	var good []string
+	for _, s := range r.Slots {
+		if s.Name != r.Active && s.State == StateGood {
+			good = append(good, s.Name)
+		}
+	}
+	got, err := RollbackTarget(r)
+	switch {
+	case r.Trial != "" || r.Active == "" || len(good) != 1:
+		if !errors.Is(err, ErrRefused) {
+			t.Fatalf("rollback target on %s: %q, %v; want a refusal", stateKey(r), got, err)
+		}
+	case err != nil || got != good[0]:
+		t.Fatalf("rollback target on %s: %q, %v; want slot %s", stateKey(r), got, err, good[0])
+	default:
+		if _, err := SetActive(r, got); err != nil {
+			t.Fatalf("rollback target on %s: slot %s, which SetActive refuses: %v", stateKey(r), got, err)
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/hw/watchdog"
 	"github.com/keelboot/keel/tpm"
+	"github.com/keelboot/keel/update"
 )
 
 // Exit codes.
@@ -108,7 +109,7 @@ func ExitCode(err error) int {
 	case errors.Is(err, flag.ErrHelp):
 		return ExitOK // help was asked for, and printed
 	case errors.As(err, &u),
-		errors.Is(err, bootenv.ErrRefused), errors.Is(err, bootenv.ErrUnknownSlot):
+		errors.Is(err, bootenv.ErrRefused), errors.Is(err, bootenv.ErrUnknownSlot), errors.Is(err, update.ErrRequest):
 		return ExitUsage
 	}
 	return ExitStorage
@@ -311,7 +312,7 @@ func (c *command) update(f func(bootenv.Record) (bootenv.Record, error)) (booten
 		return bootenv.Record{}, err
 	}
 	defer t.Close()
-	r, err := t.load()
+	r, err := t.LoadRecord()
 	if err != nil {
 		return bootenv.Record{}, err
 	}
@@ -322,8 +323,8 @@ func (c *command) update(f func(bootenv.Record) (bootenv.Record, error)) (booten
 	if n.SameState(r) {
 		return r, nil
 	}
-	if err := t.store.Commit(n); err != nil {
-		return bootenv.Record{}, fmt.Errorf("%s: %w", t.info.Location, err)
+	if err := t.Commit(n); err != nil {
+		return bootenv.Record{}, fmt.Errorf("%s: %w", t.Info.Location, err)
 	}
 	return n, nil
 }
@@ -335,8 +336,8 @@ func (c *command) view() (bootenv.Record, bootenv.Info, error) {
 		return bootenv.Record{}, bootenv.Info{}, err
 	}
 	defer t.Close()
-	r, err := t.load()
-	return r, t.info, err
+	r, err := t.LoadRecord()
+	return r, t.Info, err
 }
 
 // cmdlineParam returns the value of key= on the kernel command line ("" when

@@ -311,10 +311,10 @@ func (c *command) init(args []string) error {
 		return err
 	}
 	defer t.Close()
-	prev, lerr := t.store.Load()
+	prev, lerr := t.Load()
 	switch {
 	case lerr == nil && !force:
-		return usagef("%s already holds keel state (generation %d, active %s); add --force to replace it", t.info.Location, prev.Generation, orNone(prev.Active))
+		return usagef("%s already holds keel state (generation %d, active %s); add --force to replace it", t.Info.Location, prev.Generation, orNone(prev.Active))
 	case lerr != nil && !errors.Is(lerr, bootenv.ErrNoState) && !force:
 		return fmt.Errorf("%w; add --force to overwrite it with a new state", lerr)
 	}
@@ -322,8 +322,8 @@ func (c *command) init(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := t.store.Commit(r); err != nil {
-		return fmt.Errorf("%s: %w", t.info.Location, err)
+	if err := t.Commit(r); err != nil {
+		return fmt.Errorf("%s: %w", t.Info.Location, err)
 	}
 	fmt.Fprintf(c.stdout, "initialised slots %s, active %s (generation %d)\n", strings.Join(names, ","), active, r.Generation)
 	return nil
@@ -675,9 +675,9 @@ func (c *command) envTarget() (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.env == nil {
+	if t.Env == nil {
 		t.Close()
-		return nil, usagef("env commands need a U-Boot environment (-c FW_ENV_CONFIG or --image); %s is %s", t.info.Location, t.info.Backend)
+		return nil, usagef("env commands need a U-Boot environment (-c FW_ENV_CONFIG or --image); %s is %s", t.Info.Location, t.Info.Backend)
 	}
 	return t, nil
 }
@@ -698,7 +698,7 @@ func (c *command) envPrint(args []string) error {
 		return err
 	}
 	defer t.Close()
-	e, err := t.env.Read()
+	e, err := t.Env.Read()
 	if err != nil {
 		return err
 	}
@@ -746,7 +746,7 @@ func (c *command) envSet(args []string) error {
 		return err
 	}
 	defer t.Close()
-	e, err := t.env.Read()
+	e, err := t.Env.Read()
 	switch {
 	case errors.Is(err, ubootenv.ErrBlank):
 		e = &ubootenv.Env{}
@@ -771,7 +771,7 @@ func (c *command) envSet(args []string) error {
 			return usagef("refused: this change would leave keel's record unreadable (%v); use keel's commands (try, mark-good, ...) to change the state", err)
 		}
 	}
-	if err := t.env.Write(e); err != nil {
+	if err := t.Env.Write(e); err != nil {
 		return err
 	}
 	return nil

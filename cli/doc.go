@@ -2,9 +2,12 @@
 // or offline on an env file, a variable directory or a disk image. cmd/keel
 // is a tiny main over Run.
 //
-// keel install runs one at a time per device or disk image (installlock.go:
-// an flock held from planning to the last commit, with the running
-// install's status in the lock file).
+// The rules live below the command: keel install's planning, policy and
+// lock are package update's (update.PlanDevice, update.PlanImage,
+// update.TakeLock: one install at a time per device or disk image), the
+// slot choices of install and rollback package bootenv's
+// (bootenv.InstallTarget, bootenv.RollbackTarget), and the boot state
+// store is opened as keel-init opens it (package bootenv/bootstore).
 //
 // Exit codes: 0 ok, 1 usage or a request the state refuses (unknown slot,
 // trying the active slot...), 2 storage or format error (missing device,

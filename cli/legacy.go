@@ -138,17 +138,17 @@ func (c *command) envImport(args []string) error {
 		return err
 	}
 	defer t.Close()
-	e, err := t.env.Read()
+	e, err := t.Env.Read()
 	if errors.Is(err, ubootenv.ErrBlank) {
-		return fmt.Errorf("%s: the env is blank: there is no %s state to import (keel init starts a new record)", t.info.Location, lay.name)
+		return fmt.Errorf("%s: the env is blank: there is no %s state to import (keel init starts a new record)", t.Info.Location, lay.name)
 	}
 	if err != nil {
 		return err
 	}
-	prev, lerr := t.store.Load()
+	prev, lerr := t.Load()
 	switch {
 	case lerr == nil && !force:
-		return usagef("%s already holds keel state (generation %d, active %s); the import would replace it: add --force", t.info.Location, prev.Generation, orNone(prev.Active))
+		return usagef("%s already holds keel state (generation %d, active %s); the import would replace it: add --force", t.Info.Location, prev.Generation, orNone(prev.Active))
 	case lerr != nil && !errors.Is(lerr, bootenv.ErrNoState) && !force:
 		return fmt.Errorf("%w; add --force to replace it with the imported state", lerr)
 	}
@@ -163,8 +163,8 @@ func (c *command) envImport(args []string) error {
 	if lerr == nil {
 		r.Generation = prev.Generation + 1
 	}
-	if err := t.store.Commit(r); err != nil {
-		return fmt.Errorf("%s: %w", t.info.Location, err)
+	if err := t.Commit(r); err != nil {
+		return fmt.Errorf("%s: %w", t.Info.Location, err)
 	}
 	var read []string
 	for _, name := range lay.vars {
@@ -177,8 +177,8 @@ func (c *command) envImport(args []string) error {
 	d, _ := bootenv.Select(r)
 	fmt.Fprintf(c.stdout, "next boot: %s (%s): %s\n", d, d.Mode, printable(d.Reason))
 	fmt.Fprintf(c.stdout, "the %s variables stay in the env, unread by keel: from now on keel decides what boots; the OS confirms boots with `keel mark-good` (a trial) or `keel boot-ok`\n", lay.name)
-	if t.info.Note != "" {
-		fmt.Fprintf(c.stdout, "warning: %s\n", printable(t.info.Note))
+	if t.Info.Note != "" {
+		fmt.Fprintf(c.stdout, "warning: %s\n", printable(t.Info.Note))
 	}
 	return nil
 }
@@ -210,9 +210,9 @@ func (c *command) envExport(args []string) error {
 	}
 	defer t.Close()
 	// One read: the record exported is the one in the env written back.
-	e, err := t.env.Read()
+	e, err := t.Env.Read()
 	if errors.Is(err, ubootenv.ErrBlank) {
-		return fmt.Errorf("%s: %w: the env is blank; run `keel init` or `keel env import` first", t.info.Location, bootenv.ErrNoState)
+		return fmt.Errorf("%s: %w: the env is blank; run `keel init` or `keel env import` first", t.Info.Location, bootenv.ErrNoState)
 	}
 	if err != nil {
 		return err
@@ -223,15 +223,15 @@ func (c *command) envExport(args []string) error {
 	}
 	for _, name := range e.Duplicates() {
 		if bootenv.IsRecordVar(name) {
-			return fmt.Errorf("%s: %w: %s is set twice in the env", t.info.Location, bootenv.ErrCorrupt, name)
+			return fmt.Errorf("%s: %w: %s is set twice in the env", t.Info.Location, bootenv.ErrCorrupt, name)
 		}
 	}
 	r, err := bootenv.DecodeVars(all)
 	if errors.Is(err, bootenv.ErrNoState) {
-		return fmt.Errorf("%s: %w: nothing to export; run `keel init` or `keel env import` first", t.info.Location, err)
+		return fmt.Errorf("%s: %w: nothing to export; run `keel init` or `keel env import` first", t.Info.Location, err)
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w", t.info.Location, err)
+		return fmt.Errorf("%s: %w", t.Info.Location, err)
 	}
 	if err := lay.check(r); err != nil {
 		return legacyRefused(err)
@@ -248,7 +248,7 @@ func (c *command) envExport(args []string) error {
 		}
 		wrote = append(wrote, name+"="+v)
 	}
-	if err := t.env.Write(e); err != nil {
+	if err := t.Env.Write(e); err != nil {
 		return err
 	}
 	d, _ := bootenv.Select(r)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keelboot/keel/slotwrite"
+	"github.com/keelboot/keel/update"
 )
 
 // Progress styles of keel install.
@@ -55,13 +56,6 @@ func newProgress(w io.Writer, style string, now func() time.Time) (*progress, er
 	return &progress{w: w, style: style, now: now}, nil
 }
 
-var phaseNames = map[string]string{
-	"index":  "reading the device's blocks",
-	"write":  "writing",
-	"verify": "verifying",
-	"done":   "done",
-}
-
 // event is the JSON form of a progress event.
 type progressEvent struct {
 	slotwrite.Event
@@ -95,7 +89,7 @@ func (p *progress) event(e slotwrite.Event) {
 			return
 		}
 		if changed || (end && now.Sub(p.last) > 0) || now.Sub(p.last) >= 3*time.Second {
-			fmt.Fprintf(p.w, "install: %s %s\n", phaseNames[e.Phase], amounts(e, rate, eta))
+			fmt.Fprintf(p.w, "install: %s %s\n", update.PhaseName(e.Phase), amounts(e, rate, eta))
 			p.last = now
 		}
 	case progressBar:

@@ -5,12 +5,12 @@ import (
 	"flag"
 	"fmt"
 	iofs "io/fs"
-	"slices"
 
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/tpm"
+	"github.com/keelboot/keel/update"
 )
 
 // rollback is `keel rollback`: a person or an agent returns to the
@@ -29,7 +29,7 @@ func (c *command) rollback(args []string) error {
 	var from, to string
 	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) {
 		from = r.Active
-		if to, err = rollbackTarget(r); err != nil {
+		if to, err = bootenv.RollbackTarget(r); err != nil {
 			return bootenv.Record{}, err
 		}
 		return c.activate(r, to)
@@ -40,33 +40,6 @@ func (c *command) rollback(args []string) error {
 	fmt.Fprintf(c.stdout, "rolled back from slot %s to slot %s (generation %d): the next boot takes slot %s with its data area as it was; reboot to boot it\n",
 		from, to, r.Generation, to)
 	return nil
-}
-
-// rollbackTarget is the slot a rollback makes active: the one good slot
-// besides the active one. It refuses (bootenv.ErrRefused) during a trial,
-// with no active slot, and with no or several candidates, saying what to
-// do instead.
-func rollbackTarget(r bootenv.Record) (string, error) {
-	if r.Trial != "" {
-		return "", fmt.Errorf("%w: slot %s is on trial: `keel mark-bad %s` ends the trial, and the next boot falls back to slot %s", bootenv.ErrRefused, r.Trial, r.Trial, r.Active)
-	}
-	if r.Active == "" {
-		return "", fmt.Errorf("%w: no slot is active, so there is none to roll back from; `keel status` shows the slots", bootenv.ErrRefused)
-	}
-	var good []string
-	for _, s := range r.Slots {
-		if s.Name != r.Active && s.State == bootenv.StateGood {
-			good = append(good, s.Name)
-		}
-	}
-	switch len(good) {
-	case 0:
-		return "", fmt.Errorf("%w: no good slot besides the active slot %s to roll back to; `keel status` shows why", bootenv.ErrRefused, r.Active)
-	case 1:
-		return good[0], nil
-	}
-	slices.Sort(good)
-	return "", fmt.Errorf("%w: several good slots besides the active slot %s (%v): `keel set-active SLOT` names one", bootenv.ErrRefused, r.Active, good)
 }
 
 // activate is bootenv.SetActive(r, slot), refused on a keel-booted device
@@ -114,7 +87,7 @@ func (c *command) checkFloor(slot string) error {
 		return fmt.Errorf("checking slot %s against the anti-rollback counter: partition %s: %w", slot, name, err)
 	}
 	defer fh.Close()
-	m, err := slotManifest(fh, size, trusted, manifest.AnyBoard)
+	m, err := update.SlotManifest(fh, size, trusted, manifest.AnyBoard)
 	if err != nil {
 		return fmt.Errorf("%w: slot %s does not verify with the trusted keys, so keel-init would not boot it: %w", bootenv.ErrRefused, slot, err)
 	}

@@ -11,48 +11,11 @@ import (
 
 	"github.com/google/go-tpm/tpm2/transport"
 
-	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/format/bundle/bundletest"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/tpm"
 	"github.com/keelboot/keel/tpm/swtpmtest"
 )
-
-func TestRollbackTarget(t *testing.T) {
-	good, bad, empty := bootenv.StateGood, bootenv.StateBad, bootenv.StateEmpty
-	rec := func(active, trial string, states ...bootenv.State) bootenv.Record {
-		r := bootenv.Record{Active: active, Trial: trial}
-		for i, st := range states {
-			r.Slots = append(r.Slots, bootenv.Slot{Name: string(rune('a' + i)), State: st})
-		}
-		return r
-	}
-	for _, c := range []struct {
-		name string
-		r    bootenv.Record
-		want string // slot, or a piece of the refusal
-		ok   bool
-	}{
-		{"b active, a good", rec("b", "", good, good), "a", true},
-		{"a active, b good", rec("a", "", good, good), "b", true},
-		{"other slot bad", rec("b", "", bad, good), "no good slot besides", false},
-		{"other slot empty", rec("a", "", good, empty), "no good slot besides", false},
-		{"trial pending", rec("a", "b", good, bootenv.StateTrial), "keel mark-bad b", false},
-		{"nothing active", rec("", "", bad, bad), "no slot is active", false},
-		{"three good slots", rec("a", "", good, good, good), "keel set-active SLOT", false},
-		{"three slots, one other good", rec("c", "", bad, good, good), "b", true},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := rollbackTarget(c.r)
-			switch {
-			case c.ok && (err != nil || got != c.want):
-				t.Errorf("got %q, %v; want %q", got, err, c.want)
-			case !c.ok && (!errors.Is(err, bootenv.ErrRefused) || !strings.Contains(err.Error(), c.want)):
-				t.Errorf("got %q, %v; want a refusal saying %q", got, err, c.want)
-			}
-		})
-	}
-}
 
 // TestRollback: an update commits, then `keel rollback` makes the old
 // slot active in one commit, and back again; refusals write nothing.

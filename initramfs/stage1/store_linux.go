@@ -14,7 +14,6 @@ import (
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/bootenv/ubootenv"
 	"github.com/keelboot/keel/format/cmdline"
-	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/hw/blockdev"
 	"github.com/keelboot/keel/initramfs/sysinit"
@@ -27,31 +26,20 @@ const (
 	fwEnvConfig = "/run/keel-fw_env.config"
 )
 
-// openStore opens the board's boot state store and returns it with the
-// keel.store= value that names it for stage 2 and the OS.
+// openStore opens the board's boot state store (sysinit.OpenStore) and
+// returns it with the keel.store= value that names it for stage 2 and the
+// OS; on a U-Boot board it writes the matching fw_env.config for the OS's
+// tools.
 func openStore(b boards.Board, disks *bootDisks) (bootenv.Store, cmdline.Store, error) {
-	switch b.Store {
-	case boards.StoreEFIVars:
-		s, err := sysinit.OpenEFIVarsStore()
-		return s, cmdline.Store{Kind: cmdline.StoreEFIVars}, err
-	case boards.StoreUBootEnv:
-		disk, err := disks.get(nil)
-		if err != nil {
-			return nil, cmdline.Store{}, err
-		}
-		dev, err := disk.Partition(layout.Bootstate)
-		if err != nil {
-			return nil, cmdline.Store{}, err
-		}
-		st, err := sysinit.OpenBootstateStore(dev)
-		if err != nil {
-			return nil, cmdline.Store{}, err
-		}
-		// Write the matching fw_env.config for the OS's tools.
-		_ = os.WriteFile(fwEnvConfig, ubootenv.BootstateFWEnvConfig(dev), 0o644)
-		return st, cmdline.Store{Kind: cmdline.StoreUBoot, Path: fwEnvConfig}, nil
+	st, l, err := sysinit.OpenStore(b.Store, func() (*blockdev.Disk, error) { return disks.get(nil) })
+	switch {
+	case err != nil:
+		return nil, cmdline.Store{}, err
+	case l.EFIVars != "":
+		return st, cmdline.Store{Kind: cmdline.StoreEFIVars}, nil
 	}
-	return nil, cmdline.Store{}, fmt.Errorf("board %s: unknown store %q", b.Name, b.Store)
+	_ = os.WriteFile(fwEnvConfig, ubootenv.BootstateFWEnvConfig(l.Bootstate), 0o644)
+	return st, cmdline.Store{Kind: cmdline.StoreUBoot, Path: fwEnvConfig}, nil
 }
 
 // bootDisks finds the disk keel booted from, once: stage 1 looks up every

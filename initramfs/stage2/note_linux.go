@@ -8,7 +8,7 @@ import (
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/format/cmdline"
-	"github.com/keelboot/keel/format/layout"
+	"github.com/keelboot/keel/hw/blockdev"
 	"github.com/keelboot/keel/initramfs/sysinit"
 )
 
@@ -49,29 +49,30 @@ func note(store bootenv.Store, slot string) error {
 	return store.Commit(n)
 }
 
-// openStore opens the store keel.store= names: the UEFI variable, or the
-// U-Boot env on the boot disk's bootstate partition.
+// openStore opens the store keel.store= names (sysinit.OpenStore): the
+// UEFI variable, or the U-Boot env on the boot disk's bootstate partition.
 func openStore(s cmdline.Store, logf Logf) (bootenv.Store, error) {
 	switch s.Kind {
 	case cmdline.StoreEFIVars:
-		return sysinit.OpenEFIVarsStore()
+		return openKind(boards.StoreEFIVars, nil)
 	case cmdline.StoreUBoot:
 		b, err := sysinit.ReadBoard()
 		if err != nil {
 			return nil, err
 		}
 		if b.Store != boards.StoreUBootEnv {
-			return nil, fmt.Errorf("keel.store=uboot:%s, but board %s keeps its state in %s", s.Path, b.Name, b.Store)
+			return nil, fmt.Errorf("keel.store=%s, but board %s keeps its state in %s", s, b.Name, b.Store)
 		}
-		disk, err := bootDisk(b, logf)
-		if err != nil {
-			return nil, err
-		}
-		dev, err := disk.Partition(layout.Bootstate)
-		if err != nil {
-			return nil, err
-		}
-		return sysinit.OpenBootstateStore(dev)
+		return openKind(b.Store, func() (*blockdev.Disk, error) { return bootDisk(b, logf) })
 	}
 	return nil, fmt.Errorf("keel.store= names no store")
+}
+
+// openKind is sysinit.OpenStore's store, nil on an error.
+func openKind(kind boards.StoreKind, disk func() (*blockdev.Disk, error)) (bootenv.Store, error) {
+	st, _, err := sysinit.OpenStore(kind, disk)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }

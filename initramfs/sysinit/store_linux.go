@@ -8,9 +8,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/keelboot/keel/bootenv"
-	"github.com/keelboot/keel/bootenv/efivars"
-	"github.com/keelboot/keel/bootenv/ubootenv"
+	"github.com/keelboot/keel/boards"
+	"github.com/keelboot/keel/bootenv/bootstore"
+	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/uefi"
 	"github.com/keelboot/keel/hw/blockdev"
 )
@@ -24,29 +24,33 @@ func MountEFIVars() error {
 	return nil
 }
 
-// OpenEFIVarsStore mounts efivarfs and opens the record's UEFI variable
-// (package bootenv/efivars).
-func OpenEFIVarsStore() (bootenv.Store, error) {
-	if err := MountEFIVars(); err != nil {
-		return nil, err
+// OpenStore opens the boot record's store of the kind a board keeps
+// (boards.Board.Store) through package bootenv/bootstore, as stage 1 and
+// stage 2 both do: keel's UEFI variable, efivarfs mounted first; or the
+// redundant U-Boot env on the partition bootstate of the boot disk, which
+// disk returns (called only then). It returns the location it opened.
+func OpenStore(kind boards.StoreKind, disk func() (*blockdev.Disk, error)) (*bootstore.Store, bootstore.Location, error) {
+	var l bootstore.Location
+	switch kind {
+	case boards.StoreEFIVars:
+		if err := MountEFIVars(); err != nil {
+			return nil, l, err
+		}
+		l.EFIVars = uefi.EfivarfsDir
+	case boards.StoreUBootEnv:
+		d, err := disk()
+		if err != nil {
+			return nil, l, err
+		}
+		if l.Bootstate, err = d.Partition(layout.Bootstate); err != nil {
+			return nil, l, err
+		}
+	default:
+		return nil, l, fmt.Errorf("unknown store %q: want %q or %q", kind, boards.StoreEFIVars, boards.StoreUBootEnv)
 	}
-	return efivars.Open(uefi.EfivarfsDir)
-}
-
-// OpenBootstateStore opens the record in the redundant U-Boot env on the
-// partition bootstate, the block device dev (ubootenv.BootstateConfig).
-func OpenBootstateStore(dev string) (*ubootenv.Store, error) {
-	size, err := blockdev.Size(dev)
+	s, err := bootstore.Open(l)
 	if err != nil {
-		return nil, err
+		return nil, l, err
 	}
-	cfg, err := ubootenv.BootstateConfig(dev, 0, size)
-	if err != nil {
-		return nil, err
-	}
-	st, err := ubootenv.Open(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return ubootenv.NewStore(st, dev), nil
+	return s, l, nil
 }

@@ -3,8 +3,10 @@
 // Package sysinit is what both stages of keel-init do first and last: mount
 // the kernel file systems, read the stage and the development marker the
 // initramfs was built with (never the kernel command line), load the
-// board's modules in order, read the board the initramfs carries, arm and
-// pet the watchdog, and stop the machine in a defined state.
+// board's modules in order, read the board the initramfs carries, open the
+// board's boot state store (OpenStore, through package bootenv/bootstore as
+// the keel command does), arm and pet the watchdog, and stop the machine
+// in a defined state.
 package sysinit
 
 import (

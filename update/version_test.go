@@ -1,4 +1,4 @@
-package cli
+package update
 
 import (
 	"errors"
@@ -24,11 +24,11 @@ func TestCompareVersions(t *testing.T) {
 		{"v3", "v10", -1},
 		{"b", "a", 1},
 	} {
-		if got := compareVersions(c.a, c.b); got != c.want {
-			t.Errorf("compareVersions(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		if got := CompareVersions(c.a, c.b); got != c.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
 		}
-		if got := compareVersions(c.b, c.a); got != -c.want {
-			t.Errorf("compareVersions(%q, %q) = %d, want %d", c.b, c.a, got, -c.want)
+		if got := CompareVersions(c.b, c.a); got != -c.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", c.b, c.a, got, -c.want)
 		}
 	}
 }
@@ -58,7 +58,7 @@ func TestInstallPolicy(t *testing.T) {
 		{"no TPM", "2.1", 1, -1, false, "--allow-downgrade"},
 		{"no TPM, allowed", "2.1", 1, -1, true, ""},
 	} {
-		err := policy(running, c.allowDowngrade, c.counter)(b(c.version, c.secver))
+		err := Policy(running, c.allowDowngrade, c.counter)(b(c.version, c.secver))
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s: %v", c.name, err)
