@@ -28,15 +28,7 @@ func (c *command) bootOK(args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) {
-		if chosen == "" {
-			chosen = c.bootedSlot(r)
-		}
-		if chosen == "" {
-			return r, usagef("cannot tell which slot is booted (no keel.slot= on the kernel command line, no active slot); give --slot")
-		}
-		return bootenv.Confirm(r, chosen)
-	})
+	chosen, r, err := c.updateSlot(chosen, "no active slot", bootenv.Confirm)
 	if err != nil {
 		return err
 	}

@@ -459,15 +459,7 @@ func (c *command) markGood(args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) {
-		if chosen == "" {
-			chosen = c.bootedSlot(r)
-		}
-		if chosen == "" {
-			return r, usagef("cannot tell which slot is booted (no keel.slot= on the kernel command line, no trial, no active slot); give --slot")
-		}
-		return bootenv.MarkGood(r, chosen)
-	})
+	chosen, r, err := c.updateSlot(chosen, "no trial, no active slot", bootenv.MarkGood)
 	if err != nil {
 		return err
 	}
@@ -775,4 +767,20 @@ func (c *command) envSet(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// updateSlot applies change to the slot chosen, or to the booted slot when
+// none was chosen (bootedSlot), in one update of the record; unknown says
+// what the record lacked when no slot can be told.
+func (c *command) updateSlot(chosen, unknown string, change func(bootenv.Record, string) (bootenv.Record, error)) (string, bootenv.Record, error) {
+	r, err := c.update(func(r bootenv.Record) (bootenv.Record, error) {
+		if chosen == "" {
+			chosen = c.bootedSlot(r)
+		}
+		if chosen == "" {
+			return r, usagef("cannot tell which slot is booted (no keel.slot= on the kernel command line, %s); give --slot", unknown)
+		}
+		return change(r, chosen)
+	})
+	return chosen, r, err
 }

@@ -109,42 +109,67 @@ func legacyRefused(err error) error {
 	return fmt.Errorf("%w: %w", bootenv.ErrRefused, err)
 }
 
+// legacyEnv parses the flags of `keel env import` (verb "import": --from)
+// or `keel env export` (verb "export": --to), the layout's flags and those
+// extra defines, opens the env and reads it once. The caller closes the
+// target.
+func (c *command) legacyEnv(args []string, verb, usage string, extra func(*flag.FlagSet)) (*legacyLayout, *target, *ubootenv.Env, error) {
+	var which string
+	var lf legacyFlags
+	export := verb == "export"
+	fs, err := c.flags("env "+verb, args, func(fs *flag.FlagSet) {
+		if export {
+			fs.StringVar(&which, "to", "", "the layout to write: rauc or mender")
+		} else {
+			fs.StringVar(&which, "from", "", "the layout the env holds: rauc or mender")
+		}
+		lf.define(fs, export)
+		if extra != nil {
+			extra(fs)
+		}
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if fs.NArg() != 0 {
+		return nil, nil, nil, usagef("%s", usage)
+	}
+	lay, err := lf.layout(fs, which, verb)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	t, err := c.envTarget()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	e, err := t.Env.Read()
+	switch {
+	case errors.Is(err, ubootenv.ErrBlank) && export:
+		err = fmt.Errorf("%s: %w: the env is blank; run `keel init` or `keel env import` first", t.Info.Location, bootenv.ErrNoState)
+	case errors.Is(err, ubootenv.ErrBlank):
+		err = fmt.Errorf("%s: the env is blank: there is no %s state to import (keel init starts a new record)", t.Info.Location, lay.name)
+	}
+	if err != nil {
+		t.Close()
+		return nil, nil, nil, err
+	}
+	return lay, t, e, nil
+}
+
 // envImport runs `keel env import --from rauc|mender`: it reads RAUC's or
 // Mender's boot variables from the env, builds the equivalent keel record
 // and commits it in one write next to the env's other variables, which stay
 // as they are (the legacy ones too). An existing keel record is replaced
 // only with --force.
 func (c *command) envImport(args []string) error {
-	var from string
 	var force bool
-	var lf legacyFlags
-	fs, err := c.flags("env import", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&from, "from", "", "the layout the env holds: rauc or mender")
+	lay, t, e, err := c.legacyEnv(args, "import", "usage: keel env import --from rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--force]", func(fs *flag.FlagSet) {
 		fs.BoolVar(&force, "force", false, "replace an existing (or corrupt) keel record")
-		lf.define(fs, false)
 	})
 	if err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		return usagef("usage: keel env import --from rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--force]")
-	}
-	lay, err := lf.layout(fs, from, "import")
-	if err != nil {
-		return err
-	}
-	t, err := c.envTarget()
-	if err != nil {
-		return err
-	}
 	defer t.Close()
-	e, err := t.Env.Read()
-	if errors.Is(err, ubootenv.ErrBlank) {
-		return fmt.Errorf("%s: the env is blank: there is no %s state to import (keel init starts a new record)", t.Info.Location, lay.name)
-	}
-	if err != nil {
-		return err
-	}
 	prev, lerr := t.Load()
 	switch {
 	case lerr == nil && !force:
@@ -188,35 +213,12 @@ func (c *command) envImport(args []string) error {
 // record and every other variable stay as they are. A record whose next
 // boot the layout cannot express (recovery, say) is refused.
 func (c *command) envExport(args []string) error {
-	var to string
-	var lf legacyFlags
-	fs, err := c.flags("env export", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&to, "to", "", "the layout to write: rauc or mender")
-		lf.define(fs, true)
-	})
-	if err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return usagef("usage: keel env export --to rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--bootlimit N]")
-	}
-	lay, err := lf.layout(fs, to, "export")
-	if err != nil {
-		return err
-	}
-	t, err := c.envTarget()
+	// One read: the record exported is the one in the env written back.
+	lay, t, e, err := c.legacyEnv(args, "export", "usage: keel env export --to rauc|mender [--slots A=a,B=b | --parts 2=a,3=b] [--bootlimit N]", nil)
 	if err != nil {
 		return err
 	}
 	defer t.Close()
-	// One read: the record exported is the one in the env written back.
-	e, err := t.Env.Read()
-	if errors.Is(err, ubootenv.ErrBlank) {
-		return fmt.Errorf("%s: %w: the env is blank; run `keel init` or `keel env import` first", t.Info.Location, bootenv.ErrNoState)
-	}
-	if err != nil {
-		return err
-	}
 	var all []bootenv.Var
 	for _, v := range e.Vars() {
 		all = append(all, bootenv.Var{Name: v.Name, Value: v.Value})

@@ -24,16 +24,12 @@ import (
 // handed over, with the reason.
 func Run(ctx context.Context, logf Logf) error {
 	logf("stage 1")
-	if err := sysinit.LoadModules(logf); err != nil {
-		return err
-	}
-	b, err := sysinit.ReadBoard()
+	// From here a hang in keel-init (or in a development build's debug
+	// shell) is reset; the kexec arms the watchdog again for the slot.
+	b, wd, err := sysinit.Start(logf)
 	if err != nil {
 		return err
 	}
-	// From here a hang in keel-init (or in a development build's debug
-	// shell) is reset; the kexec arms it again for the slot.
-	wd := sysinit.ArmWatchdog(b, logf)
 	disks := &bootDisks{board: b}
 	store, storeArg, err := openStore(b, disks)
 	if err != nil {

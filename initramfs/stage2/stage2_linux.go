@@ -59,16 +59,12 @@ func run(ctx context.Context, line string, logf Logf) error {
 	if !bootenv.ValidSlotName(slot) {
 		return fmt.Errorf("stage 2: keel.slot=%q on the command line is not a slot name", slot)
 	}
-	if err := sysinit.LoadModules(logf); err != nil {
-		return err
-	}
 	// The watchdog driver's probe stopped the watchdog keel-init armed
 	// before kexec: arm it again for the slot.
-	b, err := sysinit.ReadBoard()
+	b, wd, err := sysinit.Start(logf)
 	if err != nil {
 		return err
 	}
-	wd := sysinit.ArmWatchdog(b, logf)
 	part := layout.RootPartition(slot)
 	disk, err := bootDisk(b, logf)
 	if err != nil {

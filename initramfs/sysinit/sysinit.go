@@ -124,6 +124,20 @@ func ReadBoard() (boards.Board, error) {
 	return b, nil
 }
 
+// Start is how both stages begin: load the initramfs's modules, read the
+// board and arm its watchdog (ArmWatchdog), so that from here a hang is
+// reset. The watchdog is nil when the board has none.
+func Start(logf Logf) (boards.Board, *Watchdog, error) {
+	if err := LoadModules(logf); err != nil {
+		return boards.Board{}, nil, err
+	}
+	b, err := ReadBoard()
+	if err != nil {
+		return boards.Board{}, nil, err
+	}
+	return b, ArmWatchdog(b, logf), nil
+}
+
 // ArmWatchdog arms the board's watchdog, if it has one, for the board's
 // timeout. Stage 1 arms it as soon as it has read the board, so that a hang
 // in keel-init itself (or in a development build's debug shell) is reset,
