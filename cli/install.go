@@ -328,7 +328,7 @@ func policy(running *manifest.Manifest, allowDowngrade bool, counter int64) func
 		if running == nil || allowDowngrade {
 			return nil
 		}
-		if compareVersions(h.Version, running.Version) < 0 || h.SecurityVersion < running.SecurityVersion {
+		if manifest.CompareVersions(h.Version, running.Version) < 0 || h.SecurityVersion < running.SecurityVersion {
 			return fmt.Errorf("%w: version %s (security version %d) is older than the running version %s (security version %d); give --allow-downgrade to install it anyway",
 				bootenv.ErrRefused, h.Version, h.SecurityVersion, running.Version, running.SecurityVersion)
 		}

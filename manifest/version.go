@@ -1,4 +1,4 @@
-package cli
+package manifest
 
 import (
 	"strconv"
@@ -6,11 +6,11 @@ import (
 	"unicode"
 )
 
-// compareVersions orders two version strings as people read them: split
+// CompareVersions orders two version strings as people read them: split
 // into runs of digits and runs of other characters, digit runs compared
 // as numbers, others as text; "1.10" > "1.9", "2.0" > "2.0-rc1" is not
 // claimed (the longer string wins a tie). It returns -1, 0 or 1.
-func compareVersions(a, b string) int {
+func CompareVersions(a, b string) int {
 	as, bs := versionRuns(a), versionRuns(b)
 	for i := 0; i < len(as) && i < len(bs); i++ {
 		x, y := as[i], bs[i]
