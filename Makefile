@@ -117,6 +117,7 @@ fuzz:
 	$(GO) test ./cli/ -run '^$$' -fuzz '^FuzzLockStatus$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./hw/pstore/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./hw/watchdog/ -run '^$$' -fuzz '^FuzzParseBootStatus$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./update/channel/ -run '^$$' -fuzz '^FuzzParseTarget$$' -fuzztime $(FUZZTIME)
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./cli/ ./manifest/ ./format/verity/ ./recovery/

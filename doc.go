@@ -62,6 +62,7 @@
 //	│  6  the two sources a slot is written from
 //	├─ recovery/             the seed: verify it, reinstall a slot from it (slotwrite), factory reset
 //	├─ update/               install a bundle into the inactive slot (slotwrite): open, check, policy
+//	│   ├─ channel           update channels on TUF (go-tuf): publish, refresh, rotate; check, decide, pin
 //	│   └─ source            where the bundle's bytes come from: file, pipe, HTTP(S) ranges
 //	│       └─ sourcetest    serves bundles over HTTP for tests
 //	│

@@ -2,6 +2,7 @@ package channel
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,8 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/keelboot/keel/update/source"
 )
 
 // Client is a device's view of a channel.
@@ -35,8 +38,9 @@ type Client struct {
 	// checks (TUF's rollback protection: versions never go back).
 	State string
 	// HTTP is the client for an http(s) channel (nil: one with a 30 s
-	// timeout per file).
-	HTTP *http.Client
+	// timeout per file, trusting the system's CAs and CAFile's).
+	HTTP   *http.Client
+	CAFile string
 	// Tries is how often a transient download error is tried (default 3).
 	Tries int
 }
@@ -151,7 +155,11 @@ func (c *Client) Refresh(ctx context.Context) (*Channel, error) {
 	if tries < 1 {
 		tries = 3
 	}
-	cfg.Fetcher = &fetch{ctx: ctx, client: c.httpClient(), tries: tries}
+	hc, err := c.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Fetcher = &fetch{ctx: ctx, client: hc, tries: tries}
 	up, err := updater.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("channel: %w", err)
@@ -231,11 +239,17 @@ func (ch *Channel) Location(t Target) string {
 	return ch.base.JoinPath(rel).String()
 }
 
-func (c *Client) httpClient() *http.Client {
+func (c *Client) httpClient() (*http.Client, error) {
 	if c.HTTP != nil {
-		return c.HTTP
+		return c.HTTP, nil
 	}
-	return &http.Client{Timeout: 30 * time.Second}
+	roots, err := source.CAPool(c.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: roots}
+	return &http.Client{Timeout: 30 * time.Second, Transport: t}, nil
 }
 
 // fetch is the updater's fetcher: bounded reads over http(s) (transient

@@ -36,6 +36,7 @@ const (
 	ReasonBoard      Reason = "wrong-board"     // the channel has no release for this board
 	ReasonExpired    Reason = "expired"         // the channel's metadata expired (a frozen mirror): Check refuses it
 	ReasonRefused    Reason = "channel-refused" // the channel's metadata did not verify (replay, signatures)
+	ReasonBusy       Reason = "busy"            // a trial, an install or recovery runs: not now
 )
 
 // Decision is what Decide chose.

@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -221,11 +222,17 @@ func (r *Repo) writeRoot(root *metadata.Metadata[metadata.RootType]) error {
 
 // writeAtomic writes a file whole or not at all.
 func writeAtomic(name string, b []byte) error {
+	return writeFrom(name, bytes.NewReader(b))
+}
+
+// writeFrom writes what r holds to the file name, whole or not at all
+// (a temporary file synced and renamed over it).
+func writeFrom(name string, r io.Reader) error {
 	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-"+filepath.Base(name)+"-*")
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(b)
+	_, err = io.Copy(f, r)
 	if err == nil {
 		err = f.Chmod(0o644)
 	}
@@ -399,27 +406,7 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	f, err := os.CreateTemp(filepath.Dir(dst), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, in)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), dst)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return writeFrom(dst, in)
 }
 
 // Rotate replaces the keys of role with n new ones (n < 1: as many as its
