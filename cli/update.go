@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"strings"
 
 	"github.com/keelboot/keel/bootenv"
@@ -52,6 +53,9 @@ version must match the channel's signed metadata.
   --json               print the decision (apply: the install's result with
                        the decision) as JSON
   --reboot             (apply) reboot when the install is done
+  --reboot-command CMD (apply, with --reboot) run CMD (sh -c) to reboot, e.g.
+                       'systemctl --no-block reboot' under systemd, instead
+                       of rebooting at once
   --keys, --ca, --header, --progress, --wait, --tries, --no-try, --timeout,
   --min-rate, --min-rate-window, --board: as keel install's
 `
@@ -72,6 +76,7 @@ type updateJSON struct {
 type updateFlags struct {
 	installFlags
 	channel, root, state, deviceID string
+	rebootCommand                  string
 }
 
 // updateCmd runs `keel update check|apply`.
@@ -95,6 +100,7 @@ func (c *command) updateCmd(args []string) error {
 		fs.StringVar(&f.root, "root", "", "the channel's initial root.json")
 		fs.StringVar(&f.state, "state", "", "the trusted metadata's folder")
 		fs.StringVar(&f.deviceID, "device-id", "", "the device's id for the rollout")
+		fs.StringVar(&f.rebootCommand, "reboot-command", "", "with --reboot: run this (sh -c) instead of rebooting at once")
 		fs.Usage = func() { fmt.Fprint(c.stderr, updateUsage) }
 	})
 	if err != nil {
@@ -109,6 +115,19 @@ func (c *command) updateCmd(args []string) error {
 	cl, err := c.channelClient(&f)
 	if err != nil {
 		return err
+	}
+	if f.rebootCommand != "" {
+		if !f.reboot {
+			return usagef("update %s: --reboot-command goes with --reboot", sub)
+		}
+		cmd := f.rebootCommand
+		c.deps.Reboot = func() error {
+			out, err := exec.CommandContext(c.ctx, "/bin/sh", "-c", cmd).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("--reboot-command %q: %w: %s", cmd, err, out)
+			}
+			return nil
+		}
 	}
 	defer c.limitInstall(f.limits)()
 	var lock *installLock

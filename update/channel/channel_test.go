@@ -29,7 +29,7 @@ type fixture struct {
 	v1, v2          *bundletest.Slot
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	f := &fixture{dir: t.TempDir()}
 	f.keys, f.repo = filepath.Join(f.dir, "keys"), filepath.Join(f.dir, "repo")
 	rng := rand.New(rand.NewSource(3))
@@ -53,7 +53,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func write(t *testing.T, name string, b []byte) {
+func write(t testing.TB, name string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(name, b, 0o644); err != nil {
 		t.Fatal(err)

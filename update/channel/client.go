@@ -101,6 +101,19 @@ func (c *Client) base() (*url.URL, error) {
 	return &url.URL{Scheme: "file", Path: abs}, nil
 }
 
+// CheckRoot checks that b is a channel's root.json (TUF root metadata
+// signed by its own root keys' threshold), as an image carries it.
+func CheckRoot(b []byte) error {
+	r, err := metadata.Root().FromBytes(b)
+	if err != nil {
+		return fmt.Errorf("not TUF root metadata: %w", err)
+	}
+	if err := r.VerifyDelegate(metadata.ROOT, r); err != nil {
+		return fmt.Errorf("root version %d is not signed by its root keys: %w", r.Signed.Version, err)
+	}
+	return nil
+}
+
 // trustedRoot is the newer of the image's root and the one kept in
 // State (both are trusted: the image's is covered by dm-verity, the
 // state's was reached from it through signed roots).
@@ -158,6 +171,11 @@ func (c *Client) Refresh(ctx context.Context) (*Channel, error) {
 	hc, err := c.httpClient()
 	if err != nil {
 		return nil, err
+	}
+	if c.HTTP == nil {
+		// Its own connections: closed when the check is done (the next
+		// one is hours away).
+		defer hc.CloseIdleConnections()
 	}
 	cfg.Fetcher = &fetch{ctx: ctx, client: hc, tries: tries}
 	up, err := updater.New(cfg)

@@ -143,6 +143,19 @@ func (r *Repo) load() (*state, error) {
 	return &st, nil
 }
 
+// open reads the repository's metadata and the keys r.Keys holds.
+func (r *Repo) open() (*state, map[string][]*signer, error) {
+	st, err := r.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	signers, err := r.signers()
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, signers, nil
+}
+
 func (r *Repo) signers() (map[string][]*signer, error) {
 	out := map[string][]*signer{}
 	for _, role := range Roles {
@@ -254,11 +267,7 @@ func writeFrom(name string, r io.Reader) error {
 // Refresh signs a new timestamp (for the same snapshot), valid for the
 // timestamp's expiry from now.
 func (r *Repo) Refresh() error {
-	st, err := r.load()
-	if err != nil {
-		return err
-	}
-	signers, err := r.signers()
+	st, signers, err := r.open()
 	if err != nil {
 		return err
 	}
@@ -289,11 +298,7 @@ func (r *Repo) Publish(ctx context.Context, p Publish) (*Published, error) {
 	if p.Rollout < 0 || p.Rollout > 100 {
 		return nil, fmt.Errorf("channel: rollout %d%% (want 0..100)", p.Rollout)
 	}
-	st, err := r.load()
-	if err != nil {
-		return nil, err
-	}
-	signers, err := r.signers()
+	st, signers, err := r.open()
 	if err != nil {
 		return nil, err
 	}
@@ -418,11 +423,7 @@ func (r *Repo) Rotate(role string, n int) error {
 	if !slices.Contains(Roles, role) {
 		return fmt.Errorf("channel: no role %q (want root, targets, snapshot or timestamp)", role)
 	}
-	st, err := r.load()
-	if err != nil {
-		return err
-	}
-	signers, err := r.signers()
+	st, signers, err := r.open()
 	if err != nil {
 		return err
 	}
@@ -498,11 +499,7 @@ type Status struct {
 // Status reads the repository's metadata: each role's version, expiry,
 // threshold and keys, and the targets.
 func (r *Repo) Status() (*Status, error) {
-	st, err := r.load()
-	if err != nil {
-		return nil, err
-	}
-	signers, err := r.signers()
+	st, signers, err := r.open()
 	if err != nil {
 		return nil, err
 	}
