@@ -14,14 +14,14 @@ import (
 type Device struct {
 	// Board is the running slot's board (its manifest's compatible),
 	// Version and SecurityVersion the running slot's.
-	Board           string
-	Version         string
-	SecurityVersion uint64
+	Board           string `json:"board"`
+	Version         string `json:"version"`
+	SecurityVersion uint64 `json:"security_version"`
 	// Floor is the TPM's anti-rollback counter (-1: not known; keel-init
 	// refuses to boot a security version below it).
-	Floor int64
+	Floor int64 `json:"anti_rollback_floor"`
 	// ID is the device's stable id: the rollout share is decided from it.
-	ID string
+	ID string `json:"id"`
 }
 
 // Reason says why Decide chose what it did.

@@ -484,10 +484,11 @@ type RoleStatus struct {
 	Role      string    `json:"role"`
 	Version   int64     `json:"version"`
 	Expires   time.Time `json:"expires"`
-	Threshold int       `json:"threshold"`
-	KeyIDs    []string  `json:"key_ids"`
-	// KeysHere is how many of its private keys r.Keys holds.
-	KeysHere int `json:"keys_here"`
+	Threshold int       `json:"threshold,omitempty"`
+	KeyIDs    []string  `json:"key_ids,omitempty"`
+	// KeysHere is how many of its private keys r.Keys holds (keel channel
+	// status).
+	KeysHere int `json:"keys_here,omitempty"`
 }
 
 // Status is the repository's state.
