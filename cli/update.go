@@ -116,6 +116,9 @@ func (c *command) updateCmd(args []string) error {
 	if err != nil {
 		return err
 	}
+	if f.reboot && c.g.image != "" && f.rebootCommand == "" {
+		return usagef("update %s --image: --reboot would restart this host, not the image's device; leave it out (or give --reboot-command)", sub)
+	}
 	if f.rebootCommand != "" {
 		if !f.reboot {
 			return usagef("update %s: --reboot-command goes with --reboot", sub)

@@ -233,6 +233,7 @@ func TestUpdateStaticDelta(t *testing.T) {
 	if d.Fetch == nil || d.Fetch.Kind != channel.KindBundle || !strings.Contains(d.Text, "full bundle") {
 		t.Fatalf("running 1.5: %+v", d)
 	}
+	f.update(t, img2, f.url, "apply", "--reboot").fails(t, ExitUsage, "would restart this host")
 	marker := filepath.Join(t.TempDir(), "rebooted")
 	f.update(t, img2, f.url, "apply", "--reboot", "--reboot-command", "touch "+marker).ok(t)
 	if m, ok := imageSlot(t, img2, "b", f.v2); !bytes.Equal(m, f.v2.Manifest) || !ok {

@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -106,7 +107,7 @@ func Decide(d Device, targets []Target) Decision {
 		if c := manifest.CompareVersions(b.Version, a.Version); c != 0 {
 			return c
 		}
-		return int(int64(b.SecurityVersion) - int64(a.SecurityVersion))
+		return cmp.Compare(b.SecurityVersion, a.SecurityVersion)
 	})
 	newest := rel[0]
 	var first *Decision
