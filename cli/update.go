@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/format/bundle"
@@ -33,7 +35,7 @@ id and the release: the same device stays in as the share grows).
 
 check says what apply would install and why, or why not: up-to-date,
 not-in-rollout, below-floor, wrong-board, busy (a trial or an install
-runs), expired or channel-refused (exit 2). apply installs it as keel
+runs), outside-window (apply), expired or channel-refused (exit 2). apply installs it as keel
 install does (one install at a time; the trial armed): from the channel's
 static delta when it has one for the running version, else from the full
 bundle, fetching only the blocks the device lacks. Before anything is
@@ -50,6 +52,11 @@ version must match the channel's signed metadata.
   --device-id ID       the id the rollout share is decided from (default:
                        ` + layout.MachineIDPath + `; with --image: the image's
                        GPT disk GUID)
+  --window HH:MM-HH:MM (apply) install only inside this daily maintenance
+                       window, local time (22:00-04:00 runs past midnight);
+                       outside it: outside-window, exit 0
+  --random-delay D     wait a random time up to D (30m) before the check, so
+                       that a fleet does not call at once
   --json               print the decision (apply: the install's result with
                        the decision) as JSON
   --reboot             (apply) reboot when the install is done
@@ -76,7 +83,8 @@ type updateJSON struct {
 type updateFlags struct {
 	installFlags
 	channel, root, state, deviceID string
-	rebootCommand                  string
+	rebootCommand, window          string
+	randomDelay                    time.Duration
 }
 
 // updateCmd runs `keel update check|apply`.
@@ -101,6 +109,8 @@ func (c *command) updateCmd(args []string) error {
 		fs.StringVar(&f.state, "state", "", "the trusted metadata's folder")
 		fs.StringVar(&f.deviceID, "device-id", "", "the device's id for the rollout")
 		fs.StringVar(&f.rebootCommand, "reboot-command", "", "with --reboot: run this (sh -c) instead of rebooting at once")
+		fs.StringVar(&f.window, "window", "", "apply only within HH:MM-HH:MM, local time")
+		fs.DurationVar(&f.randomDelay, "random-delay", 0, "wait a random time up to this before the check")
 		fs.Usage = func() { fmt.Fprint(c.stderr, updateUsage) }
 	})
 	if err != nil {
@@ -130,6 +140,29 @@ func (c *command) updateCmd(args []string) error {
 				return fmt.Errorf("--reboot-command %q: %w: %s", cmd, err, out)
 			}
 			return nil
+		}
+	}
+	if f.window != "" {
+		w, err := channel.ParseWindow(f.window)
+		if err != nil {
+			return usagef("update %s: --window: %v", sub, err)
+		}
+		if now := time.Now(); sub == "apply" && !w.Contains(now) {
+			c.printUpdate(f, updateJSON{Channel: f.channel, Decision: channel.Decision{Reason: channel.ReasonWindow,
+				Text: fmt.Sprintf("it is %s, outside the maintenance window %s (local time)", now.Format("15:04"), w)}})
+			return nil
+		}
+	}
+	if f.randomDelay < 0 {
+		return usagef("update %s: --random-delay %v: not negative", sub, f.randomDelay)
+	}
+	if f.randomDelay > 0 {
+		d := time.Duration(rand.Int64N(int64(f.randomDelay)))
+		fmt.Fprintf(c.stderr, "keel: waiting %v before the check (--random-delay %v)\n", d.Round(time.Second), f.randomDelay)
+		select {
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		case <-time.After(d):
 		}
 	}
 	defer c.limitInstall(f.limits)()

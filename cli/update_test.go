@@ -111,7 +111,20 @@ func TestUpdateRollout(t *testing.T) {
 		t.Fatal("slot b was written at 0%")
 	}
 	f.publish(t, "--rollout", "100", f.b2)
-	f.update(t, img, f.url, "apply").ok(t)
+	// Outside the maintenance window: nothing, exit 0.
+	later := time.Now().Add(2 * time.Hour)
+	window := later.Format("15:04") + "-" + later.Add(time.Hour).Format("15:04")
+	r = f.update(t, img, f.url, "apply", "--window", window).ok(t)
+	if !strings.Contains(r.stdout, "no update (outside-window)") || !strings.Contains(r.stdout, window) {
+		t.Fatalf("outside %s: %s", window, r.stdout)
+	}
+	f.update(t, img, f.url, "apply", "--window", "25:00-01:00").fails(t, ExitUsage, "not a time of day")
+	now := time.Now()
+	window = now.Add(-time.Hour).Format("15:04") + "-" + now.Add(time.Hour).Format("15:04")
+	r = f.update(t, img, f.url, "apply", "--window", window, "--random-delay", "10ms").ok(t)
+	if !strings.Contains(r.stderr, "(--random-delay 10ms)") {
+		t.Errorf("no delay said: %s", r.stderr)
+	}
 	if m, ok := imageSlot(t, img, "b", f.v2); !bytes.Equal(m, f.v2.Manifest) || !ok {
 		t.Error("slot b does not hold version 2 at 100%")
 	}

@@ -38,6 +38,7 @@ const (
 	ReasonExpired    Reason = "expired"         // the channel's metadata expired (a frozen mirror): Check refuses it
 	ReasonRefused    Reason = "channel-refused" // the channel's metadata did not verify (replay, signatures)
 	ReasonBusy       Reason = "busy"            // a trial, an install or recovery runs: not now
+	ReasonWindow     Reason = "outside-window"  // apply outside its maintenance window: not now
 )
 
 // Decision is what Decide chose.
