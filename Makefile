@@ -10,7 +10,7 @@ export KEEL_KERNEL_DIR ?= $(abspath $(BUILD)/kernel/amd64)
 # skipped test and fails the run on any skip (outside -short there are none).
 TESTSUM = $(BUILD)/testsum
 
-.PHONY: all deps build debian-root unit test vmtest fuzz bench bench-boot bench-verity bench-update bench-data debug-cpio demo demo-host clean
+.PHONY: all deps build debian-root unit test vmtest fuzz bench bench-boot bench-verity bench-update bench-data bench-channel debug-cpio demo demo-host clean
 
 all: build
 
@@ -117,6 +117,7 @@ fuzz:
 	$(GO) test ./hw/pstore/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./hw/watchdog/ -run '^$$' -fuzz '^FuzzParseBootStatus$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./update/ -run '^$$' -fuzz '^FuzzLockStatus$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./update/channel/ -run '^$$' -fuzz '^FuzzParseTarget$$' -fuzztime $(FUZZTIME)
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./cli/ ./manifest/ ./format/verity/ ./recovery/
@@ -156,6 +157,12 @@ bench-verity: deps kernel
 # about a minute (of which the runs measured take a few seconds).
 bench-update: deps
 	$(GO) test -run '^$$' -bench '^Benchmark(InstallVsDD|DeltaFetched)$$' -benchtime 1x -timeout 30m -v ./builder/image/
+
+# Update channels: the metadata checks per second one nginx on 127.0.0.1
+# serves to up-to-date devices (keel update check), against plain GETs of
+# timestamp.json; bounded: 10 s each.
+bench-channel: deps
+	$(GO) test -run '^$$' -bench '^BenchmarkChannelCheck$$' -benchtime 10s -timeout 5m -v ./update/channel/
 
 # A trial's first-boot snapshot of the data area, no VM
 # (initramfs/dataarea/bench_linux_test.go): dataarea.Prepare copying a

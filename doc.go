@@ -63,6 +63,7 @@
 //	├─ recovery/             the seed: verify it, reinstall a slot from it (slotwrite), factory reset
 //	├─ update/               install a bundle into the inactive slot (slotwrite): plan (target, board,
 //	│                        policy), open, check, write, put on trial
+//	│   ├─ channel           update channels on TUF (go-tuf): publish, refresh, rotate; check, decide, pin
 //	│   └─ source            where the bundle's bytes come from: file, pipe, HTTP(S) ranges
 //	│       └─ sourcetest    serves bundles over HTTP for tests
 //	│

@@ -12,6 +12,7 @@ import (
 	"github.com/keelboot/keel/builder/image"
 	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/update/channel"
 	"github.com/keelboot/keel/update/source"
 )
 
@@ -232,31 +233,8 @@ func (c *command) bundleInfo(args []string) error {
 // readHeaderUnverified reads a bundle's header without checking its
 // signature (keel bundle info without keys).
 func readHeaderUnverified(ctx context.Context, src source.Source) (*bundle.Header, error) {
-	var pre []byte
-	if err := src.Fetch(ctx, []source.Range{{Off: 0, Len: bundle.Align}}, func(_ int64, b []byte) error {
-		pre = append(pre, b...)
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("reading the bundle: %w", err)
-	}
-	hl, sl, err := bundle.ParsePreamble(pre)
-	if err != nil {
-		return nil, err
-	}
-	region := bundle.RegionSize(hl, sl)
-	if region > bundle.Align {
-		if err := src.Fetch(ctx, []source.Range{{Off: bundle.Align, Len: region - bundle.Align}}, func(_ int64, b []byte) error {
-			pre = append(pre, b...)
-			return nil
-		}); err != nil {
-			return nil, fmt.Errorf("reading the bundle's header: %w", err)
-		}
-	}
-	h, err := bundle.DecodeHeader(pre[bundle.PreambleSize : bundle.PreambleSize+hl])
-	if err != nil {
-		return nil, err
-	}
-	return h, h.Validate(region)
+	_, h, err := channel.ReadHeader(ctx, src)
+	return h, err
 }
 
 func (c *command) bundleVerify(args []string) error {

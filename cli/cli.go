@@ -171,6 +171,10 @@ Commands:
                                        install an update bundle (file, block device, - or URL)
                                        into the inactive slot and put it on trial (keel install -h)
   bundle build|info|verify|delta       make and inspect update bundles (keel bundle help)
+  channel init|publish|refresh|rotate|status
+                                       an update channel (TUF) on any static server (keel channel help)
+  update check [--json] | update apply [--reboot]
+                                       find the device's update in its channel; install it (keel update help)
   seed verify --keys TRUSTED [--board B] IMAGE
                                        check a recovery seed as keel-init does (keel seed help)
   verify --keys TRUSTED MANIFEST [MANIFEST.sig]
@@ -186,7 +190,7 @@ type globals struct {
 // groups are the commands with subcommands: `keel GROUP help` asks for
 // the group's usage.
 var groups = map[string]bool{"env": true, "secret": true, "image": true, "initramfs": true, "pcr": true,
-	"bundle": true, "seed": true, "secureboot": true}
+	"bundle": true, "seed": true, "secureboot": true, "channel": true, "update": true}
 
 // isHelpArg reports whether a is a request for help.
 func isHelpArg(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
@@ -262,7 +266,7 @@ func (c *command) commands() map[string]func([]string) error {
 		"mark-good": c.markGood, "boot-ok": c.bootOK, "note-shutdown": c.noteShutdown, "mark-bad": c.markBad, "set-active": c.setActive, "rollback": c.rollback,
 		"secret": c.secret, "recover": c.recover, "env": c.env, "image": c.image, "initramfs": c.initramfs, "pcr": c.pcr,
 		"keygen": c.keygen, "sign": c.sign, "verify": c.verify, "seed": c.seed,
-		"bundle": c.bundleCmd, "install": c.install, "secureboot": c.secureBoot, "events": c.events,
+		"bundle": c.bundleCmd, "install": c.install, "channel": c.channelCmd, "update": c.updateCmd, "secureboot": c.secureBoot, "events": c.events,
 		"help": c.help,
 	}
 }

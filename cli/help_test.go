@@ -42,6 +42,8 @@ var helpCommands = []struct {
 	{"sign", nil},
 	{"install", nil},
 	{"bundle", []string{"build", "info", "verify", "delta"}},
+	{"channel", []string{"init", "publish", "refresh", "rotate", "status"}},
+	{"update", []string{"check", "apply"}},
 	{"verify", nil},
 	{"secureboot", []string{"keygen", "sign", "enrolment", "enroll", "status", "ovmf-vars"}},
 	{"seed", []string{"verify"}},

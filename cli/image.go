@@ -11,6 +11,7 @@ import (
 )
 
 const imageUsage = `usage: keel image build --board NAME --out DISK.img --spec SPEC.json [--work DIR] [-v]
+                        [--channel URL|DIR --channel-root ROOT.json]
 
 Writes a whole disk image for the board: GPT, the ESP with keel's UKI as
 \EFI\BOOT\BOOTX64.EFI (UEFI boards; on U-Boot boards, such as
@@ -89,6 +90,12 @@ erofs, ext4 or squashfs image), root_fstype, version, security_version,
 cmdline, empty. "recovery" takes the same fields as a slot: the signed seed
 written to the recovery partition (keel-init reinstalls slot a from it).
 
+channel (or --channel URL --channel-root ROOT.json, which override it) is
+the update channel the slots' roots carry: {"url": "https://updates.example/
+stable", "root": "channel/root.json"} (keel channel init writes root.json);
+keel update reads them from /etc/keel/channel/url and root.json, inside the
+dm-verity root. Every slot's root must then be a root_dir or root_tar.
+
 Prebuilt archives: keel_initrd (keel's initramfs) and a slot's initrd are
 used as they are (keel initramfs build makes them); give the kernel as
 keel_kernel or kernel then, not with a kernel folder or modules. When every
@@ -109,7 +116,7 @@ func (c *command) image(args []string) error {
 		fmt.Fprint(c.stderr, imageUsage)
 		return usagef("image: unknown subcommand %q (want: image build)", args[0])
 	}
-	var board, out, spec, work string
+	var board, out, spec, work, chURL, chRoot string
 	var verbose bool
 	fs, err := c.flags("image build", args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&board, "board", "", "board name (boards/)")
@@ -117,6 +124,8 @@ func (c *command) image(args []string) error {
 		fs.StringVar(&spec, "spec", "", "JSON file with the inputs")
 		fs.StringVar(&work, "work", "", "keep intermediate files (UKI, ESP, file systems) in this directory")
 		fs.BoolVar(&verbose, "v", false, "print each step")
+		fs.StringVar(&chURL, "channel", "", "the update channel's URL or folder (keel update)")
+		fs.StringVar(&chRoot, "channel-root", "", "the channel's initial root.json")
 		fs.Usage = func() { fmt.Fprint(c.stderr, imageUsage) }
 	})
 	if err != nil {
@@ -143,6 +152,20 @@ func (c *command) image(args []string) error {
 		return usagef("%v", err)
 	}
 	s.Board, s.Out, s.WorkDir = b, out, work
+	if (chURL == "") != (chRoot == "") && s.Channel == nil {
+		return usagef("image build: give --channel URL with --channel-root ROOT.json")
+	}
+	if chURL != "" || chRoot != "" {
+		if s.Channel == nil {
+			s.Channel = &image.Channel{}
+		}
+		if chURL != "" {
+			s.Channel.URL = chURL
+		}
+		if chRoot != "" {
+			s.Channel.Root = chRoot
+		}
+	}
 	if err := s.Validate(); err != nil {
 		return usagef("%s: %v", spec, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keelboot/keel/bootenv"
+	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/slotwrite"
 	"github.com/keelboot/keel/update"
 	"github.com/keelboot/keel/update/source"
@@ -74,6 +75,9 @@ type installResult struct {
 	LocalContainer  int64                 `json:"kernel_initrd_local_bytes"`
 	Seconds         float64               `json:"seconds"`
 	Record          bool                  `json:"boot_record_updated"`
+	// Channel is keel update apply's decision (what the channel offered
+	// and why this was chosen); left out by keel install.
+	Channel any `json:"channel,omitempty"`
 }
 
 type installFlags struct {
@@ -84,25 +88,16 @@ type installFlags struct {
 	wait                         bool
 	tries                        int
 	limits                       installLimits
+	hdr                          http.Header
 }
 
 func (c *command) install(args []string) error {
 	var f installFlags
 	fs, err := c.flags("install", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&f.keys, "keys", "", "trusted public keys file")
-		fs.StringVar(&f.board, "board", "", "board (offline)")
+		f.define(fs)
 		fs.StringVar(&f.slot, "slot", "", "target slot (offline, image without a boot record)")
-		fs.StringVar(&f.style, "progress", progressAuto, "progress: auto, bar, lines, json, none")
-		fs.StringVar(&f.ca, "ca", "", "CA certificates for https (PEM)")
-		fs.Var(&f.headers, "header", "HTTP header 'Name: value' (repeat)")
 		fs.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "install an older version")
-		fs.BoolVar(&f.noTry, "no-try", false, "do not put the slot on trial")
-		fs.BoolVar(&f.reboot, "reboot", false, "reboot when done")
-		fs.BoolVar(&f.wait, "wait", false, "wait for a running install instead of refusing")
-		fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 		fs.BoolVar(&f.noDelta, "no-delta", false, "fetch every block")
-		fs.IntVar(&f.tries, "tries", 0, "boots the trial may take (default: the board's)")
-		f.limits.define(fs)
 		fs.Usage = func() { fmt.Fprint(c.stderr, installUsage) }
 	})
 	if err != nil {
@@ -112,32 +107,10 @@ func (c *command) install(args []string) error {
 		fmt.Fprint(c.stderr, installUsage)
 		return usagef("install takes one SOURCE (a file, a block device, - or a URL), got %d arguments", fs.NArg())
 	}
-	if f.tries < 0 || f.tries > bootenv.MaxTries {
-		return usagef("install: --tries %d: give 1..%d", f.tries, bootenv.MaxTries)
-	}
-	if c.g.config != "" || c.g.efivars != "" {
-		return usagef("install writes the slot's partitions: run it on the device, or offline with --image DISK.img (not -c or --efivars)")
-	}
-	if err := f.limits.check(); err != nil {
+	if err := c.checkInstallFlags("install", &f); err != nil {
 		return err
 	}
 	defer c.limitInstall(f.limits)()
-	hdr := http.Header{}
-	for _, h := range f.headers {
-		k, v, ok := strings.Cut(h, ":")
-		if !ok || strings.TrimSpace(k) == "" {
-			return usagef("install: --header %q: want 'Name: value'", h)
-		}
-		hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
-	style := f.style
-	if f.asJSON && style == progressAuto {
-		style = progressJSON
-	}
-	prog, err := newProgress(c.stderr, style, time.Now)
-	if err != nil {
-		return err
-	}
 	// One install at a time, from the plan to the last commit.
 	lock, err := c.lockFor(f, fs.Arg(0))
 	if err != nil {
@@ -146,29 +119,102 @@ func (c *command) install(args []string) error {
 	defer lock.Release()
 	// The plan (target, keys, board, policy, boot record) before the
 	// source is opened: a refusal costs no download.
-	var p *update.Plan
-	if c.g.image != "" {
-		p, err = c.planOffline(f)
-	} else {
-		p, err = c.planDevice(f)
-	}
+	p, err := c.plan(f)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
+	return c.installFrom(f, lock, p, fs.Arg(0), nil, nil)
+}
+
+// define defines the flags keel install shares with keel update apply.
+func (f *installFlags) define(fs *flag.FlagSet) {
+	fs.StringVar(&f.keys, "keys", "", "trusted public keys file")
+	fs.StringVar(&f.board, "board", "", "board (offline)")
+	fs.StringVar(&f.style, "progress", progressAuto, "progress: auto, bar, lines, json, none")
+	fs.StringVar(&f.ca, "ca", "", "CA certificates for https (PEM)")
+	fs.Var(&f.headers, "header", "HTTP header 'Name: value' (repeat)")
+	fs.BoolVar(&f.noTry, "no-try", false, "do not put the slot on trial")
+	fs.BoolVar(&f.reboot, "reboot", false, "reboot when done")
+	fs.BoolVar(&f.wait, "wait", false, "wait for a running install instead of refusing")
+	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	fs.IntVar(&f.tries, "tries", 0, "boots the trial may take (default: the board's)")
+	f.limits.define(fs)
+}
+
+// checkInstallFlags checks the flags an install takes and reads its
+// --header values.
+func (c *command) checkInstallFlags(name string, f *installFlags) error {
+	if f.tries < 0 || f.tries > bootenv.MaxTries {
+		return usagef("%s: --tries %d: give 1..%d", name, f.tries, bootenv.MaxTries)
+	}
+	if c.g.config != "" || c.g.efivars != "" {
+		return usagef("%s writes the slot's partitions: run it on the device, or offline with --image DISK.img (not -c or --efivars)", name)
+	}
+	if err := f.limits.check(); err != nil {
+		return err
+	}
+	f.hdr = http.Header{}
+	for _, h := range f.headers {
+		k, v, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return usagef("%s: --header %q: want 'Name: value'", name, h)
+		}
+		f.hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	return nil
+}
+
+// plan plans an install on this device, or into the disk image.
+func (c *command) plan(f installFlags) (*update.Plan, error) {
+	if c.g.image != "" {
+		return c.planOffline(f)
+	}
+	return c.planDevice(f)
+}
+
+// installGuard wraps an install's source and returns a check of the
+// opened bundle that runs before anything is written (keel update apply:
+// the channel's metadata pins the file).
+type installGuard func(source.Source) (source.Source, func(*bundle.Bundle) error)
+
+// installFrom installs the bundle at arg (a file, a block device, - or a
+// URL) as p planned, holding lock, and arms the trial; extra is printed
+// in the JSON result (keel update apply's decision).
+func (c *command) installFrom(f installFlags, lock *update.Lock, p *update.Plan, arg string, guard installGuard, extra any) error {
+	style := f.style
+	if f.asJSON && style == progressAuto {
+		style = progressJSON
+	}
+	prog, err := newProgress(c.stderr, style, time.Now)
+	if err != nil {
+		return err
+	}
 	for _, n := range p.Notes {
 		fmt.Fprintf(c.stderr, "keel: note: %s\n", n)
 	}
 	lock.SetTarget(lock.Status().Target + ", slot " + p.Slot)
-	ho := source.HTTPOptions{CAFile: f.ca, Headers: hdr, Log: func(s string) { fmt.Fprintf(c.stderr, "keel: %s\n", s) }}
+	ho := source.HTTPOptions{CAFile: f.ca, Headers: f.hdr, Log: func(s string) { fmt.Fprintf(c.stderr, "keel: %s\n", s) }}
 	f.limits.http(&ho)
-	src, err := source.Open(c.ctx, fs.Arg(0), c.deps.Stdin, ho)
+	src, err := source.Open(c.ctx, arg, c.deps.Stdin, ho)
 	if err != nil {
 		return f.limits.explain(c.ctx, err)
 	}
 	defer src.Close()
+	var in source.Source = src
+	if guard != nil {
+		var pin func(*bundle.Bundle) error
+		in, pin = guard(src)
+		check := p.Check
+		p.Check = func(b *bundle.Bundle) error {
+			if err := pin(b); err != nil {
+				return err
+			}
+			return check(b)
+		}
+	}
 	start := time.Now()
-	res, err := p.Install(c.ctx, src, f.noDelta, func(e slotwrite.Event) { prog.event(e); lock.Progress(e) })
+	res, err := p.Install(c.ctx, in, f.noDelta, func(e slotwrite.Event) { prog.event(e); lock.Progress(e) })
 	err = f.limits.explain(c.ctx, err)
 	if err != nil {
 		if p.Begun() {
@@ -187,7 +233,7 @@ func (c *command) install(args []string) error {
 	}
 	out := installResult{Slot: p.Slot, Version: h.Version, SecurityVersion: h.SecurityVersion, Board: p.Board.Name, Trial: tries,
 		Fetched: res.Fetched, BundleSize: h.Size(), Blocks: res.Blocks, LocalContainer: res.LocalContainer,
-		Seconds: time.Since(start).Seconds(), Record: recorded}
+		Seconds: time.Since(start).Seconds(), Record: recorded, Channel: extra}
 	if f.asJSON {
 		if err := printJSON(c.stdout, out); err != nil {
 			return err

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/keelboot/keel/format/layout"
 )
 
 // unitFile is a unit or configuration file: section -> key -> values.
@@ -218,5 +220,61 @@ func TestShutdownHook(t *testing.T) {
 		if err != nil || string(out) != "note-shutdown "+verb+"\n" {
 			t.Errorf("the hook with %s: %q, %v", verb, out, err)
 		}
+	}
+}
+
+// TestUpdateUnits: keel-update.timer starts keel-update.service after a
+// random delay, now and then; the service runs keel update apply with
+// JSON events, reboots through systemd, never on a trial's boot (the file
+// keel-init leaves then), retries a failed check with a bound; both pass
+// systemd-analyze verify.
+func TestUpdateUnits(t *testing.T) {
+	svc := parseUnit(t, filepath.Join("systemd", "keel-update.service"))
+	for _, c := range []struct{ section, key, want string }{
+		{"Unit", "ConditionKernelCommandLine", "keel.slot"},
+		{"Unit", "ConditionPathExists", "!" + layout.TrialIDPath},
+		{"Unit", "ConditionPathExists", layout.ChannelURLPath},
+		{"Unit", "After", "keel-mark-good.service"},
+		{"Service", "Type", "oneshot"},
+		{"Service", "Restart", "on-failure"},
+	} {
+		if !slices.Contains(svc.words(c.section, c.key), c.want) {
+			t.Errorf("keel-update.service [%s] %s=%v, want %s in it", c.section, c.key, svc[c.section][c.key], c.want)
+		}
+	}
+	start := strings.Join(svc["Service"]["ExecStart"], " ")
+	for _, w := range []string{"/usr/bin/keel update apply", "--json", "--progress json", "--reboot", `--reboot-command "systemctl --no-block reboot"`} {
+		if !strings.Contains(start, w) {
+			t.Errorf("ExecStart=%s: no %s", start, w)
+		}
+	}
+	timer := parseUnit(t, filepath.Join("systemd", "keel-update.timer"))
+	for _, key := range []string{"RandomizedDelaySec", "OnBootSec", "OnUnitInactiveSec"} {
+		if len(timer["Timer"][key]) != 1 {
+			t.Errorf("keel-update.timer: [Timer] %s=%v", key, timer["Timer"][key])
+		}
+	}
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Fatalf("%v (the systemd package: make deps)", err)
+	}
+	root := t.TempDir()
+	units := filepath.Join(root, "usr", "lib", "systemd", "system")
+	os.MkdirAll(filepath.Dir(units), 0o755)
+	if out, err := exec.Command("cp", "-a", "/usr/lib/systemd/system/.", units).CombinedOutput(); err != nil {
+		t.Fatalf("copying the installed units: %v\n%s", err, out)
+	}
+	for _, name := range []string{"keel-update.service", "keel-update.timer", "keel-mark-good.service"} {
+		b, err := os.ReadFile(filepath.Join("systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(units, name), b, 0o644)
+	}
+	os.MkdirAll(filepath.Join(root, "usr", "bin"), 0o755)
+	os.WriteFile(filepath.Join(root, "usr", "bin", "keel"), []byte("#!/bin/sh\n"), 0o755)
+	out, err := exec.Command(analyze, "verify", "--root="+root, "keel-update.service", "keel-update.timer").CombinedOutput()
+	if err != nil || len(out) != 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }

@@ -7,6 +7,9 @@
 // systemd/system-shutdown/keel (systemd-shutdown's hook: keel
 // note-shutdown VERB notes how the boot ends, so that the next keel-init
 // tells a reboot from a power loss, docs/DESIGN.md section 3.1).
+// systemd/keel-update.service and keel-update.timer are the update agent:
+// keel update apply now and then (a random delay, bounded retries, never
+// on a trial's boot), its JSON events in the journal.
 // scripts/debian-root.sh installs them in the Debian root of make
 // debian-root; the tests here check them with systemd-analyze.
 package dist

@@ -59,6 +59,13 @@ type Plan struct {
 	// Unrecorded says, when there is no boot record to update (Finish
 	// returns false), what happens instead.
 	Unrecorded string
+	// Running is the running (offline: the active) slot's verified
+	// manifest, nil when there is none; Counter the anti-rollback counter
+	// (-1: not known, offline); DiskID the image's GPT disk GUID (offline
+	// only: a stable device id for keel update's rollout share).
+	Running *manifest.Manifest
+	Counter int64
+	DiskID  string
 
 	store  *bootstore.Store // nil: no record (an image whose record is in firmware variables)
 	token  string           // this run's install token (bootenv.BeginInstall)
@@ -180,7 +187,7 @@ func Policy(running *manifest.Manifest, allowDowngrade bool, counter int64) func
 		if running == nil || allowDowngrade {
 			return nil
 		}
-		if CompareVersions(h.Version, running.Version) < 0 || h.SecurityVersion < running.SecurityVersion {
+		if manifest.CompareVersions(h.Version, running.Version) < 0 || h.SecurityVersion < running.SecurityVersion {
 			return fmt.Errorf("%w: version %s (security version %d) is older than the running version %s (security version %d); give --allow-downgrade to install it anyway",
 				bootenv.ErrRefused, h.Version, h.SecurityVersion, running.Version, running.SecurityVersion)
 		}
@@ -270,6 +277,7 @@ func PlanDevice(d Device) (*Plan, error) {
 		return fail(fmt.Errorf("install: %w", err))
 	}
 	p.Check = Policy(running, d.AllowDowngrade, counter)
+	p.Running, p.Counter = running, counter
 	return p, nil
 }
 
@@ -419,6 +427,7 @@ func PlanImage(i Image) (*Plan, error) {
 	}
 	p.Board = BoardByName(board)
 	p.Check = Policy(running, i.AllowDowngrade, -1)
+	p.Running, p.Counter, p.DiskID = running, -1, tab.DiskGUID.String()
 	if p.store == nil {
 		p.Unrecorded = "the image keeps its boot record in firmware variables, not on the disk: nothing was put on trial; at its first boot keel-init starts a record with the newest verified slot (highest security version) active"
 	}

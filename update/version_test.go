@@ -24,10 +24,10 @@ func TestCompareVersions(t *testing.T) {
 		{"v3", "v10", -1},
 		{"b", "a", 1},
 	} {
-		if got := CompareVersions(c.a, c.b); got != c.want {
+		if got := manifest.CompareVersions(c.a, c.b); got != c.want {
 			t.Errorf("CompareVersions(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
 		}
-		if got := CompareVersions(c.b, c.a); got != -c.want {
+		if got := manifest.CompareVersions(c.b, c.a); got != -c.want {
 			t.Errorf("CompareVersions(%q, %q) = %d, want %d", c.b, c.a, got, -c.want)
 		}
 	}

@@ -72,6 +72,10 @@ type debianSlot struct {
 	// install: on a normal boot, `keel install` the bundle on the USB
 	// stick (/dev/vdb), once per bundle.
 	install bool
+	// update: on a normal boot, keel update apply from the channel
+	// folders on the USB stick (an ext4 file system on /dev/vdb):
+	// expired/ once, then fresh/ once (debianUpdate).
+	update bool
 	// rebootOnce: the first boot of the slot on the device reboots
 	// (systemctl reboot) from its health check, before it can commit.
 	rebootOnce bool
@@ -167,6 +171,9 @@ elif [ -e /etc/keel-test/install ] && [ "$mode" = normal ] && [ -b /dev/vdb ] &&
 	echo "KEEL-INSTALL rc=$?"
 	echo KEEL-TEST-REBOOT
 	systemctl --no-block reboot
+elif [ -e /etc/keel-test/update ] && [ "$mode" = normal ] && [ -b /dev/vdb ] && /usr/local/bin/keel-test-update; then
+	echo KEEL-TEST-REBOOT
+	systemctl --no-block reboot
 else
 	echo KEEL-TEST-POWEROFF
 	systemctl --no-block poweroff
@@ -188,6 +195,10 @@ fi
 	}
 	if s.rebootOnce {
 		files["etc/keel-test/reboot-once"] = "yes\n"
+	}
+	if s.update {
+		files["etc/keel-test/update"] = "yes\n"
+		files["usr/local/bin/keel-test-update"] = debianUpdate
 	}
 	links := map[string]string{
 		"boot-complete.target.requires/keel-test-health.service": "keel-test-health.service",

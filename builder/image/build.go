@@ -325,6 +325,20 @@ func (bl *builder) payload(name string, sl Slot, rootPart string, rootSize int64
 		defer removeTree(tree)
 		bl.logf("slot %s: unpacked %s in %.1fs", name, sl.RootTar, time.Since(t).Seconds())
 		sl.RootDir = tree
+	} else if sl.RootDir != "" && bl.s.Channel != nil {
+		// The channel's files go into a copy (hard links where the
+		// file system allows: the files are replaced, not written to).
+		tree := filepath.Join(bl.work, "root-"+name+".tree")
+		if err := copyRootTree(bl.ctx, sl.RootDir, tree); err != nil {
+			return nil, fmt.Errorf("image: slot %s root_dir: %w", name, err)
+		}
+		defer removeTree(tree)
+		sl.RootDir = tree
+	}
+	if sl.RootDir != "" && bl.s.Channel != nil {
+		if err := addChannel(sl.RootDir, bl.s.Channel); err != nil {
+			return nil, fmt.Errorf("image: slot %s: the channel: %w", name, err)
+		}
 	}
 	if sl.RootDir != "" {
 		root = filepath.Join(bl.work, "root-"+name+"."+fstype)

@@ -6,8 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+
+	"github.com/keelboot/keel/format/layout"
 )
 
 // File system types Rootfs makes and FSType recognises.
@@ -165,4 +170,44 @@ func sizeOf(n int64) string {
 		return fmt.Sprintf("%d MiB", n>>20)
 	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+// copyRootTree copies the tree src to dst (removed first): hard links when
+// both are on one file system, else a copy (cp -a).
+func copyRootTree(ctx context.Context, src, dst string) error {
+	if err := removeTree(dst); err != nil {
+		return err
+	}
+	if err := exec.CommandContext(ctx, "cp", "-al", src+"/.", dst).Run(); err == nil {
+		return nil
+	}
+	if err := removeTree(dst); err != nil {
+		return err
+	}
+	if out, err := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", src+"/.", dst).CombinedOutput(); err != nil {
+		return fmt.Errorf("copying %s: %v: %s", src, err, out)
+	}
+	return nil
+}
+
+// addChannel writes the channel's URL and root.json into the root tree
+// (replacing what is there: a hard link is removed, not written through).
+func addChannel(tree string, c *Channel) error {
+	root, err := os.ReadFile(c.Root)
+	if err != nil {
+		return err
+	}
+	for name, data := range map[string][]byte{layout.ChannelURLPath: []byte(c.URL + "\n"), layout.ChannelRootPath: root} {
+		p := filepath.Join(tree, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/secureboot"
+	"github.com/keelboot/keel/update/channel"
 )
 
 // Spec is everything Build needs to write a disk image. In JSON (see
@@ -132,6 +133,10 @@ type Spec struct {
 	// image whose slots are all empty (and without Recovery) needs no key.
 	Unsigned bool `json:"unsigned,omitempty"`
 
+	// Channel is the update channel every root built from root_dir or
+	// root_tar carries (keel update): nil, none.
+	Channel *Channel `json:"channel,omitempty"`
+
 	// WorkDir holds the intermediate files (UKI, ESP, file systems); ""
 	// means a temporary directory next to Out, removed at the end.
 	WorkDir string `json:"-"`
@@ -181,6 +186,15 @@ type Slot struct {
 	// file system (a slot never installed, or wiped). The other fields are
 	// then ignored.
 	Empty bool `json:"empty,omitempty"`
+}
+
+// Channel is an update channel (keel channel): its URL (or a folder) and
+// its initial TUF root.json, written to layout.ChannelURLPath and
+// layout.ChannelRootPath in the slot's root file system, so that the
+// device's trust in the channel is covered by dm-verity.
+type Channel struct {
+	URL  string `json:"url"`
+	Root string `json:"root"`
 }
 
 // ReadSpec reads a Spec from a JSON file. Unknown fields are an error (a
@@ -235,6 +249,9 @@ func ReadSpec(path string) (Spec, error) {
 	}
 	if s.Recovery != nil {
 		absSlot(s.Recovery)
+	}
+	if s.Channel != nil {
+		abs(&s.Channel.Root)
 	}
 	return s, nil
 }
@@ -435,6 +452,9 @@ func (s *Spec) Validate() error {
 			file(f+"root_tar", sl.RootTar, "a tar archive of the root file system (uncompressed, gzip or zstd)", "")
 		case sl.RootImage != "":
 			file(f+"root_image", sl.RootImage, "an erofs, ext4 or squashfs image", "")
+			if s.Channel != nil {
+				add("%sroot_image and channel: a prebuilt root cannot take the channel's files; give root_dir or root_tar", f)
+			}
 		default:
 			add("%sroot_dir, %sroot_tar or %sroot_image: no root file system given", f, f, f)
 		}
@@ -489,6 +509,16 @@ func (s *Spec) Validate() error {
 			"(or set \"unsigned\": true for a development image, whose slots keel-init refuses)", slotNames(needKey))
 	}
 	s.validateArchiveInputs(builds, add)
+	if c := s.Channel; c != nil {
+		if c.URL == "" || strings.ContainsAny(c.URL, "\n\r") {
+			add("channel.url: %q: give the channel's http(s):// URL or folder, on one line", c.URL)
+		}
+		if b, err := os.ReadFile(c.Root); err != nil {
+			add("channel.root: %w (keel channel init writes root.json)", err)
+		} else if err := channel.CheckRoot(b); err != nil {
+			add("channel.root: %s: %w", c.Root, err)
+		}
+	}
 	var extra []string
 	for name := range s.Slots {
 		if !boardSlots[name] {

@@ -81,3 +81,19 @@ const (
 	// copies them to RunDir.
 	HandoffDir = "/keel"
 )
+
+// Paths in a slot's root file system (covered by dm-verity) and its OS
+// that keel update reads.
+const (
+	// ChannelURLPath holds the update channel's location (one line: an
+	// http(s):// URL or a folder); ChannelRootPath its initial TUF
+	// root.json. keel image build writes both into the slot's root.
+	ChannelURLPath  = "/etc/keel/channel/url"
+	ChannelRootPath = "/etc/keel/channel/root.json"
+	// ChannelStateDir keeps the channel's trusted metadata between checks
+	// (TUF's rollback protection).
+	ChannelStateDir = "/var/lib/keel/channel"
+	// MachineIDPath is the OS's stable id (systemd's machine-id): the
+	// rollout share is decided from it.
+	MachineIDPath = "/etc/machine-id"
+)

@@ -195,6 +195,10 @@ func (s *HTTPSource) makeClient() error {
 	return nil
 }
 
+// CAPool is the system's root certificates plus those in caFile; nil (the
+// system's roots) when caFile is "": what an https source trusts.
+func CAPool(caFile string) (*x509.CertPool, error) { return rootsWith(caFile) }
+
 // rootsWith is the system's root certificates plus those in caFile; nil
 // (the system's roots) when caFile is "".
 func rootsWith(caFile string) (*x509.CertPool, error) {

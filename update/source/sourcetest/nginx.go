@@ -26,7 +26,7 @@ master_process off;
 worker_processes 1;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log;
-events { worker_connections 64; }
+events { worker_connections 1024; }
 http {
 	access_log %[1]s/access.log;
 	client_body_temp_path %[1]s/client_body;
