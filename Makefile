@@ -101,6 +101,7 @@ fuzz:
 	$(GO) test ./format/uefi/ -run '^$$' -fuzz '^FuzzParseGUID$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/datareport/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/bundle/ -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./format/bundle/ -run '^$$' -fuzz '^FuzzChunk$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/slotimg/ -run '^$$' -fuzz '^FuzzParseHeader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/cpio/ -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./manifest/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)

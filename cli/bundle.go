@@ -408,7 +408,7 @@ func readBundleParts(ctx context.Context, f *os.File, size int64, b *bundle.Bund
 		p, _ := b.Header.Part(n)
 		ps = append(ps, p)
 	}
-	return bundle.ReadParts(ctx, source.NewReaderAt(f, size, f.Name()), ps...)
+	return bundle.ReadParts(ctx, b.View(source.NewReaderAt(f, size, f.Name())), ps...)
 }
 
 // sizeText is n bytes for people: "12.3 MiB (12897280 bytes)".
