@@ -209,6 +209,11 @@ func (c *command) bundleInfo(args []string) error {
 	fmt.Fprintf(w, "version:\t%s\n", printable(h.Version))
 	fmt.Fprintf(w, "security version:\t%d\n", h.SecurityVersion)
 	fmt.Fprintf(w, "size:\t%s\n", sizeText(h.Size()))
+	if c := h.Chunks; c != nil {
+		fmt.Fprintf(w, "storage:\tformat %d, %s chunks of %d KiB, %s uncompressed\n", h.Format, printable(c.Compression), c.ChunkSize>>10, sizeText(h.LayoutSize()))
+	} else {
+		fmt.Fprintf(w, "storage:\tformat %d, uncompressed\n", h.Format)
+	}
 	fmt.Fprintf(w, "root:\t%d blocks of 4 KiB (%s)\n", h.DataBlocks, sizeText(int64(h.DataBlocks)*bundle.Align))
 	if d := h.Delta; d != nil {
 		fmt.Fprintf(w, "delta:\tfrom version %s (root hash %.16s…): %d of %d blocks carried\n", printable(d.From), printable(d.FromRootHash), d.Blocks, h.DataBlocks)

@@ -155,7 +155,7 @@ func TestBundleCommands(t *testing.T) {
 		t.Errorf("verify: %s", r.stdout)
 	}
 	r = keel(t, "bundle", "info", f.b2).ok(t)
-	for _, w := range []string{"version:", "2.0", "NOT checked", "kernel", "data"} {
+	for _, w := range []string{"version:", "2.0", "NOT checked", "kernel", "data", "storage:", "format 2, zstd chunks of 256 KiB"} {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("info without keys lacks %q:\n%s", w, r.stdout)
 		}

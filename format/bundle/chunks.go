@@ -476,3 +476,17 @@ func (c *chunker) finish() (index []byte, stored int64) {
 	}
 	return index, stored
 }
+
+// ChunkOf returns the number of the chunk of a format-2 bundle that holds
+// the View offset off, and where that chunk is stored in the file; ok
+// false for a format-1 bundle or an offset in no part.
+func (b *Bundle) ChunkOf(off int64) (k int, stored Range, ok bool) {
+	if b.index == nil {
+		return 0, Range{}, false
+	}
+	k, _, _, _, ok = b.index.chunkAt(off)
+	if !ok {
+		return 0, Range{}, false
+	}
+	return k, Range{Off: b.index.stored[k], Len: b.index.stored[k+1] - b.index.stored[k]}, true
+}
