@@ -158,9 +158,15 @@ bench-verity: deps kernel
 # trade-off (the full bundle's size against the bytes an adaptive delta of
 # a one-file change reads) and the install throughput of a compressed
 # (format 2) bundle over an uncompressed one (install_ratio_compressed,
-# goal >= 0.9). Prints a summary table per benchmark; several minutes.
+# goal >= 0.9). Then keel beside RAUC, Mender, casync, zstd --patch-from
+# and xdelta3 on the update workloads W1-W5 (scripts/update-workloads.sh:
+# Debian roots made with mmdebstrap, cached in $(BUILD)/workloads): bytes
+# on the wire from an nginx's access log or the artifacts' sizes, a table
+# and $(BUILD)/bench-update.json (builder/image/peersbench_test.go).
+# Prints a summary table per benchmark; tens of minutes.
 bench-update: deps debian-root
-	$(GO) test -run '^$$' -bench '^Benchmark(InstallVsDD|DeltaFetched|ChunkSize|InstallCompressed)$$' -benchtime 1x -timeout 60m -v ./builder/image/
+	./scripts/update-workloads.sh $(BUILD)/workloads
+	$(GO) test -run '^$$' -bench '^Benchmark(InstallVsDD|DeltaFetched|ChunkSize|InstallCompressed|UpdatePeers)$$' -benchtime 1x -timeout 120m -v ./builder/image/
 
 # A trial's first-boot snapshot of the data area, no VM
 # (initramfs/dataarea/bench_linux_test.go): dataarea.Prepare copying a

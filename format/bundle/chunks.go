@@ -266,6 +266,9 @@ func (v *chunkView) Fetch(ctx context.Context, ranges []Range, fn func(off int64
 	}
 
 	zeros := make([]byte, Align)
+	// Buffers of chunks handed over, reused (the chunks in flight are
+	// bounded, and so is the memory).
+	var freeOut, freeStored [][]byte
 	ei := 0 // the next item to hand over
 	// emit hands over the items whose chunks are decompressed, in order;
 	// wait: wait for the next chunk (if its bytes arrived).
@@ -307,7 +310,8 @@ func (v *chunkView) Fetch(ctx context.Context, ranges []Range, fn func(off int64
 			}
 			ei++
 			if ei == len(items) || items[ei].chunk != it.chunk {
-				jobs[it.chunk].out, jobs[it.chunk].stored = nil, nil
+				freeOut, freeStored = append(freeOut, j.out[:0]), append(freeStored, j.stored[:0])
+				j.out, j.stored = nil, nil
 				inflight--
 			}
 		}
@@ -321,13 +325,20 @@ func (v *chunkView) Fetch(ctx context.Context, ranges []Range, fn func(off int64
 		_, start, end, part, _ := v.ix.chunkAt(starts[ci])
 		j := &decodeJob{stored: cur, done: make(chan struct{})}
 		jobs[ci] = j
+		var out []byte
+		if n := len(freeOut); n > 0 {
+			out, freeOut = freeOut[n-1], freeOut[:n-1]
+		}
 		inflight++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer close(j.done)
 			want := end - start
-			out, err := dec.DecodeAll(j.stored, make([]byte, 0, want))
+			if int64(cap(out)) < want {
+				out = make([]byte, 0, want)
+			}
+			out, err := dec.DecodeAll(j.stored, out[:0:want])
 			switch {
 			case err != nil:
 				j.err = fmt.Errorf("%w: chunk %d (the %s part's bytes %d to %d) does not decompress to its %d bytes: %w", ErrTampered, k, part, start-v.partStart(part), end-v.partStart(part), want, err)
@@ -345,7 +356,11 @@ func (v *chunkView) Fetch(ctx context.Context, ranges []Range, fn func(off int64
 			for len(b) > 0 {
 				n := v.ix.stored[need[ci]+1] - v.ix.stored[need[ci]]
 				if cur == nil {
-					cur = make([]byte, 0, n)
+					if k := len(freeStored); k > 0 && int64(cap(freeStored[k-1])) >= n {
+						cur, freeStored = freeStored[k-1], freeStored[:k-1]
+					} else {
+						cur = make([]byte, 0, n)
+					}
 				}
 				c := min(int64(len(b)), n-int64(len(cur)))
 				cur = append(cur, b[:c]...)
