@@ -30,14 +30,15 @@ import (
 	"github.com/keelboot/keel/update/source/sourcetest"
 )
 
-// workloadsDir is where scripts/update-workloads.sh cached the roots.
-func workloadsDir(tb testing.TB) string {
+// workloadsDir is where scripts/update-workloads.sh cached the roots
+// (names: the ones needed).
+func workloadsDir(tb testing.TB, names []string) string {
 	tb.Helper()
 	dir := os.Getenv("KEEL_WORKLOADS")
 	if dir == "" {
 		dir = "../../build/workloads"
 	}
-	for _, n := range []string{"bookworm", "security", "feature", "bullseye"} {
+	for _, n := range names {
 		if _, err := os.Stat(filepath.Join(dir, n+".tar")); err != nil {
 			tb.Fatalf("no workload root %s.tar in %s (%v): run scripts/update-workloads.sh %s (make bench-update does)", n, dir, err, dir)
 		}
@@ -190,7 +191,7 @@ func (p *peerEnv) served(tb testing.TB, fn func()) int64 {
 // BenchmarkUpdatePeers: see the file's comment. Not timed.
 func BenchmarkUpdatePeers(b *testing.B) {
 	e := newBenchEnv(b)
-	p := &peerEnv{benchEnv: e, tools: map[string]string{}, wl: workloadsDir(b), bundles: map[string]string{},
+	p := &peerEnv{benchEnv: e, tools: map[string]string{}, bundles: map[string]string{},
 		payload: map[string]string{}, rootImg: map[string]string{}}
 	for _, t := range []string{"tar", "rauc", "mender-artifact", "casync", "zstd", "xdelta3", "openssl", "mksquashfs"} {
 		p.tools[t] = tool(b, t)
@@ -227,6 +228,28 @@ func BenchmarkUpdatePeers(b *testing.B) {
 		{"W4", "security -> the same plus new packages", ver{"security", "security", 1, kernel1, initrd1}, ver{"feature", "feature", 1, kernel1, initrd1}},
 		{"W5", "bullseye -> bookworm (a new root)", ver{"bullseye", "bullseye", 1, kernel1, initrd1}, bookworm},
 	}
+	// KEEL_WORKLOADS_ONLY=W1,W2 runs only those (while developing: the
+	// JSON then lacks the others).
+	if only := os.Getenv("KEEL_WORKLOADS_ONLY"); only != "" {
+		keep := workloads[:0]
+		for _, w := range workloads {
+			if strings.Contains(","+only+",", ","+w.name+",") {
+				keep = append(keep, w)
+			}
+		}
+		workloads = keep
+	}
+	need := map[string]bool{}
+	var roots []string
+	for _, w := range workloads {
+		for _, r := range []string{w.old.root, w.new.root} {
+			if !need[r] {
+				need[r] = true
+				roots = append(roots, r)
+			}
+		}
+	}
+	p.wl = workloadsDir(b, roots)
 	rows := map[string]*peerRow{}
 	var names []string
 	for i := 0; i < b.N; i++ {
