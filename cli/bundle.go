@@ -61,7 +61,9 @@ func (c *command) bundleCmd(args []string) error {
 func (c *command) bundleBuild(args []string) error {
 	var board, spec, slot, out, fromImage string
 	var keyFiles listFlag
+	format := bundle.FormatChunked
 	fs, err := c.flags("bundle build", args, func(fs *flag.FlagSet) {
+		fs.IntVar(&format, "format", bundle.FormatChunked, "bundle format: 2 (compressed) or 1 (uncompressed, for devices whose keel reads only format 1)")
 		fs.StringVar(&board, "board", "", "board name (with --spec)")
 		fs.StringVar(&spec, "spec", "", "image spec JSON (keel image help)")
 		fs.StringVar(&slot, "slot", "", "the slot to bundle")
@@ -82,6 +84,9 @@ func (c *command) bundleBuild(args []string) error {
 	if (spec == "") == (fromImage == "") {
 		return usagef("bundle build: give --spec SPEC.json (with --board) or --from-image DISK.img")
 	}
+	if format != bundle.FormatPlain && format != bundle.FormatChunked {
+		return usagef("bundle build: --format %d: want 2 (compressed) or 1 (uncompressed)", format)
+	}
 	var write func(w io.Writer) (*bundle.Header, error)
 	if spec != "" {
 		if board == "" {
@@ -96,13 +101,15 @@ func (c *command) bundleBuild(args []string) error {
 			return usagef("%v", err)
 		}
 		s.Board = b
-		write = func(w io.Writer) (*bundle.Header, error) { return image.BuildBundle(c.ctx, s, slot, w) }
+		write = func(w io.Writer) (*bundle.Header, error) { return image.BuildBundleFormat(c.ctx, s, slot, w, format) }
 	} else {
 		keys, err := readPrivateKeys(keyFiles)
 		if err != nil {
 			return err
 		}
-		write = func(w io.Writer) (*bundle.Header, error) { return image.BundleFromImage(fromImage, slot, keys, w) }
+		write = func(w io.Writer) (*bundle.Header, error) {
+			return image.BundleFromImageFormat(fromImage, slot, keys, w, format)
+		}
 	}
 	h, err := writeBundle(out, write)
 	if err != nil {
@@ -306,18 +313,23 @@ func (c *command) bundleVerify(args []string) error {
 func (c *command) bundleDelta(args []string) error {
 	var from, out string
 	var keyFiles, trustFiles listFlag
+	format := bundle.FormatChunked
 	fs, err := c.flags("bundle delta", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&from, "from", "", "the full bundle of the version devices run")
 		fs.StringVar(&out, "o", "", "delta bundle to write")
 		fs.StringVar(&out, "out", "", "delta bundle to write")
 		fs.Var(&keyFiles, "key", "private key signing the delta's header; may be repeated")
 		fs.Var(&trustFiles, "keys", "trusted public keys to check OLD and NEW (default: the --key keys' public keys)")
+		fs.IntVar(&format, "format", bundle.FormatChunked, "bundle format: 2 (compressed) or 1 (uncompressed, for devices whose keel reads only format 1)")
 	})
 	if err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || from == "" || out == "" {
 		return usagef("usage: keel bundle delta --from OLD.bundle NEW.bundle -o DELTA.bundle --key K.key")
+	}
+	if format != bundle.FormatPlain && format != bundle.FormatChunked {
+		return usagef("bundle delta: --format %d: want 2 (compressed) or 1 (uncompressed)", format)
 	}
 	keys, err := readPrivateKeys(keyFiles)
 	if err != nil {
@@ -397,7 +409,7 @@ func (c *command) bundleDelta(args []string) error {
 	}
 	h, err := writeBundle(out, func(w io.Writer) (*bundle.Header, error) {
 		return bundle.Write(w, bundle.Input{Manifest: nb.ManifestBytes, Sig: nb.Sig, Kernel: parts[0], Initrd: parts[1], Root: newRoot,
-			Delta: &bundle.Delta{From: ob.Header.Version, FromRootHash: ob.Manifest.Root.Verity.RootHash}, Map: m}, keys...)
+			Delta: &bundle.Delta{From: ob.Header.Version, FromRootHash: ob.Manifest.Root.Verity.RootHash}, Map: m, Plain: format == bundle.FormatPlain}, keys...)
 	})
 	if err != nil {
 		return err

@@ -150,6 +150,17 @@ func TestBundleCommands(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Error("the bundle of slot a of the image differs from the slot's bundle")
 	}
+	// Format 1, for devices whose keel reads only that: the same bytes as
+	// the slot's format-1 bundle.
+	plain := filepath.Join(f.dir, "from-image-plain.bundle")
+	keel(t, "bundle", "build", "--from-image", img, "--slot", "a", "--key", f.keyFile, "--format", "1", "-o", plain).ok(t)
+	if got, _ := os.ReadFile(plain); !bytes.Equal(got, bundletest.PlainBundle(t, f.v1, f.key)) {
+		t.Error("the format-1 bundle of slot a of the image differs from the slot's format-1 bundle")
+	}
+	if r := keel(t, "bundle", "info", plain).ok(t); !strings.Contains(r.stdout, "format 1, uncompressed") {
+		t.Errorf("info of a format-1 bundle: %s", r.stdout)
+	}
+	keel(t, "bundle", "build", "--from-image", img, "--slot", "a", "--key", f.keyFile, "--format", "3", "-o", plain).fails(t, ExitUsage, "--format 3")
 	r := keel(t, "bundle", "verify", "--keys", f.pubFile, f.b2).ok(t)
 	if !strings.Contains(r.stdout, "OK: version 2.0") {
 		t.Errorf("verify: %s", r.stdout)
