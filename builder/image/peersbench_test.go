@@ -292,7 +292,8 @@ func BenchmarkUpdatePeers(b *testing.B) {
 			r.Xdelta3 = ptr(size(b, xd))
 			os.Remove(patch)
 			os.Remove(xd)
-			b.Logf("%s (%s): %s", w.name, w.what, rowText(r))
+			// As it goes (a run takes long): the row on stderr.
+			fmt.Fprintf(os.Stderr, "BenchmarkUpdatePeers: %s (%s): %s\n", w.name, w.what, rowText(r))
 		}
 	}
 	ratio := p.installRatio(b, p.bundles["bookworm"])
