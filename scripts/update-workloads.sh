@@ -37,9 +37,8 @@ fi
 # The packages of W4's feature update: about 30 MB installed.
 feature=${FEATURE_PACKAGES:-python3,curl,less,vim-tiny,iproute2}
 
+hook=(--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr)
 common=(
-  --variant=essential
-  --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
   --dpkgopt='path-exclude=/usr/share/man/*'
   --dpkgopt='path-exclude=/usr/share/info/*'
   --dpkgopt='path-exclude=/usr/share/locale/*'
@@ -54,7 +53,11 @@ sha() { sha256sum | cut -d' ' -f1; }
 make_root() {
   local name=$1 suite=$2 include=$3
   shift 3
-  local args=("${common[@]}" --include="$include" "$suite")
+  # bookworm's merged /usr up front (scripts/debian-root.sh says why);
+  # bullseye has no usr-is-merged package, and the hook fails there.
+  local merged=("${hook[@]}")
+  [ "$suite" != bullseye ] || merged=()
+  local args=(--variant=essential "${merged[@]}" "${common[@]}" --include="$include" "$suite")
   local key
   key=$(printf '%s\n' "${args[@]}" "$@" | sha)
   if [ -s "$out/$name.tar" ] && [ "$(cat "$out/$name.key" 2>/dev/null)" = "$key" ]; then
