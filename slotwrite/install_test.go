@@ -244,6 +244,12 @@ func TestInstallRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	index := bundle.RegionSize(hl, sl)
+	b2, err := bundle.Open(context.Background(), mem(f.full1), f.trusted, bundletest.Board)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp2, _ := b2.Header.Part(bundle.PartData)
+	_, last, _ := b2.ChunkOf(dp2.End() - 1)
 	cases := []struct {
 		name    string
 		bundle  []byte
@@ -264,7 +270,7 @@ func TestInstallRefused(t *testing.T) {
 		{"truncated", plain[:len(plain)-4096], nil, "truncated", false},
 		{"format 2 truncated", f.full1[:len(f.full1)-1], nil, "truncated", false},
 		{"format 2 chunk index", flipIn(f.full1, index+1), nil, "chunk index has sha256", false},
-		{"format 2 data chunk", flipIn(f.full1, int64(len(f.full1))-100), nil, "chunk 8 (the data part's bytes 786432 to 819200) does not decompress", true},
+		{"format 2 data chunk", flipIn(f.full1, last.Off+last.Len/2), nil, "chunk 8 (the data part's bytes 786432 to 819200) does not decompress", true},
 		{"wrong board", plain, func(o *opts) { o.board = "other-board" }, "for another board", false},
 		{"policy", f.full1, func(o *opts) {
 			o.check = func(*bundle.Bundle) error { return errors.New("security version below the counter") }

@@ -48,7 +48,9 @@ type Chunks struct {
 	// in file order.
 	IndexSize   int64  `json:"index_size"`
 	IndexSHA256 string `json:"index_sha256"`
-	// StoredSize is the bundle file's size.
+	// StoredSize is the bundle file's size: the chunks end, then zeros
+	// up to the next multiple of Align (a block device, a USB stick, is
+	// a whole number of sectors).
 	StoredSize int64 `json:"stored_size"`
 }
 
@@ -80,7 +82,7 @@ func (c *Chunks) validate(parts []Part, regionSize int64) error {
 	if b, err := hex.DecodeString(c.IndexSHA256); err != nil || len(b) != 32 {
 		return fmt.Errorf("chunk index sha256 %.70q is not 64 hex digits", c.IndexSHA256)
 	}
-	if low, high := regionSize+c.IndexSize+n, regionSize+c.IndexSize+most; c.StoredSize < low || c.StoredSize > high {
+	if low, high := alignUp(regionSize+c.IndexSize+n), alignUp(regionSize+c.IndexSize+most); c.StoredSize < low || c.StoredSize > high || c.StoredSize%Align != 0 {
 		return fmt.Errorf("stored size %d: %d chunks of these parts take %d to %d bytes", c.StoredSize, n, low, high)
 	}
 	return nil
@@ -96,6 +98,9 @@ type Index struct {
 	stored []int64
 	// end is the end of the uncompressed layout (the format-1 size).
 	end int64
+	// chunksEnd is where the last chunk ends (zeros follow up to the
+	// file's end).
+	chunksEnd int64
 }
 
 type indexPart struct {
@@ -130,9 +135,10 @@ func ParseIndex(h *Header, regionSize int64, b []byte) (*Index, error) {
 			x.stored = append(x.stored, off)
 		}
 	}
-	if off != c.StoredSize {
+	if alignUp(off) != c.StoredSize {
 		return nil, fmt.Errorf("%w: the chunks end at %d, the signed header says the file is %d bytes", ErrCorrupt, off, c.StoredSize)
 	}
+	x.chunksEnd = off
 	return x, nil
 }
 

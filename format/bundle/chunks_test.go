@@ -27,8 +27,10 @@ func oneChunkView(t testing.TB, size int64, frames ...[]byte) (*chunkView, []byt
 	}
 	s := sha256.Sum256(index)
 	parts := []Part{{Name: PartData, Offset: Align, Size: size}}
+	stored := alignUp(int64(len(index) + len(file)))
+	file = append(file, make([]byte, stored-int64(len(index)+len(file)))...)
 	h := &Header{Parts: parts, Chunks: &Chunks{Compression: Compression, ChunkSize: MinChunk,
-		IndexSize: int64(len(index)), IndexSHA256: hex.EncodeToString(s[:]), StoredSize: int64(len(index) + len(file))}}
+		IndexSize: int64(len(index)), IndexSHA256: hex.EncodeToString(s[:]), StoredSize: stored}}
 	x, err := ParseIndex(h, 0, index)
 	if err != nil {
 		return nil, nil
@@ -96,9 +98,9 @@ func TestIndexRefused(t *testing.T) {
 		stored  int64
 		want    string
 	}{
-		{"zero", []uint32{0, 10}, 10, "stored in 0 bytes"},
-		{"huge", []uint32{10, 1 << 31}, 10 + 1<<31, "want 1 to"},
-		{"sum", []uint32{10, 10}, 30, "the chunks end at 28"},
+		{"zero", []uint32{0, 10}, 4096, "stored in 0 bytes"},
+		{"huge", []uint32{10, 1 << 31}, 4096 + 1<<31, "want 1 to"},
+		{"sum", []uint32{10, 10}, 8192, "the chunks end at 28"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var index []byte

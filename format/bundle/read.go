@@ -284,6 +284,7 @@ func Verify(ctx context.Context, src Source, trusted []manifest.PublicKey, board
 	if err != nil {
 		return nil, err
 	}
+	raw := src
 	src = b.View(src)
 	h := b.Header
 	kp, _ := h.Part(PartKernel)
@@ -348,6 +349,16 @@ func Verify(ctx context.Context, src Source, trusted []manifest.PublicKey, board
 	}
 	if err := dx.Check(); err != nil {
 		return nil, err
+	}
+	// Format 2: the zeros after the last chunk.
+	if x := b.index; x != nil && x.chunksEnd < h.Size() {
+		pad, err := fetch(ctx, raw, x.chunksEnd, h.Size()-x.chunksEnd, "the padding after the last chunk")
+		if err != nil {
+			return nil, err
+		}
+		if !allZero(pad) {
+			return nil, fmt.Errorf("%w: the padding after the last chunk is not zero", ErrTampered)
+		}
 	}
 	return b, nil
 }

@@ -179,7 +179,7 @@ func Write(w io.Writer, in Input, keys ...manifest.PrivateKey) (*Header, error) 
 		if ck != nil {
 			s := sha256.Sum256(index)
 			h.Chunks = &Chunks{Compression: Compression, ChunkSize: ck.size, IndexSize: int64(len(index)),
-				IndexSHA256: hex.EncodeToString(s[:]), StoredSize: region + int64(len(index)) + stored}
+				IndexSHA256: hex.EncodeToString(s[:]), StoredSize: alignUp(region + int64(len(index)) + stored)}
 		}
 		if hb, err = h.Marshal(); err != nil {
 			return nil, err
@@ -210,6 +210,11 @@ func Write(w io.Writer, in Input, keys ...manifest.PrivateKey) (*Header, error) 
 		}
 		for _, c := range ck.chunks {
 			if _, err := w.Write(c.b); err != nil {
+				return nil, fmt.Errorf("bundle: %w", err)
+			}
+		}
+		if r := (region + int64(len(index)) + stored) % Align; r != 0 {
+			if _, err := w.Write(make([]byte, Align-r)); err != nil {
 				return nil, fmt.Errorf("bundle: %w", err)
 			}
 		}
