@@ -101,6 +101,7 @@ fuzz:
 	$(GO) test ./format/uefi/ -run '^$$' -fuzz '^FuzzParseGUID$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/datareport/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/bundle/ -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./format/bundle/ -run '^$$' -fuzz '^FuzzChunk$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/slotimg/ -run '^$$' -fuzz '^FuzzParseHeader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./format/cpio/ -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./manifest/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
@@ -153,10 +154,20 @@ bench-verity: deps kernel
 # also NoLocal), and how much of the full bundle an install over HTTP
 # fetches when the device runs the old version: one changed file (goal
 # <= 10%), a new kernel only, a new root, with zstd --patch-from and the
-# static delta bundle for comparison. Prints a summary table per benchmark;
-# about a minute (of which the runs measured take a few seconds).
-bench-update: deps
-	$(GO) test -run '^$$' -bench '^Benchmark(InstallVsDD|DeltaFetched)$$' -benchtime 1x -timeout 30m -v ./builder/image/
+# static delta bundle for comparison. On the Debian slot root of make
+# debian-root (builder/image/compressbench_test.go): the chunk size's
+# trade-off (the full bundle's size against the bytes an adaptive delta of
+# a one-file change reads) and the install throughput of a compressed
+# (format 2) bundle over an uncompressed one (install_ratio_compressed,
+# goal >= 0.9). Then keel beside RAUC, Mender, casync, zstd --patch-from
+# and xdelta3 on the update workloads W1-W5 (scripts/update-workloads.sh:
+# Debian roots made with mmdebstrap, cached in $(BUILD)/workloads): bytes
+# on the wire from an nginx's access log or the artifacts' sizes, a table
+# and $(BUILD)/bench-update.json (builder/image/peersbench_test.go).
+# Prints a summary table per benchmark; tens of minutes.
+bench-update: deps debian-root
+	./scripts/update-workloads.sh $(BUILD)/workloads
+	$(GO) test -run '^$$' -bench '^Benchmark(InstallVsDD|DeltaFetched|ChunkSize|InstallCompressed|UpdatePeers)$$' -benchtime 1x -timeout 120m -v ./builder/image/
 
 # Update channels: the metadata checks per second one nginx on 127.0.0.1
 # serves to up-to-date devices (keel update check), against plain GETs of

@@ -62,7 +62,9 @@ func (c *command) bundleCmd(args []string) error {
 func (c *command) bundleBuild(args []string) error {
 	var board, spec, slot, out, fromImage string
 	var keyFiles listFlag
+	format := bundle.FormatChunked
 	fs, err := c.flags("bundle build", args, func(fs *flag.FlagSet) {
+		fs.IntVar(&format, "format", bundle.FormatChunked, "bundle format: 2 (compressed) or 1 (uncompressed, for devices whose keel reads only format 1)")
 		fs.StringVar(&board, "board", "", "board name (with --spec)")
 		fs.StringVar(&spec, "spec", "", "image spec JSON (keel image help)")
 		fs.StringVar(&slot, "slot", "", "the slot to bundle")
@@ -83,6 +85,9 @@ func (c *command) bundleBuild(args []string) error {
 	if (spec == "") == (fromImage == "") {
 		return usagef("bundle build: give --spec SPEC.json (with --board) or --from-image DISK.img")
 	}
+	if format != bundle.FormatPlain && format != bundle.FormatChunked {
+		return usagef("bundle build: --format %d: want 2 (compressed) or 1 (uncompressed)", format)
+	}
 	var write func(w io.Writer) (*bundle.Header, error)
 	if spec != "" {
 		if board == "" {
@@ -97,13 +102,15 @@ func (c *command) bundleBuild(args []string) error {
 			return usagef("%v", err)
 		}
 		s.Board = b
-		write = func(w io.Writer) (*bundle.Header, error) { return image.BuildBundle(c.ctx, s, slot, w) }
+		write = func(w io.Writer) (*bundle.Header, error) { return image.BuildBundleFormat(c.ctx, s, slot, w, format) }
 	} else {
 		keys, err := readPrivateKeys(keyFiles)
 		if err != nil {
 			return err
 		}
-		write = func(w io.Writer) (*bundle.Header, error) { return image.BundleFromImage(fromImage, slot, keys, w) }
+		write = func(w io.Writer) (*bundle.Header, error) {
+			return image.BundleFromImageFormat(fromImage, slot, keys, w, format)
+		}
 	}
 	h, err := writeBundle(out, write)
 	if err != nil {
@@ -210,6 +217,11 @@ func (c *command) bundleInfo(args []string) error {
 	fmt.Fprintf(w, "version:\t%s\n", printable(h.Version))
 	fmt.Fprintf(w, "security version:\t%d\n", h.SecurityVersion)
 	fmt.Fprintf(w, "size:\t%s\n", sizeText(h.Size()))
+	if c := h.Chunks; c != nil {
+		fmt.Fprintf(w, "storage:\tformat %d, %s chunks of %d KiB, %s uncompressed\n", h.Format, printable(c.Compression), c.ChunkSize>>10, sizeText(h.LayoutSize()))
+	} else {
+		fmt.Fprintf(w, "storage:\tformat %d, uncompressed\n", h.Format)
+	}
 	fmt.Fprintf(w, "root:\t%d blocks of 4 KiB (%s)\n", h.DataBlocks, sizeText(int64(h.DataBlocks)*bundle.Align))
 	if d := h.Delta; d != nil {
 		fmt.Fprintf(w, "delta:\tfrom version %s (root hash %.16s…): %d of %d blocks carried\n", printable(d.From), printable(d.FromRootHash), d.Blocks, h.DataBlocks)
@@ -279,18 +291,23 @@ func (c *command) bundleVerify(args []string) error {
 func (c *command) bundleDelta(args []string) error {
 	var from, out string
 	var keyFiles, trustFiles listFlag
+	format := bundle.FormatChunked
 	fs, err := c.flags("bundle delta", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&from, "from", "", "the full bundle of the version devices run")
 		fs.StringVar(&out, "o", "", "delta bundle to write")
 		fs.StringVar(&out, "out", "", "delta bundle to write")
 		fs.Var(&keyFiles, "key", "private key signing the delta's header; may be repeated")
 		fs.Var(&trustFiles, "keys", "trusted public keys to check OLD and NEW (default: the --key keys' public keys)")
+		fs.IntVar(&format, "format", bundle.FormatChunked, "bundle format: 2 (compressed) or 1 (uncompressed, for devices whose keel reads only format 1)")
 	})
 	if err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || from == "" || out == "" {
 		return usagef("usage: keel bundle delta --from OLD.bundle NEW.bundle -o DELTA.bundle --key K.key")
+	}
+	if format != bundle.FormatPlain && format != bundle.FormatChunked {
+		return usagef("bundle delta: --format %d: want 2 (compressed) or 1 (uncompressed)", format)
 	}
 	keys, err := readPrivateKeys(keyFiles)
 	if err != nil {
@@ -370,7 +387,7 @@ func (c *command) bundleDelta(args []string) error {
 	}
 	h, err := writeBundle(out, func(w io.Writer) (*bundle.Header, error) {
 		return bundle.Write(w, bundle.Input{Manifest: nb.ManifestBytes, Sig: nb.Sig, Kernel: parts[0], Initrd: parts[1], Root: newRoot,
-			Delta: &bundle.Delta{From: ob.Header.Version, FromRootHash: ob.Manifest.Root.Verity.RootHash}, Map: m}, keys...)
+			Delta: &bundle.Delta{From: ob.Header.Version, FromRootHash: ob.Manifest.Root.Verity.RootHash}, Map: m, Plain: format == bundle.FormatPlain}, keys...)
 	})
 	if err != nil {
 		return err
@@ -386,7 +403,7 @@ func readBundleParts(ctx context.Context, f *os.File, size int64, b *bundle.Bund
 		p, _ := b.Header.Part(n)
 		ps = append(ps, p)
 	}
-	return bundle.ReadParts(ctx, source.NewReaderAt(f, size, f.Name()), ps...)
+	return bundle.ReadParts(ctx, b.View(source.NewReaderAt(f, size, f.Name())), ps...)
 }
 
 // sizeText is n bytes for people: "12.3 MiB (12897280 bytes)".

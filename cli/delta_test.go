@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/keelboot/keel/format/bundle"
+	"github.com/keelboot/keel/format/bundle/bundletest"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/update/source"
 )
@@ -20,9 +21,14 @@ import (
 // not have (or carries blocks they have).
 func TestBundleDeltaChecksOld(t *testing.T) {
 	f := newUpdateFixture(t)
-	old, _ := os.ReadFile(f.b1)
+	// The old bundle in format 1 (a format-2 one damaged fails its
+	// chunk's decompression first; TestBundleCommands has that): its
+	// data part is the bundle's last, 200 blocks uncompressed.
+	plain := filepath.Join(f.dir, "v1-plain.bundle")
+	old := bundletest.PlainBundle(t, f.v1, f.key)
+	mustWrite(t, plain, old, 0o644)
 	bad := filepath.Join(f.dir, "v1-damaged.bundle")
-	// Data block 42 of v1: the data part is the bundle's last, 200 blocks.
+	// Data block 42 of v1.
 	b := append([]byte(nil), old...)
 	b[len(b)-(200-42)*bundle.Align+100] ^= 0x40
 	mustWrite(t, bad, b, 0o644)
@@ -37,7 +43,7 @@ func TestBundleDeltaChecksOld(t *testing.T) {
 	}
 	// The old tree itself damaged: its root hash is in the signed manifest.
 	b = append([]byte(nil), old...)
-	ob := openBundleFile(t, f.b1, f)
+	ob := openBundleFile(t, plain, f)
 	tp, _ := ob.Header.Part(bundle.PartTree)
 	b[tp.Offset+5] ^= 1
 	mustWrite(t, bad, b, 0o644)
@@ -45,6 +51,7 @@ func TestBundleDeltaChecksOld(t *testing.T) {
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("a delta was written from an old bundle with a damaged tree: %v", err)
 	}
+	keel(t, "bundle", "delta", "--from", plain, f.b2, "-o", out, "--key", f.keyFile).ok(t)
 	keel(t, "bundle", "delta", "--from", f.b1, f.b2, "-o", out, "--key", f.keyFile).ok(t)
 }
 

@@ -150,12 +150,23 @@ func TestBundleCommands(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Error("the bundle of slot a of the image differs from the slot's bundle")
 	}
+	// Format 1, for devices whose keel reads only that: the same bytes as
+	// the slot's format-1 bundle.
+	plain := filepath.Join(f.dir, "from-image-plain.bundle")
+	keel(t, "bundle", "build", "--from-image", img, "--slot", "a", "--key", f.keyFile, "--format", "1", "-o", plain).ok(t)
+	if got, _ := os.ReadFile(plain); !bytes.Equal(got, bundletest.PlainBundle(t, f.v1, f.key)) {
+		t.Error("the format-1 bundle of slot a of the image differs from the slot's format-1 bundle")
+	}
+	if r := keel(t, "bundle", "info", plain).ok(t); !strings.Contains(r.stdout, "format 1, uncompressed") {
+		t.Errorf("info of a format-1 bundle: %s", r.stdout)
+	}
+	keel(t, "bundle", "build", "--from-image", img, "--slot", "a", "--key", f.keyFile, "--format", "3", "-o", plain).fails(t, ExitUsage, "--format 3")
 	r := keel(t, "bundle", "verify", "--keys", f.pubFile, f.b2).ok(t)
 	if !strings.Contains(r.stdout, "OK: version 2.0") {
 		t.Errorf("verify: %s", r.stdout)
 	}
 	r = keel(t, "bundle", "info", f.b2).ok(t)
-	for _, w := range []string{"version:", "2.0", "NOT checked", "kernel", "data"} {
+	for _, w := range []string{"version:", "2.0", "NOT checked", "kernel", "data", "storage:", "format 2, zstd chunks of 256 KiB"} {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("info without keys lacks %q:\n%s", w, r.stdout)
 		}
@@ -165,12 +176,13 @@ func TestBundleCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || !info.Verified || info.Header.Version != "2.0" || info.KeyID != f.key.ID() {
 		t.Errorf("info --json: %v %+v", err, info)
 	}
-	// A tampered bundle: verify names the block.
+	// A tampered bundle: verify names the chunk (its last, the data
+	// part's last 32 KiB).
 	bad := filepath.Join(f.dir, "bad.bundle")
 	b, _ := os.ReadFile(f.b2)
 	b[len(b)-4096*3+7] ^= 1
 	mustWrite(t, bad, b, 0o644)
-	keel(t, "bundle", "verify", "--keys", f.pubFile, bad).fails(t, ExitStorage, "data block 197")
+	keel(t, "bundle", "verify", "--keys", f.pubFile, bad).fails(t, ExitStorage, "the data part's bytes 786432 to 819200) does not decompress")
 	// A static delta.
 	delta := filepath.Join(f.dir, "delta.bundle")
 	r = keel(t, "bundle", "delta", "--from", f.b1, f.b2, "-o", delta, "--key", f.keyFile).ok(t)
@@ -252,7 +264,7 @@ func TestInstallTamperedLeavesSlotUnbootable(t *testing.T) {
 	bad := filepath.Join(f.dir, "bad.bundle")
 	mustWrite(t, bad, b, 0o644)
 	r := keel(t, "--image", img, "install", "--keys", f.pubFile, "--no-delta", "--progress", "none", bad)
-	r.fails(t, ExitStorage, "does not match its dm-verity leaf")
+	r.fails(t, ExitStorage, "update bundle was changed after signing")
 	if !strings.Contains(r.stderr, "run the install again") {
 		t.Errorf("no advice: %s", r.stderr)
 	}

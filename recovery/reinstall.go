@@ -22,7 +22,7 @@ import (
 func (s *Seed) slot() *bundle.Bundle {
 	m := s.SlotManifest
 	h := &bundle.Header{
-		Format: bundle.FormatVersion, Compatible: m.Compatible, Version: m.Version,
+		Format: bundle.FormatPlain, Compatible: m.Compatible, Version: m.Version,
 		SecurityVersion: m.SecurityVersion, DataBlocks: s.params.DataBlocks,
 		Parts: []bundle.Part{
 			{Name: bundle.PartKernel, Offset: s.Kernel.Offset, Size: s.Kernel.Size, SHA256: m.Kernel.SHA256},

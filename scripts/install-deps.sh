@@ -36,6 +36,11 @@ pkgs=(
   debian-archive-keyring # mmdebstrap checks bookworm's Release files with it
   uidmap             # newuidmap: mmdebstrap's unshare mode (make debian-root without root)
   systemd            # systemctl --root (make debian-root), systemd-analyze verify (dist/)
+  rauc               # rauc bundle: make bench-update's peer (RAUC's verity bundle)
+  mender-artifact    # mender-artifact write rootfs-image: make bench-update's peer (Mender)
+  casync             # casync make/extract: make bench-update's peer (content-defined chunking)
+  xdelta3            # xdelta3 -e -s: make bench-update's static-diff anchor
+  squashfs-tools     # mksquashfs: what rauc bundle packs with
 )
 
 missing=()

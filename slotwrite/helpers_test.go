@@ -156,3 +156,15 @@ func install(t *testing.T, src source.Source, o opts) (*Result, error) {
 		return b, err
 	}, o.Options)
 }
+
+// chunkedLimit is the most a delta install of a format-2 bundle with
+// header h should fetch when changed blocks (of random, incompressible
+// content) are missing: the header region, the chunk index, the manifest
+// and its signature, the tree, and a chunk per changed block.
+func chunkedLimit(h *bundle.Header, changed int) int64 {
+	mp, _ := h.Part(bundle.PartManifest)
+	sp, _ := h.Part(bundle.PartSig)
+	tp, _ := h.Part(bundle.PartTree)
+	c := h.Chunks.ChunkSize
+	return 2*4096 + h.Chunks.IndexSize + mp.Size + sp.Size + tp.Size + 3*1024 + int64(changed)*(c+c/64)
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keelboot/keel/format/bundle"
+	"github.com/keelboot/keel/format/bundle/bundletest"
 	"github.com/keelboot/keel/update/source"
 	"github.com/keelboot/keel/update/source/sourcetest"
 )
@@ -146,6 +147,7 @@ func TestInstallHTTPNoRange(t *testing.T) {
 func TestInstallHTTPNginx(t *testing.T) {
 	f := newFixture(t, 13, 400, 6, false)
 	delta := staticDelta(t, f)
+	f.full2 = bundletest.ChunkedBundle(t, f.v2, bundle.MinChunk, f.key)
 	dir := t.TempDir()
 	for name, b := range map[string][]byte{"full.raucb": f.full2, "delta.raucb": delta} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
@@ -163,8 +165,8 @@ func TestInstallHTTPNginx(t *testing.T) {
 		}
 		d.checkSlot(t, f.v2)
 		t.Logf("fetched %d of %d bytes (%.1f%%), blocks %v", res.Fetched, len(f.full2), 100*float64(res.Fetched)/float64(len(f.full2)), res.Blocks)
-		if res.Fetched > int64(len(f.full2))/10 || res.Blocks.Fetched > 6 {
-			t.Errorf("fetched %d bytes (%d blocks) of a %d-byte bundle for a 6-block change, want under a tenth", res.Fetched, res.Blocks.Fetched, len(f.full2))
+		if limit := chunkedLimit(mustHeader(t, f, f.full2), 6); res.Fetched > limit || res.Blocks.Fetched > 6 {
+			t.Errorf("fetched %d bytes (%d blocks) of a %d-byte bundle for a 6-block change, want at most %d (6 chunks)", res.Fetched, res.Blocks.Fetched, len(f.full2), limit)
 		}
 	})
 	t.Run("static delta", func(t *testing.T) {
@@ -201,7 +203,19 @@ func TestInstallHTTPNginx(t *testing.T) {
 func TestInstallHTTPFetchedMatchesServed(t *testing.T) {
 	const changed = 6
 	f := newFixture(t, 14, 400, changed, false)
-	s := sourcetest.NewServer(t, f.full2)
+	for _, format := range []string{"format 1", "format 2"} {
+		t.Run(format, func(t *testing.T) {
+			b := bundletest.PlainBundle(t, f.v2, f.key)
+			if format == "format 2" {
+				b = bundletest.ChunkedBundle(t, f.v2, bundle.MinChunk, f.key)
+			}
+			fetchedMatchesServed(t, f, b, changed)
+		})
+	}
+}
+
+func fetchedMatchesServed(t *testing.T, f *fixture, full []byte, changed int) {
+	s := sourcetest.NewServer(t, full)
 	d := newDevice(t, f.v1)
 	res, err := installURL(t, s.URL, source.HTTPOptions{}, d.options(f.trusted, nil))
 	if err != nil {
@@ -217,16 +231,19 @@ func TestInstallHTTPFetchedMatchesServed(t *testing.T) {
 	}
 	// The preamble, header and manifest come before the kernel; the
 	// kernel and initrd are the active slot's.
-	h := mustHeader(t, f, f.full2)
+	h := mustHeader(t, f, full)
 	kp, _ := h.Part(bundle.PartKernel)
 	tp, _ := h.Part(bundle.PartTree)
 	padded := (tp.Size + bundle.Align - 1) / bundle.Align * bundle.Align
-	limit := kp.Offset + padded + changed*bundle.Align
-	t.Logf("fetched %d of %d bytes (%.1f%%) in %d requests; limit %d; blocks %v", res.Fetched, len(f.full2), 100*float64(res.Fetched)/float64(len(f.full2)), st.Requests, limit, res.Blocks)
-	if res.Fetched > limit {
-		t.Errorf("fetched %d bytes, want at most the header and manifest (%d), the tree (%d) and the %d changed blocks: %d", res.Fetched, kp.Offset, padded, changed, limit)
+	limit := kp.Offset + padded + int64(changed)*bundle.Align
+	if h.Chunks != nil {
+		limit = chunkedLimit(h, changed)
 	}
-	if res.Fetched*100 > int64(len(f.full2))*5 {
-		t.Errorf("fetched %d bytes of a %d-byte bundle, want a few percent", res.Fetched, len(f.full2))
+	t.Logf("fetched %d of %d bytes (%.1f%%) in %d requests; limit %d; blocks %v", res.Fetched, len(full), 100*float64(res.Fetched)/float64(len(full)), st.Requests, limit, res.Blocks)
+	if res.Fetched > limit {
+		t.Errorf("fetched %d bytes, want at most the header and manifest (%d), the tree (%d) and the %d changed blocks (chunks): %d", res.Fetched, kp.Offset, padded, changed, limit)
+	}
+	if h.Chunks == nil && res.Fetched*100 > int64(len(full))*5 {
+		t.Errorf("fetched %d bytes of a %d-byte bundle, want a few percent", res.Fetched, len(full))
 	}
 }

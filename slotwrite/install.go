@@ -100,9 +100,12 @@ const ErrTampered = bundle.ErrTampered
 
 // installer is one install's state.
 type installer struct {
-	ctx   context.Context
-	o     Options
-	src   *countingSource
+	ctx context.Context
+	o   Options
+	src *countingSource
+	// view is the bundle's parts as format 1 lays them out (a format-2
+	// bundle's chunks fetched from src and decompressed).
+	view  bundle.Source
 	start time.Time
 	b     *bundle.Bundle
 	t     *verity.Tree
@@ -148,6 +151,7 @@ func (in *installer) run(open Open) (*Result, error) {
 		return nil, err
 	}
 	in.b = b
+	in.view = b.View(in.src)
 	in.res.Bundle = b
 	if err != nil {
 		return &in.res, err
@@ -280,12 +284,12 @@ func (in *installer) fits() error {
 }
 
 func (in *installer) readTree() error {
-	t, tree, err := in.b.ReadTree(in.ctx, in.src)
+	t, tree, err := in.b.ReadTree(in.ctx, in.view)
 	if err != nil {
 		return err
 	}
 	in.t, in.tree = t, tree
-	if in.bm, err = in.b.ReadBlockMap(in.ctx, in.src); err != nil {
+	if in.bm, err = in.b.ReadBlockMap(in.ctx, in.view); err != nil {
 		return err
 	}
 	return nil
@@ -443,7 +447,7 @@ func (in *installer) writeContainer() error {
 		return in.ents[1].Offset
 	}
 	k := 0
-	err := in.src.Fetch(in.ctx, ranges, func(off int64, b []byte) error {
+	err := in.view.Fetch(in.ctx, ranges, func(off int64, b []byte) error {
 		for off >= fetch[k].End() {
 			k++
 		}

@@ -16,12 +16,17 @@ import (
 
 func TestInstallFull(t *testing.T) {
 	f := newFixture(t, 1, 300, 5, false)
-	for _, kind := range []string{"file", "pipe"} {
+	plain := bundletest.PlainBundle(t, f.v1, f.key)
+	for _, kind := range []string{"file", "pipe", "file, format 1", "pipe, format 1"} {
 		t.Run(kind, func(t *testing.T) {
 			d := newDevice(t, nil)
-			src := mem(f.full1)
-			if kind == "pipe" {
-				src = source.Stream(bytes.NewReader(f.full1), "pipe")
+			full := f.full1
+			if strings.HasSuffix(kind, "format 1") {
+				full = plain
+			}
+			src := mem(full)
+			if strings.HasPrefix(kind, "pipe") {
+				src = source.Stream(bytes.NewReader(full), "pipe")
 			}
 			o := d.options(f.trusted, nil)
 			var events []Event
@@ -62,11 +67,13 @@ func TestInstallFull(t *testing.T) {
 				}
 			}
 			// Fetched: all but the zero and repeated blocks (and, from a
-			// pipe, everything: a pipe cannot skip without reading).
-			if kind == "file" {
-				if max := int64(len(f.full1)) - int64(c.InPlace+c.Zero+c.Copied)*4096; res.Fetched > max {
-					t.Errorf("fetched %d bytes of a %d-byte bundle, want at most %d", res.Fetched, len(f.full1), max)
-				}
+			// pipe, everything: a pipe cannot skip without reading). A
+			// format-2 bundle stores them compressed: at most all of it.
+			if max := int64(len(full)) - int64(c.InPlace+c.Zero+c.Copied)*4096; kind == "file, format 1" && res.Fetched > max {
+				t.Errorf("fetched %d bytes of a %d-byte bundle, want at most %d", res.Fetched, len(full), max)
+			}
+			if res.Fetched > int64(len(full)) {
+				t.Errorf("fetched %d bytes of a %d-byte bundle", res.Fetched, len(full))
 			}
 		})
 	}
@@ -74,26 +81,47 @@ func TestInstallFull(t *testing.T) {
 
 // TestInstallDelta: with the old version active, only the changed blocks
 // (and the header, manifest and tree) are fetched; the unchanged kernel
-// and initrd are copied from the active slot.
+// and initrd are copied from the active slot. From a format-2 bundle, the
+// chunks that hold them.
 func TestInstallDelta(t *testing.T) {
 	f := newFixture(t, 2, 400, 6, false)
+	for _, c := range []struct {
+		name   string
+		bundle []byte
+	}{{"format 1", bundletest.PlainBundle(t, f.v2, f.key)}, {"format 2", bundletest.ChunkedBundle(t, f.v2, bundle.MinChunk, f.key)}} {
+		t.Run(c.name, func(t *testing.T) {
+			d := newDevice(t, f.v1)
+			res, err := install(t, mem(c.bundle), d.options(f.trusted, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.checkSlot(t, f.v2)
+			if res.Blocks.Fetched > 6 || res.Blocks.Active < 300 {
+				t.Errorf("blocks: %v, want at most the 6 changed fetched", res.Blocks)
+			}
+			if res.LocalContainer != int64(len(f.v2.Kernel)+len(f.v2.Initrd)) {
+				t.Errorf("kernel and initrd from the active slot: %d bytes", res.LocalContainer)
+			}
+			h := mustHeader(t, f, c.bundle)
+			tp, _ := h.Part(bundle.PartTree)
+			limit := int64(4096*3) + 8*4096 + tp.Size + 8192
+			if h.Chunks != nil {
+				// The header, the index, the manifest's, signature's and
+				// tree's chunks, and at most 6 data chunks (incompressible
+				// random blocks: stored about as large).
+				limit = int64(4096*3) + h.Chunks.IndexSize + 2*4096 + tp.Size + 6*(bundle.MinChunk+bundle.MinChunk/64)
+			}
+			if res.Fetched > limit {
+				t.Errorf("fetched %d bytes for a 6-block change, want at most %d", res.Fetched, limit)
+			}
+			t.Logf("delta: fetched %d of %d bytes (%.1f%%), blocks %v", res.Fetched, len(c.bundle), 100*float64(res.Fetched)/float64(len(c.bundle)), res.Blocks)
+		})
+	}
 	d := newDevice(t, f.v1)
 	res, err := install(t, mem(f.full2), d.options(f.trusted, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.checkSlot(t, f.v2)
-	if res.Blocks.Fetched > 6 || res.Blocks.Active < 300 {
-		t.Errorf("blocks: %v, want at most the 6 changed fetched", res.Blocks)
-	}
-	if res.LocalContainer != int64(len(f.v2.Kernel)+len(f.v2.Initrd)) {
-		t.Errorf("kernel and initrd from the active slot: %d bytes", res.LocalContainer)
-	}
-	tp, _ := mustHeader(t, f, f.full2).Part(bundle.PartTree)
-	if limit := int64(4096*3) + 8*4096 + tp.Size + 8192; res.Fetched > limit {
-		t.Errorf("fetched %d bytes for a 6-block change, want at most %d", res.Fetched, limit)
-	}
-	t.Logf("delta: fetched %d of %d bytes (%.1f%%), blocks %v", res.Fetched, len(f.full2), 100*float64(res.Fetched)/float64(len(f.full2)), res.Blocks)
 
 	// Run again: everything is in place, almost nothing is fetched.
 	res, err = install(t, mem(f.full2), d.options(f.trusted, nil))
@@ -199,14 +227,29 @@ func TestInstallRefused(t *testing.T) {
 	f := newFixture(t, 4, 200, 3, false)
 	other, otherTrusted := bundletest.Keys(t, "someone else")
 	_ = otherTrusted
-	h := mustHeader(t, f, f.full1)
+	plain := bundletest.PlainBundle(t, f.v1, f.key)
+	h := mustHeader(t, f, plain)
 	part := func(name string) bundle.Part { p, _ := h.Part(name); return p }
-	flip := func(off int64) []byte {
-		b := append([]byte(nil), f.full1...)
+	flipIn := func(b []byte, off int64) []byte {
+		b = append([]byte(nil), b...)
 		b[off] ^= 0x40
 		return b
 	}
+	flip := func(off int64) []byte { return flipIn(plain, off) }
 	dp := part(bundle.PartData)
+	// Format 2: the index right after the header region, the data part's
+	// chunks at the end.
+	hl, sl, err := bundle.ParsePreamble(f.full1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := bundle.RegionSize(hl, sl)
+	b2, err := bundle.Open(context.Background(), mem(f.full1), f.trusted, bundletest.Board)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp2, _ := b2.Header.Part(bundle.PartData)
+	_, last, _ := b2.ChunkOf(dp2.End() - 1)
 	cases := []struct {
 		name    string
 		bundle  []byte
@@ -224,8 +267,11 @@ func TestInstallRefused(t *testing.T) {
 		{"initrd", flip(part(bundle.PartInitrd).Offset + 100), nil, "initrd part has sha256", true},
 		{"tree", flip(part(bundle.PartTree).Offset + 100), nil, "tree part has sha256", false},
 		{"data block 17", flip(dp.Offset + 17*4096 + 1000), nil, "data block 17", true},
-		{"truncated", f.full1[:len(f.full1)-4096], nil, "truncated", false},
-		{"wrong board", f.full1, func(o *opts) { o.board = "other-board" }, "for another board", false},
+		{"truncated", plain[:len(plain)-4096], nil, "truncated", false},
+		{"format 2 truncated", f.full1[:len(f.full1)-1], nil, "truncated", false},
+		{"format 2 chunk index", flipIn(f.full1, index+1), nil, "chunk index has sha256", false},
+		{"format 2 data chunk", flipIn(f.full1, last.Off+last.Len/2), nil, "chunk 8 (the data part's bytes 786432 to 819200) does not decompress", true},
+		{"wrong board", plain, func(o *opts) { o.board = "other-board" }, "for another board", false},
 		{"policy", f.full1, func(o *opts) {
 			o.check = func(*bundle.Bundle) error { return errors.New("security version below the counter") }
 		}, "below the counter", false},

@@ -43,7 +43,7 @@ func (in *installer) fetchBlocks(blocks []uint64, ranges []bundle.Range, fn func
 	}
 	k := 0
 	var pending []byte
-	err := in.src.Fetch(in.ctx, ranges, func(_ int64, piece []byte) error {
+	err := in.view.Fetch(in.ctx, ranges, func(_ int64, piece []byte) error {
 		if len(pending) > 0 {
 			need := blockSize - len(pending)
 			if len(piece) < need {

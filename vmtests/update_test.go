@@ -180,12 +180,12 @@ func TestInstallTamperedBundle(t *testing.T) {
 	old := m.bundleFile("a", vmkit.SlotSpec{Version: "1.0", SecurityVersion: 1})
 	full := m.bundleFile("b", vmkit.SlotSpec{Version: "2.0", SecurityVersion: 1})
 	m.Stick = filepath.Join(m.Dir, "tampered.bundle")
-	block := tamperNewBlock(t, old, full, m.Stick)
+	want := tamperNewBlock(t, old, full, m.Stick)
 	r := m.powerOn(2 * bootTimeout)
 	r.booted("a", "1.0")
 	r.expect("KEEL-MARKED-GOOD")
 	out := r.keelOut("install --progress none /dev/vdb", 2)
-	mustContain(t, "install", out, "data block "+block+" of version 2.0 does not match its dm-verity leaf")
+	mustContain(t, "install", out, want)
 	mustContain(t, "install", out, "run the install again")
 	s := r.status()
 	if s.Trial != nil || deref(s.Active) != "a" {
@@ -199,7 +199,9 @@ func TestInstallTamperedBundle(t *testing.T) {
 }
 
 // tamperNewBlock copies the bundle full to out with one byte changed in a
-// data block that the bundle old does not have, and returns its number.
+// data block that the bundle old does not have (in a format-2 bundle: in
+// the stored chunk that holds it), and returns what the install's error
+// must say.
 func tamperNewBlock(t *testing.T, old, full, out string) string {
 	t.Helper()
 	ctx := context.Background()
@@ -239,11 +241,16 @@ func tamperNewBlock(t *testing.T, old, full, out string) string {
 	for i := uint64(0); i < tree.Blocks(); i++ {
 		if m.Has(i) {
 			off := nb.BlockOffset(i, 0) + 100
+			want := fmt.Sprintf("data block %d of version 2.0 does not match its dm-verity leaf", i)
+			if k, stored, ok := nb.ChunkOf(off); ok {
+				off = stored.Off + stored.Len/2
+				want = fmt.Sprintf("update bundle was changed after signing: chunk %d (the data part's bytes", k)
+			}
 			nbytes[off] ^= 0x5a
 			if err := os.WriteFile(out, nbytes, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			return fmt.Sprint(i)
+			return want
 		}
 	}
 	t.Fatal("version 2.0 has no block version 1.0 lacks")

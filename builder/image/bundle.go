@@ -23,8 +23,19 @@ import (
 // root-<name> partition (as the Spec's partition_mb sizes it, SizedBoard), the bundle's header signed by the Spec's
 // SigningKeys. The Spec needs only that slot (others may be missing) and
 // its signing keys; Out and keel's own kernel are not used. With the same
-// Spec (Seed included) and inputs, the bundle has the same bytes.
+// Spec (Seed included) and inputs, the bundle has the same bytes. It
+// writes format 2 (compressed); BuildBundleFormat writes either.
 func BuildBundle(ctx context.Context, s Spec, name string, out io.Writer) (*bundle.Header, error) {
+	return BuildBundleFormat(ctx, s, name, out, bundle.FormatChunked)
+}
+
+// BuildBundleFormat is BuildBundle writing the bundle format given:
+// bundle.FormatChunked, or bundle.FormatPlain for devices whose keel reads
+// only format 1.
+func BuildBundleFormat(ctx context.Context, s Spec, name string, out io.Writer, format int) (*bundle.Header, error) {
+	if format != bundle.FormatPlain && format != bundle.FormatChunked {
+		return nil, fmt.Errorf("image: bundle: format %d: want %d or %d", format, bundle.FormatPlain, bundle.FormatChunked)
+	}
 	b := s.Board
 	sl, ok := s.Slots[name]
 	switch {
@@ -71,7 +82,7 @@ func BuildBundle(ctx context.Context, s Spec, name string, out io.Writer) (*bund
 	if err != nil {
 		return nil, err
 	}
-	in := bundle.Input{}
+	in := bundle.Input{Plain: format == bundle.FormatPlain}
 	for _, p := range pl.parts {
 		switch p.Name {
 		case slotimg.EntryKernel:
@@ -112,8 +123,18 @@ func partitionSize(l []boards.Partition, name string) (int64, error) {
 // BundleFromImage writes the update bundle of slot name of the disk image
 // at path (as Build wrote it) to out, the header signed with keys. The
 // slot's manifest and signature are taken as they are (keel bundle verify
-// checks them against trusted keys).
+// checks them against trusted keys). It writes format 2 (compressed);
+// BundleFromImageFormat writes either.
 func BundleFromImage(path, name string, keys []manifest.PrivateKey, out io.Writer) (*bundle.Header, error) {
+	return BundleFromImageFormat(path, name, keys, out, bundle.FormatChunked)
+}
+
+// BundleFromImageFormat is BundleFromImage writing the bundle format
+// given (bundle.FormatChunked or bundle.FormatPlain).
+func BundleFromImageFormat(path, name string, keys []manifest.PrivateKey, out io.Writer, format int) (*bundle.Header, error) {
+	if format != bundle.FormatPlain && format != bundle.FormatChunked {
+		return nil, fmt.Errorf("image: bundle: format %d: want %d or %d", format, bundle.FormatPlain, bundle.FormatChunked)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("image: %w", err)
@@ -136,7 +157,7 @@ func BundleFromImage(path, name string, keys []manifest.PrivateKey, out io.Write
 	if err != nil {
 		return nil, fmt.Errorf("image: %s slot %s: %w (an empty slot has nothing to bundle)", path, name, err)
 	}
-	in := bundle.Input{Root: io.NewSectionReader(f, rp.Offset(), rp.Size())}
+	in := bundle.Input{Root: io.NewSectionReader(f, rp.Offset(), rp.Size()), Plain: format == bundle.FormatPlain}
 	for _, e := range []struct {
 		name string
 		dst  *[]byte

@@ -587,34 +587,7 @@ func BenchmarkDeltaFetched(b *testing.B) {
 	oldH := e.build(b, "1.0", kernel1, initrd, oldDir, oldBundle)
 
 	// The device: the old version installed into empty partitions.
-	oldSlot, oldRoot := filepath.Join(e.dir, "active-slot.img"), filepath.Join(e.dir, "active-root.img")
-	{
-		slot := emptyPartition(b, oldSlot, e.slotSize)
-		root := emptyPartition(b, oldRoot, e.rootSize)
-		src, err := source.File(oldBundle)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, err = update.Install(e.ctx, src, update.Options{Trusted: e.trusted, Board: e.spec.Board.Name,
-			Target: slotwrite.Target{Slot: slot, SlotSize: e.slotSize, Root: root, RootSize: e.rootSize}})
-		src.Close()
-		slot.Close()
-		root.Close()
-		if err != nil {
-			b.Fatalf("installing the old version: %v", err)
-		}
-	}
-	as, err := os.Open(oldSlot)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer as.Close()
-	ar, err := os.Open(oldRoot)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ar.Close()
-	active := &slotwrite.Active{Slot: as, SlotSize: e.slotSize, Root: ar, RootSize: e.rootSize}
+	active := e.installActive(b, oldBundle, e.dir)
 
 	// (i) one changed file: the first file of 4-12 KiB.
 	oneDir := filepath.Join(e.dir, "root-one-file")

@@ -15,8 +15,13 @@ import (
 
 // Format constants.
 const (
-	Magic         = "KEELBNDL"
-	FormatVersion = 1
+	Magic = "KEELBNDL"
+	// FormatPlain (1) stores the parts as they are (keel before format 2
+	// wrote only this); FormatChunked (2) stores them as zstd chunks with
+	// a chunk index (chunks.go). Write writes format 2 unless told to
+	// write format 1; Open reads both.
+	FormatPlain   = 1
+	FormatChunked = 2
 	// Align is the alignment of every part (and the data block size).
 	Align = 4096
 	// PreambleSize is the fixed start of the file.
@@ -98,6 +103,8 @@ type Header struct {
 	// blockmap (delta only), data.
 	Parts []Part `json:"parts"`
 	Delta *Delta `json:"delta,omitempty"`
+	// Chunks (format 2 only) says how the parts are stored.
+	Chunks *Chunks `json:"chunks,omitempty"`
 }
 
 // Part returns the named part.
@@ -111,7 +118,16 @@ func (h *Header) Part(name string) (Part, bool) {
 }
 
 // Size is the size of the whole bundle file.
-func (h *Header) Size() int64 { return h.Parts[len(h.Parts)-1].End() }
+func (h *Header) Size() int64 {
+	if h.Chunks != nil {
+		return h.Chunks.StoredSize
+	}
+	return h.LayoutSize()
+}
+
+// LayoutSize is the size of the bundle in format 1's layout (the file's
+// size for format 1; what View of a format-2 bundle addresses).
+func (h *Header) LayoutSize() int64 { return h.Parts[len(h.Parts)-1].End() }
 
 // partNames is the order of the parts.
 func partNames(delta bool) []string {
@@ -138,8 +154,13 @@ func (h *Header) Validate(regionSize int64) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: header: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 	}
-	if h.Format != FormatVersion {
-		return bad("format %d, this keel reads %d (a newer keel made the bundle?)", h.Format, FormatVersion)
+	switch {
+	case h.Format != FormatPlain && h.Format != FormatChunked:
+		return bad("format %d, this keel reads %d and %d (a newer keel made the bundle?)", h.Format, FormatPlain, FormatChunked)
+	case h.Format == FormatChunked && h.Chunks == nil:
+		return bad("format %d without its chunks", h.Format)
+	case h.Format == FormatPlain && h.Chunks != nil:
+		return bad("format %d with chunks", h.Format)
 	}
 	if h.Compatible == "" || len(h.Compatible) > manifest.MaxCompatible {
 		return bad("compatible %.40q: want a board name", h.Compatible)
@@ -199,18 +220,23 @@ func (h *Header) Validate(regionSize int64) error {
 	} else if data.Size != int64(h.DataBlocks)*Align {
 		return bad("data part of %d bytes for %d blocks", data.Size, h.DataBlocks)
 	}
+	if h.Chunks != nil {
+		if err := h.Chunks.validate(h.Parts, regionSize); err != nil {
+			return bad("%s", err)
+		}
+	}
 	return nil
 }
 
 // EncodeRegion returns the file's first bytes: the preamble, the header
 // and its signature, padded to Align.
-func EncodeRegion(header, sig []byte) ([]byte, error) {
+func EncodeRegion(format int, header, sig []byte) ([]byte, error) {
 	if len(header) == 0 || len(header) > MaxHeader || len(sig) == 0 || len(sig) > manifest.MaxSigSize {
 		return nil, fmt.Errorf("bundle: header of %d bytes and signature of %d bytes: want 1..%d and 1..%d", len(header), len(sig), MaxHeader, manifest.MaxSigSize)
 	}
 	b := make([]byte, RegionSize(len(header), len(sig)))
 	copy(b, Magic)
-	binary.LittleEndian.PutUint32(b[8:], FormatVersion)
+	binary.LittleEndian.PutUint32(b[8:], uint32(format))
 	binary.LittleEndian.PutUint32(b[12:], uint32(len(header)))
 	binary.LittleEndian.PutUint32(b[16:], uint32(len(sig)))
 	binary.LittleEndian.PutUint32(b[20:], crc32.ChecksumIEEE(b[:20]))
@@ -221,6 +247,7 @@ func EncodeRegion(header, sig []byte) ([]byte, error) {
 
 // ParsePreamble checks the first PreambleSize bytes and returns the
 // lengths of the header and of its signature (bounded, not yet trusted).
+// The format version is PreambleFormat's.
 func ParsePreamble(b []byte) (headerLen, sigLen int, err error) {
 	if len(b) < PreambleSize || string(b[:8]) != Magic {
 		return 0, 0, fmt.Errorf("%w: no %q magic at the start", ErrNotBundle, Magic)
@@ -228,8 +255,8 @@ func ParsePreamble(b []byte) (headerLen, sigLen int, err error) {
 	if got, want := binary.LittleEndian.Uint32(b[20:]), crc32.ChecksumIEEE(b[:20]); got != want {
 		return 0, 0, fmt.Errorf("%w: preamble CRC %#08x, computed %#08x", ErrCorrupt, got, want)
 	}
-	if v := binary.LittleEndian.Uint32(b[8:]); v != FormatVersion {
-		return 0, 0, fmt.Errorf("%w: format version %d, this keel reads %d (update keel first?)", ErrCorrupt, v, FormatVersion)
+	if v := binary.LittleEndian.Uint32(b[8:]); v != FormatPlain && v != FormatChunked {
+		return 0, 0, fmt.Errorf("%w: format version %d, this keel reads %d and %d (update keel first?)", ErrCorrupt, v, FormatPlain, FormatChunked)
 	}
 	hl, sl := binary.LittleEndian.Uint32(b[12:]), binary.LittleEndian.Uint32(b[16:])
 	if hl == 0 || hl > MaxHeader || sl == 0 || sl > manifest.MaxSigSize {
@@ -237,6 +264,10 @@ func ParsePreamble(b []byte) (headerLen, sigLen int, err error) {
 	}
 	return int(hl), int(sl), nil
 }
+
+// PreambleFormat is the format version in a preamble ParsePreamble
+// accepted.
+func PreambleFormat(b []byte) int { return int(binary.LittleEndian.Uint32(b[8:])) }
 
 // ParseHeader verifies the header's signature against the trusted keys,
 // then decodes and validates it (strictly: known fields, each once,

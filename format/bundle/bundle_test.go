@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"strings"
@@ -22,13 +23,27 @@ func mem(b []byte) source.Source {
 func TestRoundTrip(t *testing.T) {
 	key, trusted := bundletest.Keys(t, "release")
 	s := bundletest.NewSlot(t, rand.New(rand.NewSource(1)), 150, "1.0", 3, key)
-	b := bundletest.Bundle(t, s, key)
+	for _, format := range []int{bundle.FormatPlain, bundle.FormatChunked} {
+		t.Run(fmt.Sprint("format ", format), func(t *testing.T) {
+			b := bundletest.Bundle(t, s, key)
+			if format == bundle.FormatPlain {
+				b = bundletest.PlainBundle(t, s, key)
+			}
+			roundTrip(t, s, b, key, trusted, format)
+		})
+	}
+}
+
+func roundTrip(t *testing.T, s *bundletest.Slot, b []byte, key manifest.PrivateKey, trusted []manifest.PublicKey, format int) {
 	for name, src := range map[string]source.Source{"file": mem(b), "pipe": source.Stream(bytes.NewReader(b), "pipe")} {
 		bb, err := bundle.Verify(context.Background(), src, trusted, bundletest.Board)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		h := bb.Header
+		if h.Format != format || (h.Chunks != nil) != (format == bundle.FormatChunked) {
+			t.Errorf("%s: format %d, chunks %+v", name, h.Format, h.Chunks)
+		}
 		if h.Version != "1.0" || h.SecurityVersion != 3 || h.Compatible != bundletest.Board || h.DataBlocks != 150 || h.Delta != nil {
 			t.Errorf("%s: header %+v", name, h)
 		}
@@ -56,7 +71,11 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("root reader: %v, equal %v", err, bytes.Equal(got, s.Root))
 	}
 	// The same input gives the same bytes.
-	if b2 := bundletest.Bundle(t, s, key); !bytes.Equal(b, b2) {
+	b2 := bundletest.Bundle(t, s, key)
+	if format == bundle.FormatPlain {
+		b2 = bundletest.PlainBundle(t, s, key)
+	}
+	if !bytes.Equal(b, b2) {
 		t.Error("two bundles of the same slot differ")
 	}
 }
@@ -65,7 +84,9 @@ func TestTampering(t *testing.T) {
 	key, trusted := bundletest.Keys(t, "release")
 	other, _ := bundletest.Keys(t, "another key")
 	s := bundletest.NewSlot(t, rand.New(rand.NewSource(2)), 100, "1.0", 1, key)
-	good := bundletest.Bundle(t, s, key)
+	// Format 1: a changed byte reaches the part's digest (or the block's
+	// leaf); TestChunkRefused has format 2's chunks.
+	good := bundletest.PlainBundle(t, s, key)
 	bb, err := bundle.Open(context.Background(), mem(good), trusted, bundletest.Board)
 	if err != nil {
 		t.Fatal(err)
@@ -210,16 +231,20 @@ func FuzzOpen(f *testing.F) {
 	s := bundletest.NewSlot(f, rand.New(rand.NewSource(4)), 3, "1.0", 1, key)
 	good := bundletest.Bundle(f, s, key)
 	f.Add(good)
+	plain := bundletest.PlainBundle(f, s, key)
+	f.Add(plain)
 	f.Add(good[:4096])
 	f.Add([]byte(bundle.Magic))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, err := bundle.Verify(context.Background(), mem(b), trusted, bundletest.Board)
-		if err == nil && !bytes.Equal(b, good) {
+		if err == nil && !bytes.Equal(b, good) && !bytes.Equal(b, plain) {
 			t.Fatalf("a changed bundle verifies")
 		}
 		if len(b) >= bundle.PreambleSize {
 			bundle.ParsePreamble(b)
 		}
-		bundle.DecodeHeader(b)
+		if h, err := bundle.DecodeHeader(b); err == nil {
+			h.Validate(bundle.Align)
+		}
 	})
 }

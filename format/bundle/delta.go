@@ -50,10 +50,13 @@ func DeltaMap(t *verity.Tree, old io.ReaderAt, oldTree *verity.Tree) (BlockMap, 
 
 // RootReader reads a full bundle's root as a root partition holds it: the
 // data part's blocks from offset 0, the tree part at the hash offset. r
-// reads the bundle file.
+// reads the bundle file (a format-2 bundle's chunks are decompressed).
 func (b *Bundle) RootReader(r io.ReaderAt) (io.ReaderAt, error) {
 	if b.Header.Delta != nil {
 		return nil, errors.New("bundle: a delta bundle does not hold the whole root")
+	}
+	if b.index != nil {
+		r = readerAtView{b.View(NewReaderAt(r, b.Header.Size(), "the bundle"))}
 	}
 	dp, _ := b.Header.Part(PartData)
 	tp, _ := b.Header.Part(PartTree)

@@ -6,9 +6,16 @@
 //
 // # Layout
 //
-// All offsets are multiples of 4096 (Align). In file order:
+// Two formats. Format 2 (FormatChunked, what Write writes unless
+// Input.Plain) stores every part as independently compressed zstd
+// chunks after the header region and a chunk index (chunks.go); its
+// header's parts are those of the format-1 layout below, uncompressed,
+// and View reads a format-2 bundle as that layout: fetching and
+// decompressing only the chunks that hold the bytes asked for. Format 1
+// (FormatPlain) is that layout stored as it is. All offsets are
+// multiples of 4096 (Align). In file order:
 //
-//	preamble  24 bytes: "KEELBNDL", format version (u32 LE, 1), header
+//	preamble  24 bytes: "KEELBNDL", format version (u32 LE, 1 or 2), header
 //	          length (u32), signature length (u32), CRC-32 (IEEE) of the
 //	          20 bytes before it
 //	header    the signed header: JSON (Header), then its signature envelope
@@ -42,7 +49,11 @@
 // `keel bundle verify`, which reads the whole file.
 //
 // Every size and offset in the preamble is unauthenticated until the
-// signature verifies, and bounded before anything is allocated.
+// signature verifies, and bounded before anything is allocated. In format
+// 2 the chunk index is checked against its digest in the signed header
+// before it is used, and a chunk is decompressed into at most the bytes
+// its place in its part says it holds (a chunk that decompresses to more,
+// to fewer, or fails, is refused naming it).
 //
 // # Reading
 //

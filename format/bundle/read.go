@@ -26,6 +26,8 @@ type Bundle struct {
 	// Params and RootHash are the root's dm-verity parameters.
 	Params   verity.Params
 	RootHash []byte
+	// index is a format-2 bundle's chunk index (View).
+	index *Index
 }
 
 // Open reads and verifies the start of the bundle in src: the preamble,
@@ -69,6 +71,9 @@ func Open(ctx context.Context, src Source, trusted []manifest.PublicKey, board s
 	if err != nil {
 		return nil, err
 	}
+	if f := PreambleFormat(pre); f != h.Format {
+		return nil, fmt.Errorf("%w: the preamble says format %d, the signed header %d", ErrCorrupt, f, h.Format)
+	}
 	if board != manifest.AnyBoard && h.Compatible != board {
 		return nil, fmt.Errorf("%w: it is for %s, this is %s", ErrWrongBoard, h.Compatible, board)
 	}
@@ -76,9 +81,18 @@ func Open(ctx context.Context, src Source, trusted []manifest.PublicKey, board s
 		return nil, fmt.Errorf("%w: the file is %d bytes, its signed header says %d: truncated or padded", ErrCorrupt, size, h.Size())
 	}
 	b := &Bundle{Header: h, KeyID: id}
+	if c := h.Chunks; c != nil {
+		ib, err := fetch(ctx, src, region, c.IndexSize, "the chunk index")
+		if err != nil {
+			return nil, err
+		}
+		if b.index, err = ParseIndex(h, region, ib); err != nil {
+			return nil, err
+		}
+	}
 	mp, _ := h.Part(PartManifest)
 	sp, _ := h.Part(PartSig)
-	parts, err := ReadParts(ctx, src, mp, sp)
+	parts, err := ReadParts(ctx, b.View(src), mp, sp)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +133,8 @@ func readError(what string, err error) error {
 	return fmt.Errorf("bundle: reading %s: %w", what, err)
 }
 
-// ReadParts reads the given parts (in file order) into memory and checks
+// ReadParts reads the given parts (in file order) from src (a bundle's
+// View) into memory and checks
 // each against its digest in the header, and its padding (up to the next
 // Align boundary) for zeros: no byte of a bundle is left unchecked.
 func ReadParts(ctx context.Context, src Source, parts ...Part) ([][]byte, error) {
@@ -211,10 +226,10 @@ func (x *PartHash) Write(b []byte) (int, error) {
 func (x *PartHash) Check() error { return checkSum(x.p, x.h.Sum(nil), x.n) }
 
 // ReadTree reads the tree part, checks its digest, and checks it against
-// the manifest's root hash.
+// the manifest's root hash. src is the bundle file's source (or its View).
 func (b *Bundle) ReadTree(ctx context.Context, src Source) (*verity.Tree, []byte, error) {
 	tp, _ := b.Header.Part(PartTree)
-	parts, err := ReadParts(ctx, src, tp)
+	parts, err := ReadParts(ctx, b.View(src), tp)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -226,13 +241,14 @@ func (b *Bundle) ReadTree(ctx context.Context, src Source) (*verity.Tree, []byte
 }
 
 // ReadBlockMap reads a static delta's block map (nil for a full bundle)
-// and checks that it marks exactly Delta.Blocks blocks.
+// and checks that it marks exactly Delta.Blocks blocks. src is the bundle
+// file's source (or its View).
 func (b *Bundle) ReadBlockMap(ctx context.Context, src Source) (BlockMap, error) {
 	bp, ok := b.Header.Part(PartBlockMap)
 	if !ok {
 		return nil, nil
 	}
-	parts, err := ReadParts(ctx, src, bp)
+	parts, err := ReadParts(ctx, b.View(src), bp)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +264,7 @@ func (b *Bundle) ReadBlockMap(ctx context.Context, src Source) (BlockMap, error)
 	return m, nil
 }
 
-// BlockOffset is where data block i is in the bundle (ok false when a
+// BlockOffset is where data block i is in the bundle's View (ok false when a
 // static delta does not carry it). rank, for a delta, is the number of
 // carried blocks before i (the caller counts as it walks the blocks).
 func (b *Bundle) BlockOffset(i, rank uint64) int64 {
@@ -268,6 +284,8 @@ func Verify(ctx context.Context, src Source, trusted []manifest.PublicKey, board
 	if err != nil {
 		return nil, err
 	}
+	raw := src
+	src = b.View(src)
 	h := b.Header
 	kp, _ := h.Part(PartKernel)
 	ip, _ := h.Part(PartInitrd)
@@ -331,6 +349,16 @@ func Verify(ctx context.Context, src Source, trusted []manifest.PublicKey, board
 	}
 	if err := dx.Check(); err != nil {
 		return nil, err
+	}
+	// Format 2: the zeros after the last chunk.
+	if x := b.index; x != nil && x.chunksEnd < h.Size() {
+		pad, err := fetch(ctx, raw, x.chunksEnd, h.Size()-x.chunksEnd, "the padding after the last chunk")
+		if err != nil {
+			return nil, err
+		}
+		if !allZero(pad) {
+			return nil, fmt.Errorf("%w: the padding after the last chunk is not zero", ErrTampered)
+		}
 	}
 	return b, nil
 }

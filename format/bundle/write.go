@@ -28,13 +28,20 @@ type Input struct {
 	// are written. Both nil: a full bundle.
 	Delta *Delta
 	Map   BlockMap
+	// Plain writes format 1 (the parts stored as they are), which keels
+	// before format 2 read; else format 2, its parts in zstd chunks of
+	// ChunkSize bytes (0: DefaultChunk).
+	Plain     bool
+	ChunkSize int64
 }
 
 // Write writes the bundle of in to w, its header signed with keys, and
 // returns the header. It checks what it packs: the manifest parses and is
 // a slot's, the kernel and initrd match its digests, the tree matches the
 // root hash, and every data block its leaf; it cannot check the manifest's
-// signature (no public keys here: `keel bundle verify` does).
+// signature (no public keys here: `keel bundle verify` does). A format-2
+// bundle is compressed in memory before it is written (its header, first,
+// holds the compressed sizes): about the stored size of the bundle.
 func Write(w io.Writer, in Input, keys ...manifest.PrivateKey) (*Header, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("bundle: no signing key given")
@@ -84,6 +91,39 @@ func Write(w io.Writer, in Input, keys ...manifest.PrivateKey) (*Header, error) 
 		return nil, fmt.Errorf("bundle: block map of %d bytes for %d blocks", len(in.Map), p.DataBlocks)
 	}
 	has := func(i uint64) bool { return in.Map == nil || in.Map.Has(i) }
+	format := FormatChunked
+	var ck *chunker
+	if in.Plain {
+		format = FormatPlain
+	} else {
+		cs := in.ChunkSize
+		if cs == 0 {
+			cs = DefaultChunk
+		}
+		if cs < MinChunk || cs > MaxChunk || cs%Align != 0 {
+			return nil, fmt.Errorf("bundle: chunk size %d: want a multiple of %d from %d to %d", cs, Align, MinChunk, MaxChunk)
+		}
+		if ck, err = newChunker(cs); err != nil {
+			return nil, err
+		}
+	}
+
+	contents := []struct {
+		name string
+		b    []byte
+	}{{PartManifest, in.Manifest}, {PartSig, in.Sig}, {PartKernel, in.Kernel}, {PartInitrd, in.Initrd}, {PartTree, tree}}
+	if in.Map != nil {
+		contents = append(contents, struct {
+			name string
+			b    []byte
+		}{PartBlockMap, in.Map})
+	}
+	if ck != nil {
+		for _, c := range contents {
+			ck.write(c.b)
+			ck.endPart()
+		}
+	}
 
 	// The data part's digest, checking every block against its leaf.
 	dh := sha256.New()
@@ -96,11 +136,23 @@ func Write(w io.Writer, in Input, keys ...manifest.PrivateKey) (*Header, error) 
 		}
 		if has(i) {
 			dh.Write(b)
+			if ck != nil {
+				ck.write(b)
+			}
 			carried++
 		}
 		return nil
 	}); err != nil {
+		if ck != nil {
+			ck.finish()
+		}
 		return nil, err
+	}
+	var index []byte
+	var stored int64
+	if ck != nil {
+		ck.endPart()
+		index, stored = ck.finish()
 	}
 	if in.Delta != nil {
 		in.Delta.Blocks = carried
@@ -109,18 +161,8 @@ func Write(w io.Writer, in Input, keys ...manifest.PrivateKey) (*Header, error) 
 		}
 	}
 
-	h := &Header{Format: FormatVersion, Compatible: m.Compatible, Version: m.Version,
+	h := &Header{Format: format, Compatible: m.Compatible, Version: m.Version,
 		SecurityVersion: m.SecurityVersion, DataBlocks: p.DataBlocks, Delta: in.Delta}
-	contents := []struct {
-		name string
-		b    []byte
-	}{{PartManifest, in.Manifest}, {PartSig, in.Sig}, {PartKernel, in.Kernel}, {PartInitrd, in.Initrd}, {PartTree, tree}}
-	if in.Map != nil {
-		contents = append(contents, struct {
-			name string
-			b    []byte
-		}{PartBlockMap, in.Map})
-	}
 	// The region's size depends on the header's length, which depends on
 	// the offsets: settle it by growing the region until it holds.
 	region := int64(Align)
@@ -134,6 +176,11 @@ func Write(w io.Writer, in Input, keys ...manifest.PrivateKey) (*Header, error) 
 			off = alignUp(off + int64(len(c.b)))
 		}
 		h.Parts = append(h.Parts, Part{Name: PartData, Offset: off, Size: int64(carried) * Align, SHA256: hex.EncodeToString(dh.Sum(nil))})
+		if ck != nil {
+			s := sha256.Sum256(index)
+			h.Chunks = &Chunks{Compression: Compression, ChunkSize: ck.size, IndexSize: int64(len(index)),
+				IndexSHA256: hex.EncodeToString(s[:]), StoredSize: alignUp(region + int64(len(index)) + stored)}
+		}
 		if hb, err = h.Marshal(); err != nil {
 			return nil, err
 		}
@@ -149,13 +196,29 @@ func Write(w io.Writer, in Input, keys ...manifest.PrivateKey) (*Header, error) 
 	if err := h.Validate(region); err != nil {
 		return nil, fmt.Errorf("bundle: the header made does not validate (a bug): %w", err)
 	}
-	reg, err := EncodeRegion(hb, sig)
+	reg, err := EncodeRegion(format, hb, sig)
 	if err != nil {
 		return nil, err
 	}
 	reg = append(reg, make([]byte, region-int64(len(reg)))...)
 	if _, err := w.Write(reg); err != nil {
 		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	if ck != nil {
+		if _, err := w.Write(index); err != nil {
+			return nil, fmt.Errorf("bundle: %w", err)
+		}
+		for _, c := range ck.chunks {
+			if _, err := w.Write(c.b); err != nil {
+				return nil, fmt.Errorf("bundle: %w", err)
+			}
+		}
+		if r := (region + int64(len(index)) + stored) % Align; r != 0 {
+			if _, err := w.Write(make([]byte, Align-r)); err != nil {
+				return nil, fmt.Errorf("bundle: %w", err)
+			}
+		}
+		return h, nil
 	}
 	pad := make([]byte, Align)
 	for _, c := range contents {

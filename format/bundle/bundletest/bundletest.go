@@ -132,11 +132,30 @@ func Next(t testing.TB, rng *rand.Rand, s *Slot, changed int, newKernel bool, ve
 	return Seal(t, n, key)
 }
 
-// Bundle writes the full bundle of s.
+// Bundle writes the full bundle of s (format 2, the default chunk size).
 func Bundle(t testing.TB, s *Slot, keys ...manifest.PrivateKey) []byte {
 	t.Helper()
+	return write(t, s, false, 0, keys)
+}
+
+// ChunkedBundle writes the full bundle of s in format 2 with chunks of
+// size bytes.
+func ChunkedBundle(t testing.TB, s *Slot, size int64, keys ...manifest.PrivateKey) []byte {
+	t.Helper()
+	return write(t, s, false, size, keys)
+}
+
+// PlainBundle writes the full bundle of s in format 1 (uncompressed).
+func PlainBundle(t testing.TB, s *Slot, keys ...manifest.PrivateKey) []byte {
+	t.Helper()
+	return write(t, s, true, 0, keys)
+}
+
+func write(t testing.TB, s *Slot, plain bool, size int64, keys []manifest.PrivateKey) []byte {
+	t.Helper()
 	var b bytes.Buffer
-	if _, err := bundle.Write(&b, bundle.Input{Manifest: s.Manifest, Sig: s.Sig, Kernel: s.Kernel, Initrd: s.Initrd, Root: bytes.NewReader(s.Root)}, keys...); err != nil {
+	in := bundle.Input{Manifest: s.Manifest, Sig: s.Sig, Kernel: s.Kernel, Initrd: s.Initrd, Root: bytes.NewReader(s.Root), Plain: plain, ChunkSize: size}
+	if _, err := bundle.Write(&b, in, keys...); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()

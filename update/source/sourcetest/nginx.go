@@ -50,6 +50,15 @@ http {
 // the test fails: scripts/install-deps.sh installs it.
 func Nginx(t testing.TB, dir string) (baseURL string) {
 	t.Helper()
+	baseURL, _ = NginxLogged(t, dir)
+	return baseURL
+}
+
+// NginxLogged is Nginx, and also returns the path of its access log
+// (nginx's combined format: the status, then the body's bytes sent, after
+// the request line), for a benchmark that counts the bytes served.
+func NginxLogged(t testing.TB, dir string) (baseURL, accessLog string) {
+	t.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		bin = "/usr/sbin/nginx" // not in a user's PATH on Debian
@@ -68,12 +77,12 @@ func Nginx(t testing.TB, dir string) (baseURL string) {
 	for range 3 {
 		url, err := runNginx(t, bin, work, root, freePort(t))
 		if err == nil {
-			return url
+			return url, filepath.Join(work, "access.log")
 		}
 		lastErr = err
 	}
 	t.Fatal(lastErr)
-	return ""
+	return "", ""
 }
 
 // runNginx starts nginx on port and waits until it answers.
