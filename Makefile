@@ -4,7 +4,7 @@ BUILD   ?= build
 export CGO_ENABLED ?= 0
 SHELL   := /bin/bash
 # The kernel make kernel fetches; the kernel-dependent unit tests use it
-# (package internal/testkernel).
+# (package testkit/testkernel).
 export KEEL_KERNEL_DIR ?= $(abspath $(BUILD)/kernel/amd64)
 # testsum prints go test -json as go test does without -v, lists every
 # skipped test and fails the run on any skip (outside -short there are none).
@@ -113,7 +113,7 @@ fuzz:
 	$(GO) test ./tpm/tcglog/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tpm/tcglog/ -run '^$$' -fuzz '^FuzzParseVariableData$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./secureboot/ -run '^$$' -fuzz '^FuzzParseVarStore$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./cli/ -run '^$$' -fuzz '^FuzzPrintEventsJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/cli/ -run '^$$' -fuzz '^FuzzPrintEventsJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./builder/kmod/ -run '^$$' -fuzz '^FuzzParseModinfo$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./hw/pstore/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./hw/watchdog/ -run '^$$' -fuzz '^FuzzParseBootStatus$$' -fuzztime $(FUZZTIME)
@@ -121,7 +121,7 @@ fuzz:
 	$(GO) test ./update/channel/ -run '^$$' -fuzz '^FuzzParseTarget$$' -fuzztime $(FUZZTIME)
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./cli/ ./manifest/ ./format/verity/ ./recovery/
+	$(GO) test -run '^$$' -bench . -benchmem ./bootenv/... ./internal/cli/ ./manifest/ ./format/verity/ ./recovery/
 
 # The optional debug cpio for development builds: a u-root busybox (gosh,
 # ls, cat, dmesg, mount, ps; u-root is pinned in go.mod as a tool) and the

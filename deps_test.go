@@ -80,7 +80,7 @@ func linkRules() []linkRule {
 	return []linkRule{
 		{from: "cmd/keel", not: []string{"initramfs/"},
 			why: "the host tool is the CLI, the builder and the formats they share: no device-side boot code"},
-		{from: "cmd/keel-init", not: []string{"builder/", "cli/", "update/"},
+		{from: "cmd/keel-init", not: []string{"builder/", "internal/cli/", "update/"},
 			why: "keel-init carries what a boot runs: no image builder, no CLI, no OTA installer"},
 		{from: "builder/", not: []string{"recovery/"},
 			why: "the builder writes the seed in its format (format/seedimg); verifying and reinstalling it is the device's (recovery/)"},

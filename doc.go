@@ -8,7 +8,7 @@
 // (manifest/), measures the boot (tpm/) and kexecs the slot kernel, whose
 // stage-2 initrd maps the verified root and switches to it; recovery from
 // the seed (recovery/) when no slot can boot. On the running system, the
-// keel command (cli/) reads and changes the boot record and installs
+// keel command (internal/cli/) reads and changes the boot record and installs
 // update bundles (update/). Both rewrite a slot through one writer
 // (slotwrite/).
 //
@@ -23,7 +23,7 @@
 //	│
 //	│  9  the mains, and what ships or runs beside the Go code
 //	├─ cmd/                  tiny mains
-//	│   ├─ keel              the keel command, host and device (cli.Main)
+//	│   ├─ keel              the keel command, host and device (internal/cli.Main)
 //	│   ├─ keel-init         keel's PID 1 (pid1.Main)
 //	│   └─ keel-demo         boots a board in QEMU and tells two A/B stories
 //	├─ dist/                 what the slots' OS installs: systemd units (keel-mark-good.service),
@@ -33,7 +33,8 @@
 //	├─ docs/                 the design (DESIGN.md), the commands, formats, boards, numbers
 //	│
 //	│  8  the keel command and the VM tests
-//	├─ cli/                  the keel command: flags and output
+//	├─ internal/             private to keel's module
+//	│   └─ cli               the keel command: flags and output
 //	├─ vmtests/              the scenarios in QEMU (OVMF, swtpm, Debian kernels)
 //	│   ├─ vmkit             VM artefacts and machines booted from disk through firmware
 //	│   ├─ vmrun             direct kernel boots with a test program as init
@@ -109,7 +110,7 @@
 //	│
 //	│  0  the ground
 //	├─ manifest/             signed slot manifests (ed25519, key rotation); imports nothing of keel's
-//	└─ internal/             test support
+//	└─ testkit/              test support
 //	    ├─ faultdev          storage that loses power in the middle of a write
 //	    └─ testkernel        the Debian kernel make kernel fetched
 //
@@ -120,7 +121,7 @@
 // rule:
 //   - the host tool (cmd/keel) links no initramfs/ package: it is the CLI,
 //     the builder and the formats; it also builds for macOS;
-//   - keel-init (cmd/keel-init) links no builder/, cli/ or update/ code:
+//   - keel-init (cmd/keel-init) links no builder/, internal/cli/ or update/ code:
 //     it carries what a boot runs (its reinstall writes through
 //     slotwrite/, the writer update/ uses too);
 //   - builder/ links no recovery/ code: it writes the seed through its
@@ -131,7 +132,7 @@
 //   - tpm/tcglog links no bootenv/: it reads UEFI names from format/uefi.
 //
 // Same-layer imports are refused too (initramfs/ never imports builder/,
-// cli/ never vmtests/), and this map must name every folder and package:
+// internal/cli/ never vmtests/), and this map must name every folder and package:
 // the test fails for a new one until it is placed here. docs/DESIGN.md
 // has the architecture (what is built and what is target), docs/formats.md
 // the formats and the PCR map.

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keelboot/keel/internal/faultdev"
 	"github.com/keelboot/keel/slotwrite"
+	"github.com/keelboot/keel/testkit/faultdev"
 )
 
 // TestWipeData: the data partition ends up as the seed's file system, zeros

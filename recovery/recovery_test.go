@@ -12,9 +12,9 @@ import (
 
 	"github.com/keelboot/keel/format/seedimg"
 	"github.com/keelboot/keel/format/slotimg"
-	"github.com/keelboot/keel/internal/faultdev"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/slotwrite"
+	"github.com/keelboot/keel/testkit/faultdev"
 )
 
 var small = seedOpts{kernel: 5000, initrd: 3001, rootBlocks: 16, data: true}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/format/bundle/bundletest"
-	"github.com/keelboot/keel/internal/faultdev"
+	"github.com/keelboot/keel/testkit/faultdev"
 	"github.com/keelboot/keel/update/source"
 )
 

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keelboot/keel/cli"
 	"github.com/keelboot/keel/format/slotimg"
+	"github.com/keelboot/keel/internal/cli"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/tpm"
 	"github.com/keelboot/keel/tpm/swtpmtest"

@@ -11,8 +11,8 @@ import (
 	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/format/bundle/bundletest"
 	"github.com/keelboot/keel/format/slotimg"
-	"github.com/keelboot/keel/internal/faultdev"
 	"github.com/keelboot/keel/slotwrite"
+	"github.com/keelboot/keel/testkit/faultdev"
 	"github.com/keelboot/keel/update/source"
 )
 

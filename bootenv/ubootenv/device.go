@@ -8,7 +8,7 @@ import (
 
 // Device is the storage under one copy of the env: a regular file, a block
 // device or partition, an MTD character device, or anything a test or a
-// disk-image tool provides (internal/faultdev, NewFileDevice).
+// disk-image tool provides (testkit/faultdev, NewFileDevice).
 //
 // Offsets are relative to the device. Two optional methods matter for
 // flash, and a Device that has them gets flash treatment:

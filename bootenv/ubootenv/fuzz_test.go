@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keelboot/keel/internal/faultdev"
+	"github.com/keelboot/keel/testkit/faultdev"
 )
 
 // FuzzParse feeds arbitrary bytes as a data area and as whole storage

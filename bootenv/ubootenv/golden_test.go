@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/keelboot/keel/internal/faultdev"
+	"github.com/keelboot/keel/testkit/faultdev"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")

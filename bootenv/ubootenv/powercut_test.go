@@ -14,7 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keelboot/keel/internal/faultdev"
+	"github.com/keelboot/keel/testkit/faultdev"
 )
 
 // rig is a redundant env on simulated media.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/keelboot/keel/bootenv"
 	"github.com/keelboot/keel/bootenv/storetest"
-	"github.com/keelboot/keel/internal/faultdev"
+	"github.com/keelboot/keel/testkit/faultdev"
 )
 
 const testEnvSize = 0x4000

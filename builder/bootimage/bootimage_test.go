@@ -19,8 +19,8 @@ import (
 	"github.com/keelboot/keel/builder/initrd"
 	"github.com/keelboot/keel/format/cpio"
 	"github.com/keelboot/keel/format/layout"
-	"github.com/keelboot/keel/internal/testkernel"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/testkit/testkernel"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden listings in testdata/")

@@ -20,12 +20,12 @@ import (
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/builder/bootimage/bootimagetest"
 	"github.com/keelboot/keel/builder/image"
-	"github.com/keelboot/keel/cli"
 	"github.com/keelboot/keel/format/bundle"
 	"github.com/keelboot/keel/format/gpt"
 	"github.com/keelboot/keel/format/slotimg"
-	"github.com/keelboot/keel/internal/testkernel"
+	"github.com/keelboot/keel/internal/cli"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/testkit/testkernel"
 	"github.com/keelboot/keel/update/source"
 )
 

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keelboot/keel/cli"
 	"github.com/keelboot/keel/format/gpt"
+	"github.com/keelboot/keel/internal/cli"
 )
 
 func TestCLISeedVerify(t *testing.T) {

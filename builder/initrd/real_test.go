@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/keelboot/keel/format/cpio"
-	"github.com/keelboot/keel/internal/testkernel"
+	"github.com/keelboot/keel/testkit/testkernel"
 	"github.com/keelboot/keel/vmtests/vmrun"
 )
 
@@ -21,7 +21,7 @@ import (
 var boardModules = []string{"crc32c", "nls_cp437", "nls_ascii", "virtio_pci", "virtio_blk", "ext4", "vfat", "efivarfs", "dm-verity", "squashfs", "erofs"}
 
 // realKernel returns the Debian kernel make kernel fetched (package
-// internal/testkernel).
+// testkit/testkernel).
 func realKernel(t *testing.T) *Kernel {
 	t.Helper()
 	dir := testkernel.Dir(t, "amd64")

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keelboot/keel/internal/testkernel"
+	"github.com/keelboot/keel/testkit/testkernel"
 )
 
 // BoardModules is the module list of keel's QEMU boards (docs/DESIGN.md
@@ -15,7 +15,7 @@ import (
 var boardModules = []string{"crc32c", "nls_cp437", "nls_ascii", "virtio_pci", "virtio_blk", "ext4", "vfat", "efivarfs", "dm-verity", "squashfs", "erofs"}
 
 // realKernel returns the modules folder of the Debian kernel make kernel
-// fetched (package internal/testkernel).
+// fetched (package testkit/testkernel).
 func realKernel(t *testing.T) string {
 	t.Helper()
 	dir := testkernel.Dir(t, "amd64")

@@ -7,7 +7,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/keelboot/keel/cli"
+	"github.com/keelboot/keel/internal/cli"
 )
 
 func main() {

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/keelboot/keel/internal/testkernel"
+	"github.com/keelboot/keel/testkit/testkernel"
 	"github.com/keelboot/keel/vmtests/vmrun"
 )
 

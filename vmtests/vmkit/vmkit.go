@@ -31,9 +31,9 @@ import (
 	"github.com/keelboot/keel/builder/initrd"
 	"github.com/keelboot/keel/format/layout"
 	"github.com/keelboot/keel/format/slotimg"
-	"github.com/keelboot/keel/internal/testkernel"
 	"github.com/keelboot/keel/manifest"
 	"github.com/keelboot/keel/secureboot"
+	"github.com/keelboot/keel/testkit/testkernel"
 )
 
 // Artefacts are the per-suite build outputs.

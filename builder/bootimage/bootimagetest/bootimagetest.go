@@ -10,8 +10,8 @@ import (
 
 	"github.com/keelboot/keel/boards"
 	"github.com/keelboot/keel/builder/kmod/kmodtest"
-	"github.com/keelboot/keel/internal/testkernel"
 	"github.com/keelboot/keel/manifest"
+	"github.com/keelboot/keel/testkit/testkernel"
 )
 
 // KeelInit builds cmd/keel-init for Linux on arch as make build does

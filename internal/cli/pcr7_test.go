@@ -13,7 +13,7 @@ import (
 
 // The firmware event logs captured in the vmtests (Debian's OVMF 2022.11
 // secboot build): see tpm/tcglog/testdata.
-const capture = "../tpm/tcglog/testdata/ovmf-secboot"
+const capture = "../../tpm/tcglog/testdata/ovmf-secboot"
 
 func capturedPCR7(t *testing.T, name string) string {
 	t.Helper()

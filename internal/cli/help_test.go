@@ -96,7 +96,7 @@ func helpInvocations(name string, subs []string) [][]string {
 }
 
 const (
-	usageBegin = "<!-- usage: begin (cli/help_test.go writes this part: go test ./cli/ -run TestHelpDocs -update) -->"
+	usageBegin = "<!-- usage: begin (internal/cli/help_test.go writes this part: go test ./internal/cli/ -run TestHelpDocs -update) -->"
 	usageEnd   = "<!-- usage: end -->"
 )
 
@@ -141,7 +141,7 @@ func TestHelpDocs(t *testing.T) {
 		}
 	}
 	got := strings.TrimRight(md.String(), "\n") + "\n"
-	page := filepath.Join("..", "docs", "commands.md")
+	page := filepath.Join("..", "..", "docs", "commands.md")
 	b, err := os.ReadFile(page)
 	if err != nil {
 		t.Fatal(err)
