@@ -311,12 +311,9 @@ func (c *command) init(args []string) error {
 		return err
 	}
 	defer t.Close()
-	prev, lerr := t.Load()
-	switch {
-	case lerr == nil && !force:
-		return usagef("%s already holds keel state (generation %d, active %s); add --force to replace it", t.Info.Location, prev.Generation, orNone(prev.Active))
-	case lerr != nil && !errors.Is(lerr, bootenv.ErrNoState) && !force:
-		return fmt.Errorf("%w; add --force to overwrite it with a new state", lerr)
+	prev, _, err := loadReplaceable(t, force, "add --force to replace it", "add --force to overwrite it with a new state")
+	if err != nil {
+		return err
 	}
 	r, err := bootenv.InitFrom(prev, names, active)
 	if err != nil {
@@ -783,4 +780,19 @@ func (c *command) updateSlot(chosen, unknown string, change func(bootenv.Record,
 		return change(r, chosen)
 	})
 	return chosen, r, err
+}
+
+// loadReplaceable loads the record t holds before a command replaces it:
+// an existing record (held true) or a corrupt one is replaced only with
+// force, and the refusal ends with the hint for each case; no record at
+// all is the zero record.
+func loadReplaceable(t *target, force bool, existing, corrupt string) (prev bootenv.Record, held bool, err error) {
+	prev, lerr := t.Load()
+	switch {
+	case lerr == nil && !force:
+		return prev, true, usagef("%s already holds keel state (generation %d, active %s); %s", t.Info.Location, prev.Generation, orNone(prev.Active), existing)
+	case lerr != nil && !errors.Is(lerr, bootenv.ErrNoState) && !force:
+		return prev, false, fmt.Errorf("%w; %s", lerr, corrupt)
+	}
+	return prev, lerr == nil, nil
 }

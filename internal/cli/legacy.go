@@ -170,12 +170,9 @@ func (c *command) envImport(args []string) error {
 		return err
 	}
 	defer t.Close()
-	prev, lerr := t.Load()
-	switch {
-	case lerr == nil && !force:
-		return usagef("%s already holds keel state (generation %d, active %s); the import would replace it: add --force", t.Info.Location, prev.Generation, orNone(prev.Active))
-	case lerr != nil && !errors.Is(lerr, bootenv.ErrNoState) && !force:
-		return fmt.Errorf("%w; add --force to replace it with the imported state", lerr)
+	prev, held, err := loadReplaceable(t, force, "the import would replace it: add --force", "add --force to replace it with the imported state")
+	if err != nil {
+		return err
 	}
 	vars := make(map[string]string, e.Len())
 	for _, v := range e.Vars() {
@@ -185,7 +182,7 @@ func (c *command) envImport(args []string) error {
 	if err != nil {
 		return legacyRefused(err)
 	}
-	if lerr == nil {
+	if held {
 		r.Generation = prev.Generation + 1
 	}
 	if err := t.Commit(r); err != nil {
