@@ -10,7 +10,8 @@
 #   OUT/root/      the slot root: base.tar unpacked, plus KEEL as
 #                  /usr/bin/keel, keel-mark-good.service (enabled), the
 #                  watchdog drop-in, the systemd-shutdown hook (keel
-#                  note-shutdown), and what a read-only (erofs +
+#                  note-shutdown), keel-update.timer (enabled) and its
+#                  service, and what a read-only (erofs +
 #                  dm-verity) root needs: an empty /etc/machine-id,
 #                  tmpfs on /var and /tmp, and /data (keel's data
 #                  partition). Rebuilt (seconds) when the base,
@@ -82,6 +83,8 @@ units=(
   "$repo/dist/systemd/keel-mark-good.service"
   "$repo/dist/systemd/system.conf.d/keel-watchdog.conf"
   "$repo/dist/systemd/system-shutdown/keel"
+  "$repo/dist/systemd/keel-update.service"
+  "$repo/dist/systemd/keel-update.timer"
 )
 root_key=$( { printf '%s\n' "$base_key"; cat "$keel" "$0" "${units[@]}"; } | sha)
 root=$out/root
@@ -104,6 +107,12 @@ install -D -m 0644 "$repo/dist/systemd/system.conf.d/keel-watchdog.conf" "$root.
 # How this boot ends, for the next keel-init (a reboot, not a power loss).
 install -D -m 0755 "$repo/dist/systemd/system-shutdown/keel" "$root.tmp/usr/lib/systemd/system-shutdown/keel"
 systemctl --root="$root.tmp" enable keel-mark-good.service
+# keel's update agent: the timer checks the channel the image carries
+# (/etc/keel/channel; the service does nothing in an image without one),
+# 15 minutes after the boot and every 6 hours.
+install -m 0644 "$repo/dist/systemd/keel-update.service" "$root.tmp/usr/lib/systemd/system/keel-update.service"
+install -m 0644 "$repo/dist/systemd/keel-update.timer" "$root.tmp/usr/lib/systemd/system/keel-update.timer"
+systemctl --root="$root.tmp" enable keel-update.timer
 # Partitions are keel's business: systemd-gpt-auto-generator would mount
 # keel's data partition (type "home") on /home, automount the ESP on
 # /boot and make systemd-remount-fs remount the root read-write (it fails:
